@@ -1,0 +1,388 @@
+//! Customer admin: create, look up, update, identities, purchases, merge, history.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::error::{present, ApiError, ApiJson};
+use super::views::{CustomerView, EventView};
+use super::AppState;
+use crate::customers::identity::{Identity, IdentityKind};
+use crate::customers::tier::{self, to_cents};
+use crate::store::customers::{self as store, CustomerRow};
+use crate::store::history::{self, NewEvent};
+use crate::store::{new_id, now_ms, Conn};
+
+const DAY_MS: i64 = 86_400_000;
+
+/// One identity as the API names it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityIn {
+    kind: String,
+    value: String,
+}
+
+/// The body of `POST /api/customers`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCustomer {
+    name: Option<String>,
+    tier: Option<String>,
+    lifetime_value: Option<f64>,
+    #[serde(default)]
+    identities: Vec<IdentityIn>,
+}
+
+/// The body of `PUT /api/customers/{id}`: a field left out stays as it is; `null` clears it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateCustomer {
+    #[serde(default, deserialize_with = "present")]
+    name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    tier: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    lifetime_value: Option<Option<f64>>,
+    /// Identities to add.
+    #[serde(default)]
+    identities: Vec<IdentityIn>,
+}
+
+/// Checks a name, an explicit tier and a lifetime value, as the API and imports take them.
+pub fn check_profile(
+    state: &AppState,
+    name: Option<&str>,
+    tier: Option<&str>,
+    lifetime_value: Option<f64>,
+) -> Result<(), (String, String)> {
+    if let Some(n) = name {
+        if n.chars().count() > crate::intake::MAX_NAME_CHARS || n.contains('\0') {
+            return Err(("name".into(), format!("must be at most {} characters, without NUL", crate::intake::MAX_NAME_CHARS)));
+        }
+    }
+    if let Some(t) = tier {
+        if !state.settings.tiers.order.iter().any(|x| x == t) {
+            return Err(("tier".into(), format!("'{t}' is not one of the tiers {:?}", state.settings.tiers.order)));
+        }
+    }
+    if let Some(v) = lifetime_value {
+        if !v.is_finite() || !(0.0..1e13).contains(&v) {
+            return Err(("lifetime_value".into(), "must be a number from 0 to 10^13".into()));
+        }
+    }
+    Ok(())
+}
+
+fn parse_identities(state: &AppState, given: &[IdentityIn]) -> Result<Vec<Identity>, ApiError> {
+    given
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let field = format!("identities[{i}]");
+            let kind = IdentityKind::parse(&id.kind).ok_or_else(|| {
+                ApiError::field(format!("{field}.kind"), format!("'{}' is not one of email, phone, visitor_id, external_id", id.kind))
+            })?;
+            state.parser.parse(kind, &id.value, &format!("{field}.value")).map_err(|e| ApiError::field(e.field, e.message))
+        })
+        .collect()
+}
+
+/// Gives `identities` to the customer; an identity someone else owns is a 409.
+async fn claim(conn: &mut Conn, customer_id: &str, identities: &[Identity], now: i64) -> Result<Vec<NewEvent>, ApiError> {
+    let mut events = Vec::new();
+    for (i, identity) in identities.iter().enumerate() {
+        if let Some((_, owner)) = store::owners(conn, std::slice::from_ref(identity)).await?.pop() {
+            if owner != customer_id {
+                return Err(ApiError::Conflict {
+                    field: Some(format!("identities[{i}]")),
+                    message: format!(
+                        "{} belongs to customer {owner}; merge the two customers if they are one person",
+                        identity.kind.as_str()
+                    ),
+                });
+            }
+            continue;
+        }
+        store::add_identity(conn, customer_id, identity, now).await?;
+        events.push(admin_event(customer_id, "identity_added", json!({ "kind": identity.kind, "value": identity.value })));
+    }
+    Ok(events)
+}
+
+fn admin_event(customer_id: &str, kind: &'static str, data: serde_json::Value) -> NewEvent {
+    NewEvent { customer_id: customer_id.to_string(), interaction_id: None, kind, actor: "admin".into(), data }
+}
+
+fn bad(field_and_message: (String, String)) -> ApiError {
+    ApiError::field(field_and_message.0, field_and_message.1)
+}
+
+/// `POST /api/customers`: 201 with the new customer.
+pub async fn create(State(state): State<AppState>, ApiJson(req): ApiJson<CreateCustomer>) -> Result<(StatusCode, Json<CustomerView>), ApiError> {
+    let name = req.name.as_deref().map(str::trim).filter(|n| !n.is_empty());
+    check_profile(&state, name, req.tier.as_deref(), req.lifetime_value).map_err(bad)?;
+    let identities = parse_identities(&state, &req.identities)?;
+    let now = now_ms();
+    let id = new_id();
+    let mut tx = state.store.pool().begin().await?;
+    store::create(&mut tx, &id, name, now).await?;
+    let mut row = store::get(&mut tx, &id).await?.ok_or_else(|| anyhow::anyhow!("customer vanished after insert"))?;
+    row.explicit_tier = req.tier.clone();
+    row.lifetime_value_cents = req.lifetime_value.map(to_cents);
+    store::update(&mut tx, &row, now).await?;
+    let mut events = vec![admin_event(&id, "customer_created", json!({ "name": name, "tier": req.tier, "lifetime_value": req.lifetime_value }))];
+    events.extend(claim(&mut tx, &id, &identities, now).await?);
+    history::append(&mut tx, &events, now).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(view(&state, &mut *state.store.pool().acquire().await?, &id).await?)))
+}
+
+/// `GET /api/customers/{id}` (a merged customer answers as the one it was merged into).
+pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<CustomerView>, ApiError> {
+    let mut conn = state.store.pool().acquire().await?;
+    Ok(Json(view(&state, &mut conn, &id).await?))
+}
+
+/// `GET /api/customers?email=…` (or `phone`, `visitor_id`, `external_id`): the customer
+/// owning that identity.
+pub async fn lookup(
+    State(state): State<AppState>,
+    Query(q): Query<std::collections::BTreeMap<String, String>>,
+) -> Result<Json<CustomerView>, ApiError> {
+    let mut given = q.iter();
+    let (Some((kind, value)), None) = (given.next(), given.next()) else {
+        return Err(ApiError::field("query", "give exactly one of email, phone, visitor_id or external_id"));
+    };
+    let kind = IdentityKind::parse(kind)
+        .ok_or_else(|| ApiError::field(kind.clone(), "is not one of email, phone, visitor_id, external_id"))?;
+    let identity = state.parser.parse(kind, value, kind.as_str()).map_err(|e| ApiError::field(e.field, e.message))?;
+    let mut conn = state.store.pool().acquire().await?;
+    let Some((_, id)) = store::owners(&mut conn, &[identity]).await?.pop() else {
+        return Err(ApiError::NotFound(format!("no customer has that {}", kind.as_str())));
+    };
+    Ok(Json(view(&state, &mut conn, &id).await?))
+}
+
+/// `PUT /api/customers/{id}`: changes the fields given, adds the identities given.
+pub async fn update(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<UpdateCustomer>,
+) -> Result<Json<CustomerView>, ApiError> {
+    let name = req.name.clone().map(|n| n.map(|n| n.trim().to_string()).filter(|n| !n.is_empty()));
+    check_profile(&state, name.clone().flatten().as_deref(), req.tier.clone().flatten().as_deref(), req.lifetime_value.flatten())
+        .map_err(bad)?;
+    let identities = parse_identities(&state, &req.identities)?;
+    let now = now_ms();
+    let mut tx = state.store.pool().begin().await?;
+    let before = found(store::get(&mut tx, &id).await?, &id)?;
+    let mut after = before.clone();
+    if let Some(n) = name {
+        after.name = n;
+    }
+    if let Some(t) = req.tier {
+        after.explicit_tier = t;
+    }
+    if let Some(v) = req.lifetime_value {
+        after.lifetime_value_cents = v.map(to_cents);
+    }
+    let mut events = Vec::new();
+    if after != before {
+        store::update(&mut tx, &after, now).await?;
+        events.push(admin_event(&after.id, "customer_updated", json!({ "before": profile(&before), "after": profile(&after) })));
+    }
+    events.extend(claim(&mut tx, &after.id, &identities, now).await?);
+    history::append(&mut tx, &events, now).await?;
+    tx.commit().await?;
+    let mut conn = state.store.pool().acquire().await?;
+    Ok(Json(view(&state, &mut conn, &after.id).await?))
+}
+
+fn profile(c: &CustomerRow) -> serde_json::Value {
+    json!({ "name": c.name, "explicit_tier": c.explicit_tier, "lifetime_value": c.lifetime_value_cents.map(tier::money) })
+}
+
+/// `DELETE /api/customers/{id}/identities/{kind}/{value}`.
+pub async fn remove_identity(
+    State(state): State<AppState>,
+    Path((id, kind, value)): Path<(String, String, String)>,
+) -> Result<Json<CustomerView>, ApiError> {
+    let kind = IdentityKind::parse(&kind).ok_or_else(|| ApiError::field("kind", "is not one of email, phone, visitor_id, external_id"))?;
+    let identity = state.parser.parse(kind, &value, "value").map_err(|e| ApiError::field(e.field, e.message))?;
+    let now = now_ms();
+    let mut tx = state.store.pool().begin().await?;
+    let customer = found(store::get(&mut tx, &id).await?, &id)?;
+    if !store::remove_identity(&mut tx, &customer.id, &identity).await? {
+        return Err(ApiError::NotFound(format!("the customer has no such {}", kind.as_str())));
+    }
+    history::append(&mut tx, &[admin_event(&customer.id, "identity_removed", json!({ "kind": kind, "value": identity.value }))], now)
+        .await?;
+    tx.commit().await?;
+    let mut conn = state.store.pool().acquire().await?;
+    Ok(Json(view(&state, &mut conn, &customer.id).await?))
+}
+
+/// The body of `PUT /api/customers/{id}/purchases/{ref}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PurchaseIn {
+    /// In major units (12.50), negative for a refund.
+    pub amount: f64,
+    /// When (RFC 3339 or YYYY-MM-DD); now when left out.
+    pub at: Option<String>,
+}
+
+/// Checks a purchase and turns it into (cents, ms).
+pub fn check_purchase(p: &PurchaseIn, now: i64) -> Result<(i64, i64), (String, String)> {
+    if !p.amount.is_finite() || p.amount.abs() >= 1e11 {
+        return Err(("amount".into(), "must be a number between -10^11 and 10^11".into()));
+    }
+    let at = match &p.at {
+        None => now,
+        Some(s) => parse_time(s).ok_or_else(|| ("at".to_string(), format!("'{s}' is not a date (2026-03-01) or an RFC 3339 time")))?,
+    };
+    if at > now + DAY_MS {
+        return Err(("at".into(), "is in the future".into()));
+    }
+    Ok((to_cents(p.amount), at))
+}
+
+fn parse_time(s: &str) -> Option<i64> {
+    use time::format_description::well_known::Rfc3339;
+    let s = s.trim();
+    if let Ok(t) = time::OffsetDateTime::parse(s, &Rfc3339) {
+        return Some((t.unix_timestamp_nanos() / 1_000_000) as i64);
+    }
+    let fmt = time::macros::format_description!("[year]-[month]-[day]");
+    time::Date::parse(s, &fmt).ok().map(|d| d.midnight().assume_utc().unix_timestamp() * 1000)
+}
+
+/// `PUT /api/customers/{id}/purchases/{ref}`: records a purchase under the CRM's own
+/// reference (201 when new, 200 when it replaced one with the same reference).
+pub async fn put_purchase(
+    State(state): State<AppState>,
+    Path((id, purchase_ref)): Path<(String, String)>,
+    ApiJson(req): ApiJson<PurchaseIn>,
+) -> Result<(StatusCode, Json<CustomerView>), ApiError> {
+    if purchase_ref.is_empty() || purchase_ref.len() > 128 || purchase_ref.chars().any(char::is_control) {
+        return Err(ApiError::field("purchase_ref", "must be 1 to 128 bytes without control characters"));
+    }
+    let now = now_ms();
+    let (cents, at) = check_purchase(&req, now).map_err(bad)?;
+    let mut tx = state.store.pool().begin().await?;
+    let customer = found(store::get(&mut tx, &id).await?, &id)?;
+    let new = store::upsert_purchase(&mut tx, &customer.id, &purchase_ref, cents, at).await?;
+    history::append(
+        &mut tx,
+        &[admin_event(&customer.id, "purchase_recorded", json!({ "ref": purchase_ref, "amount": tier::money(cents), "at": crate::store::rfc3339(at) }))],
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    let mut conn = state.store.pool().acquire().await?;
+    let status = if new { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(view(&state, &mut conn, &customer.id).await?)))
+}
+
+/// The body of `POST /api/customers/{id}/merge`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MergeIn {
+    /// The customer to fold into this one.
+    from: String,
+}
+
+/// `POST /api/customers/{id}/merge`: two records turn out to be one person. The
+/// customer `from` is folded into `{id}`; its history becomes part of `{id}`'s.
+pub async fn merge(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<MergeIn>,
+) -> Result<Json<CustomerView>, ApiError> {
+    let now = now_ms();
+    let mut tx = state.store.pool().begin().await?;
+    let into = found(store::get(&mut tx, &id).await?, &id)?;
+    let from = store::get(&mut tx, &req.from)
+        .await?
+        .ok_or_else(|| ApiError::field("from", format!("no customer has the id '{}'", req.from)))?;
+    if from.id == into.id {
+        return Err(ApiError::field("from", "is already this customer"));
+    }
+    store::merge(&mut tx, &into, &from, now).await?;
+    history::append(
+        &mut tx,
+        &[
+            admin_event(&into.id, "customers_merged", json!({ "merged": from.id, "into": into.id })),
+            admin_event(&from.id, "customers_merged", json!({ "merged": from.id, "into": into.id })),
+        ],
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    let mut conn = state.store.pool().acquire().await?;
+    Ok(Json(view(&state, &mut conn, &into.id).await?))
+}
+
+/// Paging of `GET /api/customers/{id}/history`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryQuery {
+    /// Only events older than this sequence number (the previous page's `next_before`).
+    before: Option<i64>,
+    /// Events per page, 1 to 500 (default 50).
+    limit: Option<i64>,
+}
+
+/// `GET /api/customers/{id}/history`: newest first, across every channel.
+pub async fn history(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::field("query", e.body_text()))?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::field("limit", "must be from 1 to 500"));
+    }
+    let mut conn = state.store.pool().acquire().await?;
+    let customer = found(store::get(&mut conn, &id).await?, &id)?;
+    let events = history::page(&mut conn, &customer.id, q.before, limit + 1).await?;
+    let more = events.len() as i64 > limit;
+    let events: Vec<_> = events.into_iter().take(limit as usize).collect();
+    let next_before = if more { events.last().map(|e| e.seq) } else { None };
+    Ok(Json(json!({
+        "customer_id": customer.id,
+        "events": events.into_iter().map(EventView::from).collect::<Vec<_>>(),
+        "next_before": next_before,
+    })))
+}
+
+fn found(row: Option<CustomerRow>, id: &str) -> Result<CustomerRow, ApiError> {
+    row.ok_or_else(|| ApiError::NotFound(format!("no customer has the id '{id}'")))
+}
+
+/// The customer as the API shows it, with the tier it would get now.
+pub async fn view(state: &AppState, conn: &mut Conn, id: &str) -> Result<CustomerView, ApiError> {
+    let c = found(store::get(conn, id).await?, id)?;
+    let now = now_ms();
+    let value = store::value_data(conn, &c, now - i64::from(state.settings.tiers.window_days) * DAY_MS).await?;
+    let decision = tier::decide(&state.settings.tiers, &value, now);
+    let identities = store::identities(conn, &c.id).await?;
+    let purchases = store::purchase_summary(conn, &c.id).await?;
+    Ok(CustomerView::new(c, decision, identities, purchases))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn purchase_times_read_dates_and_rfc3339() {
+        assert_eq!(parse_time("2026-03-01"), Some(1_772_323_200_000));
+        assert_eq!(parse_time("2026-03-01T08:00:00+08:00"), Some(1_772_323_200_000));
+        assert_eq!(parse_time("yesterday"), None);
+    }
+}

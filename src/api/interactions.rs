@@ -1,0 +1,86 @@
+//! The API channel: other systems (a CRM, a web form, a callback request) create
+//! contacts here, and anyone with the admin token reads them back.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use switchboard_contract::{ChannelKind, CustomerHint, NewInteraction};
+
+use super::error::{ApiError, ApiJson};
+use super::views::InteractionView;
+use super::AppState;
+use crate::store::{history, interactions, new_id};
+
+/// The body of `POST /api/interactions`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateInteraction {
+    /// The same key twice is one interaction (the `Idempotency-Key` header does the same).
+    idempotency_key: Option<String>,
+    /// Who the customer is: at least one of email, phone, visitor_id, external_id.
+    customer: CustomerHint,
+    topic: Option<String>,
+    subject: Option<String>,
+    body: Option<String>,
+}
+
+/// `POST /api/interactions`: 201 with the new interaction once it is committed and
+/// queued; 200 with the same interaction when its idempotency key was seen before.
+pub async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<CreateInteraction>,
+) -> Result<Response, ApiError> {
+    let header_key = match headers.get("idempotency-key") {
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| ApiError::field("Idempotency-Key", "must be printable ASCII"))?
+                .to_string(),
+        ),
+        None => None,
+    };
+    let key = match (header_key, req.idempotency_key) {
+        (Some(h), Some(b)) if h.trim() != b.trim() => {
+            return Err(ApiError::field("idempotency_key", "differs from the Idempotency-Key header; send one or make them equal"))
+        }
+        (Some(k), _) | (None, Some(k)) => k,
+        // Without a key the contact cannot be recognised when retried: give it a unique one.
+        (None, None) => format!("generated:{}", new_id()),
+    };
+    if req.customer.is_anonymous() {
+        return Err(ApiError::field("customer", "name at least one of email, phone, visitor_id or external_id"));
+    }
+    let committed = state
+        .intake
+        .submit_full(NewInteraction {
+            channel: ChannelKind::Api,
+            idempotency_key: key,
+            customer: req.customer,
+            topic: req.topic,
+            subject: req.subject,
+            body: req.body,
+        })
+        .await?;
+    let status = if committed.created { StatusCode::CREATED } else { StatusCode::OK };
+    let location = format!("/api/interactions/{}", committed.interaction.id);
+    let mut response = (status, Json(InteractionView::new(committed.interaction, None))).into_response();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert("location", v);
+    }
+    if !committed.created {
+        response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+/// `GET /api/interactions/{id}`: the interaction with its whole history.
+pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<InteractionView>, ApiError> {
+    let mut conn = state.store.pool().acquire().await?;
+    let Some(row) = interactions::get(&mut conn, &id).await? else {
+        return Err(ApiError::NotFound(format!("no interaction has the id '{id}'")));
+    };
+    let events = history::of_interaction(&mut conn, &id).await?;
+    Ok(Json(InteractionView::new(row, Some(events))))
+}

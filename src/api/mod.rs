@@ -1,0 +1,114 @@
+//! The HTTP interface: the admin and integration API under `/api`, and the operational
+//! endpoints (`/healthz`, `/readyz`, `/metrics`).
+
+pub mod error;
+mod customers;
+mod import;
+mod interactions;
+mod ops;
+mod views;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::header;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, put};
+use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
+use sha2::{Digest, Sha256};
+use tower_http::trace::TraceLayer;
+
+use crate::config::Settings;
+use crate::customers::identity::IdentityParser;
+use crate::intake::IntakeService;
+use crate::queue::Queue;
+use crate::store::Store;
+use crate::telemetry;
+use error::ApiError;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// The settings the server started with.
+    pub settings: Arc<Settings>,
+    /// The store.
+    pub store: Store,
+    /// Where new contacts go.
+    pub intake: Arc<IntakeService>,
+    /// The waiting interactions.
+    pub queue: Arc<Queue>,
+    /// Reads identities given to the customer API.
+    pub parser: IdentityParser,
+    /// The admin token's SHA-256 (the token itself is not kept).
+    pub admin_token_sha256: [u8; 32],
+    /// Renders `/metrics`.
+    pub metrics: PrometheusHandle,
+}
+
+/// The whole HTTP router.
+pub fn router(state: AppState) -> Router {
+    let settings = state.settings.clone();
+    let import = Router::new()
+        .route("/api/customers/import", post(import::import))
+        .layer(DefaultBodyLimit::max(settings.api.max_import_bytes));
+    let api = Router::new()
+        .route("/api/interactions", post(interactions::create))
+        .route("/api/interactions/{id}", get(interactions::get))
+        .route("/api/customers", post(customers::create).get(customers::lookup))
+        .route("/api/customers/{id}", get(customers::get).put(customers::update))
+        .route("/api/customers/{id}/identities/{kind}/{value}", delete(customers::remove_identity))
+        .route("/api/customers/{id}/purchases/{purchase_ref}", put(customers::put_purchase))
+        .route("/api/customers/{id}/merge", post(customers::merge))
+        .route("/api/customers/{id}/history", get(customers::history))
+        .layer(DefaultBodyLimit::max(settings.api.max_body_bytes))
+        .merge(import)
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
+    let timeout = Duration::from_secs(settings.server.request_timeout_secs);
+    Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .merge(api)
+        .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(middleware::from_fn(move |req, next| observe(req, next, timeout)))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            // The span names the route template, never the concrete path: paths carry
+            // customer ids and identities.
+            let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_default();
+            tracing::info_span!("http", method = %req.method(), route)
+        }))
+        .with_state(state)
+}
+
+/// Bounds the request's time and counts its answer by route.
+async fn observe(req: Request, next: Next, timeout: Duration) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
+    let response = match tokio::time::timeout(timeout, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => ApiError::Timeout.into_response(),
+    };
+    telemetry::http_answered(route.as_deref().unwrap_or("unmatched"), response.status().as_u16());
+    response
+}
+
+/// Lets a request through only with the admin bearer token.
+async fn require_admin(State(state): State<AppState>, req: Request, next: Next) -> Result<Response, ApiError> {
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim);
+    let Some(given) = given else {
+        return Err(ApiError::Unauthorized("send the admin token as Authorization: Bearer <token>".into()));
+    };
+    // Comparing digests keeps the comparison's time independent of the token's content.
+    if Sha256::digest(given.as_bytes()).as_slice() != state.admin_token_sha256 {
+        return Err(ApiError::Unauthorized("the bearer token is not valid".into()));
+    }
+    Ok(next.run(req).await)
+}

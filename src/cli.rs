@@ -1,0 +1,98 @@
+//! The command line: `switchboard [serve]` and `switchboard check-config [PATH]`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Settings, DEFAULT_PATH};
+use crate::startup::{shutdown_signal, Application};
+use crate::telemetry;
+
+/// Switchboard: contact-centre middleware.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Cli {
+    /// The configuration file (default: config/switchboard.toml when present, else the
+    /// built-in defaults). SWITCHBOARD__SECTION__KEY variables override it.
+    #[arg(long, global = true, env = "SWITCHBOARD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// What to do (default: serve).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server until Ctrl-C or SIGTERM.
+    Serve,
+    /// Check a configuration file and say exactly what is wrong and where.
+    CheckConfig {
+        /// The file to check (default: --config, else config/switchboard.toml).
+        path: Option<PathBuf>,
+    },
+}
+
+/// Runs the command line; the process exits with the code returned.
+pub fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::CheckConfig { path } => check_config(path.or(cli.config)),
+        Command::Serve => serve(cli.config),
+    }
+}
+
+fn check_config(path: Option<PathBuf>) -> std::process::ExitCode {
+    let path = path.unwrap_or_else(|| PathBuf::from(DEFAULT_PATH));
+    match Settings::load(Some(&path)) {
+        Ok(_) => {
+            println!("{}: the configuration is valid", path.display());
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{}: the configuration is not valid:", path.display());
+            for p in &e.problems {
+                eprintln!("  - {p}");
+            }
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+fn serve(config: Option<PathBuf>) -> std::process::ExitCode {
+    let settings = match Settings::load(config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("The configuration is not valid:");
+            for p in &e.problems {
+                eprintln!("  - {p}");
+            }
+            return std::process::ExitCode::from(2);
+        }
+    };
+    telemetry::init_logging(&settings.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("Cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        let app = Application::build(settings).await?;
+        println!("Switchboard listening on http://{}", app.local_addr());
+        println!("Data: {}", app.data_location());
+        if let Some(path) = app.token_location() {
+            println!("Admin API token: in {}", path.display());
+        }
+        app.run_until_stopped(shutdown_signal()).await
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "Switchboard stopped on an error");
+            eprintln!("Switchboard stopped: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,370 @@
+//! Typed settings: the built-in defaults (`config/switchboard.toml`, embedded), then a
+//! file, then `SWITCHBOARD__SECTION__KEY` variables from the environment.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use serde::Deserialize;
+
+/// The default configuration, as shipped in `config/switchboard.toml`.
+pub const DEFAULT_TOML: &str = include_str!("../config/switchboard.toml");
+
+/// Where the default configuration file is looked for when `--config` is not given.
+pub const DEFAULT_PATH: &str = "config/switchboard.toml";
+
+/// All of Switchboard's settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// The HTTP listener and shutdown.
+    pub server: ServerSettings,
+    /// Where data lives.
+    pub storage: StorageSettings,
+    /// Group commit of new contacts.
+    pub intake: IntakeSettings,
+    /// The admin API.
+    pub api: ApiSettings,
+    /// Customer identities.
+    pub customers: CustomerSettings,
+    /// Value tiers and how they are computed.
+    pub tiers: TierSettings,
+    /// Logging.
+    pub log: LogSettings,
+}
+
+/// The HTTP listener and shutdown.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Address the HTTP server binds (port 0 picks a free port).
+    pub http_addr: String,
+    /// Seconds a shutdown waits for requests in flight.
+    pub shutdown_grace_secs: u64,
+    /// Seconds one HTTP request may take.
+    pub request_timeout_secs: u64,
+}
+
+/// Where data lives.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSettings {
+    /// Directory for the SQLite database and generated secrets.
+    pub data_dir: PathBuf,
+    /// Database URL; empty means SQLite in `data_dir`.
+    pub database_url: String,
+    /// Connections in the pool.
+    pub max_connections: u32,
+}
+
+/// Group commit of new contacts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntakeSettings {
+    /// Most contacts committed in one transaction.
+    pub max_batch: usize,
+    /// Most contacts waiting for a commit before channels are told to retry.
+    pub max_pending: usize,
+}
+
+/// The admin API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSettings {
+    /// Bearer token for the admin API; empty means generated into the data directory.
+    pub admin_token: String,
+    /// Largest JSON body, in bytes.
+    pub max_body_bytes: usize,
+    /// Largest import body, in bytes.
+    pub max_import_bytes: usize,
+    /// Most rows in one import.
+    pub max_import_rows: usize,
+}
+
+/// Customer identities.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomerSettings {
+    /// ISO 3166 region for phone numbers without a country code; empty for none.
+    pub phone_default_region: String,
+}
+
+/// Value tiers and how they are computed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierSettings {
+    /// Every tier, best first.
+    pub order: Vec<String>,
+    /// The tier of a customer no rule places.
+    pub default: String,
+    /// Days of purchases that count toward frequency and monetary value.
+    pub window_days: u32,
+    /// Each tier's rule, by tier name.
+    #[serde(default)]
+    pub rules: BTreeMap<String, TierRule>,
+}
+
+/// What a customer's value data must meet for a tier.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TierRule {
+    /// Met alone when the lifetime value reaches it.
+    pub min_lifetime_value: Option<f64>,
+    /// With the two below: the last purchase is at most this many days old.
+    pub max_recency_days: Option<u32>,
+    /// With the others: at least this many purchases in the window.
+    pub min_frequency: Option<u32>,
+    /// With the others: at least this much spent in the window.
+    pub min_monetary: Option<f64>,
+}
+
+/// Logging.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// `text` or `json`.
+    pub format: LogFormat,
+    /// A tracing filter.
+    pub level: String,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// A configuration that cannot be used, with every problem found.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .problems.join("\n"))]
+pub struct ConfigError {
+    /// One line per problem, each naming where it is.
+    pub problems: Vec<String>,
+}
+
+impl Settings {
+    /// Loads the defaults, then `path` (or `config/switchboard.toml` when it exists),
+    /// then the environment, and validates the result.
+    pub fn load(path: Option<&Path>) -> Result<Settings, ConfigError> {
+        let mut figment = Figment::from(Toml::string(DEFAULT_TOML));
+        match path {
+            Some(p) => {
+                if !p.is_file() {
+                    return Err(ConfigError {
+                        problems: vec![format!("{}: no such configuration file", p.display())],
+                    });
+                }
+                figment = figment.merge(Toml::file_exact(p));
+            }
+            None if Path::new(DEFAULT_PATH).is_file() => {
+                figment = figment.merge(Toml::file_exact(DEFAULT_PATH));
+            }
+            None => {}
+        }
+        Self::from_figment(figment.merge(Env::prefixed("SWITCHBOARD__").split("__")))
+    }
+
+    /// Loads only the built-in defaults (tests start from these).
+    pub fn defaults() -> Settings {
+        Self::from_figment(Figment::from(Toml::string(DEFAULT_TOML))).expect("the built-in defaults are valid")
+    }
+
+    fn from_figment(figment: Figment) -> Result<Settings, ConfigError> {
+        let settings: Settings = figment.extract().map_err(|e| ConfigError {
+            problems: e.into_iter().map(|e| describe_figment_error(&e)).collect(),
+        })?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks what types alone cannot: names that must refer to each other, ranges.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        if self.server.http_addr.parse::<SocketAddr>().is_err() {
+            problems.push(format!(
+                "server.http_addr: '{}' is not an address and port such as 127.0.0.1:8080",
+                self.server.http_addr
+            ));
+        }
+        if self.server.request_timeout_secs == 0 {
+            problems.push("server.request_timeout_secs: must be at least 1".into());
+        }
+        let url = &self.storage.database_url;
+        if !url.is_empty() && !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            problems.push("storage.database_url: must start with sqlite:, postgres:// or postgresql:// (or be empty for the embedded SQLite)".into());
+        }
+        if self.storage.max_connections == 0 {
+            problems.push("storage.max_connections: must be at least 1".into());
+        }
+        if self.intake.max_batch == 0 || self.intake.max_batch > 10_000 {
+            problems.push("intake.max_batch: must be between 1 and 10000".into());
+        }
+        if self.intake.max_pending < self.intake.max_batch {
+            problems.push("intake.max_pending: must be at least intake.max_batch".into());
+        }
+        if self.api.max_body_bytes < 1024 {
+            problems.push("api.max_body_bytes: must be at least 1024".into());
+        }
+        if self.api.max_import_bytes < self.api.max_body_bytes {
+            problems.push("api.max_import_bytes: must be at least api.max_body_bytes".into());
+        }
+        if self.api.max_import_rows == 0 {
+            problems.push("api.max_import_rows: must be at least 1".into());
+        }
+        let region = &self.customers.phone_default_region;
+        if !region.is_empty() && region.parse::<phonenumber::country::Id>().is_err() {
+            problems.push(format!(
+                "customers.phone_default_region: '{region}' is not an ISO 3166 region code such as US, GB or CN"
+            ));
+        }
+        self.tiers.check(&mut problems);
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            problems.push(format!("log.level: '{}' is not a valid log filter", self.log.level));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError { problems })
+        }
+    }
+
+    /// The database URL in use: the configured one, or SQLite in the data directory.
+    pub fn database_url(&self) -> String {
+        if self.storage.database_url.is_empty() {
+            format!("sqlite://{}?mode=rwc", self.storage.data_dir.join("switchboard.db").display())
+        } else {
+            self.storage.database_url.clone()
+        }
+    }
+}
+
+impl TierSettings {
+    fn check(&self, problems: &mut Vec<String>) {
+        if self.order.is_empty() {
+            problems.push("tiers.order: name at least one tier".into());
+        }
+        for (i, name) in self.order.iter().enumerate() {
+            let valid = !name.is_empty()
+                && name.len() <= 32
+                && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+            if !valid {
+                problems.push(format!(
+                    "tiers.order[{i}]: '{name}' must be 1 to 32 lowercase letters, digits, '-' or '_'"
+                ));
+            }
+            if self.order[..i].contains(name) {
+                problems.push(format!("tiers.order[{i}]: '{name}' is listed twice"));
+            }
+        }
+        if !self.order.contains(&self.default) {
+            problems.push(format!(
+                "tiers.default: '{}' is not one of tiers.order {:?}",
+                self.default, self.order
+            ));
+        }
+        if self.window_days == 0 {
+            problems.push("tiers.window_days: must be at least 1".into());
+        }
+        for (name, rule) in &self.rules {
+            let at = format!("tiers.rules.{name}");
+            if !self.order.contains(name) {
+                problems.push(format!("{at}: '{name}' is not one of tiers.order {:?}", self.order));
+            }
+            if *name == self.default {
+                problems.push(format!(
+                    "{at}: the default tier needs no rule (customers no other rule places get it)"
+                ));
+            }
+            let rfm = [rule.max_recency_days.is_some(), rule.min_frequency.is_some(), rule.min_monetary.is_some()];
+            if rule.min_lifetime_value.is_none() && !rfm.iter().any(|x| *x) {
+                problems.push(format!(
+                    "{at}: set min_lifetime_value, or max_recency_days / min_frequency / min_monetary, or remove the rule"
+                ));
+            }
+            for (key, value) in [("min_lifetime_value", rule.min_lifetime_value), ("min_monetary", rule.min_monetary)] {
+                if let Some(v) = value {
+                    if !v.is_finite() || v < 0.0 {
+                        problems.push(format!("{at}.{key}: must be a number of zero or more"));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One figment error as a line that says where (key and source) and what.
+fn describe_figment_error(e: &figment::Error) -> String {
+    let key = if e.path.is_empty() { String::new() } else { e.path.join(".") };
+    let source = e
+        .metadata
+        .as_ref()
+        .map(|m| match &m.source {
+            Some(src) => format!(" (from {src})"),
+            None => format!(" (from {})", m.name),
+        })
+        .unwrap_or_default();
+    if key.is_empty() {
+        format!("{}{source}", e.kind)
+    } else {
+        format!("{key}: {}{source}", e.kind)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_str(toml: &str) -> Result<Settings, ConfigError> {
+        Settings::from_figment(Figment::from(Toml::string(DEFAULT_TOML)).merge(Toml::string(toml)))
+    }
+
+    #[test]
+    fn the_shipped_file_is_valid() {
+        let s = Settings::defaults();
+        assert_eq!(s.tiers.order, ["high", "medium", "low"]);
+        assert_eq!(s.tiers.default, "low");
+    }
+
+    #[test]
+    fn a_misspelt_key_is_named_with_its_section() {
+        let err = load_str("[server]\nhttp_adr = \"1.2.3.4:5\"\n").unwrap_err().to_string();
+        assert!(err.contains("server") && err.contains("http_adr"), "{err}");
+    }
+
+    #[test]
+    fn a_wrong_type_names_the_key() {
+        let err = load_str("[storage]\nmax_connections = \"many\"\n").unwrap_err().to_string();
+        assert!(err.contains("storage.max_connections"), "{err}");
+    }
+
+    #[test]
+    fn every_semantic_problem_is_listed_at_once() {
+        let err = load_str(
+            "[server]\nhttp_addr = \"nowhere\"\n[tiers]\ndefault = \"gold\"\n[tiers.rules.platinum]\nmin_frequency = 3\n",
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("server.http_addr"), "{text}");
+        assert!(text.contains("tiers.default: 'gold'"), "{text}");
+        assert!(text.contains("tiers.rules.platinum"), "{text}");
+        assert_eq!(err.problems.len(), 3, "{text}");
+    }
+
+    #[test]
+    fn a_bad_region_is_refused() {
+        let err = load_str("[customers]\nphone_default_region = \"XX\"\n").unwrap_err().to_string();
+        assert!(err.contains("customers.phone_default_region"), "{err}");
+    }
+
+    #[test]
+    fn an_empty_database_url_means_sqlite_in_the_data_dir() {
+        let s = load_str("[storage]\ndata_dir = \"/srv/sb\"\n").unwrap();
+        assert_eq!(s.database_url(), "sqlite:///srv/sb/switchboard.db?mode=rwc");
+    }
+}

@@ -1,0 +1,4 @@
+//! Customers: identities that find one person across channels, and value tiers.
+
+pub mod identity;
+pub mod tier;

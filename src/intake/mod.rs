@@ -1,0 +1,237 @@
+//! Intake: every new contact, from any channel, is checked and normalised here, then
+//! handed to the one writer task ([`writer`]) that resolves its customer, commits it and
+//! queues it, and only then answered. An answer of `Ok` is the durability promise.
+
+mod writer;
+
+pub use writer::waiting;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use sha2::{Digest, Sha256};
+use switchboard_contract::{Accepted, BoxFuture, Intake, IntakeError, NewInteraction};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+use crate::customers::identity::{Identity, IdentityParser};
+use crate::queue::Queue;
+use crate::store::interactions::InteractionRow;
+use crate::store::Store;
+use crate::telemetry;
+
+/// The longest idempotency key, in bytes.
+pub const MAX_KEY_BYTES: usize = 256;
+/// The longest subject, in characters.
+pub const MAX_SUBJECT_CHARS: usize = 998;
+/// The longest body, in bytes.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+/// The longest display name, in characters.
+pub const MAX_NAME_CHARS: usize = 200;
+
+/// What the writer answers: the interaction as committed (or as it was, for a retry).
+#[derive(Debug, Clone)]
+pub struct Committed {
+    /// The stored interaction.
+    pub interaction: InteractionRow,
+    /// False when the idempotency key was known and nothing new was written.
+    pub created: bool,
+}
+
+/// A contact checked and normalised, ready for the writer.
+struct Job {
+    new: NewInteraction,
+    identities: Vec<Identity>,
+    hash: String,
+    submitted: Instant,
+    reply: oneshot::Sender<Result<Committed, IntakeError>>,
+}
+
+/// The intake service: cheap to share, one per server.
+pub struct IntakeService {
+    jobs: mpsc::Sender<Job>,
+    parser: IdentityParser,
+}
+
+/// Starts the writer task. It runs until `shutdown` is cancelled, then commits what was
+/// already submitted, refuses the rest and returns.
+pub fn start(
+    store: Store,
+    settings: &Settings,
+    queue: Arc<Queue>,
+    shutdown: CancellationToken,
+) -> (Arc<IntakeService>, JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel(settings.intake.max_pending);
+    let writer = writer::Writer::new(store, settings.tiers.clone(), queue, settings.intake.max_batch);
+    let handle = tokio::spawn(writer.run(rx, shutdown));
+    let service = IntakeService { jobs: tx, parser: IdentityParser::new(&settings.customers.phone_default_region) };
+    (Arc::new(service), handle)
+}
+
+impl IntakeService {
+    /// Checks, commits and queues `new`; answers with the interaction as stored.
+    pub async fn submit_full(&self, new: NewInteraction) -> Result<Committed, IntakeError> {
+        let channel = new.channel;
+        let result = self.submit_inner(new).await;
+        if let Err(e) = &result {
+            telemetry::interaction_refused(channel.as_str(), refusal_reason(e));
+        }
+        result
+    }
+
+    async fn submit_inner(&self, new: NewInteraction) -> Result<Committed, IntakeError> {
+        let new = normalise(new)?;
+        let identities = self.parser.from_hint(&new.customer, "customer").map_err(|e| IntakeError::Invalid {
+            field: e.field,
+            message: e.message,
+        })?;
+        let hash = fingerprint(&new);
+        let (reply, answer) = oneshot::channel();
+        let job = Job { new, identities, hash, submitted: Instant::now(), reply };
+        self.jobs.try_send(job).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => IntakeError::Unavailable("intake is busy; retry shortly".into()),
+            mpsc::error::TrySendError::Closed(_) => IntakeError::ShuttingDown,
+        })?;
+        answer.await.unwrap_or(Err(IntakeError::ShuttingDown))
+    }
+}
+
+impl Intake for IntakeService {
+    fn submit(&self, interaction: NewInteraction) -> BoxFuture<'_, Result<Accepted, IntakeError>> {
+        Box::pin(async move {
+            let c = self.submit_full(interaction).await?;
+            Ok(Accepted {
+                interaction_id: c.interaction.id,
+                customer_id: c.interaction.customer_id,
+                tier: c.interaction.tier,
+                created: c.created,
+            })
+        })
+    }
+}
+
+fn refusal_reason(e: &IntakeError) -> &'static str {
+    match e {
+        IntakeError::Invalid { .. } => "invalid",
+        IntakeError::KeyReused => "key_reused",
+        IntakeError::Unavailable(_) => "unavailable",
+        IntakeError::ShuttingDown => "shutting_down",
+    }
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> IntakeError {
+    IntakeError::Invalid { field: field.to_string(), message: message.into() }
+}
+
+/// Trims, bounds and checks every free-text field; empty optional fields become absent.
+fn normalise(mut new: NewInteraction) -> Result<NewInteraction, IntakeError> {
+    let key = new.idempotency_key.trim();
+    if key.is_empty() || key.len() > MAX_KEY_BYTES {
+        return Err(invalid("idempotency_key", format!("must be 1 to {MAX_KEY_BYTES} bytes")));
+    }
+    if key.chars().any(char::is_control) {
+        return Err(invalid("idempotency_key", "must not contain control characters"));
+    }
+    new.idempotency_key = key.to_string();
+    new.topic = match new.topic.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        None => None,
+        Some(t) => {
+            let t = t.to_ascii_lowercase();
+            let ok = t.len() <= 64
+                && t.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-' | '.'));
+            if !ok {
+                return Err(invalid("topic", "must be 1 to 64 letters, digits, '.', '-' or '_'"));
+            }
+            Some(t)
+        }
+    };
+    new.subject = text_field(new.subject, "subject", |s| s.chars().count() <= MAX_SUBJECT_CHARS, || {
+        format!("must be at most {MAX_SUBJECT_CHARS} characters")
+    })?;
+    new.body = text_field(new.body, "body", |s| s.len() <= MAX_BODY_BYTES, || format!("must be at most {MAX_BODY_BYTES} bytes"))?;
+    new.customer.name = text_field(new.customer.name, "customer.name", |s| s.chars().count() <= MAX_NAME_CHARS, || {
+        format!("must be at most {MAX_NAME_CHARS} characters")
+    })?;
+    Ok(new)
+}
+
+/// A free-text field: trimmed, empty as absent, no NUL (no database stores it), bounded.
+fn text_field(
+    value: Option<String>,
+    field: &str,
+    fits: impl Fn(&str) -> bool,
+    limit: impl Fn() -> String,
+) -> Result<Option<String>, IntakeError> {
+    let Some(v) = value else { return Ok(None) };
+    let v = v.trim();
+    if v.is_empty() {
+        return Ok(None);
+    }
+    if v.contains('\0') {
+        return Err(invalid(field, "must not contain NUL characters"));
+    }
+    if !fits(v) {
+        return Err(invalid(field, limit()));
+    }
+    Ok(Some(v.to_string()))
+}
+
+/// A digest of the normalised contact: a retry has the same one, a reused key does not.
+fn fingerprint(new: &NewInteraction) -> String {
+    let json = serde_json::to_vec(new).unwrap_or_default();
+    Sha256::digest(&json).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchboard_contract::{ChannelKind, CustomerHint};
+
+    fn new(key: &str) -> NewInteraction {
+        NewInteraction {
+            channel: ChannelKind::Api,
+            idempotency_key: key.into(),
+            customer: CustomerHint { email: Some("a@example.com".into()), ..Default::default() },
+            topic: Some(" Billing ".into()),
+            subject: Some("  ".into()),
+            body: Some(" Hello ".into()),
+        }
+    }
+
+    #[test]
+    fn fields_are_trimmed_and_empty_ones_dropped() {
+        let n = normalise(new(" k1 ")).unwrap();
+        assert_eq!(n.idempotency_key, "k1");
+        assert_eq!(n.topic.as_deref(), Some("billing"));
+        assert_eq!(n.subject, None);
+        assert_eq!(n.body.as_deref(), Some("Hello"));
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        let cases: Vec<(NewInteraction, &str)> = vec![
+            (new(""), "idempotency_key"),
+            (new(&"k".repeat(300)), "idempotency_key"),
+            (NewInteraction { topic: Some("billing & refunds".into()), ..new("k") }, "topic"),
+            (NewInteraction { subject: Some("x".repeat(1000)), ..new("k") }, "subject"),
+            (NewInteraction { body: Some("a\0b".into()), ..new("k") }, "body"),
+        ];
+        for (n, field) in cases {
+            match normalise(n) {
+                Err(IntakeError::Invalid { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_retry_has_the_same_fingerprint_and_a_different_contact_does_not() {
+        let a = normalise(new("k")).unwrap();
+        let b = normalise(new("k")).unwrap();
+        let c = normalise(NewInteraction { body: Some("Other".into()), ..new("k") }).unwrap();
+        assert_eq!(fingerprint(&a), fingerprint(&b));
+        assert_ne!(fingerprint(&a), fingerprint(&c));
+    }
+}

@@ -1,0 +1,30 @@
+//! Switchboard: contact-centre middleware. Contacts from every channel become
+//! interactions in one durable queue, routed by the customer's value tier, with every
+//! step written to the customer's history.
+//!
+//! # Layout
+//! - [`config`]: typed settings from the built-in defaults, a file and the environment.
+//! - [`store`]: the database (SQLite by default, PostgreSQL), migrations, and the
+//!   queries for customers, interactions and the history.
+//! - [`customers`]: identities (email, phone, chat visitor, CRM id) and value tiers.
+//! - [`intake`]: checks each new contact and commits it in groups with its customer,
+//!   tier and history, answering only after the commit.
+//! - [`queue`]: the waiting interactions in memory, rebuilt from the store at start.
+//! - [`api`]: the HTTP interface (axum): the API channel, customer admin, history,
+//!   health and metrics.
+//! - [`telemetry`]: logs and metrics, free of customer data.
+//! - [`startup`]: building, running and stopping the server.
+//! - [`cli`]: the command line.
+//!
+//! The channel contract (what adapters hand the core) is the `switchboard-contract`
+//! crate in `channels/contract`.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod customers;
+pub mod intake;
+pub mod queue;
+pub mod startup;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,212 @@
+//! Building and running the server: `Application::build` opens the store, restores the
+//! queue, starts the intake writer and binds the listener; `run_until_stopped` serves
+//! until a shutdown signal, then drains in order (HTTP, then intake, then the store).
+
+use std::future::{Future, IntoFuture};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use sha2::{Digest, Sha256};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, AppState};
+use crate::config::Settings;
+use crate::customers::identity::IdentityParser;
+use crate::queue::Queue;
+use crate::store::{interactions, Backend, Store};
+use crate::{intake, telemetry};
+
+/// A built server, bound to its port, not yet serving.
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    store: Store,
+    writer: JoinHandle<()>,
+    writer_stop: CancellationToken,
+    grace: Duration,
+    data_location: String,
+    token_location: Option<PathBuf>,
+}
+
+impl Application {
+    /// Opens the store (applying migrations), restores the queue from it, and binds.
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        let settings = Arc::new(settings);
+        let url = settings.database_url();
+        let store = Store::connect(&url, settings.storage.max_connections).await?;
+        let mut conn = store.pool().acquire().await.context("Reading the queue")?;
+        let waiting = interactions::in_state(&mut conn, "queued").await.context("Reading the queue")?;
+        drop(conn);
+        let queue = Arc::new(Queue::new(settings.tiers.order.clone(), waiting.iter().map(intake::waiting)));
+        let writer_stop = CancellationToken::new();
+        let (intake, writer) = intake::start(store.clone(), &settings, queue.clone(), writer_stop.clone());
+        let (token, token_location) = admin_token(&settings)?;
+        let addr: SocketAddr = settings.server.http_addr.parse().context("Reading server.http_addr")?;
+        let listener = TcpListener::bind(addr).await.with_context(|| format!("Listening on {addr}"))?;
+        let data_location = match store.backend() {
+            Backend::Sqlite => {
+                let file = settings.storage.data_dir.join("switchboard.db");
+                let shown = if settings.storage.database_url.is_empty() { absolute(&file) } else { url.clone() };
+                format!("SQLite at {shown}")
+            }
+            Backend::Postgres => format!("PostgreSQL at {}", redact(&url)),
+        };
+        let state = AppState {
+            parser: IdentityParser::new(&settings.customers.phone_default_region),
+            settings: settings.clone(),
+            store: store.clone(),
+            intake,
+            queue,
+            admin_token_sha256: Sha256::digest(token.as_bytes()).into(),
+            metrics: telemetry::metrics_handle(),
+        };
+        Ok(Application {
+            listener,
+            router: api::router(state),
+            store,
+            writer,
+            writer_stop,
+            grace: Duration::from_secs(settings.server.shutdown_grace_secs),
+            data_location,
+            token_location,
+        })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.local_addr().port()
+    }
+
+    /// Where its data lives, for people (passwords redacted).
+    pub fn data_location(&self) -> &str {
+        &self.data_location
+    }
+
+    /// Where the generated admin token was written, when it was generated.
+    pub fn token_location(&self) -> Option<&Path> {
+        self.token_location.as_deref()
+    }
+
+    /// Serves until `stop` completes, then shuts down in order: stop taking requests and
+    /// let those in flight finish (at most the grace period), commit every contact
+    /// already handed to intake, close the store.
+    pub async fn run_until_stopped(self, stop: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let http_stop = CancellationToken::new();
+        let server = axum::serve(self.listener, self.router).with_graceful_shutdown(http_stop.clone().cancelled_owned());
+        let mut server = tokio::spawn(server.into_future());
+        tokio::select! {
+            result = &mut server => {
+                result.context("The HTTP server task failed")?.context("The HTTP server failed")?;
+            }
+            () = stop => {
+                tracing::info!("Shutting down: finishing requests in flight");
+                http_stop.cancel();
+                if tokio::time::timeout(self.grace, &mut server).await.is_err() {
+                    tracing::warn!(grace_secs = self.grace.as_secs(), "Requests still in flight after the grace period were cut off");
+                    server.abort();
+                }
+            }
+        }
+        self.writer_stop.cancel();
+        if let Err(e) = self.writer.await {
+            tracing::error!(error = %e, "The intake writer ended abnormally");
+        }
+        self.store.close().await;
+        tracing::info!("Stopped");
+        Ok(())
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+/// The configured admin token, or the one generated into the data directory on first start.
+fn admin_token(settings: &Settings) -> anyhow::Result<(String, Option<PathBuf>)> {
+    let configured = settings.api.admin_token.trim();
+    if !configured.is_empty() {
+        return Ok((configured.to_string(), None));
+    }
+    let path = settings.storage.data_dir.join("admin-token");
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        if !existing.trim().is_empty() {
+            return Ok((existing.trim().to_string(), Some(path)));
+        }
+    }
+    std::fs::create_dir_all(&settings.storage.data_dir)
+        .with_context(|| format!("Creating the data directory {}", settings.storage.data_dir.display()))?;
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("No randomness for the admin token: {e}"))?;
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    write_private(&path, &token).with_context(|| format!("Writing the admin token to {}", path.display()))?;
+    Ok((token, Some(path)))
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    f.write_all(content.as_bytes())?;
+    f.sync_all()
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
+    std::fs::write(path, content)
+}
+
+fn absolute(p: &Path) -> String {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()).display().to_string()
+}
+
+/// A database URL without its password.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            let user = creds.split(':').next().unwrap_or_default();
+            format!("{}{}@{}", &url[..scheme + 3], user, &url[at + 1..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_are_not_shown() {
+        assert_eq!(redact("postgres://sb:secret@db:5432/sb"), "postgres://sb@db:5432/sb");
+        assert_eq!(redact("postgres://db/sb"), "postgres://db/sb");
+    }
+}

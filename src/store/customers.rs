@@ -1,0 +1,259 @@
+//! Customers, their identities and their purchases, in the store.
+
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::Conn;
+use crate::customers::identity::{Identity, IdentityKind};
+use crate::customers::tier::ValueData;
+
+/// A customer's own record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CustomerRow {
+    /// Its id.
+    pub id: String,
+    /// A display name.
+    pub name: Option<String>,
+    /// A tier set explicitly.
+    pub explicit_tier: Option<String>,
+    /// The CRM's lifetime value, in cents.
+    pub lifetime_value_cents: Option<i64>,
+    /// When it was created (ms).
+    pub created_at: i64,
+    /// When it last changed (ms).
+    pub updated_at: i64,
+}
+
+fn customer_row(row: &AnyRow) -> Result<CustomerRow, sqlx::Error> {
+    Ok(CustomerRow {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        explicit_tier: row.try_get("explicit_tier")?,
+        lifetime_value_cents: row.try_get("lifetime_value_cents")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+/// The customer owning each of `identities` that is known, as (identity, customer id).
+pub async fn owners(conn: &mut Conn, identities: &[Identity]) -> Result<Vec<(Identity, String)>, sqlx::Error> {
+    if identities.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut sql = String::from("SELECT kind, value, customer_id FROM customer_identities WHERE ");
+    for i in 0..identities.len() {
+        if i > 0 {
+            sql.push_str(" OR ");
+        }
+        sql.push_str(&format!("(kind = ${} AND value = ${})", 2 * i + 1, 2 * i + 2));
+    }
+    let mut q = sqlx::query(&sql);
+    for id in identities {
+        q = q.bind(id.kind.as_str()).bind(id.value.as_str());
+    }
+    let rows = q.fetch_all(&mut *conn).await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let kind: String = row.try_get("kind")?;
+        let value: String = row.try_get("value")?;
+        let Some(kind) = IdentityKind::parse(&kind) else { continue };
+        out.push((Identity { kind, value }, row.try_get("customer_id")?));
+    }
+    Ok(out)
+}
+
+/// Creates a customer with no identities yet.
+pub async fn create(conn: &mut Conn, id: &str, name: Option<&str>, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO customers (id, name, created_at, updated_at) VALUES ($1, $2, $3, $3)")
+        .bind(id)
+        .bind(name)
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Gives `identity` to the customer unless someone owns it already; true when it was added.
+pub async fn add_identity(conn: &mut Conn, customer_id: &str, identity: &Identity, now: i64) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "INSERT INTO customer_identities (kind, value, customer_id, created_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (kind, value) DO NOTHING",
+    )
+    .bind(identity.kind.as_str())
+    .bind(identity.value.as_str())
+    .bind(customer_id)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Takes `identity` from the customer; true when it had it.
+pub async fn remove_identity(conn: &mut Conn, customer_id: &str, identity: &Identity) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("DELETE FROM customer_identities WHERE kind = $1 AND value = $2 AND customer_id = $3")
+        .bind(identity.kind.as_str())
+        .bind(identity.value.as_str())
+        .bind(customer_id)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The customer `id`, or the one it was merged into; `None` when neither exists.
+pub async fn get(conn: &mut Conn, id: &str) -> Result<Option<CustomerRow>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT c.id, c.name, c.explicit_tier, c.lifetime_value_cents, c.created_at, c.updated_at \
+         FROM customers c WHERE c.id = COALESCE((SELECT merged_into FROM customers WHERE id = $1), $1) \
+         AND c.merged_into IS NULL",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref().map(customer_row).transpose()
+}
+
+/// The customer's identities, most trusted kind first.
+pub async fn identities(conn: &mut Conn, customer_id: &str) -> Result<Vec<Identity>, sqlx::Error> {
+    let rows = sqlx::query("SELECT kind, value FROM customer_identities WHERE customer_id = $1")
+        .bind(customer_id)
+        .fetch_all(conn)
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let kind: String = row.try_get("kind")?;
+        if let Some(kind) = IdentityKind::parse(&kind) {
+            out.push(Identity { kind, value: row.try_get("value")? });
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// What is known of the customer's value, with purchases since `window_start` (ms)
+/// counted toward frequency and monetary value.
+pub async fn value_data(conn: &mut Conn, customer: &CustomerRow, window_start: i64) -> Result<ValueData, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT CAST(COALESCE(SUM(amount_cents), 0) AS BIGINT) AS total, \
+                CAST(COALESCE(SUM(CASE WHEN purchased_at >= $2 THEN 1 ELSE 0 END), 0) AS BIGINT) AS window_count, \
+                CAST(COALESCE(SUM(CASE WHEN purchased_at >= $2 THEN amount_cents ELSE 0 END), 0) AS BIGINT) AS window_cents, \
+                MAX(purchased_at) AS last_at \
+         FROM purchases WHERE customer_id = $1",
+    )
+    .bind(customer.id.as_str())
+    .bind(window_start)
+    .fetch_one(conn)
+    .await?;
+    Ok(ValueData {
+        explicit_tier: customer.explicit_tier.clone(),
+        lifetime_value_cents: customer.lifetime_value_cents,
+        total_cents: row.try_get::<i64, _>("total")?,
+        window_count: row.try_get::<i64, _>("window_count")?.clamp(0, i64::from(u32::MAX)) as u32,
+        window_cents: row.try_get::<i64, _>("window_cents")?,
+        last_purchase_ms: row.try_get("last_at")?,
+    })
+}
+
+/// Writes the customer's own fields as given.
+pub async fn update(conn: &mut Conn, c: &CustomerRow, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE customers SET name = $2, explicit_tier = $3, lifetime_value_cents = $4, updated_at = $5 WHERE id = $1",
+    )
+    .bind(c.id.as_str())
+    .bind(c.name.as_deref())
+    .bind(c.explicit_tier.as_deref())
+    .bind(c.lifetime_value_cents)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Sets a name on a customer that has none.
+pub async fn name_if_unnamed(conn: &mut Conn, customer_id: &str, name: &str, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE customers SET name = $2, updated_at = $3 WHERE id = $1 AND name IS NULL")
+        .bind(customer_id)
+        .bind(name)
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Records a purchase; a purchase with the same reference is replaced. True when new.
+pub async fn upsert_purchase(
+    conn: &mut Conn,
+    customer_id: &str,
+    purchase_ref: &str,
+    amount_cents: i64,
+    at: i64,
+) -> Result<bool, sqlx::Error> {
+    let existed: Option<i64> =
+        sqlx::query_scalar("SELECT amount_cents FROM purchases WHERE customer_id = $1 AND purchase_ref = $2")
+            .bind(customer_id)
+            .bind(purchase_ref)
+            .fetch_optional(&mut *conn)
+            .await?;
+    sqlx::query(
+        "INSERT INTO purchases (customer_id, purchase_ref, amount_cents, purchased_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (customer_id, purchase_ref) DO UPDATE SET amount_cents = $3, purchased_at = $4",
+    )
+    .bind(customer_id)
+    .bind(purchase_ref)
+    .bind(amount_cents)
+    .bind(at)
+    .execute(conn)
+    .await?;
+    Ok(existed.is_none())
+}
+
+/// Folds customer `from` into `into`: its identities and purchases move, its explicit
+/// tier, lifetime value and name fill gaps in `into`, and it points at `into` from now
+/// on (as does anything merged into it before). Its history and interactions stay where
+/// they were written and are read as part of `into`'s.
+pub async fn merge(conn: &mut Conn, into: &CustomerRow, from: &CustomerRow, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE customer_identities SET customer_id = $1 WHERE customer_id = $2")
+        .bind(into.id.as_str())
+        .bind(from.id.as_str())
+        .execute(&mut *conn)
+        .await?;
+    // The same order recorded on both is one purchase: keep the survivor's copy.
+    sqlx::query(
+        "DELETE FROM purchases WHERE customer_id = $2 AND purchase_ref IN \
+         (SELECT purchase_ref FROM purchases WHERE customer_id = $1)",
+    )
+    .bind(into.id.as_str())
+    .bind(from.id.as_str())
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("UPDATE purchases SET customer_id = $1 WHERE customer_id = $2")
+        .bind(into.id.as_str())
+        .bind(from.id.as_str())
+        .execute(&mut *conn)
+        .await?;
+    let merged = CustomerRow {
+        name: into.name.clone().or_else(|| from.name.clone()),
+        explicit_tier: into.explicit_tier.clone().or_else(|| from.explicit_tier.clone()),
+        lifetime_value_cents: into.lifetime_value_cents.or(from.lifetime_value_cents),
+        ..into.clone()
+    };
+    update(&mut *conn, &merged, now).await?;
+    sqlx::query("UPDATE customers SET merged_into = $1, updated_at = $3 WHERE id = $2 OR merged_into = $2")
+        .bind(into.id.as_str())
+        .bind(from.id.as_str())
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Purchase figures for display: count, total in cents, last purchase time.
+pub async fn purchase_summary(conn: &mut Conn, customer_id: &str) -> Result<(i64, i64, Option<i64>), sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT COUNT(*) AS n, CAST(COALESCE(SUM(amount_cents), 0) AS BIGINT) AS total, MAX(purchased_at) AS last_at \
+         FROM purchases WHERE customer_id = $1",
+    )
+    .bind(customer_id)
+    .fetch_one(conn)
+    .await?;
+    Ok((row.try_get("n")?, row.try_get("total")?, row.try_get("last_at")?))
+}

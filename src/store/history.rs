@@ -1,0 +1,108 @@
+//! The customer history: an append-only record of every event about a customer and
+//! their interactions, across all channels. The tables refuse updates and deletes.
+
+use sqlx::Row;
+
+use super::Conn;
+
+/// One event to append.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    /// The customer it is about.
+    pub customer_id: String,
+    /// The interaction it is about, if any.
+    pub interaction_id: Option<String>,
+    /// What happened (`interaction_received`, `tier_decided`…).
+    pub kind: &'static str,
+    /// Who did it (`system`, `admin`, an agent's id…).
+    pub actor: String,
+    /// The event's details.
+    pub data: serde_json::Value,
+}
+
+/// One recorded event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// Its position in the whole history: later events have larger numbers.
+    pub seq: i64,
+    /// The customer it was recorded under.
+    pub customer_id: String,
+    /// The interaction it is about, if any.
+    pub interaction_id: Option<String>,
+    /// What happened.
+    pub kind: String,
+    /// When (ms).
+    pub occurred_at: i64,
+    /// Who did it.
+    pub actor: String,
+    /// Details.
+    pub data: serde_json::Value,
+}
+
+/// Appends `events`, all at `now`, in one statement.
+pub async fn append(conn: &mut Conn, events: &[NewEvent], now: i64) -> Result<(), sqlx::Error> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let mut sql = String::from("INSERT INTO history (customer_id, interaction_id, kind, occurred_at, actor, data) VALUES ");
+    for i in 0..events.len() {
+        let b = i * 6;
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!("(${}, ${}, ${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4, b + 5, b + 6));
+    }
+    let mut q = sqlx::query(&sql);
+    for e in events {
+        q = q
+            .bind(e.customer_id.as_str())
+            .bind(e.interaction_id.as_deref())
+            .bind(e.kind)
+            .bind(now)
+            .bind(e.actor.as_str())
+            .bind(e.data.to_string());
+    }
+    q.execute(conn).await?;
+    Ok(())
+}
+
+/// A page of the customer's history (including customers merged into it), newest
+/// first, of events older than `before` when given.
+pub async fn page(conn: &mut Conn, customer_id: &str, before: Option<i64>, limit: i64) -> Result<Vec<Event>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT seq, customer_id, interaction_id, kind, occurred_at, actor, data FROM history \
+         WHERE customer_id IN (SELECT id FROM customers WHERE id = $1 OR merged_into = $1) AND seq < $2 \
+         ORDER BY seq DESC LIMIT $3",
+    )
+    .bind(customer_id)
+    .bind(before.unwrap_or(i64::MAX))
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(row_to_event).collect()
+}
+
+/// Every event about one interaction, oldest first.
+pub async fn of_interaction(conn: &mut Conn, interaction_id: &str) -> Result<Vec<Event>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT seq, customer_id, interaction_id, kind, occurred_at, actor, data FROM history \
+         WHERE interaction_id = $1 ORDER BY seq",
+    )
+    .bind(interaction_id)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(row_to_event).collect()
+}
+
+fn row_to_event(row: &sqlx::any::AnyRow) -> Result<Event, sqlx::Error> {
+    let data: String = row.try_get("data")?;
+    Ok(Event {
+        seq: row.try_get("seq")?,
+        customer_id: row.try_get("customer_id")?,
+        interaction_id: row.try_get("interaction_id")?,
+        kind: row.try_get("kind")?,
+        occurred_at: row.try_get("occurred_at")?,
+        actor: row.try_get("actor")?,
+        data: serde_json::from_str(&data).unwrap_or(serde_json::Value::String(data)),
+    })
+}

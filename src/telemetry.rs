@@ -1,0 +1,108 @@
+//! Logs and metrics. Each observable occurrence is one named function here that logs
+//! and counts with bounded labels (channel, tier, outcome) and never with customer data:
+//! no addresses, numbers, names or bodies reach a log line or a metric.
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{LogFormat, LogSettings};
+
+/// Starts logging to standard output. Safe to call more than once (later calls do nothing).
+pub fn init_logging(settings: &LogSettings) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let _ = match settings.format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// The process-wide metrics recorder, installed on first use.
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let handle = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Suffix("_seconds".into()),
+                    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
+                )
+                .expect("bucket list is not empty")
+                .install_recorder()
+                .expect("no other metrics recorder is installed");
+            describe();
+            let upkeep = handle.clone();
+            // Histograms keep raw samples until rendered; drain them even when nobody scrapes.
+            std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || loop {
+                    std::thread::sleep(Duration::from_secs(5));
+                    upkeep.run_upkeep();
+                })
+                .expect("spawn metrics upkeep thread");
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    metrics::describe_counter!("switchboard_interactions_received_total", "Contacts accepted, by channel (retries of one contact count once).");
+    metrics::describe_counter!("switchboard_interactions_queued_total", "Interactions queued, by channel and tier at entry.");
+    metrics::describe_counter!("switchboard_intake_duplicates_total", "Contacts delivered again under a known idempotency key, by channel.");
+    metrics::describe_counter!("switchboard_intake_refused_total", "Contacts refused, by channel and reason.");
+    metrics::describe_gauge!("switchboard_queue_depth", "Interactions waiting, by tier.");
+    metrics::describe_histogram!("switchboard_intake_seconds", "Time from a contact's submission to its commit.");
+    metrics::describe_histogram!("switchboard_intake_batch_size", "Contacts committed per transaction.");
+    metrics::describe_counter!("switchboard_http_requests_total", "HTTP requests answered, by route and status class.");
+}
+
+/// A new interaction was committed and queued.
+pub fn interaction_queued(channel: &str, tier: &str, waited: Duration) {
+    counter!("switchboard_interactions_received_total", "channel" => channel.to_string()).increment(1);
+    counter!("switchboard_interactions_queued_total", "channel" => channel.to_string(), "tier" => tier.to_string())
+        .increment(1);
+    histogram!("switchboard_intake_seconds", "channel" => channel.to_string()).record(waited.as_secs_f64());
+}
+
+/// A contact was delivered again and answered with the interaction it already made.
+pub fn interaction_duplicate(channel: &str) {
+    counter!("switchboard_intake_duplicates_total", "channel" => channel.to_string()).increment(1);
+}
+
+/// A contact was refused; `reason` is one of a few fixed words.
+pub fn interaction_refused(channel: &str, reason: &'static str) {
+    counter!("switchboard_intake_refused_total", "channel" => channel.to_string(), "reason" => reason).increment(1);
+}
+
+/// A group of contacts was committed in one transaction.
+pub fn batch_committed(size: usize) {
+    histogram!("switchboard_intake_batch_size").record(size as f64);
+}
+
+/// A commit failed; the contacts in it are retried one by one.
+pub fn batch_failed(size: usize, error: &sqlx::Error) {
+    tracing::warn!(size, error = %error, "A group commit failed; retrying its contacts one by one");
+}
+
+/// The queue's depth per tier.
+pub fn queue_depth(by_tier: &BTreeMap<&str, usize>) {
+    for (tier, n) in by_tier {
+        gauge!("switchboard_queue_depth", "tier" => tier.to_string()).set(*n as f64);
+    }
+}
+
+/// An HTTP request was answered.
+pub fn http_answered(route: &str, status: u16) {
+    let class = match status {
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    };
+    counter!("switchboard_http_requests_total", "route" => route.to_string(), "status" => class).increment(1);
+}
