@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use figment::providers::{Env, Format, Toml};
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::value::{Dict, Value};
 use figment::Figment;
 use serde::Deserialize;
 
@@ -152,7 +153,7 @@ impl Settings {
     /// Loads the defaults, then `path` (or `config/switchboard.toml` when it exists),
     /// then the environment, and validates the result.
     pub fn load(path: Option<&Path>) -> Result<Settings, ConfigError> {
-        let mut figment = Figment::from(Toml::string(DEFAULT_TOML));
+        let mut figment = Figment::new();
         match path {
             Some(p) => {
                 if !p.is_file() {
@@ -167,7 +168,7 @@ impl Settings {
             }
             None => {}
         }
-        Self::from_figment(figment.merge(Env::prefixed("SWITCHBOARD__").split("__")))
+        Self::from_figment(layered(figment.merge(Env::prefixed("SWITCHBOARD__").split("__"))))
     }
 
     /// Loads only the built-in defaults (tests start from these).
@@ -298,6 +299,19 @@ impl TierSettings {
     }
 }
 
+/// The built-in defaults under what the admin wrote. Tier rules belong to the tiers they
+/// name: when the admin's configuration defines `tiers.order` or any `tiers.rules`, its
+/// rules replace the built-in ones whole instead of being mixed with them.
+fn layered(admin: Figment) -> Figment {
+    let mut defaults: Dict = Figment::from(Toml::string(DEFAULT_TOML)).extract().expect("the built-in defaults parse");
+    if admin.find_value("tiers.order").is_ok() || admin.find_value("tiers.rules").is_ok() {
+        if let Some(Value::Dict(_, tiers)) = defaults.get_mut("tiers") {
+            tiers.remove("rules");
+        }
+    }
+    Figment::from(Serialized::defaults(defaults)).merge(admin)
+}
+
 /// One figment error as a line that says where (key and source) and what.
 fn describe_figment_error(e: &figment::Error) -> String {
     let key = if e.path.is_empty() { String::new() } else { e.path.join(".") };
@@ -321,7 +335,15 @@ mod tests {
     use super::*;
 
     fn load_str(toml: &str) -> Result<Settings, ConfigError> {
-        Settings::from_figment(Figment::from(Toml::string(DEFAULT_TOML)).merge(Toml::string(toml)))
+        Settings::from_figment(layered(Figment::from(Toml::string(toml))))
+    }
+
+    #[test]
+    fn an_admin_who_renames_the_tiers_writes_their_rules_too() {
+        let s = load_str("[tiers]\norder = [\"gold\", \"silver\"]\ndefault = \"silver\"\n[tiers.rules.gold]\nmin_lifetime_value = 100.0\n").unwrap();
+        assert_eq!(s.tiers.rules.keys().collect::<Vec<_>>(), ["gold"]);
+        let s = load_str("[tiers]\nwindow_days = 30\n").unwrap();
+        assert_eq!(s.tiers.rules.len(), 2, "other tier keys keep the built-in rules");
     }
 
     #[test]
