@@ -1,0 +1,206 @@
+//! Starting the real server for a test: on a free port, with a fresh database (a new
+//! SQLite file, or a new PostgreSQL database), talking to it over HTTP as users do.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use serde_json::Value;
+use switchboard::config::Settings;
+use switchboard::startup::Application;
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+
+/// The admin token every test server is given.
+pub const TOKEN: &str = "test-admin-token-0123456789";
+
+/// Which database a test runs on.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// A fresh SQLite file in a temporary directory.
+    Sqlite,
+    /// A fresh database on the PostgreSQL server at this admin URL.
+    Postgres(String),
+}
+
+impl Backend {
+    /// The PostgreSQL backend from `SWITCHBOARD_TEST_PG_URL`. Under CI a missing URL
+    /// fails the test: PostgreSQL tests must run there. Elsewhere the test says it
+    /// skipped PostgreSQL and returns `None`.
+    pub fn postgres() -> Option<Backend> {
+        match std::env::var("SWITCHBOARD_TEST_PG_URL") {
+            Ok(url) if !url.is_empty() => Some(Backend::Postgres(url)),
+            _ if std::env::var_os("CI").is_some() => {
+                panic!("SWITCHBOARD_TEST_PG_URL is not set: under CI every store test runs on PostgreSQL too (bash .ci/run sets it)")
+            }
+            _ => {
+                eprintln!("SKIPPED the PostgreSQL variant: set SWITCHBOARD_TEST_PG_URL (bash .ci/run does)");
+                None
+            }
+        }
+    }
+
+    /// A database URL for a new, empty database on this backend, inside `dir` for SQLite.
+    pub async fn fresh_database(&self, dir: &std::path::Path) -> String {
+        match self {
+            Backend::Sqlite => format!("sqlite://{}?mode=rwc", dir.join("switchboard.db").display()),
+            Backend::Postgres(admin_url) => {
+                use sqlx::Connection;
+                let name = format!("sb_test_{}", uuid::Uuid::now_v7().simple());
+                let mut conn = sqlx::PgConnection::connect(admin_url)
+                    .await
+                    .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at SWITCHBOARD_TEST_PG_URL: {e}"));
+                sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create test database");
+                let base = admin_url.rsplit_once('/').map(|(b, _)| b).unwrap_or(admin_url);
+                format!("{base}/{name}")
+            }
+        }
+    }
+}
+
+/// Settings for a test server: a free port, the test token, a fresh database.
+pub async fn test_settings(backend: &Backend, dir: &TempDir) -> Settings {
+    let mut s = Settings::defaults();
+    s.server.http_addr = "127.0.0.1:0".into();
+    s.server.shutdown_grace_secs = 2;
+    s.storage.data_dir = dir.path().to_path_buf();
+    s.storage.database_url = backend.fresh_database(dir.path()).await;
+    s.storage.max_connections = 4;
+    s.api.admin_token = TOKEN.into();
+    s.api.max_body_bytes = 16 * 1024;
+    s
+}
+
+/// A server running in this process.
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// A client.
+    pub client: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    _dir: TempDir,
+}
+
+/// Starts a server on `backend` with the test defaults.
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, |_| {}).await
+}
+
+/// Starts a server on `backend`, letting the test adjust its settings first.
+pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut settings = test_settings(&backend, &dir).await;
+    adjust(&mut settings);
+    let app = Application::build(settings).await.expect("the server builds");
+    let base = format!("http://{}", app.local_addr());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(app.run_until_stopped(async move {
+        let _ = stopped.await;
+    }));
+    TestApp { base, client: reqwest::Client::new(), stop: Some(stop), task: Some(task), _dir: dir }
+}
+
+impl TestApp {
+    /// A request to `path` with the admin token.
+    pub fn admin(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client.request(method, format!("{}{path}", self.base)).bearer_auth(TOKEN)
+    }
+
+    /// POSTs JSON with the admin token; answers (status, body).
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        send(self.admin(reqwest::Method::POST, path).json(body)).await
+    }
+
+    /// PUTs JSON with the admin token; answers (status, body).
+    pub async fn put(&self, path: &str, body: &Value) -> (u16, Value) {
+        send(self.admin(reqwest::Method::PUT, path).json(body)).await
+    }
+
+    /// GETs with the admin token; answers (status, body).
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        send(self.admin(reqwest::Method::GET, path)).await
+    }
+
+    /// Creates an interaction and expects it accepted; answers its body.
+    pub async fn contact(&self, body: Value) -> Value {
+        let (status, json) = self.post("/api/interactions", &body).await;
+        assert!(status == 201 || status == 200, "expected the contact to be accepted, got {status}: {json}");
+        json
+    }
+
+    /// Stops the server the way SIGTERM does and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task").expect("server stops cleanly");
+        }
+    }
+}
+
+/// Sends a request; answers the status and the JSON body (a non-JSON body fails the test).
+pub async fn send(req: reqwest::RequestBuilder) -> (u16, Value) {
+    let resp = req.send().await.expect("the server answers");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.expect("a body");
+    let json = serde_json::from_str(&text).unwrap_or_else(|_| panic!("expected a JSON body with {status}, got: {text:?}"));
+    (status, json)
+}
+
+/// The server binary, run as a separate process (for crash and signal tests).
+pub struct ServerProcess {
+    /// The child.
+    pub child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+}
+
+/// Starts the `switchboard` binary on `database_url` with `data_dir`, waiting until it
+/// prints where it listens.
+pub fn start_process(database_url: &str, data_dir: &std::path::Path) -> ServerProcess {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .arg("serve")
+        .env("SWITCHBOARD_CONFIG", PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/switchboard.toml"))
+        .env("SWITCHBOARD__SERVER__HTTP_ADDR", "127.0.0.1:0")
+        .env("SWITCHBOARD__STORAGE__DATA_DIR", data_dir)
+        .env("SWITCHBOARD__STORAGE__DATABASE_URL", database_url)
+        .env("SWITCHBOARD__API__ADMIN_TOKEN", TOKEN)
+        .env("SWITCHBOARD__LOG__LEVEL", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start the switchboard binary");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let base = loop {
+        let line = lines.next().expect("the server prints where it listens before exiting").expect("read stdout");
+        if let Some(addr) = line.strip_prefix("Switchboard listening on ") {
+            break addr.trim().to_string();
+        }
+    };
+    // Keep draining stdout so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines.by_ref() {});
+    ServerProcess { child, base }
+}
+
+/// Runs a test body once on SQLite and once on PostgreSQL: `both_backends!(name);`
+/// expands to `name::sqlite` and `name::postgres` tests calling `name(backend)`.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::helpers::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(pg) = $crate::helpers::Backend::postgres() {
+                    super::$name(pg).await
+                }
+            }
+        }
+    )*};
+}

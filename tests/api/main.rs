@@ -1,0 +1,10 @@
+//! End-to-end tests: the real server on a free port, driven over HTTP (and, for crashes
+//! and signals, as a separate process). Store tests run on SQLite and PostgreSQL both.
+
+mod helpers;
+
+mod customers;
+mod durability;
+mod import;
+mod interactions;
+mod operations;
