@@ -156,6 +156,14 @@ pub struct ServerProcess {
     pub base: String,
 }
 
+impl Drop for ServerProcess {
+    /// A failing test must not leave its server running (it would hold the test's pipes).
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Starts the `switchboard` binary on `database_url` with `data_dir`, waiting until it
 /// prints where it listens.
 pub fn start_process(database_url: &str, data_dir: &std::path::Path) -> ServerProcess {
