@@ -45,7 +45,7 @@ CREATE TABLE interactions (
     state           TEXT NOT NULL,
     created_at      BIGINT NOT NULL,
     updated_at      BIGINT NOT NULL,
-    UNIQUE (channel, idempotency_key)
+    UNIQUE (idempotency_key, channel)
 );
 CREATE INDEX interactions_state ON interactions(state, created_at);
 CREATE INDEX interactions_customer ON interactions(customer_id, created_at);

@@ -36,6 +36,17 @@ pub enum TierSource {
     Default,
 }
 
+impl TierSource {
+    /// The name stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TierSource::Explicit => "explicit",
+            TierSource::Value => "value",
+            TierSource::Default => "default",
+        }
+    }
+}
+
 /// A decided tier and why.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TierDecision {

@@ -9,6 +9,7 @@
 //! A failed group is retried one contact at a time, so one contact the store refuses
 //! never costs its neighbours their acceptance.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::json;
@@ -19,8 +20,9 @@ use tokio_util::sync::CancellationToken;
 use super::{Committed, Job};
 use crate::config::TierSettings;
 use crate::customers::identity::Identity;
-use crate::customers::tier;
+use crate::customers::tier::{self, ValueData};
 use crate::queue::{Queue, Waiting};
+use crate::store::customers::CustomerRow;
 use crate::store::history::NewEvent;
 use crate::store::interactions::InteractionRow;
 use crate::store::{customers, history, interactions, now_ms, new_id, Conn, Store};
@@ -102,62 +104,123 @@ impl Writer {
 
     async fn try_group(&self, jobs: &[Job], now: i64) -> Result<Vec<JobOutcome>, sqlx::Error> {
         let mut tx = self.store.pool().begin().await?;
-        let mut outcomes = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            outcomes.push(self.one(&mut tx, job, now).await?);
-        }
+        let outcomes = self.process(&mut tx, jobs, now).await?;
         tx.commit().await?;
         Ok(outcomes)
     }
 
-    /// Resolves the customer, decides the tier, writes the interaction and its history.
-    async fn one(&self, conn: &mut Conn, job: &Job, now: i64) -> Result<JobOutcome, sqlx::Error> {
-        let channel = job.new.channel.as_str();
-        if let Some(known) = interactions::by_key(conn, channel, &job.new.idempotency_key).await? {
-            if known.request_hash != job.hash {
-                return Ok(Err(IntakeError::KeyReused));
+    /// Writes a group of contacts with a fixed number of statements, whatever its size:
+    /// known keys and identity owners are read in one query each, customers are resolved
+    /// in memory, and customers, identities, interactions and history are written with
+    /// multi-row INSERTs.
+    async fn process(&self, conn: &mut Conn, jobs: &[Job], now: i64) -> Result<Vec<JobOutcome>, sqlx::Error> {
+        let keys: Vec<&str> = jobs.iter().map(|j| j.new.idempotency_key.as_str()).collect();
+        let known: HashMap<(String, String), InteractionRow> = interactions::by_keys(conn, &keys)
+            .await?
+            .into_iter()
+            .map(|r| ((r.channel.clone(), r.idempotency_key.clone()), r))
+            .collect();
+        let mut identities: Vec<Identity> = jobs.iter().flat_map(|j| j.identities.iter().cloned()).collect();
+        identities.sort();
+        identities.dedup();
+        let mut owner: HashMap<Identity, String> = customers::owners(conn, &identities).await?.into_iter().collect();
+
+        let mut slots = Vec::with_capacity(jobs.len());
+        let mut first_of_key: HashMap<(&str, &str), usize> = HashMap::new();
+        let mut new_customers = Vec::new();
+        let mut new_identities = Vec::new();
+        // Per new interaction: its job and customer, and the customer events it caused.
+        let mut pending: Vec<(usize, String, Vec<NewEvent>)> = Vec::new();
+        for (i, job) in jobs.iter().enumerate() {
+            let channel = job.new.channel.as_str();
+            let key = job.new.idempotency_key.as_str();
+            if let Some(k) = known.get(&(channel.to_string(), key.to_string())) {
+                slots.push(if k.request_hash == job.hash {
+                    Slot::Done(Ok(Committed { interaction: k.clone(), created: false }))
+                } else {
+                    Slot::Done(Err(IntakeError::KeyReused))
+                });
+                continue;
             }
-            return Ok(Ok(Committed { interaction: known, created: false }));
+            if let Some(&first) = first_of_key.get(&(channel, key)) {
+                slots.push(if jobs[first].hash == job.hash { Slot::SameAs(first) } else { Slot::Done(Err(IntakeError::KeyReused)) });
+                continue;
+            }
+            first_of_key.insert((channel, key), i);
+            let (customer_id, events) = resolve_customer(job, &mut owner, &mut new_customers, &mut new_identities);
+            slots.push(Slot::New(pending.len()));
+            pending.push((i, customer_id, events));
         }
-        let (customer_id, mut events) = resolve_customer(conn, job, now).await?;
-        let customer = customers::get(conn, &customer_id).await?.ok_or(sqlx::Error::RowNotFound)?;
-        let value = customers::value_data(conn, &customer, now - i64::from(self.tiers.window_days) * DAY_MS).await?;
-        let decision = tier::decide(&self.tiers, &value, now);
-        let row = InteractionRow {
-            id: new_id(),
-            channel: channel.to_string(),
-            idempotency_key: job.new.idempotency_key.clone(),
-            request_hash: job.hash.clone(),
-            customer_id: customer.id.clone(),
-            tier: decision.tier.clone(),
-            tier_source: serde_json::to_value(decision.source)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default(),
-            tier_reason: decision.reason.clone(),
-            topic: job.new.topic.clone(),
-            subject: job.new.subject.clone(),
-            body: job.new.body.clone(),
-            state: "queued".into(),
-            created_at: now,
-            updated_at: now,
-        };
-        interactions::insert(conn, &row).await?;
-        let about = |kind, data| NewEvent {
-            customer_id: customer.id.clone(),
-            interaction_id: Some(row.id.clone()),
-            kind,
-            actor: "system".into(),
-            data,
-        };
-        events.push(about(
-            "interaction_received",
-            json!({ "channel": channel, "topic": row.topic, "subject": row.subject, "idempotency_key": row.idempotency_key }),
-        ));
-        events.push(about("tier_decided", json!({ "tier": decision.tier, "source": decision.source, "reason": decision.reason })));
-        events.push(about("queued", json!({ "tier": decision.tier })));
+        customers::create_many(conn, &new_customers, now).await?;
+        customers::add_identities(conn, &new_identities, now).await?;
+
+        let mut ids: Vec<String> = pending.iter().map(|(_, c, _)| c.clone()).collect();
+        ids.sort();
+        ids.dedup();
+        let window_start = now - i64::from(self.tiers.window_days) * DAY_MS;
+        let mut loaded: HashMap<String, (CustomerRow, ValueData)> = customers::with_value_data(conn, &ids, window_start)
+            .await?
+            .into_iter()
+            .map(|(c, v)| (c.id.clone(), (c, v)))
+            .collect();
+
+        let mut rows = Vec::with_capacity(pending.len());
+        let mut events = Vec::with_capacity(pending.len() * 3);
+        for (i, customer_id, customer_events) in pending {
+            let job = &jobs[i];
+            let (customer, value) = loaded.get_mut(&customer_id).ok_or(sqlx::Error::RowNotFound)?;
+            if let (None, Some(name)) = (&customer.name, &job.new.customer.name) {
+                customers::name_if_unnamed(conn, &customer.id, name, now).await?;
+                customer.name = Some(name.clone());
+            }
+            let decision = tier::decide(&self.tiers, value, now);
+            let row = InteractionRow {
+                id: new_id(),
+                channel: job.new.channel.as_str().to_string(),
+                idempotency_key: job.new.idempotency_key.clone(),
+                request_hash: job.hash.clone(),
+                customer_id: customer_id.clone(),
+                tier: decision.tier.clone(),
+                tier_source: decision.source.as_str().to_string(),
+                tier_reason: decision.reason.clone(),
+                topic: job.new.topic.clone(),
+                subject: job.new.subject.clone(),
+                body: job.new.body.clone(),
+                state: "queued".into(),
+                created_at: now,
+                updated_at: now,
+            };
+            events.extend(customer_events);
+            let about = |kind, data| NewEvent {
+                customer_id: customer_id.clone(),
+                interaction_id: Some(row.id.clone()),
+                kind,
+                actor: "system".into(),
+                data,
+            };
+            events.push(about(
+                "interaction_received",
+                json!({ "channel": row.channel, "topic": row.topic, "subject": row.subject, "idempotency_key": row.idempotency_key }),
+            ));
+            events.push(about("tier_decided", json!({ "tier": decision.tier, "source": decision.source, "reason": decision.reason })));
+            events.push(about("queued", json!({ "tier": decision.tier })));
+            rows.push(row);
+        }
+        interactions::insert_many(conn, &rows).await?;
         history::append(conn, &events, now).await?;
-        Ok(Ok(Committed { interaction: row, created: true }))
+
+        let mut outcomes: Vec<JobOutcome> = Vec::with_capacity(jobs.len());
+        for slot in &slots {
+            outcomes.push(match slot {
+                Slot::Done(o) => o.clone(),
+                Slot::New(p) => Ok(Committed { interaction: rows[*p].clone(), created: true }),
+                Slot::SameAs(first) => match &slots[*first] {
+                    Slot::New(p) => Ok(Committed { interaction: rows[*p].clone(), created: false }),
+                    _ => unreachable!("a key's first contact in a group is always new"),
+                },
+            });
+        }
+        Ok(outcomes)
     }
 
     fn answer(&self, job: Job, outcome: JobOutcome) {
@@ -190,61 +253,67 @@ pub fn waiting(i: &InteractionRow) -> Waiting {
     }
 }
 
-/// Finds the customer by the contact's identities (most trusted first), or creates one,
-/// and gives it the identities nobody owns yet. Identities owned by someone else are not
-/// moved: that is a merge, which only an admin decides; it is noted in the history.
-async fn resolve_customer(conn: &mut Conn, job: &Job, now: i64) -> Result<(String, Vec<NewEvent>), sqlx::Error> {
-    let owners = customers::owners(conn, &job.identities).await?;
-    let owner_of = |id: &Identity| owners.iter().find(|(i, _)| i == id).map(|(_, c)| c.clone());
-    let found = job.identities.iter().find_map(owner_of);
+/// What became of one contact while its group is planned.
+enum Slot {
+    /// Answered without writing: a known key (the earlier interaction) or a reused one.
+    Done(JobOutcome),
+    /// A new interaction: its index among the rows to write.
+    New(usize),
+    /// The same contact delivered twice within the group: answered like that job.
+    SameAs(usize),
+}
+
+/// Finds the customer by the contact's identities (most trusted first), or plans a new
+/// one, and gives it the identities nobody owns yet. Identities owned by someone else
+/// are not moved: that is a merge, which only an admin decides; it is noted in the
+/// history. `owner` is updated so later contacts in the same group see the result.
+fn resolve_customer(
+    job: &Job,
+    owner: &mut HashMap<Identity, String>,
+    new_customers: &mut Vec<(String, Option<String>)>,
+    new_identities: &mut Vec<(Identity, String)>,
+) -> (String, Vec<NewEvent>) {
+    let channel = job.new.channel.as_str();
     let mut events = Vec::new();
-    let name = job.new.customer.name.as_deref();
-    let customer_id = match found {
-        Some(id) => {
-            if let Some(name) = name {
-                customers::name_if_unnamed(conn, &id, name, now).await?;
-            }
-            id
-        }
+    let event = |customer_id: &str, kind, data| NewEvent {
+        customer_id: customer_id.to_string(),
+        interaction_id: None,
+        kind,
+        actor: "system".into(),
+        data,
+    };
+    let customer_id = match job.identities.iter().find_map(|id| owner.get(id).cloned()) {
+        Some(id) => id,
         None => {
             let id = new_id();
-            customers::create(conn, &id, name, now).await?;
-            events.push(NewEvent {
-                customer_id: id.clone(),
-                interaction_id: None,
-                kind: "customer_created",
-                actor: "system".into(),
-                data: json!({ "channel": job.new.channel.as_str(), "name": name }),
-            });
+            new_customers.push((id.clone(), job.new.customer.name.clone()));
+            events.push(event(&id, "customer_created", json!({ "channel": channel, "name": job.new.customer.name })));
             id
         }
     };
     for identity in &job.identities {
-        match owner_of(identity) {
+        match owner.get(identity) {
             None => {
-                customers::add_identity(conn, &customer_id, identity, now).await?;
-                events.push(NewEvent {
-                    customer_id: customer_id.clone(),
-                    interaction_id: None,
-                    kind: "identity_added",
-                    actor: "system".into(),
-                    data: json!({ "kind": identity.kind, "value": identity.value, "channel": job.new.channel.as_str() }),
-                });
+                owner.insert(identity.clone(), customer_id.clone());
+                new_identities.push((identity.clone(), customer_id.clone()));
+                events.push(event(
+                    &customer_id,
+                    "identity_added",
+                    json!({ "kind": identity.kind, "value": identity.value, "channel": channel }),
+                ));
             }
-            Some(other) if other != customer_id => events.push(NewEvent {
-                customer_id: customer_id.clone(),
-                interaction_id: None,
-                kind: "possible_duplicate",
-                actor: "system".into(),
-                data: json!({
+            Some(other) if *other != customer_id => events.push(event(
+                &customer_id,
+                "possible_duplicate",
+                json!({
                     "kind": identity.kind,
                     "value": identity.value,
                     "other_customer_id": other,
                     "note": "one contact named identities of two customers; merge them if they are one person"
                 }),
-            }),
+            )),
             Some(_) => {}
         }
     }
-    Ok((customer_id, events))
+    (customer_id, events)
 }

@@ -3,6 +3,7 @@
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
+use super::bulk::{self, Arg};
 use super::Conn;
 use crate::customers::identity::{Identity, IdentityKind};
 use crate::customers::tier::ValueData;
@@ -37,29 +38,91 @@ fn customer_row(row: &AnyRow) -> Result<CustomerRow, sqlx::Error> {
 
 /// The customer owning each of `identities` that is known, as (identity, customer id).
 pub async fn owners(conn: &mut Conn, identities: &[Identity]) -> Result<Vec<(Identity, String)>, sqlx::Error> {
-    if identities.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut sql = String::from("SELECT kind, value, customer_id FROM customer_identities WHERE ");
-    for i in 0..identities.len() {
-        if i > 0 {
-            sql.push_str(" OR ");
+    let mut out = Vec::new();
+    for chunk in identities.chunks(400) {
+        let mut kinds: Vec<&str> = chunk.iter().map(|i| i.kind.as_str()).collect();
+        kinds.sort_unstable();
+        kinds.dedup();
+        let values: Vec<Arg> = chunk.iter().map(|i| Arg::from(i.value.as_str())).collect();
+        let sql = format!(
+            "SELECT kind, value, customer_id FROM customer_identities WHERE kind IN ({}) AND value IN ({})",
+            bulk::list(1, kinds.len()),
+            bulk::list(kinds.len() + 1, values.len())
+        );
+        let args = kinds.iter().map(|k| Arg::from(*k)).chain(values).collect();
+        for row in bulk::bind_all(sqlx::query(&sql), args).fetch_all(&mut *conn).await? {
+            let kind: String = row.try_get("kind")?;
+            let Some(kind) = IdentityKind::parse(&kind) else { continue };
+            let identity = Identity { kind, value: row.try_get("value")? };
+            // The IN lists also match crossed pairs (one entry's kind, another's value).
+            if chunk.contains(&identity) {
+                out.push((identity, row.try_get("customer_id")?));
+            }
         }
-        sql.push_str(&format!("(kind = ${} AND value = ${})", 2 * i + 1, 2 * i + 2));
-    }
-    let mut q = sqlx::query(&sql);
-    for id in identities {
-        q = q.bind(id.kind.as_str()).bind(id.value.as_str());
-    }
-    let rows = q.fetch_all(&mut *conn).await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
-        let kind: String = row.try_get("kind")?;
-        let value: String = row.try_get("value")?;
-        let Some(kind) = IdentityKind::parse(&kind) else { continue };
-        out.push((Identity { kind, value }, row.try_get("customer_id")?));
     }
     Ok(out)
+}
+
+/// Creates customers with no identities yet: (id, name) each, in as few statements as fit.
+pub async fn create_many(conn: &mut Conn, customers: &[(String, Option<String>)], now: i64) -> Result<(), sqlx::Error> {
+    let args = customers
+        .iter()
+        .flat_map(|(id, name)| [Arg::from(id.as_str()), Arg::from(name.clone()), Arg::from(now), Arg::from(now)])
+        .collect();
+    bulk::insert(conn, "INSERT INTO customers (id, name, created_at, updated_at)", 4, args, "").await
+}
+
+/// Gives each identity to its customer unless someone owns it already.
+pub async fn add_identities(conn: &mut Conn, given: &[(Identity, String)], now: i64) -> Result<(), sqlx::Error> {
+    let args = given
+        .iter()
+        .flat_map(|(i, c)| [Arg::from(i.kind.as_str()), Arg::from(i.value.as_str()), Arg::from(c.as_str()), Arg::from(now)])
+        .collect();
+    bulk::insert(
+        conn,
+        "INSERT INTO customer_identities (kind, value, customer_id, created_at)",
+        4,
+        args,
+        "ON CONFLICT (kind, value) DO NOTHING",
+    )
+    .await
+}
+
+/// Each of the customers `ids` with its value data (purchases since `window_start`
+/// counting toward frequency and monetary value), in one query.
+pub async fn with_value_data(conn: &mut Conn, ids: &[String], window_start: i64) -> Result<Vec<(CustomerRow, ValueData)>, sqlx::Error> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(400) {
+        let sql = format!(
+            "SELECT c.id, c.name, c.explicit_tier, c.lifetime_value_cents, c.created_at, c.updated_at, \
+                    CAST(COALESCE(SUM(p.amount_cents), 0) AS BIGINT) AS total, \
+                    CAST(COALESCE(SUM(CASE WHEN p.purchased_at >= $1 THEN 1 ELSE 0 END), 0) AS BIGINT) AS window_count, \
+                    CAST(COALESCE(SUM(CASE WHEN p.purchased_at >= $1 THEN p.amount_cents ELSE 0 END), 0) AS BIGINT) AS window_cents, \
+                    MAX(p.purchased_at) AS last_at \
+             FROM customers c LEFT JOIN purchases p ON p.customer_id = c.id \
+             WHERE c.id IN ({}) \
+             GROUP BY c.id, c.name, c.explicit_tier, c.lifetime_value_cents, c.created_at, c.updated_at",
+            bulk::list(2, chunk.len())
+        );
+        let args = std::iter::once(Arg::from(window_start)).chain(chunk.iter().map(|id| Arg::from(id.as_str()))).collect();
+        for row in bulk::bind_all(sqlx::query(&sql), args).fetch_all(&mut *conn).await? {
+            let c = customer_row(&row)?;
+            let value = value_row(&row, &c)?;
+            out.push((c, value));
+        }
+    }
+    Ok(out)
+}
+
+fn value_row(row: &AnyRow, c: &CustomerRow) -> Result<ValueData, sqlx::Error> {
+    Ok(ValueData {
+        explicit_tier: c.explicit_tier.clone(),
+        lifetime_value_cents: c.lifetime_value_cents,
+        total_cents: row.try_get::<i64, _>("total")?,
+        window_count: row.try_get::<i64, _>("window_count")?.clamp(0, i64::from(u32::MAX)) as u32,
+        window_cents: row.try_get::<i64, _>("window_cents")?,
+        last_purchase_ms: row.try_get("last_at")?,
+    })
 }
 
 /// Creates a customer with no identities yet.
@@ -132,25 +195,16 @@ pub async fn identities(conn: &mut Conn, customer_id: &str) -> Result<Vec<Identi
 /// What is known of the customer's value, with purchases since `window_start` (ms)
 /// counted toward frequency and monetary value.
 pub async fn value_data(conn: &mut Conn, customer: &CustomerRow, window_start: i64) -> Result<ValueData, sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT CAST(COALESCE(SUM(amount_cents), 0) AS BIGINT) AS total, \
-                CAST(COALESCE(SUM(CASE WHEN purchased_at >= $2 THEN 1 ELSE 0 END), 0) AS BIGINT) AS window_count, \
-                CAST(COALESCE(SUM(CASE WHEN purchased_at >= $2 THEN amount_cents ELSE 0 END), 0) AS BIGINT) AS window_cents, \
-                MAX(purchased_at) AS last_at \
-         FROM purchases WHERE customer_id = $1",
-    )
-    .bind(customer.id.as_str())
-    .bind(window_start)
-    .fetch_one(conn)
-    .await?;
-    Ok(ValueData {
-        explicit_tier: customer.explicit_tier.clone(),
-        lifetime_value_cents: customer.lifetime_value_cents,
-        total_cents: row.try_get::<i64, _>("total")?,
-        window_count: row.try_get::<i64, _>("window_count")?.clamp(0, i64::from(u32::MAX)) as u32,
-        window_cents: row.try_get::<i64, _>("window_cents")?,
-        last_purchase_ms: row.try_get("last_at")?,
-    })
+    let found = with_value_data(conn, std::slice::from_ref(&customer.id), window_start).await?;
+    match found.into_iter().next() {
+        Some((_, mut value)) => {
+            // The caller's copy of the customer may carry edits not yet written.
+            value.explicit_tier = customer.explicit_tier.clone();
+            value.lifetime_value_cents = customer.lifetime_value_cents;
+            Ok(value)
+        }
+        None => Err(sqlx::Error::RowNotFound),
+    }
 }
 
 /// Writes the customer's own fields as given.

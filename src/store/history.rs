@@ -3,7 +3,8 @@
 
 use sqlx::Row;
 
-use super::Conn;
+use super::bulk::Arg;
+use super::{bulk, Conn};
 
 /// One event to append.
 #[derive(Debug, Clone)]
@@ -39,31 +40,22 @@ pub struct Event {
     pub data: serde_json::Value,
 }
 
-/// Appends `events`, all at `now`, in one statement.
+/// Appends `events`, all at `now`, in as few statements as fit.
 pub async fn append(conn: &mut Conn, events: &[NewEvent], now: i64) -> Result<(), sqlx::Error> {
-    if events.is_empty() {
-        return Ok(());
-    }
-    let mut sql = String::from("INSERT INTO history (customer_id, interaction_id, kind, occurred_at, actor, data) VALUES ");
-    for i in 0..events.len() {
-        let b = i * 6;
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str(&format!("(${}, ${}, ${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4, b + 5, b + 6));
-    }
-    let mut q = sqlx::query(&sql);
-    for e in events {
-        q = q
-            .bind(e.customer_id.as_str())
-            .bind(e.interaction_id.as_deref())
-            .bind(e.kind)
-            .bind(now)
-            .bind(e.actor.as_str())
-            .bind(e.data.to_string());
-    }
-    q.execute(conn).await?;
-    Ok(())
+    let args = events
+        .iter()
+        .flat_map(|e| {
+            [
+                Arg::from(e.customer_id.as_str()),
+                Arg::from(e.interaction_id.clone()),
+                Arg::from(e.kind),
+                Arg::from(now),
+                Arg::from(e.actor.as_str()),
+                Arg::from(e.data.to_string()),
+            ]
+        })
+        .collect();
+    bulk::insert(conn, "INSERT INTO history (customer_id, interaction_id, kind, occurred_at, actor, data)", 6, args, "").await
 }
 
 /// A page of the customer's history (including customers merged into it), newest

@@ -4,6 +4,7 @@
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
+use super::bulk::{self, Arg};
 use super::Conn;
 
 /// An interaction as stored.
@@ -61,38 +62,43 @@ fn row_to_interaction(row: &AnyRow) -> Result<InteractionRow, sqlx::Error> {
     })
 }
 
-/// Writes a new interaction.
-pub async fn insert(conn: &mut Conn, i: &InteractionRow) -> Result<(), sqlx::Error> {
-    sqlx::query(&format!(
-        "INSERT INTO interactions ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
-    ))
-    .bind(i.id.as_str())
-    .bind(i.channel.as_str())
-    .bind(i.idempotency_key.as_str())
-    .bind(i.request_hash.as_str())
-    .bind(i.customer_id.as_str())
-    .bind(i.tier.as_str())
-    .bind(i.tier_source.as_str())
-    .bind(i.tier_reason.as_str())
-    .bind(i.topic.as_deref())
-    .bind(i.subject.as_deref())
-    .bind(i.body.as_deref())
-    .bind(i.state.as_str())
-    .bind(i.created_at)
-    .bind(i.updated_at)
-    .execute(conn)
-    .await?;
-    Ok(())
+/// Writes new interactions, as few statements as fit.
+pub async fn insert_many(conn: &mut Conn, rows: &[InteractionRow]) -> Result<(), sqlx::Error> {
+    let args = rows
+        .iter()
+        .flat_map(|i| {
+            [
+                Arg::from(i.id.as_str()),
+                Arg::from(i.channel.as_str()),
+                Arg::from(i.idempotency_key.as_str()),
+                Arg::from(i.request_hash.as_str()),
+                Arg::from(i.customer_id.as_str()),
+                Arg::from(i.tier.as_str()),
+                Arg::from(i.tier_source.as_str()),
+                Arg::from(i.tier_reason.as_str()),
+                Arg::from(i.topic.clone()),
+                Arg::from(i.subject.clone()),
+                Arg::from(i.body.clone()),
+                Arg::from(i.state.as_str()),
+                Arg::from(i.created_at),
+                Arg::from(i.updated_at),
+            ]
+        })
+        .collect();
+    bulk::insert(conn, &format!("INSERT INTO interactions ({COLUMNS})"), 14, args, "").await
 }
 
-/// The interaction a channel created under `key`, if any.
-pub async fn by_key(conn: &mut Conn, channel: &str, key: &str) -> Result<Option<InteractionRow>, sqlx::Error> {
-    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM interactions WHERE channel = $1 AND idempotency_key = $2"))
-        .bind(channel)
-        .bind(key)
-        .fetch_optional(conn)
-        .await?;
-    row.as_ref().map(row_to_interaction).transpose()
+/// Every interaction created under any of `keys` (on any channel).
+pub async fn by_keys(conn: &mut Conn, keys: &[&str]) -> Result<Vec<InteractionRow>, sqlx::Error> {
+    let mut out = Vec::new();
+    for chunk in keys.chunks(400) {
+        let sql = format!("SELECT {COLUMNS} FROM interactions WHERE idempotency_key IN ({})", bulk::list(1, chunk.len()));
+        let args = chunk.iter().map(|k| Arg::from(*k)).collect();
+        for row in bulk::bind_all(sqlx::query(&sql), args).fetch_all(&mut *conn).await? {
+            out.push(row_to_interaction(&row)?);
+        }
+    }
+    Ok(out)
 }
 
 /// One interaction by id.

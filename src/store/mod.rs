@@ -5,6 +5,7 @@
 //! migrations differ, one folder per backend. Times are stored as milliseconds since
 //! the epoch and money as cents, so no type needs translating between the two.
 
+pub mod bulk;
 pub mod customers;
 pub mod history;
 pub mod interactions;
@@ -170,11 +171,6 @@ pub fn rfc3339(ms: i64) -> String {
 /// A new time-ordered id.
 pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
-}
-
-/// True when `e` is a unique-constraint violation (another writer got there first).
-pub fn is_unique_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }
 
 #[cfg(test)]

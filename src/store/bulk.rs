@@ -1,0 +1,100 @@
+//! Multi-row statements: one INSERT carries many rows, and one SELECT looks up many
+//! keys. The intake writer relies on these so that a group of contacts costs a handful
+//! of statements, not a handful per contact.
+
+use super::Conn;
+
+/// One bound value.
+#[derive(Debug, Clone)]
+pub enum Arg {
+    /// Text, or NULL.
+    Text(Option<String>),
+    /// An integer, or NULL.
+    Int(Option<i64>),
+}
+
+impl From<&str> for Arg {
+    fn from(s: &str) -> Self {
+        Arg::Text(Some(s.to_string()))
+    }
+}
+impl From<String> for Arg {
+    fn from(s: String) -> Self {
+        Arg::Text(Some(s))
+    }
+}
+impl From<Option<String>> for Arg {
+    fn from(s: Option<String>) -> Self {
+        Arg::Text(s)
+    }
+}
+impl From<i64> for Arg {
+    fn from(v: i64) -> Self {
+        Arg::Int(Some(v))
+    }
+}
+
+/// Rows per statement: well inside SQLite's and PostgreSQL's limits on bound values.
+const ROWS_PER_STATEMENT: usize = 400;
+
+/// Runs `head VALUES (…), (…) tail` for every row of `columns` values in `args`.
+pub async fn insert(conn: &mut Conn, head: &str, columns: usize, args: Vec<Arg>, tail: &str) -> Result<(), sqlx::Error> {
+    debug_assert_eq!(args.len() % columns, 0);
+    let mut args = args.into_iter().peekable();
+    while args.peek().is_some() {
+        let chunk: Vec<Arg> = args.by_ref().take(columns * ROWS_PER_STATEMENT).collect();
+        let sql = format!("{head} VALUES {} {tail}", placeholders(chunk.len() / columns, columns));
+        bind_all(sqlx::query(&sql), chunk).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// `($1, $2), ($3, $4)` for `rows` rows of `columns` values.
+pub fn placeholders(rows: usize, columns: usize) -> String {
+    let mut s = String::with_capacity(rows * columns * 5);
+    for r in 0..rows {
+        if r > 0 {
+            s.push_str(", ");
+        }
+        s.push('(');
+        for c in 0..columns {
+            if c > 0 {
+                s.push_str(", ");
+            }
+            s.push('$');
+            s.push_str(&(r * columns + c + 1).to_string());
+        }
+        s.push(')');
+    }
+    s
+}
+
+/// `$first, $first+1, …` for an `IN (…)` list of `n` values.
+pub fn list(first: usize, n: usize) -> String {
+    (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
+/// Binds every value in order.
+pub fn bind_all<'q>(
+    mut q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    args: Vec<Arg>,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    for a in args {
+        q = match a {
+            Arg::Text(v) => q.bind(v),
+            Arg::Int(v) => q.bind(v),
+        };
+    }
+    q
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_number_every_value() {
+        assert_eq!(placeholders(2, 3), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(list(3, 2), "$3, $4");
+    }
+}
