@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use switchboard::config::Settings;
 use switchboard::startup::Application;
+use switchboard::store::interactions::{self, InteractionRow};
 use switchboard::store::{new_id, now_ms, Store};
 
 const TOKEN: &str = "bench-token";
@@ -27,14 +28,20 @@ fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
 
     println!("# Intake benchmark ({secs} s per measurement, {clients} clients)\n");
-    let raw_one = rt.block_on(raw_inserts(duration, 1));
-    let raw_batch = rt.block_on(raw_inserts(duration, 512));
+    let raw_one = rt.block_on(raw_inserts(duration, 1, false));
+    let raw_batch = rt.block_on(raw_inserts(duration, 512, false));
+    let raw_multi = rt.block_on(raw_inserts(duration, 512, true));
     let http = intake_over_http(&rt, duration, clients);
 
     println!("| path | rate | p50 | p99 | ratio to raw 1 row/txn | ratio to raw 512 rows/txn |");
     println!("|---|---:|---:|---:|---:|---:|");
     println!("| raw SQLite INSERT, 1 row per transaction | {raw_one:.0} rows/s | | | 1.00 | {:.2} |", raw_one / raw_batch);
     println!("| raw SQLite INSERT, 512 rows per transaction | {raw_batch:.0} rows/s | | | {:.2} | 1.00 |", raw_batch / raw_one);
+    println!(
+        "| raw SQLite, one 512-row INSERT per transaction | {raw_multi:.0} rows/s | | | {:.2} | {:.2} |",
+        raw_multi / raw_one,
+        raw_multi / raw_batch
+    );
     println!(
         "| POST /api/interactions, durable, {clients} clients | {:.0} req/s | {:.2} ms | {:.2} ms | {:.2} | {:.2} |",
         http.rate,
@@ -46,9 +53,9 @@ fn main() {
     println!("\n{} contacts accepted, {} errors", http.ok, http.errors);
 }
 
-/// Inserts interaction rows straight into a fresh store, `per_txn` to a transaction,
-/// for `duration`; answers rows per second.
-async fn raw_inserts(duration: Duration, per_txn: usize) -> f64 {
+/// Inserts interaction rows straight into a fresh store, `per_txn` to a transaction
+/// (as one multi-row statement when `multi`), for `duration`; answers rows per second.
+async fn raw_inserts(duration: Duration, per_txn: usize, multi: bool) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("raw.db").display());
     let store = Store::connect(&url, 4).await.unwrap();
@@ -62,7 +69,11 @@ async fn raw_inserts(duration: Duration, per_txn: usize) -> f64 {
     let mut rows = 0usize;
     while start.elapsed() < duration {
         let mut tx = store.pool().begin().await.unwrap();
-        for _ in 0..per_txn {
+        if multi {
+            let rows: Vec<InteractionRow> = (0..per_txn).map(|_| raw_row(&customer)).collect();
+            interactions::insert_many(&mut tx, &rows).await.unwrap();
+        }
+        for _ in 0..if multi { 0 } else { per_txn } {
             let id = new_id();
             sqlx::query(
                 "INSERT INTO interactions (id, channel, idempotency_key, request_hash, customer_id, tier, tier_source, \
@@ -82,6 +93,27 @@ async fn raw_inserts(duration: Duration, per_txn: usize) -> f64 {
     let rate = rows as f64 / start.elapsed().as_secs_f64();
     store.close().await;
     rate
+}
+
+fn raw_row(customer: &str) -> InteractionRow {
+    let id = new_id();
+    let now = now_ms();
+    InteractionRow {
+        idempotency_key: id.clone(),
+        id,
+        channel: "api".into(),
+        request_hash: "h".into(),
+        customer_id: customer.to_string(),
+        tier: "low".into(),
+        tier_source: "default".into(),
+        tier_reason: "r".into(),
+        topic: None,
+        subject: Some("subject".into()),
+        body: Some("body".into()),
+        state: "queued".into(),
+        created_at: now,
+        updated_at: now,
+    }
 }
 
 struct HttpResult {

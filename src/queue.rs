@@ -2,7 +2,7 @@
 //! them. The store is the authority (every entry here was committed first); this is
 //! rebuilt from the interactions in state `queued` whenever the server starts.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use switchboard_contract::ChannelKind;
@@ -24,34 +24,48 @@ pub struct Waiting {
     pub enqueued_at: i64,
 }
 
-/// The waiting interactions, by id.
+/// The waiting interactions, by id, with their count per tier kept as they change.
 #[derive(Debug, Default)]
 pub struct Queue {
-    waiting: Mutex<BTreeMap<String, Waiting>>,
-    /// The configured tiers: their depth is published even when zero.
-    tiers: Vec<String>,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    waiting: HashMap<String, Waiting>,
+    /// Waiting per tier; every configured tier is present, so a depth of zero is published.
+    depth: BTreeMap<String, usize>,
 }
 
 impl Queue {
     /// A queue of the configured `tiers` holding `entries` (from the store at start-up).
     pub fn new(tiers: Vec<String>, entries: impl IntoIterator<Item = Waiting>) -> Self {
-        let q = Queue { waiting: Mutex::default(), tiers };
+        let inner = Inner { waiting: HashMap::new(), depth: tiers.into_iter().map(|t| (t, 0)).collect() };
+        let q = Queue { inner: Mutex::new(inner) };
         q.push_all(entries);
         q
     }
 
-    /// Adds committed interactions.
+    /// Adds committed interactions; one already waiting is not added twice.
     pub fn push_all(&self, entries: impl IntoIterator<Item = Waiting>) {
-        let mut waiting = self.waiting.lock().expect("queue lock");
+        let mut inner = self.inner.lock().expect("queue lock");
+        let mut changed = false;
         for w in entries {
-            waiting.insert(w.interaction_id.clone(), w);
+            if inner.waiting.contains_key(&w.interaction_id) {
+                continue;
+            }
+            *inner.depth.entry(w.tier.clone()).or_default() += 1;
+            inner.waiting.insert(w.interaction_id.clone(), w);
+            changed = true;
         }
-        self.publish(&waiting);
+        if changed {
+            telemetry::queue_depth(&inner.depth);
+        }
     }
 
     /// How many interactions wait.
     pub fn len(&self) -> usize {
-        self.waiting.lock().expect("queue lock").len()
+        self.inner.lock().expect("queue lock").waiting.len()
     }
 
     /// True when nothing waits.
@@ -59,19 +73,16 @@ impl Queue {
         self.len() == 0
     }
 
-    /// Every waiting interaction, oldest first.
-    pub fn snapshot(&self) -> Vec<Waiting> {
-        let mut all: Vec<_> = self.waiting.lock().expect("queue lock").values().cloned().collect();
-        all.sort_by(|a, b| (a.enqueued_at, &a.interaction_id).cmp(&(b.enqueued_at, &b.interaction_id)));
-        all
+    /// How many wait in each tier.
+    pub fn depth(&self) -> BTreeMap<String, usize> {
+        self.inner.lock().expect("queue lock").depth.clone()
     }
 
-    fn publish(&self, waiting: &BTreeMap<String, Waiting>) {
-        let mut by_tier: BTreeMap<&str, usize> = self.tiers.iter().map(|t| (t.as_str(), 0)).collect();
-        for w in waiting.values() {
-            *by_tier.entry(w.tier.as_str()).or_default() += 1;
-        }
-        telemetry::queue_depth(&by_tier);
+    /// Every waiting interaction, oldest first.
+    pub fn snapshot(&self) -> Vec<Waiting> {
+        let mut all: Vec<_> = self.inner.lock().expect("queue lock").waiting.values().cloned().collect();
+        all.sort_by(|a, b| (a.enqueued_at, &a.interaction_id).cmp(&(b.enqueued_at, &b.interaction_id)));
+        all
     }
 }
 
@@ -88,6 +99,7 @@ mod tests {
         let q = Queue::new(vec!["high".into(), "low".into()], [w("a", "high", 2), w("b", "low", 1)]);
         q.push_all([w("a", "high", 2)]);
         assert_eq!(q.len(), 2);
+        assert_eq!(q.depth(), BTreeMap::from([("high".to_string(), 1), ("low".to_string(), 1)]));
         let ids: Vec<_> = q.snapshot().into_iter().map(|w| w.interaction_id).collect();
         assert_eq!(ids, ["b", "a"]);
     }

@@ -91,7 +91,7 @@ pub fn batch_failed(size: usize, error: &sqlx::Error) {
 }
 
 /// The queue's depth per tier.
-pub fn queue_depth(by_tier: &BTreeMap<&str, usize>) {
+pub fn queue_depth(by_tier: &BTreeMap<String, usize>) {
     for (tier, n) in by_tier {
         gauge!("switchboard_queue_depth", "tier" => tier.to_string()).set(*n as f64);
     }

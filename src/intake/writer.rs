@@ -73,15 +73,13 @@ impl Writer {
         match self.try_group(&jobs, now).await {
             Ok(outcomes) => {
                 telemetry::batch_committed(jobs.len());
-                for (job, outcome) in jobs.into_iter().zip(outcomes) {
-                    self.answer(job, outcome);
-                }
+                self.answer(jobs.into_iter().zip(outcomes).collect());
             }
             Err(e) => {
                 telemetry::batch_failed(jobs.len(), &e);
                 for job in jobs {
                     let outcome = self.try_alone(&job).await;
-                    self.answer(job, outcome);
+                    self.answer(vec![(job, outcome)]);
                 }
             }
         }
@@ -223,22 +221,24 @@ impl Writer {
         Ok(outcomes)
     }
 
-    fn answer(&self, job: Job, outcome: JobOutcome) {
-        let channel = job.new.channel.as_str();
-        if let Ok(c) = &outcome {
-            // A retry of a contact whose first commit was uncertain finds it stored but
-            // perhaps not yet queued in memory; queueing is idempotent, so queue it anyway.
-            if c.interaction.state == "queued" {
-                self.queue.push_all([waiting(&c.interaction)]);
+    /// Queues what was committed, then answers every submitter.
+    fn answer(&self, answered: Vec<(Job, JobOutcome)>) {
+        // A retry of a contact whose first commit was uncertain finds it stored but
+        // perhaps not yet queued in memory; queueing is idempotent, so queue it anyway.
+        self.queue.push_all(answered.iter().filter_map(|(_, o)| match o {
+            Ok(c) if c.interaction.state == "queued" => Some(waiting(&c.interaction)),
+            _ => None,
+        }));
+        for (job, outcome) in answered {
+            let channel = job.new.channel.as_str();
+            match &outcome {
+                Ok(c) if c.created => telemetry::interaction_queued(channel, &c.interaction.tier, job.submitted.elapsed()),
+                Ok(_) => telemetry::interaction_duplicate(channel),
+                Err(_) => {}
             }
-            if c.created {
-                telemetry::interaction_queued(channel, &c.interaction.tier, job.submitted.elapsed());
-            } else {
-                telemetry::interaction_duplicate(channel);
-            }
+            // The submitter may have gone (a client hung up); the contact is committed anyway.
+            let _ = job.reply.send(outcome);
         }
-        // The submitter may have gone (a client hung up); the contact is committed anyway.
-        let _ = job.reply.send(outcome);
     }
 }
 
