@@ -22,10 +22,20 @@ use switchboard::store::{new_id, now_ms, Store};
 const TOKEN: &str = "bench-token";
 
 fn main() {
-    let secs: u64 = std::env::var("BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
-    let clients: usize = std::env::var("BENCH_CLIENTS").ok().and_then(|s| s.parse().ok()).unwrap_or(64);
+    let secs: u64 = std::env::var("BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
+    let clients: usize = std::env::var("BENCH_CLIENTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(64);
     let duration = Duration::from_secs(secs);
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
 
     println!("# Intake benchmark ({secs} s per measurement, {clients} clients)\n");
     let raw_one = rt.block_on(raw_inserts(duration, 1, false));
@@ -35,7 +45,10 @@ fn main() {
 
     println!("| path | rate | p50 | p99 | ratio to raw 1 row/txn | ratio to raw 512 rows/txn |");
     println!("|---|---:|---:|---:|---:|---:|");
-    println!("| raw SQLite INSERT, 1 row per transaction | {raw_one:.0} rows/s | | | 1.00 | {:.2} |", raw_one / raw_batch);
+    println!(
+        "| raw SQLite INSERT, 1 row per transaction | {raw_one:.0} rows/s | | | 1.00 | {:.2} |",
+        raw_one / raw_batch
+    );
     println!("| raw SQLite INSERT, 512 rows per transaction | {raw_batch:.0} rows/s | | | {:.2} | 1.00 |", raw_batch / raw_one);
     println!(
         "| raw SQLite, one 512-row INSERT per transaction | {raw_multi:.0} rows/s | | | {:.2} | {:.2} |",
@@ -124,7 +137,11 @@ struct HttpResult {
     errors: usize,
 }
 
-fn intake_over_http(server_rt: &tokio::runtime::Runtime, duration: Duration, clients: usize) -> HttpResult {
+fn intake_over_http(
+    server_rt: &tokio::runtime::Runtime,
+    duration: Duration,
+    clients: usize,
+) -> HttpResult {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = Settings::defaults();
     settings.server.http_addr = "127.0.0.1:0".into();
@@ -139,13 +156,28 @@ fn intake_over_http(server_rt: &tokio::runtime::Runtime, duration: Duration, cli
     }));
 
     let load = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async move {
-            let client = reqwest::Client::builder().pool_max_idle_per_host(clients).build().unwrap();
+            let client = reqwest::Client::builder()
+                .pool_max_idle_per_host(clients)
+                .build()
+                .unwrap();
             // Warm up: the customers exist before the measured run, as repeat customers do.
             let stop = Arc::new(AtomicBool::new(false));
-            run_clients(&client, &base, clients, Duration::from_secs(1), stop.clone(), "warm").await;
-            let (lat, errors, elapsed) = run_clients(&client, &base, clients, duration, stop, "run").await;
+            run_clients(
+                &client,
+                &base,
+                clients,
+                Duration::from_secs(1),
+                stop.clone(),
+                "warm",
+            )
+            .await;
+            let (lat, errors, elapsed) =
+                run_clients(&client, &base, clients, duration, stop, "run").await;
             (lat, errors, elapsed)
         })
     });
@@ -153,8 +185,19 @@ fn intake_over_http(server_rt: &tokio::runtime::Runtime, duration: Duration, cli
     let _ = stop_tx.send(());
     server_rt.block_on(server).unwrap().unwrap();
     lat.sort_unstable();
-    let pct = |p: f64| lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).copied().unwrap_or(0) as f64 / 1000.0;
-    HttpResult { rate: lat.len() as f64 / elapsed.as_secs_f64(), p50_ms: pct(0.50), p99_ms: pct(0.99), ok: lat.len(), errors }
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0) as f64
+            / 1000.0
+    };
+    HttpResult {
+        rate: lat.len() as f64 / elapsed.as_secs_f64(),
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+        ok: lat.len(),
+        errors,
+    }
 }
 
 /// `clients` tasks posting contacts for `duration`; answers the latencies (µs) of the
@@ -170,7 +213,11 @@ async fn run_clients(
     let start = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..clients {
-        let (client, url, stop) = (client.clone(), format!("{base}/api/interactions"), stop.clone());
+        let (client, url, stop) = (
+            client.clone(),
+            format!("{base}/api/interactions"),
+            stop.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut errors = 0usize;

@@ -71,7 +71,10 @@ fn serve(config: Option<PathBuf>) -> std::process::ExitCode {
         }
     };
     telemetry::init_logging(&settings.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("Cannot start the runtime: {e}");

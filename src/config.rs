@@ -168,12 +168,15 @@ impl Settings {
             }
             None => {}
         }
-        Self::from_figment(layered(figment.merge(Env::prefixed("SWITCHBOARD__").split("__"))))
+        Self::from_figment(layered(
+            figment.merge(Env::prefixed("SWITCHBOARD__").split("__")),
+        ))
     }
 
     /// Loads only the built-in defaults (tests start from these).
     pub fn defaults() -> Settings {
-        Self::from_figment(Figment::from(Toml::string(DEFAULT_TOML))).expect("the built-in defaults are valid")
+        Self::from_figment(Figment::from(Toml::string(DEFAULT_TOML)))
+            .expect("the built-in defaults are valid")
     }
 
     fn from_figment(figment: Figment) -> Result<Settings, ConfigError> {
@@ -197,7 +200,10 @@ impl Settings {
             problems.push("server.request_timeout_secs: must be at least 1".into());
         }
         let url = &self.storage.database_url;
-        if !url.is_empty() && !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        let known_scheme = ["sqlite:", "postgres://", "postgresql://"]
+            .iter()
+            .any(|p| url.starts_with(p));
+        if !url.is_empty() && !known_scheme {
             problems.push("storage.database_url: must start with sqlite:, postgres:// or postgresql:// (or be empty for the embedded SQLite)".into());
         }
         if self.storage.max_connections == 0 {
@@ -226,7 +232,10 @@ impl Settings {
         }
         self.tiers.check(&mut problems);
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
-            problems.push(format!("log.level: '{}' is not a valid log filter", self.log.level));
+            problems.push(format!(
+                "log.level: '{}' is not a valid log filter",
+                self.log.level
+            ));
         }
         if problems.is_empty() {
             Ok(())
@@ -238,7 +247,10 @@ impl Settings {
     /// The database URL in use: the configured one, or SQLite in the data directory.
     pub fn database_url(&self) -> String {
         if self.storage.database_url.is_empty() {
-            format!("sqlite://{}?mode=rwc", self.storage.data_dir.join("switchboard.db").display())
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.storage.data_dir.join("switchboard.db").display()
+            )
         } else {
             self.storage.database_url.clone()
         }
@@ -253,7 +265,9 @@ impl TierSettings {
         for (i, name) in self.order.iter().enumerate() {
             let valid = !name.is_empty()
                 && name.len() <= 32
-                && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
             if !valid {
                 problems.push(format!(
                     "tiers.order[{i}]: '{name}' must be 1 to 32 lowercase letters, digits, '-' or '_'"
@@ -275,20 +289,30 @@ impl TierSettings {
         for (name, rule) in &self.rules {
             let at = format!("tiers.rules.{name}");
             if !self.order.contains(name) {
-                problems.push(format!("{at}: '{name}' is not one of tiers.order {:?}", self.order));
+                problems.push(format!(
+                    "{at}: '{name}' is not one of tiers.order {:?}",
+                    self.order
+                ));
             }
             if *name == self.default {
                 problems.push(format!(
                     "{at}: the default tier needs no rule (customers no other rule places get it)"
                 ));
             }
-            let rfm = [rule.max_recency_days.is_some(), rule.min_frequency.is_some(), rule.min_monetary.is_some()];
+            let rfm = [
+                rule.max_recency_days.is_some(),
+                rule.min_frequency.is_some(),
+                rule.min_monetary.is_some(),
+            ];
             if rule.min_lifetime_value.is_none() && !rfm.iter().any(|x| *x) {
                 problems.push(format!(
                     "{at}: set min_lifetime_value, or max_recency_days / min_frequency / min_monetary, or remove the rule"
                 ));
             }
-            for (key, value) in [("min_lifetime_value", rule.min_lifetime_value), ("min_monetary", rule.min_monetary)] {
+            for (key, value) in [
+                ("min_lifetime_value", rule.min_lifetime_value),
+                ("min_monetary", rule.min_monetary),
+            ] {
                 if let Some(v) = value {
                     if !v.is_finite() || v < 0.0 {
                         problems.push(format!("{at}.{key}: must be a number of zero or more"));
@@ -303,7 +327,9 @@ impl TierSettings {
 /// name: when the admin's configuration defines `tiers.order` or any `tiers.rules`, its
 /// rules replace the built-in ones whole instead of being mixed with them.
 fn layered(admin: Figment) -> Figment {
-    let mut defaults: Dict = Figment::from(Toml::string(DEFAULT_TOML)).extract().expect("the built-in defaults parse");
+    let mut defaults: Dict = Figment::from(Toml::string(DEFAULT_TOML))
+        .extract()
+        .expect("the built-in defaults parse");
     if admin.find_value("tiers.order").is_ok() || admin.find_value("tiers.rules").is_ok() {
         if let Some(Value::Dict(_, tiers)) = defaults.get_mut("tiers") {
             tiers.remove("rules");
@@ -314,7 +340,11 @@ fn layered(admin: Figment) -> Figment {
 
 /// One figment error as a line that says where (key and source) and what.
 fn describe_figment_error(e: &figment::Error) -> String {
-    let key = if e.path.is_empty() { String::new() } else { e.path.join(".") };
+    let key = if e.path.is_empty() {
+        String::new()
+    } else {
+        e.path.join(".")
+    };
     let source = e
         .metadata
         .as_ref()
@@ -343,7 +373,11 @@ mod tests {
         let s = load_str("[tiers]\norder = [\"gold\", \"silver\"]\ndefault = \"silver\"\n[tiers.rules.gold]\nmin_lifetime_value = 100.0\n").unwrap();
         assert_eq!(s.tiers.rules.keys().collect::<Vec<_>>(), ["gold"]);
         let s = load_str("[tiers]\nwindow_days = 30\n").unwrap();
-        assert_eq!(s.tiers.rules.len(), 2, "other tier keys keep the built-in rules");
+        assert_eq!(
+            s.tiers.rules.len(),
+            2,
+            "other tier keys keep the built-in rules"
+        );
     }
 
     #[test]
@@ -355,13 +389,17 @@ mod tests {
 
     #[test]
     fn a_misspelt_key_is_named_with_its_section() {
-        let err = load_str("[server]\nhttp_adr = \"1.2.3.4:5\"\n").unwrap_err().to_string();
+        let err = load_str("[server]\nhttp_adr = \"1.2.3.4:5\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("server") && err.contains("http_adr"), "{err}");
     }
 
     #[test]
     fn a_wrong_type_names_the_key() {
-        let err = load_str("[storage]\nmax_connections = \"many\"\n").unwrap_err().to_string();
+        let err = load_str("[storage]\nmax_connections = \"many\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("storage.max_connections"), "{err}");
     }
 
@@ -380,7 +418,9 @@ mod tests {
 
     #[test]
     fn a_bad_region_is_refused() {
-        let err = load_str("[customers]\nphone_default_region = \"XX\"\n").unwrap_err().to_string();
+        let err = load_str("[customers]\nphone_default_region = \"XX\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("customers.phone_default_region"), "{err}");
     }
 

@@ -40,8 +40,13 @@ struct Inner {
 impl Queue {
     /// A queue of the configured `tiers` holding `entries` (from the store at start-up).
     pub fn new(tiers: Vec<String>, entries: impl IntoIterator<Item = Waiting>) -> Self {
-        let inner = Inner { waiting: HashMap::new(), depth: tiers.into_iter().map(|t| (t, 0)).collect() };
-        let q = Queue { inner: Mutex::new(inner) };
+        let inner = Inner {
+            waiting: HashMap::new(),
+            depth: tiers.into_iter().map(|t| (t, 0)).collect(),
+        };
+        let q = Queue {
+            inner: Mutex::new(inner),
+        };
         q.push_all(entries);
         q
     }
@@ -80,8 +85,17 @@ impl Queue {
 
     /// Every waiting interaction, oldest first.
     pub fn snapshot(&self) -> Vec<Waiting> {
-        let mut all: Vec<_> = self.inner.lock().expect("queue lock").waiting.values().cloned().collect();
-        all.sort_by(|a, b| (a.enqueued_at, &a.interaction_id).cmp(&(b.enqueued_at, &b.interaction_id)));
+        let mut all: Vec<_> = self
+            .inner
+            .lock()
+            .expect("queue lock")
+            .waiting
+            .values()
+            .cloned()
+            .collect();
+        all.sort_by(|a, b| {
+            (a.enqueued_at, &a.interaction_id).cmp(&(b.enqueued_at, &b.interaction_id))
+        });
         all
     }
 }
@@ -91,15 +105,27 @@ mod tests {
     use super::*;
 
     fn w(id: &str, tier: &str, at: i64) -> Waiting {
-        Waiting { interaction_id: id.into(), tier: tier.into(), channel: ChannelKind::Api, topic: None, enqueued_at: at }
+        Waiting {
+            interaction_id: id.into(),
+            tier: tier.into(),
+            channel: ChannelKind::Api,
+            topic: None,
+            enqueued_at: at,
+        }
     }
 
     #[test]
     fn the_same_interaction_queued_twice_waits_once() {
-        let q = Queue::new(vec!["high".into(), "low".into()], [w("a", "high", 2), w("b", "low", 1)]);
+        let q = Queue::new(
+            vec!["high".into(), "low".into()],
+            [w("a", "high", 2), w("b", "low", 1)],
+        );
         q.push_all([w("a", "high", 2)]);
         assert_eq!(q.len(), 2);
-        assert_eq!(q.depth(), BTreeMap::from([("high".to_string(), 1), ("low".to_string(), 1)]));
+        assert_eq!(
+            q.depth(),
+            BTreeMap::from([("high".to_string(), 1), ("low".to_string(), 1)])
+        );
         let ids: Vec<_> = q.snapshot().into_iter().map(|w| w.interaction_id).collect();
         assert_eq!(ids, ["b", "a"]);
     }

@@ -40,18 +40,34 @@ impl Application {
         let url = settings.database_url();
         let store = Store::connect(&url, settings.storage.max_connections).await?;
         let mut conn = store.pool().acquire().await.context("Reading the queue")?;
-        let waiting = interactions::in_state(&mut conn, "queued").await.context("Reading the queue")?;
+        let waiting = interactions::in_state(&mut conn, "queued")
+            .await
+            .context("Reading the queue")?;
         drop(conn);
-        let queue = Arc::new(Queue::new(settings.tiers.order.clone(), waiting.iter().map(intake::waiting)));
+        let queue = Arc::new(Queue::new(
+            settings.tiers.order.clone(),
+            waiting.iter().map(intake::waiting),
+        ));
         let writer_stop = CancellationToken::new();
-        let (intake, writer) = intake::start(store.clone(), &settings, queue.clone(), writer_stop.clone());
+        let (intake, writer) =
+            intake::start(store.clone(), &settings, queue.clone(), writer_stop.clone());
         let (token, token_location) = admin_token(&settings)?;
-        let addr: SocketAddr = settings.server.http_addr.parse().context("Reading server.http_addr")?;
-        let listener = TcpListener::bind(addr).await.with_context(|| format!("Listening on {addr}"))?;
+        let addr: SocketAddr = settings
+            .server
+            .http_addr
+            .parse()
+            .context("Reading server.http_addr")?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("Listening on {addr}"))?;
         let data_location = match store.backend() {
             Backend::Sqlite => {
                 let file = settings.storage.data_dir.join("switchboard.db");
-                let shown = if settings.storage.database_url.is_empty() { absolute(&file) } else { url.clone() };
+                let shown = if settings.storage.database_url.is_empty() {
+                    absolute(&file)
+                } else {
+                    url.clone()
+                };
                 format!("SQLite at {shown}")
             }
             Backend::Postgres => format!("PostgreSQL at {}", redact(&url)),
@@ -79,7 +95,9 @@ impl Application {
 
     /// The address it listens on.
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     /// The port it listens on.
@@ -100,9 +118,13 @@ impl Application {
     /// Serves until `stop` completes, then shuts down in order: stop taking requests and
     /// let those in flight finish (at most the grace period), commit every contact
     /// already handed to intake, close the store.
-    pub async fn run_until_stopped(self, stop: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(
+        self,
+        stop: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let http_stop = CancellationToken::new();
-        let server = axum::serve(self.listener, self.router).with_graceful_shutdown(http_stop.clone().cancelled_owned());
+        let server = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(http_stop.clone().cancelled_owned());
         let mut server = tokio::spawn(server.into_future());
         tokio::select! {
             result = &mut server => {
@@ -161,12 +183,18 @@ fn admin_token(settings: &Settings) -> anyhow::Result<(String, Option<PathBuf>)>
             return Ok((existing.trim().to_string(), Some(path)));
         }
     }
-    std::fs::create_dir_all(&settings.storage.data_dir)
-        .with_context(|| format!("Creating the data directory {}", settings.storage.data_dir.display()))?;
+    std::fs::create_dir_all(&settings.storage.data_dir).with_context(|| {
+        format!(
+            "Creating the data directory {}",
+            settings.storage.data_dir.display()
+        )
+    })?;
     let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("No randomness for the admin token: {e}"))?;
+    getrandom::fill(&mut bytes)
+        .map_err(|e| anyhow::anyhow!("No randomness for the admin token: {e}"))?;
     let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    write_private(&path, &token).with_context(|| format!("Writing the admin token to {}", path.display()))?;
+    write_private(&path, &token)
+        .with_context(|| format!("Writing the admin token to {}", path.display()))?;
     Ok((token, Some(path)))
 }
 
@@ -174,7 +202,12 @@ fn admin_token(settings: &Settings) -> anyhow::Result<(String, Option<PathBuf>)>
 fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
     f.write_all(content.as_bytes())?;
     f.sync_all()
 }
@@ -185,7 +218,10 @@ fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
 }
 
 fn absolute(p: &Path) -> String {
-    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()).display().to_string()
+    std::path::absolute(p)
+        .unwrap_or_else(|_| p.to_path_buf())
+        .display()
+        .to_string()
 }
 
 /// A database URL without its password.
@@ -206,7 +242,10 @@ mod tests {
 
     #[test]
     fn passwords_are_not_shown() {
-        assert_eq!(redact("postgres://sb:secret@db:5432/sb"), "postgres://sb@db:5432/sb");
+        assert_eq!(
+            redact("postgres://sb:secret@db:5432/sb"),
+            "postgres://sb@db:5432/sb"
+        );
         assert_eq!(redact("postgres://db/sb"), "postgres://db/sb");
     }
 }

@@ -14,9 +14,13 @@ use crate::config::{LogFormat, LogSettings};
 
 /// Starts logging to standard output. Safe to call more than once (later calls do nothing).
 pub fn init_logging(settings: &LogSettings) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.level));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.level));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(ansi);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(ansi);
     let _ = match settings.format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
@@ -31,7 +35,10 @@ pub fn metrics_handle() -> PrometheusHandle {
             let handle = PrometheusBuilder::new()
                 .set_buckets_for_metric(
                     Matcher::Suffix("_seconds".into()),
-                    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
+                    &[
+                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                        5.0, 10.0,
+                    ],
                 )
                 .expect("bucket list is not empty")
                 .install_recorder()
@@ -52,22 +59,45 @@ pub fn metrics_handle() -> PrometheusHandle {
 }
 
 fn describe() {
-    metrics::describe_counter!("switchboard_interactions_received_total", "Contacts accepted, by channel (retries of one contact count once).");
-    metrics::describe_counter!("switchboard_interactions_queued_total", "Interactions queued, by channel and tier at entry.");
-    metrics::describe_counter!("switchboard_intake_duplicates_total", "Contacts delivered again under a known idempotency key, by channel.");
-    metrics::describe_counter!("switchboard_intake_refused_total", "Contacts refused, by channel and reason.");
+    metrics::describe_counter!(
+        "switchboard_interactions_received_total",
+        "Contacts accepted, by channel (retries of one contact count once)."
+    );
+    metrics::describe_counter!(
+        "switchboard_interactions_queued_total",
+        "Interactions queued, by channel and tier at entry."
+    );
+    metrics::describe_counter!(
+        "switchboard_intake_duplicates_total",
+        "Contacts delivered again under a known idempotency key, by channel."
+    );
+    metrics::describe_counter!(
+        "switchboard_intake_refused_total",
+        "Contacts refused, by channel and reason."
+    );
     metrics::describe_gauge!("switchboard_queue_depth", "Interactions waiting, by tier.");
-    metrics::describe_histogram!("switchboard_intake_seconds", "Time from a contact's submission to its commit.");
-    metrics::describe_histogram!("switchboard_intake_batch_size", "Contacts committed per transaction.");
-    metrics::describe_counter!("switchboard_http_requests_total", "HTTP requests answered, by route and status class.");
+    metrics::describe_histogram!(
+        "switchboard_intake_seconds",
+        "Time from a contact's submission to its commit."
+    );
+    metrics::describe_histogram!(
+        "switchboard_intake_batch_size",
+        "Contacts committed per transaction."
+    );
+    metrics::describe_counter!(
+        "switchboard_http_requests_total",
+        "HTTP requests answered, by route and status class."
+    );
 }
 
 /// A new interaction was committed and queued.
 pub fn interaction_queued(channel: &str, tier: &str, waited: Duration) {
-    counter!("switchboard_interactions_received_total", "channel" => channel.to_string()).increment(1);
+    counter!("switchboard_interactions_received_total", "channel" => channel.to_string())
+        .increment(1);
     counter!("switchboard_interactions_queued_total", "channel" => channel.to_string(), "tier" => tier.to_string())
         .increment(1);
-    histogram!("switchboard_intake_seconds", "channel" => channel.to_string()).record(waited.as_secs_f64());
+    histogram!("switchboard_intake_seconds", "channel" => channel.to_string())
+        .record(waited.as_secs_f64());
 }
 
 /// A contact was delivered again and answered with the interaction it already made.
@@ -105,5 +135,6 @@ pub fn http_answered(route: &str, status: u16) {
         400..=499 => "4xx",
         _ => "5xx",
     };
-    counter!("switchboard_http_requests_total", "route" => route.to_string(), "status" => class).increment(1);
+    counter!("switchboard_http_requests_total", "route" => route.to_string(), "status" => class)
+        .increment(1);
 }

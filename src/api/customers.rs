@@ -60,17 +60,32 @@ pub fn check_profile(
 ) -> Result<(), (String, String)> {
     if let Some(n) = name {
         if n.chars().count() > crate::intake::MAX_NAME_CHARS || n.contains('\0') {
-            return Err(("name".into(), format!("must be at most {} characters, without NUL", crate::intake::MAX_NAME_CHARS)));
+            return Err((
+                "name".into(),
+                format!(
+                    "must be at most {} characters, without NUL",
+                    crate::intake::MAX_NAME_CHARS
+                ),
+            ));
         }
     }
     if let Some(t) = tier {
         if !state.settings.tiers.order.iter().any(|x| x == t) {
-            return Err(("tier".into(), format!("'{t}' is not one of the tiers {:?}", state.settings.tiers.order)));
+            return Err((
+                "tier".into(),
+                format!(
+                    "'{t}' is not one of the tiers {:?}",
+                    state.settings.tiers.order
+                ),
+            ));
         }
     }
     if let Some(v) = lifetime_value {
         if !v.is_finite() || !(0.0..1e13).contains(&v) {
-            return Err(("lifetime_value".into(), "must be a number from 0 to 10^13".into()));
+            return Err((
+                "lifetime_value".into(),
+                "must be a number from 0 to 10^13".into(),
+            ));
         }
     }
     Ok(())
@@ -83,18 +98,35 @@ fn parse_identities(state: &AppState, given: &[IdentityIn]) -> Result<Vec<Identi
         .map(|(i, id)| {
             let field = format!("identities[{i}]");
             let kind = IdentityKind::parse(&id.kind).ok_or_else(|| {
-                ApiError::field(format!("{field}.kind"), format!("'{}' is not one of email, phone, visitor_id, external_id", id.kind))
+                ApiError::field(
+                    format!("{field}.kind"),
+                    format!(
+                        "'{}' is not one of email, phone, visitor_id, external_id",
+                        id.kind
+                    ),
+                )
             })?;
-            state.parser.parse(kind, &id.value, &format!("{field}.value")).map_err(|e| ApiError::field(e.field, e.message))
+            state
+                .parser
+                .parse(kind, &id.value, &format!("{field}.value"))
+                .map_err(|e| ApiError::field(e.field, e.message))
         })
         .collect()
 }
 
 /// Gives `identities` to the customer; an identity someone else owns is a 409.
-async fn claim(conn: &mut Conn, customer_id: &str, identities: &[Identity], now: i64) -> Result<Vec<NewEvent>, ApiError> {
+async fn claim(
+    conn: &mut Conn,
+    customer_id: &str,
+    identities: &[Identity],
+    now: i64,
+) -> Result<Vec<NewEvent>, ApiError> {
     let mut events = Vec::new();
     for (i, identity) in identities.iter().enumerate() {
-        if let Some((_, owner)) = store::owners(conn, std::slice::from_ref(identity)).await?.pop() {
+        if let Some((_, owner)) = store::owners(conn, std::slice::from_ref(identity))
+            .await?
+            .pop()
+        {
             if owner != customer_id {
                 return Err(ApiError::Conflict {
                     field: Some(format!("identities[{i}]")),
@@ -107,13 +139,23 @@ async fn claim(conn: &mut Conn, customer_id: &str, identities: &[Identity], now:
             continue;
         }
         store::add_identity(conn, customer_id, identity, now).await?;
-        events.push(admin_event(customer_id, "identity_added", json!({ "kind": identity.kind, "value": identity.value })));
+        events.push(admin_event(
+            customer_id,
+            "identity_added",
+            json!({ "kind": identity.kind, "value": identity.value }),
+        ));
     }
     Ok(events)
 }
 
 fn admin_event(customer_id: &str, kind: &'static str, data: serde_json::Value) -> NewEvent {
-    NewEvent { customer_id: customer_id.to_string(), interaction_id: None, kind, actor: "admin".into(), data }
+    NewEvent {
+        customer_id: customer_id.to_string(),
+        interaction_id: None,
+        kind,
+        actor: "admin".into(),
+        data,
+    }
 }
 
 fn bad(field_and_message: (String, String)) -> ApiError {
@@ -121,7 +163,10 @@ fn bad(field_and_message: (String, String)) -> ApiError {
 }
 
 /// `POST /api/customers`: 201 with the new customer.
-pub async fn create(State(state): State<AppState>, ApiJson(req): ApiJson<CreateCustomer>) -> Result<(StatusCode, Json<CustomerView>), ApiError> {
+pub async fn create(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<CreateCustomer>,
+) -> Result<(StatusCode, Json<CustomerView>), ApiError> {
     let name = req.name.as_deref().map(str::trim).filter(|n| !n.is_empty());
     check_profile(&state, name, req.tier.as_deref(), req.lifetime_value).map_err(bad)?;
     let identities = parse_identities(&state, &req.identities)?;
@@ -129,19 +174,31 @@ pub async fn create(State(state): State<AppState>, ApiJson(req): ApiJson<CreateC
     let id = new_id();
     let mut tx = state.store.pool().begin().await?;
     store::create(&mut tx, &id, name, now).await?;
-    let mut row = store::get(&mut tx, &id).await?.ok_or_else(|| anyhow::anyhow!("customer vanished after insert"))?;
+    let mut row = store::get(&mut tx, &id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("customer vanished after insert"))?;
     row.explicit_tier = req.tier.clone();
     row.lifetime_value_cents = req.lifetime_value.map(to_cents);
     store::update(&mut tx, &row, now).await?;
-    let mut events = vec![admin_event(&id, "customer_created", json!({ "name": name, "tier": req.tier, "lifetime_value": req.lifetime_value }))];
+    let mut events = vec![admin_event(
+        &id,
+        "customer_created",
+        json!({ "name": name, "tier": req.tier, "lifetime_value": req.lifetime_value }),
+    )];
     events.extend(claim(&mut tx, &id, &identities, now).await?);
     history::append(&mut tx, &events, now).await?;
     tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(view(&state, &mut *state.store.pool().acquire().await?, &id).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(view(&state, &mut *state.store.pool().acquire().await?, &id).await?),
+    ))
 }
 
 /// `GET /api/customers/{id}` (a merged customer answers as the one it was merged into).
-pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<CustomerView>, ApiError> {
+pub async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<CustomerView>, ApiError> {
     let mut conn = state.store.pool().acquire().await?;
     Ok(Json(view(&state, &mut conn, &id).await?))
 }
@@ -154,14 +211,27 @@ pub async fn lookup(
 ) -> Result<Json<CustomerView>, ApiError> {
     let mut given = q.iter();
     let (Some((kind, value)), None) = (given.next(), given.next()) else {
-        return Err(ApiError::field("query", "give exactly one of email, phone, visitor_id or external_id"));
+        return Err(ApiError::field(
+            "query",
+            "give exactly one of email, phone, visitor_id or external_id",
+        ));
     };
-    let kind = IdentityKind::parse(kind)
-        .ok_or_else(|| ApiError::field(kind.clone(), "is not one of email, phone, visitor_id, external_id"))?;
-    let identity = state.parser.parse(kind, value, kind.as_str()).map_err(|e| ApiError::field(e.field, e.message))?;
+    let kind = IdentityKind::parse(kind).ok_or_else(|| {
+        ApiError::field(
+            kind.clone(),
+            "is not one of email, phone, visitor_id, external_id",
+        )
+    })?;
+    let identity = state
+        .parser
+        .parse(kind, value, kind.as_str())
+        .map_err(|e| ApiError::field(e.field, e.message))?;
     let mut conn = state.store.pool().acquire().await?;
     let Some((_, id)) = store::owners(&mut conn, &[identity]).await?.pop() else {
-        return Err(ApiError::NotFound(format!("no customer has that {}", kind.as_str())));
+        return Err(ApiError::NotFound(format!(
+            "no customer has that {}",
+            kind.as_str()
+        )));
     };
     Ok(Json(view(&state, &mut conn, &id).await?))
 }
@@ -172,9 +242,17 @@ pub async fn update(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<UpdateCustomer>,
 ) -> Result<Json<CustomerView>, ApiError> {
-    let name = req.name.clone().map(|n| n.map(|n| n.trim().to_string()).filter(|n| !n.is_empty()));
-    check_profile(&state, name.clone().flatten().as_deref(), req.tier.clone().flatten().as_deref(), req.lifetime_value.flatten())
-        .map_err(bad)?;
+    let name = req
+        .name
+        .clone()
+        .map(|n| n.map(|n| n.trim().to_string()).filter(|n| !n.is_empty()));
+    check_profile(
+        &state,
+        name.clone().flatten().as_deref(),
+        req.tier.clone().flatten().as_deref(),
+        req.lifetime_value.flatten(),
+    )
+    .map_err(bad)?;
     let identities = parse_identities(&state, &req.identities)?;
     let now = now_ms();
     let mut tx = state.store.pool().begin().await?;
@@ -192,7 +270,11 @@ pub async fn update(
     let mut events = Vec::new();
     if after != before {
         store::update(&mut tx, &after, now).await?;
-        events.push(admin_event(&after.id, "customer_updated", json!({ "before": profile(&before), "after": profile(&after) })));
+        events.push(admin_event(
+            &after.id,
+            "customer_updated",
+            json!({ "before": profile(&before), "after": profile(&after) }),
+        ));
     }
     events.extend(claim(&mut tx, &after.id, &identities, now).await?);
     history::append(&mut tx, &events, now).await?;
@@ -210,16 +292,35 @@ pub async fn remove_identity(
     State(state): State<AppState>,
     Path((id, kind, value)): Path<(String, String, String)>,
 ) -> Result<Json<CustomerView>, ApiError> {
-    let kind = IdentityKind::parse(&kind).ok_or_else(|| ApiError::field("kind", "is not one of email, phone, visitor_id, external_id"))?;
-    let identity = state.parser.parse(kind, &value, "value").map_err(|e| ApiError::field(e.field, e.message))?;
+    let kind = IdentityKind::parse(&kind).ok_or_else(|| {
+        ApiError::field(
+            "kind",
+            "is not one of email, phone, visitor_id, external_id",
+        )
+    })?;
+    let identity = state
+        .parser
+        .parse(kind, &value, "value")
+        .map_err(|e| ApiError::field(e.field, e.message))?;
     let now = now_ms();
     let mut tx = state.store.pool().begin().await?;
     let customer = found(store::get(&mut tx, &id).await?, &id)?;
     if !store::remove_identity(&mut tx, &customer.id, &identity).await? {
-        return Err(ApiError::NotFound(format!("the customer has no such {}", kind.as_str())));
+        return Err(ApiError::NotFound(format!(
+            "the customer has no such {}",
+            kind.as_str()
+        )));
     }
-    history::append(&mut tx, &[admin_event(&customer.id, "identity_removed", json!({ "kind": kind, "value": identity.value }))], now)
-        .await?;
+    history::append(
+        &mut tx,
+        &[admin_event(
+            &customer.id,
+            "identity_removed",
+            json!({ "kind": kind, "value": identity.value }),
+        )],
+        now,
+    )
+    .await?;
     tx.commit().await?;
     let mut conn = state.store.pool().acquire().await?;
     Ok(Json(view(&state, &mut conn, &customer.id).await?))
@@ -238,11 +339,19 @@ pub struct PurchaseIn {
 /// Checks a purchase and turns it into (cents, ms).
 pub fn check_purchase(p: &PurchaseIn, now: i64) -> Result<(i64, i64), (String, String)> {
     if !p.amount.is_finite() || p.amount.abs() >= 1e11 {
-        return Err(("amount".into(), "must be a number between -10^11 and 10^11".into()));
+        return Err((
+            "amount".into(),
+            "must be a number between -10^11 and 10^11".into(),
+        ));
     }
     let at = match &p.at {
         None => now,
-        Some(s) => parse_time(s).ok_or_else(|| ("at".to_string(), format!("'{s}' is not a date (2026-03-01) or an RFC 3339 time")))?,
+        Some(s) => parse_time(s).ok_or_else(|| {
+            (
+                "at".to_string(),
+                format!("'{s}' is not a date (2026-03-01) or an RFC 3339 time"),
+            )
+        })?,
     };
     if at > now + DAY_MS {
         return Err(("at".into(), "is in the future".into()));
@@ -257,7 +366,9 @@ fn parse_time(s: &str) -> Option<i64> {
         return Some((t.unix_timestamp_nanos() / 1_000_000) as i64);
     }
     let fmt = time::macros::format_description!("[year]-[month]-[day]");
-    time::Date::parse(s, &fmt).ok().map(|d| d.midnight().assume_utc().unix_timestamp() * 1000)
+    time::Date::parse(s, &fmt)
+        .ok()
+        .map(|d| d.midnight().assume_utc().unix_timestamp() * 1000)
 }
 
 /// `PUT /api/customers/{id}/purchases/{ref}`: records a purchase under the CRM's own
@@ -267,8 +378,14 @@ pub async fn put_purchase(
     Path((id, purchase_ref)): Path<(String, String)>,
     ApiJson(req): ApiJson<PurchaseIn>,
 ) -> Result<(StatusCode, Json<CustomerView>), ApiError> {
-    if purchase_ref.is_empty() || purchase_ref.len() > 128 || purchase_ref.chars().any(char::is_control) {
-        return Err(ApiError::field("purchase_ref", "must be 1 to 128 bytes without control characters"));
+    if purchase_ref.is_empty()
+        || purchase_ref.len() > 128
+        || purchase_ref.chars().any(char::is_control)
+    {
+        return Err(ApiError::field(
+            "purchase_ref",
+            "must be 1 to 128 bytes without control characters",
+        ));
     }
     let now = now_ms();
     let (cents, at) = check_purchase(&req, now).map_err(bad)?;
@@ -283,7 +400,11 @@ pub async fn put_purchase(
     .await?;
     tx.commit().await?;
     let mut conn = state.store.pool().acquire().await?;
-    let status = if new { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if new {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(view(&state, &mut conn, &customer.id).await?)))
 }
 
@@ -315,8 +436,16 @@ pub async fn merge(
     history::append(
         &mut tx,
         &[
-            admin_event(&into.id, "customers_merged", json!({ "merged": from.id, "into": into.id })),
-            admin_event(&from.id, "customers_merged", json!({ "merged": from.id, "into": into.id })),
+            admin_event(
+                &into.id,
+                "customers_merged",
+                json!({ "merged": from.id, "into": into.id }),
+            ),
+            admin_event(
+                &from.id,
+                "customers_merged",
+                json!({ "merged": from.id, "into": into.id }),
+            ),
         ],
         now,
     )
@@ -352,7 +481,11 @@ pub async fn history(
     let events = history::page(&mut conn, &customer.id, q.before, limit + 1).await?;
     let more = events.len() as i64 > limit;
     let events: Vec<_> = events.into_iter().take(limit as usize).collect();
-    let next_before = if more { events.last().map(|e| e.seq) } else { None };
+    let next_before = if more {
+        events.last().map(|e| e.seq)
+    } else {
+        None
+    };
     Ok(Json(json!({
         "customer_id": customer.id,
         "events": events.into_iter().map(EventView::from).collect::<Vec<_>>(),
@@ -368,7 +501,12 @@ fn found(row: Option<CustomerRow>, id: &str) -> Result<CustomerRow, ApiError> {
 pub async fn view(state: &AppState, conn: &mut Conn, id: &str) -> Result<CustomerView, ApiError> {
     let c = found(store::get(conn, id).await?, id)?;
     let now = now_ms();
-    let value = store::value_data(conn, &c, now - i64::from(state.settings.tiers.window_days) * DAY_MS).await?;
+    let value = store::value_data(
+        conn,
+        &c,
+        now - i64::from(state.settings.tiers.window_days) * DAY_MS,
+    )
+    .await?;
     let decision = tier::decide(&state.settings.tiers, &value, now);
     let identities = store::identities(conn, &c.id).await?;
     let purchases = store::purchase_summary(conn, &c.id).await?;
@@ -382,7 +520,10 @@ mod tests {
     #[test]
     fn purchase_times_read_dates_and_rfc3339() {
         assert_eq!(parse_time("2026-03-01"), Some(1_772_323_200_000));
-        assert_eq!(parse_time("2026-03-01T08:00:00+08:00"), Some(1_772_323_200_000));
+        assert_eq!(
+            parse_time("2026-03-01T08:00:00+08:00"),
+            Some(1_772_323_200_000)
+        );
         assert_eq!(parse_time("yesterday"), None);
     }
 }

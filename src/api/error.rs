@@ -81,7 +81,10 @@ pub enum ApiError {
 impl ApiError {
     /// A 400 naming `field`.
     pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
-        ApiError::BadRequest { field: Some(field.into()), message: message.into() }
+        ApiError::BadRequest {
+            field: Some(field.into()),
+            message: message.into(),
+        }
     }
 
     fn status_and_code(&self) -> (StatusCode, &'static str) {
@@ -93,7 +96,9 @@ impl ApiError {
             ApiError::Timeout => (StatusCode::REQUEST_TIMEOUT, "timeout"),
             ApiError::Conflict { .. } => (StatusCode::CONFLICT, "conflict"),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
-            ApiError::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            ApiError::UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
             ApiError::Rows { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_rows"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Unexpected(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
@@ -109,7 +114,8 @@ impl IntoResponse for ApiError {
         }
         let mut body = json!({ "error": code, "message": self.to_string() });
         match &self {
-            ApiError::BadRequest { field: Some(f), .. } | ApiError::Conflict { field: Some(f), .. } => {
+            ApiError::BadRequest { field: Some(f), .. }
+            | ApiError::Conflict { field: Some(f), .. } => {
                 body["field"] = json!(f);
             }
             ApiError::Rows { errors, .. } => body["errors"] = json!(errors),
@@ -118,10 +124,14 @@ impl IntoResponse for ApiError {
         let mut response = (status, Json(body)).into_response();
         match self {
             ApiError::Unauthorized(_) => {
-                response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
             ApiError::Unavailable(_) => {
-                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}
         }
@@ -132,9 +142,14 @@ impl IntoResponse for ApiError {
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
         match e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_) => {
                 tracing::warn!(error = %e, "The store is unavailable");
-                ApiError::Unavailable("the store is unavailable; nothing was changed, retry shortly".into())
+                ApiError::Unavailable(
+                    "the store is unavailable; nothing was changed, retry shortly".into(),
+                )
             }
             other => ApiError::Unexpected(anyhow::Error::new(other)),
         }
@@ -144,13 +159,20 @@ impl From<sqlx::Error> for ApiError {
 impl From<IntakeError> for ApiError {
     fn from(e: IntakeError) -> Self {
         match e {
-            IntakeError::Invalid { field, message } => ApiError::BadRequest { message: format!("{field}: {message}"), field: Some(field) },
+            IntakeError::Invalid { field, message } => ApiError::BadRequest {
+                message: format!("{field}: {message}"),
+                field: Some(field),
+            },
             IntakeError::KeyReused => ApiError::Conflict {
                 field: Some("idempotency_key".into()),
                 message: "this idempotency key was already used for a different contact".into(),
             },
-            IntakeError::Unavailable(m) => ApiError::Unavailable(format!("{m}; nothing was accepted, retry")),
-            IntakeError::ShuttingDown => ApiError::Unavailable("the server is shutting down; nothing was accepted, retry".into()),
+            IntakeError::Unavailable(m) => {
+                ApiError::Unavailable(format!("{m}; nothing was accepted, retry"))
+            }
+            IntakeError::ShuttingDown => ApiError::Unavailable(
+                "the server is shutting down; nothing was accepted, retry".into(),
+            ),
         }
     }
 }
@@ -173,7 +195,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                 v.eq_ignore_ascii_case("application/json") || v.ends_with("+json")
             });
         if !is_json {
-            return Err(ApiError::UnsupportedMediaType("send the body as JSON, with Content-Type: application/json".into()));
+            return Err(ApiError::UnsupportedMediaType(
+                "send the body as JSON, with Content-Type: application/json".into(),
+            ));
         }
         let bytes = read_body(req, state).await?;
         parse_json(&bytes).map(ApiJson)
@@ -182,13 +206,18 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
 
 /// Reads a whole body within the route's limit.
 pub async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
-    Bytes::from_request(req, state).await.map_err(|e: BytesRejection| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::TooLarge("the body is larger than this endpoint accepts".into())
-        } else {
-            ApiError::BadRequest { field: None, message: format!("the body could not be read: {e}") }
-        }
-    })
+    Bytes::from_request(req, state)
+        .await
+        .map_err(|e: BytesRejection| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::TooLarge("the body is larger than this endpoint accepts".into())
+            } else {
+                ApiError::BadRequest {
+                    field: None,
+                    message: format!("the body could not be read: {e}"),
+                }
+            }
+        })
 }
 
 /// Parses JSON, naming the path of the field at fault on failure.
@@ -250,7 +279,9 @@ mod tests {
     #[test]
     fn wrong_types_are_named_with_their_path() {
         match parse_json::<Outer>(br#"{"customer": {"email": 5}}"#) {
-            Err(ApiError::BadRequest { field, .. }) => assert_eq!(field.as_deref(), Some("customer.email")),
+            Err(ApiError::BadRequest { field, .. }) => {
+                assert_eq!(field.as_deref(), Some("customer.email"))
+            }
             other => panic!("{other:?}"),
         }
     }
@@ -258,7 +289,10 @@ mod tests {
     #[test]
     fn broken_json_says_so() {
         match parse_json::<Outer>(br#"{"customer": "#) {
-            Err(ApiError::BadRequest { message, .. }) => assert!(message.starts_with("the body is not valid JSON"), "{message}"),
+            Err(ApiError::BadRequest { message, .. }) => assert!(
+                message.starts_with("the body is not valid JSON"),
+                "{message}"
+            ),
             other => panic!("{other:?}"),
         }
     }

@@ -23,7 +23,15 @@ use crate::store::history::{self, NewEvent};
 use crate::store::{new_id, now_ms, Conn};
 
 /// The columns a CSV import may have, in any order.
-pub const CSV_COLUMNS: [&str; 7] = ["external_id", "email", "phone", "visitor_id", "name", "tier", "lifetime_value"];
+pub const CSV_COLUMNS: [&str; 7] = [
+    "external_id",
+    "email",
+    "phone",
+    "visitor_id",
+    "name",
+    "tier",
+    "lifetime_value",
+];
 
 /// One row, as CSV columns or a JSON object.
 #[derive(Debug, Default, Deserialize)]
@@ -71,12 +79,21 @@ pub async fn import(State(state): State<AppState>, req: Request) -> Result<Json<
         .unwrap_or_default();
     let is_csv = content_type == "text/csv";
     if !is_csv && content_type != "application/json" {
-        return Err(ApiError::UnsupportedMediaType("send the import as text/csv or application/json".into()));
+        return Err(ApiError::UnsupportedMediaType(
+            "send the import as text/csv or application/json".into(),
+        ));
     }
     let body = read_body(req, &state).await?;
-    let parsed = if is_csv { csv_rows(&body)? } else { json_rows(&body)? };
+    let parsed = if is_csv {
+        csv_rows(&body)?
+    } else {
+        json_rows(&body)?
+    };
     if parsed.is_empty() {
-        return Err(ApiError::BadRequest { field: None, message: "the import has no rows".into() });
+        return Err(ApiError::BadRequest {
+            field: None,
+            message: "the import has no rows".into(),
+        });
     }
     if parsed.len() > state.settings.api.max_import_rows {
         return Err(ApiError::TooLarge(format!(
@@ -95,7 +112,11 @@ pub async fn import(State(state): State<AppState>, req: Request) -> Result<Json<
             Ok(c) => {
                 for id in &c.identities {
                     if let Some(first) = seen.insert(id.clone(), n) {
-                        errors.push(row_error(n, id.kind.as_str(), format!("the same {} is on row {first}", id.kind.as_str())));
+                        errors.push(row_error(
+                            n,
+                            id.kind.as_str(),
+                            format!("the same {} is on row {first}", id.kind.as_str()),
+                        ));
                     }
                 }
                 checked.push(c);
@@ -121,31 +142,52 @@ pub async fn import(State(state): State<AppState>, req: Request) -> Result<Json<
         return Err(rejected(errors));
     }
     tx.commit().await?;
-    Ok(Json(json!({ "rows": checked.len(), "created": created, "updated": updated })))
+    Ok(Json(
+        json!({ "rows": checked.len(), "created": created, "updated": updated }),
+    ))
 }
 
 fn rejected(errors: Vec<RowError>) -> ApiError {
     ApiError::Rows {
-        message: format!("{} row(s) have errors; nothing was imported", errors.iter().map(|e| e.row).collect::<std::collections::BTreeSet<_>>().len()),
+        message: format!(
+            "{} row(s) have errors; nothing was imported",
+            errors
+                .iter()
+                .map(|e| e.row)
+                .collect::<std::collections::BTreeSet<_>>()
+                .len()
+        ),
         errors,
     }
 }
 
 fn row_error(row: usize, field: &str, message: impl Into<String>) -> RowError {
-    RowError { row, field: Some(field.to_string()), message: message.into() }
+    RowError {
+        row,
+        field: Some(field.to_string()),
+        message: message.into(),
+    }
 }
 
 fn csv_rows(body: &[u8]) -> Result<Vec<Result<Row, RowError>>, ApiError> {
-    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(body);
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_reader(body);
     let headers = reader
         .headers()
-        .map_err(|e| ApiError::BadRequest { field: None, message: format!("the CSV header cannot be read: {e}") })?
+        .map_err(|e| ApiError::BadRequest {
+            field: None,
+            message: format!("the CSV header cannot be read: {e}"),
+        })?
         .clone();
     for h in headers.iter() {
         if !CSV_COLUMNS.contains(&h) {
             return Err(ApiError::BadRequest {
                 field: Some(h.to_string()),
-                message: format!("column '{h}' is not known; the columns are {}", CSV_COLUMNS.join(", ")),
+                message: format!(
+                    "column '{h}' is not known; the columns are {}",
+                    CSV_COLUMNS.join(", ")
+                ),
             });
         }
     }
@@ -153,7 +195,11 @@ fn csv_rows(body: &[u8]) -> Result<Vec<Result<Row, RowError>>, ApiError> {
     for (i, record) in reader.records().enumerate() {
         let n = i + 1;
         let row = record
-            .map_err(|e| RowError { row: n, field: None, message: format!("cannot be read as CSV: {e}") })
+            .map_err(|e| RowError {
+                row: n,
+                field: None,
+                message: format!("cannot be read as CSV: {e}"),
+            })
             .and_then(|r| {
                 let mut row = Row::default();
                 for (column, value) in headers.iter().zip(r.iter()) {
@@ -168,7 +214,9 @@ fn csv_rows(body: &[u8]) -> Result<Vec<Result<Row, RowError>>, ApiError> {
                         _ => {
                             row.lifetime_value = match v {
                                 None => None,
-                                Some(s) => Some(s.parse().map_err(|_| row_error(n, "lifetime_value", format!("'{s}' is not a number")))?),
+                                Some(s) => Some(s.parse().map_err(|_| {
+                                    row_error(n, "lifetime_value", format!("'{s}' is not a number"))
+                                })?),
                             }
                         }
                     }
@@ -203,7 +251,11 @@ fn json_rows(body: &[u8]) -> Result<Vec<Result<Row, RowError>>, ApiError> {
         .map(|(i, item)| {
             serde_path_to_error::deserialize::<_, Row>(item).map_err(|e| {
                 let path = e.path().to_string();
-                RowError { row: i + 1, field: (path != ".").then_some(path), message: e.into_inner().to_string() }
+                RowError {
+                    row: i + 1,
+                    field: (path != ".").then_some(path),
+                    message: e.into_inner().to_string(),
+                }
             })
         })
         .collect())
@@ -218,25 +270,63 @@ fn check(state: &AppState, n: usize, row: Row, now: i64) -> Result<Checked, RowE
         name: None,
     };
     if hint.is_anonymous() {
-        return Err(RowError { row: n, field: None, message: "name at least one of external_id, email, phone or visitor_id".into() });
+        return Err(RowError {
+            row: n,
+            field: None,
+            message: "name at least one of external_id, email, phone or visitor_id".into(),
+        });
     }
-    let identities = state.parser.from_hint(&hint, "").map_err(|e| row_error(n, e.field.trim_start_matches('.'), e.message))?;
-    let name = row.name.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
-    check_profile(state, name.as_deref(), row.tier.as_deref(), row.lifetime_value).map_err(|(f, m)| row_error(n, &f, m))?;
+    let identities = state
+        .parser
+        .from_hint(&hint, "")
+        .map_err(|e| row_error(n, e.field.trim_start_matches('.'), e.message))?;
+    let name = row
+        .name
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty());
+    check_profile(
+        state,
+        name.as_deref(),
+        row.tier.as_deref(),
+        row.lifetime_value,
+    )
+    .map_err(|(f, m)| row_error(n, &f, m))?;
     let mut purchases = Vec::with_capacity(row.purchases.len());
     for (j, p) in row.purchases.iter().enumerate() {
         if p.purchase_ref.is_empty() || p.purchase_ref.len() > 128 {
-            return Err(row_error(n, &format!("purchases[{j}].ref"), "must be 1 to 128 bytes"));
+            return Err(row_error(
+                n,
+                &format!("purchases[{j}].ref"),
+                "must be 1 to 128 bytes",
+            ));
         }
-        let (cents, at) = check_purchase(&PurchaseIn { amount: p.amount, at: p.at.clone() }, now).map_err(|(f, m)| row_error(n, &format!("purchases[{j}].{f}"), m))?;
+        let (cents, at) = check_purchase(
+            &PurchaseIn {
+                amount: p.amount,
+                at: p.at.clone(),
+            },
+            now,
+        )
+        .map_err(|(f, m)| row_error(n, &format!("purchases[{j}].{f}"), m))?;
         purchases.push((p.purchase_ref.clone(), cents, at));
     }
-    Ok(Checked { row: n, identities, name, tier: row.tier, lifetime_value_cents: row.lifetime_value.map(to_cents), purchases })
+    Ok(Checked {
+        row: n,
+        identities,
+        name,
+        tier: row.tier,
+        lifetime_value_cents: row.lifetime_value.map(to_cents),
+        purchases,
+    })
 }
 
 /// Writes one checked row; `Ok(true)` when it created a customer. A row whose identities
 /// belong to two different customers is an error: only a merge may join them.
-async fn write(conn: &mut Conn, row: &Checked, now: i64) -> Result<Result<bool, RowError>, sqlx::Error> {
+async fn write(
+    conn: &mut Conn,
+    row: &Checked,
+    now: i64,
+) -> Result<Result<bool, RowError>, sqlx::Error> {
     let owners = store::owners(conn, &row.identities).await?;
     let mut ids: Vec<&String> = owners.iter().map(|(_, c)| c).collect();
     ids.sort();
@@ -245,7 +335,13 @@ async fn write(conn: &mut Conn, row: &Checked, now: i64) -> Result<Result<bool, 
         return Ok(Err(RowError {
             row: row.row,
             field: None,
-            message: format!("its identities belong to different customers ({}); merge them first", ids.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")),
+            message: format!(
+                "its identities belong to different customers ({}); merge them first",
+                ids.iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         }));
     }
     let event = |customer_id: &str, kind: &'static str, data: Value| NewEvent {
@@ -265,7 +361,9 @@ async fn write(conn: &mut Conn, row: &Checked, now: i64) -> Result<Result<bool, 
             (id, true)
         }
     };
-    let before = store::get(conn, &customer_id).await?.ok_or(sqlx::Error::RowNotFound)?;
+    let before = store::get(conn, &customer_id)
+        .await?
+        .ok_or(sqlx::Error::RowNotFound)?;
     let mut after = before.clone();
     if row.name.is_some() {
         after.name = row.name.clone();
@@ -279,19 +377,31 @@ async fn write(conn: &mut Conn, row: &Checked, now: i64) -> Result<Result<bool, 
     if after != before {
         store::update(conn, &after, now).await?;
         if !created {
-            events.push(event(&customer_id, "customer_updated", json!({ "via": "import" })));
+            events.push(event(
+                &customer_id,
+                "customer_updated",
+                json!({ "via": "import" }),
+            ));
         }
     }
     for identity in &row.identities {
         if store::add_identity(conn, &customer_id, identity, now).await? {
-            events.push(event(&customer_id, "identity_added", json!({ "kind": identity.kind, "value": identity.value, "via": "import" })));
+            events.push(event(
+                &customer_id,
+                "identity_added",
+                json!({ "kind": identity.kind, "value": identity.value, "via": "import" }),
+            ));
         }
     }
     for (purchase_ref, cents, at) in &row.purchases {
         store::upsert_purchase(conn, &customer_id, purchase_ref, *cents, *at).await?;
     }
     if !row.purchases.is_empty() {
-        events.push(event(&customer_id, "purchases_imported", json!({ "count": row.purchases.len() })));
+        events.push(event(
+            &customer_id,
+            "purchases_imported",
+            json!({ "count": row.purchases.len() }),
+        ));
     }
     history::append(conn, &events, now).await?;
     Ok(Ok(created))

@@ -43,14 +43,20 @@ pub async fn create(
     };
     let key = match (header_key, req.idempotency_key) {
         (Some(h), Some(b)) if h.trim() != b.trim() => {
-            return Err(ApiError::field("idempotency_key", "differs from the Idempotency-Key header; send one or make them equal"))
+            return Err(ApiError::field(
+                "idempotency_key",
+                "differs from the Idempotency-Key header; send one or make them equal",
+            ))
         }
         (Some(k), _) | (None, Some(k)) => k,
         // Without a key the contact cannot be recognised when retried: give it a unique one.
         (None, None) => format!("generated:{}", new_id()),
     };
     if req.customer.is_anonymous() {
-        return Err(ApiError::field("customer", "name at least one of email, phone, visitor_id or external_id"));
+        return Err(ApiError::field(
+            "customer",
+            "name at least one of email, phone, visitor_id or external_id",
+        ));
     }
     let committed = state
         .intake
@@ -63,23 +69,38 @@ pub async fn create(
             body: req.body,
         })
         .await?;
-    let status = if committed.created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if committed.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     let location = format!("/api/interactions/{}", committed.interaction.id);
-    let mut response = (status, Json(InteractionView::new(committed.interaction, None))).into_response();
+    let mut response = (
+        status,
+        Json(InteractionView::new(committed.interaction, None)),
+    )
+        .into_response();
     if let Ok(v) = HeaderValue::from_str(&location) {
         response.headers_mut().insert("location", v);
     }
     if !committed.created {
-        response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     Ok(response)
 }
 
 /// `GET /api/interactions/{id}`: the interaction with its whole history.
-pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<InteractionView>, ApiError> {
+pub async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<InteractionView>, ApiError> {
     let mut conn = state.store.pool().acquire().await?;
     let Some(row) = interactions::get(&mut conn, &id).await? else {
-        return Err(ApiError::NotFound(format!("no interaction has the id '{id}'")));
+        return Err(ApiError::NotFound(format!(
+            "no interaction has the id '{id}'"
+        )));
     };
     let events = history::of_interaction(&mut conn, &id).await?;
     Ok(Json(InteractionView::new(row, Some(events))))

@@ -1,8 +1,8 @@
 //! The HTTP interface: the admin and integration API under `/api`, and the operational
 //! endpoints (`/healthz`, `/readyz`, `/metrics`).
 
-pub mod error;
 mod customers;
+pub mod error;
 mod import;
 mod interactions;
 mod ops;
@@ -57,10 +57,22 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/api/interactions", post(interactions::create))
         .route("/api/interactions/{id}", get(interactions::get))
-        .route("/api/customers", post(customers::create).get(customers::lookup))
-        .route("/api/customers/{id}", get(customers::get).put(customers::update))
-        .route("/api/customers/{id}/identities/{kind}/{value}", delete(customers::remove_identity))
-        .route("/api/customers/{id}/purchases/{purchase_ref}", put(customers::put_purchase))
+        .route(
+            "/api/customers",
+            post(customers::create).get(customers::lookup),
+        )
+        .route(
+            "/api/customers/{id}",
+            get(customers::get).put(customers::update),
+        )
+        .route(
+            "/api/customers/{id}/identities/{kind}/{value}",
+            delete(customers::remove_identity),
+        )
+        .route(
+            "/api/customers/{id}/purchases/{purchase_ref}",
+            put(customers::put_purchase),
+        )
         .route("/api/customers/{id}/merge", post(customers::merge))
         .route("/api/customers/{id}/history", get(customers::history))
         .layer(DefaultBodyLimit::max(settings.api.max_body_bytes))
@@ -74,11 +86,17 @@ pub fn router(state: AppState) -> Router {
         .merge(api)
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .layer(middleware::from_fn(move |req, next| observe(req, next, timeout)))
+        .layer(middleware::from_fn(move |req, next| {
+            observe(req, next, timeout)
+        }))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             // The span names the route template, never the concrete path: paths carry
             // customer ids and identities.
-            let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_default();
+            let route = req
+                .extensions()
+                .get::<MatchedPath>()
+                .map(|p| p.as_str().to_owned())
+                .unwrap_or_default();
             tracing::info_span!("http", method = %req.method(), route)
         }))
         .with_state(state)
@@ -86,29 +104,46 @@ pub fn router(state: AppState) -> Router {
 
 /// Bounds the request's time and counts its answer by route.
 async fn observe(req: Request, next: Next, timeout: Duration) -> Response {
-    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned());
     let response = match tokio::time::timeout(timeout, next.run(req)).await {
         Ok(r) => r,
         Err(_) => ApiError::Timeout.into_response(),
     };
-    telemetry::http_answered(route.as_deref().unwrap_or("unmatched"), response.status().as_u16());
+    telemetry::http_answered(
+        route.as_deref().unwrap_or("unmatched"),
+        response.status().as_u16(),
+    );
     response
 }
 
 /// Lets a request through only with the admin bearer token.
-async fn require_admin(State(state): State<AppState>, req: Request, next: Next) -> Result<Response, ApiError> {
+async fn require_admin(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
     let given = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim);
     let Some(given) = given else {
-        return Err(ApiError::Unauthorized("send the admin token as Authorization: Bearer <token>".into()));
+        return Err(ApiError::Unauthorized(
+            "send the admin token as Authorization: Bearer <token>".into(),
+        ));
     };
     // Comparing digests keeps the comparison's time independent of the token's content.
     if Sha256::digest(given.as_bytes()).as_slice() != state.admin_token_sha256 {
-        return Err(ApiError::Unauthorized("the bearer token is not valid".into()));
+        return Err(ApiError::Unauthorized(
+            "the bearer token is not valid".into(),
+        ));
     }
     Ok(next.run(req).await)
 }

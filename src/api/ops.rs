@@ -16,12 +16,21 @@ pub async fn healthz() -> impl IntoResponse {
 /// 200 when the store answers and its migrations are applied; 503 otherwise.
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     match state.store.ready().await {
-        Ok(()) => (StatusCode::OK, Json(json!({ "status": "ready", "queued": state.queue.len() }))),
-        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "not_ready", "error": "unavailable", "message": why }))),
+        Ok(()) => (
+            StatusCode::OK,
+            Json(json!({ "status": "ready", "queued": state.queue.len() })),
+        ),
+        Err(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "not_ready", "error": "unavailable", "message": why })),
+        ),
     }
 }
 
 /// Prometheus text format.
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
 }

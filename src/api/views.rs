@@ -102,7 +102,12 @@ pub struct PurchaseSummary {
 
 impl CustomerView {
     /// Puts a customer's parts together.
-    pub fn new(c: CustomerRow, tier: TierDecision, identities: Vec<Identity>, purchases: (i64, i64, Option<i64>)) -> Self {
+    pub fn new(
+        c: CustomerRow,
+        tier: TierDecision,
+        identities: Vec<Identity>,
+        purchases: (i64, i64, Option<i64>),
+    ) -> Self {
         CustomerView {
             id: c.id,
             name: c.name,
@@ -110,7 +115,11 @@ impl CustomerView {
             explicit_tier: c.explicit_tier,
             lifetime_value: c.lifetime_value_cents.map(money),
             identities,
-            purchases: PurchaseSummary { count: purchases.0, total: money(purchases.1), last_at: purchases.2.map(rfc3339) },
+            purchases: PurchaseSummary {
+                count: purchases.0,
+                total: money(purchases.1),
+                last_at: purchases.2.map(rfc3339),
+            },
             created_at: rfc3339(c.created_at),
             updated_at: rfc3339(c.updated_at),
         }

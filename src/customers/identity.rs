@@ -24,7 +24,8 @@ pub enum IdentityKind {
 impl IdentityKind {
     /// Every kind, most trusted first: when a contact's identities point at different
     /// customers, the first kind found decides.
-    pub const BY_TRUST: [IdentityKind; 4] = [Self::ExternalId, Self::Email, Self::Phone, Self::VisitorId];
+    pub const BY_TRUST: [IdentityKind; 4] =
+        [Self::ExternalId, Self::Email, Self::Phone, Self::VisitorId];
 
     /// The name used in the API and the store.
     pub fn as_str(self) -> &'static str {
@@ -78,12 +79,22 @@ const MAX_ID_LEN: usize = 128;
 impl IdentityParser {
     /// A parser; `region` reads national phone numbers ("" accepts only international ones).
     pub fn new(region: &str) -> Self {
-        IdentityParser { region: region.parse().ok() }
+        IdentityParser {
+            region: region.parse().ok(),
+        }
     }
 
     /// Parses one identity of `kind`; `field` names it in errors.
-    pub fn parse(&self, kind: IdentityKind, raw: &str, field: &str) -> Result<Identity, IdentityError> {
-        let err = |message: String| IdentityError { field: field.to_string(), message };
+    pub fn parse(
+        &self,
+        kind: IdentityKind,
+        raw: &str,
+        field: &str,
+    ) -> Result<Identity, IdentityError> {
+        let err = |message: String| IdentityError {
+            field: field.to_string(),
+            message,
+        };
         let raw = raw.trim();
         if raw.is_empty() {
             return Err(err("must not be empty".into()));
@@ -106,7 +117,11 @@ impl IdentityParser {
 
     /// Every identity a channel's hint carries, most trusted first. `prefix` is the JSON
     /// path of the hint (`customer`) for error messages.
-    pub fn from_hint(&self, hint: &CustomerHint, prefix: &str) -> Result<Vec<Identity>, IdentityError> {
+    pub fn from_hint(
+        &self,
+        hint: &CustomerHint,
+        prefix: &str,
+    ) -> Result<Vec<Identity>, IdentityError> {
         let fields = [
             (IdentityKind::ExternalId, &hint.external_id),
             (IdentityKind::Email, &hint.email),
@@ -136,7 +151,8 @@ impl IdentityParser {
             Some(rest) => format!("+{rest}"),
             None => raw.to_string(),
         };
-        let number = phonenumber::parse(self.region, &raw).map_err(|_| format!("'{raw}' is not a phone number"))?;
+        let number = phonenumber::parse(self.region, &raw)
+            .map_err(|_| format!("'{raw}' is not a phone number"))?;
         if !phonenumber::is_valid(&number) {
             return Err(format!("'{raw}' is not a valid phone number"));
         }
@@ -150,9 +166,13 @@ fn normalise_email(raw: &str) -> Result<String, String> {
     if raw.len() > 254 {
         return Err("is longer than an email address can be (254)".into());
     }
-    let parsed: email_address::EmailAddress = raw.parse().map_err(|e| format!("'{raw}' is not a valid email address ({e})"))?;
+    let parsed: email_address::EmailAddress = raw
+        .parse()
+        .map_err(|e| format!("'{raw}' is not a valid email address ({e})"))?;
     if !parsed.domain().contains('.') && !parsed.domain().starts_with('[') {
-        return Err(format!("'{raw}' is not a valid email address (the domain has no dot)"));
+        return Err(format!(
+            "'{raw}' is not a valid email address (the domain has no dot)"
+        ));
     }
     Ok(parsed.as_str().to_lowercase())
 }
@@ -164,15 +184,25 @@ mod tests {
     #[test]
     fn emails_are_lowercased_and_trimmed() {
         let p = IdentityParser::default();
-        let id = p.parse(IdentityKind::Email, "  Ann.Lee@Example.COM ", "email").unwrap();
+        let id = p
+            .parse(IdentityKind::Email, "  Ann.Lee@Example.COM ", "email")
+            .unwrap();
         assert_eq!(id.value, "ann.lee@example.com");
     }
 
     #[test]
     fn bad_emails_name_their_field() {
         let p = IdentityParser::default();
-        for bad in ["ann", "ann@", "@example.com", "ann@localhost", "a b@example.com"] {
-            let e = p.parse(IdentityKind::Email, bad, "customer.email").unwrap_err();
+        for bad in [
+            "ann",
+            "ann@",
+            "@example.com",
+            "ann@localhost",
+            "a b@example.com",
+        ] {
+            let e = p
+                .parse(IdentityKind::Email, bad, "customer.email")
+                .unwrap_err();
             assert_eq!(e.field, "customer.email", "{bad}");
         }
     }
@@ -181,18 +211,34 @@ mod tests {
     fn phones_become_e164_whatever_their_spelling() {
         let p = IdentityParser::default();
         for raw in ["+44 20 7946 0018", "+442079460018", "0044 (20) 7946-0018"] {
-            assert_eq!(p.parse(IdentityKind::Phone, raw, "phone").unwrap().value, "+442079460018", "{raw}");
+            assert_eq!(
+                p.parse(IdentityKind::Phone, raw, "phone").unwrap().value,
+                "+442079460018",
+                "{raw}"
+            );
         }
     }
 
     #[test]
     fn national_numbers_need_a_region() {
         let none = IdentityParser::default();
-        assert!(none.parse(IdentityKind::Phone, "020 7946 0018", "phone").is_err());
+        assert!(none
+            .parse(IdentityKind::Phone, "020 7946 0018", "phone")
+            .is_err());
         let gb = IdentityParser::new("GB");
-        assert_eq!(gb.parse(IdentityKind::Phone, "020 7946 0018", "phone").unwrap().value, "+442079460018");
+        assert_eq!(
+            gb.parse(IdentityKind::Phone, "020 7946 0018", "phone")
+                .unwrap()
+                .value,
+            "+442079460018"
+        );
         let cn = IdentityParser::new("CN");
-        assert_eq!(cn.parse(IdentityKind::Phone, "138 0013 8000", "phone").unwrap().value, "+8613800138000");
+        assert_eq!(
+            cn.parse(IdentityKind::Phone, "138 0013 8000", "phone")
+                .unwrap()
+                .value,
+            "+8613800138000"
+        );
     }
 
     #[test]
@@ -213,7 +259,12 @@ mod tests {
             external_id: Some("crm-9".into()),
             name: None,
         };
-        let kinds: Vec<_> = p.from_hint(&hint, "customer").unwrap().into_iter().map(|i| i.kind).collect();
+        let kinds: Vec<_> = p
+            .from_hint(&hint, "customer")
+            .unwrap()
+            .into_iter()
+            .map(|i| i.kind)
+            .collect();
         assert_eq!(kinds, IdentityKind::BY_TRUST);
     }
 }

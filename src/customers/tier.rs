@@ -69,16 +69,27 @@ pub fn decide(settings: &TierSettings, data: &ValueData, now_ms: i64) -> TierDec
                 reason: format!("tier '{t}' set explicitly on the customer"),
             };
         }
-        stale_explicit = Some(format!("explicit tier '{t}' is no longer configured, so it was ignored; "));
+        stale_explicit = Some(format!(
+            "explicit tier '{t}' is no longer configured, so it was ignored; "
+        ));
     }
     let prefix = stale_explicit.unwrap_or_default();
     for tier in &settings.order {
-        let Some(rule) = settings.rules.get(tier) else { continue };
+        let Some(rule) = settings.rules.get(tier) else {
+            continue;
+        };
         if let Some(why) = meets(rule, settings.window_days, data, now_ms) {
-            return TierDecision { tier: tier.clone(), source: TierSource::Value, reason: format!("{prefix}{why}") };
+            return TierDecision {
+                tier: tier.clone(),
+                source: TierSource::Value,
+                reason: format!("{prefix}{why}"),
+            };
         }
     }
-    let why = if data.lifetime_value_cents.is_none() && data.total_cents == 0 && data.last_purchase_ms.is_none() {
+    let why = if data.lifetime_value_cents.is_none()
+        && data.total_cents == 0
+        && data.last_purchase_ms.is_none()
+    {
         "no value data"
     } else {
         "value data meets no tier rule"
@@ -101,7 +112,9 @@ fn meets(rule: &TierRule, window_days: u32, data: &ValueData, now_ms: i64) -> Op
             return Some(format!("{what} {} ≥ {}", money(ltv), money(to_cents(min))));
         }
     }
-    let has_rfm = rule.max_recency_days.is_some() || rule.min_frequency.is_some() || rule.min_monetary.is_some();
+    let has_rfm = rule.max_recency_days.is_some()
+        || rule.min_frequency.is_some()
+        || rule.min_monetary.is_some();
     if !has_rfm {
         return None;
     }
@@ -118,13 +131,20 @@ fn meets(rule: &TierRule, window_days: u32, data: &ValueData, now_ms: i64) -> Op
         if data.window_count < n {
             return None;
         }
-        parts.push(format!("{} purchases in {window_days} days ≥ {n}", data.window_count));
+        parts.push(format!(
+            "{} purchases in {window_days} days ≥ {n}",
+            data.window_count
+        ));
     }
     if let Some(min) = rule.min_monetary {
         if data.window_cents < to_cents(min) {
             return None;
         }
-        parts.push(format!("spent {} in {window_days} days ≥ {}", money(data.window_cents), money(to_cents(min))));
+        parts.push(format!(
+            "spent {} in {window_days} days ≥ {}",
+            money(data.window_cents),
+            money(to_cents(min))
+        ));
     }
     Some(parts.join(", "))
 }
@@ -164,17 +184,57 @@ mod tests {
         let s = Settings::defaults().tiers;
         let cases = [
             // (what, data, tier, source)
-            ("no purchases", data(0, 0.0, None), "low", TierSource::Default),
-            ("one small recent purchase", data(1, 40.0, Some(3)), "low", TierSource::Default),
-            ("regular mid spender", data(3, 900.0, Some(20)), "medium", TierSource::Value),
-            ("frequent big spender", data(8, 7_500.0, Some(5)), "high", TierSource::Value),
-            ("big spender gone quiet", data(8, 7_500.0, Some(150)), "medium", TierSource::Value),
-            ("lapsed for a year", data(8, 4_000.0, Some(200)), "low", TierSource::Default),
-            ("lifetime purchases alone", data(1, 25_000.0, Some(400)), "high", TierSource::Value),
+            (
+                "no purchases",
+                data(0, 0.0, None),
+                "low",
+                TierSource::Default,
+            ),
+            (
+                "one small recent purchase",
+                data(1, 40.0, Some(3)),
+                "low",
+                TierSource::Default,
+            ),
+            (
+                "regular mid spender",
+                data(3, 900.0, Some(20)),
+                "medium",
+                TierSource::Value,
+            ),
+            (
+                "frequent big spender",
+                data(8, 7_500.0, Some(5)),
+                "high",
+                TierSource::Value,
+            ),
+            (
+                "big spender gone quiet",
+                data(8, 7_500.0, Some(150)),
+                "medium",
+                TierSource::Value,
+            ),
+            (
+                "lapsed for a year",
+                data(8, 4_000.0, Some(200)),
+                "low",
+                TierSource::Default,
+            ),
+            (
+                "lifetime purchases alone",
+                data(1, 25_000.0, Some(400)),
+                "high",
+                TierSource::Value,
+            ),
         ];
         for (what, d, tier, source) in cases {
             let got = decide(&s, &d, NOW);
-            assert_eq!((got.tier.as_str(), got.source), (tier, source), "{what}: {}", got.reason);
+            assert_eq!(
+                (got.tier.as_str(), got.source),
+                (tier, source),
+                "{what}: {}",
+                got.reason
+            );
         }
     }
 
@@ -184,7 +244,10 @@ mod tests {
         let mut d = data(20, 90_000.0, Some(1));
         d.explicit_tier = Some("low".into());
         let got = decide(&s, &d, NOW);
-        assert_eq!((got.tier.as_str(), got.source), ("low", TierSource::Explicit));
+        assert_eq!(
+            (got.tier.as_str(), got.source),
+            ("low", TierSource::Explicit)
+        );
     }
 
     #[test]
@@ -194,7 +257,11 @@ mod tests {
         d.explicit_tier = Some("gold".into());
         let got = decide(&s, &d, NOW);
         assert_eq!(got.tier, "high");
-        assert!(got.reason.contains("'gold' is no longer configured"), "{}", got.reason);
+        assert!(
+            got.reason.contains("'gold' is no longer configured"),
+            "{}",
+            got.reason
+        );
     }
 
     #[test]
@@ -204,7 +271,11 @@ mod tests {
         d.lifetime_value_cents = Some(to_cents(6_000.0));
         let got = decide(&s, &d, NOW);
         assert_eq!(got.tier, "medium");
-        assert!(got.reason.contains("lifetime value from the CRM 6000.00"), "{}", got.reason);
+        assert!(
+            got.reason.contains("lifetime value from the CRM 6000.00"),
+            "{}",
+            got.reason
+        );
     }
 
     #[test]
@@ -215,7 +286,10 @@ mod tests {
             got.reason,
             "last purchase 5 days ago ≤ 90, 8 purchases in 365 days ≥ 6, spent 7500.00 in 365 days ≥ 5000.00"
         );
-        assert_eq!(decide(&s, &data(0, 0.0, None), NOW).reason, "no value data: default tier 'low'");
+        assert_eq!(
+            decide(&s, &data(0, 0.0, None), NOW).reason,
+            "no value data: default tier 'low'"
+        );
     }
 
     #[test]

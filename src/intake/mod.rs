@@ -64,9 +64,17 @@ pub fn start(
     shutdown: CancellationToken,
 ) -> (Arc<IntakeService>, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(settings.intake.max_pending);
-    let writer = writer::Writer::new(store, settings.tiers.clone(), queue, settings.intake.max_batch);
+    let writer = writer::Writer::new(
+        store,
+        settings.tiers.clone(),
+        queue,
+        settings.intake.max_batch,
+    );
     let handle = tokio::spawn(writer.run(rx, shutdown));
-    let service = IntakeService { jobs: tx, parser: IdentityParser::new(&settings.customers.phone_default_region) };
+    let service = IntakeService {
+        jobs: tx,
+        parser: IdentityParser::new(&settings.customers.phone_default_region),
+    };
     (Arc::new(service), handle)
 }
 
@@ -83,15 +91,26 @@ impl IntakeService {
 
     async fn submit_inner(&self, new: NewInteraction) -> Result<Committed, IntakeError> {
         let new = normalise(new)?;
-        let identities = self.parser.from_hint(&new.customer, "customer").map_err(|e| IntakeError::Invalid {
-            field: e.field,
-            message: e.message,
-        })?;
+        let identities = self
+            .parser
+            .from_hint(&new.customer, "customer")
+            .map_err(|e| IntakeError::Invalid {
+                field: e.field,
+                message: e.message,
+            })?;
         let hash = fingerprint(&new);
         let (reply, answer) = oneshot::channel();
-        let job = Job { new, identities, hash, submitted: Instant::now(), reply };
+        let job = Job {
+            new,
+            identities,
+            hash,
+            submitted: Instant::now(),
+            reply,
+        };
         self.jobs.try_send(job).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => IntakeError::Unavailable("intake is busy; retry shortly".into()),
+            mpsc::error::TrySendError::Full(_) => {
+                IntakeError::Unavailable("intake is busy; retry shortly".into())
+            }
             mpsc::error::TrySendError::Closed(_) => IntakeError::ShuttingDown,
         })?;
         answer.await.unwrap_or(Err(IntakeError::ShuttingDown))
@@ -122,38 +141,68 @@ fn refusal_reason(e: &IntakeError) -> &'static str {
 }
 
 fn invalid(field: &str, message: impl Into<String>) -> IntakeError {
-    IntakeError::Invalid { field: field.to_string(), message: message.into() }
+    IntakeError::Invalid {
+        field: field.to_string(),
+        message: message.into(),
+    }
 }
 
 /// Trims, bounds and checks every free-text field; empty optional fields become absent.
 fn normalise(mut new: NewInteraction) -> Result<NewInteraction, IntakeError> {
     let key = new.idempotency_key.trim();
     if key.is_empty() || key.len() > MAX_KEY_BYTES {
-        return Err(invalid("idempotency_key", format!("must be 1 to {MAX_KEY_BYTES} bytes")));
+        return Err(invalid(
+            "idempotency_key",
+            format!("must be 1 to {MAX_KEY_BYTES} bytes"),
+        ));
     }
     if key.chars().any(char::is_control) {
-        return Err(invalid("idempotency_key", "must not contain control characters"));
+        return Err(invalid(
+            "idempotency_key",
+            "must not contain control characters",
+        ));
     }
     new.idempotency_key = key.to_string();
-    new.topic = match new.topic.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+    new.topic = match new
+        .topic
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    {
         None => None,
         Some(t) => {
             let t = t.to_ascii_lowercase();
             let ok = t.len() <= 64
-                && t.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-' | '.'));
+                && t.chars().all(|c| {
+                    c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-' | '.')
+                });
             if !ok {
-                return Err(invalid("topic", "must be 1 to 64 letters, digits, '.', '-' or '_'"));
+                return Err(invalid(
+                    "topic",
+                    "must be 1 to 64 letters, digits, '.', '-' or '_'",
+                ));
             }
             Some(t)
         }
     };
-    new.subject = text_field(new.subject, "subject", |s| s.chars().count() <= MAX_SUBJECT_CHARS, || {
-        format!("must be at most {MAX_SUBJECT_CHARS} characters")
-    })?;
-    new.body = text_field(new.body, "body", |s| s.len() <= MAX_BODY_BYTES, || format!("must be at most {MAX_BODY_BYTES} bytes"))?;
-    new.customer.name = text_field(new.customer.name, "customer.name", |s| s.chars().count() <= MAX_NAME_CHARS, || {
-        format!("must be at most {MAX_NAME_CHARS} characters")
-    })?;
+    new.subject = text_field(
+        new.subject,
+        "subject",
+        |s| s.chars().count() <= MAX_SUBJECT_CHARS,
+        || format!("must be at most {MAX_SUBJECT_CHARS} characters"),
+    )?;
+    new.body = text_field(
+        new.body,
+        "body",
+        |s| s.len() <= MAX_BODY_BYTES,
+        || format!("must be at most {MAX_BODY_BYTES} bytes"),
+    )?;
+    new.customer.name = text_field(
+        new.customer.name,
+        "customer.name",
+        |s| s.chars().count() <= MAX_NAME_CHARS,
+        || format!("must be at most {MAX_NAME_CHARS} characters"),
+    )?;
     Ok(new)
 }
 
@@ -181,7 +230,10 @@ fn text_field(
 /// A digest of the normalised contact: a retry has the same one, a reused key does not.
 fn fingerprint(new: &NewInteraction) -> String {
     let json = serde_json::to_vec(new).unwrap_or_default();
-    Sha256::digest(&json).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(&json)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 #[cfg(test)]
@@ -193,7 +245,10 @@ mod tests {
         NewInteraction {
             channel: ChannelKind::Api,
             idempotency_key: key.into(),
-            customer: CustomerHint { email: Some("a@example.com".into()), ..Default::default() },
+            customer: CustomerHint {
+                email: Some("a@example.com".into()),
+                ..Default::default()
+            },
             topic: Some(" Billing ".into()),
             subject: Some("  ".into()),
             body: Some(" Hello ".into()),
@@ -214,9 +269,27 @@ mod tests {
         let cases: Vec<(NewInteraction, &str)> = vec![
             (new(""), "idempotency_key"),
             (new(&"k".repeat(300)), "idempotency_key"),
-            (NewInteraction { topic: Some("billing & refunds".into()), ..new("k") }, "topic"),
-            (NewInteraction { subject: Some("x".repeat(1000)), ..new("k") }, "subject"),
-            (NewInteraction { body: Some("a\0b".into()), ..new("k") }, "body"),
+            (
+                NewInteraction {
+                    topic: Some("billing & refunds".into()),
+                    ..new("k")
+                },
+                "topic",
+            ),
+            (
+                NewInteraction {
+                    subject: Some("x".repeat(1000)),
+                    ..new("k")
+                },
+                "subject",
+            ),
+            (
+                NewInteraction {
+                    body: Some("a\0b".into()),
+                    ..new("k")
+                },
+                "body",
+            ),
         ];
         for (n, field) in cases {
             match normalise(n) {
@@ -230,7 +303,11 @@ mod tests {
     fn a_retry_has_the_same_fingerprint_and_a_different_contact_does_not() {
         let a = normalise(new("k")).unwrap();
         let b = normalise(new("k")).unwrap();
-        let c = normalise(NewInteraction { body: Some("Other".into()), ..new("k") }).unwrap();
+        let c = normalise(NewInteraction {
+            body: Some("Other".into()),
+            ..new("k")
+        })
+        .unwrap();
         assert_eq!(fingerprint(&a), fingerprint(&b));
         assert_ne!(fingerprint(&a), fingerprint(&c));
     }

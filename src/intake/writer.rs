@@ -25,7 +25,7 @@ use crate::queue::{Queue, Waiting};
 use crate::store::customers::CustomerRow;
 use crate::store::history::NewEvent;
 use crate::store::interactions::InteractionRow;
-use crate::store::{customers, history, interactions, now_ms, new_id, Conn, Store};
+use crate::store::{customers, history, interactions, new_id, now_ms, Conn, Store};
 use crate::telemetry;
 
 const DAY_MS: i64 = 86_400_000;
@@ -42,8 +42,18 @@ pub(super) struct Writer {
 type JobOutcome = Result<Committed, IntakeError>;
 
 impl Writer {
-    pub(super) fn new(store: Store, tiers: TierSettings, queue: Arc<Queue>, max_batch: usize) -> Self {
-        Writer { store, tiers, queue, max_batch }
+    pub(super) fn new(
+        store: Store,
+        tiers: TierSettings,
+        queue: Arc<Queue>,
+        max_batch: usize,
+    ) -> Self {
+        Writer {
+            store,
+            tiers,
+            queue,
+            max_batch,
+        }
     }
 
     pub(super) async fn run(self, mut jobs: mpsc::Receiver<Job>, shutdown: CancellationToken) {
@@ -97,7 +107,9 @@ impl Writer {
         }
         let e = last.expect("at least one try");
         tracing::error!(error = %e, channel = job.new.channel.as_str(), "A contact could not be committed; it was refused, not accepted");
-        Err(IntakeError::Unavailable("the store could not commit the contact".into()))
+        Err(IntakeError::Unavailable(
+            "the store could not commit the contact".into(),
+        ))
     }
 
     async fn try_group(&self, jobs: &[Job], now: i64) -> Result<Vec<JobOutcome>, sqlx::Error> {
@@ -111,17 +123,31 @@ impl Writer {
     /// known keys and identity owners are read in one query each, customers are resolved
     /// in memory, and customers, identities, interactions and history are written with
     /// multi-row INSERTs.
-    async fn process(&self, conn: &mut Conn, jobs: &[Job], now: i64) -> Result<Vec<JobOutcome>, sqlx::Error> {
-        let keys: Vec<&str> = jobs.iter().map(|j| j.new.idempotency_key.as_str()).collect();
+    async fn process(
+        &self,
+        conn: &mut Conn,
+        jobs: &[Job],
+        now: i64,
+    ) -> Result<Vec<JobOutcome>, sqlx::Error> {
+        let keys: Vec<&str> = jobs
+            .iter()
+            .map(|j| j.new.idempotency_key.as_str())
+            .collect();
         let known: HashMap<(String, String), InteractionRow> = interactions::by_keys(conn, &keys)
             .await?
             .into_iter()
             .map(|r| ((r.channel.clone(), r.idempotency_key.clone()), r))
             .collect();
-        let mut identities: Vec<Identity> = jobs.iter().flat_map(|j| j.identities.iter().cloned()).collect();
+        let mut identities: Vec<Identity> = jobs
+            .iter()
+            .flat_map(|j| j.identities.iter().cloned())
+            .collect();
         identities.sort();
         identities.dedup();
-        let mut owner: HashMap<Identity, String> = customers::owners(conn, &identities).await?.into_iter().collect();
+        let mut owner: HashMap<Identity, String> = customers::owners(conn, &identities)
+            .await?
+            .into_iter()
+            .collect();
 
         let mut slots = Vec::with_capacity(jobs.len());
         let mut first_of_key: HashMap<(&str, &str), usize> = HashMap::new();
@@ -134,18 +160,26 @@ impl Writer {
             let key = job.new.idempotency_key.as_str();
             if let Some(k) = known.get(&(channel.to_string(), key.to_string())) {
                 slots.push(if k.request_hash == job.hash {
-                    Slot::Done(Ok(Committed { interaction: k.clone(), created: false }))
+                    Slot::Done(Box::new(Ok(Committed {
+                        interaction: k.clone(),
+                        created: false,
+                    })))
                 } else {
-                    Slot::Done(Err(IntakeError::KeyReused))
+                    Slot::Done(Box::new(Err(IntakeError::KeyReused)))
                 });
                 continue;
             }
             if let Some(&first) = first_of_key.get(&(channel, key)) {
-                slots.push(if jobs[first].hash == job.hash { Slot::SameAs(first) } else { Slot::Done(Err(IntakeError::KeyReused)) });
+                slots.push(if jobs[first].hash == job.hash {
+                    Slot::SameAs(first)
+                } else {
+                    Slot::Done(Box::new(Err(IntakeError::KeyReused)))
+                });
                 continue;
             }
             first_of_key.insert((channel, key), i);
-            let (customer_id, events) = resolve_customer(job, &mut owner, &mut new_customers, &mut new_identities);
+            let (customer_id, events) =
+                resolve_customer(job, &mut owner, &mut new_customers, &mut new_identities);
             slots.push(Slot::New(pending.len()));
             pending.push((i, customer_id, events));
         }
@@ -156,17 +190,20 @@ impl Writer {
         ids.sort();
         ids.dedup();
         let window_start = now - i64::from(self.tiers.window_days) * DAY_MS;
-        let mut loaded: HashMap<String, (CustomerRow, ValueData)> = customers::with_value_data(conn, &ids, window_start)
-            .await?
-            .into_iter()
-            .map(|(c, v)| (c.id.clone(), (c, v)))
-            .collect();
+        let mut loaded: HashMap<String, (CustomerRow, ValueData)> =
+            customers::with_value_data(conn, &ids, window_start)
+                .await?
+                .into_iter()
+                .map(|(c, v)| (c.id.clone(), (c, v)))
+                .collect();
 
         let mut rows = Vec::with_capacity(pending.len());
         let mut events = Vec::with_capacity(pending.len() * 3);
         for (i, customer_id, customer_events) in pending {
             let job = &jobs[i];
-            let (customer, value) = loaded.get_mut(&customer_id).ok_or(sqlx::Error::RowNotFound)?;
+            let (customer, value) = loaded
+                .get_mut(&customer_id)
+                .ok_or(sqlx::Error::RowNotFound)?;
             if let (None, Some(name)) = (&customer.name, &job.new.customer.name) {
                 customers::name_if_unnamed(conn, &customer.id, name, now).await?;
                 customer.name = Some(name.clone());
@@ -210,10 +247,16 @@ impl Writer {
         let mut outcomes: Vec<JobOutcome> = Vec::with_capacity(jobs.len());
         for slot in &slots {
             outcomes.push(match slot {
-                Slot::Done(o) => o.clone(),
-                Slot::New(p) => Ok(Committed { interaction: rows[*p].clone(), created: true }),
+                Slot::Done(o) => (**o).clone(),
+                Slot::New(p) => Ok(Committed {
+                    interaction: rows[*p].clone(),
+                    created: true,
+                }),
                 Slot::SameAs(first) => match &slots[*first] {
-                    Slot::New(p) => Ok(Committed { interaction: rows[*p].clone(), created: false }),
+                    Slot::New(p) => Ok(Committed {
+                        interaction: rows[*p].clone(),
+                        created: false,
+                    }),
                     _ => unreachable!("a key's first contact in a group is always new"),
                 },
             });
@@ -225,14 +268,19 @@ impl Writer {
     fn answer(&self, answered: Vec<(Job, JobOutcome)>) {
         // A retry of a contact whose first commit was uncertain finds it stored but
         // perhaps not yet queued in memory; queueing is idempotent, so queue it anyway.
-        self.queue.push_all(answered.iter().filter_map(|(_, o)| match o {
-            Ok(c) if c.interaction.state == "queued" => Some(waiting(&c.interaction)),
-            _ => None,
-        }));
+        self.queue
+            .push_all(answered.iter().filter_map(|(_, o)| match o {
+                Ok(c) if c.interaction.state == "queued" => Some(waiting(&c.interaction)),
+                _ => None,
+            }));
         for (job, outcome) in answered {
             let channel = job.new.channel.as_str();
             match &outcome {
-                Ok(c) if c.created => telemetry::interaction_queued(channel, &c.interaction.tier, job.submitted.elapsed()),
+                Ok(c) if c.created => telemetry::interaction_queued(
+                    channel,
+                    &c.interaction.tier,
+                    job.submitted.elapsed(),
+                ),
                 Ok(_) => telemetry::interaction_duplicate(channel),
                 Err(_) => {}
             }
@@ -256,7 +304,7 @@ pub fn waiting(i: &InteractionRow) -> Waiting {
 /// What became of one contact while its group is planned.
 enum Slot {
     /// Answered without writing: a known key (the earlier interaction) or a reused one.
-    Done(JobOutcome),
+    Done(Box<JobOutcome>),
     /// A new interaction: its index among the rows to write.
     New(usize),
     /// The same contact delivered twice within the group: answered like that job.
@@ -287,7 +335,11 @@ fn resolve_customer(
         None => {
             let id = new_id();
             new_customers.push((id.clone(), job.new.customer.name.clone()));
-            events.push(event(&id, "customer_created", json!({ "channel": channel, "name": job.new.customer.name })));
+            events.push(event(
+                &id,
+                "customer_created",
+                json!({ "channel": channel, "name": job.new.customer.name }),
+            ));
             id
         }
     };

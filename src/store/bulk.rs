@@ -2,9 +2,7 @@
 //! keys. The intake writer relies on these so that a group of contacts costs a handful
 //! of statements, not a handful per contact.
 
-
 use super::Conn;
-use sqlx::Connection as _;
 
 /// One bound value.
 #[derive(Debug, Clone)]
@@ -40,7 +38,13 @@ impl From<i64> for Arg {
 const ROWS_PER_STATEMENT: usize = 400;
 
 /// Runs `head VALUES (…), (…) tail` for every row of `columns` values in `args`.
-pub async fn insert(conn: &mut Conn, head: &str, columns: usize, args: Vec<Arg>, tail: &str) -> Result<(), sqlx::Error> {
+pub async fn insert(
+    conn: &mut Conn,
+    head: &str,
+    columns: usize,
+    args: Vec<Arg>,
+    tail: &str,
+) -> Result<(), sqlx::Error> {
     debug_assert_eq!(args.len() % columns, 0);
     // SQLite binds anonymous `?` parameters by position; numbered ones it must look up by
     // name, one at a time, which costs more than the insert itself in a 5,000-value statement.
@@ -49,9 +53,15 @@ pub async fn insert(conn: &mut Conn, head: &str, columns: usize, args: Vec<Arg>,
     while args.peek().is_some() {
         let chunk: Vec<Arg> = args.by_ref().take(columns * ROWS_PER_STATEMENT).collect();
         let rows = chunk.len() / columns;
-        let values = if anonymous { anonymous_placeholders(rows, columns) } else { placeholders(rows, columns) };
+        let values = if anonymous {
+            anonymous_placeholders(rows, columns)
+        } else {
+            placeholders(rows, columns)
+        };
         let sql = format!("{head} VALUES {values} {tail}");
-        bind_all(sqlx::query(&sql), chunk).execute(&mut *conn).await?;
+        bind_all(sqlx::query(&sql), chunk)
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(())
 }
@@ -84,7 +94,10 @@ fn anonymous_placeholders(rows: usize, columns: usize) -> String {
 
 /// `$first, $first+1, …` for an `IN (…)` list of `n` values.
 pub fn list(first: usize, n: usize) -> String {
-    (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Binds every value in order.

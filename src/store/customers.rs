@@ -37,7 +37,10 @@ fn customer_row(row: &AnyRow) -> Result<CustomerRow, sqlx::Error> {
 }
 
 /// The customer owning each of `identities` that is known, as (identity, customer id).
-pub async fn owners(conn: &mut Conn, identities: &[Identity]) -> Result<Vec<(Identity, String)>, sqlx::Error> {
+pub async fn owners(
+    conn: &mut Conn,
+    identities: &[Identity],
+) -> Result<Vec<(Identity, String)>, sqlx::Error> {
     let mut out = Vec::new();
     for chunk in identities.chunks(400) {
         let mut kinds: Vec<&str> = chunk.iter().map(|i| i.kind.as_str()).collect();
@@ -50,10 +53,18 @@ pub async fn owners(conn: &mut Conn, identities: &[Identity]) -> Result<Vec<(Ide
             bulk::list(kinds.len() + 1, values.len())
         );
         let args = kinds.iter().map(|k| Arg::from(*k)).chain(values).collect();
-        for row in bulk::bind_all(sqlx::query(&sql), args).fetch_all(&mut *conn).await? {
+        for row in bulk::bind_all(sqlx::query(&sql), args)
+            .fetch_all(&mut *conn)
+            .await?
+        {
             let kind: String = row.try_get("kind")?;
-            let Some(kind) = IdentityKind::parse(&kind) else { continue };
-            let identity = Identity { kind, value: row.try_get("value")? };
+            let Some(kind) = IdentityKind::parse(&kind) else {
+                continue;
+            };
+            let identity = Identity {
+                kind,
+                value: row.try_get("value")?,
+            };
             // The IN lists also match crossed pairs (one entry's kind, another's value).
             if chunk.contains(&identity) {
                 out.push((identity, row.try_get("customer_id")?));
@@ -64,19 +75,48 @@ pub async fn owners(conn: &mut Conn, identities: &[Identity]) -> Result<Vec<(Ide
 }
 
 /// Creates customers with no identities yet: (id, name) each, in as few statements as fit.
-pub async fn create_many(conn: &mut Conn, customers: &[(String, Option<String>)], now: i64) -> Result<(), sqlx::Error> {
+pub async fn create_many(
+    conn: &mut Conn,
+    customers: &[(String, Option<String>)],
+    now: i64,
+) -> Result<(), sqlx::Error> {
     let args = customers
         .iter()
-        .flat_map(|(id, name)| [Arg::from(id.as_str()), Arg::from(name.clone()), Arg::from(now), Arg::from(now)])
+        .flat_map(|(id, name)| {
+            [
+                Arg::from(id.as_str()),
+                Arg::from(name.clone()),
+                Arg::from(now),
+                Arg::from(now),
+            ]
+        })
         .collect();
-    bulk::insert(conn, "INSERT INTO customers (id, name, created_at, updated_at)", 4, args, "").await
+    bulk::insert(
+        conn,
+        "INSERT INTO customers (id, name, created_at, updated_at)",
+        4,
+        args,
+        "",
+    )
+    .await
 }
 
 /// Gives each identity to its customer unless someone owns it already.
-pub async fn add_identities(conn: &mut Conn, given: &[(Identity, String)], now: i64) -> Result<(), sqlx::Error> {
+pub async fn add_identities(
+    conn: &mut Conn,
+    given: &[(Identity, String)],
+    now: i64,
+) -> Result<(), sqlx::Error> {
     let args = given
         .iter()
-        .flat_map(|(i, c)| [Arg::from(i.kind.as_str()), Arg::from(i.value.as_str()), Arg::from(c.as_str()), Arg::from(now)])
+        .flat_map(|(i, c)| {
+            [
+                Arg::from(i.kind.as_str()),
+                Arg::from(i.value.as_str()),
+                Arg::from(c.as_str()),
+                Arg::from(now),
+            ]
+        })
         .collect();
     bulk::insert(
         conn,
@@ -90,7 +130,11 @@ pub async fn add_identities(conn: &mut Conn, given: &[(Identity, String)], now: 
 
 /// Each of the customers `ids` with its value data (purchases since `window_start`
 /// counting toward frequency and monetary value), in one query.
-pub async fn with_value_data(conn: &mut Conn, ids: &[String], window_start: i64) -> Result<Vec<(CustomerRow, ValueData)>, sqlx::Error> {
+pub async fn with_value_data(
+    conn: &mut Conn,
+    ids: &[String],
+    window_start: i64,
+) -> Result<Vec<(CustomerRow, ValueData)>, sqlx::Error> {
     let mut out = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(400) {
         let sql = format!(
@@ -104,8 +148,13 @@ pub async fn with_value_data(conn: &mut Conn, ids: &[String], window_start: i64)
              GROUP BY c.id, c.name, c.explicit_tier, c.lifetime_value_cents, c.created_at, c.updated_at",
             bulk::list(2, chunk.len())
         );
-        let args = std::iter::once(Arg::from(window_start)).chain(chunk.iter().map(|id| Arg::from(id.as_str()))).collect();
-        for row in bulk::bind_all(sqlx::query(&sql), args).fetch_all(&mut *conn).await? {
+        let args = std::iter::once(Arg::from(window_start))
+            .chain(chunk.iter().map(|id| Arg::from(id.as_str())))
+            .collect();
+        for row in bulk::bind_all(sqlx::query(&sql), args)
+            .fetch_all(&mut *conn)
+            .await?
+        {
             let c = customer_row(&row)?;
             let value = value_row(&row, &c)?;
             out.push((c, value));
@@ -119,14 +168,21 @@ fn value_row(row: &AnyRow, c: &CustomerRow) -> Result<ValueData, sqlx::Error> {
         explicit_tier: c.explicit_tier.clone(),
         lifetime_value_cents: c.lifetime_value_cents,
         total_cents: row.try_get::<i64, _>("total")?,
-        window_count: row.try_get::<i64, _>("window_count")?.clamp(0, i64::from(u32::MAX)) as u32,
+        window_count: row
+            .try_get::<i64, _>("window_count")?
+            .clamp(0, i64::from(u32::MAX)) as u32,
         window_cents: row.try_get::<i64, _>("window_cents")?,
         last_purchase_ms: row.try_get("last_at")?,
     })
 }
 
 /// Creates a customer with no identities yet.
-pub async fn create(conn: &mut Conn, id: &str, name: Option<&str>, now: i64) -> Result<(), sqlx::Error> {
+pub async fn create(
+    conn: &mut Conn,
+    id: &str,
+    name: Option<&str>,
+    now: i64,
+) -> Result<(), sqlx::Error> {
     sqlx::query("INSERT INTO customers (id, name, created_at, updated_at) VALUES ($1, $2, $3, $3)")
         .bind(id)
         .bind(name)
@@ -137,7 +193,12 @@ pub async fn create(conn: &mut Conn, id: &str, name: Option<&str>, now: i64) -> 
 }
 
 /// Gives `identity` to the customer unless someone owns it already; true when it was added.
-pub async fn add_identity(conn: &mut Conn, customer_id: &str, identity: &Identity, now: i64) -> Result<bool, sqlx::Error> {
+pub async fn add_identity(
+    conn: &mut Conn,
+    customer_id: &str,
+    identity: &Identity,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
         "INSERT INTO customer_identities (kind, value, customer_id, created_at) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (kind, value) DO NOTHING",
@@ -152,13 +213,19 @@ pub async fn add_identity(conn: &mut Conn, customer_id: &str, identity: &Identit
 }
 
 /// Takes `identity` from the customer; true when it had it.
-pub async fn remove_identity(conn: &mut Conn, customer_id: &str, identity: &Identity) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query("DELETE FROM customer_identities WHERE kind = $1 AND value = $2 AND customer_id = $3")
-        .bind(identity.kind.as_str())
-        .bind(identity.value.as_str())
-        .bind(customer_id)
-        .execute(conn)
-        .await?;
+pub async fn remove_identity(
+    conn: &mut Conn,
+    customer_id: &str,
+    identity: &Identity,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "DELETE FROM customer_identities WHERE kind = $1 AND value = $2 AND customer_id = $3",
+    )
+    .bind(identity.kind.as_str())
+    .bind(identity.value.as_str())
+    .bind(customer_id)
+    .execute(conn)
+    .await?;
     Ok(done.rows_affected() == 1)
 }
 
@@ -185,7 +252,10 @@ pub async fn identities(conn: &mut Conn, customer_id: &str) -> Result<Vec<Identi
     for row in rows {
         let kind: String = row.try_get("kind")?;
         if let Some(kind) = IdentityKind::parse(&kind) {
-            out.push(Identity { kind, value: row.try_get("value")? });
+            out.push(Identity {
+                kind,
+                value: row.try_get("value")?,
+            });
         }
     }
     out.sort();
@@ -194,7 +264,11 @@ pub async fn identities(conn: &mut Conn, customer_id: &str) -> Result<Vec<Identi
 
 /// What is known of the customer's value, with purchases since `window_start` (ms)
 /// counted toward frequency and monetary value.
-pub async fn value_data(conn: &mut Conn, customer: &CustomerRow, window_start: i64) -> Result<ValueData, sqlx::Error> {
+pub async fn value_data(
+    conn: &mut Conn,
+    customer: &CustomerRow,
+    window_start: i64,
+) -> Result<ValueData, sqlx::Error> {
     let found = with_value_data(conn, std::slice::from_ref(&customer.id), window_start).await?;
     match found.into_iter().next() {
         Some((_, mut value)) => {
@@ -223,7 +297,12 @@ pub async fn update(conn: &mut Conn, c: &CustomerRow, now: i64) -> Result<(), sq
 }
 
 /// Sets a name on a customer that has none.
-pub async fn name_if_unnamed(conn: &mut Conn, customer_id: &str, name: &str, now: i64) -> Result<(), sqlx::Error> {
+pub async fn name_if_unnamed(
+    conn: &mut Conn,
+    customer_id: &str,
+    name: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE customers SET name = $2, updated_at = $3 WHERE id = $1 AND name IS NULL")
         .bind(customer_id)
         .bind(name)
@@ -241,12 +320,13 @@ pub async fn upsert_purchase(
     amount_cents: i64,
     at: i64,
 ) -> Result<bool, sqlx::Error> {
-    let existed: Option<i64> =
-        sqlx::query_scalar("SELECT amount_cents FROM purchases WHERE customer_id = $1 AND purchase_ref = $2")
-            .bind(customer_id)
-            .bind(purchase_ref)
-            .fetch_optional(&mut *conn)
-            .await?;
+    let existed: Option<i64> = sqlx::query_scalar(
+        "SELECT amount_cents FROM purchases WHERE customer_id = $1 AND purchase_ref = $2",
+    )
+    .bind(customer_id)
+    .bind(purchase_ref)
+    .fetch_optional(&mut *conn)
+    .await?;
     sqlx::query(
         "INSERT INTO purchases (customer_id, purchase_ref, amount_cents, purchased_at) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (customer_id, purchase_ref) DO UPDATE SET amount_cents = $3, purchased_at = $4",
@@ -264,7 +344,12 @@ pub async fn upsert_purchase(
 /// tier, lifetime value and name fill gaps in `into`, and it points at `into` from now
 /// on (as does anything merged into it before). Its history and interactions stay where
 /// they were written and are read as part of `into`'s.
-pub async fn merge(conn: &mut Conn, into: &CustomerRow, from: &CustomerRow, now: i64) -> Result<(), sqlx::Error> {
+pub async fn merge(
+    conn: &mut Conn,
+    into: &CustomerRow,
+    from: &CustomerRow,
+    now: i64,
+) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE customer_identities SET customer_id = $1 WHERE customer_id = $2")
         .bind(into.id.as_str())
         .bind(from.id.as_str())
@@ -286,22 +371,30 @@ pub async fn merge(conn: &mut Conn, into: &CustomerRow, from: &CustomerRow, now:
         .await?;
     let merged = CustomerRow {
         name: into.name.clone().or_else(|| from.name.clone()),
-        explicit_tier: into.explicit_tier.clone().or_else(|| from.explicit_tier.clone()),
+        explicit_tier: into
+            .explicit_tier
+            .clone()
+            .or_else(|| from.explicit_tier.clone()),
         lifetime_value_cents: into.lifetime_value_cents.or(from.lifetime_value_cents),
         ..into.clone()
     };
     update(&mut *conn, &merged, now).await?;
-    sqlx::query("UPDATE customers SET merged_into = $1, updated_at = $3 WHERE id = $2 OR merged_into = $2")
-        .bind(into.id.as_str())
-        .bind(from.id.as_str())
-        .bind(now)
-        .execute(conn)
-        .await?;
+    sqlx::query(
+        "UPDATE customers SET merged_into = $1, updated_at = $3 WHERE id = $2 OR merged_into = $2",
+    )
+    .bind(into.id.as_str())
+    .bind(from.id.as_str())
+    .bind(now)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
 /// Purchase figures for display: count, total in cents, last purchase time.
-pub async fn purchase_summary(conn: &mut Conn, customer_id: &str) -> Result<(i64, i64, Option<i64>), sqlx::Error> {
+pub async fn purchase_summary(
+    conn: &mut Conn,
+    customer_id: &str,
+) -> Result<(i64, i64, Option<i64>), sqlx::Error> {
     let row = sqlx::query(
         "SELECT COUNT(*) AS n, CAST(COALESCE(SUM(amount_cents), 0) AS BIGINT) AS total, MAX(purchased_at) AS last_at \
          FROM purchases WHERE customer_id = $1",
@@ -309,5 +402,9 @@ pub async fn purchase_summary(conn: &mut Conn, customer_id: &str) -> Result<(i64
     .bind(customer_id)
     .fetch_one(conn)
     .await?;
-    Ok((row.try_get("n")?, row.try_get("total")?, row.try_get("last_at")?))
+    Ok((
+        row.try_get("n")?,
+        row.try_get("total")?,
+        row.try_get("last_at")?,
+    ))
 }

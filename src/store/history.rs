@@ -55,12 +55,24 @@ pub async fn append(conn: &mut Conn, events: &[NewEvent], now: i64) -> Result<()
             ]
         })
         .collect();
-    bulk::insert(conn, "INSERT INTO history (customer_id, interaction_id, kind, occurred_at, actor, data)", 6, args, "").await
+    bulk::insert(
+        conn,
+        "INSERT INTO history (customer_id, interaction_id, kind, occurred_at, actor, data)",
+        6,
+        args,
+        "",
+    )
+    .await
 }
 
 /// A page of the customer's history (including customers merged into it), newest
 /// first, of events older than `before` when given.
-pub async fn page(conn: &mut Conn, customer_id: &str, before: Option<i64>, limit: i64) -> Result<Vec<Event>, sqlx::Error> {
+pub async fn page(
+    conn: &mut Conn,
+    customer_id: &str,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<Event>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT seq, customer_id, interaction_id, kind, occurred_at, actor, data FROM history \
          WHERE customer_id IN (SELECT id FROM customers WHERE id = $1 OR merged_into = $1) AND seq < $2 \
@@ -75,7 +87,10 @@ pub async fn page(conn: &mut Conn, customer_id: &str, before: Option<i64>, limit
 }
 
 /// Every event about one interaction, oldest first.
-pub async fn of_interaction(conn: &mut Conn, interaction_id: &str) -> Result<Vec<Event>, sqlx::Error> {
+pub async fn of_interaction(
+    conn: &mut Conn,
+    interaction_id: &str,
+) -> Result<Vec<Event>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT seq, customer_id, interaction_id, kind, occurred_at, actor, data FROM history \
          WHERE interaction_id = $1 ORDER BY seq",

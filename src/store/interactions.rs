@@ -40,7 +40,8 @@ pub struct InteractionRow {
     pub updated_at: i64,
 }
 
-const COLUMNS: &str = "id, channel, idempotency_key, request_hash, customer_id, tier, tier_source, tier_reason, \
+const COLUMNS: &str =
+    "id, channel, idempotency_key, request_hash, customer_id, tier, tier_source, tier_reason, \
                        topic, subject, body, state, created_at, updated_at";
 
 fn row_to_interaction(row: &AnyRow) -> Result<InteractionRow, sqlx::Error> {
@@ -85,16 +86,29 @@ pub async fn insert_many(conn: &mut Conn, rows: &[InteractionRow]) -> Result<(),
             ]
         })
         .collect();
-    bulk::insert(conn, &format!("INSERT INTO interactions ({COLUMNS})"), 14, args, "").await
+    bulk::insert(
+        conn,
+        &format!("INSERT INTO interactions ({COLUMNS})"),
+        14,
+        args,
+        "",
+    )
+    .await
 }
 
 /// Every interaction created under any of `keys` (on any channel).
 pub async fn by_keys(conn: &mut Conn, keys: &[&str]) -> Result<Vec<InteractionRow>, sqlx::Error> {
     let mut out = Vec::new();
     for chunk in keys.chunks(400) {
-        let sql = format!("SELECT {COLUMNS} FROM interactions WHERE idempotency_key IN ({})", bulk::list(1, chunk.len()));
+        let sql = format!(
+            "SELECT {COLUMNS} FROM interactions WHERE idempotency_key IN ({})",
+            bulk::list(1, chunk.len())
+        );
         let args = chunk.iter().map(|k| Arg::from(*k)).collect();
-        for row in bulk::bind_all(sqlx::query(&sql), args).fetch_all(&mut *conn).await? {
+        for row in bulk::bind_all(sqlx::query(&sql), args)
+            .fetch_all(&mut *conn)
+            .await?
+        {
             out.push(row_to_interaction(&row)?);
         }
     }
@@ -112,9 +126,11 @@ pub async fn get(conn: &mut Conn, id: &str) -> Result<Option<InteractionRow>, sq
 
 /// Every interaction in `state`, oldest first.
 pub async fn in_state(conn: &mut Conn, state: &str) -> Result<Vec<InteractionRow>, sqlx::Error> {
-    let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM interactions WHERE state = $1 ORDER BY created_at, id"))
-        .bind(state)
-        .fetch_all(conn)
-        .await?;
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM interactions WHERE state = $1 ORDER BY created_at, id"
+    ))
+    .bind(state)
+    .fetch_all(conn)
+    .await?;
     rows.iter().map(row_to_interaction).collect()
 }

@@ -38,10 +38,16 @@ pub struct Store {
     backend: Backend,
 }
 
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "core", include_str!("../../migrations/sqlite/0001_core.sql"))];
-const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "core", include_str!("../../migrations/postgres/0001_core.sql"))];
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "core",
+    include_str!("../../migrations/sqlite/0001_core.sql"),
+)];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "core",
+    include_str!("../../migrations/postgres/0001_core.sql"),
+)];
 
 /// The migrations of one backend, built into the binary.
 #[derive(Debug)]
@@ -54,7 +60,13 @@ impl<'s> MigrationSource<'s> for Embedded {
                 .0
                 .iter()
                 .map(|(version, desc, sql)| {
-                    Migration::new(*version, Cow::Borrowed(desc), MigrationType::Simple, Cow::Borrowed(sql), false)
+                    Migration::new(
+                        *version,
+                        Cow::Borrowed(desc),
+                        MigrationType::Simple,
+                        Cow::Borrowed(sql),
+                        false,
+                    )
                 })
                 .collect())
         })
@@ -71,11 +83,19 @@ impl Store {
     /// every migration not yet applied.
     pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Store> {
         sqlx::any::install_default_drivers();
-        let backend = if url.starts_with("sqlite:") { Backend::Sqlite } else { Backend::Postgres };
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        };
         if backend == Backend::Sqlite {
-            if let Some(dir) = sqlite_path(url).and_then(|p| std::path::Path::new(&p).parent().map(|d| d.to_path_buf())) {
+            if let Some(dir) = sqlite_path(url)
+                .and_then(|p| std::path::Path::new(&p).parent().map(|d| d.to_path_buf()))
+            {
                 if !dir.as_os_str().is_empty() {
-                    std::fs::create_dir_all(&dir).with_context(|| format!("Creating the data directory {}", dir.display()))?;
+                    std::fs::create_dir_all(&dir).with_context(|| {
+                        format!("Creating the data directory {}", dir.display())
+                    })?;
                 }
             }
         }
@@ -112,7 +132,10 @@ impl Store {
             Backend::Postgres => Embedded(POSTGRES_MIGRATIONS),
         };
         let migrator = Migrator::new(source).await.context("Loading migrations")?;
-        migrator.run(&self.pool).await.context("Applying migrations")?;
+        migrator
+            .run(&self.pool)
+            .await
+            .context("Applying migrations")?;
         Ok(())
     }
 
@@ -122,10 +145,11 @@ impl Store {
             Backend::Sqlite => SQLITE_MIGRATIONS.len(),
             Backend::Postgres => POSTGRES_MIGRATIONS.len(),
         } as i64;
-        let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success = TRUE")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|e| format!("the database does not answer: {e}"))?;
+        let applied: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success = TRUE")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|e| format!("the database does not answer: {e}"))?;
         if applied < expected {
             return Err(format!("{applied} of {expected} migrations applied"));
         }
@@ -150,22 +174,30 @@ impl Store {
 
 /// The file path inside a `sqlite:` URL.
 fn sqlite_path(url: &str) -> Option<String> {
-    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next().unwrap_or_default();
     (!path.is_empty() && path != ":memory:").then(|| path.to_string())
 }
 
 /// Now, in milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// Milliseconds since the epoch as RFC 3339 (UTC, milliseconds).
 pub fn rfc3339(ms: i64) -> String {
     let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    let t = t.replace_nanosecond(t.millisecond() as u32 * 1_000_000).unwrap_or(t);
-    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+    let t = t
+        .replace_nanosecond(t.millisecond() as u32 * 1_000_000)
+        .unwrap_or(t);
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
 /// A new time-ordered id.
@@ -179,8 +211,14 @@ mod tests {
 
     #[test]
     fn sqlite_paths_are_read_from_urls() {
-        assert_eq!(sqlite_path("sqlite://data/switchboard.db?mode=rwc").as_deref(), Some("data/switchboard.db"));
-        assert_eq!(sqlite_path("sqlite:///srv/x.db").as_deref(), Some("/srv/x.db"));
+        assert_eq!(
+            sqlite_path("sqlite://data/switchboard.db?mode=rwc").as_deref(),
+            Some("data/switchboard.db")
+        );
+        assert_eq!(
+            sqlite_path("sqlite:///srv/x.db").as_deref(),
+            Some("/srv/x.db")
+        );
         assert_eq!(sqlite_path("sqlite::memory:"), None);
     }
 

@@ -26,61 +26,146 @@ async fn an_admin_creates_finds_and_updates_a_customer(backend: Backend) {
     let id = c["id"].as_str().unwrap();
     assert_eq!(c["tier"]["tier"], "low");
 
-    for query in ["email=ana%40example.com", "phone=%2B5511987654321", "external_id=crm-1001"] {
+    for query in [
+        "email=ana%40example.com",
+        "phone=%2B5511987654321",
+        "external_id=crm-1001",
+    ] {
         let (status, found) = app.get(&format!("/api/customers?{query}")).await;
-        assert_eq!((status, found["id"].as_str().unwrap()), (200, id), "{query}");
+        assert_eq!(
+            (status, found["id"].as_str().unwrap()),
+            (200, id),
+            "{query}"
+        );
     }
     let (status, _) = app.get("/api/customers?email=nobody%40example.com").await;
     assert_eq!(status, 404);
 
-    let (status, c) = app.put(&format!("/api/customers/{id}"), &json!({ "tier": "medium", "identities": [{ "kind": "visitor_id", "value": "v-77" }] })).await;
+    let (status, c) = app
+        .put(
+            &format!("/api/customers/{id}"),
+            &json!({ "tier": "medium", "identities": [{ "kind": "visitor_id", "value": "v-77" }] }),
+        )
+        .await;
     assert_eq!(status, 200, "{c}");
-    assert_eq!(c["tier"], json!({ "tier": "medium", "source": "explicit", "reason": "tier 'medium' set explicitly on the customer" }));
+    assert_eq!(
+        c["tier"],
+        json!({ "tier": "medium", "source": "explicit", "reason": "tier 'medium' set explicitly on the customer" })
+    );
     assert_eq!(c["name"], "Ana Souza", "a field left out stays as it was");
     assert_eq!(c["identities"].as_array().unwrap().len(), 4);
 
-    let (status, c) = app.put(&format!("/api/customers/{id}"), &json!({ "tier": null, "lifetime_value": 30000 })).await;
+    let (status, c) = app
+        .put(
+            &format!("/api/customers/{id}"),
+            &json!({ "tier": null, "lifetime_value": 30000 }),
+        )
+        .await;
     assert_eq!(status, 200);
     assert_eq!(c["explicit_tier"], json!(null));
     assert_eq!(c["tier"]["tier"], "high");
     assert_eq!(c["lifetime_value"], "30000.00");
 
-    let (status, err) = app.put(&format!("/api/customers/{id}"), &json!({ "tier": "platinum" })).await;
+    let (status, err) = app
+        .put(
+            &format!("/api/customers/{id}"),
+            &json!({ "tier": "platinum" }),
+        )
+        .await;
     assert_eq!((status, err["field"].as_str().unwrap()), (400, "tier"));
 
     // A purchase sent again under the same reference replaces, not adds.
-    let (s1, _) = app.put(&format!("/api/customers/{id}/purchases/A-1"), &json!({ "amount": 10.0, "at": "2026-01-05" })).await;
-    let (s2, c) = app.put(&format!("/api/customers/{id}/purchases/A-1"), &json!({ "amount": 12.5, "at": "2026-01-05" })).await;
+    let (s1, _) = app
+        .put(
+            &format!("/api/customers/{id}/purchases/A-1"),
+            &json!({ "amount": 10.0, "at": "2026-01-05" }),
+        )
+        .await;
+    let (s2, c) = app
+        .put(
+            &format!("/api/customers/{id}/purchases/A-1"),
+            &json!({ "amount": 12.5, "at": "2026-01-05" }),
+        )
+        .await;
     assert_eq!((s1, s2), (201, 200));
-    assert_eq!(c["purchases"], json!({ "count": 1, "total": "12.50", "last_at": "2026-01-05T00:00:00Z" }));
-    let (status, err) = app.put(&format!("/api/customers/{id}/purchases/A-2"), &json!({ "amount": 5, "at": "someday" })).await;
+    assert_eq!(
+        c["purchases"],
+        json!({ "count": 1, "total": "12.50", "last_at": "2026-01-05T00:00:00Z" })
+    );
+    let (status, err) = app
+        .put(
+            &format!("/api/customers/{id}/purchases/A-2"),
+            &json!({ "amount": 5, "at": "someday" }),
+        )
+        .await;
     assert_eq!((status, err["field"].as_str().unwrap()), (400, "at"));
 
-    let resp = app.admin(reqwest::Method::DELETE, &format!("/api/customers/{id}/identities/visitor_id/v-77")).send().await.unwrap();
+    let resp = app
+        .admin(
+            reqwest::Method::DELETE,
+            &format!("/api/customers/{id}/identities/visitor_id/v-77"),
+        )
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     let (status, _) = app.get("/api/customers?visitor_id=v-77").await;
     assert_eq!(status, 404);
 
     let (_, history) = app.get(&format!("/api/customers/{id}/history")).await;
-    let kinds: Vec<&str> = history["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
-    assert!(kinds.contains(&"customer_updated") && kinds.contains(&"purchase_recorded") && kinds.contains(&"identity_removed"), "{kinds:?}");
-    let update = history["events"].as_array().unwrap().iter().find(|e| e["kind"] == "customer_updated").unwrap();
+    let kinds: Vec<&str> = history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"customer_updated")
+            && kinds.contains(&"purchase_recorded")
+            && kinds.contains(&"identity_removed"),
+        "{kinds:?}"
+    );
+    let update = history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "customer_updated")
+        .unwrap();
     assert_eq!(update["actor"], "admin");
-    assert!(update["data"]["before"].is_object() && update["data"]["after"].is_object(), "{update}");
+    assert!(
+        update["data"]["before"].is_object() && update["data"]["after"].is_object(),
+        "{update}"
+    );
     app.stop().await;
 }
 
 async fn an_identity_owned_by_another_customer_is_a_conflict(backend: Backend) {
     let app = spawn_app(backend).await;
-    let (_, a) = app.post("/api/customers", &json!({ "identities": [{ "kind": "email", "value": "one@example.com" }] })).await;
-    let (_, b) = app.post("/api/customers", &json!({ "identities": [{ "kind": "email", "value": "two@example.com" }] })).await;
+    let (_, a) = app
+        .post(
+            "/api/customers",
+            &json!({ "identities": [{ "kind": "email", "value": "one@example.com" }] }),
+        )
+        .await;
+    let (_, b) = app
+        .post(
+            "/api/customers",
+            &json!({ "identities": [{ "kind": "email", "value": "two@example.com" }] }),
+        )
+        .await;
     let (status, err) = app
         .put(&format!("/api/customers/{}", b["id"].as_str().unwrap()), &json!({ "name": "Two", "identities": [{ "kind": "email", "value": "ONE@example.com" }] }))
         .await;
     assert_eq!(status, 409, "{err}");
     assert_eq!(err["field"], "identities[0]");
-    let (_, b_after) = app.get(&format!("/api/customers/{}", b["id"].as_str().unwrap())).await;
-    assert_eq!(b_after["name"], json!(null), "a refused update changes nothing");
+    let (_, b_after) = app
+        .get(&format!("/api/customers/{}", b["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(
+        b_after["name"],
+        json!(null),
+        "a refused update changes nothing"
+    );
     let (_, owner) = app.get("/api/customers?email=one%40example.com").await;
     assert_eq!(owner["id"], a["id"]);
     app.stop().await;
@@ -108,8 +193,13 @@ async fn history_pages_newest_first_without_gaps_or_repeats(backend: Backend) {
     }
     // 7 contacts × 3 events, plus the customer's creation and its email identity.
     assert_eq!(seqs.len(), 23);
-    assert!(seqs.windows(2).all(|w| w[0] > w[1]), "strictly newest first: {seqs:?}");
-    let (status, err) = app.get(&format!("/api/customers/{id}/history?limit=0")).await;
+    assert!(
+        seqs.windows(2).all(|w| w[0] > w[1]),
+        "strictly newest first: {seqs:?}"
+    );
+    let (status, err) = app
+        .get(&format!("/api/customers/{id}/history?limit=0"))
+        .await;
     assert_eq!((status, err["field"].as_str().unwrap()), (400, "limit"));
     app.stop().await;
 }

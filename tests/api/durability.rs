@@ -15,7 +15,10 @@ async fn every_contact_acknowledged_before_a_sigkill_is_queued_after_restart(bac
     let dir = tempfile::tempdir().unwrap();
     let url = backend.fresh_database(dir.path()).await;
     let mut server = start_process(&url, dir.path());
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
 
     // Sixteen clients post contacts as fast as they are answered; each keeps the ones
     // acknowledged (201) with their keys. The kill comes while requests are in flight.
@@ -50,17 +53,35 @@ async fn every_contact_acknowledged_before_a_sigkill_is_queued_after_restart(bac
     let mut server = start_process(&url, dir.path());
     let (status, ready) = send(client.get(format!("{}/readyz", server.base))).await;
     assert_eq!(status, 200);
-    assert!(ready["queued"].as_u64().unwrap() >= acked.len() as u64, "{ready} vs {} acknowledged", acked.len());
+    assert!(
+        ready["queued"].as_u64().unwrap() >= acked.len() as u64,
+        "{ready} vs {} acknowledged",
+        acked.len()
+    );
     for (key, id) in &acked {
-        let (status, i) = send(client.get(format!("{}/api/interactions/{id}", server.base)).bearer_auth(TOKEN)).await;
-        assert_eq!(status, 200, "acknowledged interaction {id} ({key}) is missing after the crash");
+        let (status, i) = send(
+            client
+                .get(format!("{}/api/interactions/{id}", server.base))
+                .bearer_auth(TOKEN),
+        )
+        .await;
+        assert_eq!(
+            status, 200,
+            "acknowledged interaction {id} ({key}) is missing after the crash"
+        );
         assert_eq!(i["state"], "queued");
     }
     // A channel that retries after the crash gets the same interaction, not a second one.
     let (key, id) = &acked[acked.len() / 2];
     let w = key.split('-').nth(1).unwrap();
     let body = json!({ "idempotency_key": key, "customer": { "email": format!("c{w}@example.com") }, "subject": "crash test" });
-    let (status, again) = send(client.post(format!("{}/api/interactions", server.base)).bearer_auth(TOKEN).json(&body)).await;
+    let (status, again) = send(
+        client
+            .post(format!("{}/api/interactions", server.base))
+            .bearer_auth(TOKEN)
+            .json(&body),
+    )
+    .await;
     assert_eq!((status, again["id"].as_str().unwrap()), (200, id.as_str()));
     server.child.kill().unwrap();
     server.child.wait().unwrap();

@@ -42,15 +42,25 @@ impl Backend {
     /// A database URL for a new, empty database on this backend, inside `dir` for SQLite.
     pub async fn fresh_database(&self, dir: &std::path::Path) -> String {
         match self {
-            Backend::Sqlite => format!("sqlite://{}?mode=rwc", dir.join("switchboard.db").display()),
+            Backend::Sqlite => {
+                format!("sqlite://{}?mode=rwc", dir.join("switchboard.db").display())
+            }
             Backend::Postgres(admin_url) => {
                 use sqlx::Connection;
                 let name = format!("sb_test_{}", uuid::Uuid::now_v7().simple());
                 let mut conn = sqlx::PgConnection::connect(admin_url)
                     .await
-                    .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at SWITCHBOARD_TEST_PG_URL: {e}"));
-                sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create test database");
-                let base = admin_url.rsplit_once('/').map(|(b, _)| b).unwrap_or(admin_url);
+                    .unwrap_or_else(|e| {
+                        panic!("cannot reach PostgreSQL at SWITCHBOARD_TEST_PG_URL: {e}")
+                    });
+                sqlx::query(&format!("CREATE DATABASE {name}"))
+                    .execute(&mut conn)
+                    .await
+                    .expect("create test database");
+                let base = admin_url
+                    .rsplit_once('/')
+                    .map(|(b, _)| b)
+                    .unwrap_or(admin_url);
                 format!("{base}/{name}")
             }
         }
@@ -91,19 +101,29 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Settings)
     let dir = tempfile::tempdir().expect("temp dir");
     let mut settings = test_settings(&backend, &dir).await;
     adjust(&mut settings);
-    let app = Application::build(settings).await.expect("the server builds");
+    let app = Application::build(settings)
+        .await
+        .expect("the server builds");
     let base = format!("http://{}", app.local_addr());
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(app.run_until_stopped(async move {
         let _ = stopped.await;
     }));
-    TestApp { base, client: reqwest::Client::new(), stop: Some(stop), task: Some(task), _dir: dir }
+    TestApp {
+        base,
+        client: reqwest::Client::new(),
+        stop: Some(stop),
+        task: Some(task),
+        _dir: dir,
+    }
 }
 
 impl TestApp {
     /// A request to `path` with the admin token.
     pub fn admin(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.client.request(method, format!("{}{path}", self.base)).bearer_auth(TOKEN)
+        self.client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(TOKEN)
     }
 
     /// POSTs JSON with the admin token; answers (status, body).
@@ -124,7 +144,10 @@ impl TestApp {
     /// Creates an interaction and expects it accepted; answers its body.
     pub async fn contact(&self, body: Value) -> Value {
         let (status, json) = self.post("/api/interactions", &body).await;
-        assert!(status == 201 || status == 200, "expected the contact to be accepted, got {status}: {json}");
+        assert!(
+            status == 201 || status == 200,
+            "expected the contact to be accepted, got {status}: {json}"
+        );
         json
     }
 
@@ -134,7 +157,9 @@ impl TestApp {
             let _ = stop.send(());
         }
         if let Some(task) = self.task.take() {
-            task.await.expect("server task").expect("server stops cleanly");
+            task.await
+                .expect("server task")
+                .expect("server stops cleanly");
         }
     }
 }
@@ -144,7 +169,8 @@ pub async fn send(req: reqwest::RequestBuilder) -> (u16, Value) {
     let resp = req.send().await.expect("the server answers");
     let status = resp.status().as_u16();
     let text = resp.text().await.expect("a body");
-    let json = serde_json::from_str(&text).unwrap_or_else(|_| panic!("expected a JSON body with {status}, got: {text:?}"));
+    let json = serde_json::from_str(&text)
+        .unwrap_or_else(|_| panic!("expected a JSON body with {status}, got: {text:?}"));
     (status, json)
 }
 
@@ -170,7 +196,10 @@ pub fn start_process(database_url: &str, data_dir: &std::path::Path) -> ServerPr
     use std::io::{BufRead, BufReader};
     let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
         .arg("serve")
-        .env("SWITCHBOARD_CONFIG", PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/switchboard.toml"))
+        .env(
+            "SWITCHBOARD_CONFIG",
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/switchboard.toml"),
+        )
         .env("SWITCHBOARD__SERVER__HTTP_ADDR", "127.0.0.1:0")
         .env("SWITCHBOARD__STORAGE__DATA_DIR", data_dir)
         .env("SWITCHBOARD__STORAGE__DATABASE_URL", database_url)
@@ -183,7 +212,10 @@ pub fn start_process(database_url: &str, data_dir: &std::path::Path) -> ServerPr
     let stdout = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(stdout).lines();
     let base = loop {
-        let line = lines.next().expect("the server prints where it listens before exiting").expect("read stdout");
+        let line = lines
+            .next()
+            .expect("the server prints where it listens before exiting")
+            .expect("read stdout");
         if let Some(addr) = line.strip_prefix("Switchboard listening on ") {
             break addr.trim().to_string();
         }

@@ -41,12 +41,25 @@ async fn a_new_contact_is_answered_201_with_its_customer_tier_and_queued_state(b
     assert_eq!(status, 200);
     assert_eq!(got["id"], body["id"]);
     assert_eq!(got["body"], "I was charged twice.");
-    let kinds: Vec<&str> = got["history"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    let kinds: Vec<&str> = got["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
     assert_eq!(kinds, ["interaction_received", "tier_decided", "queued"]);
 
-    let (_, customer) = app.get(&format!("/api/customers/{}", body["customer_id"].as_str().unwrap())).await;
+    let (_, customer) = app
+        .get(&format!(
+            "/api/customers/{}",
+            body["customer_id"].as_str().unwrap()
+        ))
+        .await;
     assert_eq!(customer["name"], "Mei Chen");
-    assert_eq!(customer["identities"], json!([{ "kind": "email", "value": "mei.chen@example.com" }]));
+    assert_eq!(
+        customer["identities"],
+        json!([{ "kind": "email", "value": "mei.chen@example.com" }])
+    );
     app.stop().await;
 }
 
@@ -60,8 +73,18 @@ async fn the_same_idempotency_key_twice_is_one_interaction(backend: Backend) {
 
     // The Idempotency-Key header is the same key.
     let no_key = json!({ "customer": { "phone": "+1 415 555 0123" }, "subject": "Call me back" });
-    let (s1, a) = send(app.admin(reqwest::Method::POST, "/api/interactions").header("Idempotency-Key", "hdr-1").json(&no_key)).await;
-    let (s2, b) = send(app.admin(reqwest::Method::POST, "/api/interactions").header("Idempotency-Key", "hdr-1").json(&no_key)).await;
+    let (s1, a) = send(
+        app.admin(reqwest::Method::POST, "/api/interactions")
+            .header("Idempotency-Key", "hdr-1")
+            .json(&no_key),
+    )
+    .await;
+    let (s2, b) = send(
+        app.admin(reqwest::Method::POST, "/api/interactions")
+            .header("Idempotency-Key", "hdr-1")
+            .json(&no_key),
+    )
+    .await;
     assert_eq!((s1, s2), (201, 200));
     assert_eq!(a["id"], b["id"]);
 
@@ -70,18 +93,34 @@ async fn the_same_idempotency_key_twice_is_one_interaction(backend: Backend) {
     let (_, d) = app.post("/api/interactions", &no_key).await;
     assert_ne!(c["id"], d["id"]);
 
-    let (_, history) = app.get(&format!("/api/customers/{}/history?limit=500", first["customer_id"].as_str().unwrap())).await;
-    let received = history["events"].as_array().unwrap().iter().filter(|e| e["kind"] == "interaction_received").count();
-    assert_eq!(received, 4, "two keyed contacts sent twice each and two unkeyed ones: {history}");
+    let (_, history) = app
+        .get(&format!(
+            "/api/customers/{}/history?limit=500",
+            first["customer_id"].as_str().unwrap()
+        ))
+        .await;
+    let received = history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "interaction_received")
+        .count();
+    assert_eq!(
+        received, 4,
+        "two keyed contacts sent twice each and two unkeyed ones: {history}"
+    );
     app.stop().await;
 }
 
 async fn concurrent_retries_of_one_contact_create_it_once(backend: Backend) {
     let app = spawn_app(backend).await;
-    let contact = json!({ "idempotency_key": "storm-1", "customer": { "email": "storm@example.com" } });
+    let contact =
+        json!({ "idempotency_key": "storm-1", "customer": { "email": "storm@example.com" } });
     let mut tasks = Vec::new();
     for _ in 0..24 {
-        let req = app.admin(reqwest::Method::POST, "/api/interactions").json(&contact);
+        let req = app
+            .admin(reqwest::Method::POST, "/api/interactions")
+            .json(&contact);
         tasks.push(tokio::spawn(send(req)));
     }
     let mut ids = Vec::new();
@@ -110,7 +149,12 @@ async fn a_reused_key_with_different_content_is_refused_409(backend: Backend) {
 }
 
 /// Makes a customer with `purchases` (amount, days ago) and optional extra fields.
-async fn customer_with(app: &TestApp, email: &str, extra: Value, purchases: &[(f64, i64)]) -> String {
+async fn customer_with(
+    app: &TestApp,
+    email: &str,
+    extra: Value,
+    purchases: &[(f64, i64)],
+) -> String {
     let mut body = json!({ "identities": [{ "kind": "email", "value": email }] });
     for (k, v) in extra.as_object().unwrap() {
         body[k] = v.clone();
@@ -120,8 +164,15 @@ async fn customer_with(app: &TestApp, email: &str, extra: Value, purchases: &[(f
     let id = c["id"].as_str().unwrap().to_string();
     let now = time::OffsetDateTime::now_utc();
     for (i, (amount, days_ago)) in purchases.iter().enumerate() {
-        let at = (now - time::Duration::days(*days_ago)).format(&time::format_description::well_known::Rfc3339).unwrap();
-        let (status, _) = app.put(&format!("/api/customers/{id}/purchases/order-{i}"), &json!({ "amount": amount, "at": at })).await;
+        let at = (now - time::Duration::days(*days_ago))
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap();
+        let (status, _) = app
+            .put(
+                &format!("/api/customers/{id}/purchases/order-{i}"),
+                &json!({ "amount": amount, "at": at }),
+            )
+            .await;
         assert_eq!(status, 201);
     }
     id
@@ -131,11 +182,42 @@ async fn tiers_are_high_medium_and_low_from_value_data(backend: Backend) {
     let app = spawn_app(backend).await;
     // Default rules: high needs 6+ purchases and 5000+ in a year with one in the last
     // 90 days (or 20000 lifetime); medium 2+ purchases and 500+ within 180 days (or 5000).
-    customer_with(&app, "whale@example.com", json!({}), &[(1500.0, 5), (1500.0, 20), (900.0, 40), (800.0, 60), (700.0, 100), (600.0, 200)]).await;
-    customer_with(&app, "regular@example.com", json!({}), &[(300.0, 10), (400.0, 50)]).await;
-    customer_with(&app, "lapsed@example.com", json!({}), &[(300.0, 300), (400.0, 320)]).await;
+    customer_with(
+        &app,
+        "whale@example.com",
+        json!({}),
+        &[
+            (1500.0, 5),
+            (1500.0, 20),
+            (900.0, 40),
+            (800.0, 60),
+            (700.0, 100),
+            (600.0, 200),
+        ],
+    )
+    .await;
+    customer_with(
+        &app,
+        "regular@example.com",
+        json!({}),
+        &[(300.0, 10), (400.0, 50)],
+    )
+    .await;
+    customer_with(
+        &app,
+        "lapsed@example.com",
+        json!({}),
+        &[(300.0, 300), (400.0, 320)],
+    )
+    .await;
     customer_with(&app, "vip@example.com", json!({ "tier": "high" }), &[]).await;
-    customer_with(&app, "crm@example.com", json!({ "lifetime_value": 25000.0 }), &[]).await;
+    customer_with(
+        &app,
+        "crm@example.com",
+        json!({ "lifetime_value": 25000.0 }),
+        &[],
+    )
+    .await;
 
     let cases = [
         ("whale@example.com", "high", "value"),
@@ -147,7 +229,15 @@ async fn tiers_are_high_medium_and_low_from_value_data(backend: Backend) {
     ];
     for (email, tier, source) in cases {
         let i = app.contact(json!({ "customer": { "email": email } })).await;
-        assert_eq!((i["tier"].as_str().unwrap(), i["tier_source"].as_str().unwrap()), (tier, source), "{email}: {}", i["tier_reason"]);
+        assert_eq!(
+            (
+                i["tier"].as_str().unwrap(),
+                i["tier_source"].as_str().unwrap()
+            ),
+            (tier, source),
+            "{email}: {}",
+            i["tier_reason"]
+        );
         assert!(!i["tier_reason"].as_str().unwrap().is_empty());
     }
     app.stop().await;
@@ -160,7 +250,9 @@ async fn a_customer_reached_by_email_and_by_phone_has_one_history(backend: Backe
         .contact(json!({ "idempotency_key": "form-1", "customer": { "email": "li.wei@example.cn", "phone": "+86 138 0013 8000" }, "subject": "Order" }))
         .await;
     let by_mail = app.contact(json!({ "idempotency_key": "mail-1", "customer": { "email": "LI.WEI@example.cn" }, "subject": "Re: Order" })).await;
-    let by_phone = app.contact(json!({ "idempotency_key": "call-1", "customer": { "phone": "008613800138000" } })).await;
+    let by_phone = app
+        .contact(json!({ "idempotency_key": "call-1", "customer": { "phone": "008613800138000" } }))
+        .await;
     let customer = first["customer_id"].as_str().unwrap();
     assert_eq!(by_mail["customer_id"], customer);
     assert_eq!(by_phone["customer_id"], customer);
@@ -174,18 +266,39 @@ async fn a_customer_reached_by_email_and_by_phone_has_one_history(backend: Backe
         .filter(|e| e["kind"] == "interaction_received")
         .map(|e| e["data"]["idempotency_key"].as_str().unwrap())
         .collect();
-    assert_eq!(received, ["call-1", "mail-1", "form-1"], "newest first, across channels");
+    assert_eq!(
+        received,
+        ["call-1", "mail-1", "form-1"],
+        "newest first, across channels"
+    );
 
     // Two records that turn out to be one person: merged, one history.
-    let a = app.contact(json!({ "idempotency_key": "m-a", "customer": { "email": "sam@example.com" } })).await;
-    let b = app.contact(json!({ "idempotency_key": "m-b", "customer": { "phone": "+44 20 7946 0018" } })).await;
+    let a = app
+        .contact(json!({ "idempotency_key": "m-a", "customer": { "email": "sam@example.com" } }))
+        .await;
+    let b = app
+        .contact(json!({ "idempotency_key": "m-b", "customer": { "phone": "+44 20 7946 0018" } }))
+        .await;
     assert_ne!(a["customer_id"], b["customer_id"]);
-    let (a_id, b_id) = (a["customer_id"].as_str().unwrap(), b["customer_id"].as_str().unwrap());
-    let (status, merged) = app.post(&format!("/api/customers/{a_id}/merge"), &json!({ "from": b_id })).await;
+    let (a_id, b_id) = (
+        a["customer_id"].as_str().unwrap(),
+        b["customer_id"].as_str().unwrap(),
+    );
+    let (status, merged) = app
+        .post(
+            &format!("/api/customers/{a_id}/merge"),
+            &json!({ "from": b_id }),
+        )
+        .await;
     assert_eq!(status, 200, "{merged}");
     assert_eq!(merged["identities"].as_array().unwrap().len(), 2);
-    let later = app.contact(json!({ "idempotency_key": "m-c", "customer": { "phone": "+442079460018" } })).await;
-    assert_eq!(later["customer_id"], a_id, "the phone now finds the surviving customer");
+    let later = app
+        .contact(json!({ "idempotency_key": "m-c", "customer": { "phone": "+442079460018" } }))
+        .await;
+    assert_eq!(
+        later["customer_id"], a_id,
+        "the phone now finds the surviving customer"
+    );
     let (_, history) = app.get(&format!("/api/customers/{a_id}/history")).await;
     let keys: Vec<&str> = history["events"]
         .as_array()
@@ -196,7 +309,11 @@ async fn a_customer_reached_by_email_and_by_phone_has_one_history(backend: Backe
         .collect();
     assert_eq!(keys, ["m-c", "m-b", "m-a"]);
     let (status, old) = app.get(&format!("/api/customers/{b_id}")).await;
-    assert_eq!((status, old["id"].as_str().unwrap()), (200, a_id), "the merged id answers as the survivor");
+    assert_eq!(
+        (status, old["id"].as_str().unwrap()),
+        (200, a_id),
+        "the merged id answers as the survivor"
+    );
     app.stop().await;
 }
 
@@ -206,19 +323,50 @@ async fn bad_input_is_answered_with_a_json_error_naming_the_problem(backend: Bac
 
     // No token, wrong token.
     let (status, body) = send(app.client.post(&url).json(&json!({}))).await;
-    assert_eq!((status, body["error"].as_str().unwrap()), (401, "unauthorized"));
+    assert_eq!(
+        (status, body["error"].as_str().unwrap()),
+        (401, "unauthorized")
+    );
     let (status, _) = send(app.client.post(&url).bearer_auth("wrong").json(&json!({}))).await;
     assert_eq!(status, 401);
 
     let cases: Vec<(Value, u16, &str)> = vec![
-        (json!({ "customer": { "emial": "a@example.com" } }), 400, "customer.emial"),
-        (json!({ "customer": { "email": "not-an-address" } }), 400, "customer.email"),
-        (json!({ "customer": { "phone": "+44 12" } }), 400, "customer.phone"),
+        (
+            json!({ "customer": { "emial": "a@example.com" } }),
+            400,
+            "customer.emial",
+        ),
+        (
+            json!({ "customer": { "email": "not-an-address" } }),
+            400,
+            "customer.email",
+        ),
+        (
+            json!({ "customer": { "phone": "+44 12" } }),
+            400,
+            "customer.phone",
+        ),
         (json!({ "customer": {} }), 400, "customer"),
-        (json!({ "customer": { "email": "a@example.com" }, "topic": "billing & more" }), 400, "topic"),
-        (json!({ "customer": { "email": "a@example.com" }, "subject": 5 }), 400, "subject"),
-        (json!({ "customer": { "email": "a@example.com" }, "body": "nul\u{0}byte" }), 400, "body"),
-        (json!({ "customer": { "email": "a@example.com" }, "priority": "urgent" }), 400, "priority"),
+        (
+            json!({ "customer": { "email": "a@example.com" }, "topic": "billing & more" }),
+            400,
+            "topic",
+        ),
+        (
+            json!({ "customer": { "email": "a@example.com" }, "subject": 5 }),
+            400,
+            "subject",
+        ),
+        (
+            json!({ "customer": { "email": "a@example.com" }, "body": "nul\u{0}byte" }),
+            400,
+            "body",
+        ),
+        (
+            json!({ "customer": { "email": "a@example.com" }, "priority": "urgent" }),
+            400,
+            "priority",
+        ),
     ];
     for (body, want_status, want_field) in cases {
         let (status, err) = app.post("/api/interactions", &body).await;
@@ -227,24 +375,44 @@ async fn bad_input_is_answered_with_a_json_error_naming_the_problem(backend: Bac
         assert!(err["message"].as_str().unwrap().len() > 10, "{err}");
     }
 
-    let (status, err) = send(app.admin(reqwest::Method::POST, "/api/interactions").header("content-type", "application/json").body("{\"customer\": ")).await;
+    let (status, err) = send(
+        app.admin(reqwest::Method::POST, "/api/interactions")
+            .header("content-type", "application/json")
+            .body("{\"customer\": "),
+    )
+    .await;
     assert_eq!(status, 400);
-    assert!(err["message"].as_str().unwrap().contains("not valid JSON"), "{err}");
+    assert!(
+        err["message"].as_str().unwrap().contains("not valid JSON"),
+        "{err}"
+    );
 
-    let (status, err) = send(app.admin(reqwest::Method::POST, "/api/interactions").header("content-type", "text/plain").body("hi")).await;
-    assert_eq!((status, err["error"].as_str().unwrap()), (415, "unsupported_media_type"));
+    let (status, err) = send(
+        app.admin(reqwest::Method::POST, "/api/interactions")
+            .header("content-type", "text/plain")
+            .body("hi"),
+    )
+    .await;
+    assert_eq!(
+        (status, err["error"].as_str().unwrap()),
+        (415, "unsupported_media_type")
+    );
 
     let huge = json!({ "customer": { "email": "a@example.com" }, "body": "x".repeat(64 * 1024) });
     let (status, err) = app.post("/api/interactions", &huge).await;
     assert_eq!((status, err["error"].as_str().unwrap()), (413, "too_large"));
 
-    let (status, err) = app.get("/api/interactions/00000000-0000-0000-0000-000000000000").await;
+    let (status, err) = app
+        .get("/api/interactions/00000000-0000-0000-0000-000000000000")
+        .await;
     assert_eq!((status, err["error"].as_str().unwrap()), (404, "not_found"));
     let (status, _) = app.get("/api/customers/nobody").await;
     assert_eq!(status, 404);
 
     // None of it cost anything already accepted.
-    let ok = app.contact(json!({ "idempotency_key": "after", "customer": { "email": "a@example.com" } })).await;
+    let ok = app
+        .contact(json!({ "idempotency_key": "after", "customer": { "email": "a@example.com" } }))
+        .await;
     assert_eq!(ok["state"], "queued");
     app.stop().await;
 }

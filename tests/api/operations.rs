@@ -16,7 +16,15 @@ async fn health_readiness_and_metrics_answer_without_a_token() {
     let (status, ready) = send(app.client.get(format!("{}/readyz", app.base))).await;
     assert_eq!((status, ready["status"].as_str().unwrap()), (200, "ready"));
 
-    let metrics = app.client.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap();
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     for name in [
         "switchboard_interactions_received_total{channel=\"api\"}",
         "switchboard_interactions_queued_total{channel=\"api\",tier=\"low\"}",
@@ -26,7 +34,10 @@ async fn health_readiness_and_metrics_answer_without_a_token() {
         assert!(metrics.contains(name), "missing {name} in:\n{metrics}");
     }
     for private in ["private.person", "4155550123", "secret words"] {
-        assert!(!metrics.contains(private), "metrics carry customer data: {private}");
+        assert!(
+            !metrics.contains(private),
+            "metrics carry customer data: {private}"
+        );
     }
     app.stop().await;
 }
@@ -46,7 +57,11 @@ async fn sigterm_stops_the_server_cleanly_and_keeps_its_data() {
     .await;
     assert_eq!(status, 201);
     let pid = server.child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
     let mut exited = None;
     for _ in 0..100 {
         if let Some(s) = server.child.try_wait().unwrap() {
@@ -59,7 +74,16 @@ async fn sigterm_stops_the_server_cleanly_and_keeps_its_data() {
     assert!(status.success(), "a clean exit: {status}");
 
     let mut server = start_process(&url, dir.path());
-    let (code, again) = send(client.get(format!("{}/api/interactions/{}", server.base, i["id"].as_str().unwrap())).bearer_auth(TOKEN)).await;
+    let (code, again) = send(
+        client
+            .get(format!(
+                "{}/api/interactions/{}",
+                server.base,
+                i["id"].as_str().unwrap()
+            ))
+            .bearer_auth(TOKEN),
+    )
+    .await;
     assert_eq!((code, again["state"].as_str().unwrap()), (200, "queued"));
     server.child.kill().unwrap();
     server.child.wait().unwrap();
@@ -70,21 +94,45 @@ fn check_config_names_what_is_wrong_and_where() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "[tiers]\norder = [\"gold\", \"silver\"]\ndefault = \"bronze\"\n[tiers.rules.platinum]\nmin_frequency = 2\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_switchboard")).args(["check-config"]).arg(&bad).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["check-config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("tiers.default: 'bronze' is not one of tiers.order"), "{err}");
-    assert!(err.contains("tiers.rules.platinum: 'platinum' is not one of tiers.order"), "{err}");
+    assert!(
+        err.contains("tiers.default: 'bronze' is not one of tiers.order"),
+        "{err}"
+    );
+    assert!(
+        err.contains("tiers.rules.platinum: 'platinum' is not one of tiers.order"),
+        "{err}"
+    );
 
     let typo = dir.path().join("typo.toml");
     std::fs::write(&typo, "[storage]\nmax_conections = 3\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_switchboard")).args(["check-config"]).arg(&typo).output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("storage.max_conections") && err.contains("typo.toml"), "{err}");
-
-    let good = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .args(["check-config", concat!(env!("CARGO_MANIFEST_DIR"), "/config/switchboard.toml")])
+    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["check-config"])
+        .arg(&typo)
         .output()
         .unwrap();
-    assert!(good.status.success(), "{}", String::from_utf8_lossy(&good.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("storage.max_conections") && err.contains("typo.toml"),
+        "{err}"
+    );
+
+    let good = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args([
+            "check-config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config/switchboard.toml"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        good.status.success(),
+        "{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
 }

@@ -201,9 +201,11 @@ impl Intake for ChannelIntake {
             self.0
                 .send(Submission { interaction, reply })
                 .map_err(|_| IntakeError::ShuttingDown)?;
-            answer
-                .await
-                .unwrap_or_else(|_| Err(IntakeError::Unavailable("test intake dropped the submission".into())))
+            answer.await.unwrap_or_else(|_| {
+                Err(IntakeError::Unavailable(
+                    "test intake dropped the submission".into(),
+                ))
+            })
         })
     }
 }
@@ -218,7 +220,13 @@ impl AdapterContext {
             intake: Arc::new(ChannelIntake(tx)),
             shutdown: shutdown_rx,
         };
-        (ctx, TestIntake { submissions: rx, shutdown: shutdown_tx })
+        (
+            ctx,
+            TestIntake {
+                submissions: rx,
+                shutdown: shutdown_tx,
+            },
+        )
     }
 }
 
@@ -232,7 +240,10 @@ mod tests {
         let new = NewInteraction {
             channel: ChannelKind::Email,
             idempotency_key: "<m1@example.com>".into(),
-            customer: CustomerHint { email: Some("a@example.com".into()), ..Default::default() },
+            customer: CustomerHint {
+                email: Some("a@example.com".into()),
+                ..Default::default()
+            },
             topic: None,
             subject: Some("Hello".into()),
             body: None,
@@ -267,7 +278,10 @@ mod tests {
                 .await
         });
         drop(test.submissions.recv().await.expect("a submission"));
-        assert!(matches!(adapter.await.unwrap(), Err(IntakeError::Unavailable(_))));
+        assert!(matches!(
+            adapter.await.unwrap(),
+            Err(IntakeError::Unavailable(_))
+        ));
     }
 
     #[test]
