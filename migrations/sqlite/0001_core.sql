@@ -48,7 +48,6 @@ CREATE TABLE interactions (
     UNIQUE (idempotency_key, channel)
 );
 CREATE INDEX interactions_state ON interactions(state, created_at);
-CREATE INDEX interactions_customer ON interactions(customer_id, created_at);
 
 CREATE TABLE history (
     seq            INTEGER PRIMARY KEY AUTOINCREMENT,
