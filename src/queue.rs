@@ -48,6 +48,7 @@ impl Queue {
             inner: Mutex::new(inner),
         };
         q.push_all(entries);
+        telemetry::queue_depth(&q.inner.lock().expect("queue lock").depth);
         q
     }
 

@@ -35,9 +35,15 @@ pub struct Application {
 
 impl Application {
     /// Opens the store (applying migrations), restores the queue from it, and binds.
-    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+    pub async fn build(mut settings: Settings) -> anyhow::Result<Application> {
+        // The token is needed once, to take its digest; it is not kept in the settings
+        // every handler can see.
+        let (token, token_location) = admin_token(&settings)?;
+        settings.api.admin_token.clear();
         let settings = Arc::new(settings);
         let url = settings.database_url();
+        // The recorder first, so the queue depth restored below is published.
+        let metrics = telemetry::metrics_handle();
         let store = Store::connect(&url, settings.storage.max_connections).await?;
         let mut conn = store.pool().acquire().await.context("Reading the queue")?;
         let waiting = interactions::in_state(&mut conn, "queued")
@@ -51,7 +57,6 @@ impl Application {
         let writer_stop = CancellationToken::new();
         let (intake, writer) =
             intake::start(store.clone(), &settings, queue.clone(), writer_stop.clone());
-        let (token, token_location) = admin_token(&settings)?;
         let addr: SocketAddr = settings
             .server
             .http_addr
@@ -79,7 +84,7 @@ impl Application {
             intake,
             queue,
             admin_token_sha256: Sha256::digest(token.as_bytes()).into(),
-            metrics: telemetry::metrics_handle(),
+            metrics,
         };
         Ok(Application {
             listener,
@@ -226,6 +231,21 @@ fn absolute(p: &Path) -> String {
 
 /// A database URL without its password.
 fn redact(url: &str) -> String {
+    let url = match url.split_once('?') {
+        Some((base, query)) => {
+            let kept: Vec<&str> = query
+                .split('&')
+                .filter(|kv| !kv.to_ascii_lowercase().starts_with("password="))
+                .collect();
+            if kept.is_empty() {
+                base.to_string()
+            } else {
+                format!("{base}?{}", kept.join("&"))
+            }
+        }
+        None => url.to_string(),
+    };
+    let url = url.as_str();
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             let creds = &url[scheme + 3..at];
@@ -247,5 +267,9 @@ mod tests {
             "postgres://sb@db:5432/sb"
         );
         assert_eq!(redact("postgres://db/sb"), "postgres://db/sb");
+        assert_eq!(
+            redact("postgres://db/sb?user=x&password=y&sslmode=require"),
+            "postgres://db/sb?user=x&sslmode=require"
+        );
     }
 }

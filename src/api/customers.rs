@@ -1,12 +1,12 @@
 //! Customer admin: create, look up, update, identities, purchases, merge, history.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::error::{present, ApiError, ApiJson};
+use super::error::{check_id, present, ApiError, ApiJson, ApiPath};
 use super::views::{CustomerView, EventView};
 use super::AppState;
 use crate::customers::identity::{Identity, IdentityKind};
@@ -138,7 +138,15 @@ async fn claim(
             }
             continue;
         }
-        store::add_identity(conn, customer_id, identity, now).await?;
+        if !store::add_identity(conn, customer_id, identity, now).await? {
+            return Err(ApiError::Conflict {
+                field: Some(format!("identities[{i}]")),
+                message: format!(
+                    "{} was just given to another customer; retry",
+                    identity.kind.as_str()
+                ),
+            });
+        }
         events.push(admin_event(
             customer_id,
             "identity_added",
@@ -172,7 +180,7 @@ pub async fn create(
     let identities = parse_identities(&state, &req.identities)?;
     let now = now_ms();
     let id = new_id();
-    let mut tx = state.store.pool().begin().await?;
+    let mut tx = state.store.begin_write().await?;
     store::create(&mut tx, &id, name, now).await?;
     let mut row = store::get(&mut tx, &id)
         .await?
@@ -197,7 +205,7 @@ pub async fn create(
 /// `GET /api/customers/{id}` (a merged customer answers as the one it was merged into).
 pub async fn get(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<CustomerView>, ApiError> {
     let mut conn = state.store.pool().acquire().await?;
     Ok(Json(view(&state, &mut conn, &id).await?))
@@ -239,7 +247,7 @@ pub async fn lookup(
 /// `PUT /api/customers/{id}`: changes the fields given, adds the identities given.
 pub async fn update(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<UpdateCustomer>,
 ) -> Result<Json<CustomerView>, ApiError> {
     let name = req
@@ -255,8 +263,8 @@ pub async fn update(
     .map_err(bad)?;
     let identities = parse_identities(&state, &req.identities)?;
     let now = now_ms();
-    let mut tx = state.store.pool().begin().await?;
-    let before = found(store::get(&mut tx, &id).await?, &id)?;
+    let mut tx = state.store.begin_write().await?;
+    let before = load(&mut tx, &id).await?;
     let mut after = before.clone();
     if let Some(n) = name {
         after.name = n;
@@ -290,7 +298,7 @@ fn profile(c: &CustomerRow) -> serde_json::Value {
 /// `DELETE /api/customers/{id}/identities/{kind}/{value}`.
 pub async fn remove_identity(
     State(state): State<AppState>,
-    Path((id, kind, value)): Path<(String, String, String)>,
+    ApiPath((id, kind, value)): ApiPath<(String, String, String)>,
 ) -> Result<Json<CustomerView>, ApiError> {
     let kind = IdentityKind::parse(&kind).ok_or_else(|| {
         ApiError::field(
@@ -303,8 +311,8 @@ pub async fn remove_identity(
         .parse(kind, &value, "value")
         .map_err(|e| ApiError::field(e.field, e.message))?;
     let now = now_ms();
-    let mut tx = state.store.pool().begin().await?;
-    let customer = found(store::get(&mut tx, &id).await?, &id)?;
+    let mut tx = state.store.begin_write().await?;
+    let customer = load(&mut tx, &id).await?;
     if !store::remove_identity(&mut tx, &customer.id, &identity).await? {
         return Err(ApiError::NotFound(format!(
             "the customer has no such {}",
@@ -375,7 +383,7 @@ fn parse_time(s: &str) -> Option<i64> {
 /// reference (201 when new, 200 when it replaced one with the same reference).
 pub async fn put_purchase(
     State(state): State<AppState>,
-    Path((id, purchase_ref)): Path<(String, String)>,
+    ApiPath((id, purchase_ref)): ApiPath<(String, String)>,
     ApiJson(req): ApiJson<PurchaseIn>,
 ) -> Result<(StatusCode, Json<CustomerView>), ApiError> {
     if purchase_ref.is_empty()
@@ -389,8 +397,8 @@ pub async fn put_purchase(
     }
     let now = now_ms();
     let (cents, at) = check_purchase(&req, now).map_err(bad)?;
-    let mut tx = state.store.pool().begin().await?;
-    let customer = found(store::get(&mut tx, &id).await?, &id)?;
+    let mut tx = state.store.begin_write().await?;
+    let customer = load(&mut tx, &id).await?;
     let new = store::upsert_purchase(&mut tx, &customer.id, &purchase_ref, cents, at).await?;
     history::append(
         &mut tx,
@@ -420,12 +428,15 @@ pub struct MergeIn {
 /// customer `from` is folded into `{id}`; its history becomes part of `{id}`'s.
 pub async fn merge(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<MergeIn>,
 ) -> Result<Json<CustomerView>, ApiError> {
     let now = now_ms();
-    let mut tx = state.store.pool().begin().await?;
-    let into = found(store::get(&mut tx, &id).await?, &id)?;
+    let mut tx = state.store.begin_write().await?;
+    let into = load(&mut tx, &id).await?;
+    if uuid::Uuid::try_parse(&req.from).is_err() {
+        return Err(ApiError::field("from", "is not a customer id"));
+    }
     let from = store::get(&mut tx, &req.from)
         .await?
         .ok_or_else(|| ApiError::field("from", format!("no customer has the id '{}'", req.from)))?;
@@ -468,7 +479,7 @@ pub struct HistoryQuery {
 /// `GET /api/customers/{id}/history`: newest first, across every channel.
 pub async fn history(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::field("query", e.body_text()))?;
@@ -477,7 +488,7 @@ pub async fn history(
         return Err(ApiError::field("limit", "must be from 1 to 500"));
     }
     let mut conn = state.store.pool().acquire().await?;
-    let customer = found(store::get(&mut conn, &id).await?, &id)?;
+    let customer = load(&mut conn, &id).await?;
     let events = history::page(&mut conn, &customer.id, q.before, limit + 1).await?;
     let more = events.len() as i64 > limit;
     let events: Vec<_> = events.into_iter().take(limit as usize).collect();
@@ -493,13 +504,19 @@ pub async fn history(
     })))
 }
 
+/// Reads a customer by an id from a request: 404 when it is not a UUID or unknown.
+async fn load(conn: &mut Conn, id: &str) -> Result<CustomerRow, ApiError> {
+    check_id("customer", id)?;
+    found(store::get(conn, id).await?, id)
+}
+
 fn found(row: Option<CustomerRow>, id: &str) -> Result<CustomerRow, ApiError> {
     row.ok_or_else(|| ApiError::NotFound(format!("no customer has the id '{id}'")))
 }
 
 /// The customer as the API shows it, with the tier it would get now.
 pub async fn view(state: &AppState, conn: &mut Conn, id: &str) -> Result<CustomerView, ApiError> {
-    let c = found(store::get(conn, id).await?, id)?;
+    let c = load(conn, id).await?;
     let now = now_ms();
     let value = store::value_data(
         conn,

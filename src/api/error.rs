@@ -46,7 +46,7 @@ pub enum ApiError {
     #[error("this method is not allowed here")]
     MethodNotAllowed,
     /// 408: the request took too long.
-    #[error("the request took too long and was abandoned; it is safe to retry with the same idempotency key")]
+    #[error("the request took too long and was abandoned; it may still complete: retry with the same idempotency key to learn its outcome without creating it twice")]
     Timeout,
     /// 409: the request conflicts with what is stored.
     #[error("{message}")]
@@ -141,17 +141,13 @@ impl IntoResponse for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
-        match e {
-            sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_) => {
-                tracing::warn!(error = %e, "The store is unavailable");
-                ApiError::Unavailable(
-                    "the store is unavailable; nothing was changed, retry shortly".into(),
-                )
-            }
-            other => ApiError::Unexpected(anyhow::Error::new(other)),
+        if crate::store::is_unavailable(&e) {
+            tracing::warn!(error = %e, "The store is unavailable");
+            ApiError::Unavailable(
+                "the store is unavailable or busy; nothing was changed, retry shortly".into(),
+            )
+        } else {
+            ApiError::Unexpected(anyhow::Error::new(e))
         }
     }
 }
@@ -174,6 +170,38 @@ impl From<IntakeError> for ApiError {
                 "the server is shutting down; nothing was accepted, retry".into(),
             ),
         }
+    }
+}
+
+/// Path parameters, with a malformed path answered in JSON like every other error.
+pub struct ApiPath<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for ApiPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(v)| ApiPath(v))
+            .map_err(|e| ApiError::BadRequest {
+                field: Some("path".into()),
+                message: e.body_text(),
+            })
+    }
+}
+
+/// Ids are UUIDs: anything else names nothing (and never reaches the database).
+pub fn check_id(what: &str, id: &str) -> Result<(), ApiError> {
+    match uuid::Uuid::try_parse(id) {
+        Ok(_) => Ok(()),
+        Err(_) => Err(ApiError::NotFound(format!("no {what} has that id"))),
     }
 }
 

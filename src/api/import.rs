@@ -127,7 +127,7 @@ pub async fn import(State(state): State<AppState>, req: Request) -> Result<Json<
     if !errors.is_empty() {
         return Err(rejected(errors));
     }
-    let mut tx = state.store.pool().begin().await?;
+    let mut tx = state.store.begin_write().await?;
     let mut created = 0usize;
     let mut updated = 0usize;
     for row in &checked {
@@ -293,11 +293,14 @@ fn check(state: &AppState, n: usize, row: Row, now: i64) -> Result<Checked, RowE
     .map_err(|(f, m)| row_error(n, &f, m))?;
     let mut purchases = Vec::with_capacity(row.purchases.len());
     for (j, p) in row.purchases.iter().enumerate() {
-        if p.purchase_ref.is_empty() || p.purchase_ref.len() > 128 {
+        if p.purchase_ref.is_empty()
+            || p.purchase_ref.len() > 128
+            || p.purchase_ref.chars().any(char::is_control)
+        {
             return Err(row_error(
                 n,
                 &format!("purchases[{j}].ref"),
-                "must be 1 to 128 bytes",
+                "must be 1 to 128 bytes without control characters",
             ));
         }
         let (cents, at) = check_purchase(

@@ -1,14 +1,14 @@
 //! The API channel: other systems (a CRM, a web form, a callback request) create
 //! contacts here, and anyone with the admin token reads them back.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use switchboard_contract::{ChannelKind, CustomerHint, NewInteraction};
 
-use super::error::{ApiError, ApiJson};
+use super::error::{check_id, ApiError, ApiJson, ApiPath};
 use super::views::InteractionView;
 use super::AppState;
 use crate::store::{history, interactions, new_id};
@@ -94,8 +94,9 @@ pub async fn create(
 /// `GET /api/interactions/{id}`: the interaction with its whole history.
 pub async fn get(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<InteractionView>, ApiError> {
+    check_id("interaction", &id)?;
     let mut conn = state.store.pool().acquire().await?;
     let Some(row) = interactions::get(&mut conn, &id).await? else {
         return Err(ApiError::NotFound(format!(

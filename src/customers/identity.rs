@@ -166,8 +166,9 @@ fn normalise_email(raw: &str) -> Result<String, String> {
     if raw.len() > 254 {
         return Err("is longer than an email address can be (254)".into());
     }
-    let parsed: email_address::EmailAddress = raw
-        .parse()
+    // A bare address only: "Ann <ann@example.com>" is a mail header, not an identity.
+    let options = email_address::Options::default().without_display_text();
+    let parsed = email_address::EmailAddress::parse_with_options(raw, options)
         .map_err(|e| format!("'{raw}' is not a valid email address ({e})"))?;
     if !parsed.domain().contains('.') && !parsed.domain().starts_with('[') {
         return Err(format!(
@@ -199,6 +200,7 @@ mod tests {
             "@example.com",
             "ann@localhost",
             "a b@example.com",
+            "Ann <ann@example.com>",
         ] {
             let e = p
                 .parse(IdentityKind::Email, bad, "customer.email")

@@ -2,6 +2,8 @@
 //! handed to the one writer task ([`writer`]) that resolves its customer, commits it and
 //! queues it, and only then answered. An answer of `Ok` is the durability promise.
 
+#[cfg(test)]
+mod group_tests;
 mod writer;
 
 pub use writer::waiting;
@@ -63,6 +65,17 @@ pub fn start(
     queue: Arc<Queue>,
     shutdown: CancellationToken,
 ) -> (Arc<IntakeService>, JoinHandle<()>) {
+    let (service, writer, jobs) = parts(store, settings, queue);
+    let handle = tokio::spawn(writer.run(jobs, shutdown));
+    (Arc::new(service), handle)
+}
+
+/// The service and its writer, not yet running (tests start the writer when they choose).
+fn parts(
+    store: Store,
+    settings: &Settings,
+    queue: Arc<Queue>,
+) -> (IntakeService, writer::Writer, mpsc::Receiver<Job>) {
     let (tx, rx) = mpsc::channel(settings.intake.max_pending);
     let writer = writer::Writer::new(
         store,
@@ -70,12 +83,11 @@ pub fn start(
         queue,
         settings.intake.max_batch,
     );
-    let handle = tokio::spawn(writer.run(rx, shutdown));
     let service = IntakeService {
         jobs: tx,
         parser: IdentityParser::new(&settings.customers.phone_default_region),
     };
-    (Arc::new(service), handle)
+    (service, writer, rx)
 }
 
 impl IntakeService {

@@ -10,6 +10,7 @@
 //! never costs its neighbours their acceptance.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use serde_json::json;
@@ -25,7 +26,7 @@ use crate::queue::{Queue, Waiting};
 use crate::store::customers::CustomerRow;
 use crate::store::history::NewEvent;
 use crate::store::interactions::InteractionRow;
-use crate::store::{customers, history, interactions, new_id, now_ms, Conn, Store};
+use crate::store::{self, customers, history, interactions, new_id, now_ms, Conn, Store};
 use crate::telemetry;
 
 const DAY_MS: i64 = 86_400_000;
@@ -35,6 +36,12 @@ pub(super) struct Writer {
     tiers: TierSettings,
     queue: Arc<Queue>,
     max_batch: usize,
+    /// Set when a commit failed in a way that leaves its outcome unknown.
+    uncertain: AtomicBool,
+}
+
+fn unavailable() -> IntakeError {
+    IntakeError::Unavailable("the store could not commit the contact".into())
 }
 
 /// What one contact came to inside a transaction: committed (new or known), or refused
@@ -53,6 +60,7 @@ impl Writer {
             tiers,
             queue,
             max_batch,
+            uncertain: AtomicBool::new(false),
         }
     }
 
@@ -84,19 +92,32 @@ impl Writer {
             Ok(outcomes) => {
                 telemetry::batch_committed(jobs.len());
                 self.answer(jobs.into_iter().zip(outcomes).collect());
+                self.resync_if_needed().await;
+            }
+            // The store cannot be reached or is busy: every contact in the group would
+            // fail alike, so refuse them all now and let their channels retry, rather
+            // than wait out a timeout per contact.
+            Err(e) if store::is_unavailable(&e) => {
+                telemetry::batch_failed(jobs.len(), &e);
+                self.mark_uncertain();
+                let refused = jobs.into_iter().map(|j| (j, Err(unavailable()))).collect();
+                self.answer(refused);
             }
             Err(e) => {
                 telemetry::batch_failed(jobs.len(), &e);
+                self.mark_uncertain();
                 for job in jobs {
                     let outcome = self.try_alone(&job).await;
                     self.answer(vec![(job, outcome)]);
                 }
+                self.resync_if_needed().await;
             }
         }
     }
 
-    /// One contact in its own transaction, tried twice: a unique-key race with an admin
-    /// edit resolves on the second try; a store that is down answers `Unavailable`.
+    /// One contact in its own transaction, tried twice: a race with another writer
+    /// (an admin claiming an identity) resolves on the second try; a contact the store
+    /// refuses twice is refused, and its channel told to retry.
     async fn try_alone(&self, job: &Job) -> JobOutcome {
         let mut last = None;
         for _ in 0..2 {
@@ -106,14 +127,37 @@ impl Writer {
             }
         }
         let e = last.expect("at least one try");
-        tracing::error!(error = %e, channel = job.new.channel.as_str(), "A contact could not be committed; it was refused, not accepted");
-        Err(IntakeError::Unavailable(
-            "the store could not commit the contact".into(),
-        ))
+        tracing::error!(
+            error = %e,
+            channel = job.new.channel.as_str(),
+            "A contact could not be committed; it was refused, not accepted"
+        );
+        Err(unavailable())
+    }
+
+    /// A failed commit may still have reached the disk (the connection broke after
+    /// COMMIT was sent). Such a contact is in the store but was answered as refused and
+    /// is not in the queue; the next successful commit reloads the queue to find it.
+    fn mark_uncertain(&self) {
+        self.uncertain.store(true, Ordering::Relaxed);
+    }
+
+    async fn resync_if_needed(&self) {
+        if !self.uncertain.swap(false, Ordering::Relaxed) {
+            return;
+        }
+        let reloaded = async {
+            let mut conn = self.store.pool().acquire().await?;
+            interactions::in_state(&mut conn, "queued").await
+        };
+        match reloaded.await {
+            Ok(rows) => self.queue.push_all(rows.iter().map(waiting)),
+            Err(_) => self.mark_uncertain(),
+        }
     }
 
     async fn try_group(&self, jobs: &[Job], now: i64) -> Result<Vec<JobOutcome>, sqlx::Error> {
-        let mut tx = self.store.pool().begin().await?;
+        let mut tx = self.store.begin_write().await?;
         let outcomes = self.process(&mut tx, jobs, now).await?;
         tx.commit().await?;
         Ok(outcomes)
@@ -184,7 +228,14 @@ impl Writer {
             pending.push((i, customer_id, events));
         }
         customers::create_many(conn, &new_customers, now).await?;
-        customers::add_identities(conn, &new_identities, now).await?;
+        let given = customers::add_identities(conn, &new_identities, now).await?;
+        if given != new_identities.len() as u64 {
+            // Someone else (an admin, an import, another node) claimed one of these
+            // identities since they were read: retry, and the retry will see the owner.
+            return Err(sqlx::Error::Protocol(
+                "an identity was claimed by another writer during the commit".into(),
+            ));
+        }
 
         let mut ids: Vec<String> = pending.iter().map(|(_, c, _)| c.clone()).collect();
         ids.sort();

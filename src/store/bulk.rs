@@ -37,19 +37,21 @@ impl From<i64> for Arg {
 /// Rows per statement: well inside SQLite's and PostgreSQL's limits on bound values.
 const ROWS_PER_STATEMENT: usize = 400;
 
-/// Runs `head VALUES (…), (…) tail` for every row of `columns` values in `args`.
+/// Runs `head VALUES (…), (…) tail` for every row of `columns` values in `args`;
+/// answers how many rows were written (fewer than given when `tail` skips conflicts).
 pub async fn insert(
     conn: &mut Conn,
     head: &str,
     columns: usize,
     args: Vec<Arg>,
     tail: &str,
-) -> Result<(), sqlx::Error> {
+) -> Result<u64, sqlx::Error> {
     debug_assert_eq!(args.len() % columns, 0);
     // SQLite binds anonymous `?` parameters by position; numbered ones it must look up by
     // name, one at a time, which costs more than the insert itself in a 5,000-value statement.
     let anonymous = conn.backend_name() == "SQLite";
     let mut args = args.into_iter().peekable();
+    let mut written = 0;
     while args.peek().is_some() {
         let chunk: Vec<Arg> = args.by_ref().take(columns * ROWS_PER_STATEMENT).collect();
         let rows = chunk.len() / columns;
@@ -59,11 +61,12 @@ pub async fn insert(
             placeholders(rows, columns)
         };
         let sql = format!("{head} VALUES {values} {tail}");
-        bind_all(sqlx::query(&sql), chunk)
+        written += bind_all(sqlx::query(&sql), chunk)
             .execute(&mut *conn)
-            .await?;
+            .await?
+            .rows_affected();
     }
-    Ok(())
+    Ok(written)
 }
 
 /// `($1, $2), ($3, $4)` for `rows` rows of `columns` values.

@@ -98,15 +98,17 @@ pub async fn create_many(
         args,
         "",
     )
-    .await
+    .await?;
+    Ok(())
 }
 
-/// Gives each identity to its customer unless someone owns it already.
+/// Gives each identity to its customer unless someone owns it already; answers how
+/// many were given.
 pub async fn add_identities(
     conn: &mut Conn,
     given: &[(Identity, String)],
     now: i64,
-) -> Result<(), sqlx::Error> {
+) -> Result<u64, sqlx::Error> {
     let args = given
         .iter()
         .flat_map(|(i, c)| {

@@ -62,7 +62,8 @@ pub async fn append(conn: &mut Conn, events: &[NewEvent], now: i64) -> Result<()
         args,
         "",
     )
-    .await
+    .await?;
+    Ok(())
 }
 
 /// A page of the customer's history (including customers merged into it), newest

@@ -93,7 +93,8 @@ pub async fn insert_many(conn: &mut Conn, rows: &[InteractionRow]) -> Result<(),
         args,
         "",
     )
-    .await
+    .await?;
+    Ok(())
 }
 
 /// Every interaction created under any of `keys` (on any channel).

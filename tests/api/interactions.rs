@@ -408,6 +408,11 @@ async fn bad_input_is_answered_with_a_json_error_naming_the_problem(backend: Bac
     assert_eq!((status, err["error"].as_str().unwrap()), (404, "not_found"));
     let (status, _) = app.get("/api/customers/nobody").await;
     assert_eq!(status, 404);
+    // A path that is not even text is still answered in JSON.
+    let (status, err) = app.get("/api/customers/%FF").await;
+    assert_eq!((status, err["field"].as_str().unwrap()), (400, "path"));
+    let (status, _) = app.get("/api/interactions/%00").await;
+    assert_eq!(status, 404);
 
     // None of it cost anything already accepted.
     let ok = app

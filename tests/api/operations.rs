@@ -1,6 +1,7 @@
 //! Running it: health, readiness, metrics, clean shutdown, configuration checks.
 
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::json;
@@ -42,20 +43,31 @@ async fn health_readiness_and_metrics_answer_without_a_token() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn sigterm_stops_the_server_cleanly_and_keeps_its_data() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_load_stops_cleanly_and_keeps_every_contact_it_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     let url = Backend::Sqlite.fresh_database(dir.path()).await;
     let mut server = start_process(&url, dir.path());
     let client = reqwest::Client::new();
-    let (status, i) = send(
-        client
-            .post(format!("{}/api/interactions", server.base))
-            .bearer_auth(TOKEN)
-            .json(&json!({ "idempotency_key": "t1", "customer": { "email": "t@example.com" } })),
-    )
-    .await;
-    assert_eq!(status, 201);
+    let acked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let mut workers = Vec::new();
+    for w in 0..16 {
+        let (client, base, acked) = (client.clone(), server.base.clone(), acked.clone());
+        workers.push(tokio::spawn(async move {
+            for n in 0.. {
+                let body = json!({ "idempotency_key": format!("term-{w}-{n}"), "customer": { "email": format!("t{w}@example.com") } });
+                let Ok(resp) = client.post(format!("{base}/api/interactions")).bearer_auth(TOKEN).json(&body).send().await else { break };
+                if resp.status() != 201 {
+                    break;
+                }
+                let v: serde_json::Value = resp.json().await.unwrap();
+                acked.lock().unwrap().push(v["id"].as_str().unwrap().to_string());
+            }
+        }));
+    }
+    while acked.lock().unwrap().len() < 200 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let pid = server.child.id().to_string();
     assert!(Command::new("kill")
         .args(["-TERM", &pid])
@@ -63,30 +75,34 @@ async fn sigterm_stops_the_server_cleanly_and_keeps_its_data() {
         .unwrap()
         .success());
     let mut exited = None;
-    for _ in 0..100 {
+    for _ in 0..200 {
         if let Some(s) = server.child.try_wait().unwrap() {
             exited = Some(s);
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let status = exited.expect("the server exits within 5 s of SIGTERM");
+    let status = exited.expect("the server exits within 10 s of SIGTERM");
     assert!(status.success(), "a clean exit: {status}");
+    for w in workers {
+        w.await.unwrap();
+    }
 
-    let mut server = start_process(&url, dir.path());
-    let (code, again) = send(
-        client
-            .get(format!(
-                "{}/api/interactions/{}",
-                server.base,
-                i["id"].as_str().unwrap()
-            ))
-            .bearer_auth(TOKEN),
-    )
-    .await;
-    assert_eq!((code, again["state"].as_str().unwrap()), (200, "queued"));
-    server.child.kill().unwrap();
-    server.child.wait().unwrap();
+    let acked = acked.lock().unwrap().clone();
+    let server = start_process(&url, dir.path());
+    for id in &acked {
+        let (code, i) = send(
+            client
+                .get(format!("{}/api/interactions/{id}", server.base))
+                .bearer_auth(TOKEN),
+        )
+        .await;
+        assert_eq!(
+            (code, i["state"].as_str().unwrap_or_default()),
+            (200, "queued"),
+            "acknowledged {id} is missing"
+        );
+    }
 }
 
 #[test]
