@@ -244,3 +244,73 @@ macro_rules! both_backends {
         }
     )*};
 }
+
+/// Clients posting contacts as fast as they are answered, keeping each one acknowledged
+/// (201) with its idempotency key; each stops at its first refusal or broken connection.
+pub struct Load {
+    acked: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    /// Starts `clients` posters against `base`; contact keys start with `prefix`.
+    pub fn start(base: &str, clients: usize, prefix: &str) -> Load {
+        let acked: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>> = Default::default();
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+            .unwrap();
+        let workers = (0..clients)
+            .map(|w| {
+                let (client, url, acked, prefix) = (client.clone(), format!("{base}/api/interactions"), acked.clone(), prefix.to_string());
+                tokio::spawn(async move {
+                    for n in 0.. {
+                        let key = format!("{prefix}-{w}-{n}");
+                        let body = serde_json::json!({ "idempotency_key": key, "customer": { "email": format!("{prefix}{w}@example.com") } });
+                        let Ok(resp) = client.post(&url).bearer_auth(TOKEN).json(&body).send().await else { break };
+                        if resp.status() != 201 {
+                            break;
+                        }
+                        let Ok(v) = resp.json::<Value>().await else { break };
+                        acked.lock().unwrap().push((key, v["id"].as_str().unwrap().to_string()));
+                    }
+                })
+            })
+            .collect();
+        Load { acked, workers }
+    }
+
+    /// Waits until at least `n` contacts were acknowledged.
+    pub async fn until_acknowledged(&self, n: usize) {
+        while self.acked.lock().unwrap().len() < n {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Waits for every poster to stop; answers the acknowledged (key, interaction id).
+    pub async fn finish(self) -> Vec<(String, String)> {
+        for w in self.workers {
+            w.await.unwrap();
+        }
+        let acked = self.acked.lock().unwrap().clone();
+        acked
+    }
+}
+
+/// Asserts that every acknowledged interaction is stored and queued.
+pub async fn assert_all_queued(base: &str, acked: &[(String, String)]) {
+    let client = reqwest::Client::new();
+    for (key, id) in acked {
+        let (status, i) = send(
+            client
+                .get(format!("{base}/api/interactions/{id}"))
+                .bearer_auth(TOKEN),
+        )
+        .await;
+        assert_eq!(
+            (status, i["state"].as_str().unwrap_or_default()),
+            (200, "queued"),
+            "acknowledged {id} ({key}) is missing"
+        );
+    }
+}

@@ -1,12 +1,11 @@
 //! Running it: health, readiness, metrics, clean shutdown, configuration checks.
 
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::json;
 
-use crate::helpers::{send, spawn_app, start_process, Backend, TOKEN};
+use crate::helpers::{assert_all_queued, send, spawn_app, start_process, Backend, Load};
 
 #[tokio::test]
 async fn health_readiness_and_metrics_answer_without_a_token() {
@@ -47,33 +46,16 @@ async fn health_readiness_and_metrics_answer_without_a_token() {
 async fn sigterm_mid_load_stops_cleanly_and_keeps_every_contact_it_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     let url = Backend::Sqlite.fresh_database(dir.path()).await;
-    let mut server = start_process(&url, dir.path());
-    let client = reqwest::Client::new();
-    let acked: Arc<Mutex<Vec<String>>> = Arc::default();
-    let mut workers = Vec::new();
-    for w in 0..16 {
-        let (client, base, acked) = (client.clone(), server.base.clone(), acked.clone());
-        workers.push(tokio::spawn(async move {
-            for n in 0.. {
-                let body = json!({ "idempotency_key": format!("term-{w}-{n}"), "customer": { "email": format!("t{w}@example.com") } });
-                let Ok(resp) = client.post(format!("{base}/api/interactions")).bearer_auth(TOKEN).json(&body).send().await else { break };
-                if resp.status() != 201 {
-                    break;
-                }
-                let v: serde_json::Value = resp.json().await.unwrap();
-                acked.lock().unwrap().push(v["id"].as_str().unwrap().to_string());
-            }
-        }));
-    }
-    while acked.lock().unwrap().len() < 200 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let server = start_process(&url, dir.path());
+    let load = Load::start(&server.base, 16, "term");
+    load.until_acknowledged(200).await;
     let pid = server.child.id().to_string();
     assert!(Command::new("kill")
         .args(["-TERM", &pid])
         .status()
         .unwrap()
         .success());
+    let mut server = server;
     let mut exited = None;
     for _ in 0..200 {
         if let Some(s) = server.child.try_wait().unwrap() {
@@ -84,25 +66,10 @@ async fn sigterm_mid_load_stops_cleanly_and_keeps_every_contact_it_acknowledged(
     }
     let status = exited.expect("the server exits within 10 s of SIGTERM");
     assert!(status.success(), "a clean exit: {status}");
-    for w in workers {
-        w.await.unwrap();
-    }
+    let acked = load.finish().await;
 
-    let acked = acked.lock().unwrap().clone();
     let server = start_process(&url, dir.path());
-    for id in &acked {
-        let (code, i) = send(
-            client
-                .get(format!("{}/api/interactions/{id}", server.base))
-                .bearer_auth(TOKEN),
-        )
-        .await;
-        assert_eq!(
-            (code, i["state"].as_str().unwrap_or_default()),
-            (200, "queued"),
-            "acknowledged {id} is missing"
-        );
-    }
+    assert_all_queued(&server.base, &acked).await;
 }
 
 #[test]
