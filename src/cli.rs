@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::config::{Settings, DEFAULT_PATH};
+use crate::routing::rules::Rules;
 use crate::startup::{shutdown_signal, Application};
 use crate::telemetry;
 
@@ -44,15 +45,36 @@ pub fn main() -> std::process::ExitCode {
 
 fn check_config(path: Option<PathBuf>) -> std::process::ExitCode {
     let path = path.unwrap_or_else(|| PathBuf::from(DEFAULT_PATH));
-    match Settings::load(Some(&path)) {
-        Ok(_) => {
-            println!("{}: the configuration is valid", path.display());
-            std::process::ExitCode::SUCCESS
-        }
+    let settings = match Settings::load(Some(&path)) {
+        Ok(s) => s,
         Err(e) => {
             eprintln!("{}: the configuration is not valid:", path.display());
             for p in &e.problems {
                 eprintln!("  - {p}");
+            }
+            return std::process::ExitCode::from(2);
+        }
+    };
+    println!("{}: the configuration is valid", path.display());
+    let rules_name = settings.routing.path().map_or_else(
+        || "the routing rules".to_string(),
+        |p| p.display().to_string(),
+    );
+    match Rules::load(settings.routing.path(), &settings.tiers.order) {
+        Ok((_, report)) => {
+            println!("{rules_name}: the routing rules are valid");
+            for w in &report.warnings {
+                println!("  warning: {w}");
+            }
+            std::process::ExitCode::SUCCESS
+        }
+        Err(report) => {
+            eprintln!("{rules_name}: the routing rules are not valid:");
+            for e in &report.errors {
+                eprintln!("  - {e}");
+            }
+            for w in &report.warnings {
+                eprintln!("  warning: {w}");
             }
             std::process::ExitCode::from(2)
         }

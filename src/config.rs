@@ -32,8 +32,25 @@ pub struct Settings {
     pub customers: CustomerSettings,
     /// Value tiers and how they are computed.
     pub tiers: TierSettings,
+    /// Where the routing rules are.
+    pub routing: RoutingSettings,
     /// Logging.
     pub log: LogSettings,
+}
+
+/// Where the routing rules are.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingSettings {
+    /// The rules file; empty for `config/routing.toml` when it exists, else the built-in rules.
+    pub rules_file: String,
+}
+
+impl RoutingSettings {
+    /// The rules file to read, if any (`None`: the default lookup).
+    pub fn path(&self) -> Option<&Path> {
+        (!self.rules_file.is_empty()).then(|| Path::new(&self.rules_file))
+    }
 }
 
 /// The HTTP listener and shutdown.

@@ -10,6 +10,7 @@
 //! - [`intake`]: checks each new contact and commits it in groups with its customer,
 //!   tier and history, answering only after the commit.
 //! - [`queue`]: the waiting interactions in memory, rebuilt from the store at start.
+//! - [`routing`]: the routing rules and the pure routing policy.
 //! - [`api`]: the HTTP interface (axum): the API channel, customer admin, history,
 //!   health and metrics.
 //! - [`telemetry`]: logs and metrics, free of customer data.
@@ -25,6 +26,7 @@ pub mod config;
 pub mod customers;
 pub mod intake;
 pub mod queue;
+pub mod routing;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

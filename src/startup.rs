@@ -18,6 +18,7 @@ use crate::api::{self, AppState};
 use crate::config::Settings;
 use crate::customers::identity::IdentityParser;
 use crate::queue::Queue;
+use crate::routing::rules::Rules;
 use crate::store::{interactions, Backend, Store};
 use crate::{intake, telemetry};
 
@@ -40,6 +41,18 @@ impl Application {
         // every handler can see.
         let (token, token_location) = admin_token(&settings)?;
         settings.api.admin_token.clear();
+        let rules = match Rules::load(settings.routing.path(), &settings.tiers.order) {
+            Ok((rules, report)) => {
+                for w in &report.warnings {
+                    tracing::warn!(warning = %w, "The routing rules are doubtful");
+                }
+                rules
+            }
+            Err(report) => anyhow::bail!(
+                "The routing rules are not valid:\n  - {}",
+                report.errors.join("\n  - ")
+            ),
+        };
         let settings = Arc::new(settings);
         let url = settings.database_url();
         // The recorder first, so the queue depth restored below is published.
@@ -85,6 +98,7 @@ impl Application {
             queue,
             admin_token_sha256: Sha256::digest(token.as_bytes()).into(),
             metrics,
+            rules: Arc::new(rules),
         };
         Ok(Application {
             listener,

@@ -46,6 +46,8 @@ pub struct AppState {
     pub admin_token_sha256: [u8; 32],
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
+    /// The routing rules in force.
+    pub rules: Arc<crate::routing::rules::Rules>,
 }
 
 /// The whole HTTP router.

@@ -106,6 +106,37 @@ fn check_config_names_what_is_wrong_and_where() {
         "{err}"
     );
 
+    // The routing rules it names are checked too.
+    let rules = dir.path().join("routing.toml");
+    let shipped =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/routing.toml"))
+            .unwrap();
+    std::fs::write(
+        &rules,
+        shipped.replace("{ owner = true, timeout_secs = 15 },", "{ owner = true },"),
+    )
+    .unwrap();
+    let with_rules = dir.path().join("with-rules.toml");
+    std::fs::write(
+        &with_rules,
+        format!(
+            "[routing]\nrules_file = {:?}\n",
+            rules.display().to_string()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["check-config"])
+        .arg(&with_rules)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("rings[0].steps[0].timeout_secs: needed"),
+        "{err}"
+    );
+
     let good = Command::new(env!("CARGO_BIN_EXE_switchboard"))
         .args([
             "check-config",

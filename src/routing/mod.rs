@@ -1,0 +1,9 @@
+//! Routing: the rules admins write, and the pure policy that applies them.
+//!
+//! - [`rules`]: the rule set (`config/routing.toml`), parsed and validated with every
+//!   error and warning located.
+//! - [`policy`]: which waiting interaction goes to which agent now, and why — a pure
+//!   function over plain data, tested with tables of cases.
+
+pub mod policy;
+pub mod rules;

@@ -1,0 +1,388 @@
+//! The policy, case by case, against the shipped rules (`config/routing.toml`):
+//! high: owner 15 s → level ≥ 3 for 10 s → everyone; head starts high 300 s, medium 60 s,
+//! low 0 s; maximum waits high 20 s, medium 180 s, low 600 s; complaints to the
+//! `complaints` skill; other topics to agents with that skill.
+
+use super::*;
+use crate::routing::rules::{Rules, DEFAULT_TOML};
+
+const NOW: i64 = 1_800_000_000_000;
+
+fn rules() -> Rules {
+    Rules::parse(DEFAULT_TOML, "default").unwrap()
+}
+
+fn agent(id: &str, level: u8, idle_secs: i64) -> AgentView {
+    AgentView {
+        id: id.into(),
+        level,
+        skills: Vec::new(),
+        presence: Presence::Available,
+        has_pending_offer: false,
+        wrap_up_until_ms: None,
+        load: Load::default(),
+        capacity: rules().capacity,
+        idle_since_ms: NOW - idle_secs * 1000,
+        last_offered_at_ms: 0,
+    }
+}
+
+fn waiting(id: &str, tier: &str, channel: ChannelKind, waited_secs: i64) -> WaitingInteraction {
+    WaitingInteraction {
+        id: id.into(),
+        tier: tier.into(),
+        channel,
+        topic: None,
+        owner: None,
+        enqueued_at_ms: NOW - waited_secs * 1000,
+        excluded: Vec::new(),
+    }
+}
+
+/// (interaction, agent) pairs decided.
+fn offers(w: &[WaitingInteraction], a: &[AgentView], rules: &Rules) -> Vec<(String, String)> {
+    route(w, a, rules, NOW)
+        .into_iter()
+        .map(|d| (d.interaction_id, d.agent_id))
+        .collect()
+}
+
+fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
+    p.iter()
+        .map(|(i, a)| (i.to_string(), a.to_string()))
+        .collect()
+}
+
+#[test]
+fn eligibility_widens_ring_by_ring() {
+    let r = rules();
+    let junior = agent("junior", 1, 600);
+    let senior = agent("senior", 3, 10);
+    let mut busy_senior = senior.clone();
+    busy_senior.load.chat = 3;
+    let mut am = agent("am", 1, 1);
+    am.id = "am".into();
+    let with_owner = |waited| WaitingInteraction {
+        owner: Some("am".into()),
+        ..waiting("h", "high", ChannelKind::Chat, waited)
+    };
+    let mut busy_am = am.clone();
+    busy_am.load.chat = 3;
+
+    let cases: Vec<(
+        &str,
+        Vec<WaitingInteraction>,
+        Vec<AgentView>,
+        Vec<(String, String)>,
+    )> = vec![
+        (
+            "no owner: the senior ring is first, even with a longer-idle junior",
+            vec![waiting("h", "high", ChannelKind::Chat, 1)],
+            vec![junior.clone(), senior.clone()],
+            pairs(&[("h", "senior")]),
+        ),
+        (
+            "senior ring busy: nobody until it times out",
+            vec![waiting("h", "high", ChannelKind::Chat, 9)],
+            vec![junior.clone(), busy_senior.clone()],
+            pairs(&[]),
+        ),
+        (
+            "after the senior ring's 10 s, everyone",
+            vec![waiting("h", "high", ChannelKind::Chat, 11)],
+            vec![junior.clone(), busy_senior.clone()],
+            pairs(&[("h", "junior")]),
+        ),
+        (
+            "the owner first, over an idler senior",
+            vec![with_owner(5)],
+            vec![senior.clone(), am.clone()],
+            pairs(&[("h", "am")]),
+        ),
+        (
+            "owner busy: held for the owner until 15 s",
+            vec![with_owner(14)],
+            vec![senior.clone(), busy_am.clone()],
+            pairs(&[]),
+        ),
+        (
+            "owner busy past 15 s: the senior ring",
+            vec![with_owner(16)],
+            vec![junior.clone(), senior.clone(), busy_am.clone()],
+            pairs(&[("h", "senior")]),
+        ),
+        (
+            "an open inner ring is preferred to an outer one",
+            vec![with_owner(30)],
+            vec![junior.clone(), senior.clone(), am.clone()],
+            pairs(&[("h", "am")]),
+        ),
+    ];
+    for (what, w, a, expected) in cases {
+        assert_eq!(offers(&w, &a, &r), expected, "{what}");
+    }
+}
+
+#[test]
+fn order_follows_head_starts_and_maximum_waits() {
+    let r = rules();
+    let one = vec![agent("a", 3, 60)];
+    let cases: Vec<(&str, Vec<WaitingInteraction>, &str)> = vec![
+        (
+            "a high contact's head start puts it before a low one that waited longer",
+            vec![
+                waiting("low", "low", ChannelKind::Email, 100),
+                waiting("high", "high", ChannelKind::Email, 10),
+            ],
+            "high",
+        ),
+        (
+            "a low contact past its maximum wait goes before a high one within its own",
+            vec![
+                waiting("low", "low", ChannelKind::Email, 601),
+                waiting("high", "high", ChannelKind::Email, 5),
+            ],
+            "low",
+        ),
+        (
+            "within a tier, first come first served",
+            vec![
+                waiting("second", "medium", ChannelKind::Email, 30),
+                waiting("first", "medium", ChannelKind::Email, 31),
+            ],
+            "first",
+        ),
+        (
+            "a medium contact needs 60 s more wait to pass a low one",
+            vec![
+                waiting("low", "low", ChannelKind::Email, 200),
+                waiting("medium", "medium", ChannelKind::Email, 139),
+            ],
+            "low",
+        ),
+    ];
+    for (what, w, first) in cases {
+        let got = offers(&w, &one, &r);
+        assert_eq!(got.len(), 1, "{what}");
+        assert_eq!(got[0].0, first, "{what}");
+    }
+}
+
+#[test]
+fn capacity_and_calls_limit_what_an_agent_takes() {
+    let r = rules();
+    let mut chatting = agent("a", 3, 60);
+    chatting.load.chat = 3;
+    let mut on_call = agent("a", 3, 60);
+    on_call.load.phone = 1;
+    let mut own_capacity = agent("a", 3, 60);
+    own_capacity.capacity.chat = 5;
+    own_capacity.load.chat = 3;
+    let cases = [
+        (
+            "three chats: no fourth",
+            chatting.clone(),
+            ChannelKind::Chat,
+            false,
+        ),
+        (
+            "three chats: an email still fits",
+            chatting,
+            ChannelKind::Email,
+            true,
+        ),
+        (
+            "on a call: no email",
+            on_call.clone(),
+            ChannelKind::Email,
+            false,
+        ),
+        (
+            "on a call: no second call",
+            on_call,
+            ChannelKind::Phone,
+            false,
+        ),
+        (
+            "an agent's own capacity counts",
+            own_capacity,
+            ChannelKind::Chat,
+            true,
+        ),
+    ];
+    for (what, a, channel, offered) in cases {
+        let got = offers(&[waiting("i", "low", channel, 5)], &[a], &r);
+        assert_eq!(!got.is_empty(), offered, "{what}");
+    }
+    let mut calls_do_not_block = r.clone();
+    calls_do_not_block.capacity.calls_block_other_work = false;
+    let mut on_call = agent("a", 3, 60);
+    on_call.load.phone = 1;
+    assert_eq!(
+        offers(
+            &[waiting("i", "low", ChannelKind::Email, 5)],
+            &[on_call],
+            &calls_do_not_block
+        )
+        .len(),
+        1
+    );
+}
+
+#[test]
+fn only_ready_agents_get_offers_and_each_at_most_one() {
+    let r = rules();
+    let mut away = agent("away", 3, 900);
+    away.presence = Presence::Away;
+    let mut offline = agent("offline", 3, 900);
+    offline.presence = Presence::Offline;
+    let mut offered = agent("offered", 3, 900);
+    offered.has_pending_offer = true;
+    let mut wrapping = agent("wrapping", 3, 900);
+    wrapping.wrap_up_until_ms = Some(NOW + 10_000);
+    let mut wrapped = agent("wrapped", 3, 5);
+    wrapped.wrap_up_until_ms = Some(NOW - 1);
+    let w = vec![
+        waiting("x", "low", ChannelKind::Email, 50),
+        waiting("y", "low", ChannelKind::Email, 40),
+    ];
+    assert_eq!(
+        offers(&w, &[away, offline, offered, wrapping, wrapped], &r),
+        pairs(&[("x", "wrapped")])
+    );
+}
+
+#[test]
+fn an_agent_who_declined_is_not_offered_the_same_again() {
+    let r = rules();
+    let mut w = waiting("x", "low", ChannelKind::Chat, 50);
+    w.excluded = vec!["a".into()];
+    assert_eq!(
+        offers(&[w], &[agent("a", 3, 900), agent("b", 1, 5)], &r),
+        pairs(&[("x", "b")])
+    );
+}
+
+#[test]
+fn topics_go_to_agents_with_the_skill_first() {
+    let r = rules();
+    let mut billing = agent("billing", 1, 5);
+    billing.skills = vec!["billing".into()];
+    let mut complaints = agent("complaints", 1, 5);
+    complaints.skills = vec!["complaints".into()];
+    let other = agent("other", 3, 900);
+    let topic = |t: &str, waited| WaitingInteraction {
+        topic: Some(t.into()),
+        ..waiting("i", "medium", ChannelKind::Email, waited)
+    };
+    let all = vec![billing, complaints, other];
+    assert_eq!(
+        offers(&[topic("billing", 1)], &all, &r),
+        pairs(&[("i", "billing")])
+    );
+    assert_eq!(
+        offers(&[topic("complaint", 1)], &all, &r),
+        pairs(&[("i", "complaints")])
+    );
+    assert_eq!(
+        offers(&[topic("shipping", 1)], &all, &r),
+        pairs(&[]),
+        "no agent has the skill: held for 30 s"
+    );
+    assert_eq!(
+        offers(&[topic("shipping", 31)], &all, &r),
+        pairs(&[("i", "other")])
+    );
+}
+
+#[test]
+fn each_strategy_picks_its_agent() {
+    let mut r = rules();
+    let mut a = agent("a", 3, 900);
+    a.load.email = 3;
+    a.last_offered_at_ms = NOW - 1_000;
+    let mut b = agent("b", 3, 100);
+    b.last_offered_at_ms = NOW - 500_000;
+    let mut c = agent("c", 3, 300);
+    c.load.email = 1;
+    c.last_offered_at_ms = NOW - 90_000;
+    let w = [waiting("i", "low", ChannelKind::Email, 5)];
+    for (strategy, expected) in [
+        (Strategy::LongestIdle, "a"),
+        (Strategy::LeastBusy, "b"),
+        (Strategy::RoundRobin, "b"),
+    ] {
+        r.selection.strategy = strategy;
+        assert_eq!(
+            offers(&w, &[a.clone(), b.clone(), c.clone()], &r),
+            pairs(&[("i", expected)]),
+            "{strategy:?}"
+        );
+    }
+}
+
+#[test]
+fn every_decision_says_why() {
+    let r = rules();
+    let mut away = agent("away", 3, 900);
+    away.presence = Presence::Away;
+    let mut full = agent("full", 3, 900);
+    full.load.chat = 3;
+    let junior = agent("junior", 1, 900);
+    let decisions = route(
+        &[waiting("h", "high", ChannelKind::Chat, 2)],
+        &[
+            away,
+            full,
+            junior,
+            agent("senior", 4, 30),
+            agent("senior2", 3, 20),
+        ],
+        &r,
+        NOW,
+    );
+    let d = &decisions[0];
+    assert_eq!(
+        (d.agent_id.as_str(), d.ring, d.rings_open, d.overdue),
+        ("senior", 0, 1, false)
+    );
+    assert_eq!(d.score_secs, 302.0);
+    let why: BTreeMap<&str, &str> = d
+        .considered
+        .iter()
+        .map(|c| (c.agent_id.as_str(), c.reason.as_str()))
+        .collect();
+    assert_eq!(why["senior"], "ring 0, longest idle (30 s)");
+    assert_eq!(why["senior2"], "ring 0, a longer-idle agent comes first");
+    assert_eq!(why["away"], "away");
+    assert_eq!(why["full"], "at capacity for chat (3/3)");
+    assert_eq!(
+        d.others.get("not in an open ring"),
+        Some(&1),
+        "the junior is counted, not listed"
+    );
+}
+
+#[test]
+fn rings_open_one_after_another() {
+    let rings = rules().rings_for("high", None).to_vec();
+    assert_eq!(rings_open(&rings, 0), 1);
+    assert_eq!(rings_open(&rings, 14_999), 1);
+    assert_eq!(rings_open(&rings, 15_000), 2);
+    assert_eq!(rings_open(&rings, 25_000), 3);
+    assert_eq!(rings_open(&rings[2..], 0), 1);
+}
+
+#[test]
+fn nobody_free_means_nothing_to_decide() {
+    let mut a = agent("a", 3, 60);
+    a.presence = Presence::Offline;
+    assert!(route(
+        &[waiting("i", "low", ChannelKind::Chat, 900)],
+        &[a],
+        &rules(),
+        NOW
+    )
+    .is_empty());
+    assert!(route(&[], &[agent("a", 3, 60)], &rules(), NOW).is_empty());
+}

@@ -1,0 +1,434 @@
+//! The routing rules: a validated document (default in `config/routing.toml`) that says
+//! how waiting interactions are ordered, which agents may take them, and how agents are
+//! chosen and offered work.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use switchboard_contract::ChannelKind;
+
+/// The default rules, as shipped in `config/routing.toml`.
+pub const DEFAULT_TOML: &str = include_str!("../../config/routing.toml");
+
+/// Where the rules are looked for when the configuration does not say.
+pub const DEFAULT_PATH: &str = "config/routing.toml";
+
+/// The whole rule set.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rules {
+    /// How an agent is chosen among the eligible.
+    pub selection: Selection,
+    /// Offers, misses and wrap-up.
+    pub offer: OfferRules,
+    /// What an agent handles at once, unless the agent's record says otherwise.
+    pub capacity: Capacity,
+    /// Per tier: head start and longest wait.
+    pub tiers: BTreeMap<String, TierRouting>,
+    /// Ring plans, by tier (or `*`) and optional topic.
+    #[serde(default)]
+    pub rings: Vec<RingPlan>,
+}
+
+/// How an agent is chosen among the eligible.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Selection {
+    /// The strategy.
+    pub strategy: Strategy,
+}
+
+/// Selection strategies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// The agent idle the longest.
+    LongestIdle,
+    /// The agent with the least work in progress.
+    LeastBusy,
+    /// The agent offered work least recently.
+    RoundRobin,
+}
+
+/// Offers, misses and wrap-up.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OfferRules {
+    /// Seconds to accept an offer.
+    pub timeout_secs: u64,
+    /// Misses in a row before the agent is set away.
+    pub misses_before_away: u32,
+    /// Seconds after completing before new work.
+    pub wrap_up_secs: u64,
+}
+
+/// What an agent handles at once, per channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Capacity {
+    /// Calls at once.
+    pub phone: u32,
+    /// Chats at once.
+    pub chat: u32,
+    /// Emails at once.
+    pub email: u32,
+    /// API-created contacts at once.
+    pub api: u32,
+    /// While on a call, take nothing else.
+    pub calls_block_other_work: bool,
+}
+
+impl Capacity {
+    /// The capacity for one channel.
+    pub fn of(&self, channel: ChannelKind) -> u32 {
+        match channel {
+            ChannelKind::Phone => self.phone,
+            ChannelKind::Chat => self.chat,
+            ChannelKind::Email => self.email,
+            ChannelKind::Api => self.api,
+        }
+    }
+}
+
+/// One tier's place in the order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierRouting {
+    /// Seconds added to the wait when ordering.
+    pub head_start_secs: u64,
+    /// Past this wait, it goes ahead of all that have not passed theirs.
+    pub max_wait_secs: u64,
+}
+
+/// The rings of agents for interactions of one tier (or `*`) and topic.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RingPlan {
+    /// A tier, or `*` for every tier.
+    pub tier: String,
+    /// Only for this topic, when given.
+    pub topic: Option<String>,
+    /// The rings, innermost first.
+    pub steps: Vec<Ring>,
+}
+
+/// One ring: which agents, and how long before the next ring opens.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ring {
+    /// The customer's own account manager.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub owner: bool,
+    /// Agents at this level or above.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_level: Option<u8>,
+    /// Agents with every one of these skills.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skills: Vec<String>,
+    /// Agents whose skills include the interaction's topic.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub topic_skill: bool,
+    /// Seconds before the next ring opens (every ring but the last).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<u64>,
+}
+
+/// What is wrong with a rule set, and what is doubtful.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Report {
+    /// Problems that stop the rules from being used, each naming where.
+    pub errors: Vec<String>,
+    /// Doubtful but usable.
+    pub warnings: Vec<String>,
+}
+
+/// Everyone: the ring used when an interaction has no plan.
+pub static EVERYONE: [Ring; 1] = [Ring {
+    owner: false,
+    min_level: None,
+    skills: Vec::new(),
+    topic_skill: false,
+    timeout_secs: None,
+}];
+
+impl Rules {
+    /// Reads rules from TOML text; `source` names it in errors.
+    pub fn parse(text: &str, source: &str) -> Result<Rules, Report> {
+        toml_from_str(text).map_err(|e| Report {
+            errors: vec![format!("{source}: {e}")],
+            warnings: Vec::new(),
+        })
+    }
+
+    /// Reads and validates the rules file, or the built-in defaults when `path` is `None`
+    /// and `config/routing.toml` does not exist.
+    pub fn load(path: Option<&Path>, tiers: &[String]) -> Result<(Rules, Report), Report> {
+        let (text, source) = match path {
+            Some(p) => (
+                std::fs::read_to_string(p).map_err(|e| Report {
+                    errors: vec![format!("{}: cannot be read: {e}", p.display())],
+                    warnings: Vec::new(),
+                })?,
+                p.display().to_string(),
+            ),
+            None if Path::new(DEFAULT_PATH).is_file() => (
+                std::fs::read_to_string(DEFAULT_PATH).unwrap_or_default(),
+                DEFAULT_PATH.to_string(),
+            ),
+            None => (
+                DEFAULT_TOML.to_string(),
+                "built-in routing rules".to_string(),
+            ),
+        };
+        let rules = Rules::parse(&text, &source)?;
+        let report = rules.validate(tiers);
+        if report.errors.is_empty() {
+            Ok((rules, report))
+        } else {
+            Err(report)
+        }
+    }
+
+    /// Every error and warning, against the configured tiers (best first).
+    pub fn validate(&self, tiers: &[String]) -> Report {
+        let mut r = Report::default();
+        if self.offer.timeout_secs == 0 {
+            r.errors
+                .push("offer.timeout_secs: must be at least 1".into());
+        }
+        if self.offer.misses_before_away == 0 {
+            r.errors
+                .push("offer.misses_before_away: must be at least 1".into());
+        }
+        let c = &self.capacity;
+        if c.phone + c.chat + c.email + c.api == 0 {
+            r.errors
+                .push("capacity: every channel is 0, so no agent could take any work".into());
+        }
+        for tier in tiers {
+            if !self.tiers.contains_key(tier) {
+                r.errors.push(format!("tiers.{tier}: missing (every configured tier needs a head start and a maximum wait)"));
+            }
+        }
+        for (name, t) in &self.tiers {
+            if !tiers.contains(name) {
+                r.errors.push(format!(
+                    "tiers.{name}: '{name}' is not a configured tier {tiers:?}"
+                ));
+            }
+            if t.max_wait_secs == 0 {
+                r.errors
+                    .push(format!("tiers.{name}.max_wait_secs: must be at least 1"));
+            }
+        }
+        // A better tier should not start behind a worse one.
+        for pair in tiers.windows(2) {
+            if let (Some(better), Some(worse)) =
+                (self.tiers.get(&pair[0]), self.tiers.get(&pair[1]))
+            {
+                if better.head_start_secs < worse.head_start_secs {
+                    r.warnings.push(format!(
+                        "tiers.{}.head_start_secs: {} is less than the lower tier {}'s {}",
+                        pair[0], better.head_start_secs, pair[1], worse.head_start_secs
+                    ));
+                }
+            }
+        }
+        let mut seen: BTreeMap<(&str, Option<&str>), usize> = BTreeMap::new();
+        for (i, plan) in self.rings.iter().enumerate() {
+            let at = format!("rings[{i}]");
+            if plan.tier != "*" && !tiers.contains(&plan.tier) {
+                r.errors.push(format!(
+                    "{at}.tier: '{}' is not a configured tier {tiers:?} (or \"*\")",
+                    plan.tier
+                ));
+            }
+            if let Some(first) = seen.insert((plan.tier.as_str(), plan.topic.as_deref()), i) {
+                r.errors.push(format!(
+                    "{at}: the same tier and topic as rings[{first}], which would always win"
+                ));
+            }
+            if plan.steps.is_empty() {
+                r.errors.push(format!("{at}.steps: name at least one ring"));
+            }
+            let last = plan.steps.len().saturating_sub(1);
+            for (j, ring) in plan.steps.iter().enumerate() {
+                let at = format!("{at}.steps[{j}]");
+                match (j < last, ring.timeout_secs) {
+                    (true, None) => r.errors.push(format!(
+                        "{at}.timeout_secs: needed, or the rings after it can never open"
+                    )),
+                    (true, Some(0)) => r
+                        .warnings
+                        .push(format!("{at}.timeout_secs: 0 opens the next ring at once")),
+                    (false, Some(_)) => r.warnings.push(format!(
+                        "{at}.timeout_secs: the last ring has no next ring to open; ignored"
+                    )),
+                    _ => {}
+                }
+            }
+            let widest_is_everyone = plan.steps.last().is_some_and(|g| {
+                !g.owner && g.min_level.is_none() && g.skills.is_empty() && !g.topic_skill
+            });
+            if !widest_is_everyone {
+                r.warnings.push(format!(
+                    "{at}: its widest ring is not every agent, so its interactions can wait without limit when those agents are busy or away"
+                ));
+            }
+        }
+        for tier in tiers {
+            let served = self
+                .rings
+                .iter()
+                .any(|p| (p.tier == *tier || p.tier == "*") && p.topic.is_none());
+            if !self.rings.is_empty() && !served {
+                r.warnings.push(format!("tier '{tier}' has no ring plan without a topic: such interactions go to every agent at once"));
+            }
+        }
+        r
+    }
+
+    /// The rings for an interaction of `tier` and `topic`.
+    pub fn rings_for(&self, tier: &str, topic: Option<&str>) -> &[Ring] {
+        let find = |t: &str, topic: Option<&str>| {
+            self.rings
+                .iter()
+                .find(|p| p.tier == t && p.topic.as_deref() == topic)
+                .map(|p| p.steps.as_slice())
+        };
+        topic
+            .and_then(|tp| find(tier, Some(tp)))
+            .or_else(|| find(tier, None))
+            .or_else(|| topic.and_then(|tp| find("*", Some(tp))))
+            .or_else(|| find("*", None))
+            .unwrap_or(&EVERYONE)
+    }
+}
+
+/// TOML with the line and column of any error, through figment's TOML parser.
+fn toml_from_str<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+    use figment::providers::{Format, Toml};
+    figment::Figment::from(Toml::string(text))
+        .extract::<T>()
+        .map_err(|e| {
+            e.into_iter()
+                .map(|e| {
+                    if e.path.is_empty() {
+                        e.kind.to_string()
+                    } else {
+                        format!("{}: {}", e.path.join("."), e.kind)
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiers() -> Vec<String> {
+        vec!["high".into(), "medium".into(), "low".into()]
+    }
+
+    #[test]
+    fn the_shipped_rules_are_valid_and_clean() {
+        let rules = Rules::parse(DEFAULT_TOML, "default").unwrap();
+        let report = rules.validate(&tiers());
+        assert_eq!(report, Report::default());
+    }
+
+    #[test]
+    fn ring_plans_are_found_most_specific_first() {
+        let rules = Rules::parse(DEFAULT_TOML, "default").unwrap();
+        assert!(rules.rings_for("high", None)[1].min_level == Some(3));
+        assert!(
+            rules.rings_for("high", Some("complaint"))[1].min_level == Some(3),
+            "the tier's own plan beats '*' with a topic"
+        );
+        assert_eq!(
+            rules.rings_for("low", Some("complaint"))[1].skills,
+            ["complaints"]
+        );
+        assert!(rules.rings_for("low", Some("billing"))[1].topic_skill);
+        let none = Rules {
+            rings: Vec::new(),
+            ..rules
+        };
+        assert_eq!(none.rings_for("low", None), &EVERYONE);
+    }
+
+    #[test]
+    fn every_error_is_listed_with_where_it_is() {
+        let text = r#"
+            [selection]
+            strategy = "longest_idle"
+            [offer]
+            timeout_secs = 0
+            misses_before_away = 3
+            wrap_up_secs = 30
+            [capacity]
+            phone = 1
+            chat = 3
+            email = 5
+            api = 5
+            calls_block_other_work = true
+            [tiers.high]
+            head_start_secs = 0
+            max_wait_secs = 20
+            [tiers.gold]
+            head_start_secs = 10
+            max_wait_secs = 20
+            [[rings]]
+            tier = "vip"
+            steps = [{ owner = true }, {}]
+        "#;
+        let report = Rules::parse(text, "t").unwrap().validate(&tiers());
+        let joined = report.errors.join("\n");
+        for expected in [
+            "offer.timeout_secs",
+            "tiers.medium: missing",
+            "tiers.low: missing",
+            "tiers.gold: 'gold' is not a configured tier",
+            "rings[0].tier: 'vip'",
+            "rings[0].steps[0].timeout_secs: needed",
+        ] {
+            assert!(
+                joined.contains(expected),
+                "missing {expected:?} in:\n{joined}"
+            );
+        }
+        assert_eq!(report.errors.len(), 6, "{joined}");
+    }
+
+    #[test]
+    fn doubtful_rules_are_warned_about() {
+        let mut rules = Rules::parse(DEFAULT_TOML, "default").unwrap();
+        rules.rings[0].steps.pop();
+        rules.tiers.get_mut("high").unwrap().head_start_secs = 0;
+        let report = rules.validate(&tiers());
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        let joined = report.warnings.join("\n");
+        assert!(
+            joined.contains("its widest ring is not every agent"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("the last ring has no next ring"),
+            "{joined}"
+        );
+        assert!(joined.contains("tiers.high.head_start_secs"), "{joined}");
+    }
+
+    #[test]
+    fn typos_and_wrong_types_are_named() {
+        let e = Rules::parse("[selection]\nstrategy = \"fastest\"\n", "r.toml").unwrap_err();
+        assert!(
+            e.errors[0].contains("r.toml") && e.errors[0].contains("selection.strategy"),
+            "{:?}",
+            e.errors
+        );
+    }
+}
