@@ -209,7 +209,7 @@ pub fn rings_of(w: &WaitingInteraction, rules: &Rules) -> Vec<Ring> {
     rules
         .rings_for(&w.tier, w.topic.as_deref())
         .iter()
-        .filter(|r| !(r.owner && w.owner.is_none()) && !(r.topic_skill && w.topic.is_none()))
+        .filter(|r| !(r.owner && w.owner.is_none() || r.topic_skill && w.topic.is_none()))
         .cloned()
         .collect()
 }

@@ -53,6 +53,14 @@ fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// (what, waiting, agents, expected offers).
+type Case = (
+    &'static str,
+    Vec<WaitingInteraction>,
+    Vec<AgentView>,
+    Vec<(String, String)>,
+);
+
 #[test]
 fn eligibility_widens_ring_by_ring() {
     let r = rules();
@@ -69,12 +77,7 @@ fn eligibility_widens_ring_by_ring() {
     let mut busy_am = am.clone();
     busy_am.load.chat = 3;
 
-    let cases: Vec<(
-        &str,
-        Vec<WaitingInteraction>,
-        Vec<AgentView>,
-        Vec<(String, String)>,
-    )> = vec![
+    let cases: Vec<Case> = vec![
         (
             "no owner: the senior ring is first, even with a longer-idle junior",
             vec![waiting("h", "high", ChannelKind::Chat, 1)],
