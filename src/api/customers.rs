@@ -46,6 +46,9 @@ pub struct UpdateCustomer {
     tier: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
     lifetime_value: Option<Option<f64>>,
+    /// The account manager: an agent's id.
+    #[serde(default, deserialize_with = "present")]
+    owner: Option<Option<String>>,
     /// Identities to add.
     #[serde(default)]
     identities: Vec<IdentityIn>,
@@ -275,6 +278,18 @@ pub async fn update(
     if let Some(v) = req.lifetime_value {
         after.lifetime_value_cents = v.map(to_cents);
     }
+    if let Some(owner) = req.owner {
+        if let Some(agent) = &owner {
+            let active = check_id("agent", agent).is_ok()
+                && crate::store::agents::get(&mut tx, agent)
+                    .await?
+                    .is_some_and(|a| a.active);
+            if !active {
+                return Err(ApiError::field("owner", "is not the id of an active agent"));
+            }
+        }
+        after.owner_agent_id = owner;
+    }
     let mut events = Vec::new();
     if after != before {
         store::update(&mut tx, &after, now).await?;
@@ -292,7 +307,12 @@ pub async fn update(
 }
 
 fn profile(c: &CustomerRow) -> serde_json::Value {
-    json!({ "name": c.name, "explicit_tier": c.explicit_tier, "lifetime_value": c.lifetime_value_cents.map(tier::money) })
+    json!({
+        "name": c.name,
+        "explicit_tier": c.explicit_tier,
+        "lifetime_value": c.lifetime_value_cents.map(tier::money),
+        "owner": c.owner_agent_id,
+    })
 }
 
 /// `DELETE /api/customers/{id}/identities/{kind}/{value}`.

@@ -1,6 +1,7 @@
 //! The HTTP interface: the admin and integration API under `/api`, and the operational
 //! endpoints (`/healthz`, `/readyz`, `/metrics`).
 
+mod agents;
 mod customers;
 pub mod error;
 mod import;
@@ -77,6 +78,12 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/customers/{id}/merge", post(customers::merge))
         .route("/api/customers/{id}/history", get(customers::history))
+        .route("/api/agents", post(agents::create).get(agents::list))
+        .route(
+            "/api/agents/{id}",
+            get(agents::get).put(agents::update).delete(agents::remove),
+        )
+        .route("/api/agents/{id}/token", post(agents::reset_token))
         .layer(DefaultBodyLimit::max(settings.api.max_body_bytes))
         .merge(import)
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));

@@ -86,6 +86,7 @@ pub struct CustomerView {
     tier: TierDecision,
     explicit_tier: Option<String>,
     lifetime_value: Option<String>,
+    owner: Option<String>,
     identities: Vec<Identity>,
     purchases: PurchaseSummary,
     created_at: String,
@@ -114,6 +115,7 @@ impl CustomerView {
             tier,
             explicit_tier: c.explicit_tier,
             lifetime_value: c.lifetime_value_cents.map(money),
+            owner: c.owner_agent_id,
             identities,
             purchases: PurchaseSummary {
                 count: purchases.0,

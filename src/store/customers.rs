@@ -19,6 +19,8 @@ pub struct CustomerRow {
     pub explicit_tier: Option<String>,
     /// The CRM's lifetime value, in cents.
     pub lifetime_value_cents: Option<i64>,
+    /// The account manager (an agent id) whose this customer's contacts go to first.
+    pub owner_agent_id: Option<String>,
     /// When it was created (ms).
     pub created_at: i64,
     /// When it last changed (ms).
@@ -31,6 +33,7 @@ fn customer_row(row: &AnyRow) -> Result<CustomerRow, sqlx::Error> {
         name: row.try_get("name")?,
         explicit_tier: row.try_get("explicit_tier")?,
         lifetime_value_cents: row.try_get("lifetime_value_cents")?,
+        owner_agent_id: row.try_get("owner_agent_id")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
@@ -140,14 +143,14 @@ pub async fn with_value_data(
     let mut out = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(400) {
         let sql = format!(
-            "SELECT c.id, c.name, c.explicit_tier, c.lifetime_value_cents, c.created_at, c.updated_at, \
+            "SELECT c.id, c.name, c.explicit_tier, c.lifetime_value_cents, c.owner_agent_id, c.created_at, c.updated_at, \
                     CAST(COALESCE(SUM(p.amount_cents), 0) AS BIGINT) AS total, \
                     CAST(COALESCE(SUM(CASE WHEN p.purchased_at >= $1 THEN 1 ELSE 0 END), 0) AS BIGINT) AS window_count, \
                     CAST(COALESCE(SUM(CASE WHEN p.purchased_at >= $1 THEN p.amount_cents ELSE 0 END), 0) AS BIGINT) AS window_cents, \
                     MAX(p.purchased_at) AS last_at \
              FROM customers c LEFT JOIN purchases p ON p.customer_id = c.id \
              WHERE c.id IN ({}) \
-             GROUP BY c.id, c.name, c.explicit_tier, c.lifetime_value_cents, c.created_at, c.updated_at",
+             GROUP BY c.id, c.name, c.explicit_tier, c.lifetime_value_cents, c.owner_agent_id, c.created_at, c.updated_at",
             bulk::list(2, chunk.len())
         );
         let args = std::iter::once(Arg::from(window_start))
@@ -234,7 +237,7 @@ pub async fn remove_identity(
 /// The customer `id`, or the one it was merged into; `None` when neither exists.
 pub async fn get(conn: &mut Conn, id: &str) -> Result<Option<CustomerRow>, sqlx::Error> {
     let row = sqlx::query(
-        "SELECT c.id, c.name, c.explicit_tier, c.lifetime_value_cents, c.created_at, c.updated_at \
+        "SELECT c.id, c.name, c.explicit_tier, c.lifetime_value_cents, c.owner_agent_id, c.created_at, c.updated_at \
          FROM customers c WHERE c.id = COALESCE((SELECT merged_into FROM customers WHERE id = $1), $1) \
          AND c.merged_into IS NULL",
     )
@@ -286,12 +289,14 @@ pub async fn value_data(
 /// Writes the customer's own fields as given.
 pub async fn update(conn: &mut Conn, c: &CustomerRow, now: i64) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE customers SET name = $2, explicit_tier = $3, lifetime_value_cents = $4, updated_at = $5 WHERE id = $1",
+        "UPDATE customers SET name = $2, explicit_tier = $3, lifetime_value_cents = $4, owner_agent_id = $5, \
+         updated_at = $6 WHERE id = $1",
     )
     .bind(c.id.as_str())
     .bind(c.name.as_deref())
     .bind(c.explicit_tier.as_deref())
     .bind(c.lifetime_value_cents)
+    .bind(c.owner_agent_id.as_deref())
     .bind(now)
     .execute(conn)
     .await?;
@@ -378,6 +383,10 @@ pub async fn merge(
             .clone()
             .or_else(|| from.explicit_tier.clone()),
         lifetime_value_cents: into.lifetime_value_cents.or(from.lifetime_value_cents),
+        owner_agent_id: into
+            .owner_agent_id
+            .clone()
+            .or_else(|| from.owner_agent_id.clone()),
         ..into.clone()
     };
     update(&mut *conn, &merged, now).await?;

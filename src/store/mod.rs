@@ -5,6 +5,7 @@
 //! migrations differ, one folder per backend. Times are stored as milliseconds since
 //! the epoch and money as cents, so no type needs translating between the two.
 
+pub mod agents;
 pub mod bulk;
 pub mod customers;
 pub mod history;
@@ -46,16 +47,16 @@ pub struct Store {
     backend: Backend,
 }
 
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "core",
-    include_str!("../../migrations/sqlite/0001_core.sql"),
-)];
-const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "core",
-    include_str!("../../migrations/postgres/0001_core.sql"),
-)];
+/// Each backend's migrations, in order: (version, description, SQL).
+macro_rules! migrations {
+    ($dir:literal: $($version:literal $name:literal $file:literal),* $(,)?) => {
+        &[$(($version, $name, include_str!(concat!("../../migrations/", $dir, "/", $file)))),*]
+    };
+}
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] =
+    migrations!("sqlite": 1 "core" "0001_core.sql", 2 "agents" "0002_agents.sql");
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] =
+    migrations!("postgres": 1 "core" "0001_core.sql", 2 "agents" "0002_agents.sql");
 
 /// The migrations of one backend, built into the binary.
 #[derive(Debug)]

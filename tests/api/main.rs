@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod agents;
 mod customers;
 mod durability;
 mod import;
