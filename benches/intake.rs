@@ -126,6 +126,9 @@ fn raw_row(customer: &str) -> InteractionRow {
         state: "queued".into(),
         created_at: now,
         updated_at: now,
+        agent_id: None,
+        disposition: None,
+        notes: None,
     }
 }
 

@@ -32,10 +32,22 @@ pub struct Settings {
     pub customers: CustomerSettings,
     /// Value tiers and how they are computed.
     pub tiers: TierSettings,
+    /// Agent sessions.
+    pub agents: AgentSettings,
     /// Where the routing rules are.
     pub routing: RoutingSettings,
     /// Logging.
     pub log: LogSettings,
+}
+
+/// Agent sessions.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSettings {
+    /// Seconds of silence before a desktop is disconnected.
+    pub heartbeat_timeout_secs: u64,
+    /// Seconds a disconnected desktop may resume its session.
+    pub resume_grace_secs: u64,
 }
 
 /// Where the routing rules are.
@@ -237,6 +249,9 @@ impl Settings {
         }
         if self.api.max_import_bytes < self.api.max_body_bytes {
             problems.push("api.max_import_bytes: must be at least api.max_body_bytes".into());
+        }
+        if self.agents.heartbeat_timeout_secs < 5 {
+            problems.push("agents.heartbeat_timeout_secs: must be at least 5".into());
         }
         if self.api.max_import_rows == 0 {
             problems.push("api.max_import_rows: must be at least 1".into());

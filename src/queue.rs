@@ -5,6 +5,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
+use tokio::sync::Notify;
+
 use switchboard_contract::ChannelKind;
 
 use crate::telemetry;
@@ -28,6 +30,8 @@ pub struct Waiting {
 #[derive(Debug, Default)]
 pub struct Queue {
     inner: Mutex<Inner>,
+    /// Wakes the router when interactions arrive.
+    arrived: Notify,
 }
 
 #[derive(Debug, Default)]
@@ -35,6 +39,8 @@ struct Inner {
     waiting: HashMap<String, Waiting>,
     /// Waiting per tier; every configured tier is present, so a depth of zero is published.
     depth: BTreeMap<String, usize>,
+    /// Arrived since the router last looked.
+    fresh: Vec<Waiting>,
 }
 
 impl Queue {
@@ -43,9 +49,11 @@ impl Queue {
         let inner = Inner {
             waiting: HashMap::new(),
             depth: tiers.into_iter().map(|t| (t, 0)).collect(),
+            fresh: Vec::new(),
         };
         let q = Queue {
             inner: Mutex::new(inner),
+            arrived: Notify::new(),
         };
         q.push_all(entries);
         telemetry::queue_depth(&q.inner.lock().expect("queue lock").depth);
@@ -61,12 +69,38 @@ impl Queue {
                 continue;
             }
             *inner.depth.entry(w.tier.clone()).or_default() += 1;
+            inner.fresh.push(w.clone());
             inner.waiting.insert(w.interaction_id.clone(), w);
             changed = true;
         }
         if changed {
             telemetry::queue_depth(&inner.depth);
+            // One stored permit is enough: the router takes every fresh entry at once.
+            self.arrived.notify_one();
         }
+    }
+
+    /// Takes the interactions that arrived since the last call.
+    pub fn take_fresh(&self) -> Vec<Waiting> {
+        std::mem::take(&mut self.inner.lock().expect("queue lock").fresh)
+    }
+
+    /// Completes when interactions have arrived since the last [`Queue::take_fresh`].
+    pub async fn arrived(&self) {
+        self.arrived.notified().await;
+    }
+
+    /// Takes an interaction out (assigned, or ended while waiting); false when it was not in.
+    pub fn remove(&self, interaction_id: &str) -> bool {
+        let mut inner = self.inner.lock().expect("queue lock");
+        let Some(w) = inner.waiting.remove(interaction_id) else {
+            return false;
+        };
+        if let Some(n) = inner.depth.get_mut(&w.tier) {
+            *n = n.saturating_sub(1);
+        }
+        telemetry::queue_depth(&inner.depth);
+        true
     }
 
     /// How many interactions wait.

@@ -18,6 +18,7 @@ use crate::api::{self, AppState};
 use crate::config::Settings;
 use crate::customers::identity::IdentityParser;
 use crate::queue::Queue;
+use crate::routing::router::{self, SessionTimes};
 use crate::routing::rules::Rules;
 use crate::store::{interactions, Backend, Store};
 use crate::{intake, telemetry};
@@ -29,6 +30,8 @@ pub struct Application {
     store: Store,
     writer: JoinHandle<()>,
     writer_stop: CancellationToken,
+    router_task: JoinHandle<()>,
+    router_stop: CancellationToken,
     grace: Duration,
     data_location: String,
     token_location: Option<PathBuf>,
@@ -59,6 +62,10 @@ impl Application {
         let metrics = telemetry::metrics_handle();
         let store = Store::connect(&url, settings.storage.max_connections).await?;
         let mut conn = store.pool().acquire().await.context("Reading the queue")?;
+        // Offers die with the process that made them: those interactions wait again.
+        interactions::requeue_offered(&mut conn, crate::store::now_ms())
+            .await
+            .context("Returning offered interactions to the queue")?;
         let waiting = interactions::in_state(&mut conn, "queued")
             .await
             .context("Reading the queue")?;
@@ -70,6 +77,19 @@ impl Application {
         let writer_stop = CancellationToken::new();
         let (intake, writer) =
             intake::start(store.clone(), &settings, queue.clone(), writer_stop.clone());
+        let rules = Arc::new(rules);
+        let router_stop = CancellationToken::new();
+        let times = SessionTimes {
+            heartbeat_timeout: Duration::from_secs(settings.agents.heartbeat_timeout_secs),
+            resume_grace: Duration::from_secs(settings.agents.resume_grace_secs),
+        };
+        let (router_handle, router_task) = router::start(
+            store.clone(),
+            rules.clone(),
+            queue.clone(),
+            times,
+            router_stop.clone(),
+        );
         let addr: SocketAddr = settings
             .server
             .http_addr
@@ -98,7 +118,8 @@ impl Application {
             queue,
             admin_token_sha256: Sha256::digest(token.as_bytes()).into(),
             metrics,
-            rules: Arc::new(rules),
+            rules,
+            router: router_handle,
         };
         Ok(Application {
             listener,
@@ -106,6 +127,8 @@ impl Application {
             store,
             writer,
             writer_stop,
+            router_task,
+            router_stop,
             grace: Duration::from_secs(settings.server.shutdown_grace_secs),
             data_location,
             token_location,
@@ -158,6 +181,8 @@ impl Application {
                 }
             }
         }
+        self.router_stop.cancel();
+        let _ = self.router_task.await;
         self.writer_stop.cancel();
         if let Err(e) = self.writer.await {
             tracing::error!(error = %e, "The intake writer ended abnormally");

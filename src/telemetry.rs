@@ -127,6 +127,23 @@ pub fn queue_depth(by_tier: &BTreeMap<String, usize>) {
     }
 }
 
+/// An agent's session changed (`login`, `disconnect`).
+pub fn agent_event(kind: &'static str) {
+    counter!("switchboard_agent_sessions_total", "event" => kind).increment(1);
+}
+
+/// An offer was made or ended (`offered`, `accepted`, `declined`, `timed_out`).
+pub fn offer_outcome(outcome: &'static str, tier: &str) {
+    counter!("switchboard_offers_total", "outcome" => outcome, "tier" => tier.to_string())
+        .increment(1);
+}
+
+/// An interaction was answered (accepted by an agent) after waiting `waited_ms`.
+pub fn answered(tier: &str, waited_ms: i64) {
+    histogram!("switchboard_wait_seconds", "tier" => tier.to_string())
+        .record(waited_ms.max(0) as f64 / 1000.0);
+}
+
 /// An HTTP request was answered.
 pub fn http_answered(route: &str, status: u16) {
     let class = match status {

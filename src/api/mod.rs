@@ -1,6 +1,7 @@
 //! The HTTP interface: the admin and integration API under `/api`, and the operational
 //! endpoints (`/healthz`, `/readyz`, `/metrics`).
 
+mod agent_ws;
 mod agents;
 mod customers;
 pub mod error;
@@ -49,6 +50,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// The routing rules in force.
     pub rules: Arc<crate::routing::rules::Rules>,
+    /// The router.
+    pub router: crate::routing::router::RouterHandle,
 }
 
 /// The whole HTTP router.
@@ -84,6 +87,7 @@ pub fn router(state: AppState) -> Router {
             get(agents::get).put(agents::update).delete(agents::remove),
         )
         .route("/api/agents/{id}/token", post(agents::reset_token))
+        .route("/api/queue", get(queue))
         .layer(DefaultBodyLimit::max(settings.api.max_body_bytes))
         .merge(import)
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
@@ -92,6 +96,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
+        .route("/agent/ws", get(agent_ws::upgrade))
         .merge(api)
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
@@ -109,6 +114,17 @@ pub fn router(state: AppState) -> Router {
             tracing::info_span!("http", method = %req.method(), route)
         }))
         .with_state(state)
+}
+
+/// `GET /api/queue`: waiting interactions by tier, channel and topic, agents and their
+/// states, and the service level per tier over the last 15 minutes.
+async fn queue(State(state): State<AppState>) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    state
+        .router
+        .snapshot()
+        .await
+        .map(axum::Json)
+        .ok_or_else(|| ApiError::Unavailable("the router is restarting".into()))
 }
 
 /// Bounds the request's time and counts its answer by route.

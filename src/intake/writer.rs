@@ -275,6 +275,9 @@ impl Writer {
                 state: "queued".into(),
                 created_at: now,
                 updated_at: now,
+                agent_id: None,
+                disposition: None,
+                notes: None,
             };
             events.extend(customer_events);
             let about = |kind, data| NewEvent {

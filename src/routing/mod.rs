@@ -6,4 +6,6 @@
 //!   function over plain data, tested with tables of cases.
 
 pub mod policy;
+pub mod protocol;
+pub mod router;
 pub mod rules;

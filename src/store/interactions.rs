@@ -38,11 +38,21 @@ pub struct InteractionRow {
     pub created_at: i64,
     /// When it last changed (ms).
     pub updated_at: i64,
+    /// The agent offered or holding it.
+    pub agent_id: Option<String>,
+    /// How it ended, as the agent said.
+    pub disposition: Option<String>,
+    /// The agent's notes.
+    pub notes: Option<String>,
 }
 
-const COLUMNS: &str =
+/// The columns written when an interaction is accepted.
+const INSERT_COLUMNS: &str =
     "id, channel, idempotency_key, request_hash, customer_id, tier, tier_source, tier_reason, \
-                       topic, subject, body, state, created_at, updated_at";
+                              topic, subject, body, state, created_at, updated_at";
+/// Every column read.
+const COLUMNS: &str = "id, channel, idempotency_key, request_hash, customer_id, tier, tier_source, tier_reason, \
+                       topic, subject, body, state, created_at, updated_at, agent_id, disposition, notes";
 
 fn row_to_interaction(row: &AnyRow) -> Result<InteractionRow, sqlx::Error> {
     Ok(InteractionRow {
@@ -60,6 +70,9 @@ fn row_to_interaction(row: &AnyRow) -> Result<InteractionRow, sqlx::Error> {
         state: row.try_get("state")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+        agent_id: row.try_get("agent_id")?,
+        disposition: row.try_get("disposition")?,
+        notes: row.try_get("notes")?,
     })
 }
 
@@ -88,7 +101,7 @@ pub async fn insert_many(conn: &mut Conn, rows: &[InteractionRow]) -> Result<(),
         .collect();
     bulk::insert(
         conn,
-        &format!("INSERT INTO interactions ({COLUMNS})"),
+        &format!("INSERT INTO interactions ({INSERT_COLUMNS})"),
         14,
         args,
         "",
@@ -134,4 +147,68 @@ pub async fn in_state(conn: &mut Conn, state: &str) -> Result<Vec<InteractionRow
     .fetch_all(conn)
     .await?;
     rows.iter().map(row_to_interaction).collect()
+}
+
+/// Moves an interaction from one of `from` to `to`, held by `agent` (or no one); false
+/// when it was not in one of `from` (someone else moved it first).
+pub async fn transition(
+    conn: &mut Conn,
+    id: &str,
+    from: &[&str],
+    to: &str,
+    agent: Option<&str>,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let sql = format!(
+        "UPDATE interactions SET state = $2, agent_id = $3, updated_at = $4 WHERE id = $1 AND state IN ({})",
+        bulk::list(5, from.len())
+    );
+    let mut q = sqlx::query(&sql).bind(id).bind(to).bind(agent).bind(now);
+    for f in from {
+        q = q.bind(*f);
+    }
+    Ok(q.execute(conn).await?.rows_affected() == 1)
+}
+
+/// Completes an interaction the agent holds; false when it does not hold it.
+pub async fn complete(
+    conn: &mut Conn,
+    id: &str,
+    agent: &str,
+    disposition: &str,
+    notes: Option<&str>,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE interactions SET state = 'completed', disposition = $3, notes = $4, updated_at = $5 \
+         WHERE id = $1 AND agent_id = $2 AND state = 'assigned'",
+    )
+    .bind(id)
+    .bind(agent)
+    .bind(disposition)
+    .bind(notes)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The interactions an agent holds, oldest first.
+pub async fn assigned_to(conn: &mut Conn, agent: &str) -> Result<Vec<InteractionRow>, sqlx::Error> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM interactions WHERE agent_id = $1 AND state = 'assigned' ORDER BY created_at, id"
+    ))
+    .bind(agent)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(row_to_interaction).collect()
+}
+
+/// Offers die with the server: at start-up, every interaction still `offered` waits again.
+pub async fn requeue_offered(conn: &mut Conn, now: i64) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query("UPDATE interactions SET state = 'queued', agent_id = NULL, updated_at = $1 WHERE state = 'offered'")
+        .bind(now)
+        .execute(conn)
+        .await?
+        .rows_affected())
 }

@@ -1,0 +1,142 @@
+//! The agent websocket (`/agent/ws`): the transport around the router. It reads the
+//! login, checks the token, then relays frames both ways: decoded messages to the
+//! router, the router's events to the desktop. Bad frames get an error frame and the
+//! connection stays; a wrong token closes it with a reason.
+
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::Response;
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+
+use super::agents::token_digest;
+use super::AppState;
+use crate::routing::protocol::{decode, error_frame, ClientMessage, MAX_CLIENT_FRAME};
+use crate::routing::router::Outbound;
+use crate::store::agents;
+
+/// How long a new connection has to log in.
+const LOGIN_WITHIN: Duration = Duration::from_secs(10);
+
+/// `GET /agent/ws`: upgrades to the agent protocol.
+pub async fn upgrade(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
+    ws.max_message_size(MAX_CLIENT_FRAME)
+        .max_frame_size(MAX_CLIENT_FRAME)
+        .read_buffer_size(4096)
+        .on_upgrade(move |socket| session(socket, state))
+}
+
+fn close(code: u16, reason: &str) -> Message {
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: Utf8Bytes::from(reason.to_string()),
+    }))
+}
+
+async fn session(socket: WebSocket, state: AppState) {
+    let (mut sink, mut stream) = socket.split();
+
+    // The login: the first text frame, within LOGIN_WITHIN.
+    let (token, resume) = loop {
+        let frame = match tokio::time::timeout(LOGIN_WITHIN, stream.next()).await {
+            Ok(Some(Ok(frame))) => frame,
+            Ok(_) => return,
+            Err(_) => {
+                let _ = sink.send(close(4000, "log in first, within 10 s")).await;
+                return;
+            }
+        };
+        match frame {
+            Message::Text(text) => match decode(&text) {
+                Ok(ClientMessage::Login { token, resume }) => break (token, resume),
+                Ok(_) => {
+                    let _ = sink
+                        .send(Message::Text(
+                            error_frame("login_first", "the first message must be a login").into(),
+                        ))
+                        .await;
+                }
+                Err(e) => {
+                    let _ = sink
+                        .send(Message::Text(error_frame(e.code, &e.message).into()))
+                        .await;
+                }
+            },
+            Message::Binary(_) => {
+                let _ = sink
+                    .send(Message::Text(
+                        error_frame("binary", "send JSON text frames").into(),
+                    ))
+                    .await;
+            }
+            Message::Close(_) => return,
+            _ => {}
+        }
+    };
+    let agent = match state.store.pool().acquire().await {
+        Ok(mut conn) => agents::by_token(&mut conn, &token_digest(&token)).await,
+        Err(e) => Err(e),
+    };
+    let agent = match agent {
+        Ok(Some(a)) => a,
+        Ok(None) => {
+            let _ = sink.send(close(4001, "invalid token")).await;
+            return;
+        }
+        Err(_) => {
+            let _ = sink
+                .send(close(1011, "the store is unavailable; reconnect shortly"))
+                .await;
+            return;
+        }
+    };
+    let agent_id = agent.id.clone();
+    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Outbound>();
+    let Some(conn) = state.router.connect(agent, resume, out_tx.clone()).await else {
+        let _ = sink.send(close(1012, "the server is restarting")).await;
+        return;
+    };
+
+    // The writer: everything for this desktop goes through one channel, in order. It
+    // ends when the router drops its sender (or asks to close) and this task drops its own.
+    let writer = tokio::spawn(async move {
+        while let Some(out) = out_rx.recv().await {
+            let (msg, last) = match out {
+                Outbound::Frame(text) => (Message::Text(text.into()), false),
+                Outbound::Close(code, reason) => (close(code, &reason), true),
+            };
+            if sink.send(msg).await.is_err() || last {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+
+    while let Some(frame) = stream.next().await {
+        let Ok(frame) = frame else { break };
+        match frame {
+            Message::Text(text) => match decode(&text) {
+                Ok(msg) => state.router.message(&agent_id, conn, msg),
+                Err(e) => {
+                    let _ = out_tx.send(Outbound::Frame(error_frame(e.code, &e.message)));
+                }
+            },
+            Message::Binary(_) => {
+                let _ = out_tx.send(Outbound::Frame(error_frame(
+                    "binary",
+                    "send JSON text frames",
+                )));
+            }
+            Message::Close(_) => break,
+            Message::Ping(_) | Message::Pong(_) => {}
+        }
+        if writer.is_finished() {
+            break;
+        }
+    }
+    state.router.disconnect(&agent_id, conn);
+    drop(out_tx);
+    writer.abort();
+}

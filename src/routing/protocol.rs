@@ -1,0 +1,232 @@
+//! The agent websocket protocol (`/agent/ws`): the messages both ways, and decoding a
+//! client's frame into a message or a precise error. Pure: no I/O. The protocol is
+//! documented message by message in `docs/agent-protocol.md`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The largest frame an agent may send, in bytes.
+pub const MAX_CLIENT_FRAME: usize = 16 * 1024;
+
+/// What an agent's desktop sends.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientMessage {
+    /// The first message: who the agent is, and where to resume from.
+    Login {
+        /// The agent's token.
+        token: String,
+        /// Resume an earlier session: events after `last_seq` are sent again.
+        #[serde(default)]
+        resume: Option<Resume>,
+    },
+    /// Ready for work, or not.
+    Presence {
+        /// `available` or `away`.
+        status: PresenceRequest,
+        /// Why, for supervisors (`break`, `training`…).
+        #[serde(default)]
+        reason: Option<String>,
+    },
+    /// "Still here"; answered with `heartbeat_ack`.
+    Heartbeat {},
+    /// Take the offered interaction.
+    Accept {
+        /// The offer's id.
+        offer_id: String,
+    },
+    /// Pass the offered interaction to someone else.
+    Decline {
+        /// The offer's id.
+        offer_id: String,
+        /// Why, for the history.
+        #[serde(default)]
+        reason: Option<String>,
+    },
+    /// Done with an assigned interaction.
+    Complete {
+        /// The interaction.
+        interaction_id: String,
+        /// The outcome (`resolved`, `callback`, `escalated`…).
+        disposition: String,
+        /// Notes for the history.
+        #[serde(default)]
+        notes: Option<String>,
+    },
+}
+
+/// Where a reconnecting desktop left off.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resume {
+    /// The session id from `welcome`.
+    pub session: String,
+    /// The last `seq` the desktop processed.
+    pub last_seq: u64,
+}
+
+/// Presence an agent can ask for (offline is leaving).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PresenceRequest {
+    /// Ready for work.
+    Available,
+    /// Not taking work.
+    Away,
+}
+
+/// A frame that is not a valid message: the connection stays open, and the desktop is
+/// told what was wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeError {
+    /// A short code: `not_json`, `unknown_type`, `bad_field`, `too_large`, `binary`.
+    pub code: &'static str,
+    /// A sentence.
+    pub message: String,
+}
+
+/// Decodes one text frame.
+pub fn decode(text: &str) -> Result<ClientMessage, DecodeError> {
+    if text.len() > MAX_CLIENT_FRAME {
+        return Err(DecodeError {
+            code: "too_large",
+            message: format!("frames are at most {MAX_CLIENT_FRAME} bytes"),
+        });
+    }
+    let value: Value = serde_json::from_str(text).map_err(|e| DecodeError {
+        code: "not_json",
+        message: format!("the frame is not JSON: {e}"),
+    })?;
+    let kind = value
+        .get("type")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    const KNOWN: [&str; 6] = [
+        "login",
+        "presence",
+        "heartbeat",
+        "accept",
+        "decline",
+        "complete",
+    ];
+    match kind.as_deref() {
+        None => {
+            return Err(DecodeError {
+                code: "bad_field",
+                message: "type: every message needs a \"type\"".into(),
+            })
+        }
+        Some(k) if !KNOWN.contains(&k) => {
+            return Err(DecodeError {
+                code: "unknown_type",
+                message: format!("type: '{k}' is not one of {}", KNOWN.join(", ")),
+            })
+        }
+        _ => {}
+    }
+    // Decode the body as the variant its type names, so an error names the exact field.
+    let mut body = value;
+    if let Some(map) = body.as_object_mut() {
+        map.remove("type");
+    }
+    let wrapped = serde_json::json!({ kind.as_deref().unwrap_or_default(): body });
+    serde_path_to_error::deserialize::<_, ClientMessage>(wrapped).map_err(|e| {
+        let path = e.path().to_string();
+        // The path starts with the variant's name; the desktop knows its fields by theirs.
+        let path = path
+            .split_once('.')
+            .map(|(_, rest)| rest.to_string())
+            .unwrap_or_default();
+        let inner = e.into_inner();
+        let message = if path.is_empty() {
+            inner.to_string()
+        } else {
+            format!("{path}: {inner}")
+        };
+        DecodeError {
+            code: "bad_field",
+            message,
+        }
+    })
+}
+
+/// An error frame (not sequenced: it answers the frame just sent).
+pub fn error_frame(code: &str, message: &str) -> String {
+    serde_json::json!({ "type": "error", "code": code, "message": message }).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_message_decodes() {
+        assert_eq!(
+            decode(r#"{"type":"login","token":"t"}"#),
+            Ok(ClientMessage::Login {
+                token: "t".into(),
+                resume: None
+            })
+        );
+        assert_eq!(
+            decode(r#"{"type":"login","token":"t","resume":{"session":"s","last_seq":7}}"#),
+            Ok(ClientMessage::Login {
+                token: "t".into(),
+                resume: Some(Resume {
+                    session: "s".into(),
+                    last_seq: 7
+                })
+            })
+        );
+        assert_eq!(
+            decode(r#"{"type":"presence","status":"away","reason":"break"}"#),
+            Ok(ClientMessage::Presence {
+                status: PresenceRequest::Away,
+                reason: Some("break".into())
+            })
+        );
+        assert_eq!(
+            decode(r#"{"type":"heartbeat"}"#),
+            Ok(ClientMessage::Heartbeat {})
+        );
+        assert_eq!(
+            decode(r#"{"type":"accept","offer_id":"o"}"#),
+            Ok(ClientMessage::Accept {
+                offer_id: "o".into()
+            })
+        );
+        assert_eq!(
+            decode(r#"{"type":"complete","interaction_id":"i","disposition":"resolved"}"#),
+            Ok(ClientMessage::Complete {
+                interaction_id: "i".into(),
+                disposition: "resolved".into(),
+                notes: None
+            })
+        );
+    }
+
+    #[test]
+    fn bad_frames_say_what_is_wrong() {
+        let cases = [
+            ("hello", "not_json"),
+            (r#"{"token":"t"}"#, "bad_field"),
+            (r#"{"type":"dance"}"#, "unknown_type"),
+            (r#"{"type":"accept"}"#, "bad_field"),
+            (r#"{"type":"accept","offer_id":5}"#, "bad_field"),
+            (r#"{"type":"presence","status":"sleeping"}"#, "bad_field"),
+            (r#"{"type":"heartbeat","extra":1}"#, "bad_field"),
+        ];
+        for (frame, code) in cases {
+            let e = decode(frame).unwrap_err();
+            assert_eq!(e.code, code, "{frame}: {}", e.message);
+        }
+        assert!(decode(r#"{"type":"accept","offer_id":5}"#)
+            .unwrap_err()
+            .message
+            .contains("offer_id"));
+        assert_eq!(
+            decode(&"x".repeat(MAX_CLIENT_FRAME + 1)).unwrap_err().code,
+            "too_large"
+        );
+    }
+}
