@@ -24,6 +24,9 @@ pub struct InteractionView {
     subject: Option<String>,
     body: Option<String>,
     idempotency_key: String,
+    agent_id: Option<String>,
+    disposition: Option<String>,
+    notes: Option<String>,
     created_at: String,
     updated_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -47,6 +50,9 @@ impl InteractionView {
             subject: i.subject,
             body: i.body,
             idempotency_key: i.idempotency_key,
+            agent_id: i.agent_id,
+            disposition: i.disposition,
+            notes: i.notes,
             history: history.map(|h| h.into_iter().map(EventView::from).collect()),
         }
     }

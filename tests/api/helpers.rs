@@ -193,8 +193,19 @@ impl Drop for ServerProcess {
 /// Starts the `switchboard` binary on `database_url` with `data_dir`, waiting until it
 /// prints where it listens.
 pub fn start_process(database_url: &str, data_dir: &std::path::Path) -> ServerProcess {
+    start_process_with(database_url, data_dir, &[])
+}
+
+/// Like [`start_process`], with more environment variables.
+pub fn start_process_with(
+    database_url: &str,
+    data_dir: &std::path::Path,
+    env: &[(&str, &str)],
+) -> ServerProcess {
     use std::io::{BufRead, BufReader};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    command.envs(env.iter().copied());
+    let mut child = command
         .arg("serve")
         .env(
             "SWITCHBOARD_CONFIG",

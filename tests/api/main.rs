@@ -1,6 +1,7 @@
 //! End-to-end tests: the real server on a free port, driven over HTTP (and, for crashes
 //! and signals, as a separate process). Store tests run on SQLite and PostgreSQL both.
 
+mod agent_client;
 mod helpers;
 
 mod agents;
@@ -9,3 +10,4 @@ mod durability;
 mod import;
 mod interactions;
 mod operations;
+mod routing;

@@ -1,0 +1,496 @@
+//! Routing end to end: agents on real websockets, contacts over the API, the shipped
+//! routing rules with their timeouts shortened so the tests run in seconds.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::agent_client::{create_agent, Desktop};
+use crate::both_backends;
+use crate::helpers::{send, spawn_app_with, start_process_with, Backend, TestApp, TOKEN};
+
+/// The shipped rules with short timeouts: offers `offer_secs`, rings 2 s, wrap-up 1 s,
+/// the low tier's maximum wait 3 s, two misses set an agent away.
+fn test_rules(offer_secs: u64) -> String {
+    let shipped = include_str!("../../config/routing.toml");
+    let replaced = shipped
+        .replace(
+            "timeout_secs = 20\n",
+            &format!("timeout_secs = {offer_secs}\n"),
+        )
+        .replace("misses_before_away = 3", "misses_before_away = 2")
+        .replace("wrap_up_secs = 30", "wrap_up_secs = 1")
+        .replace(
+            "{ owner = true, timeout_secs = 15 }",
+            "{ owner = true, timeout_secs = 2 }",
+        )
+        .replace(
+            "{ min_level = 3, timeout_secs = 10 }",
+            "{ min_level = 3, timeout_secs = 2 }",
+        )
+        .replace(
+            "{ owner = true, timeout_secs = 30 }",
+            "{ owner = true, timeout_secs = 2 }",
+        )
+        .replace(
+            "{ topic_skill = true, timeout_secs = 30 }",
+            "{ topic_skill = true, timeout_secs = 2 }",
+        )
+        .replace("max_wait_secs = 600", "max_wait_secs = 3");
+    assert_ne!(replaced, shipped);
+    replaced
+}
+
+/// A server with the test rules; the directory holding them lives as long as the test.
+async fn app_with_rules(backend: Backend, offer_secs: u64) -> (TestApp, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("routing.toml");
+    std::fs::write(&path, test_rules(offer_secs)).unwrap();
+    let app = spawn_app_with(backend, |s| {
+        s.routing.rules_file = path.display().to_string()
+    })
+    .await;
+    (app, dir)
+}
+
+/// A customer with an explicit tier (and owner); answers its id.
+async fn customer(app: &TestApp, email: &str, tier: &str, owner: Option<&str>) -> String {
+    let (status, c) = app
+        .post(
+            "/api/customers",
+            &json!({ "tier": tier, "identities": [{ "kind": "email", "value": email }] }),
+        )
+        .await;
+    assert_eq!(status, 201, "{c}");
+    let id = c["id"].as_str().unwrap().to_string();
+    if let Some(owner) = owner {
+        let (status, _) = app
+            .put(&format!("/api/customers/{id}"), &json!({ "owner": owner }))
+            .await;
+        assert_eq!(status, 200);
+    }
+    id
+}
+
+async fn contact(app: &TestApp, email: &str, subject: &str) -> String {
+    let i = app
+        .contact(json!({ "customer": { "email": email }, "subject": subject }))
+        .await;
+    i["id"].as_str().unwrap().to_string()
+}
+
+fn kinds(history: &Value) -> Vec<String> {
+    history["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap().to_string())
+        .collect()
+}
+
+both_backends!(
+    a_high_tier_contact_goes_to_the_senior_ring_first_then_widens,
+    an_offer_that_is_declined_or_times_out_goes_to_the_next_agent,
+);
+
+async fn a_high_tier_contact_goes_to_the_senior_ring_first_then_widens(backend: Backend) {
+    let (app, _rules) = app_with_rules(backend, 10).await;
+    let (_, junior_token) = create_agent(&app, json!({ "name": "Junior", "level": 1 })).await;
+    let (senior_id, senior_token) =
+        create_agent(&app, json!({ "name": "Senior", "level": 3 })).await;
+    let mut junior = Desktop::available(&app.base, &junior_token).await;
+    let mut senior = Desktop::available(&app.base, &senior_token).await;
+    customer(&app, "vip@example.com", "high", None).await;
+
+    let id = contact(&app, "vip@example.com", "Order 7 is late").await;
+    let offer = senior.expect("offer").await;
+    assert_eq!(offer["interaction"]["id"], id.as_str());
+    assert_eq!(offer["interaction"]["tier"], "high");
+    assert_eq!(offer["interaction"]["subject"], "Order 7 is late");
+    assert!(
+        !offer["interaction"]["history"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "the offer carries recent history"
+    );
+    junior
+        .expect_none("offer", Duration::from_millis(500))
+        .await;
+
+    // The senior passes; the everyone ring opens 2 s after arrival and the junior gets it.
+    senior
+        .send(json!({ "type": "decline", "offer_id": offer["offer_id"], "reason": "busy" }))
+        .await;
+    assert_eq!(senior.expect("offer_ended").await["reason"], "declined");
+    let started = Instant::now();
+    assert_eq!(junior.take_offer().await, id);
+    assert!(started.elapsed() < Duration::from_secs(4));
+
+    let (_, i) = app.get(&format!("/api/interactions/{id}")).await;
+    assert_eq!(i["state"], "assigned");
+    let k = kinds(&i);
+    assert_eq!(
+        &k[k.len() - 4..],
+        ["offered", "offer_declined", "offered", "assigned"],
+        "{k:?}"
+    );
+    let first_offer = i["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "offered")
+        .unwrap();
+    let decision = &first_offer["data"]["decision"];
+    assert_eq!(decision["agent_id"], senior_id.as_str());
+    assert_eq!(decision["tier"], "high");
+    assert_eq!(decision["rings_open"], 1);
+    assert!(
+        decision["score_secs"].as_f64().unwrap() >= 300.0,
+        "{decision}"
+    );
+    assert_eq!(first_offer["data"]["rule_version"], 1);
+    assert_eq!(
+        decision["others"]["not in an open ring"], 1,
+        "the junior was not in the senior ring: {decision}"
+    );
+    app.stop().await;
+}
+
+async fn an_offer_that_is_declined_or_times_out_goes_to_the_next_agent(backend: Backend) {
+    let (app, _rules) = app_with_rules(backend, 1).await;
+    let (_, a_token) = create_agent(&app, json!({ "name": "A" })).await;
+    let (_, b_token) = create_agent(&app, json!({ "name": "B" })).await;
+    let mut a = Desktop::available(&app.base, &a_token).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut b = Desktop::available(&app.base, &b_token).await;
+
+    // A has been idle longer, so A is offered first; A lets it lapse.
+    let id = contact(&app, "someone@example.com", "Hello").await;
+    let offer = a.expect("offer").await;
+    assert_eq!(offer["interaction"]["id"], id.as_str());
+    assert_eq!(a.expect("offer_ended").await["reason"], "timed_out");
+    assert_eq!(b.take_offer().await, id);
+
+    // Two misses in a row set an agent away.
+    let second = contact(&app, "other@example.com", "Hi").await;
+    let offer = a.expect("offer").await;
+    assert_eq!(offer["interaction"]["id"], second.as_str());
+    a.send(json!({ "type": "decline", "offer_id": offer["offer_id"] }))
+        .await;
+    assert_eq!(a.expect("offer_ended").await["reason"], "declined");
+    let away = a.expect("presence").await;
+    assert_eq!(away["status"], "away", "{away}");
+    // Accepting an offer that is gone is answered, not obeyed.
+    a.send(json!({ "type": "accept", "offer_id": offer["offer_id"] }))
+        .await;
+    assert_eq!(a.expect("error").await["code"], "not_your_offer");
+    assert_eq!(b.take_offer().await, second);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_owner_is_offered_first_and_others_after_the_owner_timeout() {
+    let (app, _rules) = app_with_rules(Backend::Sqlite, 10).await;
+    let (am_id, am_token) = create_agent(&app, json!({ "name": "Account manager" })).await;
+    let (_, other_token) = create_agent(&app, json!({ "name": "Other", "level": 5 })).await;
+    let mut other = Desktop::available(&app.base, &other_token).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut am = Desktop::available(&app.base, &am_token).await;
+    customer(&app, "owned@example.com", "low", Some(&am_id)).await;
+
+    // The owner gets it though the other agent has been idle longer.
+    let first = contact(&app, "owned@example.com", "Renewal").await;
+    assert_eq!(am.take_offer().await, first);
+    other.expect_none("offer", Duration::from_millis(300)).await;
+
+    // The owner away: the contact waits for the owner's 2 s, then goes to the other agent.
+    am.send(json!({ "type": "presence", "status": "away", "reason": "lunch" }))
+        .await;
+    am.expect("presence").await;
+    let second = contact(&app, "owned@example.com", "Invoice").await;
+    let started = Instant::now();
+    assert_eq!(other.take_offer().await, second);
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "held for the owner first"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capacity_is_respected_and_wrap_up_comes_before_new_work() {
+    let (app, _rules) = app_with_rules(Backend::Sqlite, 10).await;
+    let (_, token) = create_agent(&app, json!({ "name": "Solo", "capacity": { "api": 1 } })).await;
+    let mut solo = Desktop::available(&app.base, &token).await;
+    let first = contact(&app, "one@example.com", "1").await;
+    let second = contact(&app, "two@example.com", "2").await;
+    assert_eq!(solo.take_offer().await, first);
+    solo.expect_none("offer", Duration::from_millis(700)).await;
+
+    solo.send(json!({ "type": "complete", "interaction_id": first, "disposition": "resolved", "notes": "refunded" })).await;
+    let done = solo.expect("completed").await;
+    assert!(done["wrap_up_until"].is_string());
+    let completed_at = Instant::now();
+    assert_eq!(solo.take_offer().await, second);
+    assert!(
+        completed_at.elapsed() >= Duration::from_millis(800),
+        "wrap-up of 1 s first"
+    );
+
+    let (_, i) = app.get(&format!("/api/interactions/{first}")).await;
+    assert_eq!(
+        (
+            i["state"].as_str(),
+            i["disposition"].as_str(),
+            i["notes"].as_str()
+        ),
+        (Some("completed"), Some("resolved"), Some("refunded"))
+    );
+    // Completing what one does not hold is refused.
+    solo.send(json!({ "type": "complete", "interaction_id": first, "disposition": "resolved" }))
+        .await;
+    assert_eq!(solo.expect("error").await["code"], "not_yours");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_low_tier_contact_is_served_by_its_maximum_wait_despite_high_tier_ones() {
+    let (app, _rules) = app_with_rules(Backend::Sqlite, 10).await;
+    let (_, token) = create_agent(
+        &app,
+        json!({ "name": "Only", "level": 5, "capacity": { "api": 1 } }),
+    )
+    .await;
+    customer(&app, "big@example.com", "high", None).await;
+    let low = contact(&app, "small@example.com", "low tier").await;
+    let mut highs = Vec::new();
+    for n in 0..6 {
+        highs.push(contact(&app, "big@example.com", &format!("high {n}")).await);
+    }
+    let mut desk = Desktop::available(&app.base, &token).await;
+    let mut served = Vec::new();
+    while served.len() < 7 {
+        let id = desk.take_offer().await;
+        served.push(id.clone());
+        desk.send(json!({ "type": "complete", "interaction_id": id, "disposition": "resolved" }))
+            .await;
+        desk.expect("completed").await;
+    }
+    let low_at = served.iter().position(|i| *i == low).unwrap();
+    assert!(low_at < 6, "the low contact passed its 3 s maximum wait and went before the remaining high ones: served {low_at}th");
+    assert!(
+        low_at > 0,
+        "before its maximum wait, high contacts go first"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_who_vanishes_mid_offer_loses_it_to_the_next_at_once() {
+    let (app, _rules) = app_with_rules(Backend::Sqlite, 30).await;
+    let (_, a_token) = create_agent(&app, json!({ "name": "A" })).await;
+    let (_, b_token) = create_agent(&app, json!({ "name": "B" })).await;
+    let mut a = Desktop::available(&app.base, &a_token).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut b = Desktop::available(&app.base, &b_token).await;
+    let id = contact(&app, "c@example.com", "x").await;
+    a.expect("offer").await;
+    let vanished = Instant::now();
+    a.vanish().await;
+    assert_eq!(b.take_offer().await, id);
+    assert!(
+        vanished.elapsed() < Duration::from_secs(5),
+        "not after the 30 s offer timeout"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_desktop_that_reconnects_resumes_with_every_missed_event_in_order() {
+    let (app, _rules) = app_with_rules(Backend::Sqlite, 30).await;
+    let (_, token) = create_agent(&app, json!({ "name": "A" })).await;
+    let mut a = Desktop::available(&app.base, &token).await;
+    let held = contact(&app, "held@example.com", "kept").await;
+    assert_eq!(a.take_offer().await, held);
+    let pending = contact(&app, "pending@example.com", "pending").await;
+    let offer = a.expect("offer").await;
+    assert_eq!(offer["interaction"]["id"], pending.as_str());
+    let (session, seen) = (a.session.clone(), a.last_seq);
+    a.vanish().await;
+
+    // While away, the offer was withdrawn: that event waits for the desktop.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut again = Desktop::login(&app.base, &token, Some((&session, seen))).await;
+    assert_eq!(again.welcome["resumed"], true);
+    again.last_seq = seen;
+    let missed = again.next().await;
+    assert_eq!(
+        (missed["type"].as_str(), missed["seq"].as_u64()),
+        (Some("offer_ended"), Some(seen + 1)),
+        "{missed}"
+    );
+    assert_eq!(missed["reason"], "agent disconnected");
+    // It was available before it vanished, so it is again, and gets the offer back.
+    assert_eq!(again.take_offer().await, pending);
+
+    // A new session (no resume) still gets back the work it holds.
+    again.vanish().await;
+    let fresh = Desktop::login(&app.base, &token, None).await;
+    let assigned: Vec<&str> = fresh.welcome["assigned"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(assigned.len(), 2);
+    assert!(assigned.contains(&held.as_str()) && assigned.contains(&pending.as_str()));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_frames_are_answered_and_a_wrong_token_is_refused() {
+    let (app, _rules) = app_with_rules(Backend::Sqlite, 30).await;
+    let (_, token) = create_agent(&app, json!({ "name": "A" })).await;
+    let mut a = Desktop::login(&app.base, &token, None).await;
+    for (frame, code) in [
+        ("not json", "not_json"),
+        (r#"{"type":"dance"}"#, "unknown_type"),
+        (r#"{"type":"accept"}"#, "bad_field"),
+        (r#"{"type":"accept","offer_id":"nope"}"#, "not_your_offer"),
+    ] {
+        a.send_text(frame).await;
+        let e = a.expect("error").await;
+        assert_eq!(e["code"], code, "{frame}: {e}");
+    }
+    a.send(json!({ "type": "heartbeat" })).await;
+    assert_eq!(
+        a.next().await["type"],
+        "heartbeat_ack",
+        "the connection is still usable"
+    );
+
+    let url = format!("{}/agent/ws", app.base.replacen("http://", "ws://", 1));
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    use futures_util::{SinkExt, StreamExt};
+    ws.send(tokio_tungstenite::tungstenite::Message::Text(
+        json!({ "type": "login", "token": "wrong" })
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    match ws.next().await {
+        Some(Ok(tokio_tungstenite::tungstenite::Message::Close(Some(c)))) => {
+            assert_eq!(
+                (u16::from(c.code), c.reason.as_str()),
+                (4001, "invalid token")
+            );
+        }
+        other => panic!("expected a close with a reason, got {other:?}"),
+    }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_queue_shows_waiting_work_agents_and_service_level() {
+    let (app, _rules) = app_with_rules(Backend::Sqlite, 30).await;
+    let (_, token) = create_agent(&app, json!({ "name": "A", "capacity": { "api": 1 } })).await;
+    let mut a = Desktop::available(&app.base, &token).await;
+    contact(&app, "q1@example.com", "1").await;
+    contact(&app, "q2@example.com", "2").await;
+    a.take_offer().await;
+    let (status, q) = app.get("/api/queue").await;
+    assert_eq!(status, 200, "{q}");
+    assert_eq!(q["waiting"], 1);
+    assert_eq!(q["by_tier"]["low"]["waiting"], 1);
+    assert_eq!(q["by_channel"]["api"], 1);
+    assert_eq!(q["agents"][0]["holding"], 1);
+    assert_eq!(q["service_level"]["low"]["answered"], 1);
+    assert_eq!(q["service_level"]["low"]["within_target"], 1);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigkill_loses_no_offered_or_assigned_interaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("routing.toml");
+    std::fs::write(&rules, test_rules(30)).unwrap();
+    let url = Backend::Sqlite.fresh_database(dir.path()).await;
+    let server = start_process_with(
+        &url,
+        dir.path(),
+        &[(
+            "SWITCHBOARD__ROUTING__RULES_FILE",
+            rules.display().to_string().as_str(),
+        )],
+    );
+    let client = reqwest::Client::new();
+    let (_, agent) = send(
+        client
+            .post(format!("{}/api/agents", server.base))
+            .bearer_auth(TOKEN)
+            .json(&json!({ "name": "A" })),
+    )
+    .await;
+    let token = agent["token"].as_str().unwrap().to_string();
+    let mut a = Desktop::available(&server.base, &token).await;
+    let post = |subject: &'static str| {
+        let (client, base) = (client.clone(), server.base.clone());
+        async move {
+            let (status, i) = send(
+                client
+                    .post(format!("{base}/api/interactions"))
+                    .bearer_auth(TOKEN)
+                    .json(&json!({ "customer": { "email": "k@example.com" }, "subject": subject })),
+            )
+            .await;
+            assert_eq!(status, 201);
+            i["id"].as_str().unwrap().to_string()
+        }
+    };
+    let assigned = post("assigned").await;
+    assert_eq!(a.take_offer().await, assigned);
+    let offered = post("offered").await;
+    assert_eq!(
+        a.expect("offer").await["interaction"]["id"],
+        offered.as_str()
+    );
+    drop(server); // SIGKILL
+
+    let server = start_process_with(
+        &url,
+        dir.path(),
+        &[(
+            "SWITCHBOARD__ROUTING__RULES_FILE",
+            rules.display().to_string().as_str(),
+        )],
+    );
+    let state = |id: String| {
+        let (client, base) = (client.clone(), server.base.clone());
+        async move {
+            let (_, i) = send(
+                client
+                    .get(format!("{base}/api/interactions/{id}"))
+                    .bearer_auth(TOKEN),
+            )
+            .await;
+            i["state"].as_str().unwrap().to_string()
+        }
+    };
+    assert_eq!(state(assigned.clone()).await, "assigned");
+    assert_eq!(
+        state(offered.clone()).await,
+        "queued",
+        "an offer dies with the server; the contact waits again"
+    );
+    let mut a = Desktop::login(&server.base, &token, None).await;
+    assert_eq!(
+        a.welcome["assigned"][0]["id"],
+        assigned.as_str(),
+        "the agent gets its work back"
+    );
+    a.send(json!({ "type": "presence", "status": "available" }))
+        .await;
+    assert_eq!(a.take_offer().await, offered);
+}
