@@ -144,6 +144,13 @@ pub fn answered(tier: &str, waited_ms: i64) {
         .record(waited_ms.max(0) as f64 / 1000.0);
 }
 
+/// A waiting interaction ended on the customer's side after `waited_ms`.
+pub fn abandoned(tier: &str, waited_ms: i64) {
+    counter!("switchboard_abandoned_total", "tier" => tier.to_string()).increment(1);
+    histogram!("switchboard_abandoned_wait_seconds", "tier" => tier.to_string())
+        .record(waited_ms.max(0) as f64 / 1000.0);
+}
+
 /// An HTTP request was answered.
 pub fn http_answered(route: &str, status: u16) {
     let class = match status {

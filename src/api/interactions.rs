@@ -11,6 +11,7 @@ use switchboard_contract::{ChannelKind, CustomerHint, NewInteraction};
 use super::error::{check_id, ApiError, ApiJson, ApiPath};
 use super::views::InteractionView;
 use super::AppState;
+use crate::routing::router::Ended;
 use crate::store::{history, interactions, new_id};
 
 /// The body of `POST /api/interactions`.
@@ -89,6 +90,52 @@ pub async fn create(
             .insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     Ok(response)
+}
+
+/// The body of `POST /api/interactions/{id}/end`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct EndInteraction {
+    /// Why (`withdrawn`, `resolved elsewhere`…); `withdrawn` when left out.
+    reason: Option<String>,
+}
+
+/// `POST /api/interactions/{id}/end`: the contact ended on the customer's side (the
+/// request was withdrawn). Waiting, it is abandoned with its wait logged; held by an
+/// agent, the agent is told and completes it as usual.
+pub async fn end(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(req): ApiJson<EndInteraction>,
+) -> Result<Json<InteractionView>, ApiError> {
+    check_id("interaction", &id)?;
+    let reason: String = req
+        .reason
+        .unwrap_or_else(|| "withdrawn".into())
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(200)
+        .collect();
+    let ended = state
+        .router
+        .end(&id, &reason)
+        .await
+        .ok_or_else(|| ApiError::Unavailable("the router is restarting".into()))??;
+    match ended {
+        Ended::Unknown => {
+            return Err(ApiError::NotFound(format!(
+                "no interaction has the id '{id}'"
+            )))
+        }
+        Ended::Already => {
+            return Err(ApiError::Conflict {
+                field: None,
+                message: "the interaction has already ended".into(),
+            })
+        }
+        Ended::Abandoned | Ended::WhileHeld => {}
+    }
+    get(State(state), ApiPath(id)).await
 }
 
 /// `GET /api/interactions/{id}`: the interaction with its whole history.

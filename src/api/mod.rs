@@ -63,6 +63,7 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/api/interactions", post(interactions::create))
         .route("/api/interactions/{id}", get(interactions::get))
+        .route("/api/interactions/{id}/end", post(interactions::end))
         .route(
             "/api/customers",
             post(customers::create).get(customers::lookup),

@@ -71,6 +71,24 @@ enum Command {
     Snapshot {
         reply: oneshot::Sender<Value>,
     },
+    End {
+        interaction_id: String,
+        reason: String,
+        reply: oneshot::Sender<Result<Ended, sqlx::Error>>,
+    },
+}
+
+/// What ending an interaction came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// It was waiting: now abandoned, with its wait logged.
+    Abandoned,
+    /// An agent holds it: the agent was told, and completes it as usual.
+    WhileHeld,
+    /// It had ended already.
+    Already,
+    /// No such interaction.
+    Unknown,
 }
 
 /// Talks to the router task. Cheap to clone.
@@ -114,6 +132,22 @@ impl RouterHandle {
             agent_id: agent_id.into(),
             conn,
         });
+    }
+
+    /// Ends an interaction on the customer's side, wherever it is.
+    pub async fn end(
+        &self,
+        interaction_id: &str,
+        reason: &str,
+    ) -> Option<Result<Ended, sqlx::Error>> {
+        let (reply, answer) = oneshot::channel();
+        let cmd = Command::End {
+            interaction_id: interaction_id.into(),
+            reason: reason.into(),
+            reply,
+        };
+        self.tx.send(cmd).ok()?;
+        answer.await.ok()
     }
 
     /// The live queue and agents, as `GET /api/queue` shows them.
@@ -391,6 +425,14 @@ impl Router {
             }
             Command::Snapshot { reply } => {
                 let _ = reply.send(self.snapshot(now_ms()));
+            }
+            Command::End {
+                interaction_id,
+                reason,
+                reply,
+            } => {
+                self.take_fresh().await;
+                let _ = reply.send(self.end(&interaction_id, &reason, now_ms()).await);
             }
         }
     }
@@ -676,6 +718,63 @@ impl Router {
                 "the store could not record the completion; try again",
             ),
         }
+    }
+
+    /// The contact ended on the customer's side: abandoned if it was waiting (its offer
+    /// withdrawn), or told to the agent who holds it.
+    async fn end(&mut self, id: &str, reason: &str, now: i64) -> Result<Ended, sqlx::Error> {
+        if let Some(item) = self.waiting.get(id) {
+            let (tier, customer_id, waited_ms, offer) = (
+                item.w.tier.clone(),
+                item.customer_id.clone(),
+                now - item.w.enqueued_at_ms,
+                item.offer.clone(),
+            );
+            let event = NewEvent {
+                customer_id,
+                interaction_id: Some(id.to_string()),
+                kind: "abandoned",
+                actor: "customer".into(),
+                data: json!({ "reason": reason, "waited_secs": waited_ms as f64 / 1000.0 }),
+            };
+            if !self
+                .commit(id, &["queued", "offered"], "abandoned", None, event, now)
+                .await?
+            {
+                return Ok(Ended::Already);
+            }
+            self.waiting.remove(id);
+            self.queue.remove(id);
+            if let Some(offer_id) = offer {
+                if let Some(o) = self.offers.remove(&offer_id) {
+                    if let Some(s) = self.agents.get_mut(&o.agent_id) {
+                        s.offer = None;
+                        s.emit(json!({ "type": "interaction_ended", "interaction_id": id, "offer_id": offer_id, "reason": reason }));
+                    }
+                }
+            }
+            telemetry::abandoned(&tier, waited_ms);
+            return Ok(Ended::Abandoned);
+        }
+        let mut conn = self.store.pool().acquire().await?;
+        let Some(row) = interactions::get(&mut conn, id).await? else {
+            return Ok(Ended::Unknown);
+        };
+        if row.state != "assigned" {
+            return Ok(Ended::Already);
+        }
+        let event = NewEvent {
+            customer_id: row.customer_id.clone(),
+            interaction_id: Some(id.to_string()),
+            kind: "ended_by_customer",
+            actor: "customer".into(),
+            data: json!({ "reason": reason, "agent_id": row.agent_id }),
+        };
+        history::append(&mut conn, &[event], now).await?;
+        if let Some(s) = row.agent_id.as_deref().and_then(|a| self.agents.get_mut(a)) {
+            s.emit(json!({ "type": "interaction_ended", "interaction_id": id, "reason": reason }));
+        }
+        Ok(Ended::WhileHeld)
     }
 
     /// Moves an interaction and writes its history event in one transaction.

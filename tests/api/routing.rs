@@ -494,3 +494,69 @@ async fn a_sigkill_loses_no_offered_or_assigned_interaction() {
         .await;
     assert_eq!(a.take_offer().await, offered);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contact_withdrawn_while_waiting_or_offered_is_abandoned_with_its_wait() {
+    let (app, _rules) = app_with_rules(Backend::Sqlite, 30).await;
+    let waiting = contact(&app, "w@example.com", "no agent yet").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (status, i) = app
+        .post(
+            &format!("/api/interactions/{waiting}/end"),
+            &json!({ "reason": "customer gave up" }),
+        )
+        .await;
+    assert_eq!(
+        (status, i["state"].as_str().unwrap()),
+        (200, "abandoned"),
+        "{i}"
+    );
+    let abandoned = i["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "abandoned")
+        .unwrap();
+    assert!(
+        abandoned["data"]["waited_secs"].as_f64().unwrap() >= 0.2,
+        "{abandoned}"
+    );
+    assert_eq!(abandoned["data"]["reason"], "customer gave up");
+    let (status, _) = app
+        .post(&format!("/api/interactions/{waiting}/end"), &json!({}))
+        .await;
+    assert_eq!(status, 409, "it has ended already");
+
+    let (_, token) = create_agent(&app, json!({ "name": "A" })).await;
+    let mut a = Desktop::available(&app.base, &token).await;
+    let offered = contact(&app, "o@example.com", "on offer").await;
+    assert_eq!(
+        a.expect("offer").await["interaction"]["id"],
+        offered.as_str()
+    );
+    let (status, _) = app
+        .post(&format!("/api/interactions/{offered}/end"), &json!({}))
+        .await;
+    assert_eq!(status, 200);
+    let ended = a.expect("interaction_ended").await;
+    assert_eq!(
+        (ended["interaction_id"].as_str(), ended["reason"].as_str()),
+        (Some(offered.as_str()), Some("withdrawn"))
+    );
+    let (_, q) = app.get("/api/queue").await;
+    assert_eq!(q["waiting"], 0);
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("switchboard_abandoned_total{tier=\"low\"}"),
+        "{metrics}"
+    );
+    app.stop().await;
+}
