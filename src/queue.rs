@@ -16,6 +16,8 @@ use crate::telemetry;
 pub struct Waiting {
     /// The interaction's id.
     pub interaction_id: String,
+    /// The customer it belongs to.
+    pub customer_id: String,
     /// The customer's tier at entry.
     pub tier: String,
     /// Its channel.
@@ -142,6 +144,7 @@ mod tests {
     fn w(id: &str, tier: &str, at: i64) -> Waiting {
         Waiting {
             interaction_id: id.into(),
+            customer_id: "c".into(),
             tier: tier.into(),
             channel: ChannelKind::Api,
             topic: None,

@@ -348,6 +348,7 @@ impl Writer {
 pub fn waiting(i: &InteractionRow) -> Waiting {
     Waiting {
         interaction_id: i.id.clone(),
+        customer_id: i.customer_id.clone(),
         tier: i.tier.clone(),
         channel: ChannelKind::parse(&i.channel).unwrap_or(ChannelKind::Api),
         topic: i.topic.clone(),

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use switchboard_contract::ChannelKind;
 
+use super::index::WaitingIndex;
 use super::rules::{Capacity, Ring, Rules, Strategy};
 
 /// A waiting interaction, as the policy sees it.
@@ -136,58 +137,46 @@ pub const MAX_LISTED: usize = 20;
 
 /// The offers to make now. Interactions are taken in order (overdue first, then by
 /// score); each goes to an agent of its innermost open ring that can take it, chosen by
-/// the strategy. An agent gets at most one offer per call.
+/// the strategy. An agent gets at most one offer per call. (The router keeps a
+/// [`WaitingIndex`] and calls [`super::index::route`] directly; this builds one.)
 pub fn route(
     waiting: &[WaitingInteraction],
     agents: &[AgentView],
     rules: &Rules,
     now_ms: i64,
 ) -> Vec<Decision> {
-    // Agents who could take anything at all now; the rest never need looking at.
-    let mut free: Vec<&AgentView> = agents.iter().filter(|a| ready(a, now_ms)).collect();
-    if free.is_empty() {
-        return Vec::new();
+    let mut index = WaitingIndex::default();
+    for w in waiting {
+        index.insert(w.clone());
     }
-    let mut order: Vec<(bool, f64, &WaitingInteraction)> = waiting
-        .iter()
-        .map(|w| {
-            let (score, overdue) = score(w, rules, now_ms);
-            (overdue, score, w)
-        })
-        .collect();
-    order.sort_by(|a, b| {
-        b.0.cmp(&a.0)
-            .then(b.1.total_cmp(&a.1))
-            .then(a.2.enqueued_at_ms.cmp(&b.2.enqueued_at_ms))
-            .then(a.2.id.cmp(&b.2.id))
-    });
+    super::index::route(&index, agents, rules, now_ms)
+}
 
-    let mut decisions = Vec::new();
-    for (overdue, score_secs, w) in order {
-        if free.is_empty() {
-            break;
-        }
-        let rings = rings_of(w, rules);
-        let open = rings_open(&rings, now_ms - w.enqueued_at_ms);
-        let Some((ring, chosen)) = choose(w, &rings[..open], &free, rules) else {
-            continue;
-        };
-        let (considered, others) = explain(w, &rings[..open], agents, chosen, ring, rules, now_ms);
-        decisions.push(Decision {
-            interaction_id: w.id.clone(),
-            agent_id: chosen.id.clone(),
-            tier: w.tier.clone(),
-            score_secs,
-            overdue,
-            ring,
-            rings_open: open,
-            considered,
-            others,
-        });
-        let chosen_id = chosen.id.clone();
-        free.retain(|a| a.id != chosen_id);
-    }
-    decisions
+/// The decision for one interaction among the `free` agents, if any can take it.
+pub(super) fn decide_one(
+    w: &WaitingInteraction,
+    overdue: bool,
+    score_secs: f64,
+    free: &[&AgentView],
+    agents: &[AgentView],
+    rules: &Rules,
+    now_ms: i64,
+) -> Option<Decision> {
+    let rings = rings_of(w, rules);
+    let open = rings_open(&rings, now_ms - w.enqueued_at_ms);
+    let (ring, chosen) = choose(w, &rings[..open], free, rules)?;
+    let (considered, others) = explain(w, &rings[..open], agents, chosen, ring, rules, now_ms);
+    Some(Decision {
+        interaction_id: w.id.clone(),
+        agent_id: chosen.id.clone(),
+        tier: w.tier.clone(),
+        score_secs,
+        overdue,
+        ring,
+        rings_open: open,
+        considered,
+        others,
+    })
 }
 
 /// Seconds waited plus the tier's head start, and whether it is past its maximum wait.
@@ -233,7 +222,7 @@ pub fn rings_open(rings: &[Ring], waited_ms: i64) -> usize {
 }
 
 /// Could the agent take any work now?
-fn ready(a: &AgentView, now_ms: i64) -> bool {
+pub(super) fn ready(a: &AgentView, now_ms: i64) -> bool {
     a.presence == Presence::Available
         && !a.has_pending_offer
         && a.wrap_up_until_ms.is_none_or(|t| t <= now_ms)

@@ -19,6 +19,7 @@ use switchboard_contract::ChannelKind;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use super::index::{self, WaitingIndex};
 use super::policy::{self, AgentView, Load, Presence, WaitingInteraction};
 use super::protocol::{ClientMessage, PresenceRequest, Resume};
 use super::rules::{Capacity, Rules};
@@ -247,6 +248,7 @@ pub fn start(
         queue,
         times,
         waiting: HashMap::new(),
+        index: WaitingIndex::default(),
         agents: HashMap::new(),
         offers: HashMap::new(),
         next_conn: 0,
@@ -261,6 +263,8 @@ struct Router {
     queue: Arc<Queue>,
     times: SessionTimes,
     waiting: HashMap<String, Item>,
+    /// The waiting interactions not on offer, as the policy reads them.
+    index: WaitingIndex,
     agents: HashMap<String, Session>,
     offers: HashMap<String, Offer>,
     next_conn: u64,
@@ -320,16 +324,8 @@ impl Router {
             .values()
             .any(|s| s.presence == Presence::Available)
         {
-            for item in self.waiting.values().filter(|i| i.offer.is_none()) {
-                let rings = policy::rings_of(&item.w, &self.rules);
-                let mut at = item.w.enqueued_at_ms;
-                for ring in rings.iter().take(rings.len().saturating_sub(1)) {
-                    at += ring.timeout_secs.unwrap_or(0) as i64 * 1000;
-                    if at > now {
-                        next = next.min(at);
-                        break;
-                    }
-                }
+            if let Some(at) = self.index.next_ring_opening(&self.rules, now) {
+                next = next.min(at);
             }
         }
         next
@@ -348,42 +344,34 @@ impl Router {
             }
         };
         for w in fresh {
-            let (customer_id, owner) = owners.get(&w.interaction_id).cloned().unwrap_or_default();
-            self.waiting.insert(
-                w.interaction_id.clone(),
-                Item {
-                    w: WaitingInteraction {
-                        id: w.interaction_id.clone(),
-                        tier: w.tier,
-                        channel: w.channel,
-                        topic: w.topic,
-                        owner,
-                        enqueued_at_ms: w.enqueued_at,
-                        excluded: Vec::new(),
-                    },
-                    customer_id,
-                    offer: None,
+            let item = Item {
+                w: WaitingInteraction {
+                    id: w.interaction_id.clone(),
+                    owner: owners.get(&w.customer_id).cloned().flatten(),
+                    tier: w.tier,
+                    channel: w.channel,
+                    topic: w.topic,
+                    enqueued_at_ms: w.enqueued_at,
+                    excluded: Vec::new(),
                 },
-            );
+                customer_id: w.customer_id,
+                offer: None,
+            };
+            self.index.insert(item.w.clone());
+            self.waiting.insert(w.interaction_id, item);
         }
     }
 
-    /// Each interaction's customer and the customer's owner.
+    /// Each new interaction's customer's owner, in one query.
     async fn owners(
         &self,
         fresh: &[Waiting],
-    ) -> Result<HashMap<String, (String, Option<String>)>, sqlx::Error> {
+    ) -> Result<HashMap<String, Option<String>>, sqlx::Error> {
+        let mut ids: Vec<String> = fresh.iter().map(|w| w.customer_id.clone()).collect();
+        ids.sort();
+        ids.dedup();
         let mut conn = self.store.pool().acquire().await?;
-        let mut out = HashMap::new();
-        for w in fresh {
-            if let Some(i) = interactions::get(&mut conn, &w.interaction_id).await? {
-                let owner = customers::get(&mut conn, &i.customer_id)
-                    .await?
-                    .and_then(|c| c.owner_agent_id);
-                out.insert(w.interaction_id.clone(), (i.customer_id, owner));
-            }
-        }
-        Ok(out)
+        customers::owners_of(&mut conn, &ids).await
     }
 
     async fn handle(&mut self, cmd: Command) {
@@ -626,6 +614,7 @@ impl Router {
             Ok(true) => {
                 self.offers.remove(offer_id);
                 self.waiting.remove(&interaction_id);
+                self.index.remove(&interaction_id);
                 self.queue.remove(&interaction_id);
                 s.offer = None;
                 s.misses = 0;
@@ -744,6 +733,7 @@ impl Router {
                 return Ok(Ended::Already);
             }
             self.waiting.remove(id);
+            self.index.remove(id);
             self.queue.remove(id);
             if let Some(offer_id) = offer {
                 if let Some(o) = self.offers.remove(&offer_id) {
@@ -813,6 +803,7 @@ impl Router {
         };
         item.offer = None;
         item.w.excluded.push(offer.agent_id.clone());
+        self.index.insert(item.w.clone());
         let tier = item.w.tier.clone();
         let event = NewEvent {
             customer_id: item.customer_id.clone(),
@@ -866,6 +857,7 @@ impl Router {
         };
         if let Some(item) = self.waiting.get_mut(&offer.interaction_id) {
             item.offer = None;
+            self.index.insert(item.w.clone());
             let event = NewEvent {
                 customer_id: item.customer_id.clone(),
                 interaction_id: Some(offer.interaction_id.clone()),
@@ -954,13 +946,7 @@ impl Router {
 
     /// Asks the policy what to offer, and offers it.
     async fn dispatch(&mut self, now: i64) {
-        let candidates: Vec<WaitingInteraction> = self
-            .waiting
-            .values()
-            .filter(|i| i.offer.is_none())
-            .map(|i| i.w.clone())
-            .collect();
-        if candidates.is_empty() {
+        if self.index.is_empty() {
             return;
         }
         let agents: Vec<AgentView> = self
@@ -968,7 +954,7 @@ impl Router {
             .values()
             .map(|s| view(s, self.rules.capacity))
             .collect();
-        let decisions = policy::route(&candidates, &agents, &self.rules, now);
+        let decisions = index::route(&self.index, &agents, &self.rules, now);
         for d in decisions {
             self.offer(d, now).await;
         }
@@ -1010,6 +996,7 @@ impl Router {
             Ok(false) => {
                 // No longer waiting in the store (ended elsewhere): forget it.
                 self.waiting.remove(&d.interaction_id);
+                self.index.remove(&d.interaction_id);
                 self.queue.remove(&d.interaction_id);
                 return;
             }
@@ -1023,6 +1010,7 @@ impl Router {
         if let Some(item) = self.waiting.get_mut(&d.interaction_id) {
             item.offer = Some(offer_id.clone());
         }
+        self.index.remove(&d.interaction_id);
         self.offers.insert(
             offer_id.clone(),
             Offer {

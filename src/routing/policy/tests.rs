@@ -389,3 +389,90 @@ fn nobody_free_means_nothing_to_decide() {
     .is_empty());
     assert!(route(&[], &[agent("a", 3, 60)], &rules(), NOW).is_empty());
 }
+
+/// The policy without the index: every interaction scored and sorted, each tried in turn.
+fn reference(
+    waiting: &[WaitingInteraction],
+    agents: &[AgentView],
+    rules: &Rules,
+    now: i64,
+) -> Vec<(String, String)> {
+    let mut free: Vec<&AgentView> = agents.iter().filter(|a| ready(a, now)).collect();
+    let mut order: Vec<(bool, f64, &WaitingInteraction)> = waiting
+        .iter()
+        .map(|w| {
+            let (s, o) = score(w, rules, now);
+            (o, s, w)
+        })
+        .collect();
+    order.sort_by(|a, b| {
+        b.0.cmp(&a.0)
+            .then(b.1.total_cmp(&a.1))
+            .then(a.2.enqueued_at_ms.cmp(&b.2.enqueued_at_ms))
+            .then(a.2.id.cmp(&b.2.id))
+    });
+    let mut out = Vec::new();
+    for (o, s, w) in order {
+        if let Some(d) = decide_one(w, o, s, &free, agents, rules, now) {
+            free.retain(|a| a.id != d.agent_id);
+            out.push((d.interaction_id, d.agent_id));
+        }
+    }
+    out
+}
+
+#[test]
+fn the_index_decides_exactly_as_scoring_every_interaction_would() {
+    let r = rules();
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    for round in 0..300 {
+        let agents: Vec<AgentView> = (0..next(6) + 1)
+            .map(|i| {
+                let mut a = agent(&format!("a{i}"), (next(5) + 1) as u8, next(900) as i64);
+                a.skills = ["billing", "complaints", "shipping"]
+                    .iter()
+                    .filter(|_| next(2) == 0)
+                    .map(|s| s.to_string())
+                    .collect();
+                a.load.chat = next(4) as u32;
+                a.load.phone = u32::from(next(5) == 0);
+                a.presence = if next(6) == 0 {
+                    Presence::Away
+                } else {
+                    Presence::Available
+                };
+                a
+            })
+            .collect();
+        let waiting: Vec<WaitingInteraction> = (0..next(40))
+            .map(|i| {
+                let tier = ["high", "medium", "low"][next(3) as usize];
+                let channel =
+                    [ChannelKind::Chat, ChannelKind::Email, ChannelKind::Phone][next(3) as usize];
+                let mut w = waiting(&format!("w{i}"), tier, channel, next(700) as i64);
+                w.topic = [None, Some("billing"), Some("complaint")][next(3) as usize]
+                    .map(str::to_string);
+                w.owner = if next(4) == 0 {
+                    Some(format!("a{}", next(6)))
+                } else {
+                    None
+                };
+                if next(5) == 0 {
+                    w.excluded = vec![format!("a{}", next(6))];
+                }
+                w
+            })
+            .collect();
+        assert_eq!(
+            offers(&waiting, &agents, &r),
+            reference(&waiting, &agents, &r, NOW),
+            "round {round}"
+        );
+    }
+}
