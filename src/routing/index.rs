@@ -145,8 +145,19 @@ pub fn route(
     rules: &Rules,
     now_ms: i64,
 ) -> Vec<Decision> {
-    let mut free: Vec<&AgentView> = agents.iter().filter(|a| policy::ready(a, now_ms)).collect();
-    if free.is_empty() {
+    // Per channel, the agents who could take work on it now. Most agents of a busy
+    // centre are at capacity: they are left out here, so a head no free agent can
+    // take costs nothing to try.
+    let mut free: [Vec<&AgentView>; 4] = Default::default();
+    for a in agents.iter().filter(|a| policy::ready(a, now_ms)) {
+        for (slot, channel) in ChannelKind::ALL.iter().enumerate() {
+            if policy::has_room(a, *channel, rules) {
+                free[slot].push(a);
+            }
+        }
+    }
+    let slot = |c: ChannelKind| ChannelKind::ALL.iter().position(|x| *x == c).unwrap_or(0);
+    if free.iter().all(Vec::is_empty) {
         return Vec::new();
     }
     let mut heap: BinaryHeap<Head<'_>> = index
@@ -166,12 +177,19 @@ pub fn route(
         .collect();
     let mut decisions = Vec::new();
     while let Some(h) = heap.pop() {
-        if free.is_empty() {
+        if free.iter().all(Vec::is_empty) {
             break;
         }
-        match policy::decide_one(h.w, h.overdue, h.score, &free, agents, rules, now_ms) {
+        let candidates = &free[slot(h.w.channel)];
+        if candidates.is_empty() {
+            // Nobody can take this channel now: the whole bucket waits.
+            continue;
+        }
+        match policy::decide_one(h.w, h.overdue, h.score, candidates, agents, rules, now_ms) {
             Some(d) => {
-                free.retain(|a| a.id != d.agent_id);
+                for list in free.iter_mut() {
+                    list.retain(|a| a.id != d.agent_id);
+                }
                 decisions.push(d);
             }
             // Not servable now, and not for want of a decline: nor is any younger

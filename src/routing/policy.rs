@@ -237,17 +237,49 @@ fn in_ring(ring: &Ring, a: &AgentView, w: &WaitingInteraction) -> bool {
 }
 
 /// Why a ready agent cannot take this interaction, if it cannot.
-fn cannot_take(a: &AgentView, w: &WaitingInteraction, rules: &Rules) -> Option<String> {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Obstacle {
+    Declined,
+    OnCall,
+    AtCapacity(u32, u32),
+}
+
+impl Obstacle {
+    /// The reason without its figures, for counting.
+    fn category(self) -> &'static str {
+        match self {
+            Obstacle::Declined => "declined or missed this interaction",
+            Obstacle::OnCall => "on a call",
+            Obstacle::AtCapacity(..) => "at capacity",
+        }
+    }
+
+    fn describe(self, channel: ChannelKind) -> String {
+        match self {
+            Obstacle::AtCapacity(load, cap) => format!("at capacity for {channel} ({load}/{cap})"),
+            other => other.category().to_string(),
+        }
+    }
+}
+
+/// Has the agent room for work on `channel` (not at capacity, not blocked by a call)?
+pub(super) fn has_room(a: &AgentView, channel: ChannelKind, rules: &Rules) -> bool {
+    let blocked =
+        rules.capacity.calls_block_other_work && channel != ChannelKind::Phone && a.load.phone > 0;
+    !blocked && a.load.of(channel) < a.capacity.of(channel)
+}
+
+fn cannot_take(a: &AgentView, w: &WaitingInteraction, rules: &Rules) -> Option<Obstacle> {
     if w.excluded.contains(&a.id) {
-        return Some("declined or missed this interaction".into());
+        return Some(Obstacle::Declined);
     }
     if rules.capacity.calls_block_other_work && w.channel != ChannelKind::Phone && a.load.phone > 0
     {
-        return Some("on a call".into());
+        return Some(Obstacle::OnCall);
     }
     let (load, cap) = (a.load.of(w.channel), a.capacity.of(w.channel));
     if load >= cap {
-        return Some(format!("at capacity for {} ({load}/{cap})", w.channel));
+        return Some(Obstacle::AtCapacity(load, cap));
     }
     None
 }
@@ -302,35 +334,51 @@ fn explain(
             strategy_reason(chosen, rules.selection.strategy, now_ms)
         ),
     }];
-    let mut others: BTreeMap<String, usize> = BTreeMap::new();
+    // Every agent is accounted for, but only the first few are described in words: a
+    // centre of a thousand agents must not cost a thousand sentences per decision.
+    let mut others: BTreeMap<&'static str, usize> = BTreeMap::new();
     for a in agents.iter().filter(|a| a.id != chosen.id) {
-        let reason = match open.iter().position(|r| in_ring(r, a, w)) {
-            None => "not in an open ring".to_string(),
-            Some(_) if a.presence != Presence::Available => {
-                format!("{:?}", a.presence).to_lowercase()
-            }
-            Some(_) if a.has_pending_offer => "already has an offer".to_string(),
-            Some(_) if a.wrap_up_until_ms.is_some_and(|t| t > now_ms) => "in wrap-up".to_string(),
-            Some(r) => match cannot_take(a, w, rules) {
-                Some(why) => why,
-                None if r > ring => format!("in ring {r}, after ring {ring}"),
-                None => format!(
-                    "ring {r}, {} comes first",
-                    rules_word(rules.selection.strategy)
-                ),
-            },
+        let in_open = open.iter().position(|r| in_ring(r, a, w));
+        let obstacle = in_open.and_then(|_| cannot_take(a, w, rules));
+        let category = match in_open {
+            None => "not in an open ring",
+            Some(_) if a.presence == Presence::Away => "away",
+            Some(_) if a.presence == Presence::Offline => "offline",
+            Some(_) if a.has_pending_offer => "already has an offer",
+            Some(_) if a.wrap_up_until_ms.is_some_and(|t| t > now_ms) => "in wrap-up",
+            Some(_) if obstacle.is_some() => obstacle.map_or("", Obstacle::category),
+            Some(r) if r > ring => "in a later ring",
+            Some(_) => "another agent comes first",
         };
-        if considered.len() < MAX_LISTED && reason != "not in an open ring" {
+        if considered.len() < MAX_LISTED && category != "not in an open ring" {
+            // Only the listed few are described in words.
+            let reason = match (category, obstacle, in_open) {
+                ("in a later ring", _, Some(r)) => format!("in ring {r}, after ring {ring}"),
+                ("another agent comes first", _, Some(r)) => {
+                    format!(
+                        "ring {r}, {} comes first",
+                        rules_word(rules.selection.strategy)
+                    )
+                }
+                (_, Some(o), _) if category == o.category() => o.describe(w.channel),
+                _ => category.to_string(),
+            };
             considered.push(Considered {
                 agent_id: a.id.clone(),
                 chosen: false,
                 reason,
             });
         } else {
-            *others.entry(generalise(&reason)).or_default() += 1;
+            *others.entry(category).or_default() += 1;
         }
     }
-    (considered, others)
+    (
+        considered,
+        others
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+    )
 }
 
 fn strategy_reason(a: &AgentView, strategy: Strategy, now_ms: i64) -> String {
@@ -350,11 +398,6 @@ fn rules_word(strategy: Strategy) -> &'static str {
         Strategy::LeastBusy => "a less busy agent",
         Strategy::RoundRobin => "an agent earlier in turn",
     }
-}
-
-/// A reason without its figures, for counting.
-fn generalise(reason: &str) -> String {
-    reason.split(" (").next().unwrap_or(reason).to_string()
 }
 
 #[cfg(test)]
