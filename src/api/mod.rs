@@ -8,6 +8,7 @@ pub mod error;
 mod import;
 mod interactions;
 mod ops;
+mod supervisor_ws;
 mod views;
 
 use std::sync::Arc;
@@ -98,6 +99,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route("/agent/ws", get(agent_ws::upgrade))
+        .route("/supervisor/ws", get(supervisor_ws::upgrade))
         .merge(api)
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

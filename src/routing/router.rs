@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use switchboard_contract::ChannelKind;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::index::{self, WaitingIndex};
@@ -96,6 +96,7 @@ pub enum Ended {
 #[derive(Clone)]
 pub struct RouterHandle {
     tx: mpsc::UnboundedSender<Command>,
+    changes: watch::Receiver<u64>,
 }
 
 impl RouterHandle {
@@ -149,6 +150,11 @@ impl RouterHandle {
         };
         self.tx.send(cmd).ok()?;
         answer.await.ok()
+    }
+
+    /// Changes each time the live state may have changed.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.clone()
     }
 
     /// The live queue and agents, as `GET /api/queue` shows them.
@@ -241,6 +247,7 @@ pub fn start(
     times: SessionTimes,
     shutdown: CancellationToken,
 ) -> (RouterHandle, tokio::task::JoinHandle<()>) {
+    let (changes_tx, changes_rx) = watch::channel(0u64);
     let (tx, rx) = mpsc::unbounded_channel();
     let router = Router {
         store,
@@ -252,9 +259,16 @@ pub fn start(
         agents: HashMap::new(),
         offers: HashMap::new(),
         next_conn: 0,
+        changes: changes_tx,
         answered: VecDeque::new(),
     };
-    (RouterHandle { tx }, tokio::spawn(router.run(rx, shutdown)))
+    (
+        RouterHandle {
+            tx,
+            changes: changes_rx,
+        },
+        tokio::spawn(router.run(rx, shutdown)),
+    )
 }
 
 struct Router {
@@ -268,6 +282,8 @@ struct Router {
     agents: HashMap<String, Session>,
     offers: HashMap<String, Offer>,
     next_conn: u64,
+    /// Bumped after every event, for supervisors' live views.
+    changes: watch::Sender<u64>,
     /// Answered interactions of the last [`SERVICE_WINDOW_MS`]: (when, tier, wait).
     answered: VecDeque<(i64, String, i64)>,
 }
@@ -296,6 +312,8 @@ impl Router {
             let now = now_ms();
             self.expire(now).await;
             self.dispatch(now).await;
+            // Whatever happened may have changed what supervisors see.
+            self.changes.send_modify(|v| *v += 1);
         }
     }
 

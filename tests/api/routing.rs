@@ -560,3 +560,63 @@ async fn a_contact_withdrawn_while_waiting_or_offered_is_abandoned_with_its_wait
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn supervisors_see_the_queue_change_live() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let (app, _rules) = app_with_rules(Backend::Sqlite, 30).await;
+    let url = format!("{}/supervisor/ws", app.base.replacen("http://", "ws://", 1));
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    ws.send(Message::Text(
+        json!({ "type": "login", "token": TOKEN })
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    let first = next_queue_frame(&mut ws).await;
+    assert_eq!(
+        (first["type"].as_str(), first["waiting"].as_u64()),
+        (Some("queue"), Some(0))
+    );
+    contact(&app, "live@example.com", "watch me").await;
+    let mut seen = first;
+    for _ in 0..20 {
+        if seen["waiting"] == 1 {
+            break;
+        }
+        seen = next_queue_frame(&mut ws).await;
+    }
+    assert_eq!(seen["waiting"], 1, "{seen}");
+    assert_eq!(seen["by_tier"]["low"]["waiting"], 1);
+
+    let (mut wrong, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    wrong
+        .send(Message::Text(
+            json!({ "type": "login", "token": "nope" })
+                .to_string()
+                .into(),
+        ))
+        .await
+        .unwrap();
+    match wrong.next().await {
+        Some(Ok(Message::Close(Some(c)))) => assert_eq!(u16::from(c.code), 4001),
+        other => panic!("expected a close, got {other:?}"),
+    }
+    app.stop().await;
+}
+
+async fn next_queue_frame(
+    ws: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+) -> Value {
+    use futures_util::StreamExt;
+    match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+        Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t)))) => {
+            serde_json::from_str(&t).unwrap()
+        }
+        other => panic!("expected a queue frame, got {other:?}"),
+    }
+}

@@ -1,0 +1,81 @@
+//! The supervisor websocket (`/supervisor/ws`): the live queue of `GET /api/queue`,
+//! pushed as it changes. The first frame logs in with the admin token:
+//! `{"type": "login", "token": "…"}`; then every frame is `{"type": "queue", …}`, at
+//! most four a second.
+
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::Response;
+use futures_util::{SinkExt, StreamExt};
+use sha2::{Digest, Sha256};
+
+use super::AppState;
+use crate::routing::protocol::{decode, error_frame, ClientMessage, MAX_CLIENT_FRAME};
+
+/// Pushes are at least this far apart; changes in between are sent together.
+const COALESCE: Duration = Duration::from_millis(250);
+
+/// `GET /supervisor/ws`.
+pub async fn upgrade(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
+    ws.max_message_size(MAX_CLIENT_FRAME)
+        .read_buffer_size(4096)
+        .on_upgrade(move |socket| session(socket, state))
+}
+
+async fn session(socket: WebSocket, state: AppState) {
+    let (mut sink, mut stream) = socket.split();
+    let login = tokio::time::timeout(Duration::from_secs(10), stream.next()).await;
+    let token = match login {
+        Ok(Some(Ok(Message::Text(t)))) => match decode(&t) {
+            Ok(ClientMessage::Login { token, .. }) => token,
+            Ok(_) => {
+                let _ = sink
+                    .send(Message::Text(
+                        error_frame("login_first", "the first message must be a login").into(),
+                    ))
+                    .await;
+                return;
+            }
+            Err(e) => {
+                let _ = sink
+                    .send(Message::Text(error_frame(e.code, &e.message).into()))
+                    .await;
+                return;
+            }
+        },
+        _ => return,
+    };
+    if Sha256::digest(token.as_bytes()).as_slice() != state.admin_token_sha256 {
+        let frame = CloseFrame {
+            code: 4001,
+            reason: Utf8Bytes::from_static("invalid token"),
+        };
+        let _ = sink.send(Message::Close(Some(frame))).await;
+        return;
+    }
+    let mut changes = state.router.changes();
+    loop {
+        let Some(mut snapshot) = state.router.snapshot().await else {
+            break;
+        };
+        snapshot["type"] = "queue".into();
+        if sink
+            .send(Message::Text(snapshot.to_string().into()))
+            .await
+            .is_err()
+        {
+            break;
+        }
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { break },
+            frame = stream.next() => match frame {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                // Anything else a supervisor sends is ignored; the view is read-only.
+                Some(Ok(_)) => continue,
+            },
+        }
+        tokio::time::sleep(COALESCE).await;
+    }
+}
