@@ -620,3 +620,53 @@ async fn next_queue_frame(
         other => panic!("expected a queue frame, got {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_desktop_is_disconnected_and_its_offer_moves_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("routing.toml");
+    std::fs::write(&path, test_rules(60)).unwrap();
+    let app = spawn_app_with(Backend::Sqlite, |s| {
+        s.routing.rules_file = path.display().to_string();
+        s.agents.heartbeat_timeout_secs = 5;
+    })
+    .await;
+    let (_, silent_token) = create_agent(&app, json!({ "name": "Silent" })).await;
+    let (_, awake_token) = create_agent(&app, json!({ "name": "Awake" })).await;
+    let mut silent = Desktop::available(&app.base, &silent_token).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut awake = Desktop::available(&app.base, &awake_token).await;
+    let id = contact(&app, "hb@example.com", "anyone there?").await;
+    assert_eq!(
+        silent.expect("offer").await["interaction"]["id"],
+        id.as_str()
+    );
+    // The awake desktop keeps its heartbeat; the silent one sends nothing.
+    let beat = tokio::spawn(async move {
+        let deadline = Instant::now() + Duration::from_secs(12);
+        while Instant::now() < deadline {
+            awake.send(json!({ "type": "heartbeat" })).await;
+            let beat_due = Instant::now() + Duration::from_secs(1);
+            while let Some(v) = awake
+                .next_within(beat_due.saturating_duration_since(Instant::now()))
+                .await
+            {
+                if v["type"] == "offer" {
+                    return Some(v);
+                }
+            }
+        }
+        None
+    });
+    let closed = silent.expect("closed").await;
+    assert_eq!(
+        (closed["code"].as_u64(), closed["reason"].as_str()),
+        (Some(4003), Some("no heartbeat"))
+    );
+    let offer = beat
+        .await
+        .unwrap()
+        .expect("the offer moved to the awake agent");
+    assert_eq!(offer["interaction"]["id"], id.as_str());
+    app.stop().await;
+}
