@@ -12,6 +12,11 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogFormat, LogSettings};
 
+/// Customers' waits, in seconds: service-level targets sit between 10 s and 10 minutes.
+const WAIT_BUCKETS: &[f64] = &[
+    1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 180.0, 300.0, 600.0, 900.0, 1200.0, 1800.0,
+];
+
 /// Starts logging to standard output. Safe to call more than once (later calls do nothing).
 pub fn init_logging(settings: &LogSettings) {
     let filter =
@@ -39,6 +44,16 @@ pub fn metrics_handle() -> PrometheusHandle {
                         0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
                         5.0, 10.0,
                     ],
+                )
+                .expect("bucket list is not empty")
+                .set_buckets_for_metric(
+                    Matcher::Full("switchboard_wait_seconds".into()),
+                    WAIT_BUCKETS,
+                )
+                .expect("bucket list is not empty")
+                .set_buckets_for_metric(
+                    Matcher::Full("switchboard_abandoned_wait_seconds".into()),
+                    WAIT_BUCKETS,
                 )
                 .expect("bucket list is not empty")
                 .install_recorder()
@@ -87,6 +102,26 @@ fn describe() {
     metrics::describe_counter!(
         "switchboard_http_requests_total",
         "HTTP requests answered, by route and status class."
+    );
+    metrics::describe_counter!(
+        "switchboard_offers_total",
+        "Offers by outcome (offered, accepted, declined, timed_out) and tier."
+    );
+    metrics::describe_histogram!(
+        "switchboard_wait_seconds",
+        "Customers' wait from arrival to an agent's acceptance, by tier."
+    );
+    metrics::describe_counter!(
+        "switchboard_abandoned_total",
+        "Interactions that ended while waiting, by tier."
+    );
+    metrics::describe_histogram!(
+        "switchboard_abandoned_wait_seconds",
+        "How long abandoned interactions had waited, by tier."
+    );
+    metrics::describe_counter!(
+        "switchboard_agent_sessions_total",
+        "Agent desktop logins and disconnections."
     );
 }
 
