@@ -197,10 +197,14 @@ struct Session {
     idle_since: i64,
     last_offered_at: i64,
     misses: u32,
+    /// Events numbered but not yet sent: they go out once the router's writes for them
+    /// are committed.
+    unsent: Vec<String>,
 }
 
 impl Session {
-    /// Sends a sequenced event and keeps it for a resume.
+    /// Numbers an event and keeps it for a resume; it is sent at the next flush, after
+    /// the writes it reports are committed.
     fn emit(&mut self, mut event: Value) {
         self.seq += 1;
         event["seq"] = json!(self.seq);
@@ -209,8 +213,16 @@ impl Session {
         while self.log.len() > RESUME_LOG {
             self.log.pop_front();
         }
+        self.unsent.push(text);
+    }
+
+    /// Sends the events committed since the last flush.
+    fn send_unsent(&mut self) {
+        let unsent = std::mem::take(&mut self.unsent);
         if let Some((_, out)) = &self.conn {
-            let _ = out.send(Outbound::Frame(text));
+            for text in unsent {
+                let _ = out.send(Outbound::Frame(text));
+            }
         }
     }
 
@@ -261,6 +273,10 @@ pub fn start(
         next_conn: 0,
         changes: changes_tx,
         answered: VecDeque::new(),
+        pending: Vec::new(),
+        events: Vec::new(),
+        replies: Vec::new(),
+        stop: shutdown.clone(),
     };
     (
         RouterHandle {
@@ -286,7 +302,36 @@ struct Router {
     changes: watch::Sender<u64>,
     /// Answered interactions of the last [`SERVICE_WINDOW_MS`]: (when, tier, wait).
     answered: VecDeque<(i64, String, i64)>,
+    /// Writes decided this turn of the loop, committed together at its end.
+    pending: Vec<Pending>,
+    /// History events decided this turn, committed with them.
+    events: Vec<NewEvent>,
+    /// Answers to give once this turn's writes are committed.
+    replies: Vec<(oneshot::Sender<EndResult>, EndResult)>,
+    stop: CancellationToken,
 }
+
+/// What ending an interaction answers.
+type EndResult = Result<Ended, sqlx::Error>;
+
+/// A write the router has decided and not yet committed.
+enum Pending {
+    Transition {
+        id: String,
+        from: &'static [&'static str],
+        to: &'static str,
+        agent: Option<String>,
+    },
+    Complete {
+        id: String,
+        agent: String,
+        disposition: String,
+        notes: Option<String>,
+    },
+}
+
+/// The most commands taken in one turn of the loop (one commit).
+const TURN: usize = 256;
 
 /// The window service levels are measured over.
 const SERVICE_WINDOW_MS: i64 = 15 * 60 * 1000;
@@ -309,9 +354,17 @@ impl Router {
                 () = tokio::time::sleep(sleep) => {}
                 () = shutdown.cancelled() => return,
             }
+            // Whatever else has arrived meanwhile joins this turn, and its commit.
+            for _ in 0..TURN {
+                match rx.try_recv() {
+                    Ok(cmd) => self.handle(cmd).await,
+                    Err(_) => break,
+                }
+            }
             let now = now_ms();
             self.expire(now).await;
             self.dispatch(now).await;
+            self.flush().await;
             // Whatever happened may have changed what supervisors see.
             self.changes.send_modify(|v| *v += 1);
         }
@@ -400,6 +453,9 @@ impl Router {
                 out,
                 reply,
             } => {
+                // A resuming desktop is sent its missed events from the log: commit
+                // what this turn decided so far, so the log holds only committed events.
+                self.flush().await;
                 self.next_conn += 1;
                 let conn = self.next_conn;
                 self.connect(agent, resume, conn, out).await;
@@ -438,7 +494,8 @@ impl Router {
                 reply,
             } => {
                 self.take_fresh().await;
-                let _ = reply.send(self.end(&interaction_id, &reason, now_ms()).await);
+                let result = self.end(&interaction_id, &reason, now_ms()).await;
+                self.replies.push((reply, result));
             }
         }
     }
@@ -520,6 +577,7 @@ impl Router {
             idle_since: now,
             last_offered_at: 0,
             misses: 0,
+            unsent: Vec::new(),
         };
         if let Some(old) = self.agents.remove(&id) {
             s.offer = None;
@@ -677,34 +735,29 @@ impl Router {
             .map(|n| n.replace('\0', ""))
             .map(|n| n.chars().take(10_000).collect::<String>());
         let result = async {
-            let mut tx = self.store.begin_write().await?;
-            let Some(row) = interactions::get(&mut tx, interaction_id).await? else {
-                return Ok(false);
-            };
-            if !interactions::complete(
-                &mut tx,
-                interaction_id,
-                agent_id,
-                &disposition,
-                notes.as_deref(),
-                now,
-            )
-            .await?
-            {
-                return Ok(false);
-            }
-            let event = NewEvent {
-                customer_id: row.customer_id,
-                interaction_id: Some(interaction_id.to_string()),
-                kind: "completed",
-                actor: agent_id.to_string(),
-                data: json!({ "agent_id": agent_id, "disposition": disposition, "notes": notes }),
-            };
-            history::append(&mut tx, &[event], now).await?;
-            tx.commit().await?;
-            Ok::<bool, sqlx::Error>(true)
+            let mut conn = self.store.pool().acquire().await?;
+            interactions::get(&mut conn, interaction_id).await
         }
-        .await;
+        .await
+        .map(|row| match row {
+            Some(row) if row.state == "assigned" && row.agent_id.as_deref() == Some(agent_id) => {
+                self.events.push(NewEvent {
+                    customer_id: row.customer_id,
+                    interaction_id: Some(interaction_id.to_string()),
+                    kind: "completed",
+                    actor: agent_id.to_string(),
+                    data: json!({ "agent_id": agent_id, "disposition": disposition, "notes": notes }),
+                });
+                self.pending.push(Pending::Complete {
+                    id: interaction_id.to_string(),
+                    agent: agent_id.to_string(),
+                    disposition: disposition.clone(),
+                    notes: notes.clone(),
+                });
+                true
+            }
+            _ => false,
+        });
         let wrap_up = self.rules.offer.wrap_up_secs as i64 * 1000;
         let Some(s) = self.agents.get_mut(agent_id) else {
             return;
@@ -778,30 +831,95 @@ impl Router {
             actor: "customer".into(),
             data: json!({ "reason": reason, "agent_id": row.agent_id }),
         };
-        history::append(&mut conn, &[event], now).await?;
+        self.events.push(event);
         if let Some(s) = row.agent_id.as_deref().and_then(|a| self.agents.get_mut(a)) {
             s.emit(json!({ "type": "interaction_ended", "interaction_id": id, "reason": reason }));
         }
         Ok(Ended::WhileHeld)
     }
 
-    /// Moves an interaction and writes its history event in one transaction.
+    /// Decides a move of an interaction and its history event; both are committed with
+    /// the rest of this turn's writes, before anyone is told. The router is the only
+    /// writer of these states, so what it holds in memory is what the store will hold.
     async fn commit(
-        &self,
+        &mut self,
         id: &str,
-        from: &[&str],
-        to: &str,
+        from: &'static [&'static str],
+        to: &'static str,
         agent: Option<&str>,
         event: NewEvent,
-        now: i64,
+        _now: i64,
     ) -> Result<bool, sqlx::Error> {
-        let mut tx = self.store.begin_write().await?;
-        if !interactions::transition(&mut tx, id, from, to, agent, now).await? {
-            return Ok(false);
-        }
-        history::append(&mut tx, &[event], now).await?;
-        tx.commit().await?;
+        self.pending.push(Pending::Transition {
+            id: id.to_string(),
+            from,
+            to,
+            agent: agent.map(str::to_string),
+        });
+        self.events.push(event);
         Ok(true)
+    }
+
+    /// Commits this turn's writes in one transaction, then sends the events and answers
+    /// that depend on them. A store that fails is retried (nothing is told meanwhile);
+    /// at shutdown, what was not committed is dropped, and offers die with the process
+    /// anyway.
+    async fn flush(&mut self) {
+        if !self.pending.is_empty() || !self.events.is_empty() {
+            let mut delay = Duration::from_millis(50);
+            loop {
+                match self.write_pending().await {
+                    Ok(()) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "The router could not commit; retrying");
+                        tokio::select! {
+                            () = tokio::time::sleep(delay) => {}
+                            () = self.stop.cancelled() => return,
+                        }
+                        delay = (delay * 2).min(Duration::from_secs(2));
+                    }
+                }
+            }
+            self.pending.clear();
+            self.events.clear();
+        }
+        for s in self.agents.values_mut() {
+            s.send_unsent();
+        }
+        for (reply, result) in self.replies.drain(..) {
+            let _ = reply.send(result);
+        }
+    }
+
+    async fn write_pending(&self) -> Result<(), sqlx::Error> {
+        let now = now_ms();
+        let mut tx = self.store.begin_write().await?;
+        for p in &self.pending {
+            let moved = match p {
+                Pending::Transition {
+                    id,
+                    from,
+                    to,
+                    agent,
+                } => interactions::transition(&mut tx, id, from, to, agent.as_deref(), now).await?,
+                Pending::Complete {
+                    id,
+                    agent,
+                    disposition,
+                    notes,
+                } => {
+                    interactions::complete(&mut tx, id, agent, disposition, notes.as_deref(), now)
+                        .await?
+                }
+            };
+            if !moved {
+                tracing::warn!(
+                    "An interaction was not in the state the router expected; its move was skipped"
+                );
+            }
+        }
+        history::append(&mut tx, &self.events, now).await?;
+        tx.commit().await
     }
 
     /// An offer declined or timed out: the interaction waits again, not for this agent,
