@@ -22,8 +22,10 @@ const LOGIN_WITHIN: Duration = Duration::from_secs(10);
 
 /// `GET /agent/ws`: upgrades to the agent protocol.
 pub async fn upgrade(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
-    ws.max_message_size(MAX_CLIENT_FRAME)
-        .max_frame_size(MAX_CLIENT_FRAME)
+    // The transport takes up to 64 KiB, so a message over the protocol's 16 KiB is
+    // answered with an error frame; past that the connection is closed (1009).
+    ws.max_message_size(4 * MAX_CLIENT_FRAME)
+        .max_frame_size(4 * MAX_CLIENT_FRAME)
         .read_buffer_size(4096)
         .on_upgrade(move |socket| session(socket, state))
 }
@@ -38,9 +40,11 @@ fn close(code: u16, reason: &str) -> Message {
 async fn session(socket: WebSocket, state: AppState) {
     let (mut sink, mut stream) = socket.split();
 
-    // The login: the first text frame, within LOGIN_WITHIN.
+    // The login: the first text frame, within LOGIN_WITHIN of connecting (pings and
+    // bad frames do not extend it).
+    let deadline = tokio::time::Instant::now() + LOGIN_WITHIN;
     let (token, resume) = loop {
-        let frame = match tokio::time::timeout(LOGIN_WITHIN, stream.next()).await {
+        let frame = match tokio::time::timeout_at(deadline, stream.next()).await {
             Ok(Some(Ok(frame))) => frame,
             Ok(_) => return,
             Err(_) => {
@@ -114,8 +118,15 @@ async fn session(socket: WebSocket, state: AppState) {
         let _ = sink.close().await;
     });
 
-    while let Some(frame) = stream.next().await {
-        let Ok(frame) = frame else { break };
+    let mut writer = writer;
+    loop {
+        // When the writer ends (the router closed the connection), stop reading too: a
+        // peer that never answers the close must not keep this task alive.
+        let frame = tokio::select! {
+            frame = stream.next() => frame,
+            _ = &mut writer => break,
+        };
+        let Some(Ok(frame)) = frame else { break };
         match frame {
             Message::Text(text) => match decode(&text) {
                 Ok(msg) => state.router.message(&agent_id, conn, msg),
@@ -131,9 +142,6 @@ async fn session(socket: WebSocket, state: AppState) {
             }
             Message::Close(_) => break,
             Message::Ping(_) | Message::Pong(_) => {}
-        }
-        if writer.is_finished() {
-            break;
         }
     }
     state.router.disconnect(&agent_id, conn);

@@ -283,6 +283,7 @@ pub async fn update(
     extension_free(&mut tx, agent.extension.as_deref(), &agent.id).await?;
     store::update(&mut tx, &agent).await?;
     tx.commit().await?;
+    state.router.agent_changed(agent.clone(), false);
     Ok(Json(agent.into()))
 }
 
@@ -301,6 +302,7 @@ pub async fn remove(
         store::update(&mut tx, &agent).await?;
     }
     tx.commit().await?;
+    state.router.agent_changed(agent, true);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -320,5 +322,7 @@ pub async fn reset_token(
     }
     store::set_token(&mut tx, &agent.id, &digest, now_ms()).await?;
     tx.commit().await?;
+    // Whoever holds the old token is logged out.
+    state.router.agent_changed(agent.clone(), true);
     Ok(Json(json!({ "id": agent.id, "token": token })))
 }

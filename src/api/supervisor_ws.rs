@@ -73,7 +73,7 @@ async fn session(socket: WebSocket, state: AppState) {
             frame = stream.next() => match frame {
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
                 // Anything else a supervisor sends is ignored; the view is read-only.
-                Some(Ok(_)) => continue,
+                Some(Ok(_)) => {}
             },
         }
         tokio::time::sleep(COALESCE).await;

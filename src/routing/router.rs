@@ -72,6 +72,10 @@ enum Command {
     Snapshot {
         reply: oneshot::Sender<Value>,
     },
+    AgentChanged {
+        agent: AgentRow,
+        log_out: bool,
+    },
     End {
         interaction_id: String,
         reason: String,
@@ -155,6 +159,12 @@ impl RouterHandle {
     /// Changes each time the live state may have changed.
     pub fn changes(&self) -> watch::Receiver<u64> {
         self.changes.clone()
+    }
+
+    /// An agent's record changed: a logged-in agent is routed by the new one at once; one
+    /// removed, or whose token was reset (`log_out`), is disconnected (close code 4004).
+    pub fn agent_changed(&self, agent: AgentRow, log_out: bool) {
+        let _ = self.tx.send(Command::AgentChanged { agent, log_out });
     }
 
     /// The live queue and agents, as `GET /api/queue` shows them.
@@ -272,6 +282,7 @@ pub fn start(
         offers: HashMap::new(),
         next_conn: 0,
         changes: changes_tx,
+        changed: true,
         answered: VecDeque::new(),
         pending: Vec::new(),
         events: Vec::new(),
@@ -298,8 +309,10 @@ struct Router {
     agents: HashMap<String, Session>,
     offers: HashMap<String, Offer>,
     next_conn: u64,
-    /// Bumped after every event, for supervisors' live views.
+    /// Bumped after every turn that changed something, for supervisors' live views.
     changes: watch::Sender<u64>,
+    /// Something changed in this turn.
+    changed: bool,
     /// Answered interactions of the last [`SERVICE_WINDOW_MS`]: (when, tier, wait).
     answered: VecDeque<(i64, String, i64)>,
     /// Writes decided this turn of the loop, committed together at its end.
@@ -352,7 +365,14 @@ impl Router {
                 },
                 () = queue.arrived() => self.take_fresh().await,
                 () = tokio::time::sleep(sleep) => {}
-                () = shutdown.cancelled() => return,
+                () = shutdown.cancelled() => {
+                    for s in self.agents.values_mut() {
+                        if let Some((_, out)) = s.conn.take() {
+                            let _ = out.send(Outbound::Close(1012, "the server is restarting".into()));
+                        }
+                    }
+                    return;
+                }
             }
             // Whatever else has arrived meanwhile joins this turn, and its commit.
             for _ in 0..TURN {
@@ -365,8 +385,10 @@ impl Router {
             self.expire(now).await;
             self.dispatch(now).await;
             self.flush().await;
-            // Whatever happened may have changed what supervisors see.
-            self.changes.send_modify(|v| *v += 1);
+            // Supervisors are woken only when what they see may have changed.
+            if std::mem::take(&mut self.changed) {
+                self.changes.send_modify(|v| *v += 1);
+            }
         }
     }
 
@@ -382,11 +404,12 @@ impl Router {
                     next = next.min(t);
                 }
             }
-            match s.disconnected_at {
-                Some(at) => next = next.min(at + self.times.resume_grace.as_millis() as i64),
-                None => {
+            match (s.disconnected_at, &s.conn) {
+                (Some(at), _) => next = next.min(at + self.times.resume_grace.as_millis() as i64),
+                (None, Some(_)) => {
                     next = next.min(s.last_heard + self.times.heartbeat_timeout.as_millis() as i64)
                 }
+                (None, None) => {}
             }
         }
         // Rings open on a timetable: wake when the next one does, if anyone could take it.
@@ -407,6 +430,7 @@ impl Router {
         if fresh.is_empty() {
             return;
         }
+        self.changed = true;
         let owners = match self.owners(&fresh).await {
             Ok(o) => o,
             Err(e) => {
@@ -446,6 +470,7 @@ impl Router {
     }
 
     async fn handle(&mut self, cmd: Command) {
+        self.changed |= !matches!(cmd, Command::Snapshot { .. });
         match cmd {
             Command::Connect {
                 agent,
@@ -485,6 +510,26 @@ impl Router {
                     self.vanish(&agent_id, now).await;
                 }
             }
+            Command::AgentChanged { agent, log_out } => {
+                let now = now_ms();
+                let id = agent.id.clone();
+                match self.agents.get_mut(&id) {
+                    Some(s) if !log_out && agent.active => s.row = agent,
+                    Some(s) => {
+                        let reason = if agent.active {
+                            "token reset"
+                        } else {
+                            "agent removed"
+                        };
+                        if let Some((_, out)) = s.conn.take() {
+                            let _ = out.send(Outbound::Close(4004, reason.into()));
+                        }
+                        self.vanish(&id, now).await;
+                        self.agents.remove(&id);
+                    }
+                    None => {}
+                }
+            }
             Command::Snapshot { reply } => {
                 let _ = reply.send(self.snapshot(now_ms()));
             }
@@ -509,6 +554,7 @@ impl Router {
     ) {
         let now = now_ms();
         let id = agent.id.clone();
+        let held = self.held_by(&id).await;
         if let Some(s) = self.agents.get_mut(&id) {
             if let Some((_, old)) = s.conn.take() {
                 let _ = old.send(Outbound::Close(4002, "logged in elsewhere".into()));
@@ -528,10 +574,20 @@ impl Router {
                 s.conn = Some((conn, out));
                 s.row = agent;
                 s.last_heard = now;
-                s.disconnected_at = None;
-                s.presence = s.presence_before;
+                // A desktop that comes back after the server noticed its drop returns
+                // to its presence before the drop; one that comes back before keeps it.
+                if s.disconnected_at.take().is_some() {
+                    s.presence = s.presence_before;
+                }
+                let assigned: Vec<Value> = held
+                    .as_deref()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(interaction_json)
+                    .collect();
                 let welcome = json!({ "type": "welcome", "session": s.session, "seq": s.seq, "resumed": true,
-                                      "complete": complete, "presence": s.presence, "agent": agent_json(&s.row) });
+                                      "complete": complete, "presence": s.presence, "agent": agent_json(&s.row),
+                                      "assigned": assigned });
                 s.reply(welcome);
                 for text in missed {
                     if let Some((_, out)) = &s.conn {
@@ -542,7 +598,7 @@ impl Router {
             }
             // Not resumable: a new session, as below; keep what it holds.
         }
-        let held = match self.held_by(&id).await {
+        let held = match held {
             Ok(h) => h,
             Err(e) => {
                 tracing::warn!(error = %e, "Could not read an agent's assigned work");
@@ -550,6 +606,11 @@ impl Router {
                     1011,
                     "the store is unavailable; reconnect shortly".into(),
                 ));
+                // An earlier session of this agent has lost its connection above: it
+                // waits for a resume like any vanished one.
+                if self.agents.contains_key(&id) {
+                    self.vanish(&id, now).await;
+                }
                 return;
             }
         };
@@ -716,6 +777,8 @@ impl Router {
         notes: Option<String>,
         now: i64,
     ) {
+        // An accept earlier in this turn must be in the store before it is read.
+        self.flush().await;
         let Some(s) = self.agents.get(agent_id) else {
             return;
         };
@@ -783,6 +846,8 @@ impl Router {
     /// The contact ended on the customer's side: abandoned if it was waiting (its offer
     /// withdrawn), or told to the agent who holds it.
     async fn end(&mut self, id: &str, reason: &str, now: i64) -> Result<Ended, sqlx::Error> {
+        // What this turn decided so far must be in the store before the store is read.
+        self.flush().await;
         if let Some(item) = self.waiting.get(id) {
             let (tier, customer_id, waited_ms, offer) = (
                 item.w.tier.clone(),
@@ -805,6 +870,9 @@ impl Router {
             }
             self.waiting.remove(id);
             self.index.remove(id);
+            // Committed before it leaves the queue: a resync from the store in between
+            // would otherwise put it back.
+            self.flush().await;
             self.queue.remove(id);
             if let Some(offer_id) = offer {
                 if let Some(o) = self.offers.remove(&offer_id) {
@@ -884,6 +952,9 @@ impl Router {
             self.events.clear();
         }
         for s in self.agents.values_mut() {
+            if !s.unsent.is_empty() {
+                self.changed = true;
+            }
             s.send_unsent();
         }
         for (reply, result) in self.replies.drain(..) {
@@ -939,6 +1010,11 @@ impl Router {
         };
         item.offer = None;
         item.w.excluded.push(offer.agent_id.clone());
+        // Once every agent logged in has passed on it, it starts a new round rather than
+        // wait for an agent who has not: no interaction waits forever for want of one.
+        if self.agents.keys().all(|a| item.w.excluded.contains(a)) {
+            item.w.excluded.clear();
+        }
         self.index.insert(item.w.clone());
         let tier = item.w.tier.clone();
         let event = NewEvent {

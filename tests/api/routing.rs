@@ -323,6 +323,11 @@ async fn a_desktop_that_reconnects_resumes_with_every_missed_event_in_order() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut again = Desktop::login(&app.base, &token, Some((&session, seen))).await;
     assert_eq!(again.welcome["resumed"], true);
+    assert_eq!(
+        again.welcome["assigned"][0]["id"],
+        held.as_str(),
+        "a resume lists the work held too"
+    );
     again.last_seq = seen;
     let missed = again.next().await;
     assert_eq!(
@@ -363,6 +368,13 @@ async fn bad_frames_are_answered_and_a_wrong_token_is_refused() {
         let e = a.expect("error").await;
         assert_eq!(e["code"], code, "{frame}: {e}");
     }
+    // A message over the protocol's 16 KiB is refused with an error, not a dropped line.
+    a.send_text(&format!(
+        r#"{{"type":"heartbeat","pad":"{}"}}"#,
+        "x".repeat(20 * 1024)
+    ))
+    .await;
+    assert_eq!(a.expect("error").await["code"], "too_large");
     a.send(json!({ "type": "heartbeat" })).await;
     assert_eq!(
         a.next().await["type"],
@@ -668,5 +680,54 @@ async fn a_silent_desktop_is_disconnected_and_its_offer_moves_on() {
         .unwrap()
         .expect("the offer moved to the awake agent");
     assert_eq!(offer["interaction"]["id"], id.as_str());
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_token_or_a_removed_agent_ends_the_session_and_a_change_applies_at_once() {
+    let (app, _rules) = app_with_rules(Backend::Sqlite, 30).await;
+    let (id, token) = create_agent(&app, json!({ "name": "A", "level": 1 })).await;
+    let mut a = Desktop::available(&app.base, &token).await;
+    customer(&app, "vip2@example.com", "high", None).await;
+
+    // Promoted while logged in: the senior ring applies to it at once.
+    let (status, _) = app
+        .put(&format!("/api/agents/{id}"), &json!({ "level": 3 }))
+        .await;
+    assert_eq!(status, 200);
+    let high = contact(&app, "vip2@example.com", "urgent").await;
+    let offer = a.expect("offer").await;
+    assert_eq!(offer["interaction"]["id"], high.as_str());
+    let started = Instant::now();
+    a.send(json!({ "type": "decline", "offer_id": offer["offer_id"] }))
+        .await;
+    a.expect("offer_ended").await;
+    assert!(started.elapsed() < Duration::from_secs(1));
+
+    let (status, reset) = app
+        .post(&format!("/api/agents/{id}/token"), &json!({}))
+        .await;
+    assert_eq!(status, 200);
+    let closed = a.expect("closed").await;
+    assert_eq!(
+        (closed["code"].as_u64(), closed["reason"].as_str()),
+        (Some(4004), Some("token reset"))
+    );
+    let new_token = reset["token"].as_str().unwrap();
+    let b = Desktop::login(&app.base, new_token, None).await;
+    assert_eq!(b.welcome["agent"]["level"], 3);
+
+    let resp = app
+        .admin(reqwest::Method::DELETE, &format!("/api/agents/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    let mut b = b;
+    let closed = b.expect("closed").await;
+    assert_eq!(
+        (closed["code"].as_u64(), closed["reason"].as_str()),
+        (Some(4004), Some("agent removed"))
+    );
     app.stop().await;
 }
