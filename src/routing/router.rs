@@ -734,39 +734,29 @@ impl Router {
             actor: agent_id.to_string(),
             data: json!({ "agent_id": agent_id, "waited_secs": waited_ms as f64 / 1000.0 }),
         };
-        let stored = self
-            .commit(
-                &interaction_id,
-                &["offered"],
-                "assigned",
-                Some(agent_id),
-                event,
-                now,
-            )
-            .await;
+        self.stage(
+            &interaction_id,
+            &["offered"],
+            "assigned",
+            Some(agent_id),
+            event,
+        );
         let Some(s) = self.agents.get_mut(agent_id) else {
             return;
         };
-        match stored {
-            Ok(true) => {
-                self.offers.remove(offer_id);
-                self.waiting.remove(&interaction_id);
-                self.index.remove(&interaction_id);
-                self.queue.remove(&interaction_id);
-                s.offer = None;
-                s.misses = 0;
-                s.held.insert(interaction_id.clone(), channel);
-                s.emit(json!({ "type": "assigned", "offer_id": offer_id, "interaction_id": interaction_id }));
-                telemetry::offer_outcome("accepted", &tier);
-                telemetry::answered(&tier, waited_ms);
-                self.answered.push_back((now, tier, waited_ms));
-            }
-            Ok(false) => s.error("not_your_offer", "the interaction is no longer waiting"),
-            Err(_) => s.error(
-                "unavailable",
-                "the store could not record the acceptance; try again",
-            ),
-        }
+        self.offers.remove(offer_id);
+        self.waiting.remove(&interaction_id);
+        self.index.remove(&interaction_id);
+        self.queue.remove(&interaction_id);
+        s.offer = None;
+        s.misses = 0;
+        s.held.insert(interaction_id.clone(), channel);
+        s.emit(
+            json!({ "type": "assigned", "offer_id": offer_id, "interaction_id": interaction_id }),
+        );
+        telemetry::offer_outcome("accepted", &tier);
+        telemetry::answered(&tier, waited_ms);
+        self.answered.push_back((now, tier, waited_ms));
     }
 
     async fn complete(
@@ -862,12 +852,7 @@ impl Router {
                 actor: "customer".into(),
                 data: json!({ "reason": reason, "waited_secs": waited_ms as f64 / 1000.0 }),
             };
-            if !self
-                .commit(id, &["queued", "offered"], "abandoned", None, event, now)
-                .await?
-            {
-                return Ok(Ended::Already);
-            }
+            self.stage(id, &["queued", "offered"], "abandoned", None, event);
             self.waiting.remove(id);
             self.index.remove(id);
             // Committed before it leaves the queue: a resync from the store in between
@@ -909,15 +894,14 @@ impl Router {
     /// Decides a move of an interaction and its history event; both are committed with
     /// the rest of this turn's writes, before anyone is told. The router is the only
     /// writer of these states, so what it holds in memory is what the store will hold.
-    async fn commit(
+    fn stage(
         &mut self,
         id: &str,
         from: &'static [&'static str],
         to: &'static str,
         agent: Option<&str>,
         event: NewEvent,
-        _now: i64,
-    ) -> Result<bool, sqlx::Error> {
+    ) {
         self.pending.push(Pending::Transition {
             id: id.to_string(),
             from,
@@ -925,7 +909,30 @@ impl Router {
             agent: agent.map(str::to_string),
         });
         self.events.push(event);
-        Ok(true)
+    }
+
+    /// An offer that ended unaccepted: the interaction waits again (back in the index),
+    /// with why in its history.
+    fn requeue(
+        &mut self,
+        offer: &Offer,
+        kind: &'static str,
+        actor: String,
+        reason: Option<String>,
+    ) {
+        let Some(item) = self.waiting.get_mut(&offer.interaction_id) else {
+            return;
+        };
+        item.offer = None;
+        self.index.insert(item.w.clone());
+        let event = NewEvent {
+            customer_id: item.customer_id.clone(),
+            interaction_id: Some(offer.interaction_id.clone()),
+            kind,
+            actor,
+            data: json!({ "agent_id": offer.agent_id, "reason": reason }),
+        };
+        self.stage(&offer.interaction_id, &["offered"], "queued", None, event);
     }
 
     /// Commits this turn's writes in one transaction, then sends the events and answers
@@ -1000,60 +1007,33 @@ impl Router {
         offer_id: &str,
         kind: &'static str,
         reason: Option<String>,
-        now: i64,
+        _now: i64,
     ) {
         let Some(offer) = self.offers.remove(offer_id) else {
             return;
         };
+        let logged_in: Vec<String> = self.agents.keys().cloned().collect();
         let Some(item) = self.waiting.get_mut(&offer.interaction_id) else {
             return;
         };
-        item.offer = None;
         item.w.excluded.push(offer.agent_id.clone());
         // Once every agent logged in has passed on it, it starts a new round rather than
         // wait for an agent who has not: no interaction waits forever for want of one.
-        if self.agents.keys().all(|a| item.w.excluded.contains(a)) {
+        if logged_in.iter().all(|a| item.w.excluded.contains(a)) {
             item.w.excluded.clear();
         }
-        self.index.insert(item.w.clone());
         let tier = item.w.tier.clone();
-        let event = NewEvent {
-            customer_id: item.customer_id.clone(),
-            interaction_id: Some(offer.interaction_id.clone()),
-            kind,
-            actor: offer.agent_id.clone(),
-            data: json!({ "agent_id": offer.agent_id, "reason": reason }),
+        self.requeue(&offer, kind, offer.agent_id.clone(), reason);
+        let what = if kind == "offer_declined" {
+            "declined"
+        } else {
+            "timed_out"
         };
-        if let Err(e) = self
-            .commit(
-                &offer.interaction_id,
-                &["offered"],
-                "queued",
-                None,
-                event,
-                now,
-            )
-            .await
-        {
-            tracing::warn!(error = %e, "Could not record a lapsed offer; it waits again in memory");
-        }
-        telemetry::offer_outcome(
-            if kind == "offer_declined" {
-                "declined"
-            } else {
-                "timed_out"
-            },
-            &tier,
-        );
+        telemetry::offer_outcome(what, &tier);
         let misses_before_away = self.rules.offer.misses_before_away;
         if let Some(s) = self.agents.get_mut(&offer.agent_id) {
             s.offer = None;
             s.misses += 1;
-            let what = if kind == "offer_declined" {
-                "declined"
-            } else {
-                "timed_out"
-            };
             s.emit(json!({ "type": "offer_ended", "offer_id": offer_id, "interaction_id": offer.interaction_id, "reason": what }));
             if s.misses >= misses_before_away && s.presence == Presence::Available {
                 s.presence = Presence::Away;
@@ -1063,34 +1043,16 @@ impl Router {
     }
 
     /// Withdraws an offer through no fault of the agent (it vanished, the contact ended).
-    async fn revoke(&mut self, offer_id: &str, reason: &str, now: i64) {
+    async fn revoke(&mut self, offer_id: &str, reason: &str, _now: i64) {
         let Some(offer) = self.offers.remove(offer_id) else {
             return;
         };
-        if let Some(item) = self.waiting.get_mut(&offer.interaction_id) {
-            item.offer = None;
-            self.index.insert(item.w.clone());
-            let event = NewEvent {
-                customer_id: item.customer_id.clone(),
-                interaction_id: Some(offer.interaction_id.clone()),
-                kind: "offer_withdrawn",
-                actor: "system".into(),
-                data: json!({ "agent_id": offer.agent_id, "reason": reason }),
-            };
-            if let Err(e) = self
-                .commit(
-                    &offer.interaction_id,
-                    &["offered"],
-                    "queued",
-                    None,
-                    event,
-                    now,
-                )
-                .await
-            {
-                tracing::warn!(error = %e, "Could not record a withdrawn offer; it waits again in memory");
-            }
-        }
+        self.requeue(
+            &offer,
+            "offer_withdrawn",
+            "system".into(),
+            Some(reason.to_string()),
+        );
         if let Some(s) = self.agents.get_mut(&offer.agent_id) {
             s.offer = None;
             s.emit(json!({ "type": "offer_ended", "offer_id": offer_id, "interaction_id": offer.interaction_id, "reason": reason }));
@@ -1193,30 +1155,13 @@ impl Router {
                 return;
             }
         };
-        match self
-            .commit(
-                &d.interaction_id,
-                &["queued"],
-                "offered",
-                Some(&d.agent_id),
-                event,
-                now,
-            )
-            .await
-        {
-            Ok(true) => {}
-            Ok(false) => {
-                // No longer waiting in the store (ended elsewhere): forget it.
-                self.waiting.remove(&d.interaction_id);
-                self.index.remove(&d.interaction_id);
-                self.queue.remove(&d.interaction_id);
-                return;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "Could not record an offer");
-                return;
-            }
-        }
+        self.stage(
+            &d.interaction_id,
+            &["queued"],
+            "offered",
+            Some(&d.agent_id),
+            event,
+        );
         let offer_id = new_id();
         let expires_at = now + self.rules.offer.timeout_secs as i64 * 1000;
         if let Some(item) = self.waiting.get_mut(&d.interaction_id) {
