@@ -1,0 +1,67 @@
+//! The live view supervisors read: the queue, the agents, service levels.
+
+use super::*;
+
+impl Router {
+    pub(super) fn snapshot(&self, now: i64) -> Value {
+        let mut by_tier: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+        let mut by_channel: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut by_topic: BTreeMap<String, usize> = BTreeMap::new();
+        for item in self.waiting.values() {
+            by_tier
+                .entry(item.w.tier.clone())
+                .or_default()
+                .push((now - item.w.enqueued_at_ms) / 1000);
+            *by_channel.entry(item.w.channel.as_str()).or_default() += 1;
+            *by_topic
+                .entry(item.w.topic.clone().unwrap_or_else(|| "(none)".into()))
+                .or_default() += 1;
+        }
+        let tiers: BTreeMap<String, Value> = by_tier
+            .into_iter()
+            .map(|(t, ages)| {
+                let oldest = ages.iter().copied().max().unwrap_or(0);
+                (t, json!({ "waiting": ages.len(), "oldest_secs": oldest }))
+            })
+            .collect();
+        let agents: Vec<Value> = self
+            .agents
+            .values()
+            .map(|s| {
+                json!({
+                    "id": s.row.id, "name": s.row.name, "presence": s.presence,
+                    "holding": s.held.len(), "offered": s.offer.is_some(),
+                    "wrap_up": s.wrap_up_until.is_some_and(|t| t > now),
+                })
+            })
+            .collect();
+        json!({ "waiting": self.waiting.len(), "by_tier": tiers, "by_channel": by_channel, "by_topic": by_topic,
+                "agents": agents, "service_level": self.service_level(now) })
+    }
+
+    /// Per tier, over the last 15 minutes: interactions answered, and the share answered
+    /// within the tier's maximum wait (its service-level target).
+    pub(super) fn service_level(&self, now: i64) -> Value {
+        let mut per: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+        for (at, tier, waited) in &self.answered {
+            if *at + SERVICE_WINDOW_MS < now {
+                continue;
+            }
+            let target = self
+                .rules
+                .tiers
+                .get(tier)
+                .map_or(i64::MAX, |t| t.max_wait_secs as i64 * 1000);
+            let e = per.entry(tier.as_str()).or_default();
+            e.0 += 1;
+            e.1 += usize::from(*waited <= target);
+        }
+        per.into_iter()
+            .map(|(tier, (n, within))| {
+                let target = self.rules.tiers.get(tier).map(|t| t.max_wait_secs);
+                (tier.to_string(), json!({ "answered": n, "within_target": within, "target_secs": target, "share": within as f64 / n as f64 }))
+            })
+            .collect::<serde_json::Map<String, Value>>()
+            .into()
+    }
+}

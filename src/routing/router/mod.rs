@@ -1,0 +1,597 @@
+//! The router: one task that owns the live routing state (waiting interactions, agent
+//! sessions, offers) and acts on events — an interaction arriving, an agent's message,
+//! an agent connecting or vanishing, a deadline passing. After each event it asks the
+//! pure [`policy`](super::policy) what to offer, and carries that out: the store first,
+//! then the agent's desktop. It sleeps until the next deadline it knows of (an offer
+//! expiring, a ring opening, a wrap-up ending, a heartbeat due), never on a fixed tick.
+//!
+//! Durability: every transition (offered, assigned, back to the queue, completed) is
+//! committed before the agent is told. Offers die with the server: at start-up every
+//! interaction still `offered` waits again; `assigned` ones stay with their agent, who
+//! gets them back on login.
+//!
+//! # Layout
+//! - this file: the handle, the task's loop, and the turn's grouped commit (`flush`);
+//! - [`session`]: one desktop's session and its numbered events;
+//! - `sessions`: login, resume, messages, vanishing, expiry;
+//! - `offers`: offers and their outcomes, and contacts ended by the customer;
+//! - `live`: the supervisors' view.
+
+mod live;
+mod offers;
+mod session;
+mod sessions;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use switchboard_contract::ChannelKind;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::index::{self, WaitingIndex};
+use super::policy::{self, AgentView, Load, Presence, WaitingInteraction};
+use super::protocol::{ClientMessage, PresenceRequest, Resume};
+use super::rules::{Capacity, Rules};
+use crate::queue::{Queue, Waiting};
+use crate::store::agents::AgentRow;
+use crate::store::history::{self, NewEvent};
+use crate::store::interactions::{self, InteractionRow};
+use crate::store::{customers, new_id, now_ms, rfc3339, Store};
+use crate::telemetry;
+use session::{agent_json, interaction_json, view, Session};
+
+/// Events kept per agent for a reconnecting desktop.
+const RESUME_LOG: usize = 1000;
+/// History events sent with an offer.
+const OFFER_HISTORY: i64 = 10;
+
+/// What the router sends a desktop's connection.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outbound {
+    /// A text frame.
+    Frame(String),
+    /// Close with a code and reason.
+    Close(u16, String),
+}
+
+/// How long agents' sessions live without word from them.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionTimes {
+    /// A connected desktop silent this long is disconnected.
+    pub heartbeat_timeout: Duration,
+    /// A disconnected agent may resume within this.
+    pub resume_grace: Duration,
+}
+
+enum Command {
+    Connect {
+        agent: AgentRow,
+        resume: Option<Resume>,
+        out: mpsc::UnboundedSender<Outbound>,
+        reply: oneshot::Sender<u64>,
+    },
+    Message {
+        agent_id: String,
+        conn: u64,
+        msg: ClientMessage,
+    },
+    Disconnect {
+        agent_id: String,
+        conn: u64,
+    },
+    Snapshot {
+        reply: oneshot::Sender<Value>,
+    },
+    AgentChanged {
+        agent: AgentRow,
+        log_out: bool,
+    },
+    End {
+        interaction_id: String,
+        reason: String,
+        reply: oneshot::Sender<Result<Ended, sqlx::Error>>,
+    },
+}
+
+/// What ending an interaction came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// It was waiting: now abandoned, with its wait logged.
+    Abandoned,
+    /// An agent holds it: the agent was told, and completes it as usual.
+    WhileHeld,
+    /// It had ended already.
+    Already,
+    /// No such interaction.
+    Unknown,
+}
+
+/// Talks to the router task. Cheap to clone.
+#[derive(Clone)]
+pub struct RouterHandle {
+    tx: mpsc::UnboundedSender<Command>,
+    changes: watch::Receiver<u64>,
+}
+
+impl RouterHandle {
+    /// Attaches a logged-in desktop; answers the connection's id.
+    pub async fn connect(
+        &self,
+        agent: AgentRow,
+        resume: Option<Resume>,
+        out: mpsc::UnboundedSender<Outbound>,
+    ) -> Option<u64> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Command::Connect {
+                agent,
+                resume,
+                out,
+                reply,
+            })
+            .ok()?;
+        answer.await.ok()
+    }
+
+    /// Hands the router a message from a desktop.
+    pub fn message(&self, agent_id: &str, conn: u64, msg: ClientMessage) {
+        let _ = self.tx.send(Command::Message {
+            agent_id: agent_id.into(),
+            conn,
+            msg,
+        });
+    }
+
+    /// Tells the router a desktop's connection ended.
+    pub fn disconnect(&self, agent_id: &str, conn: u64) {
+        let _ = self.tx.send(Command::Disconnect {
+            agent_id: agent_id.into(),
+            conn,
+        });
+    }
+
+    /// Ends an interaction on the customer's side, wherever it is.
+    pub async fn end(
+        &self,
+        interaction_id: &str,
+        reason: &str,
+    ) -> Option<Result<Ended, sqlx::Error>> {
+        let (reply, answer) = oneshot::channel();
+        let cmd = Command::End {
+            interaction_id: interaction_id.into(),
+            reason: reason.into(),
+            reply,
+        };
+        self.tx.send(cmd).ok()?;
+        answer.await.ok()
+    }
+
+    /// Changes each time the live state may have changed.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.clone()
+    }
+
+    /// An agent's record changed: a logged-in agent is routed by the new one at once; one
+    /// removed, or whose token was reset (`log_out`), is disconnected (close code 4004).
+    pub fn agent_changed(&self, agent: AgentRow, log_out: bool) {
+        let _ = self.tx.send(Command::AgentChanged { agent, log_out });
+    }
+
+    /// The live queue and agents, as `GET /api/queue` shows them.
+    pub async fn snapshot(&self) -> Option<Value> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.send(Command::Snapshot { reply }).ok()?;
+        answer.await.ok()
+    }
+}
+
+/// A waiting interaction in the router.
+struct Item {
+    w: WaitingInteraction,
+    customer_id: String,
+    /// The offer out for it, if any.
+    offer: Option<String>,
+}
+
+struct Offer {
+    interaction_id: String,
+    agent_id: String,
+    expires_at: i64,
+}
+
+/// Starts the router task.
+pub fn start(
+    store: Store,
+    rules: Arc<Rules>,
+    queue: Arc<Queue>,
+    times: SessionTimes,
+    shutdown: CancellationToken,
+) -> (RouterHandle, tokio::task::JoinHandle<()>) {
+    let (changes_tx, changes_rx) = watch::channel(0u64);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let router = Router {
+        store,
+        rules,
+        queue,
+        times,
+        waiting: HashMap::new(),
+        index: WaitingIndex::default(),
+        agents: HashMap::new(),
+        offers: HashMap::new(),
+        next_conn: 0,
+        changes: changes_tx,
+        changed: true,
+        answered: VecDeque::new(),
+        pending: Vec::new(),
+        events: Vec::new(),
+        replies: Vec::new(),
+        stop: shutdown.clone(),
+    };
+    (
+        RouterHandle {
+            tx,
+            changes: changes_rx,
+        },
+        tokio::spawn(router.run(rx, shutdown)),
+    )
+}
+
+struct Router {
+    store: Store,
+    rules: Arc<Rules>,
+    queue: Arc<Queue>,
+    times: SessionTimes,
+    waiting: HashMap<String, Item>,
+    /// The waiting interactions not on offer, as the policy reads them.
+    index: WaitingIndex,
+    agents: HashMap<String, Session>,
+    offers: HashMap<String, Offer>,
+    next_conn: u64,
+    /// Bumped after every turn that changed something, for supervisors' live views.
+    changes: watch::Sender<u64>,
+    /// Something changed in this turn.
+    changed: bool,
+    /// Answered interactions of the last [`SERVICE_WINDOW_MS`]: (when, tier, wait).
+    answered: VecDeque<(i64, String, i64)>,
+    /// Writes decided this turn of the loop, committed together at its end.
+    pending: Vec<Pending>,
+    /// History events decided this turn, committed with them.
+    events: Vec<NewEvent>,
+    /// Answers to give once this turn's writes are committed.
+    replies: Vec<(oneshot::Sender<EndResult>, EndResult)>,
+    stop: CancellationToken,
+}
+
+/// What ending an interaction answers.
+type EndResult = Result<Ended, sqlx::Error>;
+
+/// A write the router has decided and not yet committed.
+enum Pending {
+    Transition {
+        id: String,
+        from: &'static [&'static str],
+        to: &'static str,
+        agent: Option<String>,
+    },
+    Complete {
+        id: String,
+        agent: String,
+        disposition: String,
+        notes: Option<String>,
+    },
+}
+
+/// The most commands taken in one turn of the loop (one commit).
+const TURN: usize = 256;
+
+/// The window service levels are measured over.
+const SERVICE_WINDOW_MS: i64 = 15 * 60 * 1000;
+
+impl Router {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>, shutdown: CancellationToken) {
+        let queue = self.queue.clone();
+        self.take_fresh().await;
+        loop {
+            let now = now_ms();
+            let sleep = Duration::from_millis(
+                self.next_deadline(now).saturating_sub(now).clamp(0, 60_000) as u64,
+            );
+            tokio::select! {
+                cmd = rx.recv() => match cmd {
+                    Some(cmd) => self.handle(cmd).await,
+                    None => return,
+                },
+                () = queue.arrived() => self.take_fresh().await,
+                () = tokio::time::sleep(sleep) => {}
+                () = shutdown.cancelled() => {
+                    for s in self.agents.values_mut() {
+                        if let Some((_, out)) = s.conn.take() {
+                            let _ = out.send(Outbound::Close(1012, "the server is restarting".into()));
+                        }
+                    }
+                    return;
+                }
+            }
+            // Whatever else has arrived meanwhile joins this turn, and its commit.
+            for _ in 0..TURN {
+                match rx.try_recv() {
+                    Ok(cmd) => self.handle(cmd).await,
+                    Err(_) => break,
+                }
+            }
+            let now = now_ms();
+            self.expire(now).await;
+            self.dispatch(now).await;
+            self.flush().await;
+            // Supervisors are woken only when what they see may have changed.
+            if std::mem::take(&mut self.changed) {
+                self.changes.send_modify(|v| *v += 1);
+            }
+        }
+    }
+
+    /// The earliest moment something is due without any event.
+    fn next_deadline(&self, now: i64) -> i64 {
+        let mut next = now + 60_000;
+        for o in self.offers.values() {
+            next = next.min(o.expires_at);
+        }
+        for s in self.agents.values() {
+            if let Some(t) = s.wrap_up_until {
+                if t > now {
+                    next = next.min(t);
+                }
+            }
+            match (s.disconnected_at, &s.conn) {
+                (Some(at), _) => next = next.min(at + self.times.resume_grace.as_millis() as i64),
+                (None, Some(_)) => {
+                    next = next.min(s.last_heard + self.times.heartbeat_timeout.as_millis() as i64)
+                }
+                (None, None) => {}
+            }
+        }
+        // Rings open on a timetable: wake when the next one does, if anyone could take it.
+        if self
+            .agents
+            .values()
+            .any(|s| s.presence == Presence::Available)
+        {
+            if let Some(at) = self.index.next_ring_opening(&self.rules, now) {
+                next = next.min(at);
+            }
+        }
+        next
+    }
+
+    async fn take_fresh(&mut self) {
+        let fresh = self.queue.take_fresh();
+        if fresh.is_empty() {
+            return;
+        }
+        self.changed = true;
+        let owners = match self.owners(&fresh).await {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(error = %e, "Could not read customers' owners; routing without them");
+                HashMap::new()
+            }
+        };
+        for w in fresh {
+            let item = Item {
+                w: WaitingInteraction {
+                    id: w.interaction_id.clone(),
+                    owner: owners.get(&w.customer_id).cloned().flatten(),
+                    tier: w.tier,
+                    channel: w.channel,
+                    topic: w.topic,
+                    enqueued_at_ms: w.enqueued_at,
+                    excluded: Vec::new(),
+                },
+                customer_id: w.customer_id,
+                offer: None,
+            };
+            self.index.insert(item.w.clone());
+            self.waiting.insert(w.interaction_id, item);
+        }
+    }
+
+    /// Each new interaction's customer's owner, in one query.
+    async fn owners(
+        &self,
+        fresh: &[Waiting],
+    ) -> Result<HashMap<String, Option<String>>, sqlx::Error> {
+        let mut ids: Vec<String> = fresh.iter().map(|w| w.customer_id.clone()).collect();
+        ids.sort();
+        ids.dedup();
+        let mut conn = self.store.pool().acquire().await?;
+        customers::owners_of(&mut conn, &ids).await
+    }
+
+    async fn handle(&mut self, cmd: Command) {
+        self.changed |= !matches!(cmd, Command::Snapshot { .. });
+        match cmd {
+            Command::Connect {
+                agent,
+                resume,
+                out,
+                reply,
+            } => {
+                // A resuming desktop is sent its missed events from the log: commit
+                // what this turn decided so far, so the log holds only committed events.
+                self.flush().await;
+                self.next_conn += 1;
+                let conn = self.next_conn;
+                self.connect(agent, resume, conn, out).await;
+                let _ = reply.send(conn);
+            }
+            Command::Message {
+                agent_id,
+                conn,
+                msg,
+            } => {
+                let now = now_ms();
+                match self.agents.get_mut(&agent_id) {
+                    Some(s) if s.conn.as_ref().is_some_and(|(c, _)| *c == conn) => {
+                        s.last_heard = now
+                    }
+                    _ => return,
+                }
+                self.message(&agent_id, msg, now).await;
+            }
+            Command::Disconnect { agent_id, conn } => {
+                let now = now_ms();
+                let attached = self
+                    .agents
+                    .get(&agent_id)
+                    .is_some_and(|s| s.conn.as_ref().is_some_and(|(c, _)| *c == conn));
+                if attached {
+                    self.vanish(&agent_id, now).await;
+                }
+            }
+            Command::AgentChanged { agent, log_out } => {
+                let now = now_ms();
+                let id = agent.id.clone();
+                match self.agents.get_mut(&id) {
+                    Some(s) if !log_out && agent.active => s.row = agent,
+                    Some(s) => {
+                        let reason = if agent.active {
+                            "token reset"
+                        } else {
+                            "agent removed"
+                        };
+                        if let Some((_, out)) = s.conn.take() {
+                            let _ = out.send(Outbound::Close(4004, reason.into()));
+                        }
+                        self.vanish(&id, now).await;
+                        self.agents.remove(&id);
+                    }
+                    None => {}
+                }
+            }
+            Command::Snapshot { reply } => {
+                let _ = reply.send(self.snapshot(now_ms()));
+            }
+            Command::End {
+                interaction_id,
+                reason,
+                reply,
+            } => {
+                self.take_fresh().await;
+                let result = self.end(&interaction_id, &reason, now_ms()).await;
+                self.replies.push((reply, result));
+            }
+        }
+    }
+
+    /// Decides a move of an interaction and its history event; both are committed with
+    /// the rest of this turn's writes, before anyone is told. The router is the only
+    /// writer of these states, so what it holds in memory is what the store will hold.
+    fn stage(
+        &mut self,
+        id: &str,
+        from: &'static [&'static str],
+        to: &'static str,
+        agent: Option<&str>,
+        event: NewEvent,
+    ) {
+        self.pending.push(Pending::Transition {
+            id: id.to_string(),
+            from,
+            to,
+            agent: agent.map(str::to_string),
+        });
+        self.events.push(event);
+    }
+
+    /// An offer that ended unaccepted: the interaction waits again (back in the index),
+    /// with why in its history.
+    fn requeue(
+        &mut self,
+        offer: &Offer,
+        kind: &'static str,
+        actor: String,
+        reason: Option<String>,
+    ) {
+        let Some(item) = self.waiting.get_mut(&offer.interaction_id) else {
+            return;
+        };
+        item.offer = None;
+        self.index.insert(item.w.clone());
+        let event = NewEvent {
+            customer_id: item.customer_id.clone(),
+            interaction_id: Some(offer.interaction_id.clone()),
+            kind,
+            actor,
+            data: json!({ "agent_id": offer.agent_id, "reason": reason }),
+        };
+        self.stage(&offer.interaction_id, &["offered"], "queued", None, event);
+    }
+
+    /// Commits this turn's writes in one transaction, then sends the events and answers
+    /// that depend on them. A store that fails is retried (nothing is told meanwhile);
+    /// at shutdown, what was not committed is dropped, and offers die with the process
+    /// anyway.
+    async fn flush(&mut self) {
+        if !self.pending.is_empty() || !self.events.is_empty() {
+            let mut delay = Duration::from_millis(50);
+            loop {
+                match self.write_pending().await {
+                    Ok(()) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "The router could not commit; retrying");
+                        tokio::select! {
+                            () = tokio::time::sleep(delay) => {}
+                            () = self.stop.cancelled() => return,
+                        }
+                        delay = (delay * 2).min(Duration::from_secs(2));
+                    }
+                }
+            }
+            self.pending.clear();
+            self.events.clear();
+        }
+        for s in self.agents.values_mut() {
+            if !s.unsent.is_empty() {
+                self.changed = true;
+            }
+            s.send_unsent();
+        }
+        for (reply, result) in self.replies.drain(..) {
+            let _ = reply.send(result);
+        }
+    }
+
+    async fn write_pending(&self) -> Result<(), sqlx::Error> {
+        let now = now_ms();
+        let mut tx = self.store.begin_write().await?;
+        for p in &self.pending {
+            let moved = match p {
+                Pending::Transition {
+                    id,
+                    from,
+                    to,
+                    agent,
+                } => interactions::transition(&mut tx, id, from, to, agent.as_deref(), now).await?,
+                Pending::Complete {
+                    id,
+                    agent,
+                    disposition,
+                    notes,
+                } => {
+                    interactions::complete(&mut tx, id, agent, disposition, notes.as_deref(), now)
+                        .await?
+                }
+            };
+            if !moved {
+                tracing::warn!(
+                    "An interaction was not in the state the router expected; its move was skipped"
+                );
+            }
+        }
+        history::append(&mut tx, &self.events, now).await?;
+        tx.commit().await
+    }
+}

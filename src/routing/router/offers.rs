@@ -1,0 +1,352 @@
+//! Offers and their outcomes: dispatching the policy's decisions, accepting, declining,
+//! timing out, withdrawing, completing, and contacts that end on the customer's side.
+
+use super::*;
+
+impl Router {
+    pub(super) async fn accept(&mut self, agent_id: &str, offer_id: &str, now: i64) {
+        let Some(offer) = self.offers.get(offer_id).filter(|o| o.agent_id == agent_id) else {
+            if let Some(s) = self.agents.get(agent_id) {
+                s.error(
+                    "not_your_offer",
+                    "that offer is not yours or has ended (declined, timed out or withdrawn)",
+                );
+            }
+            return;
+        };
+        let interaction_id = offer.interaction_id.clone();
+        let Some(item) = self.waiting.get(&interaction_id) else {
+            return;
+        };
+        let waited_ms = now - item.w.enqueued_at_ms;
+        let (tier, channel) = (item.w.tier.clone(), item.w.channel);
+        let event = NewEvent {
+            customer_id: item.customer_id.clone(),
+            interaction_id: Some(interaction_id.clone()),
+            kind: "assigned",
+            actor: agent_id.to_string(),
+            data: json!({ "agent_id": agent_id, "waited_secs": waited_ms as f64 / 1000.0 }),
+        };
+        self.stage(
+            &interaction_id,
+            &["offered"],
+            "assigned",
+            Some(agent_id),
+            event,
+        );
+        let Some(s) = self.agents.get_mut(agent_id) else {
+            return;
+        };
+        self.offers.remove(offer_id);
+        self.waiting.remove(&interaction_id);
+        self.index.remove(&interaction_id);
+        self.queue.remove(&interaction_id);
+        s.offer = None;
+        s.misses = 0;
+        s.held.insert(interaction_id.clone(), channel);
+        s.emit(
+            json!({ "type": "assigned", "offer_id": offer_id, "interaction_id": interaction_id }),
+        );
+        telemetry::offer_outcome("accepted", &tier);
+        telemetry::answered(&tier, waited_ms);
+        self.answered.push_back((now, tier, waited_ms));
+    }
+
+    pub(super) async fn complete(
+        &mut self,
+        agent_id: &str,
+        interaction_id: &str,
+        disposition: &str,
+        notes: Option<String>,
+        now: i64,
+    ) {
+        // An accept earlier in this turn must be in the store before it is read.
+        self.flush().await;
+        let Some(s) = self.agents.get(agent_id) else {
+            return;
+        };
+        if !s.held.contains_key(interaction_id) {
+            s.error("not_yours", "you do not hold that interaction");
+            return;
+        }
+        let disposition: String = disposition.trim().chars().take(64).collect();
+        if disposition.is_empty() || disposition.contains('\0') {
+            s.error(
+                "bad_field",
+                "disposition: name the outcome (resolved, callback, escalated…)",
+            );
+            return;
+        }
+        let notes = notes
+            .map(|n| n.replace('\0', ""))
+            .map(|n| n.chars().take(10_000).collect::<String>());
+        let result = async {
+            let mut conn = self.store.pool().acquire().await?;
+            interactions::get(&mut conn, interaction_id).await
+        }
+        .await
+        .map(|row| match row {
+            Some(row) if row.state == "assigned" && row.agent_id.as_deref() == Some(agent_id) => {
+                self.events.push(NewEvent {
+                    customer_id: row.customer_id,
+                    interaction_id: Some(interaction_id.to_string()),
+                    kind: "completed",
+                    actor: agent_id.to_string(),
+                    data: json!({ "agent_id": agent_id, "disposition": disposition, "notes": notes }),
+                });
+                self.pending.push(Pending::Complete {
+                    id: interaction_id.to_string(),
+                    agent: agent_id.to_string(),
+                    disposition: disposition.clone(),
+                    notes: notes.clone(),
+                });
+                true
+            }
+            _ => false,
+        });
+        let wrap_up = self.rules.offer.wrap_up_secs as i64 * 1000;
+        let Some(s) = self.agents.get_mut(agent_id) else {
+            return;
+        };
+        match result {
+            Ok(true) => {
+                s.held.remove(interaction_id);
+                s.wrap_up_until = Some(now + wrap_up);
+                s.idle_since = now + wrap_up;
+                s.emit(json!({ "type": "completed", "interaction_id": interaction_id, "wrap_up_until": rfc3339(now + wrap_up) }));
+            }
+            Ok(false) => {
+                s.held.remove(interaction_id);
+                s.error("not_yours", "that interaction is no longer yours");
+            }
+            Err(_) => s.error(
+                "unavailable",
+                "the store could not record the completion; try again",
+            ),
+        }
+    }
+
+    /// The contact ended on the customer's side: abandoned if it was waiting (its offer
+    /// withdrawn), or told to the agent who holds it.
+    pub(super) async fn end(
+        &mut self,
+        id: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<Ended, sqlx::Error> {
+        // What this turn decided so far must be in the store before the store is read.
+        self.flush().await;
+        if let Some(item) = self.waiting.get(id) {
+            let (tier, customer_id, waited_ms, offer) = (
+                item.w.tier.clone(),
+                item.customer_id.clone(),
+                now - item.w.enqueued_at_ms,
+                item.offer.clone(),
+            );
+            let event = NewEvent {
+                customer_id,
+                interaction_id: Some(id.to_string()),
+                kind: "abandoned",
+                actor: "customer".into(),
+                data: json!({ "reason": reason, "waited_secs": waited_ms as f64 / 1000.0 }),
+            };
+            self.stage(id, &["queued", "offered"], "abandoned", None, event);
+            self.waiting.remove(id);
+            self.index.remove(id);
+            // Committed before it leaves the queue: a resync from the store in between
+            // would otherwise put it back.
+            self.flush().await;
+            self.queue.remove(id);
+            if let Some(offer_id) = offer {
+                if let Some(o) = self.offers.remove(&offer_id) {
+                    if let Some(s) = self.agents.get_mut(&o.agent_id) {
+                        s.offer = None;
+                        s.emit(json!({ "type": "interaction_ended", "interaction_id": id, "offer_id": offer_id, "reason": reason }));
+                    }
+                }
+            }
+            telemetry::abandoned(&tier, waited_ms);
+            return Ok(Ended::Abandoned);
+        }
+        let mut conn = self.store.pool().acquire().await?;
+        let Some(row) = interactions::get(&mut conn, id).await? else {
+            return Ok(Ended::Unknown);
+        };
+        if row.state != "assigned" {
+            return Ok(Ended::Already);
+        }
+        let event = NewEvent {
+            customer_id: row.customer_id.clone(),
+            interaction_id: Some(id.to_string()),
+            kind: "ended_by_customer",
+            actor: "customer".into(),
+            data: json!({ "reason": reason, "agent_id": row.agent_id }),
+        };
+        self.events.push(event);
+        if let Some(s) = row.agent_id.as_deref().and_then(|a| self.agents.get_mut(a)) {
+            s.emit(json!({ "type": "interaction_ended", "interaction_id": id, "reason": reason }));
+        }
+        Ok(Ended::WhileHeld)
+    }
+
+    /// An offer declined or timed out: the interaction waits again, not for this agent,
+    /// and the agent's misses count toward being set away.
+    pub(super) async fn lapse(
+        &mut self,
+        offer_id: &str,
+        kind: &'static str,
+        reason: Option<String>,
+        _now: i64,
+    ) {
+        let Some(offer) = self.offers.remove(offer_id) else {
+            return;
+        };
+        let logged_in: Vec<String> = self.agents.keys().cloned().collect();
+        let Some(item) = self.waiting.get_mut(&offer.interaction_id) else {
+            return;
+        };
+        item.w.excluded.push(offer.agent_id.clone());
+        // Once every agent logged in has passed on it, it starts a new round rather than
+        // wait for an agent who has not: no interaction waits forever for want of one.
+        if logged_in.iter().all(|a| item.w.excluded.contains(a)) {
+            item.w.excluded.clear();
+        }
+        let tier = item.w.tier.clone();
+        self.requeue(&offer, kind, offer.agent_id.clone(), reason);
+        let what = if kind == "offer_declined" {
+            "declined"
+        } else {
+            "timed_out"
+        };
+        telemetry::offer_outcome(what, &tier);
+        let misses_before_away = self.rules.offer.misses_before_away;
+        if let Some(s) = self.agents.get_mut(&offer.agent_id) {
+            s.offer = None;
+            s.misses += 1;
+            s.emit(json!({ "type": "offer_ended", "offer_id": offer_id, "interaction_id": offer.interaction_id, "reason": what }));
+            if s.misses >= misses_before_away && s.presence == Presence::Available {
+                s.presence = Presence::Away;
+                s.emit(json!({ "type": "presence", "status": "away", "reason": format!("{} offers missed in a row", s.misses) }));
+            }
+        }
+    }
+
+    /// Withdraws an offer through no fault of the agent (it vanished, the contact ended).
+    pub(super) async fn revoke(&mut self, offer_id: &str, reason: &str, _now: i64) {
+        let Some(offer) = self.offers.remove(offer_id) else {
+            return;
+        };
+        self.requeue(
+            &offer,
+            "offer_withdrawn",
+            "system".into(),
+            Some(reason.to_string()),
+        );
+        if let Some(s) = self.agents.get_mut(&offer.agent_id) {
+            s.offer = None;
+            s.emit(json!({ "type": "offer_ended", "offer_id": offer_id, "interaction_id": offer.interaction_id, "reason": reason }));
+        }
+    }
+
+    /// Asks the policy what to offer, and offers it.
+    pub(super) async fn dispatch(&mut self, now: i64) {
+        if self.index.is_empty() {
+            return;
+        }
+        let agents: Vec<AgentView> = self
+            .agents
+            .values()
+            .map(|s| view(s, self.rules.capacity))
+            .collect();
+        let decisions = index::route(&self.index, &agents, &self.rules, now);
+        for d in decisions {
+            self.offer(d, now).await;
+        }
+    }
+
+    pub(super) async fn offer(&mut self, d: policy::Decision, now: i64) {
+        let Some(item) = self.waiting.get(&d.interaction_id) else {
+            return;
+        };
+        let event = NewEvent {
+            customer_id: item.customer_id.clone(),
+            interaction_id: Some(d.interaction_id.clone()),
+            kind: "offered",
+            actor: "router".into(),
+            data: json!({ "rule_version": 1, "decision": d }),
+        };
+        let details = match self
+            .offer_details(&d.interaction_id, &item.customer_id)
+            .await
+        {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e, "Could not read an interaction to offer it");
+                return;
+            }
+        };
+        self.stage(
+            &d.interaction_id,
+            &["queued"],
+            "offered",
+            Some(&d.agent_id),
+            event,
+        );
+        let offer_id = new_id();
+        let expires_at = now + self.rules.offer.timeout_secs as i64 * 1000;
+        if let Some(item) = self.waiting.get_mut(&d.interaction_id) {
+            item.offer = Some(offer_id.clone());
+        }
+        self.index.remove(&d.interaction_id);
+        self.offers.insert(
+            offer_id.clone(),
+            Offer {
+                interaction_id: d.interaction_id.clone(),
+                agent_id: d.agent_id.clone(),
+                expires_at,
+            },
+        );
+        telemetry::offer_outcome("offered", &d.tier);
+        if let Some(s) = self.agents.get_mut(&d.agent_id) {
+            s.offer = Some(offer_id.clone());
+            s.last_offered_at = now;
+            s.emit(json!({
+                "type": "offer",
+                "offer_id": offer_id,
+                "expires_at": rfc3339(expires_at),
+                "expires_in_ms": expires_at - now,
+                "interaction": details,
+            }));
+        }
+    }
+
+    /// What an agent sees in an offer: the interaction, its customer, recent history.
+    pub(super) async fn offer_details(
+        &self,
+        interaction_id: &str,
+        customer_id: &str,
+    ) -> Result<Value, sqlx::Error> {
+        let mut conn = self.store.pool().acquire().await?;
+        let row = interactions::get(&mut conn, interaction_id)
+            .await?
+            .ok_or(sqlx::Error::RowNotFound)?;
+        let customer = customers::get(&mut conn, customer_id).await?;
+        let identities = match &customer {
+            Some(c) => customers::identities(&mut conn, &c.id).await?,
+            None => Vec::new(),
+        };
+        let recent = history::page(&mut conn, customer_id, None, OFFER_HISTORY).await?;
+        let mut v = interaction_json(&row);
+        v["customer"] = json!({
+            "id": customer_id,
+            "name": customer.as_ref().and_then(|c| c.name.clone()),
+            "identities": identities,
+            "tier_reason": row.tier_reason,
+        });
+        v["history"] = recent
+            .into_iter()
+            .map(|e| json!({ "seq": e.seq, "kind": e.kind, "at": rfc3339(e.occurred_at), "interaction_id": e.interaction_id, "data": e.data }))
+            .collect();
+        Ok(v)
+    }
+}

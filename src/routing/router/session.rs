@@ -1,0 +1,109 @@
+//! One agent's session: what the router knows of a logged-in (or briefly vanished)
+//! desktop, its numbered events kept for a resume, and how it looks to the policy.
+
+use super::*;
+
+pub(super) struct Session {
+    pub(super) row: AgentRow,
+    pub(super) presence: Presence,
+    /// Presence to return to when a vanished desktop resumes.
+    pub(super) presence_before: Presence,
+    pub(super) conn: Option<(u64, mpsc::UnboundedSender<Outbound>)>,
+    pub(super) session: String,
+    pub(super) seq: u64,
+    pub(super) log: VecDeque<(u64, String)>,
+    pub(super) last_heard: i64,
+    pub(super) disconnected_at: Option<i64>,
+    pub(super) offer: Option<String>,
+    /// Held interactions and their channels.
+    pub(super) held: HashMap<String, ChannelKind>,
+    pub(super) wrap_up_until: Option<i64>,
+    pub(super) idle_since: i64,
+    pub(super) last_offered_at: i64,
+    pub(super) misses: u32,
+    /// Events numbered but not yet sent: they go out once the router's writes for them
+    /// are committed.
+    pub(super) unsent: Vec<String>,
+}
+
+impl Session {
+    /// Numbers an event and keeps it for a resume; it is sent at the next flush, after
+    /// the writes it reports are committed.
+    pub(super) fn emit(&mut self, mut event: Value) {
+        self.seq += 1;
+        event["seq"] = json!(self.seq);
+        let text = event.to_string();
+        self.log.push_back((self.seq, text.clone()));
+        while self.log.len() > RESUME_LOG {
+            self.log.pop_front();
+        }
+        self.unsent.push(text);
+    }
+
+    /// Sends the events committed since the last flush.
+    pub(super) fn send_unsent(&mut self) {
+        let unsent = std::mem::take(&mut self.unsent);
+        if let Some((_, out)) = &self.conn {
+            for text in unsent {
+                let _ = out.send(Outbound::Frame(text));
+            }
+        }
+    }
+
+    /// Sends a frame that is not kept (answers to the frame just received).
+    pub(super) fn reply(&self, event: Value) {
+        if let Some((_, out)) = &self.conn {
+            let _ = out.send(Outbound::Frame(event.to_string()));
+        }
+    }
+
+    pub(super) fn error(&self, code: &str, message: &str) {
+        self.reply(json!({ "type": "error", "code": code, "message": message }));
+    }
+
+    pub(super) fn load(&self) -> Load {
+        let mut load = Load::default();
+        for channel in self.held.values() {
+            match channel {
+                ChannelKind::Phone => load.phone += 1,
+                ChannelKind::Chat => load.chat += 1,
+                ChannelKind::Email => load.email += 1,
+                ChannelKind::Api => load.api += 1,
+            }
+        }
+        load
+    }
+}
+
+pub(super) fn view(s: &Session, rules_capacity: Capacity) -> AgentView {
+    let o = s.row.capacity;
+    AgentView {
+        id: s.row.id.clone(),
+        level: s.row.level,
+        skills: s.row.skills.clone(),
+        presence: s.presence,
+        has_pending_offer: s.offer.is_some(),
+        wrap_up_until_ms: s.wrap_up_until,
+        load: s.load(),
+        capacity: Capacity {
+            phone: o.phone.unwrap_or(rules_capacity.phone),
+            chat: o.chat.unwrap_or(rules_capacity.chat),
+            email: o.email.unwrap_or(rules_capacity.email),
+            api: o.api.unwrap_or(rules_capacity.api),
+            calls_block_other_work: rules_capacity.calls_block_other_work,
+        },
+        idle_since_ms: s.idle_since,
+        last_offered_at_ms: s.last_offered_at,
+    }
+}
+
+pub(super) fn agent_json(a: &AgentRow) -> Value {
+    json!({ "id": a.id, "name": a.name, "level": a.level, "skills": a.skills, "extension": a.extension })
+}
+
+pub(super) fn interaction_json(i: &InteractionRow) -> Value {
+    json!({
+        "id": i.id, "channel": i.channel, "state": i.state, "tier": i.tier, "topic": i.topic,
+        "subject": i.subject, "body": i.body, "customer_id": i.customer_id, "created_at": rfc3339(i.created_at),
+    })
+}
