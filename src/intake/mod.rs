@@ -1,5 +1,5 @@
 //! Intake: every new contact, from any channel, is checked and normalised here, then
-//! handed to the one writer task ([`writer`]) that resolves its customer, commits it and
+//! handed to the one writer task (`writer`) that resolves its customer, commits it and
 //! queues it, and only then answered. An answer of `Ok` is the durability promise.
 
 #[cfg(test)]

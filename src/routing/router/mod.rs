@@ -1,7 +1,7 @@
 //! The router: one task that owns the live routing state (waiting interactions, agent
 //! sessions, offers) and acts on events — an interaction arriving, an agent's message,
 //! an agent connecting or vanishing, a deadline passing. After each event it asks the
-//! pure [`policy`](super::policy) what to offer, and carries that out: the store first,
+//! pure [`policy`] what to offer, and carries that out: the store first,
 //! then the agent's desktop. It sleeps until the next deadline it knows of (an offer
 //! expiring, a ring opening, a wrap-up ending, a heartbeat due), never on a fixed tick.
 //!
@@ -12,7 +12,7 @@
 //!
 //! # Layout
 //! - this file: the handle, the task's loop, and the turn's grouped commit (`flush`);
-//! - [`session`]: one desktop's session and its numbered events;
+//! - `session`: one desktop's session and its numbered events;
 //! - `sessions`: login, resume, messages, vanishing, expiry;
 //! - `offers`: offers and their outcomes, and contacts ended by the customer;
 //! - `live`: the supervisors' view.
