@@ -536,6 +536,7 @@ impl Router {
     /// anyway.
     async fn flush(&mut self) {
         if !self.pending.is_empty() || !self.events.is_empty() {
+            let started = now_ms();
             let mut delay = Duration::from_millis(50);
             loop {
                 match self.write_pending().await {
@@ -552,6 +553,17 @@ impl Router {
             }
             self.pending.clear();
             self.events.clear();
+            // While the store stalled, nobody's messages were read: a stall must not
+            // count against agents' heartbeats or offers.
+            let stalled = now_ms() - started;
+            if stalled > 1000 {
+                for s in self.agents.values_mut() {
+                    s.last_heard += stalled;
+                }
+                for o in self.offers.values_mut() {
+                    o.expires_at += stalled;
+                }
+            }
         }
         for s in self.agents.values_mut() {
             if !s.unsent.is_empty() {
