@@ -19,7 +19,7 @@ use crate::config::Settings;
 use crate::customers::identity::IdentityParser;
 use crate::queue::Queue;
 use crate::routing::router::{self, SessionTimes};
-use crate::routing::rules::Rules;
+use crate::routing::versions::{self, FromFile};
 use crate::store::{interactions, Backend, Store};
 use crate::{intake, telemetry};
 
@@ -44,23 +44,30 @@ impl Application {
         // every handler can see.
         let (token, token_location) = admin_token(&settings)?;
         settings.api.admin_token.clear();
-        let rules = match Rules::load(settings.routing.path(), &settings.tiers.order) {
-            Ok((rules, report)) => {
-                for w in &report.warnings {
-                    tracing::warn!(warning = %w, "The routing rules are doubtful");
-                }
-                rules
-            }
-            Err(report) => anyhow::bail!(
-                "The routing rules are not valid:\n  - {}",
-                report.errors.join("\n  - ")
-            ),
-        };
         let settings = Arc::new(settings);
         let url = settings.database_url();
         // The recorder first, so the queue depth restored below is published.
         let metrics = telemetry::metrics_handle();
         let store = Store::connect(&url, settings.storage.max_connections).await?;
+        let active =
+            match versions::from_file(&store, settings.routing.path(), &settings.tiers.order).await
+            {
+                Ok(FromFile::Changed(a)) => {
+                    tracing::info!(
+                        version = a.version,
+                        "The routing rules file changed: it is now the active version"
+                    );
+                    a
+                }
+                Ok(FromFile::Unchanged(a)) => a,
+                Err(errors) => anyhow::bail!(
+                    "The routing rules are not valid:\n  - {}",
+                    errors.join("\n  - ")
+                ),
+            };
+        for w in &active.report.warnings {
+            tracing::warn!(warning = %w, "The routing rules are doubtful");
+        }
         let mut conn = store.pool().acquire().await.context("Reading the queue")?;
         // Offers die with the process that made them: those interactions wait again.
         interactions::requeue_offered(&mut conn, crate::store::now_ms())
@@ -77,7 +84,6 @@ impl Application {
         let writer_stop = CancellationToken::new();
         let (intake, writer) =
             intake::start(store.clone(), &settings, queue.clone(), writer_stop.clone());
-        let rules = Arc::new(rules);
         let router_stop = CancellationToken::new();
         let times = SessionTimes {
             heartbeat_timeout: Duration::from_secs(settings.agents.heartbeat_timeout_secs),
@@ -85,11 +91,21 @@ impl Application {
         };
         let (router_handle, router_task) = router::start(
             store.clone(),
-            rules.clone(),
+            Arc::new(active.rules),
+            active.version,
             queue.clone(),
             times,
             router_stop.clone(),
         );
+        let rules_lock: Arc<tokio::sync::Mutex<()>> = Arc::default();
+        #[cfg(unix)]
+        tokio::spawn(reload_on_sighup(
+            store.clone(),
+            settings.clone(),
+            router_handle.clone(),
+            rules_lock.clone(),
+            router_stop.clone(),
+        ));
         let addr: SocketAddr = settings
             .server
             .http_addr
@@ -118,8 +134,8 @@ impl Application {
             queue,
             admin_token_sha256: Sha256::digest(token.as_bytes()).into(),
             metrics,
-            rules,
-            router: router_handle,
+            rules_lock: rules_lock.clone(),
+            router: router_handle.clone(),
         };
         Ok(Application {
             listener,
@@ -190,6 +206,49 @@ impl Application {
         self.store.close().await;
         tracing::info!("Stopped");
         Ok(())
+    }
+}
+
+/// On SIGHUP, reads the routing rules file again: if it changed, it becomes the next
+/// version and applies at once; if it has errors, it is refused whole and the active rules
+/// stay.
+#[cfg(unix)]
+async fn reload_on_sighup(
+    store: Store,
+    settings: Arc<Settings>,
+    router: router::RouterHandle,
+    lock: Arc<tokio::sync::Mutex<()>>,
+    stop: CancellationToken,
+) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            got = hup.recv() => if got.is_none() { return },
+            () = stop.cancelled() => return,
+        }
+        let _one_at_a_time = lock.lock().await;
+        match versions::from_file(&store, settings.routing.path(), &settings.tiers.order).await {
+            Ok(FromFile::Changed(a)) => {
+                tracing::info!(
+                    version = a.version,
+                    "Reloaded the routing rules file as a new version"
+                );
+                router.set_rules(Arc::new(a.rules), a.version);
+            }
+            Ok(FromFile::Unchanged(a)) => {
+                tracing::info!(
+                    version = a.version,
+                    "The routing rules file is unchanged; the active version stays"
+                )
+            }
+            Err(errors) => {
+                for e in &errors {
+                    tracing::error!(error = %e, "The routing rules file was not reloaded");
+                }
+            }
+        }
     }
 }
 

@@ -70,6 +70,14 @@ pub enum ApiError {
         /// Every bad row.
         errors: Vec<RowError>,
     },
+    /// 422: routing rules refused whole, with every error (each naming where) and warning.
+    #[error("the rules have {} error(s); nothing was changed", .errors.len())]
+    InvalidRules {
+        /// Every error.
+        errors: Vec<String>,
+        /// Every warning.
+        warnings: Vec<String>,
+    },
     /// 503: the store or intake cannot take this now; nothing was accepted, retry.
     #[error("{0}")]
     Unavailable(String),
@@ -100,6 +108,7 @@ impl ApiError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             ApiError::Rows { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_rows"),
+            ApiError::InvalidRules { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_rules"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Unexpected(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -119,6 +128,10 @@ impl IntoResponse for ApiError {
                 body["field"] = json!(f);
             }
             ApiError::Rows { errors, .. } => body["errors"] = json!(errors),
+            ApiError::InvalidRules { errors, warnings } => {
+                body["errors"] = json!(errors);
+                body["warnings"] = json!(warnings);
+            }
             _ => {}
         }
         let mut response = (status, Json(body)).into_response();

@@ -8,6 +8,7 @@ pub mod error;
 mod import;
 mod interactions;
 mod ops;
+mod rules;
 mod supervisor_ws;
 mod views;
 
@@ -49,8 +50,8 @@ pub struct AppState {
     pub admin_token_sha256: [u8; 32],
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
-    /// The routing rules in force.
-    pub rules: Arc<crate::routing::rules::Rules>,
+    /// Held while the routing rules change, so changes apply one at a time.
+    pub rules_lock: Arc<tokio::sync::Mutex<()>>,
     /// The router.
     pub router: crate::routing::router::RouterHandle,
 }
@@ -90,6 +91,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/agents/{id}/token", post(agents::reset_token))
         .route("/api/queue", get(queue))
+        .route("/api/routing/rules", get(rules::get).put(rules::put))
+        .route("/api/routing/rules/validate", post(rules::validate))
+        .route("/api/routing/rules/versions", get(rules::versions))
+        .route("/api/routing/rules/rollback", post(rules::rollback))
         .layer(DefaultBodyLimit::max(settings.api.max_body_bytes))
         .merge(import)
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));

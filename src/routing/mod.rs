@@ -12,3 +12,4 @@ pub mod policy;
 pub mod protocol;
 pub mod router;
 pub mod rules;
+pub mod versions;

@@ -164,7 +164,25 @@ impl Rules {
     /// Reads and validates the rules file, or the built-in defaults when `path` is `None`
     /// and `config/routing.toml` does not exist.
     pub fn load(path: Option<&Path>, tiers: &[String]) -> Result<(Rules, Report), Report> {
-        let (text, source) = match path {
+        let (text, source) = Rules::read_source(path)?;
+        Rules::check(&text, &source, tiers)
+    }
+
+    /// Parses and validates a rules document; `Err` when it has errors.
+    pub fn check(text: &str, source: &str, tiers: &[String]) -> Result<(Rules, Report), Report> {
+        let rules = Rules::parse(text, source)?;
+        let report = rules.validate(tiers);
+        if report.errors.is_empty() {
+            Ok((rules, report))
+        } else {
+            Err(report)
+        }
+    }
+
+    /// The rules file's text and a name for it: `path`, else `config/routing.toml` when
+    /// it exists, else the built-in copy.
+    pub fn read_source(path: Option<&Path>) -> Result<(String, String), Report> {
+        Ok(match path {
             Some(p) => (
                 std::fs::read_to_string(p).map_err(|e| Report {
                     errors: vec![format!("{}: cannot be read: {e}", p.display())],
@@ -180,14 +198,7 @@ impl Rules {
                 DEFAULT_TOML.to_string(),
                 "built-in routing rules".to_string(),
             ),
-        };
-        let rules = Rules::parse(&text, &source)?;
-        let report = rules.validate(tiers);
-        if report.errors.is_empty() {
-            Ok((rules, report))
-        } else {
-            Err(report)
-        }
+        })
     }
 
     /// Every error and warning, against the configured tiers (best first).

@@ -11,3 +11,4 @@ mod import;
 mod interactions;
 mod operations;
 mod routing;
+mod rules;

@@ -89,6 +89,10 @@ enum Command {
         agent: AgentRow,
         log_out: bool,
     },
+    SetRules {
+        rules: Arc<Rules>,
+        version: i64,
+    },
     End {
         interaction_id: String,
         reason: String,
@@ -174,6 +178,11 @@ impl RouterHandle {
         self.changes.clone()
     }
 
+    /// Routes by `rules` (version `version`) from now on, for waiting interactions too.
+    pub fn set_rules(&self, rules: Arc<Rules>, version: i64) {
+        let _ = self.tx.send(Command::SetRules { rules, version });
+    }
+
     /// An agent's record changed: a logged-in agent is routed by the new one at once; one
     /// removed, or whose token was reset (`log_out`), is disconnected (close code 4004).
     pub fn agent_changed(&self, agent: AgentRow, log_out: bool) {
@@ -206,6 +215,7 @@ struct Offer {
 pub fn start(
     store: Store,
     rules: Arc<Rules>,
+    rules_version: i64,
     queue: Arc<Queue>,
     times: SessionTimes,
     shutdown: CancellationToken,
@@ -215,6 +225,7 @@ pub fn start(
     let router = Router {
         store,
         rules,
+        rules_version,
         queue,
         times,
         waiting: HashMap::new(),
@@ -242,6 +253,8 @@ pub fn start(
 struct Router {
     store: Store,
     rules: Arc<Rules>,
+    /// The version of `rules`, written with every decision.
+    rules_version: i64,
     queue: Arc<Queue>,
     times: SessionTimes,
     waiting: HashMap<String, Item>,
@@ -450,6 +463,13 @@ impl Router {
                 if attached {
                     self.vanish(&agent_id, now).await;
                 }
+            }
+            Command::SetRules { rules, version } => {
+                // Everything already waiting is ordered and ringed by the new rules from
+                // this turn on: the policy reads them afresh for every decision.
+                self.rules = rules;
+                self.rules_version = version;
+                tracing::info!(version, "Routing by a new version of the rules");
             }
             Command::AgentChanged { agent, log_out } => {
                 let now = now_ms();

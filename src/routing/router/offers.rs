@@ -273,7 +273,7 @@ impl Router {
             interaction_id: Some(d.interaction_id.clone()),
             kind: "offered",
             actor: "router".into(),
-            data: json!({ "rule_version": 1, "decision": d }),
+            data: json!({ "rule_version": self.rules_version, "decision": d }),
         };
         let details = match self
             .offer_details(&d.interaction_id, &item.customer_id)

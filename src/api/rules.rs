@@ -1,0 +1,153 @@
+//! The routing rules over the API: read the active version, validate a candidate, apply
+//! one (a new version, applied at once to what is waiting), list versions, roll back.
+//! Rules travel as the same TOML document as `config/routing.toml`.
+
+use std::sync::Arc;
+
+use axum::extract::{Query, Request, State};
+use axum::http::header;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::error::{read_body, ApiError, ApiJson};
+use super::AppState;
+use crate::routing::rules::{Report, Rules};
+use crate::store::{self, now_ms, rfc3339};
+
+/// Reads a TOML (or plain text) body.
+async fn document(state: &AppState, req: Request) -> Result<String, ApiError> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    if !matches!(
+        content_type.as_str(),
+        "application/toml" | "text/plain" | "text/x-toml"
+    ) {
+        return Err(ApiError::UnsupportedMediaType(
+            "send the rules as TOML, with Content-Type: application/toml".into(),
+        ));
+    }
+    let body = read_body(req, state).await?;
+    String::from_utf8(body.to_vec()).map_err(|_| ApiError::BadRequest {
+        field: None,
+        message: "the rules are not UTF-8 text".into(),
+    })
+}
+
+fn invalid(report: Report) -> ApiError {
+    ApiError::InvalidRules {
+        errors: report.errors,
+        warnings: report.warnings,
+    }
+}
+
+/// `GET /api/routing/rules`: the active version.
+pub async fn get(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let mut conn = state.store.pool().acquire().await?;
+    let v = store::rules::latest(&mut conn)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("no rules are stored yet".into()))?;
+    Ok(Json(json!({
+        "version": v.version, "actor": v.actor, "comment": v.comment, "created_at": rfc3339(v.created_at), "document": v.document,
+    })))
+}
+
+/// `POST /api/routing/rules/validate`: every error with its location, and warnings;
+/// changes nothing.
+pub async fn validate(
+    State(state): State<AppState>,
+    req: Request,
+) -> Result<Json<Value>, ApiError> {
+    let text = document(&state, req).await?;
+    let report = match Rules::check(&text, "the rules", &state.settings.tiers.order) {
+        Ok((_, report)) => report,
+        Err(report) => report,
+    };
+    Ok(Json(
+        json!({ "valid": report.errors.is_empty(), "errors": report.errors, "warnings": report.warnings }),
+    ))
+}
+
+/// Why a change is made, in the query string.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Comment {
+    comment: Option<String>,
+}
+
+/// `PUT /api/routing/rules?comment=…`: a valid document becomes the next version and
+/// applies at once, to interactions already waiting too; an invalid one is refused whole
+/// (422, every error listed) and nothing changes.
+pub async fn put(
+    State(state): State<AppState>,
+    query: Result<Query<Comment>, axum::extract::rejection::QueryRejection>,
+    req: Request,
+) -> Result<Json<Value>, ApiError> {
+    let Query(c) = query.map_err(|e| ApiError::field("query", e.body_text()))?;
+    let text = document(&state, req).await?;
+    apply(&state, text, c.comment).await
+}
+
+/// The body of `POST /api/routing/rules/rollback`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rollback {
+    /// The version to return to.
+    version: i64,
+}
+
+/// `POST /api/routing/rules/rollback`: an earlier version's document becomes the next
+/// version.
+pub async fn rollback(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<Rollback>,
+) -> Result<Json<Value>, ApiError> {
+    let mut conn = state.store.pool().acquire().await?;
+    let old = store::rules::get(&mut conn, req.version)
+        .await?
+        .ok_or_else(|| {
+            ApiError::field("version", format!("there is no version {}", req.version))
+        })?;
+    drop(conn);
+    apply(
+        &state,
+        old.document,
+        Some(format!("rollback to version {}", req.version)),
+    )
+    .await
+}
+
+async fn apply(
+    state: &AppState,
+    text: String,
+    comment: Option<String>,
+) -> Result<Json<Value>, ApiError> {
+    let (rules, report) =
+        Rules::check(&text, "the rules", &state.settings.tiers.order).map_err(invalid)?;
+    let comment: Option<String> =
+        comment.map(|c| c.chars().filter(|c| !c.is_control()).take(500).collect());
+    let _one_at_a_time = state.rules_lock.lock().await;
+    let mut tx = state.store.begin_write().await?;
+    let version = store::rules::add(&mut tx, &text, "admin", comment.as_deref(), now_ms()).await?;
+    tx.commit().await?;
+    state.router.set_rules(Arc::new(rules), version);
+    Ok(Json(
+        json!({ "version": version, "warnings": report.warnings }),
+    ))
+}
+
+/// `GET /api/routing/rules/versions`: every version, newest first, without documents.
+pub async fn versions(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let mut conn = state.store.pool().acquire().await?;
+    let all: Vec<Value> = store::rules::all(&mut conn)
+        .await?
+        .into_iter()
+        .map(|v| json!({ "version": v.version, "actor": v.actor, "comment": v.comment, "created_at": rfc3339(v.created_at) }))
+        .collect();
+    Ok(Json(json!({ "versions": all })))
+}

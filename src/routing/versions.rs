@@ -1,0 +1,72 @@
+//! Which version of the routing rules is active. Every change — a PUT over the API, a
+//! roll-back, an edit of the rules file picked up at start-up or on SIGHUP — is stored as
+//! a new version with who made it, and handed to the router, which applies it at once to
+//! every interaction already waiting.
+
+use std::path::Path;
+
+use super::rules::{Report, Rules};
+use crate::store::{self, now_ms, Store};
+
+/// The rules in force and their version.
+#[derive(Debug, Clone)]
+pub struct Active {
+    /// The version's number.
+    pub version: i64,
+    /// The rules.
+    pub rules: Rules,
+    /// Their warnings.
+    pub report: Report,
+}
+
+/// What reading the rules file came to.
+#[derive(Debug)]
+pub enum FromFile {
+    /// The file changed since it was last read and is now the active version.
+    Changed(Active),
+    /// The file is as it was last read: the active version stays (it may be one made
+    /// over the API since).
+    Unchanged(Active),
+}
+
+/// Reads the rules file and makes it the active version if it changed since it was last
+/// read. A file with errors is refused whole; `Err` lists them.
+pub async fn from_file(
+    store: &Store,
+    path: Option<&Path>,
+    tiers: &[String],
+) -> Result<FromFile, Vec<String>> {
+    let (text, source) = Rules::read_source(path).map_err(|r| r.errors)?;
+    let db = |e: sqlx::Error| vec![format!("the store: {e}")];
+    let mut conn = store.begin_write().await.map_err(db)?;
+    let last_read = store::rules::latest_from_file(&mut conn)
+        .await
+        .map_err(db)?;
+    if last_read.as_ref().is_some_and(|v| v.document == text) {
+        let latest = store::rules::latest(&mut conn)
+            .await
+            .map_err(db)?
+            .expect("a version read from the file exists");
+        let (rules, report) = Rules::check(
+            &latest.document,
+            &format!("rules version {}", latest.version),
+            tiers,
+        )
+        .map_err(|r| r.errors)?;
+        return Ok(FromFile::Unchanged(Active {
+            version: latest.version,
+            rules,
+            report,
+        }));
+    }
+    let (rules, report) = Rules::check(&text, &source, tiers).map_err(|r| r.errors)?;
+    let version = store::rules::add(&mut conn, &text, "file", Some(&source), now_ms())
+        .await
+        .map_err(db)?;
+    conn.commit().await.map_err(db)?;
+    Ok(FromFile::Changed(Active {
+        version,
+        rules,
+        report,
+    }))
+}
