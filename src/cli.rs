@@ -32,6 +32,8 @@ pub enum Command {
         /// The file to check (default: --config, else config/switchboard.toml).
         path: Option<PathBuf>,
     },
+    /// Ask the running server (at server.http_addr) to read its routing rules file again.
+    Reload,
 }
 
 /// Runs the command line; the process exits with the code returned.
@@ -40,6 +42,7 @@ pub fn main() -> std::process::ExitCode {
     match cli.command.unwrap_or(Command::Serve) {
         Command::CheckConfig { path } => check_config(path.or(cli.config)),
         Command::Serve => serve(cli.config),
+        Command::Reload => reload(cli.config),
     }
 }
 
@@ -77,6 +80,81 @@ fn check_config(path: Option<PathBuf>) -> std::process::ExitCode {
                 eprintln!("  warning: {w}");
             }
             std::process::ExitCode::from(2)
+        }
+    }
+}
+
+fn reload(config: Option<PathBuf>) -> std::process::ExitCode {
+    let settings = match Settings::load(config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!(
+                "The configuration is not valid:\n  - {}",
+                e.problems.join("\n  - ")
+            );
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let token = match settings.api.admin_token.trim() {
+        "" => std::fs::read_to_string(settings.storage.data_dir.join("admin-token"))
+            .unwrap_or_default(),
+        t => t.to_string(),
+    };
+    let mut addr: std::net::SocketAddr = match settings.server.http_addr.parse() {
+        Ok(a) => a,
+        Err(_) => return std::process::ExitCode::from(2),
+    };
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let url = format!("http://{addr}/api/routing/rules/reload");
+    let answer = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map(|rt| {
+            rt.block_on(async {
+                let resp = reqwest::Client::new()
+                    .post(&url)
+                    .bearer_auth(token.trim())
+                    .send()
+                    .await?;
+                let status = resp.status();
+                Ok::<_, reqwest::Error>((
+                    status,
+                    resp.json::<serde_json::Value>().await.unwrap_or_default(),
+                ))
+            })
+        });
+    match answer {
+        Ok(Ok((status, body))) if status.is_success() => {
+            let changed = if body["changed"] == true {
+                "changed: now"
+            } else {
+                "unchanged: still"
+            };
+            println!(
+                "The routing rules file is {changed} version {}",
+                body["version"]
+            );
+            std::process::ExitCode::SUCCESS
+        }
+        Ok(Ok((_, body))) => {
+            eprintln!(
+                "The server refused the rules file: {}",
+                body["message"].as_str().unwrap_or("no reason given")
+            );
+            for e in body["errors"].as_array().into_iter().flatten() {
+                eprintln!("  - {}", e.as_str().unwrap_or_default());
+            }
+            std::process::ExitCode::from(2)
+        }
+        Ok(Err(e)) => {
+            eprintln!("Could not reach Switchboard at {url}: {e}");
+            std::process::ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("Cannot start: {e}");
+            std::process::ExitCode::FAILURE
         }
     }
 }

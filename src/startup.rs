@@ -228,18 +228,21 @@ async fn reload_on_sighup(
             got = hup.recv() => if got.is_none() { return },
             () = stop.cancelled() => return,
         }
-        let _one_at_a_time = lock.lock().await;
-        match versions::from_file(&store, settings.routing.path(), &settings.tiers.order).await {
-            Ok(FromFile::Changed(a)) => {
-                tracing::info!(
-                    version = a.version,
-                    "Reloaded the routing rules file as a new version"
-                );
-                router.set_rules(Arc::new(a.rules), a.version);
+        match versions::reload(
+            &store,
+            settings.routing.path(),
+            &settings.tiers.order,
+            &router,
+            &lock,
+        )
+        .await
+        {
+            Ok((version, true)) => {
+                tracing::info!(version, "Reloaded the routing rules file as a new version")
             }
-            Ok(FromFile::Unchanged(a)) => {
+            Ok((version, false)) => {
                 tracing::info!(
-                    version = a.version,
+                    version,
                     "The routing rules file is unchanged; the active version stays"
                 )
             }

@@ -95,6 +95,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/routing/rules/validate", post(rules::validate))
         .route("/api/routing/rules/versions", get(rules::versions))
         .route("/api/routing/rules/rollback", post(rules::rollback))
+        .route("/api/routing/rules/reload", post(rules::reload))
         .layer(DefaultBodyLimit::max(settings.api.max_body_bytes))
         .merge(import)
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));

@@ -151,3 +151,24 @@ pub async fn versions(State(state): State<AppState>) -> Result<Json<Value>, ApiE
         .collect();
     Ok(Json(json!({ "versions": all })))
 }
+
+/// `POST /api/routing/rules/reload`: reads the rules file again (as SIGHUP does); if it
+/// changed, it becomes the next version and applies at once.
+pub async fn reload(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let s = &state.settings;
+    match crate::routing::versions::reload(
+        &state.store,
+        s.routing.path(),
+        &s.tiers.order,
+        &state.router,
+        &state.rules_lock,
+    )
+    .await
+    {
+        Ok((version, changed)) => Ok(Json(json!({ "version": version, "changed": changed }))),
+        Err(errors) => Err(ApiError::InvalidRules {
+            errors,
+            warnings: Vec::new(),
+        }),
+    }
+}

@@ -70,3 +70,23 @@ pub async fn from_file(
         report,
     }))
 }
+
+/// Reads the rules file again and, if it changed, makes it the active version and hands
+/// it to the router: what SIGHUP, `switchboard reload` and `POST
+/// /api/routing/rules/reload` do. Answers the active version and whether it changed.
+pub async fn reload(
+    store: &Store,
+    path: Option<&Path>,
+    tiers: &[String],
+    router: &super::router::RouterHandle,
+    lock: &tokio::sync::Mutex<()>,
+) -> Result<(i64, bool), Vec<String>> {
+    let _one_at_a_time = lock.lock().await;
+    match from_file(store, path, tiers).await? {
+        FromFile::Changed(a) => {
+            router.set_rules(std::sync::Arc::new(a.rules), a.version);
+            Ok((a.version, true))
+        }
+        FromFile::Unchanged(a) => Ok((a.version, false)),
+    }
+}

@@ -207,13 +207,35 @@ async fn an_edited_rules_file_applies_on_sighup() {
         .success());
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(version().await, 2);
-    // A restart with the file unchanged since it was last read keeps the active version.
-    drop(server);
+    // `switchboard reload` asks the running server to do the same.
     std::fs::write(
         &rules,
-        SHIPPED.replace("strategy = \"longest_idle\"", "strategy = \"round_robin\""),
+        SHIPPED.replace("strategy = \"longest_idle\"", "strategy = \"least_busy\""),
     )
     .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .arg("reload")
+        .env(
+            "SWITCHBOARD__SERVER__HTTP_ADDR",
+            server.base.trim_start_matches("http://"),
+        )
+        .env("SWITCHBOARD__API__ADMIN_TOKEN", TOKEN)
+        .env("SWITCHBOARD__ROUTING__RULES_FILE", &rules)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("changed: now version 3"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(version().await, 3);
+    // A restart with the file unchanged since it was last read keeps the active version.
+    drop(server);
     let server = start_process_with(&url, dir.path(), &env);
     let (_, v) = send(
         client
@@ -221,5 +243,5 @@ async fn an_edited_rules_file_applies_on_sighup() {
             .bearer_auth(TOKEN),
     )
     .await;
-    assert_eq!(v["version"], 2);
+    assert_eq!(v["version"], 3);
 }
