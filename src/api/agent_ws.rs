@@ -97,6 +97,21 @@ async fn session(socket: WebSocket, state: AppState) {
         }
     };
     let agent_id = agent.id.clone();
+    let login = crate::store::audit::Change {
+        actor: agent_id.clone(),
+        action: "agent.login",
+        target_kind: "agent",
+        target_id: Some(agent_id.clone()),
+        before: None,
+        after: Some(serde_json::json!({ "resume": resume.is_some() })),
+    };
+    if let Ok(mut conn) = state.store.pool().acquire().await {
+        if let Err(e) =
+            crate::store::audit::record(&mut conn, &[login], crate::store::now_ms()).await
+        {
+            tracing::warn!(error = %e, "Could not record an agent's login in the audit trail");
+        }
+    }
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Outbound>();
     let Some(conn) = state.router.connect(agent, resume, out_tx.clone()).await else {
         let _ = sink.send(close(1012, "the server is restarting")).await;

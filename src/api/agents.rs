@@ -12,6 +12,7 @@ use super::error::{check_id, present, ApiError, ApiJson, ApiPath};
 use super::AppState;
 use crate::customers::identity::{IdentityKind, IdentityParser};
 use crate::store::agents::{self as store, AgentRow, CapacityOverride};
+use crate::store::audit::{self, Change};
 use crate::store::{new_id, now_ms, rfc3339, Conn};
 
 /// The most skills an agent may have.
@@ -227,6 +228,19 @@ pub async fn create(
     let mut tx = state.store.begin_write().await?;
     extension_free(&mut tx, agent.extension.as_deref(), &agent.id).await?;
     store::insert(&mut tx, &agent, &digest).await?;
+    let after = serde_json::to_value(AgentView::from(agent.clone())).ok();
+    audit::record(
+        &mut tx,
+        &[Change::admin(
+            "agent.create",
+            "agent",
+            &agent.id,
+            None,
+            after,
+        )],
+        now,
+    )
+    .await?;
     tx.commit().await?;
     let mut body = serde_json::to_value(AgentView::from(agent)).map_err(anyhow::Error::from)?;
     body["token"] = json!(token);
@@ -261,6 +275,7 @@ pub async fn update(
 ) -> Result<Json<AgentView>, ApiError> {
     let mut tx = state.store.begin_write().await?;
     let mut agent = load(&mut tx, &id).await?;
+    let before = serde_json::to_value(AgentView::from(agent.clone())).ok();
     if let Some(n) = req.name {
         agent.name = check_name(&n)?;
     }
@@ -282,6 +297,19 @@ pub async fn update(
     agent.updated_at = now_ms();
     extension_free(&mut tx, agent.extension.as_deref(), &agent.id).await?;
     store::update(&mut tx, &agent).await?;
+    let after = serde_json::to_value(AgentView::from(agent.clone())).ok();
+    audit::record(
+        &mut tx,
+        &[Change::admin(
+            "agent.update",
+            "agent",
+            &agent.id,
+            before,
+            after,
+        )],
+        now_ms(),
+    )
+    .await?;
     tx.commit().await?;
     state.router.agent_changed(agent.clone(), false);
     Ok(Json(agent.into()))
@@ -300,6 +328,18 @@ pub async fn remove(
         agent.active = false;
         agent.updated_at = now_ms();
         store::update(&mut tx, &agent).await?;
+        audit::record(
+            &mut tx,
+            &[Change::admin(
+                "agent.remove",
+                "agent",
+                &agent.id,
+                None,
+                None,
+            )],
+            now_ms(),
+        )
+        .await?;
     }
     tx.commit().await?;
     state.router.agent_changed(agent, true);
@@ -321,6 +361,19 @@ pub async fn reset_token(
         });
     }
     store::set_token(&mut tx, &agent.id, &digest, now_ms()).await?;
+    // The token itself is never recorded.
+    audit::record(
+        &mut tx,
+        &[Change::admin(
+            "agent.token_reset",
+            "agent",
+            &agent.id,
+            None,
+            None,
+        )],
+        now_ms(),
+    )
+    .await?;
     tx.commit().await?;
     // Whoever holds the old token is logged out.
     state.router.agent_changed(agent.clone(), true);

@@ -11,6 +11,7 @@ use super::views::{CustomerView, EventView};
 use super::AppState;
 use crate::customers::identity::{Identity, IdentityKind};
 use crate::customers::tier::{self, to_cents};
+use crate::store::audit::Change;
 use crate::store::customers::{self as store, CustomerRow};
 use crate::store::history::{self, NewEvent};
 use crate::store::{new_id, now_ms, Conn};
@@ -159,6 +160,48 @@ async fn claim(
     Ok(events)
 }
 
+/// Writes admin events to the customer's history and, as changes by the admin, to the
+/// audit trail (`customer.<event>`, the data's `before`/`after` when it has them).
+pub(super) async fn append_admin(
+    conn: &mut Conn,
+    events: &[NewEvent],
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    history::append(&mut *conn, events, now).await?;
+    let changes: Vec<Change> = events
+        .iter()
+        .map(|e| {
+            let (before, after) = match (e.data.get("before"), e.data.get("after")) {
+                (Some(b), Some(a)) => (Some(b.clone()), Some(a.clone())),
+                _ => (None, Some(e.data.clone())),
+            };
+            Change {
+                actor: e.actor.clone(),
+                action: audit_action(e.kind),
+                target_kind: "customer",
+                target_id: Some(e.customer_id.clone()),
+                before,
+                after,
+            }
+        })
+        .collect();
+    crate::store::audit::record(conn, &changes, now).await
+}
+
+/// The audit action for a customer history event.
+fn audit_action(kind: &'static str) -> &'static str {
+    match kind {
+        "customer_created" => "customer.create",
+        "customer_updated" => "customer.update",
+        "identity_added" => "customer.identity_add",
+        "identity_removed" => "customer.identity_remove",
+        "purchase_recorded" => "customer.purchase",
+        "purchases_imported" => "customer.purchases_import",
+        "customers_merged" => "customer.merge",
+        _ => "customer.change",
+    }
+}
+
 fn admin_event(customer_id: &str, kind: &'static str, data: serde_json::Value) -> NewEvent {
     NewEvent {
         customer_id: customer_id.to_string(),
@@ -197,7 +240,7 @@ pub async fn create(
         json!({ "name": name, "tier": req.tier, "lifetime_value": req.lifetime_value }),
     )];
     events.extend(claim(&mut tx, &id, &identities, now).await?);
-    history::append(&mut tx, &events, now).await?;
+    append_admin(&mut tx, &events, now).await?;
     tx.commit().await?;
     Ok((
         StatusCode::CREATED,
@@ -300,7 +343,7 @@ pub async fn update(
         ));
     }
     events.extend(claim(&mut tx, &after.id, &identities, now).await?);
-    history::append(&mut tx, &events, now).await?;
+    append_admin(&mut tx, &events, now).await?;
     tx.commit().await?;
     let mut conn = state.store.pool().acquire().await?;
     Ok(Json(view(&state, &mut conn, &after.id).await?))
@@ -339,7 +382,7 @@ pub async fn remove_identity(
             kind.as_str()
         )));
     }
-    history::append(
+    append_admin(
         &mut tx,
         &[admin_event(
             &customer.id,
@@ -420,7 +463,7 @@ pub async fn put_purchase(
     let mut tx = state.store.begin_write().await?;
     let customer = load(&mut tx, &id).await?;
     let new = store::upsert_purchase(&mut tx, &customer.id, &purchase_ref, cents, at).await?;
-    history::append(
+    append_admin(
         &mut tx,
         &[admin_event(&customer.id, "purchase_recorded", json!({ "ref": purchase_ref, "amount": tier::money(cents), "at": crate::store::rfc3339(at) }))],
         now,
@@ -464,7 +507,7 @@ pub async fn merge(
         return Err(ApiError::field("from", "is already this customer"));
     }
     store::merge(&mut tx, &into, &from, now).await?;
-    history::append(
+    append_admin(
         &mut tx,
         &[
             admin_event(

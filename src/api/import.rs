@@ -19,7 +19,7 @@ use super::AppState;
 use crate::customers::identity::Identity;
 use crate::customers::tier::to_cents;
 use crate::store::customers as store;
-use crate::store::history::{self, NewEvent};
+use crate::store::history::NewEvent;
 use crate::store::{new_id, now_ms, Conn};
 
 /// The columns a CSV import may have, in any order.
@@ -406,6 +406,6 @@ async fn write(
             json!({ "count": row.purchases.len() }),
         ));
     }
-    history::append(conn, &events, now).await?;
+    super::customers::append_admin(conn, &events, now).await?;
     Ok(Ok(created))
 }

@@ -3,6 +3,7 @@
 
 mod agent_ws;
 mod agents;
+mod audit;
 mod customers;
 pub mod error;
 mod import;
@@ -91,6 +92,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/agents/{id}/token", post(agents::reset_token))
         .route("/api/queue", get(queue))
+        .route("/api/audit", get(audit::list))
         .route("/api/routing/rules", get(rules::get).put(rules::put))
         .route("/api/routing/rules/validate", post(rules::validate))
         .route("/api/routing/rules/versions", get(rules::versions))

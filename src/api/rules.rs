@@ -134,6 +134,19 @@ async fn apply(
     let _one_at_a_time = state.rules_lock.lock().await;
     let mut tx = state.store.begin_write().await?;
     let version = store::rules::add(&mut tx, &text, "admin", comment.as_deref(), now_ms()).await?;
+    let after = json!({ "version": version, "comment": comment });
+    store::audit::record(
+        &mut tx,
+        &[store::audit::Change::admin(
+            "rules.apply",
+            "rules",
+            &version.to_string(),
+            None,
+            Some(after),
+        )],
+        now_ms(),
+    )
+    .await?;
     tx.commit().await?;
     state.router.set_rules(Arc::new(rules), version);
     Ok(Json(

@@ -63,6 +63,17 @@ pub async fn from_file(
     let version = store::rules::add(&mut conn, &text, "file", Some(&source), now_ms())
         .await
         .map_err(db)?;
+    let change = store::audit::Change {
+        actor: "file".into(),
+        action: "rules.apply",
+        target_kind: "rules",
+        target_id: Some(version.to_string()),
+        before: None,
+        after: Some(serde_json::json!({ "version": version, "source": source })),
+    };
+    store::audit::record(&mut conn, &[change], now_ms())
+        .await
+        .map_err(db)?;
     conn.commit().await.map_err(db)?;
     Ok(FromFile::Changed(Active {
         version,

@@ -5,6 +5,7 @@ mod agent_client;
 mod helpers;
 
 mod agents;
+mod audit;
 mod customers;
 mod durability;
 mod import;
