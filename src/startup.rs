@@ -62,7 +62,7 @@ impl Application {
                 Ok(FromFile::Unchanged(a)) => a,
                 Err(errors) => anyhow::bail!(
                     "The routing rules are not valid:\n  - {}",
-                    errors.join("\n  - ")
+                    errors.lines().join("\n  - ")
                 ),
             };
         for w in &active.report.warnings {
@@ -247,7 +247,7 @@ async fn reload_on_sighup(
                 )
             }
             Err(errors) => {
-                for e in &errors {
+                for e in &errors.lines() {
                     tracing::error!(error = %e, "The routing rules file was not reloaded");
                 }
             }

@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use super::error::{read_body, ApiError, ApiJson};
 use super::AppState;
 use crate::routing::rules::{Report, Rules};
+use crate::routing::versions::FileError;
 use crate::store::{self, now_ms, rfc3339};
 
 /// Reads a TOML (or plain text) body.
@@ -131,24 +132,30 @@ async fn apply(
         Rules::check(&text, "the rules", &state.settings.tiers.order).map_err(invalid)?;
     let comment: Option<String> =
         comment.map(|c| c.chars().filter(|c| !c.is_control()).take(500).collect());
-    let _one_at_a_time = state.rules_lock.lock().await;
-    let mut tx = state.store.begin_write().await?;
-    let version = store::rules::add(&mut tx, &text, "admin", comment.as_deref(), now_ms()).await?;
-    let after = json!({ "version": version, "comment": comment });
-    store::audit::record(
-        &mut tx,
-        &[store::audit::Change::admin(
+    // The commit and the hand-over to the router run to the end even if the request
+    // times out, so the router never routes by an older version than the store's newest.
+    let state = state.clone();
+    let task = tokio::spawn(async move {
+        let _one_at_a_time = state.rules_lock.lock().await;
+        let mut tx = state.store.begin_write().await?;
+        let version =
+            store::rules::add(&mut tx, &text, "admin", comment.as_deref(), now_ms()).await?;
+        let after = json!({ "version": version, "comment": comment });
+        let change = store::audit::Change::admin(
             "rules.apply",
             "rules",
             &version.to_string(),
             None,
             Some(after),
-        )],
-        now_ms(),
-    )
-    .await?;
-    tx.commit().await?;
-    state.router.set_rules(Arc::new(rules), version);
+        );
+        store::audit::record(&mut tx, &[change], now_ms()).await?;
+        tx.commit().await?;
+        state.router.set_rules(Arc::new(rules), version);
+        Ok::<i64, sqlx::Error>(version)
+    });
+    let version = task
+        .await
+        .map_err(|e| anyhow::anyhow!("the rules task failed: {e}"))??;
     Ok(Json(
         json!({ "version": version, "warnings": report.warnings }),
     ))
@@ -168,20 +175,28 @@ pub async fn versions(State(state): State<AppState>) -> Result<Json<Value>, ApiE
 /// `POST /api/routing/rules/reload`: reads the rules file again (as SIGHUP does); if it
 /// changed, it becomes the next version and applies at once.
 pub async fn reload(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let s = &state.settings;
-    match crate::routing::versions::reload(
-        &state.store,
-        s.routing.path(),
-        &s.tiers.order,
-        &state.router,
-        &state.rules_lock,
-    )
-    .await
+    // Run to the end even if the request times out: a version committed must reach the
+    // router.
+    let task = tokio::spawn(async move {
+        let s = &state.settings;
+        crate::routing::versions::reload(
+            &state.store,
+            s.routing.path(),
+            &s.tiers.order,
+            &state.router,
+            &state.rules_lock,
+        )
+        .await
+    });
+    match task
+        .await
+        .map_err(|e| anyhow::anyhow!("the reload task failed: {e}"))?
     {
         Ok((version, changed)) => Ok(Json(json!({ "version": version, "changed": changed }))),
-        Err(errors) => Err(ApiError::InvalidRules {
+        Err(FileError::Invalid(errors)) => Err(ApiError::InvalidRules {
             errors,
             warnings: Vec::new(),
         }),
+        Err(FileError::Store(e)) => Err(e.into()),
     }
 }

@@ -19,6 +19,31 @@ pub struct Active {
     pub report: Report,
 }
 
+/// Why the rules file was not made the active version.
+#[derive(Debug)]
+pub enum FileError {
+    /// The file cannot be read or has errors: every one, each naming where.
+    Invalid(Vec<String>),
+    /// The store failed; the file was not looked at further.
+    Store(sqlx::Error),
+}
+
+impl From<sqlx::Error> for FileError {
+    fn from(e: sqlx::Error) -> Self {
+        FileError::Store(e)
+    }
+}
+
+impl FileError {
+    /// One line per problem, for logs and the command line.
+    pub fn lines(&self) -> Vec<String> {
+        match self {
+            FileError::Invalid(errors) => errors.clone(),
+            FileError::Store(e) => vec![format!("the store could not be used: {e}")],
+        }
+    }
+}
+
 /// What reading the rules file came to.
 #[derive(Debug)]
 pub enum FromFile {
@@ -35,34 +60,29 @@ pub async fn from_file(
     store: &Store,
     path: Option<&Path>,
     tiers: &[String],
-) -> Result<FromFile, Vec<String>> {
-    let (text, source) = Rules::read_source(path).map_err(|r| r.errors)?;
-    let db = |e: sqlx::Error| vec![format!("the store: {e}")];
-    let mut conn = store.begin_write().await.map_err(db)?;
-    let last_read = store::rules::latest_from_file(&mut conn)
-        .await
-        .map_err(db)?;
+) -> Result<FromFile, FileError> {
+    let (text, source) = Rules::read_source(path).map_err(|r| FileError::Invalid(r.errors))?;
+    let mut conn = store.begin_write().await?;
+    let last_read = store::rules::latest_from_file(&mut conn).await?;
     if last_read.as_ref().is_some_and(|v| v.document == text) {
         let latest = store::rules::latest(&mut conn)
-            .await
-            .map_err(db)?
+            .await?
             .expect("a version read from the file exists");
         let (rules, report) = Rules::check(
             &latest.document,
             &format!("rules version {}", latest.version),
             tiers,
         )
-        .map_err(|r| r.errors)?;
+        .map_err(|r| FileError::Invalid(r.errors))?;
         return Ok(FromFile::Unchanged(Active {
             version: latest.version,
             rules,
             report,
         }));
     }
-    let (rules, report) = Rules::check(&text, &source, tiers).map_err(|r| r.errors)?;
-    let version = store::rules::add(&mut conn, &text, "file", Some(&source), now_ms())
-        .await
-        .map_err(db)?;
+    let (rules, report) =
+        Rules::check(&text, &source, tiers).map_err(|r| FileError::Invalid(r.errors))?;
+    let version = store::rules::add(&mut conn, &text, "file", Some(&source), now_ms()).await?;
     let change = store::audit::Change {
         actor: "file".into(),
         action: "rules.apply",
@@ -71,10 +91,8 @@ pub async fn from_file(
         before: None,
         after: Some(serde_json::json!({ "version": version, "source": source })),
     };
-    store::audit::record(&mut conn, &[change], now_ms())
-        .await
-        .map_err(db)?;
-    conn.commit().await.map_err(db)?;
+    store::audit::record(&mut conn, &[change], now_ms()).await?;
+    conn.commit().await?;
     Ok(FromFile::Changed(Active {
         version,
         rules,
@@ -91,7 +109,7 @@ pub async fn reload(
     tiers: &[String],
     router: &super::router::RouterHandle,
     lock: &tokio::sync::Mutex<()>,
-) -> Result<(i64, bool), Vec<String>> {
+) -> Result<(i64, bool), FileError> {
     let _one_at_a_time = lock.lock().await;
     match from_file(store, path, tiers).await? {
         FromFile::Changed(a) => {

@@ -115,36 +115,40 @@ pub async fn page(
     before: Option<i64>,
     limit: i64,
 ) -> Result<Vec<Entry>, sqlx::Error> {
+    // Each condition is a SQL fragment ending where its one value goes.
+    let mut conditions: Vec<(String, Arg)> = Vec::new();
+    if let Some(a) = &f.actor {
+        conditions.push(("actor = ".into(), Arg::from(a.as_str())));
+    }
+    match &f.action {
+        // A family (`agent.`): compared as a prefix, case and wildcards taken literally,
+        // the same on SQLite and PostgreSQL (LIKE is not).
+        Some(a) if a.ends_with('.') => conditions.push((
+            format!("SUBSTR(action, 1, {}) = ", a.chars().count()),
+            Arg::from(a.as_str()),
+        )),
+        Some(a) => conditions.push(("action = ".into(), Arg::from(a.as_str()))),
+        None => {}
+    }
+    if let Some(k) = &f.target_kind {
+        conditions.push(("target_kind = ".into(), Arg::from(k.as_str())));
+    }
+    if let Some(t) = &f.target_id {
+        conditions.push(("target_id = ".into(), Arg::from(t.as_str())));
+    }
+    if let Some(t) = f.since {
+        conditions.push(("occurred_at >= ".into(), Arg::from(t)));
+    }
+    if let Some(t) = f.until {
+        conditions.push(("occurred_at < ".into(), Arg::from(t)));
+    }
     let mut sql = String::from(
         "SELECT seq, occurred_at, actor, action, target_kind, target_id, before, after FROM audit WHERE seq < $1",
     );
     let mut args: Vec<Arg> = vec![Arg::from(before.unwrap_or(i64::MAX))];
-    let mut add = |clause: &str, arg: Arg| {
+    for (clause, arg) in conditions {
         args.push(arg);
-        sql.push_str(&format!(" AND {clause} ${}", args.len()));
-    };
-    if let Some(a) = &f.actor {
-        add("actor =", Arg::from(a.as_str()));
-    }
-    match &f.action {
-        Some(a) if a.ends_with('.') => add(
-            "action LIKE",
-            Arg::from(format!("{}%", a.replace(['%', '_'], ""))),
-        ),
-        Some(a) => add("action =", Arg::from(a.as_str())),
-        None => {}
-    }
-    if let Some(k) = &f.target_kind {
-        add("target_kind =", Arg::from(k.as_str()));
-    }
-    if let Some(t) = &f.target_id {
-        add("target_id =", Arg::from(t.as_str()));
-    }
-    if let Some(t) = f.since {
-        add("occurred_at >=", Arg::from(t));
-    }
-    if let Some(t) = f.until {
-        add("occurred_at <", Arg::from(t));
+        sql.push_str(&format!(" AND {clause}${}", args.len()));
     }
     args.push(Arg::from(limit));
     sql.push_str(&format!(" ORDER BY seq DESC LIMIT ${}", args.len()));

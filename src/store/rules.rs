@@ -62,6 +62,13 @@ pub async fn add(
     comment: Option<&str>,
     now: i64,
 ) -> Result<i64, sqlx::Error> {
+    // Two servers sharing a PostgreSQL database must not both take the same number; on
+    // SQLite the write transaction (BEGIN IMMEDIATE) already excludes every other writer.
+    if conn.backend_name() == "PostgreSQL" {
+        sqlx::query("LOCK TABLE routing_rules IN SHARE ROW EXCLUSIVE MODE")
+            .execute(&mut *conn)
+            .await?;
+    }
     let next: i64 = sqlx::query_scalar(
         "SELECT CAST(COALESCE(MAX(version), 0) + 1 AS BIGINT) FROM routing_rules",
     )
