@@ -199,6 +199,22 @@ async fn extension_free(
     Ok(())
 }
 
+/// Records a change to an agent in the audit trail, in the caller's transaction.
+async fn audit_agent(
+    conn: &mut Conn,
+    action: &'static str,
+    agent_id: &str,
+    before: Option<Value>,
+    after: Option<Value>,
+) -> Result<(), sqlx::Error> {
+    audit::record(
+        conn,
+        &[Change::admin(action, "agent", agent_id, before, after)],
+        now_ms(),
+    )
+    .await
+}
+
 async fn load(conn: &mut Conn, id: &str) -> Result<AgentRow, ApiError> {
     check_id("agent", id)?;
     store::get(conn, id)
@@ -229,18 +245,7 @@ pub async fn create(
     extension_free(&mut tx, agent.extension.as_deref(), &agent.id).await?;
     store::insert(&mut tx, &agent, &digest).await?;
     let after = serde_json::to_value(AgentView::from(agent.clone())).ok();
-    audit::record(
-        &mut tx,
-        &[Change::admin(
-            "agent.create",
-            "agent",
-            &agent.id,
-            None,
-            after,
-        )],
-        now,
-    )
-    .await?;
+    audit_agent(&mut tx, "agent.create", &agent.id, None, after).await?;
     tx.commit().await?;
     let mut body = serde_json::to_value(AgentView::from(agent)).map_err(anyhow::Error::from)?;
     body["token"] = json!(token);
@@ -298,18 +303,7 @@ pub async fn update(
     extension_free(&mut tx, agent.extension.as_deref(), &agent.id).await?;
     store::update(&mut tx, &agent).await?;
     let after = serde_json::to_value(AgentView::from(agent.clone())).ok();
-    audit::record(
-        &mut tx,
-        &[Change::admin(
-            "agent.update",
-            "agent",
-            &agent.id,
-            before,
-            after,
-        )],
-        now_ms(),
-    )
-    .await?;
+    audit_agent(&mut tx, "agent.update", &agent.id, before, after).await?;
     tx.commit().await?;
     state.router.agent_changed(agent.clone(), false);
     Ok(Json(agent.into()))
@@ -328,18 +322,7 @@ pub async fn remove(
         agent.active = false;
         agent.updated_at = now_ms();
         store::update(&mut tx, &agent).await?;
-        audit::record(
-            &mut tx,
-            &[Change::admin(
-                "agent.remove",
-                "agent",
-                &agent.id,
-                None,
-                None,
-            )],
-            now_ms(),
-        )
-        .await?;
+        audit_agent(&mut tx, "agent.remove", &agent.id, None, None).await?;
     }
     tx.commit().await?;
     state.router.agent_changed(agent, true);
@@ -362,18 +345,7 @@ pub async fn reset_token(
     }
     store::set_token(&mut tx, &agent.id, &digest, now_ms()).await?;
     // The token itself is never recorded.
-    audit::record(
-        &mut tx,
-        &[Change::admin(
-            "agent.token_reset",
-            "agent",
-            &agent.id,
-            None,
-            None,
-        )],
-        now_ms(),
-    )
-    .await?;
+    audit_agent(&mut tx, "agent.token_reset", &agent.id, None, None).await?;
     tx.commit().await?;
     // Whoever holds the old token is logged out.
     state.router.agent_changed(agent.clone(), true);
