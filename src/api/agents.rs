@@ -8,10 +8,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+use super::auth::{Admin, Principal, Supervisor};
 use super::error::{check_id, present, ApiError, ApiJson, ApiPath};
 use super::AppState;
 use crate::customers::identity::{IdentityKind, IdentityParser};
-use crate::store::agents::{self as store, AgentRow, CapacityOverride};
+use crate::store::agents::{self as store, AgentRow, CapacityOverride, Role};
 use crate::store::audit::{self, Change};
 use crate::store::{new_id, now_ms, rfc3339, Conn};
 
@@ -26,6 +27,9 @@ pub struct CreateAgent {
     email: Option<String>,
     extension: Option<String>,
     level: Option<u8>,
+    /// `agent` (the default), `supervisor` or `admin`.
+    #[serde(default)]
+    role: Role,
     #[serde(default)]
     skills: Vec<String>,
     #[serde(default)]
@@ -42,6 +46,7 @@ pub struct UpdateAgent {
     #[serde(default, deserialize_with = "present")]
     extension: Option<Option<String>>,
     level: Option<u8>,
+    role: Option<Role>,
     skills: Option<Vec<String>>,
     capacity: Option<CapacityOverride>,
 }
@@ -54,6 +59,7 @@ pub struct AgentView {
     email: Option<String>,
     extension: Option<String>,
     level: u8,
+    role: Role,
     skills: Vec<String>,
     capacity: CapacityOverride,
     active: bool,
@@ -71,6 +77,7 @@ impl From<AgentRow> for AgentView {
             email: a.email,
             extension: a.extension,
             level: a.level,
+            role: a.role,
             skills: a.skills,
             capacity: a.capacity,
             active: a.active,
@@ -202,6 +209,7 @@ async fn extension_free(
 /// Records a change to an agent in the audit trail, in the caller's transaction.
 async fn audit_agent(
     conn: &mut Conn,
+    by: &Principal,
     action: &'static str,
     agent_id: &str,
     before: Option<Value>,
@@ -209,7 +217,9 @@ async fn audit_agent(
 ) -> Result<(), sqlx::Error> {
     audit::record(
         conn,
-        &[Change::admin(action, "agent", agent_id, before, after)],
+        &[Change::by(
+            &by.actor, action, "agent", agent_id, before, after,
+        )],
         now_ms(),
     )
     .await
@@ -225,6 +235,7 @@ async fn load(conn: &mut Conn, id: &str) -> Result<AgentRow, ApiError> {
 /// `POST /api/agents`: 201 with the agent and its login token (shown only now).
 pub async fn create(
     State(state): State<AppState>,
+    Admin(by): Admin,
     ApiJson(req): ApiJson<CreateAgent>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let now = now_ms();
@@ -235,6 +246,7 @@ pub async fn create(
         extension: check_extension(req.extension)?,
         level: check_level(req.level.unwrap_or(1))?,
         skills: check_skills(req.skills)?,
+        role: req.role,
         capacity: check_capacity(req.capacity)?,
         active: true,
         created_at: now,
@@ -245,7 +257,7 @@ pub async fn create(
     extension_free(&mut tx, agent.extension.as_deref(), &agent.id).await?;
     store::insert(&mut tx, &agent, &digest).await?;
     let after = serde_json::to_value(AgentView::from(agent.clone())).ok();
-    audit_agent(&mut tx, "agent.create", &agent.id, None, after).await?;
+    audit_agent(&mut tx, &by, "agent.create", &agent.id, None, after).await?;
     tx.commit().await?;
     let mut body = serde_json::to_value(AgentView::from(agent)).map_err(anyhow::Error::from)?;
     body["token"] = json!(token);
@@ -253,7 +265,7 @@ pub async fn create(
 }
 
 /// `GET /api/agents`: every agent, active first.
-pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub async fn list(State(state): State<AppState>, _: Supervisor) -> Result<Json<Value>, ApiError> {
     let mut conn = state.store.pool().acquire().await?;
     let agents: Vec<AgentView> = store::list(&mut conn)
         .await?
@@ -266,6 +278,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError
 /// `GET /api/agents/{id}`.
 pub async fn get(
     State(state): State<AppState>,
+    _: Supervisor,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<AgentView>, ApiError> {
     let mut conn = state.store.pool().acquire().await?;
@@ -275,6 +288,7 @@ pub async fn get(
 /// `PUT /api/agents/{id}`: changes the fields given.
 pub async fn update(
     State(state): State<AppState>,
+    Admin(by): Admin,
     ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<UpdateAgent>,
 ) -> Result<Json<AgentView>, ApiError> {
@@ -293,6 +307,9 @@ pub async fn update(
     if let Some(l) = req.level {
         agent.level = check_level(l)?;
     }
+    if let Some(r) = req.role {
+        agent.role = r;
+    }
     if let Some(s) = req.skills {
         agent.skills = check_skills(s)?;
     }
@@ -303,7 +320,7 @@ pub async fn update(
     extension_free(&mut tx, agent.extension.as_deref(), &agent.id).await?;
     store::update(&mut tx, &agent).await?;
     let after = serde_json::to_value(AgentView::from(agent.clone())).ok();
-    audit_agent(&mut tx, "agent.update", &agent.id, before, after).await?;
+    audit_agent(&mut tx, &by, "agent.update", &agent.id, before, after).await?;
     tx.commit().await?;
     state.router.agent_changed(agent.clone(), false);
     Ok(Json(agent.into()))
@@ -314,6 +331,7 @@ pub async fn update(
 /// until reassigned, and their contacts pass over it.
 pub async fn remove(
     State(state): State<AppState>,
+    Admin(by): Admin,
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let mut tx = state.store.begin_write().await?;
@@ -322,7 +340,7 @@ pub async fn remove(
         agent.active = false;
         agent.updated_at = now_ms();
         store::update(&mut tx, &agent).await?;
-        audit_agent(&mut tx, "agent.remove", &agent.id, None, None).await?;
+        audit_agent(&mut tx, &by, "agent.remove", &agent.id, None, None).await?;
     }
     tx.commit().await?;
     state.router.agent_changed(agent, true);
@@ -332,6 +350,7 @@ pub async fn remove(
 /// `POST /api/agents/{id}/token`: a new login token; the old one stops working.
 pub async fn reset_token(
     State(state): State<AppState>,
+    Admin(by): Admin,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     let (token, digest) = new_token()?;
@@ -345,7 +364,7 @@ pub async fn reset_token(
     }
     store::set_token(&mut tx, &agent.id, &digest, now_ms()).await?;
     // The token itself is never recorded.
-    audit_agent(&mut tx, "agent.token_reset", &agent.id, None, None).await?;
+    audit_agent(&mut tx, &by, "agent.token_reset", &agent.id, None, None).await?;
     tx.commit().await?;
     // Whoever holds the old token is logged out.
     state.router.agent_changed(agent.clone(), true);

@@ -5,6 +5,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::auth::Supervisor;
 use super::error::ApiError;
 use super::AppState;
 use crate::store::audit::{self, Filter};
@@ -45,6 +46,7 @@ fn time(field: &str, value: Option<String>) -> Result<Option<i64>, ApiError> {
 /// `GET /api/audit`.
 pub async fn list(
     State(state): State<AppState>,
+    _: Supervisor,
     query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::field("query", e.body_text()))?;

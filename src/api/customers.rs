@@ -6,6 +6,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::auth::{Admin, Anyone, Principal, Supervisor};
 use super::error::{check_id, present, ApiError, ApiJson, ApiPath};
 use super::views::{CustomerView, EventView};
 use super::AppState;
@@ -121,6 +122,7 @@ fn parse_identities(state: &AppState, given: &[IdentityIn]) -> Result<Vec<Identi
 /// Gives `identities` to the customer; an identity someone else owns is a 409.
 async fn claim(
     conn: &mut Conn,
+    by: &Principal,
     customer_id: &str,
     identities: &[Identity],
     now: i64,
@@ -152,6 +154,7 @@ async fn claim(
             });
         }
         events.push(admin_event(
+            by,
             customer_id,
             "identity_added",
             json!({ "kind": identity.kind, "value": identity.value }),
@@ -202,12 +205,17 @@ fn audit_action(kind: &'static str) -> &'static str {
     }
 }
 
-fn admin_event(customer_id: &str, kind: &'static str, data: serde_json::Value) -> NewEvent {
+fn admin_event(
+    by: &Principal,
+    customer_id: &str,
+    kind: &'static str,
+    data: serde_json::Value,
+) -> NewEvent {
     NewEvent {
         customer_id: customer_id.to_string(),
         interaction_id: None,
         kind,
-        actor: "admin".into(),
+        actor: by.actor.clone(),
         data,
     }
 }
@@ -219,6 +227,7 @@ fn bad(field_and_message: (String, String)) -> ApiError {
 /// `POST /api/customers`: 201 with the new customer.
 pub async fn create(
     State(state): State<AppState>,
+    Admin(by): Admin,
     ApiJson(req): ApiJson<CreateCustomer>,
 ) -> Result<(StatusCode, Json<CustomerView>), ApiError> {
     let name = req.name.as_deref().map(str::trim).filter(|n| !n.is_empty());
@@ -235,11 +244,12 @@ pub async fn create(
     row.lifetime_value_cents = req.lifetime_value.map(to_cents);
     store::update(&mut tx, &row, now).await?;
     let mut events = vec![admin_event(
+        &by,
         &id,
         "customer_created",
         json!({ "name": name, "tier": req.tier, "lifetime_value": req.lifetime_value }),
     )];
-    events.extend(claim(&mut tx, &id, &identities, now).await?);
+    events.extend(claim(&mut tx, &by, &id, &identities, now).await?);
     append_admin(&mut tx, &events, now).await?;
     tx.commit().await?;
     Ok((
@@ -251,9 +261,12 @@ pub async fn create(
 /// `GET /api/customers/{id}` (a merged customer answers as the one it was merged into).
 pub async fn get(
     State(state): State<AppState>,
+    Anyone(by): Anyone,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<CustomerView>, ApiError> {
     let mut conn = state.store.pool().acquire().await?;
+    let customer = load(&mut conn, &id).await?;
+    may_see(&mut conn, &by, &customer.id).await?;
     Ok(Json(view(&state, &mut conn, &id).await?))
 }
 
@@ -261,6 +274,7 @@ pub async fn get(
 /// owning that identity.
 pub async fn lookup(
     State(state): State<AppState>,
+    _: Supervisor,
     Query(q): Query<std::collections::BTreeMap<String, String>>,
 ) -> Result<Json<CustomerView>, ApiError> {
     let mut given = q.iter();
@@ -293,6 +307,7 @@ pub async fn lookup(
 /// `PUT /api/customers/{id}`: changes the fields given, adds the identities given.
 pub async fn update(
     State(state): State<AppState>,
+    Admin(by): Admin,
     ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<UpdateCustomer>,
 ) -> Result<Json<CustomerView>, ApiError> {
@@ -337,12 +352,13 @@ pub async fn update(
     if after != before {
         store::update(&mut tx, &after, now).await?;
         events.push(admin_event(
+            &by,
             &after.id,
             "customer_updated",
             json!({ "before": profile(&before), "after": profile(&after) }),
         ));
     }
-    events.extend(claim(&mut tx, &after.id, &identities, now).await?);
+    events.extend(claim(&mut tx, &by, &after.id, &identities, now).await?);
     append_admin(&mut tx, &events, now).await?;
     tx.commit().await?;
     let mut conn = state.store.pool().acquire().await?;
@@ -361,6 +377,7 @@ fn profile(c: &CustomerRow) -> serde_json::Value {
 /// `DELETE /api/customers/{id}/identities/{kind}/{value}`.
 pub async fn remove_identity(
     State(state): State<AppState>,
+    Admin(by): Admin,
     ApiPath((id, kind, value)): ApiPath<(String, String, String)>,
 ) -> Result<Json<CustomerView>, ApiError> {
     let kind = IdentityKind::parse(&kind).ok_or_else(|| {
@@ -385,6 +402,7 @@ pub async fn remove_identity(
     append_admin(
         &mut tx,
         &[admin_event(
+            &by,
             &customer.id,
             "identity_removed",
             json!({ "kind": kind, "value": identity.value }),
@@ -446,6 +464,7 @@ fn parse_time(s: &str) -> Option<i64> {
 /// reference (201 when new, 200 when it replaced one with the same reference).
 pub async fn put_purchase(
     State(state): State<AppState>,
+    Admin(by): Admin,
     ApiPath((id, purchase_ref)): ApiPath<(String, String)>,
     ApiJson(req): ApiJson<PurchaseIn>,
 ) -> Result<(StatusCode, Json<CustomerView>), ApiError> {
@@ -465,7 +484,7 @@ pub async fn put_purchase(
     let new = store::upsert_purchase(&mut tx, &customer.id, &purchase_ref, cents, at).await?;
     append_admin(
         &mut tx,
-        &[admin_event(&customer.id, "purchase_recorded", json!({ "ref": purchase_ref, "amount": tier::money(cents), "at": crate::store::rfc3339(at) }))],
+        &[admin_event(&by, &customer.id, "purchase_recorded", json!({ "ref": purchase_ref, "amount": tier::money(cents), "at": crate::store::rfc3339(at) }))],
         now,
     )
     .await?;
@@ -491,6 +510,7 @@ pub struct MergeIn {
 /// customer `from` is folded into `{id}`; its history becomes part of `{id}`'s.
 pub async fn merge(
     State(state): State<AppState>,
+    Admin(by): Admin,
     ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<MergeIn>,
 ) -> Result<Json<CustomerView>, ApiError> {
@@ -511,11 +531,13 @@ pub async fn merge(
         &mut tx,
         &[
             admin_event(
+                &by,
                 &into.id,
                 "customers_merged",
                 json!({ "merged": from.id, "into": into.id }),
             ),
             admin_event(
+                &by,
                 &from.id,
                 "customers_merged",
                 json!({ "merged": from.id, "into": into.id }),
@@ -542,6 +564,7 @@ pub struct HistoryQuery {
 /// `GET /api/customers/{id}/history`: newest first, across every channel.
 pub async fn history(
     State(state): State<AppState>,
+    Anyone(by): Anyone,
     ApiPath(id): ApiPath<String>,
     query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -552,6 +575,7 @@ pub async fn history(
     }
     let mut conn = state.store.pool().acquire().await?;
     let customer = load(&mut conn, &id).await?;
+    may_see(&mut conn, &by, &customer.id).await?;
     let events = history::page(&mut conn, &customer.id, q.before, limit + 1).await?;
     let more = events.len() as i64 > limit;
     let events: Vec<_> = events.into_iter().take(limit as usize).collect();
@@ -565,6 +589,28 @@ pub async fn history(
         "events": events.into_iter().map(EventView::from).collect::<Vec<_>>(),
         "next_before": next_before,
     })))
+}
+
+/// An agent sees a customer only while serving them (holding or being offered one of
+/// their interactions); supervisors and admins see every customer.
+async fn may_see(conn: &mut Conn, by: &Principal, customer_id: &str) -> Result<(), ApiError> {
+    if by.role != crate::store::agents::Role::Agent {
+        return Ok(());
+    }
+    let serving: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM interactions WHERE agent_id = $1 AND state IN ('assigned', 'offered') \
+         AND customer_id IN (SELECT id FROM customers WHERE id = $2 OR merged_into = $2)",
+    )
+    .bind(by.agent_id.as_deref())
+    .bind(customer_id)
+    .fetch_one(conn)
+    .await?;
+    if serving == 0 {
+        return Err(ApiError::Forbidden(
+            "an agent sees only the customers it is serving".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Reads a customer by an id from a request: 404 when it is not a UUID or unknown.

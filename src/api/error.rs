@@ -39,6 +39,9 @@ pub enum ApiError {
     /// 401: no or wrong credentials.
     #[error("{0}")]
     Unauthorized(String),
+    /// 403: the person is known but their role does not allow this.
+    #[error("{0}")]
+    Forbidden(String),
     /// 404: the thing named does not exist.
     #[error("{0}")]
     NotFound(String),
@@ -99,6 +102,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest { .. } => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Timeout => (StatusCode::REQUEST_TIMEOUT, "timeout"),

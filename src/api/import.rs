@@ -13,6 +13,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::auth::Admin;
 use super::customers::{check_profile, check_purchase, PurchaseIn};
 use super::error::{parse_json, read_body, ApiError, RowError};
 use super::AppState;
@@ -69,7 +70,11 @@ struct Checked {
 }
 
 /// `POST /api/customers/import` with `Content-Type: text/csv` or `application/json`.
-pub async fn import(State(state): State<AppState>, req: Request) -> Result<Json<Value>, ApiError> {
+pub async fn import(
+    State(state): State<AppState>,
+    Admin(by): Admin,
+    req: Request,
+) -> Result<Json<Value>, ApiError> {
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -131,7 +136,7 @@ pub async fn import(State(state): State<AppState>, req: Request) -> Result<Json<
     let mut created = 0usize;
     let mut updated = 0usize;
     for row in &checked {
-        match write(&mut tx, row, now).await? {
+        match write(&mut tx, &by.actor, row, now).await? {
             Ok(true) => created += 1,
             Ok(false) => updated += 1,
             Err(e) => errors.push(e),
@@ -327,6 +332,7 @@ fn check(state: &AppState, n: usize, row: Row, now: i64) -> Result<Checked, RowE
 /// belong to two different customers is an error: only a merge may join them.
 async fn write(
     conn: &mut Conn,
+    actor: &str,
     row: &Checked,
     now: i64,
 ) -> Result<Result<bool, RowError>, sqlx::Error> {
@@ -351,7 +357,7 @@ async fn write(
         customer_id: customer_id.to_string(),
         interaction_id: None,
         kind,
-        actor: "admin".into(),
+        actor: actor.to_string(),
         data,
     };
     let mut events = Vec::new();

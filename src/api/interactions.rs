@@ -8,10 +8,12 @@ use axum::Json;
 use serde::Deserialize;
 use switchboard_contract::{ChannelKind, CustomerHint, NewInteraction};
 
+use super::auth::{Admin, Anyone};
 use super::error::{check_id, ApiError, ApiJson, ApiPath};
 use super::views::InteractionView;
 use super::AppState;
 use crate::routing::router::Ended;
+use crate::store::agents::Role;
 use crate::store::{history, interactions, new_id};
 
 /// The body of `POST /api/interactions`.
@@ -31,6 +33,7 @@ pub struct CreateInteraction {
 /// queued; 200 with the same interaction when its idempotency key was seen before.
 pub async fn create(
     State(state): State<AppState>,
+    _: Admin,
     headers: HeaderMap,
     ApiJson(req): ApiJson<CreateInteraction>,
 ) -> Result<Response, ApiError> {
@@ -105,6 +108,7 @@ pub struct EndInteraction {
 /// agent, the agent is told and completes it as usual.
 pub async fn end(
     State(state): State<AppState>,
+    _: Admin,
     ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<EndInteraction>,
 ) -> Result<Json<InteractionView>, ApiError> {
@@ -135,21 +139,36 @@ pub async fn end(
         }
         Ended::Abandoned | Ended::WhileHeld => {}
     }
-    get(State(state), ApiPath(id)).await
+    let mut conn = state.store.pool().acquire().await?;
+    view(&mut conn, &id).await
 }
 
 /// `GET /api/interactions/{id}`: the interaction with its whole history.
 pub async fn get(
     State(state): State<AppState>,
+    Anyone(by): Anyone,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<InteractionView>, ApiError> {
     check_id("interaction", &id)?;
     let mut conn = state.store.pool().acquire().await?;
-    let Some(row) = interactions::get(&mut conn, &id).await? else {
+    if by.role == Role::Agent {
+        let row = interactions::get(&mut conn, &id).await?;
+        if row.as_ref().is_some_and(|r| r.agent_id != by.agent_id) {
+            return Err(ApiError::Forbidden(
+                "an agent sees only the interactions it holds".into(),
+            ));
+        }
+    }
+    view(&mut conn, &id).await
+}
+
+/// The interaction with its whole history.
+async fn view(conn: &mut crate::store::Conn, id: &str) -> Result<Json<InteractionView>, ApiError> {
+    let Some(row) = interactions::get(conn, id).await? else {
         return Err(ApiError::NotFound(format!(
             "no interaction has the id '{id}'"
         )));
     };
-    let events = history::of_interaction(&mut conn, &id).await?;
+    let events = history::of_interaction(conn, id).await?;
     Ok(Json(InteractionView::new(row, Some(events))))
 }

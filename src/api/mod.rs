@@ -4,6 +4,7 @@
 mod agent_ws;
 mod agents;
 mod audit;
+pub mod auth;
 mod customers;
 pub mod error;
 mod import;
@@ -17,13 +18,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
-use sha2::{Digest, Sha256};
 use tower_http::trace::TraceLayer;
 
 use crate::config::Settings;
@@ -100,7 +99,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/routing/rules/reload", post(rules::reload))
         .layer(DefaultBodyLimit::max(settings.api.max_body_bytes))
         .merge(import)
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ));
     let timeout = Duration::from_secs(settings.server.request_timeout_secs);
     Router::new()
         .route("/healthz", get(ops::healthz))
@@ -129,7 +131,10 @@ pub fn router(state: AppState) -> Router {
 
 /// `GET /api/queue`: waiting interactions by tier, channel and topic, agents and their
 /// states, and the service level per tier over the last 15 minutes.
-async fn queue(State(state): State<AppState>) -> Result<axum::Json<serde_json::Value>, ApiError> {
+async fn queue(
+    State(state): State<AppState>,
+    _: auth::Supervisor,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
     state
         .router
         .snapshot()
@@ -153,33 +158,4 @@ async fn observe(req: Request, next: Next, timeout: Duration) -> Response {
         response.status().as_u16(),
     );
     response
-}
-
-/// Lets a request through only with the admin bearer token.
-async fn require_admin(
-    State(state): State<AppState>,
-    req: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    let given = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim);
-    let Some(given) = given else {
-        return Err(ApiError::Unauthorized(
-            "send the admin token as Authorization: Bearer <token>".into(),
-        ));
-    };
-    // Comparing digests keeps the comparison's time independent of the token's content.
-    if Sha256::digest(given.as_bytes()).as_slice() != state.admin_token_sha256 {
-        return Err(ApiError::Unauthorized(
-            "the bearer token is not valid".into(),
-        ));
-    }
-    Ok(next.run(req).await)
 }

@@ -10,6 +10,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::auth::{Admin, Supervisor};
 use super::error::{read_body, ApiError, ApiJson};
 use super::AppState;
 use crate::routing::rules::{Report, Rules};
@@ -48,7 +49,7 @@ fn invalid(report: Report) -> ApiError {
 }
 
 /// `GET /api/routing/rules`: the active version.
-pub async fn get(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub async fn get(State(state): State<AppState>, _: Supervisor) -> Result<Json<Value>, ApiError> {
     let mut conn = state.store.pool().acquire().await?;
     let v = store::rules::latest(&mut conn)
         .await?
@@ -62,6 +63,7 @@ pub async fn get(State(state): State<AppState>) -> Result<Json<Value>, ApiError>
 /// changes nothing.
 pub async fn validate(
     State(state): State<AppState>,
+    _: Supervisor,
     req: Request,
 ) -> Result<Json<Value>, ApiError> {
     let text = document(&state, req).await?;
@@ -86,12 +88,13 @@ pub struct Comment {
 /// (422, every error listed) and nothing changes.
 pub async fn put(
     State(state): State<AppState>,
+    Admin(by): Admin,
     query: Result<Query<Comment>, axum::extract::rejection::QueryRejection>,
     req: Request,
 ) -> Result<Json<Value>, ApiError> {
     let Query(c) = query.map_err(|e| ApiError::field("query", e.body_text()))?;
     let text = document(&state, req).await?;
-    apply(&state, text, c.comment).await
+    apply(&state, by.actor, text, c.comment).await
 }
 
 /// The body of `POST /api/routing/rules/rollback`.
@@ -106,6 +109,7 @@ pub struct Rollback {
 /// version.
 pub async fn rollback(
     State(state): State<AppState>,
+    Admin(by): Admin,
     ApiJson(req): ApiJson<Rollback>,
 ) -> Result<Json<Value>, ApiError> {
     let mut conn = state.store.pool().acquire().await?;
@@ -117,6 +121,7 @@ pub async fn rollback(
     drop(conn);
     apply(
         &state,
+        by.actor,
         old.document,
         Some(format!("rollback to version {}", req.version)),
     )
@@ -125,6 +130,7 @@ pub async fn rollback(
 
 async fn apply(
     state: &AppState,
+    actor: String,
     text: String,
     comment: Option<String>,
 ) -> Result<Json<Value>, ApiError> {
@@ -141,7 +147,8 @@ async fn apply(
         let version =
             store::rules::add(&mut tx, &text, "admin", comment.as_deref(), now_ms()).await?;
         let after = json!({ "version": version, "comment": comment });
-        let change = store::audit::Change::admin(
+        let change = store::audit::Change::by(
+            &actor,
             "rules.apply",
             "rules",
             &version.to_string(),
@@ -162,7 +169,10 @@ async fn apply(
 }
 
 /// `GET /api/routing/rules/versions`: every version, newest first, without documents.
-pub async fn versions(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub async fn versions(
+    State(state): State<AppState>,
+    _: Supervisor,
+) -> Result<Json<Value>, ApiError> {
     let mut conn = state.store.pool().acquire().await?;
     let all: Vec<Value> = store::rules::all(&mut conn)
         .await?
@@ -174,7 +184,7 @@ pub async fn versions(State(state): State<AppState>) -> Result<Json<Value>, ApiE
 
 /// `POST /api/routing/rules/reload`: reads the rules file again (as SIGHUP does); if it
 /// changed, it becomes the next version and applies at once.
-pub async fn reload(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub async fn reload(State(state): State<AppState>, _: Admin) -> Result<Json<Value>, ApiError> {
     // Run to the end even if the request times out: a version committed must reach the
     // router.
     let task = tokio::spawn(async move {

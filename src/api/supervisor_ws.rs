@@ -1,5 +1,6 @@
 //! The supervisor websocket (`/supervisor/ws`): the live queue of `GET /api/queue`,
-//! pushed as it changes. The first frame logs in with the admin token:
+//! pushed as it changes. The first frame logs in with the admin token or a supervisor's
+//! or admin's own token:
 //! `{"type": "login", "token": "…"}`; then every frame is `{"type": "queue", …}`, at
 //! most four a second.
 
@@ -9,7 +10,6 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgr
 use axum::extract::State;
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
-use sha2::{Digest, Sha256};
 
 use super::AppState;
 use crate::routing::protocol::{decode, error_frame, ClientMessage, MAX_CLIENT_FRAME};
@@ -47,7 +47,10 @@ async fn session(socket: WebSocket, state: AppState) {
         },
         _ => return,
     };
-    if Sha256::digest(token.as_bytes()).as_slice() != state.admin_token_sha256 {
+    let allowed = super::auth::principal(&state, &token)
+        .await
+        .is_ok_and(|p| p.role >= crate::store::agents::Role::Supervisor);
+    if !allowed {
         let frame = CloseFrame {
             code: 4001,
             reason: Utf8Bytes::from_static("invalid token"),

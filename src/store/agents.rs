@@ -24,6 +24,37 @@ pub struct CapacityOverride {
     pub api: Option<u32>,
 }
 
+/// What a person may do; each role may do all the roles before it may.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Works the contacts offered to it; sees its own work and the customers it serves.
+    #[default]
+    Agent,
+    /// Also watches the live queue and every agent, moves work, sets agents away.
+    Supervisor,
+    /// Also changes rules, agents, customers and tiers.
+    Admin,
+}
+
+impl Role {
+    /// The name stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Agent => "agent",
+            Role::Supervisor => "supervisor",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// Reads [`Role::as_str`]'s names.
+    pub fn parse(name: &str) -> Option<Role> {
+        [Role::Agent, Role::Supervisor, Role::Admin]
+            .into_iter()
+            .find(|r| r.as_str() == name)
+    }
+}
+
 /// An agent as stored (without the token digest).
 #[derive(Debug, Clone, PartialEq)]
 pub struct AgentRow {
@@ -41,6 +72,8 @@ pub struct AgentRow {
     pub skills: Vec<String>,
     /// Capacity where it differs from the rules'.
     pub capacity: CapacityOverride,
+    /// What it may do.
+    pub role: Role,
     /// False once removed: kept for the history that names it.
     pub active: bool,
     /// Created (ms).
@@ -50,7 +83,7 @@ pub struct AgentRow {
 }
 
 const COLUMNS: &str =
-    "id, name, email, extension, level, skills, capacity, active, created_at, updated_at";
+    "id, name, email, extension, level, skills, capacity, active, created_at, updated_at, role";
 
 fn agent_row(row: &AnyRow) -> Result<AgentRow, sqlx::Error> {
     let skills: String = row.try_get("skills")?;
@@ -65,6 +98,7 @@ fn agent_row(row: &AnyRow) -> Result<AgentRow, sqlx::Error> {
         capacity: capacity
             .and_then(|c| serde_json::from_str(&c).ok())
             .unwrap_or_default(),
+        role: Role::parse(&row.try_get::<String, _>("role")?).unwrap_or_default(),
         active: row.try_get::<i64, _>("active")? != 0,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
@@ -78,7 +112,7 @@ fn capacity_json(c: &CapacityOverride) -> Option<String> {
 /// Writes a new agent with the digest of its token.
 pub async fn insert(conn: &mut Conn, a: &AgentRow, token_sha256: &str) -> Result<(), sqlx::Error> {
     sqlx::query(&format!(
-        "INSERT INTO agents ({COLUMNS}, token_sha256) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+        "INSERT INTO agents ({COLUMNS}, token_sha256) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
     ))
     .bind(a.id.as_str())
     .bind(a.name.as_str())
@@ -90,6 +124,7 @@ pub async fn insert(conn: &mut Conn, a: &AgentRow, token_sha256: &str) -> Result
     .bind(i64::from(a.active))
     .bind(a.created_at)
     .bind(a.updated_at)
+    .bind(a.role.as_str())
     .bind(token_sha256)
     .execute(conn)
     .await?;
@@ -100,7 +135,7 @@ pub async fn insert(conn: &mut Conn, a: &AgentRow, token_sha256: &str) -> Result
 pub async fn update(conn: &mut Conn, a: &AgentRow) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE agents SET name = $2, email = $3, extension = $4, level = $5, skills = $6, capacity = $7, \
-         active = $8, updated_at = $9 WHERE id = $1",
+         active = $8, updated_at = $9, role = $10 WHERE id = $1",
     )
     .bind(a.id.as_str())
     .bind(a.name.as_str())
@@ -111,6 +146,7 @@ pub async fn update(conn: &mut Conn, a: &AgentRow) -> Result<(), sqlx::Error> {
     .bind(capacity_json(&a.capacity))
     .bind(i64::from(a.active))
     .bind(a.updated_at)
+    .bind(a.role.as_str())
     .execute(conn)
     .await?;
     Ok(())
@@ -204,6 +240,7 @@ mod tests {
                 chat: Some(5),
                 ..Default::default()
             },
+            role: Role::Agent,
             active: true,
             created_at: 1,
             updated_at: 1,

@@ -24,8 +24,9 @@ pub struct Change {
 }
 
 impl Change {
-    /// A change by the admin.
-    pub fn admin(
+    /// A change by `actor`.
+    pub fn by(
+        actor: &str,
         action: &'static str,
         target_kind: &'static str,
         target_id: &str,
@@ -33,7 +34,7 @@ impl Change {
         after: Option<Value>,
     ) -> Change {
         Change {
-            actor: "admin".into(),
+            actor: actor.to_string(),
             action,
             target_kind,
             target_id: Some(target_id.to_string()),

@@ -398,7 +398,7 @@ async fn bad_input_is_answered_with_a_json_error_naming_the_problem(backend: Bac
         (415, "unsupported_media_type")
     );
 
-    let huge = json!({ "customer": { "email": "a@example.com" }, "body": "x".repeat(64 * 1024) });
+    let huge = json!({ "customer": { "email": "a@example.com" }, "body": "x".repeat(20 * 1024) });
     let (status, err) = app.post("/api/interactions", &huge).await;
     assert_eq!((status, err["error"].as_str().unwrap()), (413, "too_large"));
 

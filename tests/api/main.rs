@@ -11,5 +11,6 @@ mod durability;
 mod import;
 mod interactions;
 mod operations;
+mod roles;
 mod routing;
 mod rules;

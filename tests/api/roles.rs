@@ -1,0 +1,245 @@
+//! Roles: every endpoint checks what the person asking may do (403 otherwise).
+
+use serde_json::{json, Value};
+
+use crate::agent_client::{create_agent, Desktop};
+use crate::both_backends;
+use crate::helpers::{send, spawn_app, Backend, TestApp};
+
+both_backends!(each_role_is_refused_what_it_must_not_do);
+
+async fn call(
+    app: &TestApp,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> u16 {
+    let mut req = app
+        .client
+        .request(method, format!("{}{path}", app.base))
+        .bearer_auth(token);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let (status, answer) = send(req).await;
+    if status == 403 {
+        assert_eq!(answer["error"], "forbidden", "{answer}");
+    }
+    status
+}
+
+async fn each_role_is_refused_what_it_must_not_do(backend: Backend) {
+    use reqwest::Method as M;
+    let app = spawn_app(backend).await;
+    let (agent_id, agent) =
+        create_agent(&app, json!({ "name": "Agent", "capacity": { "api": 1 } })).await;
+    let (_, supervisor) =
+        create_agent(&app, json!({ "name": "Supervisor", "role": "supervisor" })).await;
+    let (admin_id, admin) = create_agent(&app, json!({ "name": "Admin", "role": "admin" })).await;
+
+    // The agent gets one contact, and may see it and its customer, nothing else.
+    let mut desk = Desktop::available(&app.base, &agent).await;
+    let mine = app
+        .contact(json!({ "customer": { "email": "mine@example.com" } }))
+        .await;
+    let theirs = app
+        .contact(json!({ "customer": { "email": "theirs@example.com" } }))
+        .await;
+    let taken = desk.take_offer().await;
+    let (mine, theirs) = if taken == mine["id"] {
+        (mine, theirs)
+    } else {
+        (theirs, mine)
+    };
+    let mine_id = mine["id"].as_str().unwrap();
+    let mine_customer = mine["customer_id"].as_str().unwrap();
+    let their_id = theirs["id"].as_str().unwrap();
+    let their_customer = theirs["customer_id"].as_str().unwrap();
+    let rules = include_str!("../../config/routing.toml");
+
+    let cases: Vec<(&str, M, String, Option<Value>, u16)> = vec![
+        // What an agent may and may not do.
+        (
+            &agent,
+            M::GET,
+            format!("/api/interactions/{mine_id}"),
+            None,
+            200,
+        ),
+        (
+            &agent,
+            M::GET,
+            format!("/api/customers/{mine_customer}"),
+            None,
+            200,
+        ),
+        (
+            &agent,
+            M::GET,
+            format!("/api/customers/{mine_customer}/history"),
+            None,
+            200,
+        ),
+        (
+            &agent,
+            M::GET,
+            format!("/api/interactions/{their_id}"),
+            None,
+            403,
+        ),
+        (
+            &agent,
+            M::GET,
+            format!("/api/customers/{their_customer}"),
+            None,
+            403,
+        ),
+        (
+            &agent,
+            M::GET,
+            format!("/api/customers/{their_customer}/history"),
+            None,
+            403,
+        ),
+        (&agent, M::GET, "/api/queue".into(), None, 403),
+        (&agent, M::GET, "/api/agents".into(), None, 403),
+        (&agent, M::GET, "/api/audit".into(), None, 403),
+        (&agent, M::GET, "/api/routing/rules".into(), None, 403),
+        (
+            &agent,
+            M::GET,
+            "/api/customers?email=theirs%40example.com".into(),
+            None,
+            403,
+        ),
+        (
+            &agent,
+            M::POST,
+            "/api/customers".into(),
+            Some(json!({ "identities": [] })),
+            403,
+        ),
+        (
+            &agent,
+            M::PUT,
+            format!("/api/agents/{agent_id}"),
+            Some(json!({ "level": 9 })),
+            403,
+        ),
+        (
+            &agent,
+            M::POST,
+            "/api/interactions".into(),
+            Some(json!({ "customer": { "email": "x@example.com" } })),
+            403,
+        ),
+        // What a supervisor may and may not do.
+        (&supervisor, M::GET, "/api/queue".into(), None, 200),
+        (&supervisor, M::GET, "/api/agents".into(), None, 200),
+        (&supervisor, M::GET, "/api/audit".into(), None, 200),
+        (&supervisor, M::GET, "/api/routing/rules".into(), None, 200),
+        (
+            &supervisor,
+            M::GET,
+            "/api/routing/rules/versions".into(),
+            None,
+            200,
+        ),
+        (
+            &supervisor,
+            M::GET,
+            format!("/api/interactions/{their_id}"),
+            None,
+            200,
+        ),
+        (
+            &supervisor,
+            M::GET,
+            format!("/api/customers/{their_customer}/history"),
+            None,
+            200,
+        ),
+        (
+            &supervisor,
+            M::POST,
+            "/api/customers".into(),
+            Some(json!({ "identities": [] })),
+            403,
+        ),
+        (
+            &supervisor,
+            M::POST,
+            "/api/agents".into(),
+            Some(json!({ "name": "New" })),
+            403,
+        ),
+        (
+            &supervisor,
+            M::PUT,
+            format!("/api/customers/{their_customer}"),
+            Some(json!({ "tier": "high" })),
+            403,
+        ),
+        (
+            &supervisor,
+            M::POST,
+            "/api/routing/rules/rollback".into(),
+            Some(json!({ "version": 1 })),
+            403,
+        ),
+        (
+            &supervisor,
+            M::POST,
+            "/api/interactions".into(),
+            Some(json!({ "customer": { "email": "x@example.com" } })),
+            403,
+        ),
+        // An admin agent may change things, in its own name.
+        (
+            &admin,
+            M::PUT,
+            format!("/api/customers/{their_customer}"),
+            Some(json!({ "tier": "high" })),
+            200,
+        ),
+        (
+            &admin,
+            M::POST,
+            "/api/agents".into(),
+            Some(json!({ "name": "Made by an admin" })),
+            201,
+        ),
+    ];
+    for (token, method, path, body, expected) in cases {
+        let who = if token == agent {
+            "agent"
+        } else if token == supervisor {
+            "supervisor"
+        } else {
+            "admin"
+        };
+        let status = call(&app, token, method.clone(), &path, body).await;
+        assert_eq!(status, expected, "{who} {method} {path}");
+    }
+    let (status, rules_put) = send(
+        app.client
+            .put(format!("{}/api/routing/rules", app.base))
+            .bearer_auth(&supervisor)
+            .header("content-type", "application/toml")
+            .body(rules),
+    )
+    .await;
+    assert_eq!(
+        (status, rules_put["error"].as_str()),
+        (403, Some("forbidden"))
+    );
+
+    let (_, audit) = app.get("/api/audit?action=customer.update").await;
+    assert_eq!(
+        audit["entries"][0]["actor"],
+        admin_id.as_str(),
+        "changes are recorded in the name of who made them"
+    );
+    app.stop().await;
+}
