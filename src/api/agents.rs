@@ -370,3 +370,53 @@ pub async fn reset_token(
     state.router.agent_changed(agent.clone(), true);
     Ok(Json(json!({ "id": agent.id, "token": token })))
 }
+
+/// The body of `POST /api/agents/{id}/away`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SetAway {
+    /// Why, shown to the agent.
+    reason: Option<String>,
+}
+
+/// `POST /api/agents/{id}/away` (supervisors): a logged-in agent is set away; an offer it
+/// holds goes to the next agent.
+pub async fn set_away(
+    State(state): State<AppState>,
+    Supervisor(by): Supervisor,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(req): ApiJson<SetAway>,
+) -> Result<Json<Value>, ApiError> {
+    let mut conn = state.store.pool().acquire().await?;
+    let agent = load(&mut conn, &id).await?;
+    drop(conn);
+    let reason = req.reason.map(|r| {
+        r.chars()
+            .filter(|c| !c.is_control())
+            .take(100)
+            .collect::<String>()
+    });
+    let done = state
+        .router
+        .set_away(&agent.id, reason.clone())
+        .await
+        .ok_or_else(|| ApiError::Unavailable("the router is restarting".into()))?;
+    if !done {
+        return Err(ApiError::Conflict {
+            field: None,
+            message: "the agent is not logged in".into(),
+        });
+    }
+    let mut tx = state.store.begin_write().await?;
+    audit_agent(
+        &mut tx,
+        &by,
+        "agent.set_away",
+        &agent.id,
+        None,
+        Some(json!({ "reason": reason })),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(json!({ "id": agent.id, "presence": "away" })))
+}

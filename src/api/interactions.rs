@@ -8,12 +8,13 @@ use axum::Json;
 use serde::Deserialize;
 use switchboard_contract::{ChannelKind, CustomerHint, NewInteraction};
 
-use super::auth::{Admin, Anyone};
+use super::auth::{Admin, Anyone, Supervisor};
 use super::error::{check_id, ApiError, ApiJson, ApiPath};
 use super::views::InteractionView;
 use super::AppState;
-use crate::routing::router::Ended;
+use crate::routing::router::{Ended, Moved};
 use crate::store::agents::Role;
+use crate::store::audit::Change;
 use crate::store::{history, interactions, new_id};
 
 /// The body of `POST /api/interactions`.
@@ -171,4 +172,69 @@ async fn view(conn: &mut crate::store::Conn, id: &str) -> Result<Json<Interactio
     };
     let events = history::of_interaction(conn, id).await?;
     Ok(Json(InteractionView::new(row, Some(events))))
+}
+
+/// The body of `POST /api/interactions/{id}/move`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MoveInteraction {
+    /// The agent to move it to.
+    agent_id: String,
+}
+
+/// `POST /api/interactions/{id}/move` (supervisors): a waiting interaction is offered to
+/// the agent at once; an assigned one is handed over, and both agents are told.
+pub async fn move_to(
+    State(state): State<AppState>,
+    Supervisor(by): Supervisor,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(req): ApiJson<MoveInteraction>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    check_id("interaction", &id)?;
+    if uuid::Uuid::try_parse(&req.agent_id).is_err() {
+        return Err(ApiError::field("agent_id", "is not an agent id"));
+    }
+    let mut conn = state.store.pool().acquire().await?;
+    let target = crate::store::agents::get(&mut conn, &req.agent_id).await?;
+    if !target.is_some_and(|a| a.active) {
+        return Err(ApiError::field(
+            "agent_id",
+            "is not the id of an active agent",
+        ));
+    }
+    drop(conn);
+    let moved = state
+        .router
+        .move_to(&id, &req.agent_id, &by.actor)
+        .await
+        .ok_or_else(|| ApiError::Unavailable("the router is restarting".into()))??;
+    let (result, from) = match moved {
+        Moved::Unknown => {
+            return Err(ApiError::NotFound(format!(
+                "no interaction has the id '{id}'"
+            )))
+        }
+        Moved::Refused(why) => {
+            return Err(ApiError::Conflict {
+                field: None,
+                message: format!("it cannot be moved: {why}"),
+            })
+        }
+        Moved::Offered => ("offered", None),
+        Moved::Reassigned { from } => ("reassigned", Some(from)),
+    };
+    let mut tx = state.store.begin_write().await?;
+    let change = Change::by(
+        &by.actor,
+        "interaction.move",
+        "interaction",
+        &id,
+        Some(serde_json::json!({ "agent_id": from })),
+        Some(serde_json::json!({ "agent_id": req.agent_id, "result": result })),
+    );
+    crate::store::audit::record(&mut tx, &[change], crate::store::now_ms()).await?;
+    tx.commit().await?;
+    Ok(Json(
+        serde_json::json!({ "result": result, "from": from, "to": req.agent_id }),
+    ))
 }

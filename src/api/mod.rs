@@ -66,6 +66,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/interactions", post(interactions::create))
         .route("/api/interactions/{id}", get(interactions::get))
         .route("/api/interactions/{id}/end", post(interactions::end))
+        .route("/api/interactions/{id}/move", post(interactions::move_to))
         .route(
             "/api/customers",
             post(customers::create).get(customers::lookup),
@@ -90,6 +91,7 @@ pub fn router(state: AppState) -> Router {
             get(agents::get).put(agents::update).delete(agents::remove),
         )
         .route("/api/agents/{id}/token", post(agents::reset_token))
+        .route("/api/agents/{id}/away", post(agents::set_away))
         .route("/api/queue", get(queue))
         .route("/api/audit", get(audit::list))
         .route("/api/routing/rules", get(rules::get).put(rules::put))

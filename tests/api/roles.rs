@@ -243,3 +243,115 @@ async fn each_role_is_refused_what_it_must_not_do(backend: Backend) {
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn supervisors_move_work_and_set_agents_away() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let (a_id, a_token) =
+        create_agent(&app, json!({ "name": "A", "capacity": { "api": 1 } })).await;
+    let (b_id, b_token) =
+        create_agent(&app, json!({ "name": "B", "capacity": { "api": 1 } })).await;
+    let (_, sup) = create_agent(&app, json!({ "name": "S", "role": "supervisor" })).await;
+    let mut a = Desktop::available(&app.base, &a_token).await;
+    let first = app
+        .contact(json!({ "customer": { "email": "one@example.com" } }))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(a.take_offer().await, first);
+    let mut b = Desktop::login(&app.base, &b_token, None).await;
+
+    // An assigned interaction handed from A to B.
+    let moved = send(
+        app.client
+            .post(format!("{}/api/interactions/{first}/move", app.base))
+            .bearer_auth(&sup)
+            .json(&json!({ "agent_id": b_id })),
+    )
+    .await;
+    assert_eq!(
+        (moved.0, moved.1["result"].as_str()),
+        (200, Some("reassigned")),
+        "{}",
+        moved.1
+    );
+    let ended = a.expect("interaction_ended").await;
+    assert_eq!(
+        (ended["interaction_id"].as_str(), ended["reason"].as_str()),
+        (Some(first.as_str()), Some("moved"))
+    );
+    assert_eq!(b.expect("assigned").await["interaction_id"], first.as_str());
+    let (_, i) = app.get(&format!("/api/interactions/{first}")).await;
+    assert_eq!(i["agent_id"], b_id.as_str());
+    assert!(i["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["kind"] == "moved"));
+
+    // A set away: no more offers to A; a waiting contact moved to A is offered all the same.
+    let away = send(
+        app.client
+            .post(format!("{}/api/agents/{a_id}/away", app.base))
+            .bearer_auth(&sup)
+            .json(&json!({ "reason": "coaching" })),
+    )
+    .await;
+    assert_eq!(away.0, 200, "{}", away.1);
+    let p = a.expect("presence").await;
+    assert_eq!(
+        (p["status"].as_str(), p["reason"].as_str()),
+        (Some("away"), Some("coaching"))
+    );
+    let second = app
+        .contact(json!({ "customer": { "email": "two@example.com" } }))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    a.expect_none("offer", std::time::Duration::from_millis(400))
+        .await;
+    let moved = send(
+        app.client
+            .post(format!("{}/api/interactions/{second}/move", app.base))
+            .bearer_auth(&sup)
+            .json(&json!({ "agent_id": a_id })),
+    )
+    .await;
+    assert_eq!(
+        (moved.0, moved.1["result"].as_str()),
+        (200, Some("offered")),
+        "{}",
+        moved.1
+    );
+    assert_eq!(a.take_offer().await, second);
+
+    // Not for agents; not to nobody.
+    let refused = send(
+        app.client
+            .post(format!("{}/api/interactions/{second}/move", app.base))
+            .bearer_auth(&a_token)
+            .json(&json!({ "agent_id": b_id })),
+    )
+    .await;
+    assert_eq!(refused.0, 403);
+    let (status, _) = send(
+        app.client
+            .post(format!("{}/api/agents/{b_id}/away", app.base))
+            .bearer_auth(&a_token)
+            .json(&json!({})),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, e) = app
+        .post(
+            &format!("/api/interactions/{second}/move"),
+            &json!({ "agent_id": "nobody" }),
+        )
+        .await;
+    assert_eq!((status, e["field"].as_str()), (400, Some("agent_id")));
+    let (_, audit) = app.get("/api/audit?action=interaction.move").await;
+    assert_eq!(audit["entries"].as_array().unwrap().len(), 2);
+    app.stop().await;
+}

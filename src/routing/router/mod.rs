@@ -21,6 +21,7 @@ mod live;
 mod offers;
 mod session;
 mod sessions;
+mod supervise;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -98,6 +99,33 @@ enum Command {
         reason: String,
         reply: oneshot::Sender<Result<Ended, sqlx::Error>>,
     },
+    Move {
+        interaction_id: String,
+        to: String,
+        by: String,
+        reply: oneshot::Sender<Result<Moved, sqlx::Error>>,
+    },
+    SetAway {
+        agent_id: String,
+        reason: Option<String>,
+        reply: oneshot::Sender<bool>,
+    },
+}
+
+/// What moving an interaction came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Moved {
+    /// It was waiting: it is now offered to the agent.
+    Offered,
+    /// It was assigned: it now belongs to the agent, and `from` was told.
+    Reassigned {
+        /// Who held it.
+        from: String,
+    },
+    /// It cannot be moved there, and why.
+    Refused(String),
+    /// No such interaction.
+    Unknown,
 }
 
 /// What ending an interaction came to.
@@ -170,6 +198,37 @@ impl RouterHandle {
             reply,
         };
         self.tx.send(cmd).ok()?;
+        answer.await.ok()
+    }
+
+    /// Moves an interaction to agent `to` (a supervisor's action).
+    pub async fn move_to(
+        &self,
+        interaction_id: &str,
+        to: &str,
+        by: &str,
+    ) -> Option<Result<Moved, sqlx::Error>> {
+        let (reply, answer) = oneshot::channel();
+        let cmd = Command::Move {
+            interaction_id: interaction_id.into(),
+            to: to.into(),
+            by: by.into(),
+            reply,
+        };
+        self.tx.send(cmd).ok()?;
+        answer.await.ok()
+    }
+
+    /// Sets a logged-in agent away (a supervisor's action); false when it is not logged in.
+    pub async fn set_away(&self, agent_id: &str, reason: Option<String>) -> Option<bool> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Command::SetAway {
+                agent_id: agent_id.into(),
+                reason,
+                reply,
+            })
+            .ok()?;
         answer.await.ok()
     }
 
@@ -493,6 +552,27 @@ impl Router {
             }
             Command::Snapshot { reply } => {
                 let _ = reply.send(self.snapshot(now_ms()));
+            }
+            Command::Move {
+                interaction_id,
+                to,
+                by,
+                reply,
+            } => {
+                self.take_fresh().await;
+                let result = self.move_to(&interaction_id, &to, &by, now_ms()).await;
+                // Answered once what it decided is committed.
+                self.flush().await;
+                let _ = reply.send(result);
+            }
+            Command::SetAway {
+                agent_id,
+                reason,
+                reply,
+            } => {
+                let done = self.set_away(&agent_id, reason, now_ms()).await;
+                self.flush().await;
+                let _ = reply.send(done);
             }
             Command::End {
                 interaction_id,
