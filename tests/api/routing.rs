@@ -53,6 +53,20 @@ async fn app_with_rules(backend: Backend, offer_secs: u64) -> (TestApp, tempfile
     (app, dir)
 }
 
+/// Two agents logged in and available, the first idle longer (so offered first).
+async fn two_available(
+    app: &TestApp,
+    first: Value,
+    second: Value,
+) -> ((String, Desktop), (String, Desktop)) {
+    let (first_id, first_token) = create_agent(app, first).await;
+    let (second_id, second_token) = create_agent(app, second).await;
+    let first = Desktop::available(&app.base, &first_token).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let second = Desktop::available(&app.base, &second_token).await;
+    ((first_id, first), (second_id, second))
+}
+
 /// A customer with an explicit tier (and owner); answers its id.
 async fn customer(app: &TestApp, email: &str, tier: &str, owner: Option<&str>) -> String {
     let (status, c) = app
@@ -159,11 +173,8 @@ async fn a_high_tier_contact_goes_to_the_senior_ring_first_then_widens(backend: 
 
 async fn an_offer_that_is_declined_or_times_out_goes_to_the_next_agent(backend: Backend) {
     let (app, _rules) = app_with_rules(backend, 1).await;
-    let (_, a_token) = create_agent(&app, json!({ "name": "A" })).await;
-    let (_, b_token) = create_agent(&app, json!({ "name": "B" })).await;
-    let mut a = Desktop::available(&app.base, &a_token).await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let mut b = Desktop::available(&app.base, &b_token).await;
+    let ((_, mut a), (_, mut b)) =
+        two_available(&app, json!({ "name": "A" }), json!({ "name": "B" })).await;
 
     // A has been idle longer, so A is offered first; A lets it lapse.
     let id = contact(&app, "someone@example.com", "Hello").await;
@@ -192,11 +203,12 @@ async fn an_offer_that_is_declined_or_times_out_goes_to_the_next_agent(backend: 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_owner_is_offered_first_and_others_after_the_owner_timeout() {
     let (app, _rules) = app_with_rules(Backend::Sqlite, 10).await;
-    let (am_id, am_token) = create_agent(&app, json!({ "name": "Account manager" })).await;
-    let (_, other_token) = create_agent(&app, json!({ "name": "Other", "level": 5 })).await;
-    let mut other = Desktop::available(&app.base, &other_token).await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let mut am = Desktop::available(&app.base, &am_token).await;
+    let ((_, mut other), (am_id, mut am)) = two_available(
+        &app,
+        json!({ "name": "Other", "level": 5 }),
+        json!({ "name": "Account manager" }),
+    )
+    .await;
     customer(&app, "owned@example.com", "low", Some(&am_id)).await;
 
     // The owner gets it though the other agent has been idle longer.
@@ -289,11 +301,8 @@ async fn a_low_tier_contact_is_served_by_its_maximum_wait_despite_high_tier_ones
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_who_vanishes_mid_offer_loses_it_to_the_next_at_once() {
     let (app, _rules) = app_with_rules(Backend::Sqlite, 30).await;
-    let (_, a_token) = create_agent(&app, json!({ "name": "A" })).await;
-    let (_, b_token) = create_agent(&app, json!({ "name": "B" })).await;
-    let mut a = Desktop::available(&app.base, &a_token).await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let mut b = Desktop::available(&app.base, &b_token).await;
+    let ((_, mut a), (_, mut b)) =
+        two_available(&app, json!({ "name": "A" }), json!({ "name": "B" })).await;
     let id = contact(&app, "c@example.com", "x").await;
     a.expect("offer").await;
     let vanished = Instant::now();
@@ -643,11 +652,12 @@ async fn a_silent_desktop_is_disconnected_and_its_offer_moves_on() {
         s.agents.heartbeat_timeout_secs = 5;
     })
     .await;
-    let (_, silent_token) = create_agent(&app, json!({ "name": "Silent" })).await;
-    let (_, awake_token) = create_agent(&app, json!({ "name": "Awake" })).await;
-    let mut silent = Desktop::available(&app.base, &silent_token).await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let mut awake = Desktop::available(&app.base, &awake_token).await;
+    let ((_, mut silent), (_, mut awake)) = two_available(
+        &app,
+        json!({ "name": "Silent" }),
+        json!({ "name": "Awake" }),
+    )
+    .await;
     let id = contact(&app, "hb@example.com", "anyone there?").await;
     assert_eq!(
         silent.expect("offer").await["interaction"]["id"],
