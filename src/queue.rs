@@ -119,22 +119,6 @@ impl Queue {
     pub fn depth(&self) -> BTreeMap<String, usize> {
         self.inner.lock().expect("queue lock").depth.clone()
     }
-
-    /// Every waiting interaction, oldest first.
-    pub fn snapshot(&self) -> Vec<Waiting> {
-        let mut all: Vec<_> = self
-            .inner
-            .lock()
-            .expect("queue lock")
-            .waiting
-            .values()
-            .cloned()
-            .collect();
-        all.sort_by(|a, b| {
-            (a.enqueued_at, &a.interaction_id).cmp(&(b.enqueued_at, &b.interaction_id))
-        });
-        all
-    }
 }
 
 #[cfg(test)]
@@ -164,7 +148,15 @@ mod tests {
             q.depth(),
             BTreeMap::from([("high".to_string(), 1), ("low".to_string(), 1)])
         );
-        let ids: Vec<_> = q.snapshot().into_iter().map(|w| w.interaction_id).collect();
-        assert_eq!(ids, ["b", "a"]);
+        let fresh: Vec<_> = q
+            .take_fresh()
+            .into_iter()
+            .map(|w| w.interaction_id)
+            .collect();
+        assert_eq!(
+            fresh,
+            ["a", "b"],
+            "the router is handed each interaction once"
+        );
     }
 }

@@ -54,11 +54,6 @@ impl WaitingIndex {
         Some(w)
     }
 
-    /// One interaction.
-    pub fn get(&self, id: &str) -> Option<&WaitingInteraction> {
-        self.items.get(id)
-    }
-
     /// How many wait.
     pub fn len(&self) -> usize {
         self.items.len()
@@ -67,11 +62,6 @@ impl WaitingIndex {
     /// True when none waits.
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
-    }
-
-    /// Every waiting interaction (in no particular order).
-    pub fn iter(&self) -> impl Iterator<Item = &WaitingInteraction> {
-        self.items.values()
     }
 
     /// When the next ring opens for any waiting interaction, after `now` (ms). Each
@@ -97,14 +87,6 @@ impl WaitingIndex {
             }
         }
         next
-    }
-
-    /// The oldest interaction of each bucket.
-    pub fn heads(&self) -> impl Iterator<Item = &WaitingInteraction> {
-        self.buckets
-            .values()
-            .filter_map(|b| b.first())
-            .filter_map(|(_, id)| self.items.get(id))
     }
 }
 
