@@ -64,12 +64,7 @@ async fn an_admin_creates_an_agent_and_sees_its_token_once(backend: Backend) {
     assert_eq!(status, 200);
     assert_ne!(reset["token"].as_str().unwrap(), token);
 
-    let resp = app
-        .admin(reqwest::Method::DELETE, &format!("/api/agents/{id}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 204);
+    assert_eq!(app.delete(&format!("/api/agents/{id}")).await, 204);
     let (_, removed) = app.get(&format!("/api/agents/{id}")).await;
     assert_eq!(removed["active"], false);
     let (status, _) = app
@@ -156,12 +151,7 @@ async fn a_customer_can_have_an_active_agent_as_owner(backend: Backend) {
         .unwrap();
     assert_eq!(update["data"]["after"]["owner"], agent_id);
 
-    let resp = app
-        .admin(reqwest::Method::DELETE, &format!("/api/agents/{agent_id}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 204);
+    assert_eq!(app.delete(&format!("/api/agents/{agent_id}")).await, 204);
     let (status, _) = app.put(&path, &json!({ "owner": agent_id })).await;
     assert_eq!(status, 400, "a removed agent cannot become an owner");
     let (status, cleared) = send(

@@ -100,15 +100,11 @@ async fn an_admin_creates_finds_and_updates_a_customer(backend: Backend) {
         .await;
     assert_eq!((status, err["field"].as_str().unwrap()), (400, "at"));
 
-    let resp = app
-        .admin(
-            reqwest::Method::DELETE,
-            &format!("/api/customers/{id}/identities/visitor_id/v-77"),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        app.delete(&format!("/api/customers/{id}/identities/visitor_id/v-77"))
+            .await,
+        200
+    );
     let (status, _) = app.get("/api/customers?visitor_id=v-77").await;
     assert_eq!(status, 404);
 

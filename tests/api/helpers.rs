@@ -141,6 +141,16 @@ impl TestApp {
         send(self.admin(reqwest::Method::GET, path)).await
     }
 
+    /// DELETEs with the admin token; answers the status (a success has no body).
+    pub async fn delete(&self, path: &str) -> u16 {
+        self.admin(reqwest::Method::DELETE, path)
+            .send()
+            .await
+            .expect("the server answers")
+            .status()
+            .as_u16()
+    }
+
     /// Creates an interaction and expects it accepted; answers its body.
     pub async fn contact(&self, body: Value) -> Value {
         let (status, json) = self.post("/api/interactions", &body).await;
@@ -324,4 +334,14 @@ pub async fn assert_all_queued(base: &str, acked: &[(String, String)]) {
             "acknowledged {id} ({key}) is missing"
         );
     }
+}
+
+/// The first event of `kind` in an interaction's `history` (fails the test if none).
+pub fn event<'a>(interaction: &'a Value, kind: &str) -> &'a Value {
+    interaction["history"]
+        .as_array()
+        .expect("a history")
+        .iter()
+        .find(|e| e["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} event in {interaction}"))
 }

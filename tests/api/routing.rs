@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use crate::agent_client::{create_agent, Desktop};
 use crate::both_backends;
-use crate::helpers::{send, spawn_app_with, start_process_with, Backend, TestApp, TOKEN};
+use crate::helpers::{event, send, spawn_app_with, start_process_with, Backend, TestApp, TOKEN};
 
 /// The shipped rules with short timeouts: offers `offer_secs`, rings 2 s, wrap-up 1 s,
 /// the low tier's maximum wait 3 s, two misses set an agent away.
@@ -149,12 +149,7 @@ async fn a_high_tier_contact_goes_to_the_senior_ring_first_then_widens(backend: 
         ["offered", "offer_declined", "offered", "assigned"],
         "{k:?}"
     );
-    let first_offer = i["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["kind"] == "offered")
-        .unwrap();
+    let first_offer = event(&i, "offered");
     let decision = &first_offer["data"]["decision"];
     assert_eq!(decision["agent_id"], senior_id.as_str());
     assert_eq!(decision["tier"], "high");
@@ -532,12 +527,7 @@ async fn a_contact_withdrawn_while_waiting_or_offered_is_abandoned_with_its_wait
         (200, "abandoned"),
         "{i}"
     );
-    let abandoned = i["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["kind"] == "abandoned")
-        .unwrap();
+    let abandoned = event(&i, "abandoned");
     assert!(
         abandoned["data"]["waited_secs"].as_f64().unwrap() >= 0.2,
         "{abandoned}"
@@ -727,12 +717,7 @@ async fn a_reset_token_or_a_removed_agent_ends_the_session_and_a_change_applies_
     let b = Desktop::login(&app.base, new_token, None).await;
     assert_eq!(b.welcome["agent"]["level"], 3);
 
-    let resp = app
-        .admin(reqwest::Method::DELETE, &format!("/api/agents/{id}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 204);
+    assert_eq!(app.delete(&format!("/api/agents/{id}")).await, 204);
     let mut b = b;
     let closed = b.expect("closed").await;
     assert_eq!(

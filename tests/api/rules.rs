@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use crate::agent_client::{create_agent, Desktop};
 use crate::both_backends;
-use crate::helpers::{send, spawn_app, start_process_with, Backend, TestApp, TOKEN};
+use crate::helpers::{event, send, spawn_app, start_process_with, Backend, TestApp, TOKEN};
 
 both_backends!(a_rule_change_reorders_what_is_already_waiting_and_rolls_back);
 
@@ -71,12 +71,7 @@ async fn a_rule_change_reorders_what_is_already_waiting_and_rolls_back(backend: 
         "the waiting low contact now goes first"
     );
     let (_, i) = app.get(&format!("/api/interactions/{low}")).await;
-    let offered = i["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["kind"] == "offered")
-        .unwrap();
+    let offered = event(&i, "offered");
     assert_eq!(offered["data"]["rule_version"], 2);
 
     let (status, back) = app
@@ -101,12 +96,7 @@ async fn a_rule_change_reorders_what_is_already_waiting_and_rolls_back(backend: 
     let mut b = Desktop::available(&app.base, &b_token).await;
     assert_eq!(b.take_offer().await, high);
     let (_, i) = app.get(&format!("/api/interactions/{high}")).await;
-    let offered = i["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["kind"] == "offered")
-        .unwrap();
+    let offered = event(&i, "offered");
     assert_eq!(offered["data"]["rule_version"], 3);
     app.stop().await;
 }
