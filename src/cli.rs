@@ -46,17 +46,26 @@ pub fn main() -> std::process::ExitCode {
     }
 }
 
+/// Loads the settings, or says on standard error why not (`what` names them) and
+/// answers the exit code.
+fn load(path: Option<&std::path::Path>, what: &str) -> Result<Settings, std::process::ExitCode> {
+    Settings::load(path).map_err(|e| {
+        eprintln!("{what} is not valid:");
+        for p in &e.problems {
+            eprintln!("  - {p}");
+        }
+        std::process::ExitCode::from(2)
+    })
+}
+
 fn check_config(path: Option<PathBuf>) -> std::process::ExitCode {
     let path = path.unwrap_or_else(|| PathBuf::from(DEFAULT_PATH));
-    let settings = match Settings::load(Some(&path)) {
+    let settings = match load(
+        Some(&path),
+        &format!("{}: the configuration", path.display()),
+    ) {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("{}: the configuration is not valid:", path.display());
-            for p in &e.problems {
-                eprintln!("  - {p}");
-            }
-            return std::process::ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     println!("{}: the configuration is valid", path.display());
     let rules_name = settings.routing.path().map_or_else(
@@ -85,15 +94,9 @@ fn check_config(path: Option<PathBuf>) -> std::process::ExitCode {
 }
 
 fn reload(config: Option<PathBuf>) -> std::process::ExitCode {
-    let settings = match Settings::load(config.as_deref()) {
+    let settings = match load(config.as_deref(), "The configuration") {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!(
-                "The configuration is not valid:\n  - {}",
-                e.problems.join("\n  - ")
-            );
-            return std::process::ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let token = match settings.api.admin_token.trim() {
         "" => std::fs::read_to_string(settings.storage.data_dir.join("admin-token"))
@@ -160,15 +163,9 @@ fn reload(config: Option<PathBuf>) -> std::process::ExitCode {
 }
 
 fn serve(config: Option<PathBuf>) -> std::process::ExitCode {
-    let settings = match Settings::load(config.as_deref()) {
+    let settings = match load(config.as_deref(), "The configuration") {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("The configuration is not valid:");
-            for p in &e.problems {
-                eprintln!("  - {p}");
-            }
-            return std::process::ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     telemetry::init_logging(&settings.log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
