@@ -34,6 +34,33 @@ pub enum Command {
     },
     /// Ask the running server (at server.http_addr) to read its routing rules file again.
     Reload,
+    /// Replay a window of recorded history under the active rules and, with --rules, a
+    /// candidate rule set; print the service level, waits, abandonment and occupancy of
+    /// each beside what happened live.
+    Simulate(SimulateArgs),
+}
+
+/// What `switchboard simulate` replays.
+#[derive(Debug, clap::Args)]
+pub struct SimulateArgs {
+    /// The window's start, RFC 3339 (2026-11-26T09:00:00Z).
+    #[arg(long, conflicts_with = "last", requires = "to")]
+    pub from: Option<String>,
+    /// The window's end, RFC 3339.
+    #[arg(long, conflicts_with = "last", requires = "from")]
+    pub to: Option<String>,
+    /// The window ending now, as a length: 90m, 8h, 2d.
+    #[arg(long)]
+    pub last: Option<String>,
+    /// A candidate rules file (the same format as config/routing.toml).
+    #[arg(long)]
+    pub rules: Option<PathBuf>,
+    /// A tier's target wait for the service level, as TIER=SECONDS (repeatable).
+    #[arg(long = "target", value_name = "TIER=SECONDS")]
+    pub targets: Vec<String>,
+    /// Print the whole comparison as JSON (the API's answer) instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Runs the command line; the process exits with the code returned.
@@ -43,6 +70,7 @@ pub fn main() -> std::process::ExitCode {
         Command::CheckConfig { path } => check_config(path.or(cli.config)),
         Command::Serve => serve(cli.config),
         Command::Reload => reload(cli.config),
+        Command::Simulate(args) => simulate(cli.config, args),
     }
 }
 
@@ -160,6 +188,127 @@ fn reload(config: Option<PathBuf>) -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+fn simulate(config: Option<PathBuf>, args: SimulateArgs) -> std::process::ExitCode {
+    let settings = match load(config.as_deref(), "The configuration") {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let usage = |m: String| {
+        eprintln!("{m}");
+        std::process::ExitCode::from(2)
+    };
+    let now = crate::store::now_ms();
+    let (from_ms, to_ms) = match (&args.from, &args.to, &args.last) {
+        (Some(f), Some(t), None) => {
+            match (
+                crate::store::parse_rfc3339(f),
+                crate::store::parse_rfc3339(t),
+            ) {
+                (Some(f), Some(t)) => (f, t),
+                _ => {
+                    return usage(
+                        "--from and --to take RFC 3339 times such as 2026-11-26T09:00:00Z".into(),
+                    )
+                }
+            }
+        }
+        (None, None, Some(last)) => match duration_ms(last) {
+            Some(d) => (now - d, now),
+            None => {
+                return usage(format!(
+                    "--last: '{last}' is not a length such as 90m, 8h or 2d"
+                ))
+            }
+        },
+        _ => return usage("say which window to replay: --last 8h, or --from and --to".into()),
+    };
+    let mut targets_secs = std::collections::BTreeMap::new();
+    for t in &args.targets {
+        match t
+            .split_once('=')
+            .map(|(k, v)| (k.trim(), v.trim().parse::<u64>()))
+        {
+            Some((tier, Ok(secs))) if settings.tiers.order.iter().any(|x| x == tier) => {
+                targets_secs.insert(tier.to_string(), secs);
+            }
+            _ => {
+                return usage(format!(
+                    "--target: '{t}' is not TIER=SECONDS with a tier of {}",
+                    settings.tiers.order.join(", ")
+                ))
+            }
+        }
+    }
+    let candidate = match &args.rules {
+        Some(path) => match Rules::load(Some(path), &settings.tiers.order) {
+            Ok((rules, _)) => Some(rules),
+            Err(report) => {
+                eprintln!("{}: the candidate rules are not valid:", path.display());
+                for e in &report.errors {
+                    eprintln!("  - {e}");
+                }
+                return std::process::ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return usage(format!("Cannot start: {e}")),
+    };
+    let result = runtime.block_on(async {
+        let store = crate::store::Store::connect(
+            &settings.database_url(),
+            settings.storage.max_connections,
+        )
+        .await?;
+        let active = crate::simulation::Active::latest(&store, &settings.tiers.order).await?;
+        let request = crate::simulation::Request {
+            from_ms,
+            to_ms,
+            candidate,
+            targets_secs,
+        };
+        let answer =
+            crate::simulation::simulate(&store, &settings.routing, active, request, now).await;
+        store.close().await;
+        Ok::<_, anyhow::Error>(answer)
+    });
+    match result {
+        Ok(Ok(c)) if args.json => {
+            println!("{}", serde_json::to_string_pretty(&c).unwrap_or_default());
+            std::process::ExitCode::SUCCESS
+        }
+        Ok(Ok(c)) => {
+            print!("{}", crate::simulation::table(&c));
+            std::process::ExitCode::SUCCESS
+        }
+        Ok(Err(e)) => usage(format!("Cannot simulate: {e}")),
+        Err(e) => {
+            eprintln!("Cannot read the store: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// `90m`, `8h`, `2d`, `600s` in milliseconds.
+fn duration_ms(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let unit = match s.chars().last()? {
+        's' => 1000,
+        'm' => 60_000,
+        'h' => 3_600_000,
+        'd' => 86_400_000,
+        _ => return None,
+    };
+    let n: i64 = s[..s.len() - 1].parse().ok().filter(|n| *n > 0)?;
+    n.checked_mul(unit)
 }
 
 fn serve(config: Option<PathBuf>) -> std::process::ExitCode {

@@ -56,6 +56,12 @@ pub struct AgentSettings {
 pub struct RoutingSettings {
     /// The rules file; empty for `config/routing.toml` when it exists, else the built-in rules.
     pub rules_file: String,
+    /// The longest window the replay simulator takes, in hours.
+    pub simulation_max_window_hours: u64,
+    /// The most contacts one simulation replays.
+    pub simulation_max_contacts: usize,
+    /// The longest one simulation may run, in seconds.
+    pub simulation_time_limit_secs: u64,
 }
 
 impl RoutingSettings {
@@ -261,6 +267,20 @@ impl Settings {
             problems.push(format!(
                 "customers.phone_default_region: '{region}' is not an ISO 3166 region code such as US, GB or CN"
             ));
+        }
+        if self.routing.simulation_max_window_hours == 0 {
+            problems.push("routing.simulation_max_window_hours: must be at least 1".into());
+        }
+        if self.routing.simulation_max_contacts == 0 {
+            problems.push("routing.simulation_max_contacts: must be at least 1".into());
+        }
+        if self.routing.simulation_time_limit_secs == 0
+            || self.routing.simulation_time_limit_secs >= self.server.request_timeout_secs
+        {
+            problems.push(
+                "routing.simulation_time_limit_secs: must be at least 1 and under server.request_timeout_secs"
+                    .into(),
+            );
         }
         self.tiers.check(&mut problems);
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {

@@ -27,6 +27,7 @@ pub mod customers;
 pub mod intake;
 pub mod queue;
 pub mod routing;
+pub mod simulation;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -73,6 +73,10 @@ impl Application {
         interactions::requeue_offered(&mut conn, crate::store::now_ms())
             .await
             .context("Returning offered interactions to the queue")?;
+        // Nobody is logged in yet, whatever the presence log says of the last run.
+        crate::store::presence::all_offline(&mut conn, crate::store::now_ms())
+            .await
+            .context("Closing the last run's agent shifts")?;
         let waiting = interactions::in_state(&mut conn, "queued")
             .await
             .context("Reading the queue")?;
@@ -135,6 +139,7 @@ impl Application {
             admin_token_sha256: Sha256::digest(token.as_bytes()).into(),
             metrics,
             rules_lock: rules_lock.clone(),
+            simulations: Arc::new(tokio::sync::Semaphore::new(1)),
             router: router_handle.clone(),
         };
         Ok(Application {

@@ -36,9 +36,8 @@ pub struct AuditQuery {
 fn time(field: &str, value: Option<String>) -> Result<Option<i64>, ApiError> {
     value
         .map(|v| {
-            time::OffsetDateTime::parse(&v, &time::format_description::well_known::Rfc3339)
-                .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
-                .map_err(|_| ApiError::field(field, format!("'{v}' is not an RFC 3339 time")))
+            crate::store::parse_rfc3339(&v)
+                .ok_or_else(|| ApiError::field(field, format!("'{v}' is not an RFC 3339 time")))
         })
         .transpose()
 }

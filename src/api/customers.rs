@@ -449,10 +449,9 @@ pub fn check_purchase(p: &PurchaseIn, now: i64) -> Result<(i64, i64), (String, S
 }
 
 fn parse_time(s: &str) -> Option<i64> {
-    use time::format_description::well_known::Rfc3339;
     let s = s.trim();
-    if let Ok(t) = time::OffsetDateTime::parse(s, &Rfc3339) {
-        return Some((t.unix_timestamp_nanos() / 1_000_000) as i64);
+    if let Some(t) = crate::store::parse_rfc3339(s) {
+        return Some(t);
     }
     let fmt = time::macros::format_description!("[year]-[month]-[day]");
     time::Date::parse(s, &fmt)

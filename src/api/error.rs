@@ -81,6 +81,17 @@ pub enum ApiError {
         /// Every warning.
         warnings: Vec<String>,
     },
+    /// 422: the request is well formed but cannot be carried out, and why.
+    #[error("{message}")]
+    Unprocessable {
+        /// The field at fault, if one is.
+        field: Option<String>,
+        /// Why.
+        message: String,
+    },
+    /// 429: the server is already doing this for someone; retry later.
+    #[error("{0}")]
+    TooManyRequests(String),
     /// 503: the store or intake cannot take this now; nothing was accepted, retry.
     #[error("{0}")]
     Unavailable(String),
@@ -113,6 +124,8 @@ impl ApiError {
             }
             ApiError::Rows { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_rows"),
             ApiError::InvalidRules { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_rules"),
+            ApiError::Unprocessable { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
+            ApiError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "busy"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Unexpected(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -128,7 +141,8 @@ impl IntoResponse for ApiError {
         let mut body = json!({ "error": code, "message": self.to_string() });
         match &self {
             ApiError::BadRequest { field: Some(f), .. }
-            | ApiError::Conflict { field: Some(f), .. } => {
+            | ApiError::Conflict { field: Some(f), .. }
+            | ApiError::Unprocessable { field: Some(f), .. } => {
                 body["field"] = json!(f);
             }
             ApiError::Rows { errors, .. } => body["errors"] = json!(errors),
@@ -145,7 +159,7 @@ impl IntoResponse for ApiError {
                     .headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            ApiError::Unavailable(_) => {
+            ApiError::Unavailable(_) | ApiError::TooManyRequests(_) => {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

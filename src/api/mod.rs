@@ -11,6 +11,7 @@ mod import;
 mod interactions;
 mod ops;
 mod rules;
+mod simulate;
 mod supervisor_ws;
 mod views;
 
@@ -54,6 +55,8 @@ pub struct AppState {
     pub rules_lock: Arc<tokio::sync::Mutex<()>>,
     /// The router.
     pub router: crate::routing::router::RouterHandle,
+    /// One permit: simulations run one at a time.
+    pub simulations: Arc<tokio::sync::Semaphore>,
 }
 
 /// The whole HTTP router.
@@ -99,6 +102,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/routing/rules/versions", get(rules::versions))
         .route("/api/routing/rules/rollback", post(rules::rollback))
         .route("/api/routing/rules/reload", post(rules::reload))
+        .route("/api/routing/simulate", post(simulate::simulate))
         .layer(DefaultBodyLimit::max(settings.api.max_body_bytes))
         .merge(import)
         .route_layer(middleware::from_fn_with_state(

@@ -42,6 +42,24 @@ pub enum Presence {
     Offline,
 }
 
+impl Presence {
+    /// Its name, as the protocol and the presence log spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Presence::Available => "available",
+            Presence::Away => "away",
+            Presence::Offline => "offline",
+        }
+    }
+
+    /// Reads a name written by [`Presence::as_str`].
+    pub fn parse(s: &str) -> Option<Presence> {
+        [Presence::Available, Presence::Away, Presence::Offline]
+            .into_iter()
+            .find(|p| p.as_str() == s)
+    }
+}
+
 /// Work in progress per channel.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Load {

@@ -24,6 +24,19 @@ pub struct CapacityOverride {
     pub api: Option<u32>,
 }
 
+impl CapacityOverride {
+    /// The capacity this makes of the rules' own.
+    pub fn over(&self, base: crate::routing::rules::Capacity) -> crate::routing::rules::Capacity {
+        crate::routing::rules::Capacity {
+            phone: self.phone.unwrap_or(base.phone),
+            chat: self.chat.unwrap_or(base.chat),
+            email: self.email.unwrap_or(base.email),
+            api: self.api.unwrap_or(base.api),
+            calls_block_other_work: base.calls_block_other_work,
+        }
+    }
+}
+
 /// What a person may do; each role may do all the roles before it may.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -14,3 +14,4 @@ mod operations;
 mod roles;
 mod routing;
 mod rules;
+mod simulate;

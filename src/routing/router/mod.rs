@@ -40,7 +40,7 @@ use crate::queue::{Queue, Waiting};
 use crate::store::agents::AgentRow;
 use crate::store::history::{self, NewEvent};
 use crate::store::interactions::{self, InteractionRow};
-use crate::store::{customers, new_id, now_ms, rfc3339, Store};
+use crate::store::{customers, new_id, now_ms, presence, rfc3339, Store};
 use crate::telemetry;
 use session::{agent_json, interaction_json, view, Session};
 
@@ -297,6 +297,7 @@ pub fn start(
         answered: VecDeque::new(),
         pending: Vec::new(),
         events: Vec::new(),
+        presence_log: Vec::new(),
         replies: Vec::new(),
         stop: shutdown.clone(),
     };
@@ -332,6 +333,8 @@ struct Router {
     pending: Vec<Pending>,
     /// History events decided this turn, committed with them.
     events: Vec<NewEvent>,
+    /// Presence changes of this turn, for the presence log.
+    presence_log: Vec<presence::Change>,
     /// Answers to give once this turn's writes are committed.
     replies: Vec<(oneshot::Sender<EndResult>, EndResult)>,
     stop: CancellationToken,
@@ -545,6 +548,7 @@ impl Router {
                             let _ = out.send(Outbound::Close(4004, reason.into()));
                         }
                         self.vanish(&id, now).await;
+                        self.note_presence();
                         self.agents.remove(&id);
                     }
                     None => {}
@@ -635,7 +639,8 @@ impl Router {
     /// at shutdown, what was not committed is dropped, and offers die with the process
     /// anyway.
     async fn flush(&mut self) {
-        if !self.pending.is_empty() || !self.events.is_empty() {
+        self.note_presence();
+        if !self.pending.is_empty() || !self.events.is_empty() || !self.presence_log.is_empty() {
             let started = now_ms();
             let mut delay = Duration::from_millis(50);
             loop {
@@ -653,6 +658,7 @@ impl Router {
             }
             self.pending.clear();
             self.events.clear();
+            self.presence_log.clear();
             // While the store stalled, nobody's messages were read: a stall must not
             // count against agents' heartbeats or offers.
             let stalled = now_ms() - started;
@@ -704,6 +710,20 @@ impl Router {
             }
         }
         history::append(&mut tx, &self.events, now).await?;
+        presence::append(&mut tx, &self.presence_log, now).await?;
         tx.commit().await
+    }
+
+    /// Stages a presence-log entry for every agent whose presence changed since the last.
+    fn note_presence(&mut self) {
+        for s in self.agents.values_mut() {
+            if s.logged != s.presence {
+                self.presence_log.push(presence::Change {
+                    agent_id: s.row.id.clone(),
+                    status: s.presence.as_str(),
+                });
+                s.logged = s.presence;
+            }
+        }
     }
 }

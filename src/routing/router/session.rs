@@ -8,6 +8,8 @@ pub(super) struct Session {
     pub(super) presence: Presence,
     /// Presence to return to when a vanished desktop resumes.
     pub(super) presence_before: Presence,
+    /// Presence as last written to the presence log.
+    pub(super) logged: Presence,
     pub(super) conn: Option<(u64, mpsc::UnboundedSender<Outbound>)>,
     pub(super) session: String,
     pub(super) seq: u64,
@@ -76,7 +78,6 @@ impl Session {
 }
 
 pub(super) fn view(s: &Session, rules_capacity: Capacity) -> AgentView {
-    let o = s.row.capacity;
     AgentView {
         id: s.row.id.clone(),
         level: s.row.level,
@@ -85,13 +86,7 @@ pub(super) fn view(s: &Session, rules_capacity: Capacity) -> AgentView {
         has_pending_offer: s.offer.is_some(),
         wrap_up_until_ms: s.wrap_up_until,
         load: s.load(),
-        capacity: Capacity {
-            phone: o.phone.unwrap_or(rules_capacity.phone),
-            chat: o.chat.unwrap_or(rules_capacity.chat),
-            email: o.email.unwrap_or(rules_capacity.email),
-            api: o.api.unwrap_or(rules_capacity.api),
-            calls_block_other_work: rules_capacity.calls_block_other_work,
-        },
+        capacity: s.row.capacity.over(rules_capacity),
         idle_since_ms: s.idle_since,
         last_offered_at_ms: s.last_offered_at,
     }

@@ -77,6 +77,7 @@ impl Router {
             row: agent,
             presence: Presence::Away,
             presence_before: Presence::Away,
+            logged: Presence::Offline,
             conn: Some((conn, out)),
             session: new_id(),
             seq: 0,
@@ -101,6 +102,7 @@ impl Router {
         };
         if let Some(old) = self.agents.remove(&id) {
             s.offer = None;
+            s.logged = old.logged;
             s.wrap_up_until = old.wrap_up_until;
             s.idle_since = old.idle_since;
             s.last_offered_at = old.last_offered_at;

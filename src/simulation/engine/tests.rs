@@ -1,0 +1,236 @@
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::routing::rules::DEFAULT_TOML;
+use crate::simulation::figures;
+
+const S: i64 = 1000;
+
+/// The shipped rules without rings (every agent eligible) and without wrap-up.
+fn rules() -> Rules {
+    let mut r = Rules::parse(DEFAULT_TOML, "test").expect("the default rules parse");
+    r.rings.clear();
+    r.offer.wrap_up_secs = 0;
+    r
+}
+
+fn agent(id: &str) -> SimAgent {
+    SimAgent {
+        id: id.into(),
+        level: 1,
+        skills: Vec::new(),
+        capacity: CapacityOverride::default(),
+    }
+}
+
+fn call(id: &str, tier: &str, at: i64, handling: i64) -> Arrival {
+    Arrival {
+        id: id.into(),
+        tier: tier.into(),
+        channel: ChannelKind::Phone,
+        topic: None,
+        owner: None,
+        at_ms: at,
+        counted: true,
+        handling_ms: Some(handling),
+        accept_ms: 0,
+        patience_ms: None,
+        recorded: Outcome::Answered(0),
+    }
+}
+
+fn on_duty(agents: usize, at: i64) -> Vec<PresenceChange> {
+    (0..agents)
+        .map(|agent| PresenceChange {
+            at_ms: at,
+            agent,
+            presence: Presence::Available,
+        })
+        .collect()
+}
+
+fn scenario(arrivals: Vec<Arrival>, agents: usize) -> Scenario {
+    Scenario {
+        from_ms: 0,
+        to_ms: 100 * S,
+        horizon_ms: 1000 * S,
+        arrivals,
+        agents: (0..agents).map(|i| agent(&format!("a{i}"))).collect(),
+        presence: on_duty(agents, 0),
+        held: Vec::new(),
+    }
+}
+
+fn waits(run: &Run) -> Vec<Outcome> {
+    run.outcomes.clone()
+}
+
+const LIMIT: Duration = Duration::from_secs(10);
+
+#[test]
+fn one_agent_serves_calls_in_turn() {
+    let s = scenario(
+        vec![call("c1", "low", 0, 10 * S), call("c2", "low", S, 10 * S)],
+        1,
+    );
+    let run = replay(&s, &rules(), LIMIT).unwrap();
+    assert_eq!(
+        waits(&run),
+        vec![Outcome::Answered(0), Outcome::Answered(9 * S)]
+    );
+    assert_eq!(run.offers, 2);
+}
+
+#[test]
+fn a_head_start_puts_the_high_tier_first() {
+    let arrivals = vec![
+        call("busy", "low", 0, 10 * S),
+        call("low", "low", S, 10 * S),
+        call("high", "high", 2 * S, 10 * S),
+    ];
+    let s = scenario(arrivals, 1);
+    let run = replay(&s, &rules(), LIMIT).unwrap();
+    // The high-tier call, later but with a head start, is taken when the agent frees up.
+    assert_eq!(run.outcomes[2], Outcome::Answered(8 * S));
+    assert_eq!(run.outcomes[1], Outcome::Answered(19 * S));
+
+    let mut flat = rules();
+    for t in flat.tiers.values_mut() {
+        t.head_start_secs = 0;
+        t.max_wait_secs = 10_000;
+    }
+    let run = replay(&s, &flat, LIMIT).unwrap();
+    assert_eq!(run.outcomes[1], Outcome::Answered(9 * S));
+    assert_eq!(run.outcomes[2], Outcome::Answered(18 * S));
+}
+
+#[test]
+fn a_customer_who_gave_up_live_gives_up_again_when_kept_as_long() {
+    let mut impatient = call("c2", "low", 0, 10 * S);
+    impatient.patience_ms = Some(5 * S);
+    let s = scenario(vec![call("c1", "low", 0, 10 * S), impatient], 1);
+    let run = replay(&s, &rules(), LIMIT).unwrap();
+    assert_eq!(run.outcomes[1], Outcome::Abandoned(5 * S));
+
+    // With a second agent on duty it is answered at once instead.
+    let mut s2 = s.clone();
+    s2.agents.push(agent("a1"));
+    s2.presence = on_duty(2, 0);
+    let run = replay(&s2, &rules(), LIMIT).unwrap();
+    assert_eq!(run.outcomes[1], Outcome::Answered(0));
+}
+
+#[test]
+fn agents_take_work_only_while_on_duty_and_after_wrap_up() {
+    let mut s = scenario(
+        vec![call("c1", "low", 0, 10 * S), call("c2", "low", S, S)],
+        1,
+    );
+    s.presence = vec![PresenceChange {
+        at_ms: 30 * S,
+        agent: 0,
+        presence: Presence::Available,
+    }];
+    let mut r = rules();
+    r.offer.wrap_up_secs = 5;
+    let run = replay(&s, &r, LIMIT).unwrap();
+    // On duty at 30 s; the first call ends at 40 s, wrap-up until 45 s.
+    assert_eq!(run.outcomes[0], Outcome::Answered(30 * S));
+    assert_eq!(run.outcomes[1], Outcome::Answered(44 * S));
+}
+
+#[test]
+fn contacts_never_taken_are_unanswered_at_the_horizon() {
+    let mut s = scenario(vec![call("c1", "low", 10 * S, S)], 1);
+    s.presence.clear();
+    s.horizon_ms = 200 * S;
+    let run = replay(&s, &rules(), LIMIT).unwrap();
+    assert_eq!(run.outcomes, vec![Outcome::Unanswered(190 * S)]);
+    assert_eq!(run.staffed_ms, 0);
+}
+
+#[test]
+fn work_held_when_the_window_opens_keeps_its_agent_busy() {
+    let mut s = scenario(vec![call("c1", "low", 0, S)], 1);
+    s.held.push(Held {
+        agent: 0,
+        channel: ChannelKind::Phone,
+        until_ms: Some(20 * S),
+    });
+    let run = replay(&s, &rules(), LIMIT).unwrap();
+    assert_eq!(run.outcomes[0], Outcome::Answered(20 * S));
+}
+
+#[test]
+fn rings_open_on_their_timetable() {
+    let mut r = rules();
+    r.rings = Rules::parse(DEFAULT_TOML, "test").unwrap().rings;
+    // The default plan for the high tier: owner (15 s), level 3 (10 s), everyone. A
+    // level-1 agent without an owner ring to pass (no owner) waits for the level-3 ring's
+    // timeout: 10 s.
+    let s = scenario(vec![call("c1", "high", 0, S)], 1);
+    let run = replay(&s, &r, LIMIT).unwrap();
+    assert_eq!(run.outcomes[0], Outcome::Answered(10 * S));
+}
+
+#[test]
+fn occupancy_is_busy_time_over_staffed_time() {
+    let mut s = scenario(vec![call("c1", "low", 0, 50 * S)], 1);
+    s.horizon_ms = 100 * S;
+    let run = replay(&s, &rules(), LIMIT).unwrap();
+    assert_eq!((run.busy_ms, run.staffed_ms), (50 * S, 100 * S));
+    let report = figures::estimate(&s.arrivals, &run, &BTreeMap::new());
+    assert_eq!(report.occupancy, Some(0.5));
+}
+
+#[test]
+fn a_long_replay_stops_at_its_time_limit() {
+    let arrivals: Vec<Arrival> = (0..5000)
+        .map(|i| call(&format!("c{i}"), "low", i * S, 10 * S))
+        .collect();
+    let mut s = scenario(arrivals, 1);
+    s.horizon_ms = 100_000 * S;
+    assert_eq!(
+        replay(&s, &rules(), Duration::ZERO),
+        Err(SimError::TimeLimit(0))
+    );
+}
+
+#[test]
+fn figures_count_service_level_waits_and_estimated_abandonment() {
+    let mut arrivals: Vec<Arrival> = (0..4)
+        .map(|i| call(&format!("c{i}"), "low", 0, S))
+        .collect();
+    // Live: two answered at once, one after 10 s, one gave up after 20 s.
+    arrivals[0].recorded = Outcome::Answered(0);
+    arrivals[1].recorded = Outcome::Answered(0);
+    arrivals[2].recorded = Outcome::Answered(10 * S);
+    arrivals[3].recorded = Outcome::Abandoned(20 * S);
+    let targets = BTreeMap::from([("low".to_string(), 5 * S)]);
+    let live = figures::recorded(&arrivals, &targets);
+    assert_eq!(live.overall.contacts, 4);
+    assert_eq!(live.overall.answered, 3);
+    assert_eq!(live.overall.abandoned, 1.0);
+    assert_eq!(live.overall.service_level, Some(0.5));
+    assert_eq!(live.overall.longest_wait_secs, Some(20.0));
+
+    // A replay keeps the third waiting 30 s: past everyone's recorded patience (the one
+    // who gave up did so at 20 s, and all others at risk then were answered earlier),
+    // so it is counted as certainly given up.
+    let run = Run {
+        outcomes: vec![
+            Outcome::Answered(0),
+            Outcome::Answered(0),
+            Outcome::Answered(30 * S),
+            Outcome::Abandoned(20 * S),
+        ],
+        staffed_ms: 0,
+        busy_ms: 0,
+        offers: 3,
+    };
+    let sim = figures::estimate(&arrivals, &run, &targets);
+    assert_eq!(sim.overall.abandoned, 2.0);
+    assert_eq!(sim.overall.mean_wait_secs, Some(10.0));
+    assert_eq!(sim.overall.p95_wait_secs, Some(30.0));
+    assert_eq!(sim.occupancy, None);
+}
