@@ -126,7 +126,7 @@ pub struct Scenario {
 pub struct Run {
     /// Per arrival, in [`Scenario::arrivals`] order.
     pub outcomes: Vec<Outcome>,
-    /// Agent-time available or working (ms).
+    /// Agent-time available or working within the window (ms).
     pub staffed_ms: i64,
     /// Agent-time working: holding work, in wrap-up, or with an offer out (ms).
     pub busy_ms: i64,
@@ -315,9 +315,10 @@ impl<'a> Sim<'a> {
         })
     }
 
-    /// Adds the time since the last instant to the agents' staffed and busy time.
+    /// Adds the time since the last instant to the agents' staffed and busy time, within
+    /// the window (after it, the replay only follows the contacts still waiting).
     fn account(&mut self, until: i64) {
-        let dt = until - self.now;
+        let dt = until.min(self.s.to_ms) - self.now.min(self.s.to_ms);
         if dt > 0 {
             for v in &self.views {
                 let busy = v.load.total() > 0
