@@ -18,9 +18,7 @@ use std::time::{Duration, Instant};
 use switchboard::routing::index::{self, WaitingIndex};
 use switchboard::routing::policy::{AgentView, Load, Presence};
 use switchboard::routing::rules::{Rules, DEFAULT_TOML};
-use switchboard::simulation::engine::{
-    self, Arrival, Outcome, PresenceChange, Scenario, SimAgent,
-};
+use switchboard::simulation::engine::{self, Arrival, Outcome, PresenceChange, Scenario, SimAgent};
 use switchboard::simulation::figures;
 use switchboard::store::agents::CapacityOverride;
 use switchboard_contract::ChannelKind;
@@ -91,10 +89,7 @@ fn scenario(agents: usize, hours: i64, seed: u64) -> Scenario {
         .map(|i| SimAgent {
             id: format!("a{i}"),
             level: (i % 4 + 1) as u8,
-            skills: vec![
-                SKILLS[i % 3].to_string(),
-                SKILLS[(i / 3) % 3].to_string(),
-            ],
+            skills: vec![SKILLS[i % 3].to_string(), SKILLS[(i / 3) % 3].to_string()],
             capacity: CapacityOverride::default(),
         })
         .collect();

@@ -20,7 +20,7 @@ use crate::store::{new_id, now_ms, rfc3339, Conn};
 pub const MAX_SKILLS: usize = 50;
 
 /// The body of `POST /api/agents`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateAgent {
     name: String,
@@ -37,7 +37,7 @@ pub struct CreateAgent {
 }
 
 /// The body of `PUT /api/agents/{id}`: a field left out stays, `null` clears it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateAgent {
     name: Option<String>,
@@ -372,7 +372,7 @@ pub async fn reset_token(
 }
 
 /// The body of `POST /api/agents/{id}/away`.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetAway {
     /// Why, shown to the agent.

@@ -12,7 +12,7 @@ use crate::store::audit::{self, Filter};
 use crate::store::rfc3339;
 
 /// The filters of `GET /api/audit`.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     /// Only by this actor (`admin`, an agent's id, `file`).

@@ -20,7 +20,7 @@ use crate::store::{new_id, now_ms, Conn};
 const DAY_MS: i64 = 86_400_000;
 
 /// One identity as the API names it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IdentityIn {
     kind: String,
@@ -28,7 +28,7 @@ pub struct IdentityIn {
 }
 
 /// The body of `POST /api/customers`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateCustomer {
     name: Option<String>,
@@ -39,7 +39,7 @@ pub struct CreateCustomer {
 }
 
 /// The body of `PUT /api/customers/{id}`: a field left out stays as it is; `null` clears it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateCustomer {
     #[serde(default, deserialize_with = "present")]
@@ -416,7 +416,7 @@ pub async fn remove_identity(
 }
 
 /// The body of `PUT /api/customers/{id}/purchases/{ref}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PurchaseIn {
     /// In major units (12.50), negative for a refund.
@@ -498,7 +498,7 @@ pub async fn put_purchase(
 }
 
 /// The body of `POST /api/customers/{id}/merge`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MergeIn {
     /// The customer to fold into this one.
@@ -551,7 +551,7 @@ pub async fn merge(
 }
 
 /// Paging of `GET /api/customers/{id}/history`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HistoryQuery {
     /// Only events older than this sequence number (the previous page's `next_before`).

@@ -18,7 +18,7 @@ use crate::store::audit::Change;
 use crate::store::{history, interactions, new_id};
 
 /// The body of `POST /api/interactions`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateInteraction {
     /// The same key twice is one interaction (the `Idempotency-Key` header does the same).
@@ -97,7 +97,7 @@ pub async fn create(
 }
 
 /// The body of `POST /api/interactions/{id}/end`.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EndInteraction {
     /// Why (`withdrawn`, `resolved elsewhere`…); `withdrawn` when left out.
@@ -175,7 +175,7 @@ async fn view(conn: &mut crate::store::Conn, id: &str) -> Result<Json<Interactio
 }
 
 /// The body of `POST /api/interactions/{id}/move`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MoveInteraction {
     /// The agent to move it to.

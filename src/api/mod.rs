@@ -9,6 +9,7 @@ mod customers;
 pub mod error;
 mod import;
 mod interactions;
+pub mod openapi;
 mod ops;
 mod rules;
 mod simulate;
@@ -21,7 +22,7 @@ use std::time::Duration;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post, put};
+use axum::routing::get;
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::trace::TraceLayer;
@@ -33,6 +34,7 @@ use crate::queue::Queue;
 use crate::store::Store;
 use crate::telemetry;
 use error::ApiError;
+use openapi::{Access, Op, Routes};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -59,56 +61,23 @@ pub struct AppState {
     pub simulations: Arc<tokio::sync::Semaphore>,
 }
 
-/// The whole HTTP router.
+/// The whole HTTP router. Every route is added with its entry in the OpenAPI document
+/// (see [`openapi`]), which `GET /api/openapi.json` serves.
 pub fn router(state: AppState) -> Router {
     let settings = state.settings.clone();
-    let import = Router::new()
-        .route("/api/customers/import", post(import::import))
-        .layer(DefaultBodyLimit::max(settings.api.max_import_bytes));
-    let api = Router::new()
-        .route("/api/interactions", post(interactions::create))
-        .route("/api/interactions/{id}", get(interactions::get))
-        .route("/api/interactions/{id}/end", post(interactions::end))
-        .route("/api/interactions/{id}/move", post(interactions::move_to))
-        .route(
-            "/api/customers",
-            post(customers::create).get(customers::lookup),
+    let auth_state = state.clone();
+    let api = api_routes()
+        .map(|r| r.layer(DefaultBodyLimit::max(settings.api.max_body_bytes)))
+        .merge(
+            import_routes().map(|r| r.layer(DefaultBodyLimit::max(settings.api.max_import_bytes))),
         )
-        .route(
-            "/api/customers/{id}",
-            get(customers::get).put(customers::update),
-        )
-        .route(
-            "/api/customers/{id}/identities/{kind}/{value}",
-            delete(customers::remove_identity),
-        )
-        .route(
-            "/api/customers/{id}/purchases/{purchase_ref}",
-            put(customers::put_purchase),
-        )
-        .route("/api/customers/{id}/merge", post(customers::merge))
-        .route("/api/customers/{id}/history", get(customers::history))
-        .route("/api/agents", post(agents::create).get(agents::list))
-        .route(
-            "/api/agents/{id}",
-            get(agents::get).put(agents::update).delete(agents::remove),
-        )
-        .route("/api/agents/{id}/token", post(agents::reset_token))
-        .route("/api/agents/{id}/away", post(agents::set_away))
-        .route("/api/queue", get(queue))
-        .route("/api/audit", get(audit::list))
-        .route("/api/routing/rules", get(rules::get).put(rules::put))
-        .route("/api/routing/rules/validate", post(rules::validate))
-        .route("/api/routing/rules/versions", get(rules::versions))
-        .route("/api/routing/rules/rollback", post(rules::rollback))
-        .route("/api/routing/rules/reload", post(rules::reload))
-        .route("/api/routing/simulate", post(simulate::simulate))
-        .layer(DefaultBodyLimit::max(settings.api.max_body_bytes))
-        .merge(import)
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::authenticate,
-        ));
+        .map(|r| {
+            r.route_layer(middleware::from_fn_with_state(
+                auth_state,
+                auth::authenticate,
+            ))
+        })
+        .serving_document("/api/openapi.json");
     let timeout = Duration::from_secs(settings.server.request_timeout_secs);
     Router::new()
         .route("/healthz", get(ops::healthz))
@@ -133,6 +102,200 @@ pub fn router(state: AppState) -> Router {
             tracing::info_span!("http", method = %req.method(), route)
         }))
         .with_state(state)
+}
+
+/// The customer import, with its own body limit.
+fn import_routes() -> Routes {
+    Routes::default().add(
+        Op::post(
+            "/api/customers/import",
+            "bulk import customers (CSV or JSON): all rows or none",
+        )
+        .import()
+        .responses(&[
+            (200, "the customers created and updated"),
+            (422, "bad rows, every one listed; nothing written"),
+        ]),
+        import::import,
+    )
+}
+
+/// Everything else under `/api`, each with who may call it.
+fn api_routes() -> Routes {
+    use Access::{Anyone, Supervisor};
+    Routes::default()
+        .add(
+            Op::post("/api/interactions", "a new contact from the API channel")
+                .json::<interactions::CreateInteraction>()
+                .responses(&[(201, "committed and queued: the interaction, its customer, tier and reason"), (200, "its idempotency key was seen: the same interaction"), (409, "the idempotency key was used for a different contact")]),
+            interactions::create,
+        )
+        .add(
+            Op::get("/api/interactions/{id}", "an interaction with its history (agents: only their own)")
+                .access(Anyone)
+                .responses(&[(200, "the interaction"), (404, "no such interaction")]),
+            interactions::get,
+        )
+        .add(
+            Op::post("/api/interactions/{id}/end", "the contact ended on the customer's side")
+                .json::<interactions::EndInteraction>()
+                .responses(&[(200, "abandoned if it waited, or its agent told"), (404, "no such interaction")]),
+            interactions::end,
+        )
+        .add(
+            Op::post("/api/interactions/{id}/move", "offer a waiting interaction to an agent, or hand over an assigned one")
+                .access(Supervisor)
+                .json::<interactions::MoveInteraction>()
+                .responses(&[(200, "moved"), (404, "no such interaction"), (409, "it cannot go to that agent now")]),
+            interactions::move_to,
+        )
+        .add(
+            Op::post("/api/customers", "a new customer")
+                .json::<customers::CreateCustomer>()
+                .responses(&[(201, "the customer"), (409, "an identity belongs to another customer")]),
+            customers::create,
+        )
+        .add(
+            Op::get("/api/customers", "the customer owning an identity")
+                .access(Supervisor)
+                .params(&[("email", "an email address"), ("phone", "a phone number"), ("visitor_id", "a chat visitor id"), ("external_id", "the CRM's id")])
+                .responses(&[(200, "the customer"), (404, "nobody owns it")]),
+            customers::lookup,
+        )
+        .add(
+            Op::get("/api/customers/{id}", "a customer: identities, tier and why, value figures (agents: only those they serve)")
+                .access(Anyone)
+                .responses(&[(200, "the customer"), (404, "no such customer")]),
+            customers::get,
+        )
+        .add(
+            Op::put("/api/customers/{id}", "change a customer: a field left out stays, null clears it")
+                .json::<customers::UpdateCustomer>()
+                .responses(&[(200, "the customer"), (404, "no such customer"), (409, "an identity belongs to another customer")]),
+            customers::update,
+        )
+        .add(
+            Op::delete("/api/customers/{id}/identities/{kind}/{value}", "take an identity away from a customer")
+                .responses(&[(200, "the customer"), (404, "no such customer or identity")]),
+            customers::remove_identity,
+        )
+        .add(
+            Op::put("/api/customers/{id}/purchases/{purchase_ref}", "record a purchase under the CRM's reference")
+                .json::<customers::PurchaseIn>()
+                .responses(&[(201, "recorded"), (200, "replaced the purchase with that reference"), (404, "no such customer")]),
+            customers::put_purchase,
+        )
+        .add(
+            Op::post("/api/customers/{id}/merge", "fold another customer into this one")
+                .json::<customers::MergeIn>()
+                .responses(&[(200, "the survivor"), (404, "no such customer")]),
+            customers::merge,
+        )
+        .add(
+            Op::get("/api/customers/{id}/history", "the customer's history across every channel, newest first")
+                .access(Anyone)
+                .query::<customers::HistoryQuery>()
+                .responses(&[(200, "a page of events and next_before"), (404, "no such customer")]),
+            customers::history,
+        )
+        .add(
+            Op::post("/api/agents", "a new agent, with its login token (shown only now)")
+                .json::<agents::CreateAgent>()
+                .responses(&[(201, "the agent and its token"), (409, "the extension is taken")]),
+            agents::create,
+        )
+        .add(
+            Op::get("/api/agents", "every agent (never their tokens)")
+                .access(Supervisor)
+                .responses(&[(200, "the agents")]),
+            agents::list,
+        )
+        .add(
+            Op::get("/api/agents/{id}", "an agent")
+                .access(Supervisor)
+                .responses(&[(200, "the agent"), (404, "no such agent")]),
+            agents::get,
+        )
+        .add(
+            Op::put("/api/agents/{id}", "change an agent: a field left out stays")
+                .json::<agents::UpdateAgent>()
+                .responses(&[(200, "the agent"), (404, "no such agent"), (409, "the extension is taken")]),
+            agents::update,
+        )
+        .add(
+            Op::delete("/api/agents/{id}", "remove an agent: no more logins or offers; the record stays")
+                .responses(&[(204, "removed"), (404, "no such agent")]),
+            agents::remove,
+        )
+        .add(
+            Op::post("/api/agents/{id}/token", "a new login token; the old one stops working")
+                .responses(&[(200, "the new token (shown only now)"), (404, "no such agent")]),
+            agents::reset_token,
+        )
+        .add(
+            Op::post("/api/agents/{id}/away", "set a logged-in agent away")
+                .access(Supervisor)
+                .json::<agents::SetAway>()
+                .responses(&[(200, "set away"), (404, "no such agent"), (409, "the agent is not logged in")]),
+            agents::set_away,
+        )
+        .add(
+            Op::get("/api/queue", "the live queue: waiting by tier, channel and topic, agents, service level")
+                .access(Supervisor)
+                .responses(&[(200, "the live queue")]),
+            queue,
+        )
+        .add(
+            Op::get("/api/audit", "the audit trail, newest first")
+                .access(Supervisor)
+                .query::<audit::AuditQuery>()
+                .responses(&[(200, "a page of entries and next_before")]),
+            audit::list,
+        )
+        .add(
+            Op::get("/api/routing/rules", "the active routing rules")
+                .access(Supervisor)
+                .responses(&[(200, "version, actor, comment, created_at and the TOML document")]),
+            rules::get,
+        )
+        .add(
+            Op::put("/api/routing/rules", "a rules document becomes the next version, applied at once")
+                .toml()
+                .query::<rules::Comment>()
+                .responses(&[(200, "the new version and warnings"), (422, "the rules do not validate: every error listed; nothing changed")]),
+            rules::put,
+        )
+        .add(
+            Op::post("/api/routing/rules/validate", "check a rules document; nothing changes")
+                .access(Supervisor)
+                .toml()
+                .responses(&[(200, "valid, errors (each locating its cause) and warnings")]),
+            rules::validate,
+        )
+        .add(
+            Op::get("/api/routing/rules/versions", "every version of the rules, newest first")
+                .access(Supervisor)
+                .responses(&[(200, "the versions")]),
+            rules::versions,
+        )
+        .add(
+            Op::post("/api/routing/rules/rollback", "an earlier version becomes the next version")
+                .json::<rules::Rollback>()
+                .responses(&[(200, "the new version")]),
+            rules::rollback,
+        )
+        .add(
+            Op::post("/api/routing/rules/reload", "read the rules file again, as SIGHUP does")
+                .responses(&[(200, "the version, and whether it changed"), (422, "the file does not validate")]),
+            rules::reload,
+        )
+        .add(
+            Op::post("/api/routing/simulate", "replay a window of recorded history under the active rules and a candidate")
+                .access(Supervisor)
+                .json::<simulate::SimulateIn>()
+                .responses(&[(200, "per tier and topic: service level, waits, abandonment, occupancy — recorded, active and candidate"), (422, "the candidate does not validate, or the window is empty or too long"), (429, "a simulation is already running")]),
+            simulate::simulate,
+        )
 }
 
 /// `GET /api/queue`: waiting interactions by tier, channel and topic, agents and their

@@ -77,7 +77,7 @@ pub async fn validate(
 }
 
 /// Why a change is made, in the query string.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Comment {
     comment: Option<String>,
@@ -98,7 +98,7 @@ pub async fn put(
 }
 
 /// The body of `POST /api/routing/rules/rollback`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rollback {
     /// The version to return to.

@@ -16,7 +16,7 @@ use crate::simulation::{self, Active, Comparison, Refused};
 use crate::store::{now_ms, parse_rfc3339};
 
 /// The body of `POST /api/routing/simulate`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SimulateIn {
     /// The window's start (RFC 3339).

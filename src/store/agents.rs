@@ -7,7 +7,9 @@ use sqlx::Row;
 use super::Conn;
 
 /// An agent's own capacity per channel, where it differs from the routing rules'.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(deny_unknown_fields)]
 pub struct CapacityOverride {
     /// Calls at once.
@@ -38,7 +40,19 @@ impl CapacityOverride {
 }
 
 /// What a person may do; each role may do all the roles before it may.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Works the contacts offered to it; sees its own work and the customers it serves.

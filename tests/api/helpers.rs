@@ -86,6 +86,8 @@ pub struct TestApp {
     pub base: String,
     /// A client.
     pub client: reqwest::Client,
+    /// The database it runs on, for the command line.
+    pub database_url: String,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     _dir: TempDir,
@@ -101,6 +103,7 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Settings)
     let dir = tempfile::tempdir().expect("temp dir");
     let mut settings = test_settings(&backend, &dir).await;
     adjust(&mut settings);
+    let database_url = settings.database_url();
     let app = Application::build(settings)
         .await
         .expect("the server builds");
@@ -112,6 +115,7 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Settings)
     TestApp {
         base,
         client: reqwest::Client::new(),
+        database_url,
         stop: Some(stop),
         task: Some(task),
         _dir: dir,

@@ -10,6 +10,7 @@ mod customers;
 mod durability;
 mod import;
 mod interactions;
+mod openapi;
 mod operations;
 mod roles;
 mod routing;

@@ -201,6 +201,39 @@ async fn the_simulator_replays_the_live_run_and_shows_a_better_rule_set(backend:
         "{sim}"
     );
     assert_eq!(better["overall"]["answered"], 12);
+
+    // The command line replays the same window to the same figures.
+    let candidate = dir.path().join("candidate.toml");
+    std::fs::write(&candidate, rules(300)).unwrap();
+    let cli = |json: bool| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"));
+        c.env("SWITCHBOARD__STORAGE__DATABASE_URL", &app.database_url)
+            .args([
+                "simulate", "--from", &from, "--to", &to, "--target", "high=2",
+            ])
+            .args(["--target", "low=2", "--rules"])
+            .arg(&candidate);
+        if json {
+            c.arg("--json");
+        }
+        c.output().unwrap()
+    };
+    let out = cli(true);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let from_cli: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for report in ["recorded", "active", "candidate"] {
+        assert_eq!(from_cli[report], sim[report], "{report}");
+    }
+    let out = cli(false);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && table.contains("tier high") && table.contains("candidate"),
+        "{table}"
+    );
     app.stop().await;
 }
 

@@ -67,7 +67,7 @@ impl fmt::Display for ChannelKind {
 
 /// What a channel knows of who the customer is. The core normalises and validates each
 /// identity (an email address, an E.164 phone number) and resolves them to one customer.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CustomerHint {
     /// An email address, as the channel saw it.
