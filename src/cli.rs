@@ -1,4 +1,4 @@
-//! The command line: `switchboard [serve]` and `switchboard check-config [PATH]`.
+//! The command line: `switchboard [serve]`, `check-config [PATH]`, `reload` and `simulate`.
 
 use std::path::PathBuf;
 

@@ -11,8 +11,9 @@
 //!   tier and history, answering only after the commit.
 //! - [`queue`]: the waiting interactions in memory, rebuilt from the store at start.
 //! - [`routing`]: the routing rules and the pure routing policy.
+//! - [`simulation`]: the replay simulator — recorded history replayed through the policy.
 //! - [`api`]: the HTTP interface (axum): the API channel, customer admin, history,
-//!   health and metrics.
+//!   health and metrics, and the OpenAPI document built from the same route table.
 //! - [`telemetry`]: logs and metrics, free of customer data.
 //! - [`startup`]: building, running and stopping the server.
 //! - [`cli`]: the command line.
