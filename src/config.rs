@@ -36,6 +36,8 @@ pub struct Settings {
     pub agents: AgentSettings,
     /// Where the routing rules are.
     pub routing: RoutingSettings,
+    /// The phone channel.
+    pub phone: switchboard_phone::PhoneSettings,
     /// Logging.
     pub log: LogSettings,
 }
@@ -281,6 +283,33 @@ impl Settings {
                 "routing.simulation_time_limit_secs: must be at least 1 and under server.request_timeout_secs"
                     .into(),
             );
+        }
+        let phone = &self.phone;
+        if phone.max_body_bytes < 1024 {
+            problems.push("phone.max_body_bytes: must be at least 1024".into());
+        }
+        if phone.answer_window_ms > 10_000 {
+            problems.push(
+                "phone.answer_window_ms: at most 10000; a phone system waits for the answer".into(),
+            );
+        }
+        if phone.callback_max_attempts == 0 {
+            problems.push("phone.callback_max_attempts: must be at least 1".into());
+        }
+        if !phone.callback_url.is_empty() && phone.secret.is_empty() {
+            problems.push("phone.callback_url: callbacks are signed; set phone.secret too".into());
+        }
+        for (key, url) in [
+            ("phone.callback_url", &phone.callback_url),
+            ("phone.twilio_public_url", &phone.twilio_public_url),
+            ("phone.twilio_api_url", &phone.twilio_api_url),
+        ] {
+            if !url.is_empty() && reqwest::Url::parse(url).is_err() {
+                problems.push(format!("{key}: '{url}' is not a URL"));
+            }
+        }
+        if !phone.twilio_auth_token.is_empty() && phone.twilio_public_url.is_empty() {
+            problems.push("phone.twilio_public_url: required with phone.twilio_auth_token (Twilio signs the public URL)".into());
         }
         self.tiers.check(&mut problems);
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {

@@ -22,6 +22,7 @@
 //! crate in `channels/contract`.
 
 pub mod api;
+pub mod channels;
 pub mod cli;
 pub mod config;
 pub mod customers;

@@ -24,6 +24,8 @@ pub struct Waiting {
     pub channel: ChannelKind,
     /// Its topic.
     pub topic: Option<String>,
+    /// The key its channel submitted it under (a call's id), for the channel's commands.
+    pub contact_key: String,
     /// When it was accepted (ms): its wait counts from here.
     pub enqueued_at: i64,
 }
@@ -132,6 +134,7 @@ mod tests {
             tier: tier.into(),
             channel: ChannelKind::Api,
             topic: None,
+            contact_key: format!("key-{id}"),
             enqueued_at: at,
         }
     }

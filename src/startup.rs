@@ -130,7 +130,20 @@ impl Application {
             }
             Backend::Postgres => format!("PostgreSQL at {}", redact(&url)),
         };
+        // The phone channel: webhooks on the HTTP port, and its commands delivered in the
+        // background until the router stops.
+        let core = Arc::new(crate::channels::CoreService::new(
+            intake.clone(),
+            store.clone(),
+            router_handle.clone(),
+        ));
+        let phone = switchboard_phone::Phone::new(settings.phone.clone(), core);
+        tokio::spawn(switchboard_phone::run(
+            phone.clone(),
+            router_stop.clone().cancelled_owned(),
+        ));
         let state = AppState {
+            phone,
             parser: IdentityParser::new(&settings.customers.phone_default_region),
             settings: settings.clone(),
             store: store.clone(),

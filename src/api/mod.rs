@@ -59,6 +59,8 @@ pub struct AppState {
     pub router: crate::routing::router::RouterHandle,
     /// One permit: simulations run one at a time.
     pub simulations: Arc<tokio::sync::Semaphore>,
+    /// The phone channel.
+    pub phone: Arc<switchboard_phone::Phone>,
 }
 
 /// The whole HTTP router. Every route is added with its entry in the OpenAPI document
@@ -85,6 +87,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(ops::metrics))
         .route("/agent/ws", get(agent_ws::upgrade))
         .route("/supervisor/ws", get(supervisor_ws::upgrade))
+        .merge(switchboard_phone::routes(state.phone.clone()))
         .merge(api)
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

@@ -352,6 +352,7 @@ pub fn waiting(i: &InteractionRow) -> Waiting {
         tier: i.tier.clone(),
         channel: ChannelKind::parse(&i.channel).unwrap_or(ChannelKind::Api),
         topic: i.topic.clone(),
+        contact_key: i.idempotency_key.clone(),
         enqueued_at: i.created_at,
     }
 }

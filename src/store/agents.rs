@@ -218,6 +218,17 @@ pub async fn by_token(
     row.as_ref().map(agent_row).transpose()
 }
 
+/// The active agent a phone system names: by extension, else by email, else by id.
+pub async fn by_reference(conn: &mut Conn, reference: &str) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT id FROM agents WHERE active = 1 AND (extension = $1 OR lower(email) = lower($1) OR id = $1) \
+         ORDER BY CASE WHEN extension = $1 THEN 0 WHEN lower(email) = lower($1) THEN 1 ELSE 2 END LIMIT 1",
+    )
+    .bind(reference)
+    .fetch_optional(&mut *conn)
+    .await
+}
+
 /// Every agent, active first, by name.
 pub async fn list(conn: &mut Conn) -> Result<Vec<AgentRow>, sqlx::Error> {
     let rows = sqlx::query(&format!(

@@ -66,6 +66,31 @@ pub async fn append(conn: &mut Conn, events: &[NewEvent], now: i64) -> Result<()
     Ok(())
 }
 
+/// Appends one event whose kind is not known in advance (a channel's own event).
+pub async fn append_one(
+    conn: &mut Conn,
+    customer_id: &str,
+    interaction_id: Option<&str>,
+    kind: &str,
+    actor: &str,
+    data: &serde_json::Value,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO history (customer_id, interaction_id, kind, occurred_at, actor, data) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(customer_id)
+    .bind(interaction_id)
+    .bind(kind)
+    .bind(now)
+    .bind(actor)
+    .bind(data.to_string())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// A page of the customer's history (including customers merged into it), newest
 /// first, of events older than `before` when given.
 pub async fn page(

@@ -129,6 +129,22 @@ pub async fn by_keys(conn: &mut Conn, keys: &[&str]) -> Result<Vec<InteractionRo
     Ok(out)
 }
 
+/// The interaction a channel created under `key`.
+pub async fn by_key(
+    conn: &mut Conn,
+    channel: &str,
+    key: &str,
+) -> Result<Option<InteractionRow>, sqlx::Error> {
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM interactions WHERE idempotency_key = $1 AND channel = $2"
+    ))
+    .bind(key)
+    .bind(channel)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.as_ref().map(row_to_interaction).transpose()
+}
+
 /// One interaction by id.
 pub async fn get(conn: &mut Conn, id: &str) -> Result<Option<InteractionRow>, sqlx::Error> {
     let row = sqlx::query(&format!("SELECT {COLUMNS} FROM interactions WHERE id = $1"))

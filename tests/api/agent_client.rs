@@ -146,6 +146,11 @@ impl Desktop {
     /// Waits for an offer and accepts it; answers the interaction id.
     pub async fn take_offer(&mut self) -> String {
         let offer = self.expect("offer").await;
+        self.accept(&offer).await
+    }
+
+    /// Accepts `offer` and waits for the assignment; answers the interaction id.
+    pub async fn accept(&mut self, offer: &Value) -> String {
         let id = offer["interaction"]["id"].as_str().unwrap().to_string();
         self.send(json!({ "type": "accept", "offer_id": offer["offer_id"] }))
             .await;

@@ -12,6 +12,7 @@ mod import;
 mod interactions;
 mod openapi;
 mod operations;
+mod phone;
 mod roles;
 mod routing;
 mod rules;

@@ -7,12 +7,19 @@
 //! - [`Intake`]: the core's side of the hand-over. `submit` resolves only after the
 //!   interaction is committed to the store, so an adapter acknowledges its protocol
 //!   (SMTP 250, webhook 2xx, chat ack) only once the contact cannot be lost.
+//! - [`Core`]: what the core offers channels that follow a contact's life after it is
+//!   accepted (a phone call answered, transferred, hung up): its history, its end, the
+//!   agent who took it, and a durable outbox of commands for the channel's system.
 //! - [`ChannelAdapter`] and [`AdapterContext`]: how the server starts an adapter, and
 //!   [`AdapterContext::new_test`], which hands a test the receiving end.
 //!
 //! Adapters know nothing of the queue, the router or the database: this crate is all
 //! they share with the core, and the dependencies run one way (contract ← adapters ←
 //! server).
+
+mod core;
+
+pub use crate::core::{Assignment, ChannelEvent, Command, Core, Due, Ending, Position, Recorded};
 
 use std::fmt;
 use std::future::Future;

@@ -39,6 +39,39 @@ impl Router {
                 "agents": agents, "service_level": self.service_level(now) })
     }
 
+    /// Where a waiting interaction stands: its place among the waiting interactions of
+    /// its channel in routing order (overdue first, then by score), and an estimate of
+    /// its wait from the rate of answers over the last 15 minutes (Little's law).
+    pub(super) fn position(&self, id: &str, now: i64) -> Option<Position> {
+        let item = self.waiting.get(id)?;
+        let key = |w: &WaitingInteraction| {
+            let (score, overdue) = policy::score(w, &self.rules, now);
+            (overdue, score)
+        };
+        let mine = key(&item.w);
+        let ahead = self
+            .waiting
+            .values()
+            .filter(|o| o.w.channel == item.w.channel && o.w.id != item.w.id)
+            .filter(|o| {
+                let k = key(&o.w);
+                (k.0 && !mine.0) || (k.0 == mine.0 && k.1 > mine.1)
+            })
+            .count();
+        let window_ms = self
+            .answered
+            .front()
+            .map_or(0, |(at, _, _)| (now - at).max(1));
+        let estimated_wait_secs = (self.answered.len() >= 2).then(|| {
+            let per_sec = self.answered.len() as f64 / (window_ms as f64 / 1000.0);
+            ((ahead + 1) as f64 / per_sec).ceil() as u32
+        });
+        Some(Position {
+            position: ahead as u32 + 1,
+            estimated_wait_secs,
+        })
+    }
+
     /// Per tier, over the last 15 minutes: interactions answered, and the share answered
     /// within the tier's maximum wait (its service-level target).
     pub(super) fn service_level(&self, now: i64) -> Value {

@@ -28,8 +28,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use switchboard_contract::ChannelKind;
-use tokio::sync::{mpsc, oneshot, watch};
+use switchboard_contract::{Assignment, ChannelKind, Position};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::index::{self, WaitingIndex};
@@ -110,6 +110,10 @@ enum Command {
         reason: Option<String>,
         reply: oneshot::Sender<bool>,
     },
+    Position {
+        interaction_id: String,
+        reply: oneshot::Sender<Option<Position>>,
+    },
 }
 
 /// What moving an interaction came to.
@@ -129,12 +133,18 @@ pub enum Moved {
 }
 
 /// What ending an interaction came to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ended {
     /// It was waiting: now abandoned, with its wait logged.
-    Abandoned,
+    Abandoned {
+        /// How long it waited (ms).
+        waited_ms: i64,
+    },
     /// An agent holds it: the agent was told, and completes it as usual.
-    WhileHeld,
+    WhileHeld {
+        /// The agent.
+        agent_id: Option<String>,
+    },
     /// It had ended already.
     Already,
     /// No such interaction.
@@ -146,6 +156,7 @@ pub enum Ended {
 pub struct RouterHandle {
     tx: mpsc::UnboundedSender<Command>,
     changes: watch::Receiver<u64>,
+    assignments: broadcast::Sender<Assignment>,
 }
 
 impl RouterHandle {
@@ -232,6 +243,24 @@ impl RouterHandle {
         answer.await.ok()
     }
 
+    /// Where a waiting interaction stands in its channel's queue; `None` when it is not
+    /// waiting (or the router is gone).
+    pub async fn position(&self, interaction_id: &str) -> Option<Position> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Command::Position {
+                interaction_id: interaction_id.into(),
+                reply,
+            })
+            .ok()?;
+        answer.await.ok().flatten()
+    }
+
+    /// Every assignment from now on, announced once committed.
+    pub fn assignments(&self) -> broadcast::Receiver<Assignment> {
+        self.assignments.subscribe()
+    }
+
     /// Changes each time the live state may have changed.
     pub fn changes(&self) -> watch::Receiver<u64> {
         self.changes.clone()
@@ -260,6 +289,8 @@ impl RouterHandle {
 struct Item {
     w: WaitingInteraction,
     customer_id: String,
+    /// The key its channel submitted it under.
+    contact_key: String,
     /// The offer out for it, if any.
     offer: Option<String>,
 }
@@ -281,6 +312,7 @@ pub fn start(
 ) -> (RouterHandle, tokio::task::JoinHandle<()>) {
     let (changes_tx, changes_rx) = watch::channel(0u64);
     let (tx, rx) = mpsc::unbounded_channel();
+    let (assignments, _) = broadcast::channel(ANNOUNCED);
     let router = Router {
         store,
         rules,
@@ -298,6 +330,8 @@ pub fn start(
         pending: Vec::new(),
         events: Vec::new(),
         presence_log: Vec::new(),
+        announced: Vec::new(),
+        assignments: assignments.clone(),
         replies: Vec::new(),
         stop: shutdown.clone(),
     };
@@ -305,6 +339,7 @@ pub fn start(
         RouterHandle {
             tx,
             changes: changes_rx,
+            assignments,
         },
         tokio::spawn(router.run(rx, shutdown)),
     )
@@ -335,6 +370,9 @@ struct Router {
     events: Vec<NewEvent>,
     /// Presence changes of this turn, for the presence log.
     presence_log: Vec<presence::Change>,
+    /// Assignments of this turn, announced once committed.
+    announced: Vec<Assignment>,
+    assignments: broadcast::Sender<Assignment>,
     /// Answers to give once this turn's writes are committed.
     replies: Vec<(oneshot::Sender<EndResult>, EndResult)>,
     stop: CancellationToken,
@@ -358,6 +396,9 @@ enum Pending {
         notes: Option<String>,
     },
 }
+
+/// Assignments an adapter may fall behind by before it misses some.
+const ANNOUNCED: usize = 4096;
 
 /// The most commands taken in one turn of the loop (one commit).
 const TURN: usize = 256;
@@ -466,6 +507,7 @@ impl Router {
                     excluded: Vec::new(),
                 },
                 customer_id: w.customer_id,
+                contact_key: w.contact_key,
                 offer: None,
             };
             self.index.insert(item.w.clone());
@@ -578,6 +620,13 @@ impl Router {
                 self.flush().await;
                 let _ = reply.send(done);
             }
+            Command::Position {
+                interaction_id,
+                reply,
+            } => {
+                self.take_fresh().await;
+                let _ = reply.send(self.position(&interaction_id, now_ms()));
+            }
             Command::End {
                 interaction_id,
                 reason,
@@ -659,6 +708,9 @@ impl Router {
             self.pending.clear();
             self.events.clear();
             self.presence_log.clear();
+            for a in self.announced.drain(..) {
+                let _ = self.assignments.send(a);
+            }
             // While the store stalled, nobody's messages were read: a stall must not
             // count against agents' heartbeats or offers.
             let stalled = now_ms() - started;

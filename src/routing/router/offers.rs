@@ -20,6 +20,7 @@ impl Router {
         };
         let waited_ms = now - item.w.enqueued_at_ms;
         let (tier, channel) = (item.w.tier.clone(), item.w.channel);
+        let contact_key = item.contact_key.clone();
         let event = NewEvent {
             customer_id: item.customer_id.clone(),
             interaction_id: Some(interaction_id.clone()),
@@ -44,6 +45,13 @@ impl Router {
         s.offer = None;
         s.misses = 0;
         s.held.insert(interaction_id.clone(), channel);
+        self.announced.push(Assignment {
+            interaction_id: interaction_id.clone(),
+            contact_key,
+            channel,
+            agent_id: agent_id.to_string(),
+            extension: s.row.extension.clone(),
+        });
         s.emit(
             json!({ "type": "assigned", "offer_id": offer_id, "interaction_id": interaction_id }),
         );
@@ -166,7 +174,7 @@ impl Router {
                 }
             }
             telemetry::abandoned(&tier, waited_ms);
-            return Ok(Ended::Abandoned);
+            return Ok(Ended::Abandoned { waited_ms });
         }
         let mut conn = self.store.pool().acquire().await?;
         let Some(row) = interactions::get(&mut conn, id).await? else {
@@ -186,7 +194,9 @@ impl Router {
         if let Some(s) = row.agent_id.as_deref().and_then(|a| self.agents.get_mut(a)) {
             s.emit(json!({ "type": "interaction_ended", "interaction_id": id, "reason": reason }));
         }
-        Ok(Ended::WhileHeld)
+        Ok(Ended::WhileHeld {
+            agent_id: row.agent_id,
+        })
     }
 
     /// An offer declined or timed out: the interaction waits again, not for this agent,

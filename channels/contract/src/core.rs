@@ -1,0 +1,166 @@
+//! What the core offers an adapter after a contact is accepted: the interaction's life.
+//! A channel whose own protocol carries the contact's state (a phone system reporting a
+//! call answered, transferred, hung up) records those events in the history, ends the
+//! interaction when the customer does, learns which agent took it, and hands the core
+//! commands to deliver to the channel's system durably (an outbox), so nothing a
+//! channel must be told is lost to a crash.
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+
+use crate::{BoxFuture, ChannelKind, Intake, IntakeError};
+
+/// An event of a contact's life, reported by its channel, for the customer's history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChannelEvent {
+    /// The channel.
+    pub channel: ChannelKind,
+    /// The contact, by the idempotency key it was submitted with (a call's id).
+    pub contact_key: String,
+    /// Unique per event within the channel: the same key twice is recorded once (a
+    /// retried webhook changes nothing).
+    pub event_key: String,
+    /// The history event's kind (`call_answered`).
+    pub kind: String,
+    /// Its details (never logged).
+    pub data: serde_json::Value,
+}
+
+/// What recording an event came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recorded {
+    /// Recorded in the interaction's history.
+    New {
+        /// The interaction.
+        interaction_id: String,
+        /// Its state when the event was recorded (`queued`, `offered`, `assigned`…).
+        state: String,
+        /// The agent holding it, if any.
+        agent_id: Option<String>,
+    },
+    /// Its event key was recorded before: nothing changed.
+    Duplicate,
+    /// No contact has that key: the event is kept aside (an event out of order), and
+    /// nothing else changed.
+    UnknownContact,
+}
+
+/// What ending a contact on the customer's side came to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ending {
+    /// It was waiting: now abandoned, after this wait.
+    Abandoned {
+        /// The interaction.
+        interaction_id: String,
+        /// Seconds it waited.
+        waited_secs: f64,
+    },
+    /// An agent holds it: the agent was told.
+    WhileHeld {
+        /// The interaction.
+        interaction_id: String,
+        /// The agent.
+        agent_id: String,
+    },
+    /// It had ended already.
+    Already {
+        /// The interaction.
+        interaction_id: String,
+    },
+    /// No contact has that key.
+    Unknown,
+}
+
+/// An interaction taken by an agent (announced after the assignment is committed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignment {
+    /// The interaction.
+    pub interaction_id: String,
+    /// The key its channel submitted it under (a call's id).
+    pub contact_key: String,
+    /// Its channel.
+    pub channel: ChannelKind,
+    /// The agent.
+    pub agent_id: String,
+    /// The agent's phone extension, if it has one.
+    pub extension: Option<String>,
+}
+
+/// Where a waiting interaction stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Position {
+    /// 1 for the next to be offered on its channel.
+    pub position: u32,
+    /// An estimate from the recent rate of answers, when there is one.
+    pub estimated_wait_secs: Option<u32>,
+}
+
+/// A command for a channel's external system, delivered by the channel's adapter.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Command {
+    /// Unique and stable: the same command is stored once, and the receiver can use it
+    /// to ignore a retry.
+    pub id: String,
+    /// The channel that delivers it.
+    pub channel: ChannelKind,
+    /// What to deliver.
+    pub payload: serde_json::Value,
+}
+
+/// A command due for delivery.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Due {
+    /// The command.
+    pub command: Command,
+    /// Attempts made so far.
+    pub attempts: u32,
+}
+
+/// The core's side for channels that follow their contacts' lives.
+pub trait Core: Intake {
+    /// Records `event` in its contact's history, once per event key.
+    fn record(&self, event: ChannelEvent) -> BoxFuture<'_, Result<Recorded, IntakeError>>;
+
+    /// The customer ended the contact: abandoned if it waited, its agent told if held.
+    fn end<'a>(
+        &'a self,
+        channel: ChannelKind,
+        contact_key: &'a str,
+        reason: &'a str,
+    ) -> BoxFuture<'a, Result<Ending, IntakeError>>;
+
+    /// Where a waiting interaction stands; `None` when it is not waiting.
+    fn position<'a>(&'a self, interaction_id: &'a str) -> BoxFuture<'a, Option<Position>>;
+
+    /// The active agent a phone system names: by extension, else email, else id.
+    fn find_agent<'a>(
+        &'a self,
+        reference: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, IntakeError>>;
+
+    /// Every assignment from now on, once committed.
+    fn assignments(&self) -> broadcast::Receiver<Assignment>;
+
+    /// Stores a command once (by its id): answers false when it was stored before. One
+    /// already carried out another way (`delivered`) is kept only so it is not repeated.
+    fn command(
+        &self,
+        command: Command,
+        delivered: bool,
+    ) -> BoxFuture<'_, Result<bool, IntakeError>>;
+
+    /// Commands of `channel` due for delivery now, oldest first.
+    fn due(&self, channel: ChannelKind, limit: u32)
+        -> BoxFuture<'_, Result<Vec<Due>, IntakeError>>;
+
+    /// A command was delivered.
+    fn delivered<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), IntakeError>>;
+
+    /// A delivery failed: try again after `retry_in_ms`, or give up (`None`) with `error`.
+    fn failed<'a>(
+        &'a self,
+        id: &'a str,
+        retry_in_ms: Option<u64>,
+        error: &'a str,
+    ) -> BoxFuture<'a, Result<(), IntakeError>>;
+}

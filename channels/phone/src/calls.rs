@@ -1,0 +1,545 @@
+//! What a call event means, whatever format brought it: the call's life as the
+//! interaction's life. Every event goes to the customer's history once (a retried
+//! webhook changes nothing); a ringing call becomes an interaction and is offered to an
+//! agent; a hang-up ends it wherever it is; a call that hung up while waiting is logged
+//! as missed, with its wait, for follow-up.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use switchboard_contract::{
+    ChannelEvent, ChannelKind, Command, CustomerHint, Ending, IntakeError, NewInteraction,
+    Position, Recorded,
+};
+
+use crate::{Phone, PhoneError};
+
+/// The format a call arrived in; it prefixes the call's key, so calls of two formats
+/// with the same id stay apart, and it decides how the phone system is told later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Switchboard's JSON events.
+    Native,
+    /// Zammad's generic CTI.
+    Zammad,
+    /// Twilio Voice.
+    Twilio,
+}
+
+impl Format {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Format::Native => "native",
+            Format::Zammad => "zammad",
+            Format::Twilio => "twilio",
+        }
+    }
+
+    /// The interaction's idempotency key for a call.
+    pub(crate) fn key(self, call_id: &str) -> String {
+        format!("{}:{call_id}", self.as_str())
+    }
+
+    /// The format and call id of a key made by [`Format::key`].
+    pub(crate) fn split(key: &str) -> Option<(Format, &str)> {
+        let (prefix, call_id) = key.split_once(':')?;
+        let format = [Format::Native, Format::Zammad, Format::Twilio]
+            .into_iter()
+            .find(|f| f.as_str() == prefix)?;
+        Some((format, call_id))
+    }
+}
+
+/// The longest call id accepted.
+pub(crate) const MAX_CALL_ID: usize = 250;
+
+/// Checks a call id and answers it trimmed.
+pub(crate) fn call_id(field: &str, value: Option<&str>) -> Result<String, PhoneError> {
+    let id = value.map(str::trim).unwrap_or_default();
+    if id.is_empty() {
+        return Err(PhoneError::invalid(
+            field,
+            "is required: the phone system's id of the call",
+        ));
+    }
+    if id.len() > MAX_CALL_ID || id.chars().any(char::is_control) {
+        return Err(PhoneError::invalid(
+            field,
+            format!("must be at most {MAX_CALL_ID} printable characters"),
+        ));
+    }
+    Ok(id.to_string())
+}
+
+/// A new inbound call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ringing {
+    /// The phone system's id of the call.
+    pub call_id: String,
+    /// The caller's number as sent (`anonymous` when withheld).
+    pub from: String,
+    /// The number called.
+    pub to: Option<String>,
+    /// What it is about (a queue or IVR choice), when known.
+    pub topic: Option<String>,
+    /// The caller's name, when the phone system has one.
+    pub caller_name: Option<String>,
+    /// The field that carries the caller's number in this format, for errors.
+    pub from_field: &'static str,
+}
+
+/// What the phone system is told to do with a new call.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Route {
+    /// Connect the caller to this agent's extension now.
+    Dial {
+        /// The interaction.
+        interaction_id: String,
+        /// The agent.
+        agent_id: String,
+        /// The agent's extension.
+        extension: String,
+    },
+    /// Keep the caller waiting; Switchboard says which agent later.
+    Queue {
+        /// The interaction.
+        interaction_id: String,
+        /// Where it stands.
+        position: Option<Position>,
+    },
+    /// Refuse the call (a blocked number).
+    Reject,
+    /// The call has ended already (its hang-up came first): nothing to connect.
+    Over {
+        /// The interaction.
+        interaction_id: String,
+    },
+}
+
+fn core_error(e: IntakeError, from_field: &str) -> PhoneError {
+    match e {
+        IntakeError::Invalid { field, message } => {
+            let field = if field.starts_with("customer") {
+                from_field.to_string()
+            } else {
+                field
+            };
+            PhoneError::Invalid { field, message }
+        }
+        IntakeError::KeyReused => PhoneError::invalid(
+            "call_id",
+            "this call id was already used for a call from another number",
+        ),
+        IntakeError::Unavailable(m) => {
+            PhoneError::Unavailable(format!("{m}; nothing was accepted, retry"))
+        }
+        IntakeError::ShuttingDown => PhoneError::Unavailable(
+            "the server is shutting down; nothing was accepted, retry".into(),
+        ),
+    }
+}
+
+/// A number as PBXs speaking Zammad's format send it: international without the `+`
+/// (`493055571600`) or with `00`, made E.164; a national number (leading `0`) is left
+/// for the default region.
+pub(crate) fn international(number: &str) -> String {
+    let n = number.trim();
+    if let Some(rest) = n.strip_prefix("00") {
+        if !rest.is_empty() && rest.chars().all(|c| c.is_ascii_digit()) {
+            return format!("+{rest}");
+        }
+    }
+    if n.len() >= 8 && !n.starts_with('0') && n.chars().all(|c| c.is_ascii_digit()) {
+        return format!("+{n}");
+    }
+    n.to_string()
+}
+
+fn withheld(number: &str) -> bool {
+    let n = number.trim().to_ascii_lowercase();
+    n.is_empty()
+        || [
+            "anonymous",
+            "unknown",
+            "restricted",
+            "private",
+            "unavailable",
+        ]
+        .contains(&n.as_str())
+}
+
+/// The id of the command that connects an interaction's call to its agent: one per
+/// interaction, whoever sends it (the answer to the ringing event, or a callback).
+fn dial_command_id(interaction_id: &str) -> String {
+    format!("dial:{interaction_id}")
+}
+
+/// The dial command for an assignment of a call of `format`.
+pub(crate) fn dial_command(
+    format: Format,
+    call_id: &str,
+    interaction_id: &str,
+    agent_id: &str,
+    extension: Option<&str>,
+) -> Command {
+    let id = dial_command_id(interaction_id);
+    Command {
+        payload: json!({
+            "command_id": id, "action": "dial", "format": format.as_str(), "call_id": call_id,
+            "interaction_id": interaction_id, "agent_id": agent_id, "extension": extension,
+        }),
+        id,
+        channel: ChannelKind::Phone,
+    }
+}
+
+impl Phone {
+    fn blocked(&self, number: &str) -> bool {
+        let digits = |s: &str| -> String { s.chars().filter(|c| c.is_ascii_digit()).collect() };
+        let n = digits(number);
+        !n.is_empty() && self.settings.blocked_numbers.iter().any(|b| digits(b) == n)
+    }
+
+    /// A call rings: it becomes an interaction (once, however often the event is sent)
+    /// and is offered to an agent; the answer says whether an agent took it within the
+    /// answer window.
+    pub(crate) async fn ringing(&self, format: Format, r: Ringing) -> Result<Route, PhoneError> {
+        if self.blocked(&r.from) {
+            metrics::counter!("switchboard_phone_calls_total", "format" => format.as_str(), "outcome" => "rejected").increment(1);
+            return Ok(Route::Reject);
+        }
+        let key = format.key(&r.call_id);
+        // Listen before submitting, so an agent taking it at once is not missed.
+        let mut assignments = self.core.assignments();
+        let customer = if withheld(&r.from) {
+            CustomerHint {
+                visitor_id: Some(format!("withheld-number:{key}")),
+                name: Some(
+                    r.caller_name
+                        .clone()
+                        .unwrap_or_else(|| "Withheld number".into()),
+                ),
+                ..CustomerHint::default()
+            }
+        } else {
+            CustomerHint {
+                phone: Some(r.from.trim().to_string()),
+                name: r.caller_name.clone(),
+                ..CustomerHint::default()
+            }
+        };
+        let accepted = self
+            .core
+            .submit(NewInteraction {
+                channel: ChannelKind::Phone,
+                idempotency_key: key.clone(),
+                customer,
+                topic: r.topic.clone(),
+                subject: Some("Inbound call".into()),
+                body: None,
+            })
+            .await
+            .map_err(|e| core_error(e, r.from_field))?;
+        let recorded = self
+            .record(
+                format,
+                &r.call_id,
+                "ringing",
+                "call_ringing",
+                json!({ "format": format.as_str(), "to": r.to }),
+            )
+            .await?;
+        let interaction_id = accepted.interaction_id;
+        if let Recorded::New { state, .. } = &recorded {
+            if matches!(state.as_str(), "abandoned" | "completed") {
+                return Ok(Route::Over { interaction_id });
+            }
+        }
+        if accepted.created {
+            metrics::counter!("switchboard_phone_calls_total", "format" => format.as_str(), "outcome" => "accepted").increment(1);
+        }
+        if format == Format::Zammad {
+            // Zammad's protocol takes no routing answer: its phone system routes the call.
+            return Ok(Route::Queue {
+                interaction_id,
+                position: None,
+            });
+        }
+        let window = Duration::from_millis(self.settings.answer_window_ms);
+        self.ringing_set().insert(interaction_id.clone());
+        let mut taken = tokio::time::timeout(window, async {
+            loop {
+                match assignments.recv().await {
+                    Ok(a) if a.interaction_id == interaction_id => return Some(a),
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        })
+        .await
+        .ok()
+        .flatten();
+        self.ringing_set().remove(&interaction_id);
+        // An assignment announced as the window closed is this answer's to carry: the
+        // background delivery passed it over while the window was open.
+        while taken.is_none() {
+            match assignments.try_recv() {
+                Ok(a) if a.interaction_id == interaction_id => taken = Some(a),
+                Ok(_) | Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => {}
+                Err(_) => break,
+            }
+        }
+        if let Some(a) = taken {
+            // Whoever stores the dial command first sends it: this answer, or the
+            // callback.
+            let cmd = dial_command(
+                format,
+                &r.call_id,
+                &interaction_id,
+                &a.agent_id,
+                a.extension.as_deref(),
+            );
+            let delivered_here = a.extension.is_some();
+            let stored = self
+                .core
+                .command(cmd, delivered_here)
+                .await
+                .map_err(|e| core_error(e, r.from_field))?;
+            match a.extension {
+                Some(extension) if stored => {
+                    return Ok(Route::Dial {
+                        interaction_id,
+                        agent_id: a.agent_id,
+                        extension,
+                    })
+                }
+                // No extension to dial: the phone system learns the agent by callback.
+                None if stored => self.wake.notify_one(),
+                _ => {}
+            }
+        }
+        let position = self.core.position(&interaction_id).await;
+        Ok(Route::Queue {
+            interaction_id,
+            position,
+        })
+    }
+
+    /// Records an event of a call in its history, once per (call, event).
+    async fn record(
+        &self,
+        format: Format,
+        call_id: &str,
+        event: &str,
+        kind: &str,
+        data: Value,
+    ) -> Result<Recorded, PhoneError> {
+        let key = format.key(call_id);
+        self.core
+            .record(ChannelEvent {
+                channel: ChannelKind::Phone,
+                event_key: format!("{key}:{event}"),
+                contact_key: key,
+                kind: kind.into(),
+                data,
+            })
+            .await
+            .map_err(|e| core_error(e, "from"))
+    }
+
+    /// The call was answered, at `extension` when the phone system says: matched to
+    /// its agent.
+    pub(crate) async fn answered(
+        &self,
+        format: Format,
+        call_id: &str,
+        extension: Option<&str>,
+    ) -> Result<Recorded, PhoneError> {
+        let agent = match extension {
+            Some(e) => self
+                .core
+                .find_agent(e)
+                .await
+                .map_err(|e| core_error(e, "extension"))?,
+            None => None,
+        };
+        self.record(
+            format,
+            call_id,
+            "answered",
+            "call_answered",
+            json!({ "extension": extension, "agent_id": agent }),
+        )
+        .await
+    }
+
+    /// The call was transferred to another extension.
+    pub(crate) async fn transferred(
+        &self,
+        format: Format,
+        call_id: &str,
+        to_extension: &str,
+    ) -> Result<Recorded, PhoneError> {
+        let agent = self
+            .core
+            .find_agent(to_extension)
+            .await
+            .map_err(|e| core_error(e, "to_extension"))?;
+        // Each transfer is its own event: a call may be transferred more than once.
+        self.record(
+            format,
+            call_id,
+            &format!("transferred:{to_extension}"),
+            "call_transferred",
+            json!({ "to_extension": to_extension, "agent_id": agent }),
+        )
+        .await
+    }
+
+    /// The call ended: a call still waiting is abandoned (a missed call, marked for
+    /// follow-up with its wait); one held by an agent is the agent's to complete.
+    /// `ringing` lets a hang-up that arrives before its ringing event still log the
+    /// missed call.
+    pub(crate) async fn ended(
+        &self,
+        format: Format,
+        call_id: &str,
+        cause: &str,
+        duration_secs: Option<u64>,
+        ringing: Option<Ringing>,
+    ) -> Result<Recorded, PhoneError> {
+        let key = format.key(call_id);
+        let mut ending = self
+            .core
+            .end(
+                ChannelKind::Phone,
+                &key,
+                &format!("caller hung up ({cause})"),
+            )
+            .await
+            .map_err(|e| core_error(e, "call_id"))?;
+        if ending == Ending::Unknown {
+            // The hang-up came before the ringing (or the ringing was lost): the call is
+            // still a contact, logged as missed.
+            if let Some(r) = ringing.filter(|r| !r.from.trim().is_empty()) {
+                self.core
+                    .submit(NewInteraction {
+                        channel: ChannelKind::Phone,
+                        idempotency_key: key.clone(),
+                        customer: if withheld(&r.from) {
+                            CustomerHint {
+                                visitor_id: Some(format!("withheld-number:{key}")),
+                                ..CustomerHint::default()
+                            }
+                        } else {
+                            CustomerHint {
+                                phone: Some(r.from.trim().to_string()),
+                                ..CustomerHint::default()
+                            }
+                        },
+                        topic: r.topic,
+                        subject: Some("Inbound call".into()),
+                        body: None,
+                    })
+                    .await
+                    .map_err(|e| core_error(e, r.from_field))?;
+                ending = self
+                    .core
+                    .end(
+                        ChannelKind::Phone,
+                        &key,
+                        "caller hung up before the call was reported ringing",
+                    )
+                    .await
+                    .map_err(|e| core_error(e, "call_id"))?;
+            }
+        }
+        let (missed, waited_secs, agent_id) = match &ending {
+            Ending::Abandoned { waited_secs, .. } => (true, Some(*waited_secs), None),
+            Ending::WhileHeld { agent_id, .. } => (false, None, Some(agent_id.clone())),
+            Ending::Already { .. } | Ending::Unknown => (false, None, None),
+        };
+        if missed {
+            metrics::counter!("switchboard_phone_calls_total", "format" => format.as_str(), "outcome" => "missed").increment(1);
+        }
+        self.record(
+            format,
+            call_id,
+            "ended",
+            "call_ended",
+            json!({
+                "cause": cause, "duration_secs": duration_secs, "missed": missed,
+                "waited_secs": waited_secs, "agent_id": agent_id, "follow_up": missed,
+            }),
+        )
+        .await
+    }
+
+    /// The caller left a voicemail: logged for follow-up; a call still waiting ends.
+    pub(crate) async fn voicemail(
+        &self,
+        format: Format,
+        call_id: &str,
+        duration_secs: Option<u64>,
+        recording_url: Option<&str>,
+    ) -> Result<Recorded, PhoneError> {
+        let key = format.key(call_id);
+        let ending = self
+            .core
+            .end(ChannelKind::Phone, &key, "caller left a voicemail")
+            .await
+            .map_err(|e| core_error(e, "call_id"))?;
+        let waited_secs = match ending {
+            Ending::Abandoned { waited_secs, .. } => Some(waited_secs),
+            _ => None,
+        };
+        self.record(
+            format,
+            call_id,
+            "voicemail",
+            "voicemail",
+            json!({ "duration_secs": duration_secs, "recording_url": recording_url, "waited_secs": waited_secs, "follow_up": true }),
+        )
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_carry_their_format() {
+        let key = Format::Twilio.key("CA:1");
+        assert_eq!(key, "twilio:CA:1");
+        assert_eq!(Format::split(&key), Some((Format::Twilio, "CA:1")));
+        assert_eq!(Format::split("email:x"), None);
+    }
+
+    #[test]
+    fn call_ids_are_required_and_bounded() {
+        assert_eq!(call_id("call_id", Some(" c1 ")), Ok("c1".into()));
+        assert!(
+            matches!(call_id("callId", None), Err(PhoneError::Invalid { field, .. }) if field == "callId")
+        );
+        assert!(call_id("call_id", Some(&"x".repeat(251))).is_err());
+        assert!(call_id("call_id", Some("a\nb")).is_err());
+    }
+
+    #[test]
+    fn zammad_style_numbers_become_international() {
+        assert_eq!(international("493055571600"), "+493055571600");
+        assert_eq!(international("00493055571600"), "+493055571600");
+        assert_eq!(international("02214710334"), "02214710334");
+        assert_eq!(international("+4930555"), "+4930555");
+        assert_eq!(international("anonymous"), "anonymous");
+    }
+
+    #[test]
+    fn withheld_numbers_are_recognised() {
+        for n in ["anonymous", "Unknown", "", " restricted "] {
+            assert!(withheld(n), "{n}");
+        }
+        assert!(!withheld("+4930123456"));
+    }
+}

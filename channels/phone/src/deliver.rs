@@ -1,0 +1,173 @@
+//! Telling the phone system which agent took a call after the answer window: each
+//! assignment of a queued call becomes a dial command, stored in the core's outbox first
+//! and then delivered — a signed callback for native calls, an update of the live call
+//! through Twilio's REST API for Twilio calls — retried with backoff until the phone
+//! system accepts it. The command's id is stable, so a phone system that receives it
+//! twice can tell.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchboard_contract::{ChannelKind, Due};
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::calls::{dial_command, Format};
+use crate::signature::{self, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use crate::{twilio, unix_now, Phone};
+
+/// Commands handled per pass.
+const BATCH: u32 = 32;
+
+/// Runs the channel's background work until `shutdown` completes: turning assignments
+/// of waiting calls into dial commands, and delivering them.
+pub async fn run(phone: Arc<Phone>, shutdown: impl Future<Output = ()> + Send) {
+    let mut assignments = phone.core.assignments();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => return,
+            a = assignments.recv() => match a {
+                Ok(a) if a.channel == ChannelKind::Phone => phone.assigned(a).await,
+                Ok(_) => {}
+                Err(RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "The phone channel fell behind the assignments; some dial commands were not sent");
+                }
+                Err(RecvError::Closed) => return,
+            },
+            () = phone.wake.notified() => phone.deliver_due().await,
+            () = tokio::time::sleep(Duration::from_secs(1)) => phone.deliver_due().await,
+        }
+    }
+}
+
+impl Phone {
+    /// A call was taken by an agent: unless the answer to its ringing event carries the
+    /// dial already, a dial command is stored for delivery.
+    async fn assigned(&self, a: switchboard_contract::Assignment) {
+        if self.within_window(&a.interaction_id) {
+            return;
+        }
+        let Some((format, call_id)) = Format::split(&a.contact_key) else {
+            return;
+        };
+        let deliverable = match format {
+            Format::Native => !self.settings.callback_url.is_empty(),
+            Format::Twilio => !self.settings.twilio_account_sid.is_empty(),
+            // Zammad's protocol has no commands: its phone system routes by itself.
+            Format::Zammad => false,
+        };
+        if !deliverable {
+            return;
+        }
+        let cmd = dial_command(
+            format,
+            call_id,
+            &a.interaction_id,
+            &a.agent_id,
+            a.extension.as_deref(),
+        );
+        match self.core.command(cmd, false).await {
+            Ok(true) => self.wake.notify_one(),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "Could not store a dial command"),
+        }
+    }
+
+    /// Delivers the commands due now.
+    async fn deliver_due(&self) {
+        let due = match self.core.due(ChannelKind::Phone, BATCH).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "Could not read the phone commands due");
+                return;
+            }
+        };
+        let full = due.len() as u32 == BATCH;
+        for d in due {
+            let outcome = self.deliver(&d).await;
+            let id = &d.command.id;
+            let result = match outcome {
+                Ok(()) => {
+                    metrics::counter!("switchboard_phone_commands_total", "outcome" => "delivered")
+                        .increment(1);
+                    self.core.delivered(id).await
+                }
+                Err(error) => {
+                    let attempts = d.attempts + 1;
+                    let retry = (attempts < self.settings.callback_max_attempts)
+                        .then(|| (500u64 << attempts.min(7)).min(60_000));
+                    if retry.is_none() {
+                        metrics::counter!("switchboard_phone_commands_total", "outcome" => "given_up").increment(1);
+                        tracing::error!(command = %id, attempts, error = %error, "Gave up delivering a dial command");
+                    } else {
+                        metrics::counter!("switchboard_phone_commands_total", "outcome" => "retried").increment(1);
+                        tracing::warn!(command = %id, attempts, error = %error, "A dial command was not delivered; retrying");
+                    }
+                    self.core.failed(id, retry, &error).await
+                }
+            };
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "Could not record a dial command's delivery");
+            }
+        }
+        if full {
+            self.wake.notify_one();
+        }
+    }
+
+    /// One delivery attempt.
+    async fn deliver(&self, due: &Due) -> Result<(), String> {
+        let p = &due.command.payload;
+        let format = p["format"].as_str().unwrap_or_default();
+        if format == Format::Twilio.as_str() {
+            let s = &self.settings;
+            let extension = p["extension"]
+                .as_str()
+                .ok_or("the agent has no extension to dial")?;
+            let call = p["call_id"].as_str().unwrap_or_default();
+            let url = format!(
+                "{}/2010-04-01/Accounts/{}/Calls/{}.json",
+                s.twilio_api_url.trim_end_matches('/'),
+                s.twilio_account_sid,
+                call
+            );
+            let body = form_urlencoded::Serializer::new(String::new())
+                .append_pair("Twiml", &twilio::dial(&s.twilio_dial, extension))
+                .finish();
+            let resp = self
+                .http
+                .post(url)
+                .basic_auth(&s.twilio_account_sid, Some(&s.twilio_auth_token))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| format!("Twilio could not be reached: {e}"))?;
+            return match resp.status() {
+                s if s.is_success() => Ok(()),
+                s => Err(format!("Twilio answered {s}")),
+            };
+        }
+        let body = serde_json::to_vec(p).map_err(|e| e.to_string())?;
+        let now = unix_now();
+        let resp = self
+            .http
+            .post(&self.settings.callback_url)
+            .header("content-type", "application/json")
+            .header(TIMESTAMP_HEADER, now.to_string())
+            .header(
+                SIGNATURE_HEADER,
+                signature::native_sign(&self.settings.secret, now, &body),
+            )
+            .header("x-switchboard-command-id", &due.command.id)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| format!("the phone system could not be reached: {e}"))?;
+        match resp.status() {
+            s if s.is_success() => Ok(()),
+            s => Err(format!("the phone system answered {s}")),
+        }
+    }
+}

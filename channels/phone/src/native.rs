@@ -1,0 +1,178 @@
+//! Switchboard's own call events: `POST /channels/phone/events`, a JSON body signed as
+//! [`crate::signature`] says.
+//!
+//! ```json
+//! {"event": "ringing", "call_id": "c-1", "from": "+4930123456", "to": "+4930999", "topic": "billing"}
+//! {"event": "answered", "call_id": "c-1", "extension": "201"}
+//! {"event": "transferred", "call_id": "c-1", "to_extension": "305"}
+//! {"event": "ended", "call_id": "c-1", "cause": "normal_clearing", "duration_secs": 184}
+//! {"event": "voicemail", "call_id": "c-1", "duration_secs": 31, "recording_url": "https://…"}
+//! ```
+//!
+//! The answer to `ringing` says what to do now: `{"action": "dial", "extension": "201",
+//! "agent_id": …, "interaction_id": …}` when an agent took the call within the answer
+//! window; `{"action": "queue", "position": 2, "estimated_wait_secs": 40, …}` otherwise
+//! (the dial command follows as a signed callback to `phone.callback_url`);
+//! `{"action": "reject", "reason": "blocked"}` for a blocked number; `{"action": "none",
+//! "reason": "the call has ended"}` when its hang-up came first. Other events answer
+//! `{"recorded": true}`, or `false` when the same event was sent before or the call is
+//! unknown (the event is kept aside).
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+use switchboard_contract::Recorded;
+
+use crate::calls::{call_id, Format, Ringing, Route};
+use crate::signature::{self, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use crate::{read_body, unix_now, Phone, PhoneError};
+
+/// A native event.
+#[derive(Debug, Deserialize)]
+struct Event {
+    event: Option<String>,
+    call_id: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    topic: Option<String>,
+    caller_name: Option<String>,
+    extension: Option<String>,
+    to_extension: Option<String>,
+    cause: Option<String>,
+    duration_secs: Option<u64>,
+    recording_url: Option<String>,
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The answer to an event other than ringing.
+pub(crate) fn recorded(r: &Recorded) -> serde_json::Value {
+    match r {
+        Recorded::New { interaction_id, .. } => {
+            json!({ "recorded": true, "interaction_id": interaction_id })
+        }
+        Recorded::Duplicate => {
+            json!({ "recorded": false, "reason": "this event was received before" })
+        }
+        Recorded::UnknownContact => {
+            json!({ "recorded": false, "reason": "no such call: the event is kept aside" })
+        }
+    }
+}
+
+/// `POST /channels/phone/events`.
+pub async fn events(
+    State(phone): State<Arc<Phone>>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<Response, PhoneError> {
+    let body = read_body(&phone, body).await?;
+    if phone.settings.secret.is_empty() {
+        return Err(PhoneError::Unauthorized(
+            "native call events are not enabled: set phone.secret".into(),
+        ));
+    }
+    signature::native_verify(
+        &phone.settings.secret,
+        header(&headers, TIMESTAMP_HEADER),
+        header(&headers, SIGNATURE_HEADER),
+        &body,
+        unix_now(),
+        phone.settings.max_clock_skew_secs,
+    )
+    .map_err(|e| PhoneError::Unauthorized(e.to_string()))?;
+    let e: Event = serde_json::from_slice(&body)
+        .map_err(|err| PhoneError::invalid("body", format!("not a call event: {err}")))?;
+    let event = e.event.as_deref().ok_or_else(|| {
+        PhoneError::invalid(
+            "event",
+            "is required: ringing, answered, transferred, ended or voicemail",
+        )
+    })?;
+    let id = call_id("call_id", e.call_id.as_deref())?;
+    let f = Format::Native;
+    let answer = match event {
+        "ringing" => {
+            let from = e.from.clone().ok_or_else(|| {
+                PhoneError::invalid("from", "is required: the caller's number, or \"anonymous\"")
+            })?;
+            let route = phone
+                .ringing(
+                    f,
+                    Ringing {
+                        call_id: id,
+                        from,
+                        to: e.to,
+                        topic: e.topic,
+                        caller_name: e.caller_name,
+                        from_field: "from",
+                    },
+                )
+                .await?;
+            match route {
+                Route::Dial {
+                    interaction_id,
+                    agent_id,
+                    extension,
+                } => {
+                    json!({ "action": "dial", "extension": extension, "agent_id": agent_id, "interaction_id": interaction_id })
+                }
+                Route::Queue {
+                    interaction_id,
+                    position,
+                } => json!({
+                    "action": "queue", "interaction_id": interaction_id,
+                    "position": position.map(|p| p.position),
+                    "estimated_wait_secs": position.and_then(|p| p.estimated_wait_secs),
+                }),
+                Route::Reject => json!({ "action": "reject", "reason": "blocked" }),
+                Route::Over { interaction_id } => {
+                    json!({ "action": "none", "reason": "the call has ended", "interaction_id": interaction_id })
+                }
+            }
+        }
+        "answered" => recorded(&phone.answered(f, &id, e.extension.as_deref()).await?),
+        "transferred" => {
+            let to = e
+                .to_extension
+                .as_deref()
+                .filter(|t| !t.trim().is_empty())
+                .ok_or_else(|| PhoneError::invalid("to_extension", "is required for a transfer"))?;
+            recorded(&phone.transferred(f, &id, to.trim()).await?)
+        }
+        "ended" => {
+            let cause = e.cause.as_deref().unwrap_or("normal_clearing");
+            let ringing = e.from.clone().map(|from| Ringing {
+                call_id: id.clone(),
+                from,
+                to: e.to.clone(),
+                topic: e.topic.clone(),
+                caller_name: None,
+                from_field: "from",
+            });
+            recorded(&phone.ended(f, &id, cause, e.duration_secs, ringing).await?)
+        }
+        "voicemail" => recorded(
+            &phone
+                .voicemail(f, &id, e.duration_secs, e.recording_url.as_deref())
+                .await?,
+        ),
+        other => {
+            return Err(PhoneError::invalid(
+                "event",
+                format!(
+                    "'{}' is not one of ringing, answered, transferred, ended, voicemail",
+                    other.chars().take(40).collect::<String>()
+                ),
+            ))
+        }
+    };
+    Ok(Json(answer).into_response())
+}

@@ -1,0 +1,139 @@
+//! Zammad's "generic CTI" format: `POST /channels/phone/zammad/{token}` with the events
+//! `newCall`, `answer` and `hangup`, as JSON or form-encoded, with Zammad's fields
+//! (`from`, `to`, `direction`, `callId`, `user` / `user[]`, `queue`, `cause`,
+//! `answeringNumber`) and its replies: `{}`, or `{"action": "reject", "reason": "busy"}`
+//! for a blocked caller. A phone system configured for Zammad works unchanged; the
+//! token in the path authenticates it, as in Zammad. Outbound calls (`direction=out`)
+//! are an agent's own calls, not contacts: they are answered and not queued.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap};
+use axum::Json;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::calls::{call_id, international, Format, Ringing, Route};
+use crate::{read_body, Phone, PhoneError};
+
+/// The fields of one event, from JSON or a form.
+#[derive(Debug, Default)]
+struct Fields(Vec<(String, String)>);
+
+impl Fields {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn parse(headers: &HeaderMap, body: &[u8]) -> Result<Fields, crate::PhoneError> {
+        let json = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim_start().starts_with("application/json"));
+        if !json {
+            return Ok(Fields(form_urlencoded::parse(body).into_owned().collect()));
+        }
+        let v: Value = serde_json::from_slice(body)
+            .map_err(|e| PhoneError::invalid("body", format!("not JSON: {e}")))?;
+        let obj = v
+            .as_object()
+            .ok_or_else(|| PhoneError::invalid("body", "must be a JSON object"))?;
+        let mut fields = Vec::new();
+        for (k, v) in obj {
+            match v {
+                Value::String(s) => fields.push((k.clone(), s.clone())),
+                Value::Number(n) => fields.push((k.clone(), n.to_string())),
+                Value::Array(items) => {
+                    for i in items.iter().filter_map(Value::as_str) {
+                        fields.push((format!("{k}[]"), i.to_string()));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(Fields(fields))
+    }
+}
+
+fn same_token(given: &str, expected: &str) -> bool {
+    // Digests of equal length compared whole: the time taken says nothing of the token.
+    !expected.is_empty() && Sha256::digest(given.as_bytes()) == Sha256::digest(expected.as_bytes())
+}
+
+/// `POST /channels/phone/zammad/{token}`.
+pub async fn events(
+    State(phone): State<Arc<Phone>>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<Json<Value>, PhoneError> {
+    let body = read_body(&phone, body).await?;
+    if !same_token(&token, &phone.settings.zammad_token) {
+        return Err(PhoneError::Unauthorized(
+            "unknown CTI token: use the endpoint shown in Switchboard's phone.zammad_token".into(),
+        ));
+    }
+    let f = Fields::parse(&headers, &body)?;
+    let event = f
+        .get("event")
+        .ok_or_else(|| PhoneError::invalid("event", "is required: newCall, answer or hangup"))?;
+    let id = call_id("callId", f.get("callId"))?;
+    let outbound = f.get("direction") == Some("out");
+    let fmt = Format::Zammad;
+    match event {
+        "newCall" if outbound => Ok(Json(json!({}))),
+        "newCall" => {
+            let from = f.get("from").ok_or_else(|| {
+                PhoneError::invalid("from", "is required: the caller's number, or anonymous")
+            })?;
+            let route = phone
+                .ringing(
+                    fmt,
+                    Ringing {
+                        call_id: id,
+                        from: international(from),
+                        to: f.get("to").map(str::to_string),
+                        topic: f.get("queue").map(str::to_string),
+                        caller_name: None,
+                        from_field: "from",
+                    },
+                )
+                .await?;
+            Ok(Json(match route {
+                Route::Reject => json!({ "action": "reject", "reason": "busy" }),
+                Route::Dial { .. } | Route::Queue { .. } | Route::Over { .. } => json!({}),
+            }))
+        }
+        "answer" if outbound => Ok(Json(json!({}))),
+        "answer" => {
+            phone.answered(fmt, &id, f.get("answeringNumber")).await?;
+            Ok(Json(json!({})))
+        }
+        "hangup" if outbound => Ok(Json(json!({}))),
+        "hangup" => {
+            let cause = f.get("cause").unwrap_or("normalClearing");
+            let ringing = f.get("from").map(|from| Ringing {
+                call_id: id.clone(),
+                from: international(from),
+                to: f.get("to").map(str::to_string),
+                topic: f.get("queue").map(str::to_string),
+                caller_name: None,
+                from_field: "from",
+            });
+            phone.ended(fmt, &id, cause, None, ringing).await?;
+            Ok(Json(json!({})))
+        }
+        other => Err(PhoneError::invalid(
+            "event",
+            format!(
+                "'{}' is not one of newCall, answer, hangup",
+                other.chars().take(40).collect::<String>()
+            ),
+        )),
+    }
+}

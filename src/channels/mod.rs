@@ -1,0 +1,225 @@
+//! The core's side of the channel contract beyond intake ([`switchboard_contract::Core`]):
+//! channel events in the history (once per key), contacts ended by the customer, queue
+//! positions, agents by extension, assignments as they are committed, and the outbox of
+//! commands for channels' external systems. The adapters in `channels/` reach the store
+//! and the router only through this.
+
+use std::sync::Arc;
+
+use serde_json::json;
+use switchboard_contract::{
+    Accepted, Assignment, BoxFuture, ChannelEvent, ChannelKind, Command, Core, Due, Ending, Intake,
+    IntakeError, NewInteraction, Position, Recorded,
+};
+use tokio::sync::broadcast;
+
+use crate::intake::IntakeService;
+use crate::routing::router::{Ended, RouterHandle};
+use crate::store::{self, history, interactions, now_ms, outbox, Store};
+
+/// The core, as channels see it.
+pub struct CoreService {
+    intake: Arc<IntakeService>,
+    store: Store,
+    router: RouterHandle,
+}
+
+impl CoreService {
+    /// The core over these parts.
+    pub fn new(intake: Arc<IntakeService>, store: Store, router: RouterHandle) -> Self {
+        CoreService {
+            intake,
+            store,
+            router,
+        }
+    }
+}
+
+/// A store error as a channel answers it: retry later, nothing changed.
+fn unavailable(e: sqlx::Error) -> IntakeError {
+    if !store::is_unavailable(&e) {
+        tracing::error!(error = %e, "A channel's store operation failed");
+    }
+    IntakeError::Unavailable("the store could not record it".into())
+}
+
+impl Intake for CoreService {
+    fn submit(&self, interaction: NewInteraction) -> BoxFuture<'_, Result<Accepted, IntakeError>> {
+        self.intake.submit(interaction)
+    }
+}
+
+impl Core for CoreService {
+    fn record(&self, event: ChannelEvent) -> BoxFuture<'_, Result<Recorded, IntakeError>> {
+        Box::pin(async move {
+            let channel = event.channel.as_str();
+            let data = event.data.to_string();
+            let now = now_ms();
+            let mut tx = self.store.begin_write().await.map_err(unavailable)?;
+            let row = interactions::by_key(&mut tx, channel, &event.contact_key)
+                .await
+                .map_err(unavailable)?;
+            let new = store::outbox::record_event(
+                &mut tx,
+                channel,
+                &event.event_key,
+                &event.contact_key,
+                row.as_ref().map(|r| r.id.as_str()),
+                &event.kind,
+                &data,
+                now,
+            )
+            .await
+            .map_err(unavailable)?;
+            let answer = match (new, row) {
+                (false, _) => Recorded::Duplicate,
+                (true, None) => Recorded::UnknownContact,
+                (true, Some(row)) => {
+                    history::append_one(
+                        &mut tx,
+                        &row.customer_id,
+                        Some(&row.id),
+                        &event.kind,
+                        channel,
+                        &event.data,
+                        now,
+                    )
+                    .await
+                    .map_err(unavailable)?;
+                    Recorded::New {
+                        interaction_id: row.id,
+                        state: row.state,
+                        agent_id: row.agent_id,
+                    }
+                }
+            };
+            tx.commit().await.map_err(unavailable)?;
+            Ok(answer)
+        })
+    }
+
+    fn end<'a>(
+        &'a self,
+        channel: ChannelKind,
+        contact_key: &'a str,
+        reason: &'a str,
+    ) -> BoxFuture<'a, Result<Ending, IntakeError>> {
+        Box::pin(async move {
+            let mut conn = self.store.pool().acquire().await.map_err(unavailable)?;
+            let Some(row) = interactions::by_key(&mut conn, channel.as_str(), contact_key)
+                .await
+                .map_err(unavailable)?
+            else {
+                return Ok(Ending::Unknown);
+            };
+            drop(conn);
+            let ended = self
+                .router
+                .end(&row.id, reason)
+                .await
+                .ok_or(IntakeError::ShuttingDown)?
+                .map_err(unavailable)?;
+            let interaction_id = row.id;
+            Ok(match ended {
+                Ended::Abandoned { waited_ms } => Ending::Abandoned {
+                    interaction_id,
+                    waited_secs: waited_ms as f64 / 1000.0,
+                },
+                Ended::WhileHeld { agent_id } => Ending::WhileHeld {
+                    interaction_id,
+                    agent_id: agent_id.unwrap_or_default(),
+                },
+                Ended::Already => Ending::Already { interaction_id },
+                Ended::Unknown => Ending::Unknown,
+            })
+        })
+    }
+
+    fn position<'a>(&'a self, interaction_id: &'a str) -> BoxFuture<'a, Option<Position>> {
+        Box::pin(self.router.position(interaction_id))
+    }
+
+    fn find_agent<'a>(
+        &'a self,
+        reference: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, IntakeError>> {
+        Box::pin(async move {
+            let mut conn = self.store.pool().acquire().await.map_err(unavailable)?;
+            store::agents::by_reference(&mut conn, reference)
+                .await
+                .map_err(unavailable)
+        })
+    }
+
+    fn assignments(&self) -> broadcast::Receiver<Assignment> {
+        self.router.assignments()
+    }
+
+    fn command(
+        &self,
+        command: Command,
+        delivered: bool,
+    ) -> BoxFuture<'_, Result<bool, IntakeError>> {
+        Box::pin(async move {
+            let mut conn = self.store.pool().acquire().await.map_err(unavailable)?;
+            outbox::put(
+                &mut conn,
+                &command.id,
+                command.channel.as_str(),
+                &command.payload.to_string(),
+                delivered,
+                now_ms(),
+            )
+            .await
+            .map_err(unavailable)
+        })
+    }
+
+    fn due(
+        &self,
+        channel: ChannelKind,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<Vec<Due>, IntakeError>> {
+        Box::pin(async move {
+            let mut conn = self.store.pool().acquire().await.map_err(unavailable)?;
+            let rows = outbox::due(&mut conn, channel.as_str(), now_ms(), i64::from(limit))
+                .await
+                .map_err(unavailable)?;
+            Ok(rows
+                .into_iter()
+                .map(|(id, payload, attempts)| Due {
+                    command: Command {
+                        id,
+                        channel,
+                        payload: serde_json::from_str(&payload).unwrap_or(json!(null)),
+                    },
+                    attempts: attempts.max(0) as u32,
+                })
+                .collect())
+        })
+    }
+
+    fn delivered<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), IntakeError>> {
+        Box::pin(async move {
+            let mut conn = self.store.pool().acquire().await.map_err(unavailable)?;
+            outbox::delivered(&mut conn, id, now_ms())
+                .await
+                .map_err(unavailable)
+        })
+    }
+
+    fn failed<'a>(
+        &'a self,
+        id: &'a str,
+        retry_in_ms: Option<u64>,
+        error: &'a str,
+    ) -> BoxFuture<'a, Result<(), IntakeError>> {
+        Box::pin(async move {
+            let mut conn = self.store.pool().acquire().await.map_err(unavailable)?;
+            let next_at = retry_in_ms.map(|ms| now_ms() + ms as i64);
+            outbox::failed(&mut conn, id, next_at, error)
+                .await
+                .map_err(unavailable)
+        })
+    }
+}

@@ -1,0 +1,125 @@
+//! Channel events recorded once per key, and the outbox of commands for channels'
+//! external systems: stored first, delivered by the channel's adapter, retried until
+//! delivered or given up.
+
+use sqlx::Row;
+
+use super::Conn;
+
+/// Records a channel event once: false when its key was recorded before.
+#[allow(clippy::too_many_arguments)]
+pub async fn record_event(
+    conn: &mut Conn,
+    channel: &str,
+    event_key: &str,
+    contact_key: &str,
+    interaction_id: Option<&str>,
+    kind: &str,
+    data: &str,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "INSERT INTO channel_events (channel, event_key, contact_key, interaction_id, kind, data, at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (channel, event_key) DO NOTHING",
+    )
+    .bind(channel)
+    .bind(event_key)
+    .bind(contact_key)
+    .bind(interaction_id)
+    .bind(kind)
+    .bind(data)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Stores a command once: false when its id was stored before. A command `delivered`
+/// already is kept only so that it is not repeated.
+pub async fn put(
+    conn: &mut Conn,
+    id: &str,
+    channel: &str,
+    payload: &str,
+    delivered: bool,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let (next_at, delivered_at) = if delivered {
+        (None, Some(now))
+    } else {
+        (Some(now), None)
+    };
+    let done = sqlx::query(
+        "INSERT INTO outbox (id, channel, payload, attempts, next_at, created_at, delivered_at) \
+         VALUES ($1, $2, $3, 0, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(id)
+    .bind(channel)
+    .bind(payload)
+    .bind(next_at)
+    .bind(now)
+    .bind(delivered_at)
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// A command due: (id, payload, attempts).
+pub type DueRow = (String, String, i64);
+
+/// Commands of `channel` due at `now`, oldest first.
+pub async fn due(
+    conn: &mut Conn,
+    channel: &str,
+    now: i64,
+    limit: i64,
+) -> Result<Vec<DueRow>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT id, payload, attempts FROM outbox WHERE channel = $1 AND next_at IS NOT NULL \
+         AND next_at <= $2 ORDER BY next_at, created_at LIMIT $3",
+    )
+    .bind(channel)
+    .bind(now)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get("id")?,
+                r.try_get("payload")?,
+                r.try_get("attempts")?,
+            ))
+        })
+        .collect()
+}
+
+/// A command was delivered.
+pub async fn delivered(conn: &mut Conn, id: &str, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE outbox SET delivered_at = $2, next_at = NULL, attempts = attempts + 1 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// A delivery failed: due again at `next_at`, or never (given up).
+pub async fn failed(
+    conn: &mut Conn,
+    id: &str,
+    next_at: Option<i64>,
+    error: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE outbox SET next_at = $2, attempts = attempts + 1, last_error = $3 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(next_at)
+    .bind(error)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
