@@ -11,7 +11,7 @@ use switchboard_contract::{
     Accepted, Assignment, BoxFuture, ChannelEvent, ChannelKind, Command, Core, Due, Ending, Intake,
     IntakeError, NewInteraction, Position, Recorded,
 };
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::intake::IntakeService;
 use crate::routing::router::{Ended, RouterHandle};
@@ -22,17 +22,94 @@ pub struct CoreService {
     intake: Arc<IntakeService>,
     store: Store,
     router: RouterHandle,
+    events: mpsc::Sender<(ChannelEvent, oneshot::Sender<Result<Recorded, IntakeError>>)>,
 }
 
+/// Channel events waiting for the event writer before new ones are refused (retry).
+const EVENT_QUEUE: usize = 4096;
+/// Most channel events committed in one transaction.
+const EVENT_GROUP: usize = 256;
+
 impl CoreService {
-    /// The core over these parts.
+    /// The core over these parts, with its event writer running until the process ends
+    /// or every sender is gone.
     pub fn new(intake: Arc<IntakeService>, store: Store, router: RouterHandle) -> Self {
+        let (events, rx) = mpsc::channel(EVENT_QUEUE);
+        tokio::spawn(write_events(store.clone(), rx));
         CoreService {
             intake,
             store,
             router,
+            events,
         }
     }
+}
+
+type EventJob = (ChannelEvent, oneshot::Sender<Result<Recorded, IntakeError>>);
+
+/// Commits channel events in groups, as intake commits contacts: while one group is
+/// being made durable the next gathers, and each event is answered after its commit.
+async fn write_events(store: Store, mut rx: mpsc::Receiver<EventJob>) {
+    let mut group: Vec<EventJob> = Vec::with_capacity(EVENT_GROUP);
+    while rx.recv_many(&mut group, EVENT_GROUP).await > 0 {
+        match commit_events(&store, &group).await {
+            Ok(answers) => {
+                for ((_, reply), answer) in group.drain(..).zip(answers) {
+                    let _ = reply.send(Ok(answer));
+                }
+            }
+            Err(e) => {
+                let e = unavailable(e);
+                for (_, reply) in group.drain(..) {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+async fn commit_events(store: &Store, group: &[EventJob]) -> Result<Vec<Recorded>, sqlx::Error> {
+    let now = now_ms();
+    let mut tx = store.begin_write().await?;
+    let mut answers = Vec::with_capacity(group.len());
+    for (event, _) in group {
+        let channel = event.channel.as_str();
+        let row = interactions::by_key(&mut tx, channel, &event.contact_key).await?;
+        let new = outbox::record_event(
+            &mut tx,
+            channel,
+            &event.event_key,
+            &event.contact_key,
+            row.as_ref().map(|r| r.id.as_str()),
+            &event.kind,
+            &event.data.to_string(),
+            now,
+        )
+        .await?;
+        answers.push(match (new, row) {
+            (false, _) => Recorded::Duplicate,
+            (true, None) => Recorded::UnknownContact,
+            (true, Some(row)) => {
+                history::append_one(
+                    &mut tx,
+                    &row.customer_id,
+                    Some(&row.id),
+                    &event.kind,
+                    channel,
+                    &event.data,
+                    now,
+                )
+                .await?;
+                Recorded::New {
+                    interaction_id: row.id,
+                    state: row.state,
+                    agent_id: row.agent_id,
+                }
+            }
+        });
+    }
+    tx.commit().await?;
+    Ok(answers)
 }
 
 /// A store error as a channel answers it: retry later, nothing changed.
@@ -52,49 +129,12 @@ impl Intake for CoreService {
 impl Core for CoreService {
     fn record(&self, event: ChannelEvent) -> BoxFuture<'_, Result<Recorded, IntakeError>> {
         Box::pin(async move {
-            let channel = event.channel.as_str();
-            let data = event.data.to_string();
-            let now = now_ms();
-            let mut tx = self.store.begin_write().await.map_err(unavailable)?;
-            let row = interactions::by_key(&mut tx, channel, &event.contact_key)
+            let (reply, answer) = oneshot::channel();
+            self.events
+                .send((event, reply))
                 .await
-                .map_err(unavailable)?;
-            let new = store::outbox::record_event(
-                &mut tx,
-                channel,
-                &event.event_key,
-                &event.contact_key,
-                row.as_ref().map(|r| r.id.as_str()),
-                &event.kind,
-                &data,
-                now,
-            )
-            .await
-            .map_err(unavailable)?;
-            let answer = match (new, row) {
-                (false, _) => Recorded::Duplicate,
-                (true, None) => Recorded::UnknownContact,
-                (true, Some(row)) => {
-                    history::append_one(
-                        &mut tx,
-                        &row.customer_id,
-                        Some(&row.id),
-                        &event.kind,
-                        channel,
-                        &event.data,
-                        now,
-                    )
-                    .await
-                    .map_err(unavailable)?;
-                    Recorded::New {
-                        interaction_id: row.id,
-                        state: row.state,
-                        agent_id: row.agent_id,
-                    }
-                }
-            };
-            tx.commit().await.map_err(unavailable)?;
-            Ok(answer)
+                .map_err(|_| IntakeError::ShuttingDown)?;
+            answer.await.unwrap_or(Err(IntakeError::ShuttingDown))
         })
     }
 

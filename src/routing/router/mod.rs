@@ -331,6 +331,7 @@ pub fn start(
         events: Vec::new(),
         presence_log: Vec::new(),
         announced: Vec::new(),
+        leaving: Vec::new(),
         assignments: assignments.clone(),
         replies: Vec::new(),
         stop: shutdown.clone(),
@@ -372,6 +373,8 @@ struct Router {
     presence_log: Vec<presence::Change>,
     /// Assignments of this turn, announced once committed.
     announced: Vec<Assignment>,
+    /// Interactions ended this turn, taken out of the queue once committed.
+    leaving: Vec<String>,
     assignments: broadcast::Sender<Assignment>,
     /// Answers to give once this turn's writes are committed.
     replies: Vec<(oneshot::Sender<EndResult>, EndResult)>,
@@ -710,6 +713,9 @@ impl Router {
             self.presence_log.clear();
             for a in self.announced.drain(..) {
                 let _ = self.assignments.send(a);
+            }
+            for id in self.leaving.drain(..) {
+                self.queue.remove(&id);
             }
             // While the store stalled, nobody's messages were read: a stall must not
             // count against agents' heartbeats or offers.

@@ -142,8 +142,6 @@ impl Router {
         reason: &str,
         now: i64,
     ) -> Result<Ended, sqlx::Error> {
-        // What this turn decided so far must be in the store before the store is read.
-        self.flush().await;
         if let Some(item) = self.waiting.get(id) {
             let (tier, customer_id, waited_ms, offer) = (
                 item.w.tier.clone(),
@@ -161,10 +159,10 @@ impl Router {
             self.stage(id, &["queued", "offered"], "abandoned", None, event);
             self.waiting.remove(id);
             self.index.remove(id);
-            // Committed before it leaves the queue: a resync from the store in between
-            // would otherwise put it back.
-            self.flush().await;
-            self.queue.remove(id);
+            // It leaves the queue once this turn's writes are committed (with every other
+            // contact ended in the same turn): a resync from the store before then would
+            // otherwise put it back.
+            self.leaving.push(id.to_string());
             if let Some(offer_id) = offer {
                 if let Some(o) = self.offers.remove(&offer_id) {
                     if let Some(s) = self.agents.get_mut(&o.agent_id) {
@@ -176,6 +174,8 @@ impl Router {
             telemetry::abandoned(&tier, waited_ms);
             return Ok(Ended::Abandoned { waited_ms });
         }
+        // What this turn decided so far must be in the store before the store is read.
+        self.flush().await;
         let mut conn = self.store.pool().acquire().await?;
         let Some(row) = interactions::get(&mut conn, id).await? else {
             return Ok(Ended::Unknown);

@@ -1,0 +1,229 @@
+//! Phone call events per second through the native webhook, with their latency, beside a
+//! bare endpoint of the same server stack (`GET /healthz`: the same listener, router,
+//! middleware and client) measured in the same run.
+//!
+//!     cargo bench --bench phone_events               # 10 s per measurement, 64 clients
+//!     BENCH_SECS=30 BENCH_CLIENTS=128 cargo bench --bench phone_events
+//!
+//! Each client plays a phone system: a call rings (a signed `ringing` event: the caller
+//! found or created by number, the interaction committed and queued, the event recorded
+//! once in the history) and then the caller hangs up while waiting (a signed `ended`
+//! event: the interaction abandoned, the missed call logged). No agent is logged in and
+//! the answer window is 0, so each answer comes as soon as the work is durable. Callers
+//! come from 5,000 numbers, as repeat customers do.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::json;
+use switchboard::config::Settings;
+use switchboard::startup::Application;
+use switchboard_phone::signature::native_sign;
+
+const SECRET: &str = "bench-secret";
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    let secs = env("BENCH_SECS", 10);
+    let clients = env("BENCH_CLIENTS", 64) as usize;
+    let duration = Duration::from_secs(secs);
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = Settings::defaults();
+    settings.server.http_addr = "127.0.0.1:0".into();
+    settings.storage.data_dir = dir.path().to_path_buf();
+    settings.api.admin_token = "bench-token".into();
+    settings.log.level = "warn".into();
+    settings.phone.secret = SECRET.into();
+    settings.phone.answer_window_ms = 0;
+    let app = server_rt.block_on(Application::build(settings)).unwrap();
+    let base = format!("http://{}", app.local_addr());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = server_rt.spawn(app.run_until_stopped(async move {
+        let _ = stop_rx.await;
+    }));
+
+    let load = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let client = reqwest::Client::builder()
+                .pool_max_idle_per_host(clients)
+                .build()
+                .unwrap();
+            // Warm-up: the callers exist before the measured run.
+            run(
+                &client,
+                &base,
+                clients,
+                Duration::from_secs(2),
+                Kind::Calls,
+                "warm",
+            )
+            .await;
+            let bare = run(&client, &base, clients, duration, Kind::Bare, "bare").await;
+            let calls = run(&client, &base, clients, duration, Kind::Calls, "run").await;
+            (bare, calls)
+        })
+    });
+    let (bare, calls) = load.join().unwrap();
+    let _ = stop_tx.send(());
+    server_rt.block_on(server).unwrap().unwrap();
+
+    println!("# Phone webhook benchmark ({secs} s per measurement, {clients} clients)\n");
+    println!("| path | events/s | p50 | p99 | ratio to the bare endpoint | errors |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    let row = |name: &str, r: &Run| {
+        println!(
+            "| {name} | {:.0} | {:.2} ms | {:.2} ms | {:.3} | {} |",
+            r.rate(),
+            r.pct(0.50),
+            r.pct(0.99),
+            r.rate() / bare.rate(),
+            r.errors
+        );
+    };
+    row("GET /healthz (bare endpoint, same stack)", &bare);
+    row("signed call events (ringing + ended), durable", &calls);
+    println!(
+        "\n{} calls ({} events) handled; ringing p99 {:.2} ms, ended p99 {:.2} ms",
+        calls.latencies.len() / 2,
+        calls.latencies.len(),
+        calls.pct_of(0, 0.99),
+        calls.pct_of(1, 0.99),
+    );
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Bare,
+    Calls,
+}
+
+struct Run {
+    /// (event index within the call: 0 ringing, 1 ended; latency µs)
+    latencies: Vec<(u8, u32)>,
+    errors: usize,
+    elapsed: Duration,
+}
+
+impl Run {
+    fn rate(&self) -> f64 {
+        self.latencies.len() as f64 / self.elapsed.as_secs_f64()
+    }
+    fn sorted(&self, which: Option<u8>) -> Vec<u32> {
+        let mut v: Vec<u32> = self
+            .latencies
+            .iter()
+            .filter(|(k, _)| which.is_none_or(|w| w == *k))
+            .map(|(_, l)| *l)
+            .collect();
+        v.sort_unstable();
+        v
+    }
+    fn at(v: &[u32], p: f64) -> f64 {
+        v.get(((v.len() as f64 * p) as usize).min(v.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0) as f64
+            / 1000.0
+    }
+    fn pct(&self, p: f64) -> f64 {
+        Run::at(&self.sorted(None), p)
+    }
+    fn pct_of(&self, which: u8, p: f64) -> f64 {
+        Run::at(&self.sorted(Some(which)), p)
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+async fn run(
+    client: &reqwest::Client,
+    base: &str,
+    clients: usize,
+    duration: Duration,
+    kind: Kind,
+    phase: &'static str,
+) -> Run {
+    let start = Instant::now();
+    let base: Arc<str> = base.into();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let (client, base) = (client.clone(), base.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut errors = 0usize;
+            let mut n = 0u64;
+            while start.elapsed() < duration {
+                n += 1;
+                if kind == Kind::Bare {
+                    let t = Instant::now();
+                    match client.get(format!("{base}/healthz")).send().await {
+                        Ok(r) if r.status().is_success() => {
+                            let _ = r.bytes().await;
+                            lat.push((0, t.elapsed().as_micros() as u32));
+                        }
+                        _ => errors += 1,
+                    }
+                    continue;
+                }
+                let call = format!("{phase}-{c}-{n}");
+                let from = format!("+4930{:07}", (c as u64 * 7919 + n) % 5000);
+                let events = [
+                    json!({ "event": "ringing", "call_id": call, "from": from, "to": "+4930999000", "topic": "billing" }),
+                    json!({ "event": "ended", "call_id": call, "cause": "cancel" }),
+                ];
+                for (i, e) in events.iter().enumerate() {
+                    let body = e.to_string();
+                    let ts = unix_now();
+                    let t = Instant::now();
+                    let sent = client
+                        .post(format!("{base}/channels/phone/events"))
+                        .header("content-type", "application/json")
+                        .header("x-switchboard-timestamp", ts.to_string())
+                        .header("x-switchboard-signature", native_sign(SECRET, ts, body.as_bytes()))
+                        .body(body)
+                        .send()
+                        .await;
+                    match sent {
+                        Ok(r) if r.status().is_success() => {
+                            let _ = r.bytes().await;
+                            lat.push((i as u8, t.elapsed().as_micros() as u32));
+                        }
+                        _ => errors += 1,
+                    }
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (l, e) = t.await.unwrap();
+        latencies.extend(l);
+        errors += e;
+    }
+    Run {
+        latencies,
+        errors,
+        elapsed: start.elapsed(),
+    }
+}
