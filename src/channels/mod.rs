@@ -195,6 +195,37 @@ impl Core for CoreService {
         self.router.assignments()
     }
 
+    fn unanswered_assignments<'a>(
+        &'a self,
+        channel: ChannelKind,
+        command_prefix: &'a str,
+        over_kind: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<Assignment>, IntakeError>> {
+        Box::pin(async move {
+            let mut conn = self.store.pool().acquire().await.map_err(unavailable)?;
+            let rows = outbox::unanswered_assignments(
+                &mut conn,
+                channel.as_str(),
+                command_prefix,
+                over_kind,
+            )
+            .await
+            .map_err(unavailable)?;
+            Ok(rows
+                .into_iter()
+                .map(
+                    |(interaction_id, contact_key, agent_id, extension)| Assignment {
+                        interaction_id,
+                        contact_key,
+                        channel,
+                        agent_id,
+                        extension,
+                    },
+                )
+                .collect())
+        })
+    }
+
     fn command(
         &self,
         command: Command,

@@ -64,6 +64,43 @@ pub async fn put(
     Ok(done.rows_affected() == 1)
 }
 
+/// (interaction id, contact key, agent id, extension) of the interactions of `channel`
+/// held by an agent with neither a command `{prefix}{id}` nor a `{over_kind}` event.
+pub type Unanswered = (String, String, String, Option<String>);
+
+/// See [`Unanswered`].
+pub async fn unanswered_assignments(
+    conn: &mut Conn,
+    channel: &str,
+    prefix: &str,
+    over_kind: &str,
+) -> Result<Vec<Unanswered>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT i.id, i.idempotency_key, i.agent_id, a.extension FROM interactions i \
+         LEFT JOIN agents a ON a.id = i.agent_id \
+         WHERE i.state = 'assigned' AND i.channel = $1 AND i.agent_id IS NOT NULL \
+         AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.id = $2 || i.id) \
+         AND NOT EXISTS (SELECT 1 FROM channel_events e WHERE e.channel = $1 \
+                         AND e.contact_key = i.idempotency_key AND e.kind = $3) \
+         ORDER BY i.updated_at",
+    )
+    .bind(channel)
+    .bind(prefix)
+    .bind(over_kind)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get("id")?,
+                r.try_get("idempotency_key")?,
+                r.try_get("agent_id")?,
+                r.try_get("extension")?,
+            ))
+        })
+        .collect()
+}
+
 /// A command due: (id, payload, attempts).
 pub type DueRow = (String, String, i64);
 

@@ -141,6 +141,17 @@ pub trait Core: Intake {
     /// Every assignment from now on, once committed.
     fn assignments(&self) -> broadcast::Receiver<Assignment>;
 
+    /// Interactions of `channel` held by an agent with no command stored for them under
+    /// `command_prefix` + their id, and no event of kind `over_kind` (the contact has
+    /// ended): the assignments a channel may have missed (announced while it was behind,
+    /// or before a crash), to catch up on.
+    fn unanswered_assignments<'a>(
+        &'a self,
+        channel: ChannelKind,
+        command_prefix: &'a str,
+        over_kind: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<Assignment>, IntakeError>>;
+
     /// Stores a command once (by its id): answers false when it was stored before. One
     /// already carried out another way (`delivered`) is kept only so it is not repeated.
     fn command(

@@ -168,10 +168,13 @@ fn withheld(number: &str) -> bool {
         .contains(&n.as_str())
 }
 
+/// The prefix of dial commands' ids.
+pub(crate) const DIAL: &str = "dial:";
+
 /// The id of the command that connects an interaction's call to its agent: one per
 /// interaction, whoever sends it (the answer to the ringing event, or a callback).
 fn dial_command_id(interaction_id: &str) -> String {
-    format!("dial:{interaction_id}")
+    format!("{DIAL}{interaction_id}")
 }
 
 /// The dial command for an assignment of a call of `format`.

@@ -23,6 +23,9 @@ const BATCH: u32 = 32;
 /// of waiting calls into dial commands, and delivering them.
 pub async fn run(phone: Arc<Phone>, shutdown: impl Future<Output = ()> + Send) {
     let mut assignments = phone.core.assignments();
+    // Calls taken while the channel was not listening (before a restart) still get
+    // their dial command.
+    phone.catch_up().await;
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -31,7 +34,8 @@ pub async fn run(phone: Arc<Phone>, shutdown: impl Future<Output = ()> + Send) {
                 Ok(a) if a.channel == ChannelKind::Phone => phone.assigned(a).await,
                 Ok(_) => {}
                 Err(RecvError::Lagged(n)) => {
-                    tracing::warn!(missed = n, "The phone channel fell behind the assignments; some dial commands were not sent");
+                    tracing::warn!(missed = n, "The phone channel fell behind the assignments; catching up from the store");
+                    phone.catch_up().await;
                 }
                 Err(RecvError::Closed) => return,
             },
@@ -42,6 +46,25 @@ pub async fn run(phone: Arc<Phone>, shutdown: impl Future<Output = ()> + Send) {
 }
 
 impl Phone {
+    /// Stores the dial commands of calls held by an agent that have none and have not
+    /// ended: assignments announced while nobody listened.
+    async fn catch_up(&self) {
+        match self
+            .core
+            .unanswered_assignments(ChannelKind::Phone, crate::calls::DIAL, "call_ended")
+            .await
+        {
+            Ok(missed) => {
+                for a in missed {
+                    self.assigned(a).await;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "Could not look for calls taken without a dial command")
+            }
+        }
+    }
+
     /// A call was taken by an agent: unless the answer to its ringing event carries the
     /// dial already, a dial command is stored for delivery.
     async fn assigned(&self, a: switchboard_contract::Assignment) {
