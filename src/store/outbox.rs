@@ -65,7 +65,8 @@ pub async fn put(
 }
 
 /// (interaction id, contact key, agent id, extension) of the interactions of `channel`
-/// held by an agent with neither a command `{prefix}{id}` nor a `{over_kind}` event.
+/// held by an agent with neither a command `{prefix}{id}:{agent id}` nor a `{over_kind}`
+/// event.
 pub type Unanswered = (String, String, String, Option<String>);
 
 /// See [`Unanswered`].
@@ -79,7 +80,7 @@ pub async fn unanswered_assignments(
         "SELECT i.id, i.idempotency_key, i.agent_id, a.extension FROM interactions i \
          LEFT JOIN agents a ON a.id = i.agent_id \
          WHERE i.state = 'assigned' AND i.channel = $1 AND i.agent_id IS NOT NULL \
-         AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.id = $2 || i.id) \
+         AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.id = $2 || i.id || ':' || i.agent_id) \
          AND NOT EXISTS (SELECT 1 FROM channel_events e WHERE e.channel = $1 \
                          AND e.contact_key = i.idempotency_key AND e.kind = $3) \
          ORDER BY i.updated_at",

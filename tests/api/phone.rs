@@ -358,17 +358,47 @@ async fn a_queued_native_call_is_dialled_by_a_signed_callback_retried_until_take
         json!({ "event": "answered", "call_id": "call-2", "extension": "202" }),
     )
     .await;
-    native(&app, json!({ "event": "ended", "call_id": "call-2", "cause": "normal_clearing", "duration_secs": 40 })).await;
-    let (_, kinds) = history_kinds(&app, &interaction_id).await;
-    assert_in_order(
-        &kinds,
-        &["offered", "assigned", "call_answered", "call_ended"],
-    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         log.lock().unwrap().len(),
         2,
         "delivered once accepted, not again"
+    );
+
+    // A supervisor moves the call to another agent: the phone system is told to
+    // transfer it, by a command of its own.
+    let (cy, cy_token) = create_agent(&app, json!({ "name": "Cy", "extension": "203" })).await;
+    let mut cy_desk = Desktop::available(&app.base, &cy_token).await;
+    let (status, moved) = app
+        .post(
+            &format!("/api/interactions/{interaction_id}/move"),
+            &json!({ "agent_id": cy }),
+        )
+        .await;
+    assert_eq!(status, 200, "{moved}");
+    cy_desk.expect("assigned").await;
+    let got = received(&log, 3).await;
+    let transfer: Value = serde_json::from_str(&got[2].2).unwrap();
+    assert_eq!(
+        (
+            transfer["extension"].as_str(),
+            transfer["agent_id"].as_str()
+        ),
+        (Some("203"), Some(cy.as_str()))
+    );
+    assert_ne!(transfer["command_id"], cmd["command_id"]);
+
+    native(&app, json!({ "event": "ended", "call_id": "call-2", "cause": "normal_clearing", "duration_secs": 40 })).await;
+    let (_, kinds) = history_kinds(&app, &interaction_id).await;
+    assert_in_order(
+        &kinds,
+        &[
+            "offered",
+            "assigned",
+            "call_answered",
+            "moved",
+            "call_ended",
+        ],
     );
     app.stop().await;
 }

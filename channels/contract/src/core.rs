@@ -142,8 +142,8 @@ pub trait Core: Intake {
     fn assignments(&self) -> broadcast::Receiver<Assignment>;
 
     /// Interactions of `channel` held by an agent with no command stored for them under
-    /// `command_prefix` + their id, and no event of kind `over_kind` (the contact has
-    /// ended): the assignments a channel may have missed (announced while it was behind,
+    /// `{command_prefix}{interaction id}:{agent id}`, and no event of kind `over_kind`
+    /// (the contact has ended): the assignments a channel may have missed (announced while it was behind,
     /// or before a crash), to catch up on.
     fn unanswered_assignments<'a>(
         &'a self,

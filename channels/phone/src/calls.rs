@@ -171,10 +171,11 @@ fn withheld(number: &str) -> bool {
 /// The prefix of dial commands' ids.
 pub(crate) const DIAL: &str = "dial:";
 
-/// The id of the command that connects an interaction's call to its agent: one per
-/// interaction, whoever sends it (the answer to the ringing event, or a callback).
-fn dial_command_id(interaction_id: &str) -> String {
-    format!("{DIAL}{interaction_id}")
+/// The id of the command that connects an interaction's call to an agent: one per
+/// interaction and agent, whoever sends it (the answer to the ringing event, or a
+/// callback); a call moved to another agent gets a command of its own.
+fn dial_command_id(interaction_id: &str, agent_id: &str) -> String {
+    format!("{DIAL}{interaction_id}:{agent_id}")
 }
 
 /// The dial command for an assignment of a call of `format`.
@@ -185,7 +186,7 @@ pub(crate) fn dial_command(
     agent_id: &str,
     extension: Option<&str>,
 ) -> Command {
-    let id = dial_command_id(interaction_id);
+    let id = dial_command_id(interaction_id, agent_id);
     Command {
         payload: json!({
             "command_id": id, "action": "dial", "format": format.as_str(), "call_id": call_id,

@@ -77,6 +77,15 @@ impl Router {
         if let Some(s) = self.agents.get_mut(to) {
             s.held.insert(id.to_string(), channel);
             s.emit(json!({ "type": "assigned", "interaction_id": id, "moved_from": from }));
+            // Its channel learns of the new agent as of any assignment (a call is
+            // transferred to the new agent's extension).
+            self.announced.push(Assignment {
+                interaction_id: id.to_string(),
+                contact_key: row.idempotency_key.clone(),
+                channel,
+                agent_id: to.to_string(),
+                extension: s.row.extension.clone(),
+            });
         }
         self.changed = true;
         Ok(Moved::Reassigned { from })
