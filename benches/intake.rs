@@ -129,6 +129,7 @@ fn raw_row(customer: &str) -> InteractionRow {
         agent_id: None,
         disposition: None,
         notes: None,
+        preferred_agent_id: None,
     }
 }
 
@@ -148,6 +149,7 @@ fn intake_over_http(
     let dir = tempfile::tempdir().unwrap();
     let mut settings = Settings::defaults();
     settings.server.http_addr = "127.0.0.1:0".into();
+    settings.email.smtp_addr = "127.0.0.1:0".into();
     settings.storage.data_dir = dir.path().to_path_buf();
     settings.api.admin_token = TOKEN.into();
     settings.log.level = "warn".into();

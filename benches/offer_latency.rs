@@ -41,6 +41,7 @@ fn main() {
     .unwrap();
     let mut settings = Settings::defaults();
     settings.server.http_addr = "127.0.0.1:0".into();
+    settings.email.smtp_addr = "127.0.0.1:0".into();
     settings.storage.data_dir = dir.path().to_path_buf();
     settings.api.admin_token = TOKEN.into();
     settings.routing.rules_file = rules.display().to_string();

@@ -38,6 +38,8 @@ pub struct Settings {
     pub routing: RoutingSettings,
     /// The phone channel.
     pub phone: switchboard_phone::PhoneSettings,
+    /// The email channel.
+    pub email: switchboard_email::EmailSettings,
     /// Logging.
     pub log: LogSettings,
 }
@@ -310,6 +312,32 @@ impl Settings {
         }
         if !phone.twilio_auth_token.is_empty() && phone.twilio_public_url.is_empty() {
             problems.push("phone.twilio_public_url: required with phone.twilio_auth_token (Twilio signs the public URL)".into());
+        }
+        let email = &self.email;
+        if !email.smtp_addr.is_empty() && email.smtp_addr.parse::<SocketAddr>().is_err() {
+            problems.push(format!(
+                "email.smtp_addr: '{}' is not an address and port such as 0.0.0.0:2525",
+                email.smtp_addr
+            ));
+        }
+        if email.max_message_bytes < 1024 {
+            problems.push("email.max_message_bytes: must be at least 1024".into());
+        }
+        if email.max_recipients == 0 || email.max_headers == 0 {
+            problems.push("email.max_recipients, email.max_headers: must be at least 1".into());
+        }
+        if !["reopen", "new"].contains(&email.reply_to_closed.as_str()) {
+            problems.push(format!(
+                "email.reply_to_closed: '{}' is not reopen or new",
+                email.reply_to_closed
+            ));
+        }
+        let relay = &email.relay_url;
+        if !(relay.is_empty() || relay.starts_with("smtp://") || relay.starts_with("smtps://")) {
+            problems.push("email.relay_url: must start with smtp:// or smtps://".into());
+        }
+        if email.send_max_attempts == 0 {
+            problems.push("email.send_max_attempts: must be at least 1".into());
         }
         self.tiers.check(&mut problems);
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {

@@ -26,6 +26,8 @@ pub struct Waiting {
     pub topic: Option<String>,
     /// The key its channel submitted it under (a call's id), for the channel's commands.
     pub contact_key: String,
+    /// The agent to offer it to first (the customer's own account manager otherwise).
+    pub preferred_agent: Option<String>,
     /// When it was accepted (ms): its wait counts from here.
     pub enqueued_at: i64,
 }
@@ -135,6 +137,7 @@ mod tests {
             channel: ChannelKind::Api,
             topic: None,
             contact_key: format!("key-{id}"),
+            preferred_agent: None,
             enqueued_at: at,
         }
     }

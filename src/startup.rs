@@ -35,6 +35,8 @@ pub struct Application {
     grace: Duration,
     data_location: String,
     token_location: Option<PathBuf>,
+    smtp_addr: Option<SocketAddr>,
+    channels_stop: CancellationToken,
 }
 
 impl Application {
@@ -136,8 +138,35 @@ impl Application {
             intake.clone(),
             store.clone(),
             router_handle.clone(),
+            queue.clone(),
         ));
-        let phone = switchboard_phone::Phone::new(settings.phone.clone(), core);
+        let phone = switchboard_phone::Phone::new(settings.phone.clone(), core.clone());
+        // The email channel: the SMTP listener, bound now so a taken port stops the start.
+        let channels_stop = CancellationToken::new();
+        let email = switchboard_email::Email::new(settings.email.clone(), core);
+        let smtp_addr = if settings.email.smtp_addr.is_empty() {
+            None
+        } else {
+            let addr: SocketAddr = settings
+                .email
+                .smtp_addr
+                .parse()
+                .context("Reading email.smtp_addr")?;
+            let smtp = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("Listening for SMTP on {addr}"))?;
+            let bound = smtp.local_addr().context("Reading the SMTP address")?;
+            tokio::spawn(switchboard_email::smtp::serve(
+                email.clone(),
+                smtp,
+                channels_stop.clone(),
+            ));
+            Some(bound)
+        };
+        tokio::spawn(switchboard_email::outbound::run(
+            email,
+            router_stop.clone().cancelled_owned(),
+        ));
         tokio::spawn(switchboard_phone::run(
             phone.clone(),
             router_stop.clone().cancelled_owned(),
@@ -166,6 +195,8 @@ impl Application {
             grace: Duration::from_secs(settings.server.shutdown_grace_secs),
             data_location,
             token_location,
+            smtp_addr,
+            channels_stop,
         })
     }
 
@@ -174,6 +205,11 @@ impl Application {
         self.listener
             .local_addr()
             .expect("a bound listener has an address")
+    }
+
+    /// Where the SMTP listener listens, when it runs.
+    pub fn smtp_addr(&self) -> Option<SocketAddr> {
+        self.smtp_addr
     }
 
     /// The port it listens on.
@@ -209,6 +245,7 @@ impl Application {
             () = stop => {
                 tracing::info!("Shutting down: finishing requests in flight");
                 http_stop.cancel();
+                self.channels_stop.cancel();
                 if tokio::time::timeout(self.grace, &mut server).await.is_err() {
                     tracing::warn!(grace_secs = self.grace.as_secs(), "Requests still in flight after the grace period were cut off");
                     server.abort();

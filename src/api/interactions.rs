@@ -72,6 +72,7 @@ pub async fn create(
             topic: req.topic,
             subject: req.subject,
             body: req.body,
+            preferred_agent: None,
         })
         .await?;
     let status = if committed.created {
@@ -171,7 +172,81 @@ async fn view(conn: &mut crate::store::Conn, id: &str) -> Result<Json<Interactio
         )));
     };
     let events = history::of_interaction(conn, id).await?;
-    Ok(Json(InteractionView::new(row, Some(events))))
+    let files = crate::store::channel::files_of(conn, id).await?;
+    let mut view = InteractionView::new(row, Some(events));
+    view.set_attachments(
+        files
+            .into_iter()
+            .map(|f| {
+                serde_json::json!({
+                    "id": f.id, "name": f.name, "content_type": f.content_type, "size": f.size,
+                    "kept": f.kept,
+                    "url": f.kept.then(|| format!("/api/interactions/{id}/attachments/{}", f.id)),
+                })
+            })
+            .collect(),
+    );
+    Ok(Json(view))
+}
+
+/// `GET /api/interactions/{id}/attachments/{file}`: a file that came with the
+/// interaction, for those who may see the interaction.
+pub async fn attachment(
+    State(state): State<AppState>,
+    Anyone(by): Anyone,
+    ApiPath((id, file)): ApiPath<(String, String)>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    check_id("interaction", &id)?;
+    let mut conn = state.store.pool().acquire().await?;
+    if by.role == Role::Agent {
+        let row = interactions::get(&mut conn, &id).await?;
+        if row.as_ref().is_some_and(|r| r.agent_id != by.agent_id) {
+            return Err(ApiError::Forbidden(
+                "an agent sees only the files of the interactions it holds".into(),
+            ));
+        }
+    }
+    let Some((name, content_type, data)) =
+        crate::store::channel::file(&mut conn, &id, &file).await?
+    else {
+        return Err(ApiError::NotFound(format!(
+            "interaction '{id}' has no file '{file}'"
+        )));
+    };
+    let Some(data) = data else {
+        return Err(ApiError::NotFound(format!(
+            "'{name}' was over the size limit: it is listed, but its content was not kept"
+        )));
+    };
+    // Served as a download, never rendered: a file from a customer is not trusted.
+    let safe_name: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || ".-_ ".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let content_type = if content_type.parse::<axum::http::HeaderValue>().is_ok() {
+        content_type
+    } else {
+        "application/octet-stream".into()
+    };
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, content_type),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{safe_name}\""),
+            ),
+            (axum::http::header::X_CONTENT_TYPE_OPTIONS, "nosniff".into()),
+        ],
+        data,
+    )
+        .into_response())
 }
 
 /// The body of `POST /api/interactions/{id}/move`.

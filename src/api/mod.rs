@@ -140,6 +140,12 @@ fn api_routes() -> Routes {
             interactions::get,
         )
         .add(
+            Op::get("/api/interactions/{id}/attachments/{file}", "a file that came with the interaction, as a download (agents: only their own)")
+                .access(Anyone)
+                .responses(&[(200, "the file"), (404, "no such file, or it was over the size limit and not kept")]),
+            interactions::attachment,
+        )
+        .add(
             Op::post("/api/interactions/{id}/end", "the contact ended on the customer's side")
                 .json::<interactions::EndInteraction>()
                 .responses(&[(200, "abandoned if it waited, or its agent told"), (404, "no such interaction")]),

@@ -29,11 +29,22 @@ pub struct InteractionView {
     notes: Option<String>,
     created_at: String,
     updated_at: String,
+    /// The agent it is offered to first (the agent of the thread it continues).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    preferred_agent_id: Option<String>,
+    /// Files that came with it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attachments: Option<Vec<serde_json::Value>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     history: Option<Vec<EventView>>,
 }
 
 impl InteractionView {
+    /// Lists the files that came with it.
+    pub fn set_attachments(&mut self, files: Vec<serde_json::Value>) {
+        self.attachments = Some(files);
+    }
+
     /// The interaction, with its history when given.
     pub fn new(i: InteractionRow, history: Option<Vec<Event>>) -> Self {
         InteractionView {
@@ -53,6 +64,8 @@ impl InteractionView {
             agent_id: i.agent_id,
             disposition: i.disposition,
             notes: i.notes,
+            preferred_agent_id: i.preferred_agent_id,
+            attachments: None,
             history: history.map(|h| h.into_iter().map(EventView::from).collect()),
         }
     }

@@ -8,12 +8,13 @@ use std::sync::Arc;
 
 use serde_json::json;
 use switchboard_contract::{
-    Accepted, Assignment, BoxFuture, ChannelEvent, ChannelKind, Command, Core, Due, Ending, Intake,
-    IntakeError, NewInteraction, Position, Recorded,
+    Accepted, Assignment, Attachment, BoxFuture, ChannelEvent, ChannelKind, Command, Contact, Core,
+    Due, Ending, Intake, IntakeError, NewInteraction, Position, Recorded,
 };
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::intake::IntakeService;
+use crate::queue::Queue;
 use crate::routing::router::{Ended, RouterHandle};
 use crate::store::{self, history, interactions, now_ms, outbox, Store};
 
@@ -22,6 +23,7 @@ pub struct CoreService {
     intake: Arc<IntakeService>,
     store: Store,
     router: RouterHandle,
+    queue: Arc<Queue>,
     events: mpsc::Sender<(ChannelEvent, oneshot::Sender<Result<Recorded, IntakeError>>)>,
 }
 
@@ -33,13 +35,19 @@ const EVENT_GROUP: usize = 256;
 impl CoreService {
     /// The core over these parts, with its event writer running until the process ends
     /// or every sender is gone.
-    pub fn new(intake: Arc<IntakeService>, store: Store, router: RouterHandle) -> Self {
+    pub fn new(
+        intake: Arc<IntakeService>,
+        store: Store,
+        router: RouterHandle,
+        queue: Arc<Queue>,
+    ) -> Self {
         let (events, rx) = mpsc::channel(EVENT_QUEUE);
         tokio::spawn(write_events(store.clone(), rx));
         CoreService {
             intake,
             store,
             router,
+            queue,
             events,
         }
     }
@@ -193,6 +201,136 @@ impl Core for CoreService {
 
     fn assignments(&self) -> broadcast::Receiver<Assignment> {
         self.router.assignments()
+    }
+
+    fn find_contact<'a>(
+        &'a self,
+        channel: ChannelKind,
+        keys: &'a [String],
+    ) -> BoxFuture<'a, Result<Option<Contact>, IntakeError>> {
+        Box::pin(async move {
+            let mut conn = self.store.pool().acquire().await.map_err(unavailable)?;
+            let row = store::channel::find_contact(&mut conn, channel.as_str(), keys)
+                .await
+                .map_err(unavailable)?;
+            Ok(row.map(|r| Contact {
+                contact_key: r.idempotency_key,
+                interaction_id: r.id,
+                state: r.state,
+                agent_id: r.agent_id,
+            }))
+        })
+    }
+
+    fn reopen<'a>(
+        &'a self,
+        interaction_id: &'a str,
+        preferred_agent: Option<&'a str>,
+        reason: &'a str,
+    ) -> BoxFuture<'a, Result<bool, IntakeError>> {
+        Box::pin(async move {
+            let now = now_ms();
+            let mut tx = self.store.begin_write().await.map_err(unavailable)?;
+            if !interactions::reopen(&mut tx, interaction_id, preferred_agent, now)
+                .await
+                .map_err(unavailable)?
+            {
+                return Ok(false);
+            }
+            let row = interactions::get(&mut tx, interaction_id)
+                .await
+                .map_err(unavailable)?
+                .ok_or(IntakeError::Unavailable("the interaction vanished".into()))?;
+            history::append_one(
+                &mut tx,
+                &row.customer_id,
+                Some(interaction_id),
+                "reopened",
+                "customer",
+                &json!({ "reason": reason, "preferred_agent": preferred_agent }),
+                now,
+            )
+            .await
+            .map_err(unavailable)?;
+            tx.commit().await.map_err(unavailable)?;
+            // Committed, it waits again: the router takes it from the queue.
+            self.queue.push_all([crate::intake::waiting(&row)]);
+            Ok(true)
+        })
+    }
+
+    fn attach<'a>(
+        &'a self,
+        interaction_id: &'a str,
+        id_prefix: &'a str,
+        files: Vec<Attachment>,
+    ) -> BoxFuture<'a, Result<Vec<String>, IntakeError>> {
+        Box::pin(async move {
+            let files: Vec<(String, String, i64, Option<Vec<u8>>)> = files
+                .into_iter()
+                .map(|f| (f.name, f.content_type, f.size as i64, f.data))
+                .collect();
+            let mut tx = self.store.begin_write().await.map_err(unavailable)?;
+            let ids = store::channel::attach(&mut tx, interaction_id, id_prefix, &files, now_ms())
+                .await
+                .map_err(unavailable)?;
+            tx.commit().await.map_err(unavailable)?;
+            Ok(ids)
+        })
+    }
+
+    fn events_of<'a>(
+        &'a self,
+        channel: ChannelKind,
+        contact_key: &'a str,
+        kind: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<serde_json::Value>, IntakeError>> {
+        Box::pin(async move {
+            let mut conn = self.store.pool().acquire().await.map_err(unavailable)?;
+            let rows = store::channel::events_of(&mut conn, channel.as_str(), contact_key, kind)
+                .await
+                .map_err(unavailable)?;
+            Ok(rows
+                .iter()
+                .filter_map(|d| serde_json::from_str(d).ok())
+                .collect())
+        })
+    }
+
+    fn cursor<'a>(
+        &'a self,
+        channel: ChannelKind,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, IntakeError>> {
+        Box::pin(async move {
+            let mut conn = self.store.pool().acquire().await.map_err(unavailable)?;
+            store::channel::cursor(&mut conn, channel.as_str(), name)
+                .await
+                .map_err(unavailable)
+        })
+    }
+
+    fn set_cursor<'a>(
+        &'a self,
+        channel: ChannelKind,
+        name: &'a str,
+        value: &'a str,
+    ) -> BoxFuture<'a, Result<(), IntakeError>> {
+        Box::pin(async move {
+            let mut conn = self.store.pool().acquire().await.map_err(unavailable)?;
+            store::channel::set_cursor(&mut conn, channel.as_str(), name, value)
+                .await
+                .map_err(unavailable)
+        })
+    }
+
+    fn tell_agent<'a>(
+        &'a self,
+        interaction_id: &'a str,
+        event: serde_json::Value,
+    ) -> BoxFuture<'a, ()> {
+        self.router.tell_holder(interaction_id, event);
+        Box::pin(async {})
     }
 
     fn unanswered_assignments<'a>(

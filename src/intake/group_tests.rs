@@ -23,6 +23,7 @@ fn contact(key: &str, email: &str, subject: &str) -> NewInteraction {
         topic: None,
         subject: Some(subject.into()),
         body: None,
+        preferred_agent: None,
     }
 }
 

@@ -264,6 +264,7 @@ mod tests {
             topic: Some(" Billing ".into()),
             subject: Some("  ".into()),
             body: Some(" Hello ".into()),
+            preferred_agent: None,
         }
     }
 
@@ -298,6 +299,7 @@ mod tests {
             (
                 NewInteraction {
                     body: Some("a\0b".into()),
+                    preferred_agent: None,
                     ..new("k")
                 },
                 "body",
@@ -317,6 +319,7 @@ mod tests {
         let b = normalise(new("k")).unwrap();
         let c = normalise(NewInteraction {
             body: Some("Other".into()),
+            preferred_agent: None,
             ..new("k")
         })
         .unwrap();

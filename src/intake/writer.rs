@@ -278,6 +278,7 @@ impl Writer {
                 agent_id: None,
                 disposition: None,
                 notes: None,
+                preferred_agent_id: job.new.preferred_agent.clone(),
             };
             events.extend(customer_events);
             let about = |kind, data| NewEvent {
@@ -353,6 +354,7 @@ pub fn waiting(i: &InteractionRow) -> Waiting {
         channel: ChannelKind::parse(&i.channel).unwrap_or(ChannelKind::Api),
         topic: i.topic.clone(),
         contact_key: i.idempotency_key.clone(),
+        preferred_agent: i.preferred_agent_id.clone(),
         enqueued_at: i.created_at,
     }
 }

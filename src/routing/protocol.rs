@@ -53,6 +53,17 @@ pub enum ClientMessage {
         #[serde(default)]
         notes: Option<String>,
     },
+    /// Answer the customer of an assigned interaction on its channel (an email reply).
+    Reply {
+        /// The interaction.
+        interaction_id: String,
+        /// The text of the reply.
+        body: String,
+        /// The desktop's own id for this reply: sending it again (after a reconnect) does
+        /// not send the reply twice.
+        #[serde(default)]
+        reply_id: Option<String>,
+    },
 }
 
 /// Where a reconnecting desktop left off.
@@ -101,13 +112,14 @@ pub fn decode(text: &str) -> Result<ClientMessage, DecodeError> {
         .get("type")
         .and_then(Value::as_str)
         .map(str::to_string);
-    const KNOWN: [&str; 6] = [
+    const KNOWN: [&str; 7] = [
         "login",
         "presence",
         "heartbeat",
         "accept",
         "decline",
         "complete",
+        "reply",
     ];
     match kind.as_deref() {
         None => {

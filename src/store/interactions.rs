@@ -44,15 +44,17 @@ pub struct InteractionRow {
     pub disposition: Option<String>,
     /// The agent's notes.
     pub notes: Option<String>,
+    /// The agent to offer it to first.
+    pub preferred_agent_id: Option<String>,
 }
 
 /// The columns written when an interaction is accepted.
 const INSERT_COLUMNS: &str =
     "id, channel, idempotency_key, request_hash, customer_id, tier, tier_source, tier_reason, \
-                              topic, subject, body, state, created_at, updated_at";
+                              topic, subject, body, state, created_at, updated_at, preferred_agent_id";
 /// Every column read.
 const COLUMNS: &str = "id, channel, idempotency_key, request_hash, customer_id, tier, tier_source, tier_reason, \
-                       topic, subject, body, state, created_at, updated_at, agent_id, disposition, notes";
+                       topic, subject, body, state, created_at, updated_at, agent_id, disposition, notes, preferred_agent_id";
 
 fn row_to_interaction(row: &AnyRow) -> Result<InteractionRow, sqlx::Error> {
     Ok(InteractionRow {
@@ -73,6 +75,7 @@ fn row_to_interaction(row: &AnyRow) -> Result<InteractionRow, sqlx::Error> {
         agent_id: row.try_get("agent_id")?,
         disposition: row.try_get("disposition")?,
         notes: row.try_get("notes")?,
+        preferred_agent_id: row.try_get("preferred_agent_id")?,
     })
 }
 
@@ -96,13 +99,14 @@ pub async fn insert_many(conn: &mut Conn, rows: &[InteractionRow]) -> Result<(),
                 Arg::from(i.state.as_str()),
                 Arg::from(i.created_at),
                 Arg::from(i.updated_at),
+                Arg::from(i.preferred_agent_id.clone()),
             ]
         })
         .collect();
     bulk::insert(
         conn,
         &format!("INSERT INTO interactions ({INSERT_COLUMNS})"),
-        14,
+        15,
         args,
         "",
     )
@@ -143,6 +147,26 @@ pub async fn by_key(
     .fetch_optional(&mut *conn)
     .await?;
     row.as_ref().map(row_to_interaction).transpose()
+}
+
+/// Puts an ended interaction back in the queue, to be offered first to `preferred`.
+/// False when it had not ended.
+pub async fn reopen(
+    conn: &mut Conn,
+    id: &str,
+    preferred: Option<&str>,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE interactions SET state = 'queued', agent_id = NULL, preferred_agent_id = $2, \
+         updated_at = $3 WHERE id = $1 AND state IN ('completed', 'abandoned')",
+    )
+    .bind(id)
+    .bind(preferred)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// One interaction by id.

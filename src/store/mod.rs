@@ -8,6 +8,7 @@
 pub mod agents;
 pub mod audit;
 pub mod bulk;
+pub mod channel;
 pub mod customers;
 pub mod history;
 pub mod interactions;
@@ -57,8 +58,8 @@ macro_rules! migrations {
         &[$(($version, $name, include_str!(concat!("../../migrations/", $dir, "/", $file)))),*]
     };
 }
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = migrations!("sqlite": 1 "core" "0001_core.sql", 2 "agents" "0002_agents.sql", 3 "routing" "0003_routing.sql", 4 "rule versions" "0004_rule_versions.sql", 5 "audit" "0005_audit.sql", 6 "roles" "0006_roles.sql", 7 "presence" "0007_presence.sql", 8 "channel events" "0008_channel_events.sql");
-const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = migrations!("postgres": 1 "core" "0001_core.sql", 2 "agents" "0002_agents.sql", 3 "routing" "0003_routing.sql", 4 "rule versions" "0004_rule_versions.sql", 5 "audit" "0005_audit.sql", 6 "roles" "0006_roles.sql", 7 "presence" "0007_presence.sql", 8 "channel events" "0008_channel_events.sql");
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = migrations!("sqlite": 1 "core" "0001_core.sql", 2 "agents" "0002_agents.sql", 3 "routing" "0003_routing.sql", 4 "rule versions" "0004_rule_versions.sql", 5 "audit" "0005_audit.sql", 6 "roles" "0006_roles.sql", 7 "presence" "0007_presence.sql", 8 "channel events" "0008_channel_events.sql", 9 "email" "0009_email.sql");
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = migrations!("postgres": 1 "core" "0001_core.sql", 2 "agents" "0002_agents.sql", 3 "routing" "0003_routing.sql", 4 "rule versions" "0004_rule_versions.sql", 5 "audit" "0005_audit.sql", 6 "roles" "0006_roles.sql", 7 "presence" "0007_presence.sql", 8 "channel events" "0008_channel_events.sql", 9 "email" "0009_email.sql");
 
 /// The migrations of one backend, built into the binary.
 #[derive(Debug)]

@@ -77,6 +77,7 @@ pub async fn test_settings(backend: &Backend, dir: &TempDir) -> Settings {
     s.storage.max_connections = 4;
     s.api.admin_token = TOKEN.into();
     s.api.max_body_bytes = 16 * 1024;
+    s.email.smtp_addr = "127.0.0.1:0".into();
     s
 }
 
@@ -88,6 +89,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// The database it runs on, for the command line.
     pub database_url: String,
+    /// Where its SMTP listener listens.
+    pub smtp: Option<std::net::SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     _dir: TempDir,
@@ -108,6 +111,7 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Settings)
         .await
         .expect("the server builds");
     let base = format!("http://{}", app.local_addr());
+    let smtp = app.smtp_addr();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(app.run_until_stopped(async move {
         let _ = stopped.await;
@@ -116,6 +120,7 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Settings)
         base,
         client: reqwest::Client::new(),
         database_url,
+        smtp,
         stop: Some(stop),
         task: Some(task),
         _dir: dir,
@@ -229,6 +234,7 @@ pub fn start_process_with(
         .env("SWITCHBOARD__STORAGE__DATA_DIR", data_dir)
         .env("SWITCHBOARD__STORAGE__DATABASE_URL", database_url)
         .env("SWITCHBOARD__API__ADMIN_TOKEN", TOKEN)
+        .env("SWITCHBOARD__EMAIL__SMTP_ADDR", "127.0.0.1:0")
         .env("SWITCHBOARD__LOG__LEVEL", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

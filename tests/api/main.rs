@@ -8,6 +8,7 @@ mod agents;
 mod audit;
 mod customers;
 mod durability;
+mod email;
 mod import;
 mod interactions;
 mod openapi;

@@ -116,8 +116,91 @@ pub struct Due {
     pub attempts: u32,
 }
 
+/// A contact found by one of its keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contact {
+    /// The key it was submitted under.
+    pub contact_key: String,
+    /// Its interaction.
+    pub interaction_id: String,
+    /// The interaction's state (`queued`, `offered`, `assigned`, `completed`, `abandoned`).
+    pub state: String,
+    /// The agent holding it, or who held it last.
+    pub agent_id: Option<String>,
+}
+
+/// A file that came with a contact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    /// Its file name.
+    pub name: String,
+    /// Its MIME type.
+    pub content_type: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its content; `None` when it was over the size limit (listed, not kept).
+    pub data: Option<Vec<u8>>,
+}
+
 /// The core's side for channels that follow their contacts' lives.
 pub trait Core: Intake {
+    /// The contact a key names: the key it was submitted under, or the event key of any
+    /// event recorded for it. The first of `keys` found wins.
+    fn find_contact<'a>(
+        &'a self,
+        channel: ChannelKind,
+        keys: &'a [String],
+    ) -> BoxFuture<'a, Result<Option<Contact>, IntakeError>>;
+
+    /// Puts an ended interaction back in the queue (the customer wrote again), offered
+    /// first to `preferred_agent`. False when it had not ended.
+    fn reopen<'a>(
+        &'a self,
+        interaction_id: &'a str,
+        preferred_agent: Option<&'a str>,
+        reason: &'a str,
+    ) -> BoxFuture<'a, Result<bool, IntakeError>>;
+
+    /// Stores files that came with a contact; answers their ids, in order. Their ids are
+    /// `id_prefix` and their position: storing the same files again stores nothing.
+    fn attach<'a>(
+        &'a self,
+        interaction_id: &'a str,
+        id_prefix: &'a str,
+        files: Vec<Attachment>,
+    ) -> BoxFuture<'a, Result<Vec<String>, IntakeError>>;
+
+    /// The data of every event of `kind` recorded for a contact, oldest first.
+    fn events_of<'a>(
+        &'a self,
+        channel: ChannelKind,
+        contact_key: &'a str,
+        kind: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<serde_json::Value>, IntakeError>>;
+
+    /// A channel's saved position in an external source (an IMAP mailbox's last UID).
+    fn cursor<'a>(
+        &'a self,
+        channel: ChannelKind,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, IntakeError>>;
+
+    /// Saves a channel's position in an external source.
+    fn set_cursor<'a>(
+        &'a self,
+        channel: ChannelKind,
+        name: &'a str,
+        value: &'a str,
+    ) -> BoxFuture<'a, Result<(), IntakeError>>;
+
+    /// Tells the agent holding an interaction something about it (a reply delivered or
+    /// not), as a numbered event on the agent's desktop.
+    fn tell_agent<'a>(
+        &'a self,
+        interaction_id: &'a str,
+        event: serde_json::Value,
+    ) -> BoxFuture<'a, ()>;
+
     /// Records `event` in its contact's history, once per event key.
     fn record(&self, event: ChannelEvent) -> BoxFuture<'_, Result<Recorded, IntakeError>>;
 

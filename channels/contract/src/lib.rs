@@ -19,7 +19,9 @@
 
 mod core;
 
-pub use crate::core::{Assignment, ChannelEvent, Command, Core, Due, Ending, Position, Recorded};
+pub use crate::core::{
+    Assignment, Attachment, ChannelEvent, Command, Contact, Core, Due, Ending, Position, Recorded,
+};
 
 use std::fmt;
 use std::future::Future;
@@ -120,6 +122,10 @@ pub struct NewInteraction {
     pub subject: Option<String>,
     /// The contact's content (a mail's text, a chat's first message), when it has one.
     pub body: Option<String>,
+    /// The agent to offer it to first (before the rest of its rings), when the contact
+    /// continues one that agent handled (a reply to a closed email thread).
+    #[serde(default)]
+    pub preferred_agent: Option<String>,
 }
 
 /// What the core answers when it has committed an interaction.
@@ -254,6 +260,7 @@ mod tests {
             topic: None,
             subject: Some("Hello".into()),
             body: None,
+            preferred_agent: None,
         };
         let sent = new.clone();
         let adapter = tokio::spawn(async move { ctx.intake.submit(sent).await });
@@ -281,6 +288,7 @@ mod tests {
                     topic: None,
                     subject: None,
                     body: None,
+                    preferred_agent: None,
                 })
                 .await
         });

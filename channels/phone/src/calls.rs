@@ -241,6 +241,7 @@ impl Phone {
                 topic: r.topic.clone(),
                 subject: Some("Inbound call".into()),
                 body: None,
+                preferred_agent: None,
             })
             .await
             .map_err(|e| core_error(e, r.from_field))?;
@@ -444,6 +445,7 @@ impl Phone {
                         topic: r.topic,
                         subject: Some("Inbound call".into()),
                         body: None,
+                        preferred_agent: None,
                     })
                     .await
                     .map_err(|e| core_error(e, r.from_field))?;

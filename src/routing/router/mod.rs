@@ -46,6 +46,8 @@ use session::{agent_json, interaction_json, view, Session};
 
 /// Events kept per agent for a reconnecting desktop.
 const RESUME_LOG: usize = 1000;
+/// The longest reply an agent may send, in bytes.
+const MAX_REPLY_BYTES: usize = 256 * 1024;
 /// History events sent with an offer.
 const OFFER_HISTORY: i64 = 10;
 
@@ -113,6 +115,10 @@ enum Command {
     Position {
         interaction_id: String,
         reply: oneshot::Sender<Option<Position>>,
+    },
+    Tell {
+        interaction_id: String,
+        event: Value,
     },
 }
 
@@ -254,6 +260,15 @@ impl RouterHandle {
             })
             .ok()?;
         answer.await.ok().flatten()
+    }
+
+    /// Tells the agent holding an interaction `event` (a numbered event on its desktop,
+    /// kept for a resume); nobody is told when nobody holds it.
+    pub fn tell_holder(&self, interaction_id: &str, event: Value) {
+        let _ = self.tx.send(Command::Tell {
+            interaction_id: interaction_id.into(),
+            event,
+        });
     }
 
     /// Every assignment from now on, announced once committed.
@@ -398,6 +413,12 @@ enum Pending {
         disposition: String,
         notes: Option<String>,
     },
+    /// A command for a channel's external system (an email reply to send).
+    Command {
+        id: String,
+        channel: ChannelKind,
+        payload: Value,
+    },
 }
 
 /// Assignments an adapter may fall behind by before it misses some.
@@ -502,7 +523,12 @@ impl Router {
             let item = Item {
                 w: WaitingInteraction {
                     id: w.interaction_id.clone(),
-                    owner: owners.get(&w.customer_id).cloned().flatten(),
+                    // The agent who handled the thread it continues goes first, in the
+                    // owner's place; otherwise the customer's account manager.
+                    owner: w
+                        .preferred_agent
+                        .clone()
+                        .or_else(|| owners.get(&w.customer_id).cloned().flatten()),
                     tier: w.tier,
                     channel: w.channel,
                     topic: w.topic,
@@ -622,6 +648,19 @@ impl Router {
                 let done = self.set_away(&agent_id, reason, now_ms()).await;
                 self.flush().await;
                 let _ = reply.send(done);
+            }
+            Command::Tell {
+                interaction_id,
+                mut event,
+            } => {
+                if let Some(s) = self
+                    .agents
+                    .values_mut()
+                    .find(|s| s.held.contains_key(&interaction_id))
+                {
+                    event["interaction_id"] = json!(interaction_id);
+                    s.emit(event);
+                }
             }
             Command::Position {
                 interaction_id,
@@ -759,6 +798,23 @@ impl Router {
                 } => {
                     interactions::complete(&mut tx, id, agent, disposition, notes.as_deref(), now)
                         .await?
+                }
+                Pending::Command {
+                    id,
+                    channel,
+                    payload,
+                } => {
+                    // Stored once: a reply sent again under the same id is not repeated.
+                    crate::store::outbox::put(
+                        &mut tx,
+                        id,
+                        channel.as_str(),
+                        &payload.to_string(),
+                        false,
+                        now,
+                    )
+                    .await?;
+                    true
                 }
             };
             if !moved {

@@ -134,6 +134,74 @@ impl Router {
         }
     }
 
+    /// An agent answers the customer of an interaction it holds: the reply is stored in
+    /// the outbox with this turn's writes, and the channel sends it (and tells the agent
+    /// how that went).
+    pub(super) async fn reply(
+        &mut self,
+        agent_id: &str,
+        interaction_id: &str,
+        body: String,
+        reply_id: Option<String>,
+    ) {
+        let Some(s) = self.agents.get(agent_id) else {
+            return;
+        };
+        match s.held.get(interaction_id) {
+            None => return s.error("not_yours", "you do not hold that interaction"),
+            Some(ChannelKind::Email) => {}
+            Some(other) => {
+                return s.error(
+                    "bad_field",
+                    &format!("interaction_id: a {other} interaction is answered on its own channel, not by reply"),
+                )
+            }
+        }
+        let body = body.replace('\0', "");
+        if body.trim().is_empty() || body.len() > MAX_REPLY_BYTES {
+            return s.error(
+                "bad_field",
+                &format!("body: write the reply, at most {MAX_REPLY_BYTES} bytes"),
+            );
+        }
+        let reply_id = reply_id
+            .map(|r| {
+                r.chars()
+                    .filter(|c| !c.is_control())
+                    .take(64)
+                    .collect::<String>()
+            })
+            .filter(|r| !r.is_empty())
+            .unwrap_or_else(new_id);
+        let row = async {
+            let mut conn = self.store.pool().acquire().await?;
+            interactions::get(&mut conn, interaction_id).await
+        }
+        .await;
+        let Some(s) = self.agents.get_mut(agent_id) else {
+            return;
+        };
+        let row = match row {
+            Ok(Some(row)) => row,
+            Ok(None) => return s.error("not_yours", "that interaction is no longer yours"),
+            Err(_) => {
+                return s.error(
+                    "unavailable",
+                    "the store could not take the reply; send it again",
+                )
+            }
+        };
+        self.pending.push(Pending::Command {
+            id: format!("reply:{agent_id}:{reply_id}"),
+            channel: ChannelKind::Email,
+            payload: json!({
+                "interaction_id": interaction_id, "contact_key": row.idempotency_key,
+                "agent_id": agent_id, "reply_id": reply_id, "body": body,
+            }),
+        });
+        s.emit(json!({ "type": "reply_queued", "interaction_id": interaction_id, "reply_id": reply_id }));
+    }
+
     /// The contact ended on the customer's side: abandoned if it was waiting (its offer
     /// withdrawn), or told to the agent who holds it.
     pub(super) async fn end(

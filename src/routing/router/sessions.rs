@@ -169,6 +169,11 @@ impl Router {
                 self.complete(agent_id, &interaction_id, &disposition, notes, now)
                     .await
             }
+            ClientMessage::Reply {
+                interaction_id,
+                body,
+                reply_id,
+            } => self.reply(agent_id, &interaction_id, body, reply_id).await,
         }
     }
 
