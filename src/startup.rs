@@ -163,6 +163,13 @@ impl Application {
             ));
             Some(bound)
         };
+        for mailbox in &settings.email.imap {
+            tokio::spawn(switchboard_email::imap::run(
+                email.clone(),
+                mailbox.clone(),
+                channels_stop.clone(),
+            ));
+        }
         tokio::spawn(switchboard_email::outbound::run(
             email,
             router_stop.clone().cancelled_owned(),

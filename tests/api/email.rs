@@ -428,6 +428,53 @@ async fn noise_is_recorded_and_never_routed(backend: Backend) {
     app.stop().await;
 }
 
+async fn a_reply_the_relay_cannot_take_is_reported_to_the_agent(backend: Backend) {
+    // Nothing listens on the relay's port: every attempt fails, and is retried.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (app, _dir) = app(backend, closed, |s| s.email.send_max_attempts = 2).await;
+    let (_, token) = create_agent(&app, json!({ "name": "Ann" })).await;
+    let mut ann = Desktop::available(&app.base, &token).await;
+    mailer(&app)
+        .send(
+            Message::builder()
+                .from("fay@example.com".parse().unwrap())
+                .to("support@shop.test".parse().unwrap())
+                .subject("Hello")
+                .body("Hi".to_string())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let interaction = ann.take_offer().await;
+    ann.send(json!({ "type": "reply", "interaction_id": interaction, "body": "Hello Fay" }))
+        .await;
+    ann.expect("reply_queued").await;
+    let failed = ann.expect("reply_failed").await;
+    assert_eq!(
+        (failed["retrying"].as_bool(), failed["attempts"].as_u64()),
+        (Some(true), Some(1)),
+        "{failed}"
+    );
+    let last = ann.expect("reply_failed").await;
+    assert_eq!(
+        (last["retrying"].as_bool(), last["attempts"].as_u64()),
+        (Some(false), Some(2)),
+        "{last}"
+    );
+    // A reply may only answer an email the agent holds.
+    ann.send(json!({ "type": "reply", "interaction_id": "someone-elses", "body": "x" }))
+        .await;
+    assert_eq!(ann.expect("error").await["code"], "not_yours");
+    ann.send(json!({ "type": "reply", "interaction_id": interaction, "body": "  " }))
+        .await;
+    assert_eq!(ann.expect("error").await["code"], "bad_field");
+    app.stop().await;
+}
+
 /// One raw SMTP session: sends each line (all at once when `pipelined`), answers the
 /// server's replies in order.
 async fn dialogue(app: &TestApp, lines: &[&str]) -> Vec<String> {
@@ -631,4 +678,5 @@ both_backends!(
     an_agent_answers_and_the_conversation_threads_both_ways,
     noise_is_recorded_and_never_routed,
     the_smtp_dialogue_refuses_what_it_must,
+    a_reply_the_relay_cannot_take_is_reported_to_the_agent,
 );

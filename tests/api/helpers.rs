@@ -93,7 +93,7 @@ pub struct TestApp {
     pub smtp: Option<std::net::SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
-    _dir: TempDir,
+    _dir: Option<TempDir>,
 }
 
 /// Starts a server on `backend` with the test defaults.
@@ -106,6 +106,14 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Settings)
     let dir = tempfile::tempdir().expect("temp dir");
     let mut settings = test_settings(&backend, &dir).await;
     adjust(&mut settings);
+    let mut app = spawn_settings(settings).await;
+    app._dir = Some(dir);
+    app
+}
+
+/// Starts a server with exactly these settings (its data directory is the caller's to
+/// keep: a test restarting the server on the same data starts it again with them).
+pub async fn spawn_settings(settings: Settings) -> TestApp {
     let database_url = settings.database_url();
     let app = Application::build(settings)
         .await
@@ -123,7 +131,7 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Settings)
         smtp,
         stop: Some(stop),
         task: Some(task),
-        _dir: dir,
+        _dir: None,
     }
 }
 

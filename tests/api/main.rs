@@ -9,6 +9,7 @@ mod audit;
 mod customers;
 mod durability;
 mod email;
+mod imap;
 mod import;
 mod interactions;
 mod openapi;

@@ -12,6 +12,7 @@
 //!
 //! The adapter reaches the core only through [`switchboard_contract::Core`].
 
+pub mod imap;
 pub mod inbound;
 pub mod outbound;
 pub mod parse;
@@ -58,6 +59,9 @@ pub struct EmailSettings {
     pub from_address: String,
     /// Attempts at sending a reply before giving up.
     pub send_max_attempts: u32,
+    /// Mailboxes polled over IMAP.
+    #[serde(default)]
+    pub imap: Vec<imap::ImapMailbox>,
 }
 
 /// The running channel.
