@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use serde_json::json;
 use switchboard_contract::{
-    Accepted, Assignment, Attachment, BoxFuture, ChannelEvent, ChannelKind, Command, Contact, Core,
-    Due, Ending, Intake, IntakeError, NewInteraction, Position, Recorded,
+    Accepted, Assignment, BoxFuture, ChannelEvent, ChannelKind, Command, Contact, Core, Due,
+    Ending, Intake, IntakeError, NewInteraction, Position, Recorded,
 };
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -98,6 +98,21 @@ async fn commit_events(store: &Store, group: &[EventJob]) -> Result<Vec<Recorded
             (false, _) => Recorded::Duplicate,
             (true, None) => Recorded::UnknownContact,
             (true, Some(row)) => {
+                if !event.files.is_empty() {
+                    let files: Vec<(String, String, i64, Option<Vec<u8>>)> = event
+                        .files
+                        .iter()
+                        .map(|f| {
+                            (
+                                f.name.clone(),
+                                f.content_type.clone(),
+                                f.size as i64,
+                                f.data.clone(),
+                            )
+                        })
+                        .collect();
+                    store::channel::attach(&mut tx, &row.id, &event.event_key, &files, now).await?;
+                }
                 history::append_one(
                     &mut tx,
                     &row.customer_id,
@@ -256,26 +271,6 @@ impl Core for CoreService {
             // Committed, it waits again: the router takes it from the queue.
             self.queue.push_all([crate::intake::waiting(&row)]);
             Ok(true)
-        })
-    }
-
-    fn attach<'a>(
-        &'a self,
-        interaction_id: &'a str,
-        id_prefix: &'a str,
-        files: Vec<Attachment>,
-    ) -> BoxFuture<'a, Result<Vec<String>, IntakeError>> {
-        Box::pin(async move {
-            let files: Vec<(String, String, i64, Option<Vec<u8>>)> = files
-                .into_iter()
-                .map(|f| (f.name, f.content_type, f.size as i64, f.data))
-                .collect();
-            let mut tx = self.store.begin_write().await.map_err(unavailable)?;
-            let ids = store::channel::attach(&mut tx, interaction_id, id_prefix, &files, now_ms())
-                .await
-                .map_err(unavailable)?;
-            tx.commit().await.map_err(unavailable)?;
-            Ok(ids)
         })
     }
 

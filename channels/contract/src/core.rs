@@ -24,6 +24,10 @@ pub struct ChannelEvent {
     pub kind: String,
     /// Its details (never logged).
     pub data: serde_json::Value,
+    /// Files that came with it, stored with its interaction in the same commit (each
+    /// once: their ids derive from the interaction and the event key).
+    #[serde(skip)]
+    pub files: Vec<Attachment>,
 }
 
 /// What recording an event came to.
@@ -160,15 +164,6 @@ pub trait Core: Intake {
         preferred_agent: Option<&'a str>,
         reason: &'a str,
     ) -> BoxFuture<'a, Result<bool, IntakeError>>;
-
-    /// Stores files that came with a contact; answers their ids, in order. Their ids are
-    /// `id_prefix` and their position: storing the same files again stores nothing.
-    fn attach<'a>(
-        &'a self,
-        interaction_id: &'a str,
-        id_prefix: &'a str,
-        files: Vec<Attachment>,
-    ) -> BoxFuture<'a, Result<Vec<String>, IntakeError>>;
 
     /// The data of every event of `kind` recorded for a contact, oldest first.
     fn events_of<'a>(

@@ -141,8 +141,6 @@ impl Email {
             }
             Some(t) => {
                 let data = self.received(&mail, &recipients);
-                let ids = self.keep_files(&t.interaction_id, &mail).await?;
-                let data = with_files(data, &mail, ids);
                 match self.on(&t.contact_key, &mail, RECEIVED, data).await? {
                     Recorded::Duplicate => Ok(Outcome::Duplicate),
                     _ => {
@@ -193,8 +191,6 @@ impl Email {
         }
         // Reopen: the message is recorded first (once), then the interaction waits again.
         let data = self.received(mail, recipients);
-        let ids = self.keep_files(&t.interaction_id, mail).await?;
-        let data = with_files(data, mail, ids);
         let recorded = self.on(&t.contact_key, mail, RECEIVED, data).await?;
         let reopened = self
             .core
@@ -254,8 +250,7 @@ impl Email {
             }
             Err(e) => return Err(e.into()),
         };
-        let ids = self.keep_files(&accepted.interaction_id, mail).await?;
-        let mut data = with_files(self.received(mail, recipients), mail, ids);
+        let mut data = self.received(mail, recipients);
         if let Some(f) = follows {
             data["follows"] = json!(f);
         }
@@ -275,33 +270,13 @@ impl Email {
             "message_id": mail.message_id, "from": mail.from, "from_name": mail.from_name,
             "to": recipients, "subject": mail.subject, "text": truncate(&mail.text, 1 << 20),
             "html": mail.html, "answers": mail.answers,
+            "attachments": mail.files.iter().map(|f| json!({ "name": f.name, "content_type": f.content_type, "size": f.data.len() })).collect::<Vec<_>>(),
         })
     }
 
-    /// Stores a message's files with an interaction (each once: their ids derive from the
-    /// message), those over the size limit listed without their content.
-    async fn keep_files(&self, interaction_id: &str, mail: &Mail) -> Result<Vec<String>, Refused> {
-        if mail.files.is_empty() {
-            return Ok(Vec::new());
-        }
-        let max = self.settings.max_attachment_bytes;
-        let files = mail
-            .files
-            .iter()
-            .map(|f| Attachment {
-                name: truncate(&f.name, 255),
-                content_type: truncate(&f.content_type, 127),
-                size: f.data.len() as u64,
-                data: (f.data.len() <= max).then(|| f.data.clone()),
-            })
-            .collect();
-        Ok(self
-            .core
-            .attach(interaction_id, &format!("{}:", mail.key), files)
-            .await?)
-    }
-
-    /// Records an event of a message on a conversation, once per message.
+    /// Records an event of a message on a conversation, once per message, with the
+    /// message's files (those over the size limit listed without their content) when it
+    /// is a customer's message.
     async fn on(
         &self,
         contact: &str,
@@ -309,6 +284,20 @@ impl Email {
         kind: &str,
         data: serde_json::Value,
     ) -> Result<Recorded, Refused> {
+        let max = self.settings.max_attachment_bytes;
+        let files = if kind == RECEIVED {
+            mail.files
+                .iter()
+                .map(|f| Attachment {
+                    name: truncate(&f.name, 255),
+                    content_type: truncate(&f.content_type, 127),
+                    size: f.data.len() as u64,
+                    data: (f.data.len() <= max).then(|| f.data.clone()),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         Ok(self
             .core
             .record(ChannelEvent {
@@ -317,6 +306,7 @@ impl Email {
                 event_key: message_key(&mail.key),
                 kind: kind.into(),
                 data,
+                files,
             })
             .await?)
     }
@@ -336,6 +326,7 @@ impl Email {
                 event_key: key.to_string(),
                 kind: kind.into(),
                 data,
+                files: Vec::new(),
             })
             .await?;
         Ok(match r {
@@ -343,16 +334,6 @@ impl Email {
             _ => Outcome::Recorded(kind.into()),
         })
     }
-}
-
-fn with_files(mut data: serde_json::Value, mail: &Mail, ids: Vec<String>) -> serde_json::Value {
-    data["attachments"] = mail
-        .files
-        .iter()
-        .zip(ids.iter().map(Some).chain(std::iter::repeat(None)))
-        .map(|(f, id)| json!({ "id": id, "name": f.name, "content_type": f.content_type, "size": f.data.len() }))
-        .collect();
-    data
 }
 
 /// At most `max` bytes of `s`, cut at a character boundary.

@@ -253,6 +253,7 @@ impl Email {
                     event_key,
                     kind: kind.into(),
                     data,
+                    files: Vec::new(),
                 })
                 .await
                 .map_err(core_err)?;

@@ -347,6 +347,7 @@ impl Phone {
                 contact_key: key,
                 kind: kind.into(),
                 data,
+                files: Vec::new(),
             })
             .await
             .map_err(|e| core_error(e, "from"))
