@@ -336,6 +336,12 @@ impl Settings {
         if !(relay.is_empty() || relay.starts_with("smtp://") || relay.starts_with("smtps://")) {
             problems.push("email.relay_url: must start with smtp:// or smtps://".into());
         }
+        if email.tls_cert_file.is_empty() != email.tls_key_file.is_empty() {
+            problems.push(
+                "email.tls_cert_file, email.tls_key_file: give both for STARTTLS, or neither"
+                    .into(),
+            );
+        }
         if email.send_max_attempts == 0 {
             problems.push("email.send_max_attempts: must be at least 1".into());
         }

@@ -143,7 +143,9 @@ impl Application {
         let phone = switchboard_phone::Phone::new(settings.phone.clone(), core.clone());
         // The email channel: the SMTP listener, bound now so a taken port stops the start.
         let channels_stop = CancellationToken::new();
-        let email = switchboard_email::Email::new(settings.email.clone(), core);
+        let email = switchboard_email::Email::new(settings.email.clone(), core)
+            .map_err(|e| anyhow::anyhow!(e))
+            .context("Starting the email channel")?;
         let smtp_addr = if settings.email.smtp_addr.is_empty() {
             None
         } else {

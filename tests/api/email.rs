@@ -623,6 +623,66 @@ async fn the_smtp_dialogue_refuses_what_it_must(backend: Backend) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starttls_is_offered_and_used_when_a_certificate_is_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .args(["-addext", "subjectAltName=DNS:localhost", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl makes a test certificate (.ci/run installs it)");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let (app, _rules) = app(Backend::Sqlite, 1, |s| {
+        s.email.tls_cert_file = cert.display().to_string();
+        s.email.tls_key_file = key.display().to_string();
+    })
+    .await;
+    let r = dialogue(&app, &["EHLO c", "STARTTLS now", "QUIT"]).await;
+    assert!(r[1].contains("250-STARTTLS"), "{r:?}");
+    assert_eq!(codes(&r), ["220", "250", "501", "221"]);
+
+    // A client that insists on TLS delivers over it.
+    let tls = lettre::transport::smtp::client::TlsParameters::builder("localhost".into())
+        .dangerous_accept_invalid_certs(true)
+        .build_rustls()
+        .unwrap();
+    let secure = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1")
+        .port(app.smtp.unwrap().port())
+        .tls(lettre::transport::smtp::client::Tls::Required(tls))
+        .build();
+    secure
+        .send(
+            Message::builder()
+                .from("tls@example.com".parse().unwrap())
+                .to("support@shop.test".parse().unwrap())
+                .subject("Private")
+                .body("Over TLS".to_string())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(interactions_of(&app, "tls@example.com").await.len(), 1);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn swaks_delivers_a_message_with_an_attachment() {
     let found = std::process::Command::new("swaks")
         .arg("--version")

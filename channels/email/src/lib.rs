@@ -45,6 +45,10 @@ pub struct EmailSettings {
     pub max_headers: usize,
     /// Seconds an SMTP session may stay silent.
     pub session_timeout_secs: u64,
+    /// The listener's certificate chain (PEM) for STARTTLS; empty offers none.
+    pub tls_cert_file: String,
+    /// Its private key (PEM).
+    pub tls_key_file: String,
     /// A reply to a closed conversation: `reopen` it, or start a `new` one linked to it.
     /// Either way it goes to the agent who handled it first.
     pub reply_to_closed: String,
@@ -69,11 +73,43 @@ pub struct Email {
     settings: EmailSettings,
     core: Arc<dyn Core>,
     limits: parse::Limits,
+    /// STARTTLS, when a certificate is configured.
+    tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+/// The listener's TLS from its PEM files.
+fn acceptor(cert: &str, key: &str) -> Result<tokio_rustls::TlsAcceptor, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| format!("email.tls_cert_file: {e}"))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("email.tls_cert_file: {e}"))?;
+    if chain.is_empty() {
+        return Err("email.tls_cert_file: no certificate in it".into());
+    }
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("email.tls_key_file: {e}"))?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .map_err(|e| format!("email.tls_cert_file and tls_key_file: {e}"))?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 impl Email {
-    /// The channel over `core`.
-    pub fn new(settings: EmailSettings, core: Arc<dyn Core>) -> Arc<Email> {
+    /// The channel over `core`; fails when its TLS files cannot be used.
+    pub fn new(settings: EmailSettings, core: Arc<dyn Core>) -> Result<Arc<Email>, String> {
+        let tls = match (
+            settings.tls_cert_file.as_str(),
+            settings.tls_key_file.as_str(),
+        ) {
+            ("", "") => None,
+            (cert, key) => Some(acceptor(cert, key)?),
+        };
         let mut own_addresses = settings.addresses.clone();
         if !settings.from_address.is_empty() {
             own_addresses.push(settings.from_address.clone());
@@ -83,11 +119,12 @@ impl Email {
             hostname: settings.hostname.clone(),
             own_addresses,
         };
-        Arc::new(Email {
+        Ok(Arc::new(Email {
             settings,
             core,
             limits,
-        })
+            tls,
+        }))
     }
 
     /// Whether mail for `address` is accepted here.

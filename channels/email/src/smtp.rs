@@ -1,5 +1,6 @@
 //! The SMTP listener (RFC 5321): EHLO/HELO, MAIL, RCPT, DATA, RSET, NOOP, VRFY, HELP,
-//! QUIT, with SIZE, PIPELINING, 8BITMIME and ENHANCEDSTATUSCODES advertised. A message
+//! QUIT, with SIZE, PIPELINING, 8BITMIME and ENHANCEDSTATUSCODES advertised, and
+//! STARTTLS (RFC 3207) when a certificate is configured. A message
 //! is answered `250` only after [`Email::take`] has committed it; `451` when the store
 //! cannot take it now (the sender retries); `552` for a message over the size limit —
 //! refused on `MAIL … SIZE=` when declared, else at the end of `DATA`, before any of it
@@ -9,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{
-    AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader,
+    AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader,
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -39,8 +40,7 @@ pub async fn serve(email: Arc<Email>, listener: TcpListener, shutdown: Cancellat
         let _ = stream.set_nodelay(true);
         let (email, shutdown) = (email.clone(), shutdown.clone());
         tokio::spawn(async move {
-            let (read, write) = stream.into_split();
-            session(&email, BufReader::new(read), write, shutdown).await;
+            session(&email, Box::new(stream), shutdown, false).await;
         });
     }
 }
@@ -127,8 +127,59 @@ async fn reply<W: AsyncWrite + Unpin>(w: &mut W, text: &str) -> std::io::Result<
     w.flush().await
 }
 
-/// One SMTP session.
-pub async fn session<R, W>(email: &Email, mut r: R, mut w: W, shutdown: CancellationToken)
+/// A connection, plain or TLS.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// One SMTP session; `secured` after STARTTLS (the dialogue starts over, without a
+/// greeting, as RFC 3207 says).
+pub fn session<'a>(
+    email: &'a Email,
+    stream: Box<dyn Io>,
+    shutdown: CancellationToken,
+    secured: bool,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
+    Box::pin(async move {
+        let (read, mut w) = tokio::io::split(stream);
+        let mut r = BufReader::new(read);
+        let host = email.settings.hostname.clone();
+        if !secured {
+            if reply(&mut w, &format!("220 {host} ESMTP Switchboard ready"))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            metrics::counter!("switchboard_smtp_sessions_total").increment(1);
+        }
+        if let Some(tls) = dialogue(email, &mut r, &mut w, &shutdown, secured).await {
+            // STARTTLS: nothing may follow it unencrypted.
+            if !r.buffer().is_empty() {
+                let _ = reply(
+                    &mut w,
+                    "503 5.5.1 nothing may follow STARTTLS before the handshake",
+                )
+                .await;
+                return;
+            }
+            let stream = r.into_inner().unsplit(w);
+            match tokio::time::timeout(Duration::from_secs(30), tls.accept(stream)).await {
+                Ok(Ok(secure)) => session(email, Box::new(secure), shutdown, true).await,
+                _ => tracing::debug!("A STARTTLS handshake failed"),
+            }
+        }
+    })
+}
+
+/// The dialogue until QUIT, a closed connection, or STARTTLS (answered with the
+/// acceptor to hand the connection to).
+async fn dialogue<R, W>(
+    email: &Email,
+    mut r: &mut R,
+    mut w: &mut W,
+    shutdown: &CancellationToken,
+    secured: bool,
+) -> Option<tokio_rustls::TlsAcceptor>
 where
     R: AsyncBufRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -136,37 +187,31 @@ where
     let host = email.settings.hostname.clone();
     let max = email.settings.max_message_bytes;
     let timeout = Duration::from_secs(email.settings.session_timeout_secs.max(1));
-    if reply(&mut w, &format!("220 {host} ESMTP Switchboard ready"))
-        .await
-        .is_err()
-    {
-        return;
-    }
-    metrics::counter!("switchboard_smtp_sessions_total").increment(1);
+    let offer_tls = !secured && email.tls.is_some();
     let mut env = Envelope::default();
     let mut errors = 0u32;
     loop {
         let line = tokio::select! {
             () = shutdown.cancelled() => {
                 let _ = reply(&mut w, "421 4.3.2 shutting down; try again shortly").await;
-                return;
+                return None;
             }
             l = tokio::time::timeout(timeout, read_line(&mut r, MAX_COMMAND)) => l,
         };
         let line = match line {
             Err(_) => {
                 let _ = reply(&mut w, "421 4.4.2 idle too long; closing").await;
-                return;
+                return None;
             }
-            Ok(Err(_)) | Ok(Ok(Line::Closed)) => return,
+            Ok(Err(_)) | Ok(Ok(Line::Closed)) => return None,
             Ok(Ok(Line::TooLong)) => {
                 errors += 1;
                 if reply(&mut w, "500 5.5.2 line too long").await.is_err() {
-                    return;
+                    return None;
                 }
                 if errors >= MAX_ERRORS {
                     let _ = reply(&mut w, "421 4.7.0 too many errors; closing").await;
-                    return;
+                    return None;
                 }
                 continue;
             }
@@ -184,7 +229,7 @@ where
                     greeted: true,
                     ..Envelope::default()
                 };
-                format!("250-{host} greets {arg}\r\n250-SIZE {max}\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 ENHANCEDSTATUSCODES")
+                format!("250-{host} greets {arg}\r\n250-SIZE {max}\r\n250-PIPELINING\r\n250-8BITMIME\r\n{}250 ENHANCEDSTATUSCODES", if offer_tls { "250-STARTTLS\r\n" } else { "" })
             }
             "HELO" => {
                 env = Envelope {
@@ -227,11 +272,11 @@ where
                     .await
                     .is_err()
                 {
-                    return;
+                    return None;
                 }
                 let body = match tokio::time::timeout(timeout, read_data(&mut r, max)).await {
-                    Err(_) | Ok(Err(_)) => return,
-                    Ok(Ok(None)) => return,
+                    Err(_) | Ok(Err(_)) => return None,
+                    Ok(Ok(None)) => return None,
                     Ok(Ok(Some(b))) => b,
                 };
                 let from = env.from.take();
@@ -277,20 +322,30 @@ where
             "HELP" => "214 2.0.0 EHLO HELO MAIL RCPT DATA RSET NOOP VRFY QUIT".into(),
             "QUIT" => {
                 let _ = reply(&mut w, "221 2.0.0 bye").await;
-                return;
+                return None;
             }
-            "STARTTLS" => "502 5.5.1 TLS is not configured here".into(),
+            "STARTTLS" if !arg.is_empty() => "501 5.5.4 STARTTLS takes nothing after it".into(),
+            "STARTTLS" if secured => "503 5.5.1 TLS is already on".into(),
+            "STARTTLS" => match &email.tls {
+                None => "502 5.5.1 TLS is not configured here".into(),
+                Some(tls) => {
+                    if reply(&mut w, "220 2.0.0 ready to start TLS").await.is_err() {
+                        return None;
+                    }
+                    return Some(tls.clone());
+                }
+            },
             _ => "500 5.5.1 unknown command".into(),
         };
         if answer.starts_with('5') {
             errors += 1;
         }
         if reply(&mut w, &answer).await.is_err() {
-            return;
+            return None;
         }
         if errors >= MAX_ERRORS {
             let _ = reply(&mut w, "421 4.7.0 too many errors; closing").await;
-            return;
+            return None;
         }
     }
 }
