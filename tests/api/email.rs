@@ -367,6 +367,42 @@ async fn an_agent_answers_and_the_conversation_threads_both_ways(backend: Backen
     app.stop().await;
 }
 
+async fn a_reply_to_a_closed_conversation_can_start_a_linked_one(backend: Backend) {
+    let (relay, _sink) = smtp_sink().await;
+    let (app, _dir) = app(backend, relay, |s| s.email.reply_to_closed = "new".into()).await;
+    let (ann_id, token) = create_agent(&app, json!({ "name": "Ann" })).await;
+    let mut ann = Desktop::available(&app.base, &token).await;
+    let first = Message::builder()
+        .from("gil@example.com".parse().unwrap())
+        .to("support@shop.test".parse().unwrap())
+        .subject("Invoice copy")
+        .message_id(Some("<inv-1@example.com>".into()))
+        .body("Please send a copy.".to_string())
+        .unwrap();
+    mailer(&app).send(first).await.unwrap();
+    let old = ann.take_offer().await;
+    ann.send(json!({ "type": "complete", "interaction_id": old, "disposition": "resolved" }))
+        .await;
+    ann.expect("completed").await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let again = Message::builder()
+        .from("gil@example.com".parse().unwrap())
+        .to("support@shop.test".parse().unwrap())
+        .subject("Re: Invoice copy")
+        .in_reply_to("<inv-1@example.com>".into())
+        .body("It was the wrong invoice.".to_string())
+        .unwrap();
+    mailer(&app).send(again).await.unwrap();
+    let new = ann.take_offer().await;
+    assert_ne!(new, old);
+    let (_, i) = app.get(&format!("/api/interactions/{new}")).await;
+    assert_eq!(event(&i, "email_received")["data"]["follows"], old.as_str());
+    assert_eq!(i["preferred_agent_id"], ann_id.as_str());
+    let (_, o) = app.get(&format!("/api/interactions/{old}")).await;
+    assert_eq!(o["state"], "completed", "the old one stays closed");
+    app.stop().await;
+}
+
 async fn noise_is_recorded_and_never_routed(backend: Backend) {
     let (relay, _sink) = smtp_sink().await;
     let (app, _dir) = app(backend, relay, |_| {}).await;
@@ -739,4 +775,5 @@ both_backends!(
     noise_is_recorded_and_never_routed,
     the_smtp_dialogue_refuses_what_it_must,
     a_reply_the_relay_cannot_take_is_reported_to_the_agent,
+    a_reply_to_a_closed_conversation_can_start_a_linked_one,
 );
