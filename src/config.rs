@@ -40,6 +40,8 @@ pub struct Settings {
     pub phone: switchboard_phone::PhoneSettings,
     /// The email channel.
     pub email: switchboard_email::EmailSettings,
+    /// The web chat channel.
+    pub chat: switchboard_chat::ChatSettings,
     /// Logging.
     pub log: LogSettings,
 }
@@ -344,6 +346,18 @@ impl Settings {
         }
         if email.send_max_attempts == 0 {
             problems.push("email.send_max_attempts: must be at least 1".into());
+        }
+        let chat = &self.chat;
+        if chat.max_message_bytes < 16 || chat.max_message_bytes > 65536 {
+            problems.push("chat.max_message_bytes: between 16 and 65536".into());
+        }
+        if chat.messages_per_minute == 0 || chat.max_chats_per_visitor == 0 {
+            problems.push(
+                "chat.messages_per_minute, chat.max_chats_per_visitor: must be at least 1".into(),
+            );
+        }
+        if chat.idle_timeout_secs < 30 {
+            problems.push("chat.idle_timeout_secs: at least 30 (the widget pings every 20)".into());
         }
         self.tiers.check(&mut problems);
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {

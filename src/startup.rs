@@ -143,6 +143,11 @@ impl Application {
         let phone = switchboard_phone::Phone::new(settings.phone.clone(), core.clone());
         // The email channel: the SMTP listener, bound now so a taken port stops the start.
         let channels_stop = CancellationToken::new();
+        let chat = switchboard_chat::Chat::new(settings.chat.clone(), core.clone());
+        tokio::spawn(switchboard_chat::run(
+            chat.clone(),
+            router_stop.clone().cancelled_owned(),
+        ));
         let email = switchboard_email::Email::new(settings.email.clone(), core)
             .map_err(|e| anyhow::anyhow!(e))
             .context("Starting the email channel")?;
@@ -182,6 +187,7 @@ impl Application {
         ));
         let state = AppState {
             phone,
+            chat,
             parser: IdentityParser::new(&settings.customers.phone_default_region),
             settings: settings.clone(),
             store: store.clone(),

@@ -61,6 +61,8 @@ pub struct AppState {
     pub simulations: Arc<tokio::sync::Semaphore>,
     /// The phone channel.
     pub phone: Arc<switchboard_phone::Phone>,
+    /// The web chat channel.
+    pub chat: Arc<switchboard_chat::Chat>,
 }
 
 /// The whole HTTP router. Every route is added with its entry in the OpenAPI document
@@ -88,6 +90,7 @@ pub fn router(state: AppState) -> Router {
         .route("/agent/ws", get(agent_ws::upgrade))
         .route("/supervisor/ws", get(supervisor_ws::upgrade))
         .merge(switchboard_phone::routes(state.phone.clone()))
+        .merge(switchboard_chat::routes(state.chat.clone()))
         .merge(api)
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use serde_json::json;
 use switchboard_contract::{
-    Accepted, Assignment, BoxFuture, ChannelEvent, ChannelKind, Command, Contact, Core, Due,
-    Ending, Intake, IntakeError, NewInteraction, Position, Recorded,
+    Accepted, Assignment, BoxFuture, ChannelEvent, ChannelKind, Command, Completed, Contact, Core,
+    Due, Ending, Intake, IntakeError, NewInteraction, Position, Recorded,
 };
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -218,6 +218,14 @@ impl Core for CoreService {
         self.router.assignments()
     }
 
+    fn completions(&self) -> broadcast::Receiver<Completed> {
+        self.router.completions()
+    }
+
+    fn commands_stored(&self) -> broadcast::Receiver<ChannelKind> {
+        self.router.commands_stored()
+    }
+
     fn find_contact<'a>(
         &'a self,
         channel: ChannelKind,
@@ -347,11 +355,12 @@ impl Core for CoreService {
             Ok(rows
                 .into_iter()
                 .map(
-                    |(interaction_id, contact_key, agent_id, extension)| Assignment {
+                    |(interaction_id, contact_key, agent_id, agent_name, extension)| Assignment {
                         interaction_id,
                         contact_key,
                         channel,
                         agent_id,
+                        agent_name,
                         extension,
                     },
                 )

@@ -64,10 +64,10 @@ pub async fn put(
     Ok(done.rows_affected() == 1)
 }
 
-/// (interaction id, contact key, agent id, extension) of the interactions of `channel`
+/// (interaction id, contact key, agent id, agent name, extension) of the interactions of `channel`
 /// held by an agent with neither a command `{prefix}{id}:{agent id}` nor a `{over_kind}`
 /// event.
-pub type Unanswered = (String, String, String, Option<String>);
+pub type Unanswered = (String, String, String, String, Option<String>);
 
 /// See [`Unanswered`].
 pub async fn unanswered_assignments(
@@ -77,7 +77,7 @@ pub async fn unanswered_assignments(
     over_kind: &str,
 ) -> Result<Vec<Unanswered>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT i.id, i.idempotency_key, i.agent_id, a.extension FROM interactions i \
+        "SELECT i.id, i.idempotency_key, i.agent_id, a.name, a.extension FROM interactions i \
          LEFT JOIN agents a ON a.id = i.agent_id \
          WHERE i.state = 'assigned' AND i.channel = $1 AND i.agent_id IS NOT NULL \
          AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.id = $2 || i.id || ':' || i.agent_id) \
@@ -96,6 +96,7 @@ pub async fn unanswered_assignments(
                 r.try_get("id")?,
                 r.try_get("idempotency_key")?,
                 r.try_get("agent_id")?,
+                r.try_get::<Option<String>, _>("name")?.unwrap_or_default(),
                 r.try_get("extension")?,
             ))
         })

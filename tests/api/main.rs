@@ -6,6 +6,7 @@ mod helpers;
 
 mod agents;
 mod audit;
+mod chat;
 mod customers;
 mod durability;
 mod email;

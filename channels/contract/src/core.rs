@@ -86,8 +86,21 @@ pub struct Assignment {
     pub channel: ChannelKind,
     /// The agent.
     pub agent_id: String,
+    /// The agent's name, as customers may be told it.
+    pub agent_name: String,
     /// The agent's phone extension, if it has one.
     pub extension: Option<String>,
+}
+
+/// An interaction an agent completed (announced after it is committed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Completed {
+    /// The interaction.
+    pub interaction_id: String,
+    /// The key its channel submitted it under.
+    pub contact_key: String,
+    /// Its channel.
+    pub channel: ChannelKind,
 }
 
 /// Where a waiting interaction stands.
@@ -218,6 +231,13 @@ pub trait Core: Intake {
 
     /// Every assignment from now on, once committed.
     fn assignments(&self) -> broadcast::Receiver<Assignment>;
+
+    /// Every completion from now on, once committed.
+    fn completions(&self) -> broadcast::Receiver<Completed>;
+
+    /// The channel of every command stored from now on (an agent's reply), so its
+    /// adapter delivers it at once rather than at its next poll.
+    fn commands_stored(&self) -> broadcast::Receiver<ChannelKind>;
 
     /// Interactions of `channel` held by an agent with no command stored for them under
     /// `{command_prefix}{interaction id}:{agent id}`, and no event of kind `over_kind`

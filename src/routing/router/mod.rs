@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use switchboard_contract::{Assignment, ChannelKind, Position};
+use switchboard_contract::{Assignment, ChannelKind, Completed, Position};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -163,6 +163,8 @@ pub struct RouterHandle {
     tx: mpsc::UnboundedSender<Command>,
     changes: watch::Receiver<u64>,
     assignments: broadcast::Sender<Assignment>,
+    completions: broadcast::Sender<Completed>,
+    commands: broadcast::Sender<ChannelKind>,
 }
 
 impl RouterHandle {
@@ -276,6 +278,16 @@ impl RouterHandle {
         self.assignments.subscribe()
     }
 
+    /// Every completion from now on, announced once committed.
+    pub fn completions(&self) -> broadcast::Receiver<Completed> {
+        self.completions.subscribe()
+    }
+
+    /// The channel of every command the router stores from now on, once committed.
+    pub fn commands_stored(&self) -> broadcast::Receiver<ChannelKind> {
+        self.commands.subscribe()
+    }
+
     /// Changes each time the live state may have changed.
     pub fn changes(&self) -> watch::Receiver<u64> {
         self.changes.clone()
@@ -328,6 +340,8 @@ pub fn start(
     let (changes_tx, changes_rx) = watch::channel(0u64);
     let (tx, rx) = mpsc::unbounded_channel();
     let (assignments, _) = broadcast::channel(ANNOUNCED);
+    let (completions, _) = broadcast::channel(ANNOUNCED);
+    let (commands, _) = broadcast::channel(ANNOUNCED);
     let router = Router {
         store,
         rules,
@@ -348,6 +362,9 @@ pub fn start(
         announced: Vec::new(),
         leaving: Vec::new(),
         assignments: assignments.clone(),
+        completions: completions.clone(),
+        commands: commands.clone(),
+        completed: Vec::new(),
         replies: Vec::new(),
         stop: shutdown.clone(),
     };
@@ -356,6 +373,8 @@ pub fn start(
             tx,
             changes: changes_rx,
             assignments,
+            completions,
+            commands,
         },
         tokio::spawn(router.run(rx, shutdown)),
     )
@@ -390,6 +409,10 @@ struct Router {
     announced: Vec<Assignment>,
     /// Interactions ended this turn, taken out of the queue once committed.
     leaving: Vec<String>,
+    /// Completions of this turn, announced once committed.
+    completed: Vec<Completed>,
+    completions: broadcast::Sender<Completed>,
+    commands: broadcast::Sender<ChannelKind>,
     assignments: broadcast::Sender<Assignment>,
     /// Answers to give once this turn's writes are committed.
     replies: Vec<(oneshot::Sender<EndResult>, EndResult)>,
@@ -747,6 +770,17 @@ impl Router {
                     }
                 }
             }
+            let stored: Vec<ChannelKind> = self
+                .pending
+                .iter()
+                .filter_map(|p| match p {
+                    Pending::Command { channel, .. } => Some(*channel),
+                    _ => None,
+                })
+                .collect();
+            for channel in stored {
+                let _ = self.commands.send(channel);
+            }
             self.pending.clear();
             self.events.clear();
             self.presence_log.clear();
@@ -755,6 +789,9 @@ impl Router {
             }
             for id in self.leaving.drain(..) {
                 self.queue.remove(&id);
+            }
+            for c in self.completed.drain(..) {
+                let _ = self.completions.send(c);
             }
             // While the store stalled, nobody's messages were read: a stall must not
             // count against agents' heartbeats or offers.

@@ -50,6 +50,7 @@ impl Router {
             contact_key,
             channel,
             agent_id: agent_id.to_string(),
+            agent_name: s.row.name.clone(),
             extension: s.row.extension.clone(),
         });
         s.emit(
@@ -88,6 +89,7 @@ impl Router {
         let notes = notes
             .map(|n| n.replace('\0', ""))
             .map(|n| n.chars().take(10_000).collect::<String>());
+        let mut completed_key = None;
         let result = async {
             let mut conn = self.store.pool().acquire().await?;
             interactions::get(&mut conn, interaction_id).await
@@ -95,6 +97,7 @@ impl Router {
         .await
         .map(|row| match row {
             Some(row) if row.state == "assigned" && row.agent_id.as_deref() == Some(agent_id) => {
+                completed_key = Some(row.idempotency_key.clone());
                 self.events.push(NewEvent {
                     customer_id: row.customer_id,
                     interaction_id: Some(interaction_id.to_string()),
@@ -118,7 +121,13 @@ impl Router {
         };
         match result {
             Ok(true) => {
-                s.held.remove(interaction_id);
+                if let Some(channel) = s.held.remove(interaction_id) {
+                    self.completed.push(Completed {
+                        interaction_id: interaction_id.to_string(),
+                        contact_key: completed_key.unwrap_or_default(),
+                        channel,
+                    });
+                }
                 s.wrap_up_until = Some(now + wrap_up);
                 s.idle_since = now + wrap_up;
                 s.emit(json!({ "type": "completed", "interaction_id": interaction_id, "wrap_up_until": rfc3339(now + wrap_up) }));
@@ -147,16 +156,16 @@ impl Router {
         let Some(s) = self.agents.get(agent_id) else {
             return;
         };
-        match s.held.get(interaction_id) {
+        let channel = match s.held.get(interaction_id) {
             None => return s.error("not_yours", "you do not hold that interaction"),
-            Some(ChannelKind::Email) => {}
+            Some(c @ (ChannelKind::Email | ChannelKind::Chat)) => *c,
             Some(other) => {
                 return s.error(
                     "bad_field",
                     &format!("interaction_id: a {other} interaction is answered on its own channel, not by reply"),
                 )
             }
-        }
+        };
         let body = body.replace('\0', "");
         if body.trim().is_empty() || body.len() > MAX_REPLY_BYTES {
             return s.error(
@@ -193,7 +202,7 @@ impl Router {
         };
         self.pending.push(Pending::Command {
             id: format!("reply:{agent_id}:{reply_id}"),
-            channel: ChannelKind::Email,
+            channel,
             payload: json!({
                 "interaction_id": interaction_id, "contact_key": row.idempotency_key,
                 "agent_id": agent_id, "reply_id": reply_id, "body": body,

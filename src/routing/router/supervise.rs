@@ -84,6 +84,7 @@ impl Router {
                 contact_key: row.idempotency_key.clone(),
                 channel,
                 agent_id: to.to_string(),
+                agent_name: s.row.name.clone(),
                 extension: s.row.extension.clone(),
             });
         }

@@ -1,0 +1,159 @@
+//! Switchboard's web chat channel. A visitor on the business's website opens a chat over
+//! the customer websocket (`/channels/chat/ws`); the chat is queued by the visitor's tier
+//! (a known customer is recognised by a token the business's site signs, or by the email
+//! of a pre-chat form), offered to an agent, and relayed both ways in real time through
+//! the agent websocket. Every message is committed before it is acknowledged, numbered,
+//! and kept in the customer's history: a visitor whose page reloads or whose network
+//! drops resumes the same chat and receives what it missed, in order.
+//!
+//! - [`protocol`]: the frames, documented in `docs/chat-protocol.md`;
+//! - [`room`]: one chat's live state and its numbered, recorded events;
+//! - [`ws`]: the websocket and its limits;
+//! - [`token`]: the signed customer token;
+//! - the widget (`/chat/widget.js`) and its demo page (`/chat/demo`).
+
+pub mod protocol;
+pub mod room;
+pub mod token;
+pub mod ws;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use serde::Deserialize;
+use switchboard_contract::{ChannelKind, Core};
+use tokio::sync::broadcast::error::RecvError;
+
+use room::Room;
+
+/// The chat channel's settings (`[chat]` in the configuration).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatSettings {
+    /// Origins allowed to open the websocket (`https://shop.example.com`); empty allows
+    /// any.
+    pub allowed_origins: Vec<String>,
+    /// The secret the business's site signs customer tokens with; empty accepts none.
+    pub customer_token_secret: String,
+    /// The longest message, in bytes.
+    pub max_message_bytes: usize,
+    /// Messages one connection may send per minute.
+    pub messages_per_minute: u32,
+    /// Seconds a connection may stay silent (the widget pings every 20).
+    pub idle_timeout_secs: u64,
+    /// Seconds a waiting chat whose visitor has gone stays before it is abandoned.
+    pub abandon_after_secs: u64,
+    /// Seconds a chat may wait for an agent before it is abandoned.
+    pub max_wait_secs: u64,
+    /// Open chats one visitor may have at once.
+    pub max_chats_per_visitor: usize,
+}
+
+/// The running channel.
+pub struct Chat {
+    settings: ChatSettings,
+    core: Arc<dyn Core>,
+    rooms: Mutex<HashMap<String, Arc<Room>>>,
+}
+
+impl Chat {
+    /// The channel over `core`.
+    pub fn new(settings: ChatSettings, core: Arc<dyn Core>) -> Arc<Chat> {
+        Arc::new(Chat {
+            settings,
+            core,
+            rooms: Mutex::default(),
+        })
+    }
+
+    fn rooms(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Room>>> {
+        self.rooms.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn room(&self, key: &str) -> Option<Arc<Room>> {
+        self.rooms().get(key).cloned()
+    }
+
+    fn room_of(&self, interaction_id: &str) -> Option<Arc<Room>> {
+        self.rooms()
+            .values()
+            .find(|r| r.interaction_id == interaction_id)
+            .cloned()
+    }
+}
+
+const WIDGET: &str = include_str!("../static/widget.js");
+const DEMO: &str = include_str!("../static/demo.html");
+
+/// The websocket, the widget and its demo page.
+pub fn routes<S: Clone + Send + Sync + 'static>(chat: Arc<Chat>) -> Router<S> {
+    Router::new()
+        .route("/channels/chat/ws", get(ws::upgrade))
+        .route(
+            "/chat/widget.js",
+            get(|| async {
+                (
+                    [
+                        (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+                        (header::CACHE_CONTROL, "public, max-age=300"),
+                    ],
+                    WIDGET,
+                )
+                    .into_response()
+            }),
+        )
+        .route(
+            "/chat/demo",
+            get(|| async {
+                ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], DEMO).into_response()
+            }),
+        )
+        .with_state(chat)
+}
+
+/// Runs the channel's background work until `shutdown`: agents joining and finishing,
+/// agents' messages delivered, queue positions, and chats abandoned.
+pub async fn run(chat: Arc<Chat>, shutdown: impl std::future::Future<Output = ()> + Send) {
+    let mut assignments = chat.core.assignments();
+    let mut completions = chat.core.completions();
+    let mut commands = chat.core.commands_stored();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => return,
+            a = assignments.recv() => match a {
+                Ok(a) if a.channel == ChannelKind::Chat => {
+                    if let Some(room) = chat.room_of(&a.interaction_id) {
+                        room.agent_joined(&chat, &a.agent_name).await;
+                    }
+                }
+                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => return,
+            },
+            c = completions.recv() => match c {
+                Ok(c) if c.channel == ChannelKind::Chat => {
+                    if let Some(room) = chat.room_of(&c.interaction_id) {
+                        room.close(&chat, "agent", "the agent ended the chat", false).await;
+                    }
+                }
+                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => return,
+            },
+            c = commands.recv() => match c {
+                Ok(ChannelKind::Chat) | Err(RecvError::Lagged(_)) => room::deliver_agents(&chat).await,
+                Ok(_) => {}
+                Err(RecvError::Closed) => return,
+            },
+            _ = tick.tick() => {
+                room::deliver_agents(&chat).await;
+                room::watch_waiting(&chat).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,399 @@
+//! One chat's live state: its connections, and its events. Every event a visitor sees
+//! (a message either way, the agent joining, the chat closing) is numbered and recorded
+//! in the customer's history before it is sent, so a page that reloads or reconnects
+//! receives exactly what it missed, in order, from the store.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use switchboard_contract::{ChannelEvent, ChannelKind, Position, Recorded};
+use tokio::sync::mpsc;
+
+use crate::Chat;
+
+/// The history kind of the events a visitor sees.
+pub const EVENT: &str = "chat";
+/// The history kind of a chat's start (its resume secret, not shown to agents' pages).
+pub const STARTED: &str = "chat_started";
+
+/// A chat.
+pub struct Room {
+    /// Its key (`chat:…`): the interaction's idempotency key, and the chat's id.
+    pub key: String,
+    /// Its interaction.
+    pub interaction_id: String,
+    /// The visitor's id.
+    pub visitor_id: String,
+    state: tokio::sync::Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    seq: u64,
+    /// The visitor's message ids, with the number each was given.
+    sent: HashMap<String, u64>,
+    conns: Vec<(u64, mpsc::UnboundedSender<String>)>,
+    next_conn: u64,
+    assigned: bool,
+    ended: bool,
+    gone_since: Option<Instant>,
+    started: Option<Instant>,
+    last_position: Option<Position>,
+    last_typing: Option<Instant>,
+}
+
+/// A room's connection id, and where its frames go.
+pub type Conn = (u64, mpsc::UnboundedReceiver<String>);
+
+impl Room {
+    /// A new chat's room.
+    pub fn new(key: String, interaction_id: String, visitor_id: String) -> Arc<Room> {
+        Arc::new(Room {
+            key,
+            interaction_id,
+            visitor_id,
+            state: tokio::sync::Mutex::new(State {
+                started: Some(Instant::now()),
+                ..State::default()
+            }),
+        })
+    }
+
+    /// A chat's room from the store (after a restart), when `token` is its resume
+    /// secret; `None` when there is no such chat or the secret is wrong.
+    pub async fn load(
+        chat: &Chat,
+        key: &str,
+        token: Option<&str>,
+    ) -> Result<Option<Arc<Room>>, String> {
+        let core = &chat.core;
+        let started = core
+            .events_of(ChannelKind::Chat, key, STARTED)
+            .await
+            .map_err(|e| e.to_string())?;
+        let Some(first) = started.first() else {
+            return Ok(None);
+        };
+        if let Some(t) = token {
+            if first["resume_token"].as_str() != Some(t) {
+                return Ok(None);
+            }
+        }
+        let Some(contact) = core
+            .find_contact(ChannelKind::Chat, &[key.to_string()])
+            .await
+            .map_err(|e| e.to_string())?
+        else {
+            return Ok(None);
+        };
+        let events = core
+            .events_of(ChannelKind::Chat, key, EVENT)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut state = State {
+            assigned: contact.state == "assigned",
+            ended: matches!(contact.state.as_str(), "completed" | "abandoned"),
+            started: Some(Instant::now()),
+            ..State::default()
+        };
+        for e in &events {
+            let seq = e["seq"].as_u64().unwrap_or(0);
+            state.seq = state.seq.max(seq);
+            if e["type"] == "message" && e["from"] == "visitor" {
+                if let Some(id) = e["id"].as_str() {
+                    state.sent.insert(id.to_string(), seq);
+                }
+            }
+            if e["type"] == "closed" {
+                state.ended = true;
+            }
+        }
+        Ok(Some(Arc::new(Room {
+            key: key.to_string(),
+            interaction_id: contact.interaction_id,
+            visitor_id: first["visitor_id"].as_str().unwrap_or_default().to_string(),
+            state: tokio::sync::Mutex::new(state),
+        })))
+    }
+
+    /// Attaches a connection.
+    pub async fn attach(&self) -> Conn {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut s = self.state.lock().await;
+        s.next_conn += 1;
+        let id = s.next_conn;
+        s.conns.push((id, tx));
+        s.gone_since = None;
+        (id, rx)
+    }
+
+    /// Detaches a connection; with none left, the visitor is gone (for now).
+    pub async fn detach(&self, conn: u64) {
+        let mut s = self.state.lock().await;
+        s.conns.retain(|(c, _)| *c != conn);
+        if s.conns.is_empty() {
+            s.gone_since = Some(Instant::now());
+        }
+    }
+
+    /// Whether it has ended.
+    pub async fn ended(&self) -> bool {
+        self.state.lock().await.ended
+    }
+
+    /// Whether it has ended, without waiting (a room being loaded is not shared yet).
+    pub fn is_ended_now(&self) -> bool {
+        self.state.try_lock().map(|s| s.ended).unwrap_or(false)
+    }
+
+    /// Numbers `event`, records it (once per `event_key`), then sends it to every
+    /// connection. Answers its number (0 when its key was recorded before).
+    async fn publish(&self, chat: &Chat, event_key: String, event: Value) -> Result<u64, String> {
+        let mut s = self.state.lock().await;
+        self.publish_in(&mut s, chat, event_key, event).await
+    }
+
+    async fn publish_in(
+        &self,
+        s: &mut State,
+        chat: &Chat,
+        event_key: String,
+        mut event: Value,
+    ) -> Result<u64, String> {
+        let seq = s.seq + 1;
+        event["seq"] = json!(seq);
+        let recorded = chat
+            .core
+            .record(ChannelEvent {
+                channel: ChannelKind::Chat,
+                contact_key: self.key.clone(),
+                event_key,
+                kind: EVENT.into(),
+                data: event.clone(),
+                files: Vec::new(),
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        if recorded == Recorded::Duplicate {
+            return Ok(0);
+        }
+        s.seq = seq;
+        let text = event.to_string();
+        s.conns.retain(|(_, tx)| tx.send(text.clone()).is_ok());
+        Ok(seq)
+    }
+
+    /// Sends a frame that is not recorded (queue position, typing, acks) to every
+    /// connection.
+    async fn tell(&self, frame: Value) {
+        let text = frame.to_string();
+        self.state
+            .lock()
+            .await
+            .conns
+            .retain(|(_, tx)| tx.send(text.clone()).is_ok());
+    }
+
+    /// The visitor's message: committed, numbered, acknowledged (`ack` with its number),
+    /// and told to the agent holding the chat. The same message id again is acknowledged
+    /// with its number and not repeated.
+    pub async fn visitor_message(
+        &self,
+        chat: &Chat,
+        id: &str,
+        text: &str,
+    ) -> Result<Value, String> {
+        let seq = {
+            let mut s = self.state.lock().await;
+            if let Some(seq) = s.sent.get(id).copied() {
+                return Ok(json!({ "type": "ack", "id": id, "seq": seq }));
+            }
+            if s.ended {
+                return Err("this chat has ended".into());
+            }
+            let event = json!({ "type": "message", "from": "visitor", "id": id, "text": text });
+            let seq = self
+                .publish_in(&mut s, chat, format!("visitor:{id}"), event)
+                .await?;
+            s.sent.insert(id.to_string(), seq);
+            seq
+        };
+        metrics::counter!("switchboard_chat_messages_total", "from" => "visitor").increment(1);
+        chat.core
+            .tell_agent(&self.interaction_id, json!({ "type": "message", "channel": "chat", "from": "visitor", "text": text, "seq": seq }))
+            .await;
+        Ok(json!({ "type": "ack", "id": id, "seq": seq }))
+    }
+
+    /// The visitor is typing: the agent is told, at most every two seconds.
+    pub async fn typing(&self, chat: &Chat) {
+        {
+            let mut s = self.state.lock().await;
+            if s.last_typing
+                .is_some_and(|t| t.elapsed() < Duration::from_secs(2))
+            {
+                return;
+            }
+            s.last_typing = Some(Instant::now());
+        }
+        chat.core
+            .tell_agent(
+                &self.interaction_id,
+                json!({ "type": "typing", "channel": "chat" }),
+            )
+            .await;
+    }
+
+    /// An agent took the chat.
+    pub async fn agent_joined(&self, chat: &Chat, name: &str) {
+        self.state.lock().await.assigned = true;
+        let first = name.split_whitespace().next().unwrap_or("An agent");
+        if let Err(e) = self
+            .publish(
+                chat,
+                format!("joined:{}", uuid::Uuid::now_v7()),
+                json!({ "type": "agent_joined", "name": first }),
+            )
+            .await
+        {
+            tracing::warn!(error = %e, "Could not record an agent joining a chat");
+        }
+    }
+
+    /// Ends the chat: recorded and told (`closed`), and, when `end` is true, the
+    /// interaction ends too (abandoned if it was still waiting).
+    pub async fn close(&self, chat: &Chat, by: &str, reason: &str, end: bool) {
+        if self.ended().await {
+            return;
+        }
+        if end {
+            if let Err(e) = chat.core.end(ChannelKind::Chat, &self.key, reason).await {
+                tracing::warn!(error = %e, "Could not end a chat's interaction");
+                return;
+            }
+        }
+        if let Err(e) = self
+            .publish(
+                chat,
+                "closed".into(),
+                json!({ "type": "closed", "by": by, "reason": reason }),
+            )
+            .await
+        {
+            tracing::warn!(error = %e, "Could not record a chat's end");
+        }
+        self.state.lock().await.ended = true;
+        chat.rooms().remove(&self.key);
+        metrics::counter!("switchboard_chats_closed_total", "by" => by.to_string()).increment(1);
+    }
+
+    /// The events after `last_seq`, from the store, in order.
+    pub async fn since(&self, chat: &Chat, last_seq: u64) -> Result<Vec<Value>, String> {
+        let mut events = chat
+            .core
+            .events_of(ChannelKind::Chat, &self.key, EVENT)
+            .await
+            .map_err(|e| e.to_string())?;
+        events.retain(|e| e["seq"].as_u64().is_some_and(|s| s > last_seq));
+        events.sort_by_key(|e| e["seq"].as_u64());
+        Ok(events)
+    }
+}
+
+/// Delivers agents' messages (stored by the router with the agent's other writes):
+/// each recorded and numbered in its chat, sent to the visitor, and the agent told.
+pub async fn deliver_agents(chat: &Chat) {
+    let due = match chat.core.due(ChannelKind::Chat, 64).await {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(error = %e, "Could not read agents' chat messages");
+            return;
+        }
+    };
+    for d in due {
+        let p = &d.command.payload;
+        let key = p["contact_key"].as_str().unwrap_or_default();
+        let room = match chat.room(key) {
+            Some(r) => Some(r),
+            None => Room::load(chat, key, None).await.ok().flatten(),
+        };
+        let Some(room) = room else {
+            let _ = chat.core.failed(&d.command.id, None, "no such chat").await;
+            continue;
+        };
+        let reply_id = p["reply_id"].as_str().unwrap_or_default();
+        let event =
+            json!({ "type": "message", "from": "agent", "id": reply_id, "text": p["body"] });
+        match room.publish(chat, format!("agent:{reply_id}"), event).await {
+            Ok(seq) => {
+                metrics::counter!("switchboard_chat_messages_total", "from" => "agent")
+                    .increment(1);
+                let _ = chat.core.delivered(&d.command.id).await;
+                chat.core
+                    .tell_agent(
+                        &room.interaction_id,
+                        json!({ "type": "reply_sent", "reply_id": reply_id, "seq": seq }),
+                    )
+                    .await;
+            }
+            Err(e) => {
+                let _ = chat.core.failed(&d.command.id, Some(500), &e).await;
+            }
+        }
+    }
+}
+
+/// Tells waiting visitors where they stand, and abandons chats whose visitor has gone
+/// or that waited too long.
+pub async fn watch_waiting(chat: &Chat) {
+    let rooms: Vec<Arc<Room>> = chat.rooms().values().cloned().collect();
+    let s = &chat.settings;
+    for room in rooms {
+        let (waiting, gone, waited, last, connected) = {
+            let st = room.state.lock().await;
+            (
+                !st.assigned && !st.ended,
+                st.gone_since.map(|t| t.elapsed()),
+                st.started.map(|t| t.elapsed()).unwrap_or_default(),
+                st.last_position,
+                !st.conns.is_empty(),
+            )
+        };
+        if !waiting {
+            continue;
+        }
+        if gone.is_some_and(|g| g >= Duration::from_secs(s.abandon_after_secs)) {
+            room.close(
+                chat,
+                "visitor",
+                "the visitor left before an agent answered",
+                true,
+            )
+            .await;
+            continue;
+        }
+        if waited >= Duration::from_secs(s.max_wait_secs) {
+            room.close(
+                chat,
+                "system",
+                "no agent was free in time; please write to us instead",
+                true,
+            )
+            .await;
+            continue;
+        }
+        if connected {
+            let position = chat.core.position(&room.interaction_id).await;
+            if position.is_some() && position != last {
+                room.state.lock().await.last_position = position;
+                room.tell(json!({
+                    "type": "queue", "position": position.map(|p| p.position),
+                    "estimated_wait_secs": position.and_then(|p| p.estimated_wait_secs),
+                }))
+                .await;
+            }
+        }
+    }
+}

@@ -1,0 +1,422 @@
+//! The customer websocket (`GET /channels/chat/ws`). The first frame starts or resumes a
+//! chat; then the visitor's messages are committed before each is acknowledged, and the
+//! chat's events (the agent's messages, the agent joining, the end) arrive numbered.
+//! Frames are bounded in size and rate, silence is bounded in time, a visitor's open
+//! chats are capped, and the page's origin must be allowed. Bad frames get an `error`
+//! frame, never a dropped connection for other visitors, never a panic.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+use switchboard_contract::{ChannelEvent, ChannelKind, CustomerHint, IntakeError, NewInteraction};
+
+use crate::protocol::ClientFrame;
+use crate::room::{Room, STARTED};
+use crate::{token, Chat};
+
+/// How long a new connection has to start or resume.
+const HELLO_WITHIN: Duration = Duration::from_secs(10);
+
+/// `GET /channels/chat/ws`.
+pub async fn upgrade(
+    State(chat): State<Arc<Chat>>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let allowed = &chat.settings.allowed_origins;
+    if !allowed.is_empty() {
+        let origin = headers
+            .get(header::ORIGIN)
+            .and_then(|o| o.to_str().ok())
+            .unwrap_or("");
+        if !allowed.iter().any(|a| a.eq_ignore_ascii_case(origin)) {
+            return (
+                StatusCode::FORBIDDEN,
+                "this page's origin may not open chats",
+            )
+                .into_response();
+        }
+    }
+    // A frame a little over the longest message (the JSON around it) is the most read.
+    let max = chat.settings.max_message_bytes * 2 + 1024;
+    ws.max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| connection(chat, socket))
+}
+
+fn error(code: &str, message: &str) -> Message {
+    Message::Text(
+        json!({ "type": "error", "code": code, "message": message })
+            .to_string()
+            .into(),
+    )
+}
+
+fn close(code: u16, reason: &str) -> Message {
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: reason.to_string().into(),
+    }))
+}
+
+fn decode(text: &str) -> Result<ClientFrame, String> {
+    serde_json::from_str(text).map_err(|e| format!("not a chat frame: {e}"))
+}
+
+async fn connection(chat: Arc<Chat>, mut socket: WebSocket) {
+    // The first frame: start or resume.
+    let room = loop {
+        let frame = match tokio::time::timeout(HELLO_WITHIN, socket.recv()).await {
+            Err(_) => {
+                let _ = socket
+                    .send(close(4001, "start or resume a chat first"))
+                    .await;
+                return;
+            }
+            Ok(None) | Ok(Some(Err(_))) => return,
+            Ok(Some(Ok(f))) => f,
+        };
+        let text = match frame {
+            Message::Text(t) => t,
+            Message::Binary(_) => {
+                let _ = socket
+                    .send(error("bad_frame", "send text frames (JSON)"))
+                    .await;
+                continue;
+            }
+            Message::Close(_) => return,
+            _ => continue,
+        };
+        match decode(&text) {
+            Ok(ClientFrame::Start {
+                visitor_id,
+                customer_token,
+                email,
+                name,
+                topic,
+            }) => match start(&chat, visitor_id, customer_token, email, name, topic).await {
+                Ok((room, started)) => {
+                    if socket
+                        .send(Message::Text(started.to_string().into()))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                    break room;
+                }
+                Err((code, message)) => {
+                    let _ = socket.send(error(code, &message)).await;
+                    if code == "too_many_chats" {
+                        let _ = socket.send(close(4008, &message)).await;
+                        return;
+                    }
+                }
+            },
+            Ok(ClientFrame::Resume {
+                chat_id,
+                resume_token,
+                last_seq,
+            }) => match resume(&chat, &chat_id, &resume_token, last_seq).await {
+                Ok((room, frames)) => {
+                    for f in frames {
+                        if socket
+                            .send(Message::Text(f.to_string().into()))
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                    break room;
+                }
+                Err((code, message)) => {
+                    let _ = socket.send(error(code, &message)).await;
+                }
+            },
+            Ok(ClientFrame::Ping {}) => {
+                let _ = socket
+                    .send(Message::Text(json!({ "type": "pong" }).to_string().into()))
+                    .await;
+            }
+            Ok(_) => {
+                let _ = socket
+                    .send(error("start_first", "start or resume a chat first"))
+                    .await;
+            }
+            Err(e) => {
+                let _ = socket.send(error("bad_frame", &e)).await;
+            }
+        }
+    };
+    let (conn, mut events) = room.attach().await;
+    serve(&chat, &room, &mut socket, &mut events).await;
+    room.detach(conn).await;
+}
+
+/// The chat's life on this connection, until either side goes.
+async fn serve(
+    chat: &Chat,
+    room: &Arc<Room>,
+    socket: &mut WebSocket,
+    events: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    let s = &chat.settings;
+    let idle = Duration::from_secs(s.idle_timeout_secs.max(5));
+    let mut recent: VecDeque<Instant> = VecDeque::new();
+    loop {
+        let frame = tokio::select! {
+            e = events.recv() => match e {
+                Some(text) => {
+                    if socket.send(Message::Text(text.into())).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                None => return,
+            },
+            f = tokio::time::timeout(idle, socket.recv()) => match f {
+                Err(_) => {
+                    let _ = socket.send(close(4000, "idle too long")).await;
+                    return;
+                }
+                Ok(None) | Ok(Some(Err(_))) => return,
+                Ok(Some(Ok(f))) => f,
+            },
+        };
+        let text = match frame {
+            Message::Text(t) => t,
+            Message::Binary(_) => {
+                if socket
+                    .send(error("bad_frame", "send text frames (JSON)"))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                continue;
+            }
+            Message::Close(_) => return,
+            _ => continue,
+        };
+        let answer: Option<Message> = match decode(&text) {
+            Err(e) => Some(error("bad_frame", &e)),
+            Ok(ClientFrame::Message { id, text }) => {
+                let now = Instant::now();
+                while recent
+                    .front()
+                    .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(60))
+                {
+                    recent.pop_front();
+                }
+                if recent.len() as u32 >= s.messages_per_minute {
+                    Some(error(
+                        "slow_down",
+                        "too many messages; this one was not sent, send it again shortly",
+                    ))
+                } else if id.is_empty() || id.len() > 64 {
+                    Some(error(
+                        "bad_field",
+                        "id: give each message an id of 1 to 64 characters",
+                    ))
+                } else if text.trim().is_empty() {
+                    Some(error("bad_field", "text: write something"))
+                } else if text.len() > s.max_message_bytes {
+                    Some(error(
+                        "too_large",
+                        &format!("text: at most {} bytes", s.max_message_bytes),
+                    ))
+                } else {
+                    recent.push_back(now);
+                    match room
+                        .visitor_message(chat, &id, &text.replace('\0', ""))
+                        .await
+                    {
+                        Ok(ack) => Some(Message::Text(ack.to_string().into())),
+                        Err(e) if e == "this chat has ended" => Some(error("ended", &e)),
+                        Err(_) => Some(error(
+                            "unavailable",
+                            "the message was not sent; send it again",
+                        )),
+                    }
+                }
+            }
+            Ok(ClientFrame::Typing {}) => {
+                room.typing(chat).await;
+                None
+            }
+            Ok(ClientFrame::Close {}) => {
+                room.close(chat, "visitor", "the visitor ended the chat", true)
+                    .await;
+                None
+            }
+            Ok(ClientFrame::Ping {}) => {
+                Some(Message::Text(json!({ "type": "pong" }).to_string().into()))
+            }
+            Ok(ClientFrame::Start { .. } | ClientFrame::Resume { .. }) => Some(error(
+                "already_started",
+                "this connection already carries a chat",
+            )),
+        };
+        if let Some(a) = answer {
+            if socket.send(a).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn secret() -> String {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).expect("the system's random source");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+type Refusal = (&'static str, String);
+
+/// Opens a chat: the visitor identified (by a signed token, a pre-chat email, or its
+/// visitor id), the interaction committed and queued.
+async fn start(
+    chat: &Chat,
+    visitor_id: String,
+    customer_token: Option<String>,
+    email: Option<String>,
+    name: Option<String>,
+    topic: Option<String>,
+) -> Result<(Arc<Room>, Value), Refusal> {
+    let visitor_id = visitor_id.trim().to_string();
+    if visitor_id.is_empty() || visitor_id.len() > 100 || visitor_id.chars().any(char::is_control) {
+        return Err((
+            "bad_field",
+            "visitor_id: 1 to 100 printable characters".into(),
+        ));
+    }
+    let open = chat
+        .rooms()
+        .values()
+        .filter(|r| r.visitor_id == visitor_id)
+        .count();
+    if open >= chat.settings.max_chats_per_visitor {
+        return Err((
+            "too_many_chats",
+            format!(
+                "at most {} chats at once",
+                chat.settings.max_chats_per_visitor
+            ),
+        ));
+    }
+    let name = name
+        .map(|n| n.trim().chars().take(100).collect::<String>())
+        .filter(|n| !n.is_empty());
+    let customer = match customer_token {
+        Some(t) => {
+            let claims = token::verify(&chat.settings.customer_token_secret, &t, unix_now())
+                .map_err(|e| ("bad_field", format!("customer_token: {e}")))?;
+            CustomerHint {
+                email: claims.email,
+                external_id: claims.external_id,
+                name: claims.name.or(name),
+                visitor_id: Some(visitor_id.clone()),
+                ..CustomerHint::default()
+            }
+        }
+        None => CustomerHint {
+            email: email.filter(|e| !e.trim().is_empty()),
+            name,
+            visitor_id: Some(visitor_id.clone()),
+            ..CustomerHint::default()
+        },
+    };
+    let key = format!("chat:{}", uuid::Uuid::now_v7());
+    let accepted = chat
+        .core
+        .submit(NewInteraction {
+            channel: ChannelKind::Chat,
+            idempotency_key: key.clone(),
+            customer,
+            topic,
+            subject: Some("Web chat".into()),
+            body: None,
+            preferred_agent: None,
+        })
+        .await
+        .map_err(|e| match e {
+            IntakeError::Invalid { field, message } => (
+                "bad_field",
+                format!("{}: {message}", field.trim_start_matches("customer.")),
+            ),
+            other => ("unavailable", format!("{other}; try again")),
+        })?;
+    let resume_token = secret();
+    chat.core
+        .record(ChannelEvent {
+            channel: ChannelKind::Chat,
+            contact_key: key.clone(),
+            event_key: "started".into(),
+            kind: STARTED.into(),
+            data: json!({ "resume_token": resume_token, "visitor_id": visitor_id }),
+            files: Vec::new(),
+        })
+        .await
+        .map_err(|e| ("unavailable", format!("{e}; try again")))?;
+    let room = Room::new(key.clone(), accepted.interaction_id, visitor_id);
+    chat.rooms().insert(key.clone(), room.clone());
+    metrics::counter!("switchboard_chats_started_total").increment(1);
+    Ok((
+        room,
+        json!({ "type": "started", "chat_id": key, "resume_token": resume_token, "seq": 0 }),
+    ))
+}
+
+/// Takes up a chat again: every event after `last_seq`, in order.
+async fn resume(
+    chat: &Chat,
+    chat_id: &str,
+    resume_token: &str,
+    last_seq: u64,
+) -> Result<(Arc<Room>, Vec<Value>), Refusal> {
+    let unknown = || {
+        (
+            "unknown_chat",
+            "no such chat, or the resume token is wrong: start a new one".to_string(),
+        )
+    };
+    if !chat_id.starts_with("chat:") || chat_id.len() > 64 {
+        return Err(unknown());
+    }
+    let loaded = Room::load(chat, chat_id, Some(resume_token))
+        .await
+        .map_err(|e| ("unavailable", format!("{e}; try again")))?
+        .ok_or_else(unknown)?;
+    let room = {
+        let mut rooms = chat.rooms();
+        match rooms.get(chat_id) {
+            Some(r) => r.clone(),
+            None if !loaded.is_ended_now() => {
+                rooms.insert(chat_id.to_string(), loaded.clone());
+                loaded
+            }
+            None => loaded,
+        }
+    };
+    let missed = room
+        .since(chat, last_seq)
+        .await
+        .map_err(|e| ("unavailable", format!("{e}; try again")))?;
+    let mut frames = vec![json!({ "type": "resumed", "chat_id": chat_id, "missed": missed.len() })];
+    frames.extend(missed);
+    Ok((room, frames))
+}

@@ -1,0 +1,115 @@
+/* Switchboard web chat widget. Drop into any page:
+ *   <script src="https://switchboard.example.com/chat/widget.js" async></script>
+ * Optional attributes on the tag: data-title, data-customer-token (signed by your site),
+ * data-topic. No dependencies. It keeps the chat across reloads (localStorage), resends
+ * what was not acknowledged, and reconnects by itself. */
+(function () {
+  "use strict";
+  var script = document.currentScript;
+  var origin = new URL(script.src, location.href).origin;
+  var wsUrl = origin.replace(/^http/, "ws") + "/channels/chat/ws";
+  var title = script.getAttribute("data-title") || "Chat with us";
+  var token = script.getAttribute("data-customer-token") || null;
+  var topic = script.getAttribute("data-topic") || null;
+  var store = {
+    get: function (k) { try { return JSON.parse(localStorage.getItem("switchboard." + k)); } catch (e) { return null; } },
+    set: function (k, v) { try { localStorage.setItem("switchboard." + k, JSON.stringify(v)); } catch (e) {} },
+    del: function (k) { try { localStorage.removeItem("switchboard." + k); } catch (e) {} }
+  };
+  var visitor = store.get("visitor") || ("v-" + Math.random().toString(36).slice(2) + Date.now().toString(36));
+  store.set("visitor", visitor);
+  var chat = store.get("chat");         /* {chat_id, resume_token, last_seq} */
+  var pending = store.get("pending") || []; /* messages not yet acknowledged */
+  var ws = null, backoff = 500, pinger = null, open = false, ended = false;
+
+  var css = "#sb-chat{position:fixed;right:16px;bottom:16px;font:14px/1.4 system-ui,sans-serif;z-index:2147483000}" +
+    "#sb-chat button{cursor:pointer}#sb-toggle{border:0;border-radius:20px;padding:10px 16px;background:#1f6feb;color:#fff}" +
+    "#sb-panel{display:none;flex-direction:column;width:300px;height:400px;background:#fff;border:1px solid #ccc;border-radius:8px;box-shadow:0 4px 16px rgba(0,0,0,.2)}" +
+    "#sb-panel.open{display:flex}#sb-head{padding:8px 12px;background:#1f6feb;color:#fff;border-radius:8px 8px 0 0}" +
+    "#sb-log{flex:1;overflow:auto;padding:8px}#sb-log div{margin:4px 0}.sb-agent{color:#0a3069}.sb-visitor{text-align:right}" +
+    ".sb-note{color:#666;font-size:12px;text-align:center}#sb-form{display:flex;border-top:1px solid #eee}" +
+    "#sb-text{flex:1;border:0;padding:8px}#sb-send{border:0;background:#1f6feb;color:#fff;padding:0 12px}";
+  var root = document.createElement("div");
+  root.id = "sb-chat";
+  root.innerHTML = "<style>" + css + "</style><div id='sb-panel' role='dialog' aria-label='Chat'>" +
+    "<div id='sb-head'></div><div id='sb-log' aria-live='polite'></div><div id='sb-status' class='sb-note'></div>" +
+    "<form id='sb-form'><input id='sb-text' autocomplete='off' aria-label='Message' maxlength='4000'>" +
+    "<button id='sb-send' type='submit'>Send</button></form></div><button id='sb-toggle' type='button'></button>";
+  function $(id) { return root.querySelector("#" + id); }
+  function mount() {
+    document.body.appendChild(root);
+    $("sb-head").textContent = title;
+    $("sb-toggle").textContent = title;
+    $("sb-toggle").onclick = function () { $("sb-panel").classList.toggle("open"); if (!ws) connect(); };
+    $("sb-form").onsubmit = function (e) {
+      e.preventDefault();
+      var text = $("sb-text").value.trim();
+      if (!text) return;
+      $("sb-text").value = "";
+      var m = { id: "m-" + Date.now().toString(36) + Math.random().toString(36).slice(2, 6), text: text };
+      pending.push(m);
+      store.set("pending", pending);
+      line("visitor", text, "visitor:" + m.id);
+      send({ type: "message", id: m.id, text: text });
+    };
+    $("sb-text").oninput = function () { send({ type: "typing" }); };
+    if (chat) { $("sb-panel").classList.add("open"); connect(); }
+  }
+  function line(who, text, id) {
+    if (id && root.querySelector("[data-id='" + CSS.escape(id) + "']")) return;
+    var d = document.createElement("div");
+    d.className = "sb-" + who;
+    if (id) d.setAttribute("data-id", id);
+    d.textContent = text; /* text, never HTML */
+    $("sb-log").appendChild(d);
+    $("sb-log").scrollTop = $("sb-log").scrollHeight;
+  }
+  function status(text) { $("sb-status").textContent = text || ""; }
+  function send(frame) { if (ws && open) ws.send(JSON.stringify(frame)); }
+  function connect() {
+    if (ended) return;
+    ws = new WebSocket(wsUrl);
+    ws.onopen = function () {
+      open = true;
+      backoff = 500;
+      if (chat) send({ type: "resume", chat_id: chat.chat_id, resume_token: chat.resume_token, last_seq: chat.last_seq || 0 });
+      else send({ type: "start", visitor_id: visitor, customer_token: token, topic: topic });
+      clearInterval(pinger);
+      pinger = setInterval(function () { send({ type: "ping" }); }, 20000);
+    };
+    ws.onmessage = function (e) {
+      var f;
+      try { f = JSON.parse(e.data); } catch (x) { return; }
+      if (f.type === "started") {
+        chat = { chat_id: f.chat_id, resume_token: f.resume_token, last_seq: 0 };
+        store.set("chat", chat);
+        flush();
+      } else if (f.type === "resumed") {
+        flush();
+      } else if (f.type === "ack") {
+        pending = pending.filter(function (m) { return m.id !== f.id; });
+        store.set("pending", pending);
+      } else if (f.type === "queue") {
+        status(f.estimated_wait_secs ? "You are number " + f.position + " in line (about " + Math.ceil(f.estimated_wait_secs / 60) + " min)" : "You are number " + f.position + " in line");
+      }
+      if (typeof f.seq === "number" && f.seq > 0 && f.type !== "ack") {
+        if (chat) { chat.last_seq = Math.max(chat.last_seq || 0, f.seq); store.set("chat", chat); }
+        if (f.type === "message") line(f.from, f.text, f.from + ":" + f.id);
+        if (f.type === "agent_joined") { status(""); line("note", f.name + " joined the chat"); }
+        if (f.type === "closed") { line("note", "The chat has ended."); end(); }
+      }
+      if (f.type === "error" && f.code === "unknown_chat") { store.del("chat"); chat = null; ws.close(); }
+    };
+    ws.onclose = function () {
+      open = false;
+      clearInterval(pinger);
+      if (ended) return;
+      status("Reconnecting…");
+      setTimeout(connect, backoff);
+      backoff = Math.min(backoff * 2, 15000);
+    };
+  }
+  function flush() { status(""); pending.forEach(function (m) { send({ type: "message", id: m.id, text: m.text }); }); }
+  function end() { ended = true; store.del("chat"); store.del("pending"); pending = []; if (ws) ws.close(); }
+  if (document.body) mount(); else document.addEventListener("DOMContentLoaded", mount);
+})();

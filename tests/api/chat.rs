@@ -1,0 +1,370 @@
+//! The web chat channel end to end, with real websocket clients playing visitor and
+//! agent: a known high-tier visitor routed ahead of an anonymous one, messages both ways,
+//! a visitor reconnecting mid-chat without loss or repetition, an abandoned chat, the
+//! transcript in the history, and every kind of bad frame.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::agent_client::{create_agent, Desktop};
+use crate::both_backends;
+use crate::helpers::{spawn_app_with, Backend, TestApp};
+
+const SECRET: &str = "chat-token-secret";
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A visitor's page.
+struct Visitor {
+    ws: Socket,
+}
+
+impl Visitor {
+    async fn connect(app: &TestApp) -> Visitor {
+        let url = format!(
+            "{}/channels/chat/ws",
+            app.base.replacen("http://", "ws://", 1)
+        );
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("the chat websocket connects");
+        Visitor { ws }
+    }
+
+    async fn send(&mut self, v: Value) {
+        self.ws
+            .send(Message::Text(v.to_string().into()))
+            .await
+            .unwrap();
+    }
+
+    async fn next(&mut self) -> Value {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), self.ws.next()).await {
+                Ok(Some(Ok(Message::Text(t)))) => return serde_json::from_str(&t).unwrap(),
+                Ok(Some(Ok(Message::Close(c)))) => {
+                    return json!({ "type": "closed_socket", "code": c.map(|c| u16::from(c.code)) })
+                }
+                Ok(Some(Ok(_))) => continue,
+                other => panic!("no frame: {other:?}"),
+            }
+        }
+    }
+
+    async fn expect(&mut self, kind: &str) -> Value {
+        loop {
+            let v = self.next().await;
+            if v["type"] == kind {
+                return v;
+            }
+        }
+    }
+
+    /// The next message from the agent (the visitor's own messages come back numbered
+    /// too, for its other tabs).
+    async fn agent_message(&mut self) -> Value {
+        loop {
+            let v = self.expect("message").await;
+            if v["from"] == "agent" {
+                return v;
+            }
+        }
+    }
+
+    /// Starts a chat; answers (chat id, resume token).
+    async fn start(&mut self, start: Value) -> (String, String) {
+        self.send(start).await;
+        let s = self.expect("started").await;
+        (
+            s["chat_id"].as_str().unwrap().into(),
+            s["resume_token"].as_str().unwrap().into(),
+        )
+    }
+}
+
+async fn app(backend: Backend, adjust: impl FnOnce(&mut switchboard::config::Settings)) -> TestApp {
+    spawn_app_with(backend, |s| {
+        s.chat.customer_token_secret = SECRET.into();
+        adjust(s);
+    })
+    .await
+}
+
+async fn a_known_customer_is_served_first_and_messages_flow_both_ways(backend: Backend) {
+    let app = app(backend, |_| {}).await;
+    let (status, c) = app
+        .post("/api/customers", &json!({ "tier": "high", "identities": [{ "kind": "email", "value": "vip@example.com" }] }))
+        .await;
+    assert_eq!(status, 201, "{c}");
+
+    // An anonymous visitor starts first; a known high-tier customer (signed token) second.
+    let mut anon = Visitor::connect(&app).await;
+    anon.start(json!({ "type": "start", "visitor_id": "anon-1" }))
+        .await;
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let token = switchboard_chat::token::sign(
+        SECRET,
+        &json!({ "email": "vip@example.com", "name": "Vera", "exp": exp }).to_string(),
+    );
+    let mut vip = Visitor::connect(&app).await;
+    let (vip_chat, _) = vip
+        .start(json!({ "type": "start", "visitor_id": "vip-1", "customer_token": token }))
+        .await;
+
+    // The agent logs in: the high-tier chat is offered first.
+    // Level 3: the shipped rules offer the high tier to senior agents first.
+    let (_, agent_token) = create_agent(&app, json!({ "name": "Sam Lee", "level": 3 })).await;
+    let mut sam = Desktop::available(&app.base, &agent_token).await;
+    let offer = sam.expect("offer").await;
+    assert_eq!(offer["interaction"]["channel"], "chat");
+    assert_eq!(offer["interaction"]["tier"], "high");
+    let interaction = sam.accept(&offer).await;
+    let joined = vip.expect("agent_joined").await;
+    assert_eq!(joined["name"], "Sam");
+
+    // Visitor to agent: committed, acknowledged with its number, relayed.
+    vip.send(json!({ "type": "message", "id": "v1", "text": "Hello, my order is late." }))
+        .await;
+    let ack = vip.expect("ack").await;
+    assert_eq!(ack["id"], "v1");
+    assert!(ack["seq"].as_u64().unwrap() > 0);
+    let relayed = sam.expect("message").await;
+    assert_eq!(
+        (relayed["text"].as_str(), relayed["interaction_id"].as_str()),
+        (Some("Hello, my order is late."), Some(interaction.as_str()))
+    );
+    // Agent to visitor.
+    sam.send(json!({ "type": "reply", "interaction_id": interaction, "body": "Let me check.", "reply_id": "a1" })).await;
+    sam.expect("reply_queued").await;
+    let m = vip.agent_message().await;
+    assert_eq!(m["text"], "Let me check.");
+    sam.expect("reply_sent").await;
+
+    // The agent ends it: the visitor is told; the transcript is in the history.
+    sam.send(
+        json!({ "type": "complete", "interaction_id": interaction, "disposition": "resolved" }),
+    )
+    .await;
+    assert_eq!(vip.expect("closed").await["by"], "agent");
+    let (_, i) = app.get(&format!("/api/interactions/{interaction}")).await;
+    assert_eq!(i["idempotency_key"], vip_chat.as_str());
+    let transcript: Vec<(String, String)> = i["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "chat" && e["data"]["type"] == "message")
+        .map(|e| {
+            (
+                e["data"]["from"].as_str().unwrap().to_string(),
+                e["data"]["text"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        transcript,
+        vec![
+            ("visitor".into(), "Hello, my order is late.".into()),
+            ("agent".into(), "Let me check.".into())
+        ]
+    );
+    app.stop().await;
+}
+
+async fn a_visitor_who_reconnects_misses_nothing_and_repeats_nothing(backend: Backend) {
+    let app = app(backend, |_| {}).await;
+    let (_, agent_token) = create_agent(&app, json!({ "name": "Ana" })).await;
+    let mut ana = Desktop::available(&app.base, &agent_token).await;
+    let mut page = Visitor::connect(&app).await;
+    let (chat_id, resume_token) = page
+        .start(json!({ "type": "start", "visitor_id": "v-2", "email": "kim@example.com" }))
+        .await;
+    let interaction = ana.take_offer().await;
+    page.expect("agent_joined").await;
+    page.send(json!({ "type": "message", "id": "m1", "text": "first" }))
+        .await;
+    let seq1 = page.expect("ack").await["seq"].as_u64().unwrap();
+
+    // The page's network drops; meanwhile the agent writes twice.
+    drop(page);
+    for (id, text) in [("a1", "one"), ("a2", "two")] {
+        ana.send(
+            json!({ "type": "reply", "interaction_id": interaction, "body": text, "reply_id": id }),
+        )
+        .await;
+        ana.expect("reply_sent").await;
+    }
+
+    // The page resumes from what it saw: both agent messages, in order, once.
+    let mut page = Visitor::connect(&app).await;
+    page.send(json!({ "type": "resume", "chat_id": chat_id, "resume_token": resume_token, "last_seq": seq1 })).await;
+    let resumed = page.expect("resumed").await;
+    assert_eq!(resumed["missed"], 2);
+    let a = page.agent_message().await;
+    let b = page.agent_message().await;
+    assert_eq!(
+        (a["text"].as_str(), b["text"].as_str()),
+        (Some("one"), Some("two"))
+    );
+    assert_eq!(b["seq"].as_u64().unwrap(), a["seq"].as_u64().unwrap() + 1);
+    // The page resends its message (it never saw the ack): acknowledged, not repeated.
+    page.send(json!({ "type": "message", "id": "m1", "text": "first" }))
+        .await;
+    assert_eq!(page.expect("ack").await["seq"].as_u64(), Some(seq1));
+    page.send(json!({ "type": "message", "id": "m2", "text": "second" }))
+        .await;
+    page.expect("ack").await;
+    let (_, i) = app.get(&format!("/api/interactions/{interaction}")).await;
+    let visitor_texts: Vec<&str> = i["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "chat" && e["data"]["from"] == "visitor")
+        .map(|e| e["data"]["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(visitor_texts, ["first", "second"]);
+    // A wrong resume token resumes nothing.
+    let mut stranger = Visitor::connect(&app).await;
+    stranger
+        .send(
+            json!({ "type": "resume", "chat_id": chat_id, "resume_token": "0000", "last_seq": 0 }),
+        )
+        .await;
+    assert_eq!(stranger.expect("error").await["code"], "unknown_chat");
+    app.stop().await;
+}
+
+async fn a_visitor_who_leaves_while_waiting_is_an_abandoned_chat(backend: Backend) {
+    let app = app(backend, |s| s.chat.abandon_after_secs = 1).await;
+    let mut page = Visitor::connect(&app).await;
+    let (chat_id, _) = page
+        .start(json!({ "type": "start", "visitor_id": "v-3" }))
+        .await;
+    page.send(json!({ "type": "message", "id": "m1", "text": "anyone there?" }))
+        .await;
+    page.expect("ack").await;
+    drop(page);
+    let mut state = String::new();
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let (_, c) = app.get("/api/queue").await;
+        if c["waiting"] == 0 {
+            state = "abandoned".into();
+            break;
+        }
+    }
+    assert_eq!(state, "abandoned", "the chat left the queue");
+    let (status, v) = app.get("/api/customers?visitor_id=v-3").await;
+    assert_eq!(status, 200, "{v}");
+    let (_, h) = app
+        .get(&format!(
+            "/api/customers/{}/history",
+            v["id"].as_str().unwrap()
+        ))
+        .await;
+    let kinds: Vec<&str> = h["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert!(kinds.contains(&"abandoned"), "{kinds:?}");
+    let closed = h["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "chat" && e["data"]["type"] == "closed")
+        .unwrap();
+    assert_eq!(closed["data"]["by"], "visitor");
+    assert!(chat_id.starts_with("chat:"));
+    app.stop().await;
+}
+
+async fn bad_frames_get_clear_answers(backend: Backend) {
+    let app = app(backend, |s| {
+        s.chat.max_message_bytes = 100;
+        s.chat.messages_per_minute = 3;
+        s.chat.max_chats_per_visitor = 1;
+        s.chat.allowed_origins = vec!["https://shop.example.com".into()];
+    })
+    .await;
+    // A page from another origin may not open chats.
+    let url = format!(
+        "{}/channels/chat/ws",
+        app.base.replacen("http://", "ws://", 1)
+    );
+    let mut req = url.clone().into_client_request().unwrap();
+    req.headers_mut()
+        .insert("origin", "https://evil.example".parse().unwrap());
+    assert!(
+        tokio_tungstenite::connect_async(req).await.is_err(),
+        "refused"
+    );
+    let connect = || async {
+        let mut req = url.clone().into_client_request().unwrap();
+        req.headers_mut()
+            .insert("origin", "https://shop.example.com".parse().unwrap());
+        Visitor {
+            ws: tokio_tungstenite::connect_async(req).await.unwrap().0,
+        }
+    };
+    let mut page = connect().await;
+    page.send(json!({ "type": "message", "id": "x", "text": "hi" }))
+        .await;
+    assert_eq!(page.expect("error").await["code"], "start_first");
+    page.ws
+        .send(Message::Binary(vec![1, 2, 3].into()))
+        .await
+        .unwrap();
+    assert_eq!(page.expect("error").await["code"], "bad_frame");
+    page.ws
+        .send(Message::Text("{not json".into()))
+        .await
+        .unwrap();
+    assert_eq!(page.expect("error").await["code"], "bad_frame");
+    page.send(json!({ "type": "start", "visitor_id": "" }))
+        .await;
+    assert_eq!(page.expect("error").await["code"], "bad_field");
+    page.send(json!({ "type": "start", "visitor_id": "v-4", "customer_token": "forged.00" }))
+        .await;
+    assert_eq!(page.expect("error").await["code"], "bad_field");
+    page.start(json!({ "type": "start", "visitor_id": "v-4" }))
+        .await;
+    page.send(json!({ "type": "message", "id": "big", "text": "x".repeat(101) }))
+        .await;
+    assert_eq!(page.expect("error").await["code"], "too_large");
+    for i in 0..3 {
+        page.send(json!({ "type": "message", "id": format!("f{i}"), "text": "flood" }))
+            .await;
+        page.expect("ack").await;
+    }
+    page.send(json!({ "type": "message", "id": "f3", "text": "flood" }))
+        .await;
+    assert_eq!(page.expect("error").await["code"], "slow_down");
+    // A second chat for the same visitor is one too many.
+    let mut second = connect().await;
+    second
+        .send(json!({ "type": "start", "visitor_id": "v-4" }))
+        .await;
+    assert_eq!(second.expect("error").await["code"], "too_many_chats");
+    assert_eq!(second.next().await["code"], 4008);
+    // The first connection is unharmed.
+    page.send(json!({ "type": "ping" })).await;
+    page.expect("pong").await;
+    app.stop().await;
+}
+
+both_backends!(
+    a_known_customer_is_served_first_and_messages_flow_both_ways,
+    a_visitor_who_reconnects_misses_nothing_and_repeats_nothing,
+    a_visitor_who_leaves_while_waiting_is_an_abandoned_chat,
+    bad_frames_get_clear_answers,
+);
