@@ -5,6 +5,7 @@ mod agent_client;
 mod helpers;
 
 mod agents;
+mod browser;
 mod audit;
 mod chat;
 mod customers;
