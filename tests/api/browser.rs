@@ -19,9 +19,17 @@ use crate::helpers::{spawn_app, Backend};
 fn chromium() -> Option<&'static str> {
     let found = ["chromium", "chromium-browser", "google-chrome"]
         .into_iter()
-        .find(|b| Command::new(b).arg("--version").output().is_ok_and(|o| o.status.success()));
+        .find(|b| {
+            Command::new(b)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
     if found.is_none() {
-        assert!(std::env::var("CI").is_err(), "Chromium must be installed in CI (.ci/run installs it)");
+        assert!(
+            std::env::var("CI").is_err(),
+            "Chromium must be installed in CI (.ci/run installs it)"
+        );
         eprintln!("Chromium is not installed; skipped (bash .ci/run installs it)");
     }
     found
@@ -40,7 +48,9 @@ impl Drop for Browser {
 
 /// A page driven over the DevTools protocol.
 struct Page {
-    ws: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    ws: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
     next_id: u64,
 }
 
@@ -49,7 +59,11 @@ impl Page {
         self.next_id += 1;
         let id = self.next_id;
         self.ws
-            .send(Message::Text(json!({ "id": id, "method": method, "params": params }).to_string().into()))
+            .send(Message::Text(
+                json!({ "id": id, "method": method, "params": params })
+                    .to_string()
+                    .into(),
+            ))
             .await
             .unwrap();
         loop {
@@ -69,7 +83,10 @@ impl Page {
 
     async fn eval(&mut self, expression: &str) -> Value {
         let r = self
-            .call("Runtime.evaluate", json!({ "expression": expression, "returnByValue": true, "awaitPromise": true }))
+            .call(
+                "Runtime.evaluate",
+                json!({ "expression": expression, "returnByValue": true, "awaitPromise": true }),
+            )
             .await;
         r["result"]["result"]["value"].clone()
     }
@@ -82,14 +99,22 @@ impl Page {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let log = self.eval("document.body ? document.body.innerText : ''").await;
+        let log = self
+            .eval("document.body ? document.body.innerText : ''")
+            .await;
         panic!("{what}: not within 15 s; the page shows: {log}");
     }
 }
 
 async fn open(binary: &str, dir: &Path, url: &str) -> (Browser, Page) {
     let child = Command::new(binary)
-        .args(["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"])
+        .args([
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+        ])
         .arg("--remote-debugging-port=0")
         .arg(format!("--user-data-dir={}", dir.display()))
         .arg("about:blank")
@@ -102,7 +127,11 @@ async fn open(binary: &str, dir: &Path, url: &str) -> (Browser, Page) {
     let mut port = None;
     for _ in 0..200 {
         if let Ok(text) = std::fs::read_to_string(&port_file) {
-            if let Some(p) = text.lines().next().and_then(|l| l.trim().parse::<u16>().ok()) {
+            if let Some(p) = text
+                .lines()
+                .next()
+                .and_then(|l| l.trim().parse::<u16>().ok())
+            {
                 port = Some(p);
                 break;
             }
@@ -118,7 +147,10 @@ async fn open(binary: &str, dir: &Path, url: &str) -> (Browser, Page) {
         .json()
         .await
         .unwrap();
-    let ws_url = target["webSocketDebuggerUrl"].as_str().expect("a page to drive").to_string();
+    let ws_url = target["webSocketDebuggerUrl"]
+        .as_str()
+        .expect("a page to drive")
+        .to_string();
     let (ws, _) = tokio_tungstenite::connect_async(ws_url).await.unwrap();
     (browser, Page { ws, next_id: 0 })
 }
@@ -130,28 +162,58 @@ async fn the_widget_chats_in_a_real_browser() {
     let (_, token) = create_agent(&app, json!({ "name": "Lin Wu" })).await;
     let mut lin = Desktop::available(&app.base, &token).await;
     let profile = tempfile::tempdir().unwrap();
-    let (_browser, mut page) = open(binary, profile.path(), &format!("{}/chat/demo", app.base)).await;
+    let (_browser, mut page) =
+        open(binary, profile.path(), &format!("{}/chat/demo", app.base)).await;
 
-    page.until("!!document.querySelector('#sb-toggle')", "the widget appears").await;
-    page.eval("document.querySelector('#sb-toggle').click()").await;
-    page.until("!!localStorage.getItem('switchboard.chat')", "the chat starts").await;
+    page.until(
+        "!!document.querySelector('#sb-toggle')",
+        "the widget appears",
+    )
+    .await;
+    page.eval("document.querySelector('#sb-toggle').click()")
+        .await;
+    page.until(
+        "!!localStorage.getItem('switchboard.chat')",
+        "the chat starts",
+    )
+    .await;
     page.eval("document.querySelector('#sb-text').value = 'Hello from the browser'; document.querySelector('#sb-form').requestSubmit(); true").await;
 
     let interaction = lin.take_offer().await;
     let said = lin.expect("message").await;
     assert_eq!(said["text"], "Hello from the browser");
     lin.send(json!({ "type": "reply", "interaction_id": interaction, "body": "Hi, Lin here. How can I help?" })).await;
-    page.until("document.querySelector('#sb-log').innerText.includes('Hi, Lin here. How can I help?')", "the agent's answer shows").await;
-    page.until("document.querySelector('#sb-log').innerText.includes('Lin joined the chat')", "the agent joining shows").await;
+    page.until(
+        "document.querySelector('#sb-log').innerText.includes('Hi, Lin here. How can I help?')",
+        "the agent's answer shows",
+    )
+    .await;
+    page.until(
+        "document.querySelector('#sb-log').innerText.includes('Lin joined the chat')",
+        "the agent joining shows",
+    )
+    .await;
 
     // The page reloads: the widget resumes the same chat and receives what follows.
     page.eval("location.reload(); true").await;
-    page.until("document.readyState === 'complete' && !!document.querySelector('#sb-panel.open')", "the chat reopens after the reload").await;
+    page.until(
+        "document.readyState === 'complete' && !!document.querySelector('#sb-panel.open')",
+        "the chat reopens after the reload",
+    )
+    .await;
     lin.send(json!({ "type": "reply", "interaction_id": interaction, "body": "Still there after the reload?" })).await;
-    page.until("document.querySelector('#sb-log').innerText.includes('Still there after the reload?')", "a message after the reload shows").await;
+    page.until(
+        "document.querySelector('#sb-log').innerText.includes('Still there after the reload?')",
+        "a message after the reload shows",
+    )
+    .await;
     page.eval("document.querySelector('#sb-text').value = 'Yes!'; document.querySelector('#sb-form').requestSubmit(); true").await;
     let said = lin.expect("message").await;
     assert_eq!(said["text"], "Yes!");
-    assert_eq!(said["interaction_id"], interaction.as_str(), "the same chat");
+    assert_eq!(
+        said["interaction_id"],
+        interaction.as_str(),
+        "the same chat"
+    );
     app.stop().await;
 }

@@ -5,8 +5,8 @@ mod agent_client;
 mod helpers;
 
 mod agents;
-mod browser;
 mod audit;
+mod browser;
 mod chat;
 mod customers;
 mod durability;

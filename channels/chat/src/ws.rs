@@ -45,8 +45,11 @@ pub async fn upgrade(
     }
     // A frame a little over the longest message (the JSON around it) is the most read.
     let max = chat.settings.max_message_bytes * 2 + 1024;
+    // Chats are many and mostly quiet: small buffers, grown only while a frame needs it.
     ws.max_message_size(max)
         .max_frame_size(max)
+        .read_buffer_size(4096)
+        .write_buffer_size(4096)
         .on_upgrade(move |socket| connection(chat, socket))
 }
 
