@@ -226,6 +226,10 @@ impl Core for CoreService {
         self.router.commands_stored()
     }
 
+    fn agents_typing(&self) -> broadcast::Receiver<String> {
+        self.router.agents_typing()
+    }
+
     fn find_contact<'a>(
         &'a self,
         channel: ChannelKind,

@@ -53,6 +53,11 @@ pub enum ClientMessage {
         #[serde(default)]
         notes: Option<String>,
     },
+    /// The agent is typing an answer (shown to a chat visitor).
+    Typing {
+        /// The interaction.
+        interaction_id: String,
+    },
     /// Answer the customer of an assigned interaction on its channel (an email reply).
     Reply {
         /// The interaction.
@@ -112,7 +117,7 @@ pub fn decode(text: &str) -> Result<ClientMessage, DecodeError> {
         .get("type")
         .and_then(Value::as_str)
         .map(str::to_string);
-    const KNOWN: [&str; 7] = [
+    const KNOWN: [&str; 8] = [
         "login",
         "presence",
         "heartbeat",
@@ -120,6 +125,7 @@ pub fn decode(text: &str) -> Result<ClientMessage, DecodeError> {
         "decline",
         "complete",
         "reply",
+        "typing",
     ];
     match kind.as_deref() {
         None => {

@@ -142,7 +142,15 @@ async fn a_known_customer_is_served_first_and_messages_flow_both_ways(backend: B
         (relayed["text"].as_str(), relayed["interaction_id"].as_str()),
         (Some("Hello, my order is late."), Some(interaction.as_str()))
     );
-    // Agent to visitor.
+    // Typing both ways, then agent to visitor.
+    vip.send(json!({ "type": "typing" })).await;
+    assert_eq!(
+        sam.expect("typing").await["interaction_id"],
+        interaction.as_str()
+    );
+    sam.send(json!({ "type": "typing", "interaction_id": interaction }))
+        .await;
+    assert_eq!(vip.expect("typing").await["from"], "agent");
     sam.send(json!({ "type": "reply", "interaction_id": interaction, "body": "Let me check.", "reply_id": "a1" })).await;
     sam.expect("reply_queued").await;
     let m = vip.agent_message().await;
@@ -251,6 +259,8 @@ async fn a_visitor_who_leaves_while_waiting_is_an_abandoned_chat(backend: Backen
     page.send(json!({ "type": "message", "id": "m1", "text": "anyone there?" }))
         .await;
     page.expect("ack").await;
+    // While it waits, the page is told where it stands.
+    assert_eq!(page.expect("queue").await["position"], 1);
     drop(page);
     let mut state = String::new();
     for _ in 0..50 {

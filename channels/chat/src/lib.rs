@@ -122,6 +122,7 @@ pub async fn run(chat: Arc<Chat>, shutdown: impl std::future::Future<Output = ()
     let mut assignments = chat.core.assignments();
     let mut completions = chat.core.completions();
     let mut commands = chat.core.commands_stored();
+    let mut typing = chat.core.agents_typing();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tokio::pin!(shutdown);
     loop {
@@ -143,6 +144,15 @@ pub async fn run(chat: Arc<Chat>, shutdown: impl std::future::Future<Output = ()
                     }
                 }
                 Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => return,
+            },
+            t = typing.recv() => match t {
+                Ok(interaction_id) => {
+                    if let Some(room) = chat.room_of(&interaction_id) {
+                        room.agent_typing().await;
+                    }
+                }
+                Err(RecvError::Lagged(_)) => {}
                 Err(RecvError::Closed) => return,
             },
             c = commands.recv() => match c {

@@ -246,6 +246,12 @@ impl Room {
             .await;
     }
 
+    /// The agent is typing: the visitor's page is told (not kept).
+    pub async fn agent_typing(&self) {
+        self.tell(json!({ "type": "typing", "from": "agent" }))
+            .await;
+    }
+
     /// An agent took the chat.
     pub async fn agent_joined(&self, chat: &Chat, name: &str) {
         self.state.lock().await.assigned = true;

@@ -239,6 +239,9 @@ pub trait Core: Intake {
     /// adapter delivers it at once rather than at its next poll.
     fn commands_stored(&self) -> broadcast::Receiver<ChannelKind>;
 
+    /// The interactions whose agent is typing an answer, from now on (not kept).
+    fn agents_typing(&self) -> broadcast::Receiver<String>;
+
     /// Interactions of `channel` held by an agent with no command stored for them under
     /// `{command_prefix}{interaction id}:{agent id}`, and no event of kind `over_kind`
     /// (the contact has ended): the assignments a channel may have missed (announced while it was behind,

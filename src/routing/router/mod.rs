@@ -165,6 +165,7 @@ pub struct RouterHandle {
     assignments: broadcast::Sender<Assignment>,
     completions: broadcast::Sender<Completed>,
     commands: broadcast::Sender<ChannelKind>,
+    typing: broadcast::Sender<String>,
 }
 
 impl RouterHandle {
@@ -288,6 +289,11 @@ impl RouterHandle {
         self.commands.subscribe()
     }
 
+    /// Chats whose agent is typing, from now on.
+    pub fn agents_typing(&self) -> broadcast::Receiver<String> {
+        self.typing.subscribe()
+    }
+
     /// Changes each time the live state may have changed.
     pub fn changes(&self) -> watch::Receiver<u64> {
         self.changes.clone()
@@ -342,6 +348,7 @@ pub fn start(
     let (assignments, _) = broadcast::channel(ANNOUNCED);
     let (completions, _) = broadcast::channel(ANNOUNCED);
     let (commands, _) = broadcast::channel(ANNOUNCED);
+    let (typing, _) = broadcast::channel(ANNOUNCED);
     let router = Router {
         store,
         rules,
@@ -364,6 +371,7 @@ pub fn start(
         assignments: assignments.clone(),
         completions: completions.clone(),
         commands: commands.clone(),
+        typing: typing.clone(),
         completed: Vec::new(),
         replies: Vec::new(),
         stop: shutdown.clone(),
@@ -375,6 +383,7 @@ pub fn start(
             assignments,
             completions,
             commands,
+            typing,
         },
         tokio::spawn(router.run(rx, shutdown)),
     )
@@ -413,6 +422,7 @@ struct Router {
     completed: Vec<Completed>,
     completions: broadcast::Sender<Completed>,
     commands: broadcast::Sender<ChannelKind>,
+    typing: broadcast::Sender<String>,
     assignments: broadcast::Sender<Assignment>,
     /// Answers to give once this turn's writes are committed.
     replies: Vec<(oneshot::Sender<EndResult>, EndResult)>,

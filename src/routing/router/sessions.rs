@@ -129,6 +129,15 @@ impl Router {
                     s.error("already_logged_in", "this connection is logged in already");
                 }
             }
+            ClientMessage::Typing { interaction_id } => {
+                if self
+                    .agents
+                    .get(agent_id)
+                    .is_some_and(|s| s.held.get(&interaction_id) == Some(&ChannelKind::Chat))
+                {
+                    let _ = self.typing.send(interaction_id);
+                }
+            }
             ClientMessage::Heartbeat {} => {
                 if let Some(s) = self.agents.get(agent_id) {
                     s.reply(json!({ "type": "heartbeat_ack" }));
