@@ -222,7 +222,7 @@ impl Room {
         };
         metrics::counter!("switchboard_chat_messages_total", "from" => "visitor").increment(1);
         chat.core
-            .tell_agent(&self.interaction_id, json!({ "type": "message", "channel": "chat", "from": "visitor", "text": text, "seq": seq }))
+            .tell_agent(&self.interaction_id, json!({ "type": "message", "channel": "chat", "from": "visitor", "text": text, "chat_seq": seq }))
             .await;
         Ok(json!({ "type": "ack", "id": id, "seq": seq }))
     }
@@ -340,7 +340,7 @@ pub async fn deliver_agents(chat: &Chat) {
                 chat.core
                     .tell_agent(
                         &room.interaction_id,
-                        json!({ "type": "reply_sent", "reply_id": reply_id, "seq": seq }),
+                        json!({ "type": "reply_sent", "reply_id": reply_id, "chat_seq": seq }),
                     )
                     .await;
             }
