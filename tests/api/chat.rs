@@ -250,6 +250,38 @@ async fn a_visitor_who_reconnects_misses_nothing_and_repeats_nothing(backend: Ba
     app.stop().await;
 }
 
+async fn what_a_visitor_wrote_while_waiting_reaches_the_agent_who_joins(backend: Backend) {
+    let app = app(backend, |_| {}).await;
+    let mut page = Visitor::connect(&app).await;
+    page.start(json!({ "type": "start", "visitor_id": "v-5" }))
+        .await;
+    for (id, text) in [
+        ("w1", "Is anyone there?"),
+        ("w2", "I need help with a refund."),
+    ] {
+        page.send(json!({ "type": "message", "id": id, "text": text }))
+            .await;
+        page.expect("ack").await;
+    }
+    let (_, token) = create_agent(&app, json!({ "name": "Noor" })).await;
+    let mut noor = Desktop::available(&app.base, &token).await;
+    noor.take_offer().await;
+    let first = noor.expect("message").await;
+    let second = noor.expect("message").await;
+    assert_eq!(
+        (first["text"].as_str(), second["text"].as_str()),
+        (Some("Is anyone there?"), Some("I need help with a refund."))
+    );
+    // After joining, each new message is told as it comes, once.
+    page.send(json!({ "type": "message", "id": "w3", "text": "Thanks!" }))
+        .await;
+    page.expect("ack").await;
+    assert_eq!(noor.expect("message").await["text"], "Thanks!");
+    noor.expect_none("message", Duration::from_millis(300))
+        .await;
+    app.stop().await;
+}
+
 async fn a_visitor_who_leaves_while_waiting_is_an_abandoned_chat(backend: Backend) {
     let app = app(backend, |s| s.chat.abandon_after_secs = 1).await;
     let mut page = Visitor::connect(&app).await;
@@ -376,5 +408,6 @@ both_backends!(
     a_known_customer_is_served_first_and_messages_flow_both_ways,
     a_visitor_who_reconnects_misses_nothing_and_repeats_nothing,
     a_visitor_who_leaves_while_waiting_is_an_abandoned_chat,
+    what_a_visitor_wrote_while_waiting_reaches_the_agent_who_joins,
     bad_frames_get_clear_answers,
 );

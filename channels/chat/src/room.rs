@@ -218,12 +218,16 @@ impl Room {
                 .publish_in(&mut s, chat, format!("visitor:{id}"), event)
                 .await?;
             s.sent.insert(id.to_string(), seq);
+            // Before an agent has joined, the message reaches the agent with the rest of
+            // the transcript when it joins (see `agent_joined`); after, at once.
+            if s.assigned {
+                chat.core
+                    .tell_agent(&self.interaction_id, visitor_said(text, seq))
+                    .await;
+            }
             seq
         };
         metrics::counter!("switchboard_chat_messages_total", "from" => "visitor").increment(1);
-        chat.core
-            .tell_agent(&self.interaction_id, json!({ "type": "message", "channel": "chat", "from": "visitor", "text": text, "chat_seq": seq }))
-            .await;
         Ok(json!({ "type": "ack", "id": id, "seq": seq }))
     }
 
@@ -252,19 +256,35 @@ impl Room {
             .await;
     }
 
-    /// An agent took the chat.
+    /// An agent took the chat: the visitor is told, and the agent is told what the
+    /// visitor wrote while the chat waited.
     pub async fn agent_joined(&self, chat: &Chat, name: &str) {
-        self.state.lock().await.assigned = true;
         let first = name.split_whitespace().next().unwrap_or("An agent");
-        if let Err(e) = self
-            .publish(
-                chat,
-                format!("joined:{}", uuid::Uuid::now_v7()),
-                json!({ "type": "agent_joined", "name": first }),
-            )
-            .await
-        {
+        let mut s = self.state.lock().await;
+        // Under the lock: every message published before this point is in the store and
+        // is told below; every one after is told as it comes.
+        s.assigned = true;
+        let joined = json!({ "type": "agent_joined", "name": first });
+        let key = format!("joined:{}", uuid::Uuid::now_v7());
+        if let Err(e) = self.publish_in(&mut s, chat, key, joined).await {
             tracing::warn!(error = %e, "Could not record an agent joining a chat");
+        }
+        match self.since(chat, 0).await {
+            Ok(events) => {
+                for e in events
+                    .iter()
+                    .filter(|e| e["type"] == "message" && e["from"] == "visitor")
+                {
+                    let text = e["text"].as_str().unwrap_or_default();
+                    let seq = e["seq"].as_u64().unwrap_or(0);
+                    chat.core
+                        .tell_agent(&self.interaction_id, visitor_said(text, seq))
+                        .await;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "Could not read a chat's transcript for its agent")
+            }
         }
     }
 
@@ -306,6 +326,11 @@ impl Room {
         events.sort_by_key(|e| e["seq"].as_u64());
         Ok(events)
     }
+}
+
+/// What the agent's desktop is told of a visitor's message.
+fn visitor_said(text: &str, seq: u64) -> Value {
+    json!({ "type": "message", "channel": "chat", "from": "visitor", "text": text, "chat_seq": seq })
 }
 
 /// Delivers agents' messages (stored by the router with the agent's other writes):
