@@ -100,5 +100,6 @@ pub(super) fn interaction_json(i: &InteractionRow) -> Value {
     json!({
         "id": i.id, "channel": i.channel, "state": i.state, "tier": i.tier, "topic": i.topic,
         "subject": i.subject, "body": i.body, "customer_id": i.customer_id, "created_at": rfc3339(i.created_at),
+        "contact_key": i.idempotency_key,
     })
 }

@@ -1,0 +1,518 @@
+//! `switchboard-load`: drives a Switchboard the way its users do, every channel at once —
+//! phone systems posting signed call events, mail servers delivering over SMTP, chat
+//! visitors on websockets — while simulated agents on the agent websocket accept each
+//! offer, hold it for a handling time and complete it. It counts what each channel had
+//! acknowledged, itself, and reports per channel: contacts accepted per second, the time
+//! from a contact's acknowledgement to its offer reaching an agent (p50/p95/p99/max),
+//! offers per second, errors; and the server's CPU and memory when it runs the server.
+//!
+//!     cargo run --release -p switchboard-load -- --rate 50 --secs 30 --agents 40
+//!     cargo run --release -p switchboard-load -- --url http://10.0.0.5:8080 --token … --phone-secret … --smtp 10.0.0.5:2525
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use clap::Parser;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio_tungstenite::tungstenite::Message;
+
+#[derive(Debug, Parser)]
+#[command(
+    about = "Drives a Switchboard with phone, email and chat contacts and agents that work them"
+)]
+struct Args {
+    /// A running server to drive; without it, the release binary is started on a fresh
+    /// data directory.
+    #[arg(long)]
+    url: Option<String>,
+    /// The server binary to start (without --url).
+    #[arg(long, default_value = "target/release/switchboard")]
+    binary: String,
+    /// The admin token (with --url).
+    #[arg(long)]
+    token: Option<String>,
+    /// The phone channel's secret (with --url).
+    #[arg(long)]
+    phone_secret: Option<String>,
+    /// The SMTP listener (with --url).
+    #[arg(long)]
+    smtp: Option<String>,
+    /// Contacts per second, all channels together.
+    #[arg(long, default_value_t = 30.0)]
+    rate: f64,
+    /// Shares of phone, email and chat, as phone=N,email=N,chat=N.
+    #[arg(long, default_value = "phone=40,email=30,chat=30")]
+    mix: String,
+    /// Seconds to run.
+    #[arg(long, default_value_t = 20)]
+    secs: u64,
+    /// Agents working the contacts.
+    #[arg(long, default_value_t = 30)]
+    agents: usize,
+    /// Seconds an agent holds each contact before completing it.
+    #[arg(long, default_value_t = 1.0)]
+    handle_secs: f64,
+    /// Seconds of wrap-up after each contact, in the rules of a server it starts (the
+    /// shipped rules otherwise).
+    #[arg(long, default_value_t = 0)]
+    wrap_up_secs: u64,
+}
+
+const CHANNELS: [&str; 3] = ["phone", "email", "chat"];
+
+/// What one channel saw.
+#[derive(Default)]
+struct Tally {
+    accepted: u64,
+    errors: u64,
+    offers: u64,
+    /// Contact sent → offer on a desktop (µs).
+    to_offer: Vec<u64>,
+}
+
+#[derive(Default)]
+struct Shared {
+    tallies: HashMap<&'static str, Tally>,
+    /// Contact key → when it was sent, and its channel.
+    sent: HashMap<String, (Instant, &'static str)>,
+}
+
+type State = Arc<Mutex<Shared>>;
+
+struct Server {
+    child: Option<Child>,
+    base: String,
+    token: String,
+    phone_secret: String,
+    smtp: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start(args: &Args) -> Server {
+    if let Some(url) = &args.url {
+        return Server {
+            child: None,
+            base: url.trim_end_matches('/').to_string(),
+            token: args.token.clone().expect("--token with --url"),
+            phone_secret: args
+                .phone_secret
+                .clone()
+                .expect("--phone-secret with --url"),
+            smtp: args.smtp.clone().expect("--smtp with --url"),
+            _dir: None,
+        };
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let smtp = format!("127.0.0.1:{}", free_port());
+    let rules = dir.path().join("routing.toml");
+    std::fs::write(
+        &rules,
+        include_str!("../../../config/routing.toml").replace(
+            "wrap_up_secs = 30",
+            &format!("wrap_up_secs = {}", args.wrap_up_secs),
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(&args.binary)
+        .env("SWITCHBOARD__SERVER__HTTP_ADDR", "127.0.0.1:0")
+        .env("SWITCHBOARD__STORAGE__DATA_DIR", dir.path())
+        .env("SWITCHBOARD__API__ADMIN_TOKEN", "load-token")
+        .env("SWITCHBOARD__PHONE__SECRET", "load-secret")
+        .env("SWITCHBOARD__PHONE__ANSWER_WINDOW_MS", "0")
+        .env("SWITCHBOARD__EMAIL__SMTP_ADDR", &smtp)
+        .env("SWITCHBOARD__CHAT__MESSAGES_PER_MINUTE", "100000")
+        .env("SWITCHBOARD__CHAT__MAX_CHATS_PER_VISITOR", "100000")
+        .env("SWITCHBOARD__LOG__LEVEL", "warn")
+        .env("SWITCHBOARD__ROUTING__RULES_FILE", &rules)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{}: {e} (build it with cargo build --release)", args.binary));
+    use std::io::BufRead;
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let base = loop {
+        let line = lines
+            .next()
+            .expect("the server prints where it listens")
+            .unwrap();
+        if let Some(a) = line.strip_prefix("Switchboard listening on ") {
+            break a.trim().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines.by_ref() {});
+    Server {
+        child: Some(child),
+        base,
+        token: "load-token".into(),
+        phone_secret: "load-secret".into(),
+        smtp,
+        _dir: Some(dir),
+    }
+}
+
+/// (utime + stime in clock ticks, RSS in KiB) of a process.
+fn usage(pid: u32) -> (u64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = fields
+        .get(11)
+        .and_then(|u| u.parse::<u64>().ok())
+        .unwrap_or(0)
+        + fields
+            .get(12)
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(0);
+    let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    (ticks, rss)
+}
+
+/// A contact is being sent: an offer for it is timed from now (it may come before the
+/// acknowledgement does).
+fn sending(state: &State, channel: &'static str, key: String, at: Instant) {
+    state.lock().unwrap().sent.insert(key, (at, channel));
+}
+
+fn acked(state: &State, channel: &'static str) {
+    state
+        .lock()
+        .unwrap()
+        .tallies
+        .entry(channel)
+        .or_default()
+        .accepted += 1;
+}
+
+fn failed(state: &State, channel: &'static str) {
+    state
+        .lock()
+        .unwrap()
+        .tallies
+        .entry(channel)
+        .or_default()
+        .errors += 1;
+}
+
+async fn phone_call(server: &Server, client: &reqwest::Client, state: &State, n: u64) {
+    let call = format!("load-{n}");
+    let body = json!({ "event": "ringing", "call_id": call, "from": format!("+4930{:07}", n % 100_000), "to": "+4930999000" }).to_string();
+    let ts = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    sending(state, "phone", format!("native:{call}"), Instant::now());
+    let sent = client
+        .post(format!("{}/channels/phone/events", server.base))
+        .header("x-switchboard-timestamp", ts.to_string())
+        .header(
+            "x-switchboard-signature",
+            switchboard_phone::signature::native_sign(&server.phone_secret, ts, body.as_bytes()),
+        )
+        .body(body)
+        .send()
+        .await;
+    match sent {
+        Ok(r) if r.status().is_success() => acked(state, "phone"),
+        _ => failed(state, "phone"),
+    }
+}
+
+async fn reply(r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> String {
+    let mut full = String::new();
+    loop {
+        let mut l = String::new();
+        if r.read_line(&mut l).await.unwrap_or(0) == 0 {
+            return full;
+        }
+        full.push_str(&l);
+        if l.len() < 4 || l.as_bytes()[3] != b'-' {
+            return full;
+        }
+    }
+}
+
+async fn email(server: &Server, state: &State, n: u64) {
+    let id = format!("load-{n}@load.example");
+    sending(state, "email", format!("email:{id}"), Instant::now());
+    let result = async {
+        let stream = tokio::net::TcpStream::connect(&server.smtp).await.ok()?;
+        stream.set_nodelay(true).ok()?;
+        let (r, mut w) = stream.into_split();
+        let mut r = BufReader::new(r);
+        reply(&mut r).await;
+        for cmd in ["EHLO load.example\r\n", &format!("MAIL FROM:<c{}@load.example>\r\n", n % 100_000), "RCPT TO:<support@example.com>\r\n", "DATA\r\n"] {
+            w.write_all(cmd.as_bytes()).await.ok()?;
+            let a = reply(&mut r).await;
+            if !(a.starts_with('2') || a.starts_with('3')) {
+                return None;
+            }
+        }
+        let msg = format!("From: Customer {0} <c{0}@load.example>\r\nTo: support@example.com\r\nSubject: Order {n}\r\nMessage-ID: <{id}>\r\n\r\nWhere is my order {n}?\r\n.\r\n", n % 100_000);
+        w.write_all(msg.as_bytes()).await.ok()?;
+        let a = reply(&mut r).await;
+        let _ = w.write_all(b"QUIT\r\n").await;
+        a.starts_with("250").then_some(())
+    }
+    .await;
+    match result {
+        Some(()) => acked(state, "email"),
+        None => failed(state, "email"),
+    }
+}
+
+async fn chat(server: &Server, state: &State, n: u64, until: Instant) {
+    let url = format!("{}/channels/chat/ws", server.base.replacen("http", "ws", 1));
+    let began = Instant::now();
+    let Ok((mut ws, _)) = tokio_tungstenite::connect_async(url).await else {
+        return failed(state, "chat");
+    };
+    let start = json!({ "type": "start", "visitor_id": format!("load-{n}") }).to_string();
+    if ws.send(Message::Text(start.into())).await.is_err() {
+        return failed(state, "chat");
+    }
+    let mut chat_id = None;
+    while let Ok(Some(Ok(frame))) = tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+        if let Message::Text(t) = frame {
+            let v: Value = serde_json::from_str(&t).unwrap_or_default();
+            if v["type"] == "started" {
+                chat_id = v["chat_id"].as_str().map(str::to_string);
+                break;
+            }
+        }
+    }
+    let Some(chat_id) = chat_id else {
+        return failed(state, "chat");
+    };
+    sending(state, "chat", chat_id, began);
+    acked(state, "chat");
+    let _ = ws
+        .send(Message::Text(
+            json!({ "type": "message", "id": "m1", "text": "Hello, I need help." })
+                .to_string()
+                .into(),
+        ))
+        .await;
+    // The visitor stays until the chat ends or the run does.
+    while Instant::now() < until {
+        match tokio::time::timeout(Duration::from_secs(1), ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) if t.contains("\"closed\"") => break,
+            Ok(None) | Ok(Some(Err(_))) => break,
+            _ => {}
+        }
+    }
+}
+
+/// An agent: accepts every offer, holds each contact `hold`, completes it.
+async fn agent(
+    server: Arc<Server>,
+    client: reqwest::Client,
+    state: State,
+    n: usize,
+    hold: Duration,
+    until: Instant,
+) {
+    let a: Value = client
+        .post(format!("{}/api/agents", server.base))
+        .bearer_auth(&server.token)
+        .json(&json!({ "name": format!("Load Agent {n}"), "capacity": { "chat": 3, "email": 3, "phone": 1 } }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let url = format!("{}/agent/ws", server.base.replacen("http", "ws", 1));
+    let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let (mut tx, mut rx) = ws.split();
+    let (out, mut outbox) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let writer = tokio::spawn(async move {
+        while let Some(t) = outbox.recv().await {
+            if tx.send(Message::Text(t.into())).await.is_err() {
+                return;
+            }
+        }
+    });
+    let _ = out.send(json!({ "type": "login", "token": a["token"] }).to_string());
+    let _ = out.send(json!({ "type": "presence", "status": "available" }).to_string());
+    let mut beat = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        tokio::select! {
+            _ = beat.tick() => { let _ = out.send(json!({ "type": "heartbeat" }).to_string()); }
+            _ = tokio::time::sleep_until(until.into()) => break,
+            f = rx.next() => {
+                let Some(Ok(Message::Text(t))) = f else {
+                    if matches!(f, None | Some(Err(_))) { break; }
+                    continue;
+                };
+                let v: Value = serde_json::from_str(&t).unwrap_or_default();
+                if v["type"] == "offer" {
+                    let key = v["interaction"]["contact_key"].as_str().unwrap_or_default().to_string();
+                    {
+                        let mut s = state.lock().unwrap();
+                        if let Some((at, channel)) = s.sent.get(&key).copied() {
+                            let t = s.tallies.entry(channel).or_default();
+                            t.offers += 1;
+                            t.to_offer.push(at.elapsed().as_micros() as u64);
+                        }
+                    }
+                    let _ = out.send(json!({ "type": "accept", "offer_id": v["offer_id"] }).to_string());
+                } else if v["type"] == "assigned" {
+                    let id = v["interaction_id"].clone();
+                    let out = out.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(hold).await;
+                        let _ = out.send(json!({ "type": "complete", "interaction_id": id, "disposition": "resolved" }).to_string());
+                    });
+                }
+            }
+        }
+    }
+    drop(out);
+    let _ = writer.await;
+}
+
+fn pct(v: &mut [u64], p: f64) -> String {
+    if v.is_empty() {
+        return "-".into();
+    }
+    v.sort_unstable();
+    let i = ((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1;
+    format!("{:.1} ms", v[i] as f64 / 1000.0)
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let shares: Vec<f64> = CHANNELS
+        .iter()
+        .map(|c| {
+            args.mix
+                .split(',')
+                .find_map(|p| {
+                    p.trim()
+                        .strip_prefix(&format!("{c}="))
+                        .and_then(|v| v.parse().ok())
+                })
+                .unwrap_or(0.0)
+        })
+        .collect();
+    let total: f64 = shares.iter().sum();
+    assert!(
+        total > 0.0 && args.rate > 0.0,
+        "--mix and --rate must ask for some contacts"
+    );
+    let server = Arc::new(start(&args));
+    let pid = server.child.as_ref().map(Child::id);
+    let client = reqwest::Client::new();
+    let state: State = Arc::default();
+    let run = Duration::from_secs(args.secs);
+    // Agents keep working a little after the last contact, so late offers are counted.
+    let until = Instant::now() + run + Duration::from_secs(5);
+    let mut agents = Vec::new();
+    for n in 0..args.agents {
+        agents.push(tokio::spawn(agent(
+            server.clone(),
+            client.clone(),
+            state.clone(),
+            n,
+            Duration::from_secs_f64(args.handle_secs),
+            until,
+        )));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = pid.map(usage);
+    let started = Instant::now();
+    let interval = Duration::from_secs_f64(1.0 / args.rate);
+    let mut tasks = Vec::new();
+    let mut n = 0u64;
+    let mut next = Instant::now();
+    let mut credit = [0.0f64; 3];
+    while started.elapsed() < run {
+        n += 1;
+        // Deal contacts to channels by their shares, evenly.
+        for (i, s) in shares.iter().enumerate() {
+            credit[i] += s / total;
+        }
+        let pick = (0..3)
+            .max_by(|a, b| credit[*a].total_cmp(&credit[*b]))
+            .unwrap();
+        credit[pick] -= 1.0;
+        let (server, client, state) = (server.clone(), client.clone(), state.clone());
+        tasks.push(tokio::spawn(async move {
+            match CHANNELS[pick] {
+                "phone" => phone_call(&server, &client, &state, n).await,
+                "email" => email(&server, &state, n).await,
+                _ => chat(&server, &state, n, until).await,
+            }
+        }));
+        next += interval;
+        tokio::time::sleep_until(next.into()).await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let after = pid.map(usage);
+    for t in tasks {
+        let _ = t.await;
+    }
+    for a in agents {
+        let _ = a.await;
+    }
+    let mut s = state.lock().unwrap();
+    println!(
+        "# switchboard-load: {:.0} contacts/s for {} s ({}), {} agents holding each {:.1} s, {} s wrap-up\n",
+        args.rate, args.secs, args.mix, args.agents, args.handle_secs, args.wrap_up_secs
+    );
+    println!(
+        "| channel | accepted/s | errors | offers/s | contact → offer p50 | p95 | p99 | max |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    for c in CHANNELS {
+        let t = s.tallies.entry(c).or_default();
+        let mut lat = std::mem::take(&mut t.to_offer);
+        println!(
+            "| {c} | {:.1} | {} | {:.1} | {} | {} | {} | {} |",
+            t.accepted as f64 / elapsed,
+            t.errors,
+            t.offers as f64 / elapsed,
+            pct(&mut lat, 0.50),
+            pct(&mut lat, 0.95),
+            pct(&mut lat, 0.99),
+            pct(&mut lat, 1.0)
+        );
+    }
+    if let (Some((t0, _)), Some((t1, rss))) = (before, after) {
+        let hz = 100.0;
+        println!(
+            "\nserver: {:.0}% of one core, {:.1} MiB resident",
+            (t1 - t0) as f64 / hz / elapsed * 100.0,
+            rss as f64 / 1024.0
+        );
+    }
+}
