@@ -1,7 +1,7 @@
 //! The API channel: other systems (a CRM, a web form, a callback request) create
 //! contacts here, and anyone with the admin token reads them back.
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -143,6 +143,35 @@ pub async fn end(
     }
     let mut conn = state.store.pool().acquire().await?;
     view(&mut conn, &id).await
+}
+
+/// The query of `GET /api/interactions`.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KeyQuery {
+    /// The channel (`api`, `email`, `chat`, `phone`).
+    channel: String,
+    /// The key the channel submitted it under: an API idempotency key, `email:<Message-ID>`,
+    /// `native:<call id>`, a chat id.
+    key: String,
+}
+
+/// `GET /api/interactions?channel=…&key=…` (supervisors): the interaction a channel
+/// created under a key, with its history.
+pub async fn by_key(
+    State(state): State<AppState>,
+    _: Supervisor,
+    query: Result<Query<KeyQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<InteractionView>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::field("query", e.body_text()))?;
+    if ChannelKind::parse(&q.channel).is_none() {
+        return Err(ApiError::field("channel", "one of api, email, chat, phone"));
+    }
+    let mut conn = state.store.pool().acquire().await?;
+    let row = interactions::by_key(&mut conn, &q.channel, &q.key)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("no interaction has that key on that channel".into()))?;
+    view(&mut conn, &row.id).await
 }
 
 /// `GET /api/interactions/{id}`: the interaction with its whole history.

@@ -137,6 +137,13 @@ fn api_routes() -> Routes {
             interactions::create,
         )
         .add(
+            Op::get("/api/interactions", "the interaction a channel created under a key")
+                .access(Supervisor)
+                .query::<interactions::KeyQuery>()
+                .responses(&[(200, "the interaction with its history"), (404, "no interaction has that key")]),
+            interactions::by_key,
+        )
+        .add(
             Op::get("/api/interactions/{id}", "an interaction with its history (agents: only their own)")
                 .access(Anyone)
                 .responses(&[(200, "the interaction"), (404, "no such interaction")]),

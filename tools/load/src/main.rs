@@ -3,14 +3,20 @@
 //! visitors on websockets — while simulated agents on the agent websocket accept each
 //! offer, hold it for a handling time and complete it. It counts what each channel had
 //! acknowledged, itself, and reports per channel: contacts accepted per second, the time
-//! from a contact's acknowledgement to its offer reaching an agent (p50/p95/p99/max),
-//! offers per second, errors; and the server's CPU and memory when it runs the server.
+//! from a contact being sent to its offer reaching an agent (p50/p95/p99/max), offers per
+//! second, errors; and the server's CPU and memory when it runs the server.
 //!
-//!     cargo run --release -p switchboard-load -- --rate 50 --secs 30 --agents 40
+//! With `--kill-every N` it is the crash test: the server it started is killed with
+//! SIGKILL every N seconds and restarted on the same data, under the same load; at the
+//! end every contact any channel acknowledged must be there exactly once.
+//!
+//!     cargo run --release -p switchboard-load -- --rate 30 --secs 20 --agents 30
+//!     cargo run --release -p switchboard-load -- --rate 30 --secs 40 --kill-every 8
 //!     cargo run --release -p switchboard-load -- --url http://10.0.0.5:8080 --token … --phone-secret … --smtp 10.0.0.5:2525
 
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -56,13 +62,20 @@ struct Args {
     /// Seconds an agent holds each contact before completing it.
     #[arg(long, default_value_t = 1.0)]
     handle_secs: f64,
-    /// Seconds of wrap-up after each contact, in the rules of a server it starts (the
-    /// shipped rules otherwise).
+    /// Seconds of wrap-up after each contact, in the rules of a server it starts.
     #[arg(long, default_value_t = 0)]
     wrap_up_secs: u64,
+    /// The crash test: SIGKILL the server it started every this many seconds, restart it
+    /// on the same data, and check afterwards that every acknowledged contact is there
+    /// exactly once.
+    #[arg(long)]
+    kill_every: Option<u64>,
 }
 
 const CHANNELS: [&str; 3] = ["phone", "email", "chat"];
+
+/// A contact a channel acknowledged: (channel, key, the query naming its customer).
+type Acked = (&'static str, String, String);
 
 /// What one channel saw.
 #[derive(Default)]
@@ -79,12 +92,16 @@ struct Shared {
     tallies: HashMap<&'static str, Tally>,
     /// Contact key → when it was sent, and its channel.
     sent: HashMap<String, (Instant, &'static str)>,
+    /// Every acknowledged contact, as this generator counted it.
+    acked: Vec<Acked>,
 }
 
 type State = Arc<Mutex<Shared>>;
 
 struct Server {
-    child: Option<Child>,
+    child: Mutex<Option<Child>>,
+    /// How to start it again (the crash test).
+    command: Option<Mutex<Command>>,
     base: String,
     token: String,
     phone_secret: String,
@@ -94,10 +111,27 @@ struct Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        if let Some(c) = self.child.as_mut() {
+        if let Some(c) = self.child.lock().unwrap().as_mut() {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+}
+
+impl Server {
+    fn pid(&self) -> Option<u32> {
+        self.child.lock().unwrap().as_ref().map(Child::id)
+    }
+
+    /// SIGKILL, then the same server again on the same data and ports.
+    fn crash_and_restart(&self) {
+        let Some(command) = &self.command else { return };
+        if let Some(mut c) = self.child.lock().unwrap().take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let child = spawn(&mut command.lock().unwrap());
+        *self.child.lock().unwrap() = Some(child);
     }
 }
 
@@ -109,10 +143,31 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Starts the server binary and waits until it listens.
+fn spawn(command: &mut Command) -> Child {
+    use std::io::BufRead;
+    let mut child = command
+        .spawn()
+        .expect("the server binary starts (build it with cargo build --release)");
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    loop {
+        let line = lines
+            .next()
+            .expect("the server prints where it listens")
+            .unwrap();
+        if line.starts_with("Switchboard listening on ") {
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in lines.by_ref() {});
+    child
+}
+
 fn start(args: &Args) -> Server {
     if let Some(url) = &args.url {
         return Server {
-            child: None,
+            child: Mutex::new(None),
+            command: None,
             base: url.trim_end_matches('/').to_string(),
             token: args.token.clone().expect("--token with --url"),
             phone_secret: args
@@ -124,6 +179,8 @@ fn start(args: &Args) -> Server {
         };
     }
     let dir = tempfile::tempdir().unwrap();
+    // Fixed ports, so a restarted server is where the clients left it.
+    let http = format!("127.0.0.1:{}", free_port());
     let smtp = format!("127.0.0.1:{}", free_port());
     let rules = dir.path().join("routing.toml");
     std::fs::write(
@@ -134,8 +191,9 @@ fn start(args: &Args) -> Server {
         ),
     )
     .unwrap();
-    let mut child = Command::new(&args.binary)
-        .env("SWITCHBOARD__SERVER__HTTP_ADDR", "127.0.0.1:0")
+    let mut command = Command::new(&args.binary);
+    command
+        .env("SWITCHBOARD__SERVER__HTTP_ADDR", &http)
         .env("SWITCHBOARD__STORAGE__DATA_DIR", dir.path())
         .env("SWITCHBOARD__API__ADMIN_TOKEN", "load-token")
         .env("SWITCHBOARD__PHONE__SECRET", "load-secret")
@@ -146,24 +204,12 @@ fn start(args: &Args) -> Server {
         .env("SWITCHBOARD__LOG__LEVEL", "warn")
         .env("SWITCHBOARD__ROUTING__RULES_FILE", &rules)
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{}: {e} (build it with cargo build --release)", args.binary));
-    use std::io::BufRead;
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let base = loop {
-        let line = lines
-            .next()
-            .expect("the server prints where it listens")
-            .unwrap();
-        if let Some(a) = line.strip_prefix("Switchboard listening on ") {
-            break a.trim().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines.by_ref() {});
+        .stderr(Stdio::null());
+    let child = spawn(&mut command);
     Server {
-        child: Some(child),
-        base,
+        child: Mutex::new(Some(child)),
+        command: Some(Mutex::new(command)),
+        base: format!("http://{http}"),
         token: "load-token".into(),
         phone_secret: "load-secret".into(),
         smtp,
@@ -178,21 +224,19 @@ fn usage(pid: u32) -> (u64, u64) {
         .rsplit_once(')')
         .map(|(_, r)| r.split_whitespace().collect())
         .unwrap_or_default();
-    let ticks = fields
-        .get(11)
-        .and_then(|u| u.parse::<u64>().ok())
-        .unwrap_or(0)
-        + fields
-            .get(12)
-            .and_then(|s| s.parse::<u64>().ok())
-            .unwrap_or(0);
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0);
-    (ticks, rss)
+    (field(11) + field(12), rss)
 }
 
 /// A contact is being sent: an offer for it is timed from now (it may come before the
@@ -201,14 +245,10 @@ fn sending(state: &State, channel: &'static str, key: String, at: Instant) {
     state.lock().unwrap().sent.insert(key, (at, channel));
 }
 
-fn acked(state: &State, channel: &'static str) {
-    state
-        .lock()
-        .unwrap()
-        .tallies
-        .entry(channel)
-        .or_default()
-        .accepted += 1;
+fn acked(state: &State, channel: &'static str, key: String, customer: String) {
+    let mut s = state.lock().unwrap();
+    s.tallies.entry(channel).or_default().accepted += 1;
+    s.acked.push((channel, key, customer));
 }
 
 fn failed(state: &State, channel: &'static str) {
@@ -223,24 +263,31 @@ fn failed(state: &State, channel: &'static str) {
 
 async fn phone_call(server: &Server, client: &reqwest::Client, state: &State, n: u64) {
     let call = format!("load-{n}");
-    let body = json!({ "event": "ringing", "call_id": call, "from": format!("+4930{:07}", n % 100_000), "to": "+4930999000" }).to_string();
+    let number = format!("+4930{:07}", n % 100_000);
+    let body = json!({ "event": "ringing", "call_id": call, "from": number, "to": "+4930999000" })
+        .to_string();
     let ts = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs();
+    let signature =
+        switchboard_phone::signature::native_sign(&server.phone_secret, ts, body.as_bytes());
     sending(state, "phone", format!("native:{call}"), Instant::now());
     let sent = client
         .post(format!("{}/channels/phone/events", server.base))
         .header("x-switchboard-timestamp", ts.to_string())
-        .header(
-            "x-switchboard-signature",
-            switchboard_phone::signature::native_sign(&server.phone_secret, ts, body.as_bytes()),
-        )
+        .header("x-switchboard-signature", signature)
         .body(body)
+        .timeout(Duration::from_secs(10))
         .send()
         .await;
     match sent {
-        Ok(r) if r.status().is_success() => acked(state, "phone"),
+        Ok(r) if r.status().is_success() => acked(
+            state,
+            "phone",
+            format!("native:{call}"),
+            format!("phone={}", number.replace('+', "%2B")),
+        ),
         _ => failed(state, "phone"),
     }
 }
@@ -261,6 +308,7 @@ async fn reply(r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> String {
 
 async fn email(server: &Server, state: &State, n: u64) {
     let id = format!("load-{n}@load.example");
+    let sender = format!("c{}@load.example", n % 100_000);
     sending(state, "email", format!("email:{id}"), Instant::now());
     let result = async {
         let stream = tokio::net::TcpStream::connect(&server.smtp).await.ok()?;
@@ -268,23 +316,35 @@ async fn email(server: &Server, state: &State, n: u64) {
         let (r, mut w) = stream.into_split();
         let mut r = BufReader::new(r);
         reply(&mut r).await;
-        for cmd in ["EHLO load.example\r\n", &format!("MAIL FROM:<c{}@load.example>\r\n", n % 100_000), "RCPT TO:<support@example.com>\r\n", "DATA\r\n"] {
+        let commands = [
+            "EHLO load.example\r\n".to_string(),
+            format!("MAIL FROM:<{sender}>\r\n"),
+            "RCPT TO:<support@example.com>\r\n".into(),
+            "DATA\r\n".into(),
+        ];
+        for cmd in commands {
             w.write_all(cmd.as_bytes()).await.ok()?;
             let a = reply(&mut r).await;
             if !(a.starts_with('2') || a.starts_with('3')) {
                 return None;
             }
         }
-        let msg = format!("From: Customer {0} <c{0}@load.example>\r\nTo: support@example.com\r\nSubject: Order {n}\r\nMessage-ID: <{id}>\r\n\r\nWhere is my order {n}?\r\n.\r\n", n % 100_000);
+        let msg = format!(
+            "From: Customer <{sender}>\r\nTo: support@example.com\r\nSubject: Order {n}\r\nMessage-ID: <{id}>\r\n\r\nWhere is my order {n}?\r\n.\r\n"
+        );
         w.write_all(msg.as_bytes()).await.ok()?;
         let a = reply(&mut r).await;
         let _ = w.write_all(b"QUIT\r\n").await;
         a.starts_with("250").then_some(())
-    }
-    .await;
-    match result {
-        Some(()) => acked(state, "email"),
-        None => failed(state, "email"),
+    };
+    match tokio::time::timeout(Duration::from_secs(10), result).await {
+        Ok(Some(())) => acked(
+            state,
+            "email",
+            format!("email:{id}"),
+            format!("email={sender}"),
+        ),
+        _ => failed(state, "email"),
     }
 }
 
@@ -311,15 +371,10 @@ async fn chat(server: &Server, state: &State, n: u64, until: Instant) {
     let Some(chat_id) = chat_id else {
         return failed(state, "chat");
     };
-    sending(state, "chat", chat_id, began);
-    acked(state, "chat");
-    let _ = ws
-        .send(Message::Text(
-            json!({ "type": "message", "id": "m1", "text": "Hello, I need help." })
-                .to_string()
-                .into(),
-        ))
-        .await;
+    sending(state, "chat", chat_id.clone(), began);
+    acked(state, "chat", chat_id, format!("visitor_id=load-{n}"));
+    let hello = json!({ "type": "message", "id": "m1", "text": "Hello, I need help." });
+    let _ = ws.send(Message::Text(hello.to_string().into())).await;
     // The visitor stays until the chat ends or the run does.
     while Instant::now() < until {
         match tokio::time::timeout(Duration::from_secs(1), ws.next()).await {
@@ -330,7 +385,11 @@ async fn chat(server: &Server, state: &State, n: u64, until: Instant) {
     }
 }
 
-/// An agent: accepts every offer, holds each contact `hold`, completes it.
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// An agent: accepts every offer, holds each contact `hold`, completes it; logs in again
+/// when its connection drops (a server killed under it), as a real desktop does.
 async fn agent(
     server: Arc<Server>,
     client: reqwest::Client,
@@ -345,12 +404,21 @@ async fn agent(
         .json(&json!({ "name": format!("Load Agent {n}"), "capacity": { "chat": 3, "email": 3, "phone": 1 } }))
         .send()
         .await
-        .unwrap()
+        .expect("the server creates agents")
         .json()
         .await
         .unwrap();
     let url = format!("{}/agent/ws", server.base.replacen("http", "ws", 1));
-    let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    while Instant::now() < until {
+        match tokio_tungstenite::connect_async(&url).await {
+            Ok((ws, _)) => work(ws, &a, &state, hold, until).await,
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+/// One desktop connection's work, until it drops or the run ends.
+async fn work(ws: Ws, a: &Value, state: &State, hold: Duration, until: Instant) {
     let (mut tx, mut rx) = ws.split();
     let (out, mut outbox) = tokio::sync::mpsc::unbounded_channel::<String>();
     let writer = tokio::spawn(async move {
@@ -368,9 +436,10 @@ async fn agent(
             _ = beat.tick() => { let _ = out.send(json!({ "type": "heartbeat" }).to_string()); }
             _ = tokio::time::sleep_until(until.into()) => break,
             f = rx.next() => {
-                let Some(Ok(Message::Text(t))) = f else {
-                    if matches!(f, None | Some(Err(_))) { break; }
-                    continue;
+                let t = match f {
+                    Some(Ok(Message::Text(t))) => t,
+                    Some(Ok(_)) => continue,
+                    None | Some(Err(_)) => break,
                 };
                 let v: Value = serde_json::from_str(&t).unwrap_or_default();
                 if v["type"] == "offer" {
@@ -384,19 +453,97 @@ async fn agent(
                         }
                     }
                     let _ = out.send(json!({ "type": "accept", "offer_id": v["offer_id"] }).to_string());
+                } else if v["type"] == "welcome" {
+                    // Work held from before a reconnect is finished too.
+                    for held in v["assigned"].as_array().into_iter().flatten() {
+                        let id = held["id"].clone();
+                        let out = out.clone();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(hold).await;
+                            let done = json!({ "type": "complete", "interaction_id": id, "disposition": "resolved" });
+                            let _ = out.send(done.to_string());
+                        });
+                    }
                 } else if v["type"] == "assigned" {
                     let id = v["interaction_id"].clone();
                     let out = out.clone();
                     tokio::spawn(async move {
                         tokio::time::sleep(hold).await;
-                        let _ = out.send(json!({ "type": "complete", "interaction_id": id, "disposition": "resolved" }).to_string());
+                        let done = json!({ "type": "complete", "interaction_id": id, "disposition": "resolved" });
+                        let _ = out.send(done.to_string());
                     });
                 }
             }
         }
     }
     drop(out);
-    let _ = writer.await;
+    writer.abort();
+}
+
+/// The crash test's verdict: every contact a channel acknowledged is there, and its
+/// customer (one per contact) has exactly one interaction.
+async fn verify(server: &Server, client: &reqwest::Client, state: &State, kills: u64) -> bool {
+    let acked: Vec<Acked> = state.lock().unwrap().acked.clone();
+    let get = |path: String| {
+        let (client, token) = (client.clone(), server.token.clone());
+        async move {
+            for _ in 0..100 {
+                match client.get(&path).bearer_auth(&token).send().await {
+                    Ok(r) if r.status().as_u16() != 503 => {
+                        let status = r.status().as_u16();
+                        return (status, r.json::<Value>().await.unwrap_or_default());
+                    }
+                    _ => tokio::time::sleep(Duration::from_millis(200)).await,
+                }
+            }
+            (0, Value::Null)
+        }
+    };
+    let (mut present, mut lost, mut duplicated) = (0usize, Vec::new(), Vec::new());
+    for (channel, key, customer) in &acked {
+        let encoded = key.replace(':', "%3A").replace('@', "%40");
+        let path = format!(
+            "{}/api/interactions?channel={channel}&key={encoded}",
+            server.base
+        );
+        if get(path).await.0 != 200 {
+            lost.push(key.clone());
+            continue;
+        }
+        present += 1;
+        let (_, c) = get(format!("{}/api/customers?{customer}", server.base)).await;
+        let id = c["id"].as_str().unwrap_or_default();
+        let (_, h) = get(format!(
+            "{}/api/customers/{id}/history?limit=500",
+            server.base
+        ))
+        .await;
+        let received = h["events"]
+            .as_array()
+            .map(|e| {
+                e.iter()
+                    .filter(|e| e["kind"] == "interaction_received")
+                    .count()
+            })
+            .unwrap_or(0);
+        if received != 1 {
+            duplicated.push((key.clone(), received));
+        }
+    }
+    println!("\n## Crash test\n");
+    println!("| kills | acknowledged | present | duplicated | lost |");
+    println!("|---:|---:|---:|---:|---:|");
+    println!(
+        "| {kills} | {} | {present} | {} | {} |",
+        acked.len(),
+        duplicated.len(),
+        lost.len()
+    );
+    if !lost.is_empty() || !duplicated.is_empty() {
+        eprintln!("lost: {lost:?}\nduplicated: {duplicated:?}");
+        return false;
+    }
+    true
 }
 
 fn pct(v: &mut [u64], p: f64) -> String {
@@ -409,7 +556,7 @@ fn pct(v: &mut [u64], p: f64) -> String {
 }
 
 #[tokio::main]
-async fn main() {
+async fn main() -> std::process::ExitCode {
     let args = Args::parse();
     let shares: Vec<f64> = CHANNELS
         .iter()
@@ -429,8 +576,11 @@ async fn main() {
         total > 0.0 && args.rate > 0.0,
         "--mix and --rate must ask for some contacts"
     );
+    assert!(
+        args.kill_every.is_none() || args.url.is_none(),
+        "the crash test kills the server it starts: leave out --url"
+    );
     let server = Arc::new(start(&args));
-    let pid = server.child.as_ref().map(Child::id);
     let client = reqwest::Client::new();
     let state: State = Arc::default();
     let run = Duration::from_secs(args.secs);
@@ -438,18 +588,34 @@ async fn main() {
     let until = Instant::now() + run + Duration::from_secs(5);
     let mut agents = Vec::new();
     for n in 0..args.agents {
+        let hold = Duration::from_secs_f64(args.handle_secs);
         agents.push(tokio::spawn(agent(
             server.clone(),
             client.clone(),
             state.clone(),
             n,
-            Duration::from_secs_f64(args.handle_secs),
+            hold,
             until,
         )));
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let before = pid.map(usage);
+    let before = server.pid().map(usage);
     let started = Instant::now();
+    let kills = Arc::new(AtomicU64::new(0));
+    let killer = args.kill_every.map(|every| {
+        let (server, kills) = (server.clone(), kills.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(every)).await;
+                if started.elapsed() + Duration::from_secs(1) >= run {
+                    return;
+                }
+                let s = server.clone();
+                let _ = tokio::task::spawn_blocking(move || s.crash_and_restart()).await;
+                kills.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+    });
     let interval = Duration::from_secs_f64(1.0 / args.rate);
     let mut tasks = Vec::new();
     let mut n = 0u64;
@@ -477,7 +643,10 @@ async fn main() {
         tokio::time::sleep_until(next.into()).await;
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let after = pid.map(usage);
+    let after = server.pid().map(usage);
+    if let Some(k) = killer {
+        k.abort();
+    }
     for t in tasks {
         let _ = t.await;
     }
@@ -507,12 +676,21 @@ async fn main() {
             pct(&mut lat, 1.0)
         );
     }
-    if let (Some((t0, _)), Some((t1, rss))) = (before, after) {
-        let hz = 100.0;
+    drop(s);
+    // CPU is read from one process: not across the crash test's restarts.
+    if let (Some((t0, _)), Some((t1, rss)), None) = (before, after, args.kill_every) {
+        // Clock ticks are 100 a second on Linux.
+        let cpu = (t1.saturating_sub(t0)) as f64 / 100.0 / elapsed * 100.0;
         println!(
-            "\nserver: {:.0}% of one core, {:.1} MiB resident",
-            (t1 - t0) as f64 / hz / elapsed * 100.0,
+            "\nserver: {cpu:.0}% of one core, {:.1} MiB resident",
             rss as f64 / 1024.0
         );
     }
+    if args.kill_every.is_some() {
+        let ok = verify(&server, &client, &state, kills.load(Ordering::SeqCst)).await;
+        if !ok {
+            return std::process::ExitCode::FAILURE;
+        }
+    }
+    std::process::ExitCode::SUCCESS
 }
