@@ -653,30 +653,31 @@ async fn main() -> std::process::ExitCode {
     for a in agents {
         let _ = a.await;
     }
-    let mut s = state.lock().unwrap();
-    println!(
+    {
+        let mut s = state.lock().unwrap();
+        println!(
         "# switchboard-load: {:.0} contacts/s for {} s ({}), {} agents holding each {:.1} s, {} s wrap-up\n",
         args.rate, args.secs, args.mix, args.agents, args.handle_secs, args.wrap_up_secs
     );
-    println!(
-        "| channel | accepted/s | errors | offers/s | contact → offer p50 | p95 | p99 | max |"
-    );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
-    for c in CHANNELS {
-        let t = s.tallies.entry(c).or_default();
-        let mut lat = std::mem::take(&mut t.to_offer);
         println!(
-            "| {c} | {:.1} | {} | {:.1} | {} | {} | {} | {} |",
-            t.accepted as f64 / elapsed,
-            t.errors,
-            t.offers as f64 / elapsed,
-            pct(&mut lat, 0.50),
-            pct(&mut lat, 0.95),
-            pct(&mut lat, 0.99),
-            pct(&mut lat, 1.0)
+            "| channel | accepted/s | errors | offers/s | contact → offer p50 | p95 | p99 | max |"
         );
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+        for c in CHANNELS {
+            let t = s.tallies.entry(c).or_default();
+            let mut lat = std::mem::take(&mut t.to_offer);
+            println!(
+                "| {c} | {:.1} | {} | {:.1} | {} | {} | {} | {} |",
+                t.accepted as f64 / elapsed,
+                t.errors,
+                t.offers as f64 / elapsed,
+                pct(&mut lat, 0.50),
+                pct(&mut lat, 0.95),
+                pct(&mut lat, 0.99),
+                pct(&mut lat, 1.0)
+            );
+        }
     }
-    drop(s);
     // CPU is read from one process: not across the crash test's restarts.
     if let (Some((t0, _)), Some((t1, rss)), None) = (before, after, args.kill_every) {
         // Clock ticks are 100 a second on Linux.
