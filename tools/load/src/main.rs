@@ -70,6 +70,18 @@ struct Args {
     /// exactly once.
     #[arg(long)]
     kill_every: Option<u64>,
+    /// The database of a server it starts (an empty PostgreSQL database, say); by default
+    /// a fresh SQLite file.
+    #[arg(long)]
+    database_url: Option<String>,
+    /// A shell command that restarts the database (`pg_ctlcluster 15 main restart`), run
+    /// every --restart-every seconds under the load; then the same check as the crash
+    /// test follows.
+    #[arg(long, requires = "restart_every")]
+    restart_database: Option<String>,
+    /// Seconds between database restarts.
+    #[arg(long, requires = "restart_database")]
+    restart_every: Option<u64>,
 }
 
 const CHANNELS: [&str; 3] = ["phone", "email", "chat"];
@@ -203,6 +215,10 @@ fn start(args: &Args) -> Server {
         .env("SWITCHBOARD__CHAT__MAX_CHATS_PER_VISITOR", "100000")
         .env("SWITCHBOARD__LOG__LEVEL", "warn")
         .env("SWITCHBOARD__ROUTING__RULES_FILE", &rules)
+        .env(
+            "SWITCHBOARD__STORAGE__DATABASE_URL",
+            args.database_url.clone().unwrap_or_default(),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
     let child = spawn(&mut command);
@@ -616,6 +632,32 @@ async fn main() -> std::process::ExitCode {
             }
         })
     });
+    let restarts = Arc::new(AtomicU64::new(0));
+    let restarter = args
+        .restart_database
+        .clone()
+        .zip(args.restart_every)
+        .map(|(cmd, every)| {
+            let restarts = restarts.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(every)).await;
+                    if started.elapsed() + Duration::from_secs(1) >= run {
+                        return;
+                    }
+                    let cmd = cmd.clone();
+                    let done = tokio::task::spawn_blocking(move || {
+                        Command::new("sh").arg("-c").arg(&cmd).status()
+                    })
+                    .await;
+                    if matches!(done, Ok(Ok(s)) if s.success()) {
+                        restarts.fetch_add(1, Ordering::SeqCst);
+                    } else {
+                        eprintln!("the database restart command failed: {done:?}");
+                    }
+                }
+            })
+        });
     let interval = Duration::from_secs_f64(1.0 / args.rate);
     let mut tasks = Vec::new();
     let mut n = 0u64;
@@ -646,6 +688,9 @@ async fn main() -> std::process::ExitCode {
     let after = server.pid().map(usage);
     if let Some(k) = killer {
         k.abort();
+    }
+    if let Some(r) = restarter {
+        r.abort();
     }
     for t in tasks {
         let _ = t.await;
@@ -687,7 +732,8 @@ async fn main() -> std::process::ExitCode {
             rss as f64 / 1024.0
         );
     }
-    if args.kill_every.is_some() {
+    if args.kill_every.is_some() || args.restart_database.is_some() {
+        println!("\ndatabase restarts: {}", restarts.load(Ordering::SeqCst));
         let ok = verify(&server, &client, &state, kills.load(Ordering::SeqCst)).await;
         if !ok {
             return std::process::ExitCode::FAILURE;
