@@ -14,11 +14,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use switchboard::config::Settings;
-use switchboard::startup::Application;
 
 #[path = "common/raw.rs"]
 mod raw;
+#[path = "common/server.rs"]
+mod server;
 use raw::raw_inserts;
 
 const TOKEN: &str = "bench-token";
@@ -43,7 +43,7 @@ fn main() {
     let raw_one = rt.block_on(raw_inserts(duration, 1, false));
     let raw_batch = rt.block_on(raw_inserts(duration, 512, false));
     let raw_multi = rt.block_on(raw_inserts(duration, 512, true));
-    let http = intake_over_http(&rt, duration, clients);
+    let http = intake_over_http(duration, clients);
 
     println!("| path | rate | p50 | p99 | ratio to raw 1 row/txn | ratio to raw 512 rows/txn |");
     println!("|---|---:|---:|---:|---:|---:|");
@@ -76,54 +76,28 @@ struct HttpResult {
     errors: usize,
 }
 
-fn intake_over_http(
-    server_rt: &tokio::runtime::Runtime,
-    duration: Duration,
-    clients: usize,
-) -> HttpResult {
-    let dir = tempfile::tempdir().unwrap();
-    let mut settings = Settings::defaults();
-    settings.server.http_addr = "127.0.0.1:0".into();
-    settings.email.smtp_addr = "127.0.0.1:0".into();
-    settings.storage.data_dir = dir.path().to_path_buf();
-    settings.api.admin_token = TOKEN.into();
-    settings.log.level = "warn".into();
-    let app = server_rt.block_on(Application::build(settings)).unwrap();
-    let base = format!("http://{}", app.local_addr());
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = server_rt.spawn(app.run_until_stopped(async move {
-        let _ = stop_rx.await;
-    }));
-
-    let load = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
+fn intake_over_http(duration: Duration, clients: usize) -> HttpResult {
+    let server = server::start(TOKEN, |_, _| {});
+    let base = server.base.clone();
+    let (mut lat, errors, elapsed) = server::load(async move {
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(clients)
             .build()
             .unwrap();
-        rt.block_on(async move {
-            let client = reqwest::Client::builder()
-                .pool_max_idle_per_host(clients)
-                .build()
-                .unwrap();
-            // Warm up: the customers exist before the measured run, as repeat customers do.
-            let stop = Arc::new(AtomicBool::new(false));
-            run_clients(
-                &client,
-                &base,
-                clients,
-                Duration::from_secs(1),
-                stop.clone(),
-                "warm",
-            )
-            .await;
-            let (lat, errors, elapsed) =
-                run_clients(&client, &base, clients, duration, stop, "run").await;
-            (lat, errors, elapsed)
-        })
+        // Warm up: the customers exist before the measured run, as repeat customers do.
+        let stop = Arc::new(AtomicBool::new(false));
+        run_clients(
+            &client,
+            &base,
+            clients,
+            Duration::from_secs(1),
+            stop.clone(),
+            "warm",
+        )
+        .await;
+        run_clients(&client, &base, clients, duration, stop, "run").await
     });
-    let (mut lat, errors, elapsed) = load.join().unwrap();
-    let _ = stop_tx.send(());
-    server_rt.block_on(server).unwrap().unwrap();
+    server.stop();
     lat.sort_unstable();
     let pct = |p: f64| {
         lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))

@@ -15,8 +15,6 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use switchboard::config::Settings;
-use switchboard::startup::Application;
 use tokio_tungstenite::tungstenite::Message;
 
 const TOKEN: &str = "bench-token";
@@ -28,44 +26,25 @@ fn env(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+#[path = "common/server.rs"]
+mod server;
+
 fn main() {
     let rate = env("BENCH_RATE", 200);
     let secs = env("BENCH_SECS", 10);
     let agents = env("BENCH_AGENTS", 50) as usize;
-    let dir = tempfile::tempdir().unwrap();
-    let rules = dir.path().join("routing.toml");
-    std::fs::write(
-        &rules,
-        include_str!("../config/routing.toml").replace("wrap_up_secs = 30", "wrap_up_secs = 0"),
-    )
-    .unwrap();
-    let mut settings = Settings::defaults();
-    settings.server.http_addr = "127.0.0.1:0".into();
-    settings.email.smtp_addr = "127.0.0.1:0".into();
-    settings.storage.data_dir = dir.path().to_path_buf();
-    settings.api.admin_token = TOKEN.into();
-    settings.routing.rules_file = rules.display().to_string();
-    settings.log.level = "warn".into();
-
-    let server_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
+    let server = server::start(TOKEN, |s, dir| {
+        let rules = dir.join("routing.toml");
+        std::fs::write(
+            &rules,
+            include_str!("../config/routing.toml").replace("wrap_up_secs = 30", "wrap_up_secs = 0"),
+        )
         .unwrap();
-    let app = server_rt.block_on(Application::build(settings)).unwrap();
-    let base = format!("http://{}", app.local_addr());
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = server_rt.spawn(app.run_until_stopped(async move {
-        let _ = stop_rx.await;
-    }));
-
-    let load_rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let (intake, offer) = load_rt.block_on(run(&base, rate, secs, agents));
-    let _ = stop_tx.send(());
-    server_rt.block_on(server).unwrap().unwrap();
+        s.routing.rules_file = rules.display().to_string();
+    });
+    let base = server.base.clone();
+    let (intake, offer) = server::load(async move { run(&base, rate, secs, agents).await });
+    server.stop();
 
     let pct = |v: &[f64], p: f64| v[((v.len() as f64 * p) as usize).min(v.len() - 1)];
     println!(

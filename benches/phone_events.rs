@@ -16,8 +16,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
-use switchboard::config::Settings;
-use switchboard::startup::Application;
 use switchboard_phone::signature::native_sign;
 
 const SECRET: &str = "bench-secret";
@@ -29,59 +27,38 @@ fn env(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+#[path = "common/server.rs"]
+mod server;
+
 fn main() {
     let secs = env("BENCH_SECS", 10);
     let clients = env("BENCH_CLIENTS", 64) as usize;
     let duration = Duration::from_secs(secs);
-    let server_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let mut settings = Settings::defaults();
-    settings.server.http_addr = "127.0.0.1:0".into();
-    settings.email.smtp_addr = "127.0.0.1:0".into();
-    settings.storage.data_dir = dir.path().to_path_buf();
-    settings.api.admin_token = "bench-token".into();
-    settings.log.level = "warn".into();
-    settings.phone.secret = SECRET.into();
-    settings.phone.answer_window_ms = 0;
-    let app = server_rt.block_on(Application::build(settings)).unwrap();
-    let base = format!("http://{}", app.local_addr());
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = server_rt.spawn(app.run_until_stopped(async move {
-        let _ = stop_rx.await;
-    }));
-
-    let load = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
+    let server = server::start("bench-token", |s, _| {
+        s.phone.secret = SECRET.into();
+        s.phone.answer_window_ms = 0;
+    });
+    let base = server.base.clone();
+    let (bare, calls) = server::load(async move {
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(clients)
             .build()
             .unwrap();
-        rt.block_on(async move {
-            let client = reqwest::Client::builder()
-                .pool_max_idle_per_host(clients)
-                .build()
-                .unwrap();
-            // Warm-up: the callers exist before the measured run.
-            run(
-                &client,
-                &base,
-                clients,
-                Duration::from_secs(2),
-                Kind::Calls,
-                "warm",
-            )
-            .await;
-            let bare = run(&client, &base, clients, duration, Kind::Bare, "bare").await;
-            let calls = run(&client, &base, clients, duration, Kind::Calls, "run").await;
-            (bare, calls)
-        })
+        // Warm-up: the callers exist before the measured run.
+        run(
+            &client,
+            &base,
+            clients,
+            Duration::from_secs(2),
+            Kind::Calls,
+            "warm",
+        )
+        .await;
+        let bare = run(&client, &base, clients, duration, Kind::Bare, "bare").await;
+        let calls = run(&client, &base, clients, duration, Kind::Calls, "run").await;
+        (bare, calls)
     });
-    let (bare, calls) = load.join().unwrap();
-    let _ = stop_tx.send(());
-    server_rt.block_on(server).unwrap().unwrap();
+    server.stop();
 
     println!("# Phone webhook benchmark ({secs} s per measurement, {clients} clients)\n");
     println!("| path | events/s | p50 | p99 | ratio to the bare endpoint | errors |");

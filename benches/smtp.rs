@@ -10,12 +10,12 @@
 
 #[path = "common/raw.rs"]
 mod raw;
+#[path = "common/server.rs"]
+mod server;
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use switchboard::config::Settings;
-use switchboard::startup::Application;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -63,32 +63,13 @@ fn main() {
     // Baseline: raw durable inserts.
     let raw_rate = server_rt.block_on(raw::raw_inserts(duration, 1, false));
 
-    let dir = tempfile::tempdir().unwrap();
-    let mut settings = Settings::defaults();
-    settings.server.http_addr = "127.0.0.1:0".into();
-    settings.email.smtp_addr = "127.0.0.1:0".into();
-    settings.storage.data_dir = dir.path().to_path_buf();
-    settings.api.admin_token = "bench-token".into();
-    settings.log.level = "warn".into();
-    let app = server_rt.block_on(Application::build(settings)).unwrap();
-    let smtp = app.smtp_addr().unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = server_rt.spawn(app.run_until_stopped(async move {
-        let _ = stop_rx.await;
-    }));
-    let load = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            run(smtp, sessions, Duration::from_secs(2), "warm").await;
-            run(smtp, sessions, duration, "run").await
-        })
+    let server = server::start("bench-token", |_, _| {});
+    let smtp = server.smtp.unwrap();
+    let (mut lat, errors, elapsed) = server::load(async move {
+        run(smtp, sessions, Duration::from_secs(2), "warm").await;
+        run(smtp, sessions, duration, "run").await
     });
-    let (mut lat, errors, elapsed) = load.join().unwrap();
-    let _ = stop_tx.send(());
-    server_rt.block_on(server).unwrap().unwrap();
+    server.stop();
     lat.sort_unstable();
     let pct = |p: f64| {
         lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
