@@ -110,6 +110,16 @@ fn mailer(app: &TestApp) -> AsyncSmtpTransport<Tokio1Executor> {
         .build()
 }
 
+/// A plain message to support@shop.test.
+fn plain(from: &str, subject: &str, body: &str) -> Message {
+    Message::builder()
+        .from(from.parse().unwrap())
+        .to("support@shop.test".parse().unwrap())
+        .subject(subject)
+        .body(body.to_string())
+        .unwrap()
+}
+
 /// The interactions of the customer with this email address, newest first.
 async fn interactions_of(app: &TestApp, email: &str) -> Vec<Value> {
     let (status, c) = app.get(&format!("/api/customers?email={email}")).await;
@@ -321,12 +331,7 @@ async fn an_agent_answers_and_the_conversation_threads_both_ways(backend: Backen
         interaction.as_str()
     );
     // An answer that lost its headers still threads, by the token in its subject.
-    let by_token = Message::builder()
-        .from("carla@example.org".parse().unwrap())
-        .to("support@shop.test".parse().unwrap())
-        .subject(subject.clone())
-        .body("Sent from my phone".to_string())
-        .unwrap();
+    let by_token = plain("carla@example.org", &subject, "Sent from my phone");
     mailer(&app).send(by_token).await.unwrap();
     ann.expect("message").await;
 
@@ -475,14 +480,7 @@ async fn a_reply_the_relay_cannot_take_is_reported_to_the_agent(backend: Backend
     let (_, token) = create_agent(&app, json!({ "name": "Ann" })).await;
     let mut ann = Desktop::available(&app.base, &token).await;
     mailer(&app)
-        .send(
-            Message::builder()
-                .from("fay@example.com".parse().unwrap())
-                .to("support@shop.test".parse().unwrap())
-                .subject("Hello")
-                .body("Hi".to_string())
-                .unwrap(),
-        )
+        .send(plain("fay@example.com", "Hello", "Hi"))
         .await
         .unwrap();
     let interaction = ann.take_offer().await;
@@ -644,14 +642,7 @@ async fn the_smtp_dialogue_refuses_what_it_must(backend: Backend) {
 
     // The server still takes good mail afterwards.
     mailer(&app)
-        .send(
-            Message::builder()
-                .from("ok@example.com".parse().unwrap())
-                .to("support@shop.test".parse().unwrap())
-                .subject("fine")
-                .body("fine".to_string())
-                .unwrap(),
-        )
+        .send(plain("ok@example.com", "fine", "fine"))
         .await
         .unwrap();
     assert_eq!(interactions_of(&app, "ok@example.com").await.len(), 1);
@@ -704,14 +695,7 @@ async fn starttls_is_offered_and_used_when_a_certificate_is_configured() {
         .tls(lettre::transport::smtp::client::Tls::Required(tls))
         .build();
     secure
-        .send(
-            Message::builder()
-                .from("tls@example.com".parse().unwrap())
-                .to("support@shop.test".parse().unwrap())
-                .subject("Private")
-                .body("Over TLS".to_string())
-                .unwrap(),
-        )
+        .send(plain("tls@example.com", "Private", "Over TLS"))
         .await
         .unwrap();
     assert_eq!(interactions_of(&app, "tls@example.com").await.len(), 1);
