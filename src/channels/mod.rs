@@ -198,8 +198,11 @@ impl Core for CoreService {
         })
     }
 
-    fn position<'a>(&'a self, interaction_id: &'a str) -> BoxFuture<'a, Option<Position>> {
-        Box::pin(self.router.position(interaction_id))
+    fn positions<'a>(
+        &'a self,
+        interaction_ids: Vec<String>,
+    ) -> BoxFuture<'a, std::collections::HashMap<String, Position>> {
+        Box::pin(self.router.positions(interaction_ids))
     }
 
     fn find_agent<'a>(

@@ -467,6 +467,36 @@ async fn a_caller_who_hangs_up_while_waiting_is_a_missed_call_for_follow_up(back
     app.stop().await;
 }
 
+async fn a_queued_caller_is_told_their_place_in_routing_order(backend: Backend) {
+    let (url, _) = phone_system(0).await;
+    let app = app(backend, &url, 0).await;
+    let (status, c) = app
+        .post(
+            "/api/customers",
+            &json!({ "tier": "high", "identities": [{ "kind": "phone", "value": "+4930555000" }] }),
+        )
+        .await;
+    assert_eq!(status, 201, "{c}");
+    let mut places = Vec::new();
+    for (id, from) in [
+        ("q-1", "+4930555001"),
+        ("q-2", "+4930555002"),
+        ("q-3", "+4930555000"),
+    ] {
+        let (status, r) = native(
+            &app,
+            json!({ "event": "ringing", "call_id": id, "from": from }),
+        )
+        .await;
+        assert_eq!((status, r["action"].as_str()), (200, Some("queue")), "{r}");
+        places.push(r["position"].as_u64());
+    }
+    // Two low-tier callers in arrival order; the high-tier caller, with its head start,
+    // goes ahead of both.
+    assert_eq!(places, [Some(1), Some(2), Some(1)]);
+    app.stop().await;
+}
+
 async fn bad_call_events_are_refused_and_change_nothing(backend: Backend) {
     let (url, _) = phone_system(0).await;
     let app = app(backend, &url, 100).await;
@@ -856,6 +886,7 @@ both_backends!(
     a_queued_native_call_is_dialled_by_a_signed_callback_retried_until_taken,
     a_caller_who_hangs_up_while_waiting_is_a_missed_call_for_follow_up,
     bad_call_events_are_refused_and_change_nothing,
+    a_queued_caller_is_told_their_place_in_routing_order,
     zammad_generic_cti_events_work_unchanged,
     twilio_calls_are_answered_with_twiml_and_updated_when_taken,
     a_call_taken_while_no_command_could_be_stored_is_dialled_after_a_restart,

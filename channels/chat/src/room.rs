@@ -381,6 +381,7 @@ pub async fn deliver_agents(chat: &Chat) {
 pub async fn watch_waiting(chat: &Chat) {
     let rooms: Vec<Arc<Room>> = chat.rooms().values().cloned().collect();
     let s = &chat.settings;
+    let mut told: Vec<(Arc<Room>, Option<Position>)> = Vec::new();
     for room in rooms {
         let (waiting, gone, waited, last, connected) = {
             let st = room.state.lock().await;
@@ -416,15 +417,24 @@ pub async fn watch_waiting(chat: &Chat) {
             continue;
         }
         if connected {
-            let position = chat.core.position(&room.interaction_id).await;
-            if position.is_some() && position != last {
-                room.state.lock().await.last_position = position;
-                room.tell(json!({
-                    "type": "queue", "position": position.map(|p| p.position),
-                    "estimated_wait_secs": position.and_then(|p| p.estimated_wait_secs),
-                }))
-                .await;
-            }
+            told.push((room, last));
+        }
+    }
+    if told.is_empty() {
+        return;
+    }
+    // Every waiting chat's place, in one question to the router.
+    let ids = told.iter().map(|(r, _)| r.interaction_id.clone()).collect();
+    let positions = chat.core.positions(ids).await;
+    for (room, last) in told {
+        let position = positions.get(&room.interaction_id).copied();
+        if position.is_some() && position != last {
+            room.state.lock().await.last_position = position;
+            room.tell(json!({
+                "type": "queue", "position": position.map(|p| p.position),
+                "estimated_wait_secs": position.and_then(|p| p.estimated_wait_secs),
+            }))
+            .await;
         }
     }
 }

@@ -220,8 +220,20 @@ pub trait Core: Intake {
         reason: &'a str,
     ) -> BoxFuture<'a, Result<Ending, IntakeError>>;
 
+    /// Where each of these waiting interactions stands (those not waiting are left out).
+    fn positions<'a>(
+        &'a self,
+        interaction_ids: Vec<String>,
+    ) -> BoxFuture<'a, std::collections::HashMap<String, Position>>;
+
     /// Where a waiting interaction stands; `None` when it is not waiting.
-    fn position<'a>(&'a self, interaction_id: &'a str) -> BoxFuture<'a, Option<Position>>;
+    fn position<'a>(&'a self, interaction_id: &'a str) -> BoxFuture<'a, Option<Position>> {
+        Box::pin(async move {
+            self.positions(vec![interaction_id.to_string()])
+                .await
+                .remove(interaction_id)
+        })
+    }
 
     /// The active agent a phone system names: by extension, else email, else id.
     fn find_agent<'a>(

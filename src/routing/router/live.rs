@@ -39,37 +39,54 @@ impl Router {
                 "agents": agents, "service_level": self.service_level(now) })
     }
 
-    /// Where a waiting interaction stands: its place among the waiting interactions of
-    /// its channel in routing order (overdue first, then by score), and an estimate of
-    /// its wait from the rate of answers over the last 15 minutes (Little's law).
-    pub(super) fn position(&self, id: &str, now: i64) -> Option<Position> {
-        let item = self.waiting.get(id)?;
+    /// Where waiting interactions stand: each one's place among the waiting interactions
+    /// of its channel in routing order (overdue first, then by score; equals share a
+    /// place), and an estimate of its wait from the rate of answers over the last 15
+    /// minutes (Little's law). One sort per channel asked about, however many are asked.
+    pub(super) fn positions(&self, ids: &[String], now: i64) -> HashMap<String, Position> {
         let key = |w: &WaitingInteraction| {
             let (score, overdue) = policy::score(w, &self.rules, now);
             (overdue, score)
         };
-        let mine = key(&item.w);
-        let ahead = self
-            .waiting
-            .values()
-            .filter(|o| o.w.channel == item.w.channel && o.w.id != item.w.id)
-            .filter(|o| {
-                let k = key(&o.w);
-                (k.0 && !mine.0) || (k.0 == mine.0 && k.1 > mine.1)
-            })
-            .count();
+        let descending = |a: &(bool, f64), b: &(bool, f64)| b.0.cmp(&a.0).then(b.1.total_cmp(&a.1));
+        let mut by_channel: HashMap<ChannelKind, Vec<(bool, f64)>> = HashMap::new();
+        for id in ids {
+            if let Some(item) = self.waiting.get(id) {
+                by_channel.entry(item.w.channel).or_default();
+            }
+        }
+        for item in self.waiting.values() {
+            if let Some(keys) = by_channel.get_mut(&item.w.channel) {
+                keys.push(key(&item.w));
+            }
+        }
+        for keys in by_channel.values_mut() {
+            keys.sort_by(descending);
+        }
         let window_ms = self
             .answered
             .front()
             .map_or(0, |(at, _, _)| (now - at).max(1));
-        let estimated_wait_secs = (self.answered.len() >= 2).then(|| {
-            let per_sec = self.answered.len() as f64 / (window_ms as f64 / 1000.0);
-            ((ahead + 1) as f64 / per_sec).ceil() as u32
-        });
-        Some(Position {
-            position: ahead as u32 + 1,
-            estimated_wait_secs,
-        })
+        let per_sec = (self.answered.len() >= 2)
+            .then(|| self.answered.len() as f64 / (window_ms as f64 / 1000.0));
+        let mut out = HashMap::new();
+        for id in ids {
+            let Some(item) = self.waiting.get(id) else {
+                continue;
+            };
+            let mine = key(&item.w);
+            let keys = &by_channel[&item.w.channel];
+            // Those strictly ahead of it.
+            let ahead = keys.partition_point(|k| descending(k, &mine).is_lt());
+            out.insert(
+                id.clone(),
+                Position {
+                    position: ahead as u32 + 1,
+                    estimated_wait_secs: per_sec.map(|r| ((ahead + 1) as f64 / r).ceil() as u32),
+                },
+            );
+        }
+        out
     }
 
     /// Per tier, over the last 15 minutes: interactions answered, and the share answered

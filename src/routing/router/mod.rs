@@ -112,9 +112,9 @@ enum Command {
         reason: Option<String>,
         reply: oneshot::Sender<bool>,
     },
-    Position {
-        interaction_id: String,
-        reply: oneshot::Sender<Option<Position>>,
+    Positions {
+        ids: Vec<String>,
+        reply: oneshot::Sender<HashMap<String, Position>>,
     },
     Tell {
         interaction_id: String,
@@ -252,17 +252,13 @@ impl RouterHandle {
         answer.await.ok()
     }
 
-    /// Where a waiting interaction stands in its channel's queue; `None` when it is not
-    /// waiting (or the router is gone).
-    pub async fn position(&self, interaction_id: &str) -> Option<Position> {
+    /// Where each of these waiting interactions stands (those not waiting are left out).
+    pub async fn positions(&self, ids: Vec<String>) -> HashMap<String, Position> {
         let (reply, answer) = oneshot::channel();
-        self.tx
-            .send(Command::Position {
-                interaction_id: interaction_id.into(),
-                reply,
-            })
-            .ok()?;
-        answer.await.ok().flatten()
+        if self.tx.send(Command::Positions { ids, reply }).is_err() {
+            return HashMap::new();
+        }
+        answer.await.unwrap_or_default()
     }
 
     /// Tells the agent holding an interaction `event` (a numbered event on its desktop,
@@ -695,12 +691,9 @@ impl Router {
                     s.emit(event);
                 }
             }
-            Command::Position {
-                interaction_id,
-                reply,
-            } => {
+            Command::Positions { ids, reply } => {
                 self.take_fresh().await;
-                let _ = reply.send(self.position(&interaction_id, now_ms()));
+                let _ = reply.send(self.positions(&ids, now_ms()));
             }
             Command::End {
                 interaction_id,
