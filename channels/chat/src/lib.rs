@@ -130,7 +130,7 @@ pub async fn run(chat: Arc<Chat>, shutdown: impl std::future::Future<Output = ()
             () = &mut shutdown => return,
             a = assignments.recv() => match a {
                 Ok(a) if a.channel == ChannelKind::Chat => {
-                    if let Some(room) = chat.room_of(&a.interaction_id) {
+                    if let Some(room) = chat.room(&a.contact_key) {
                         room.agent_joined(&chat, &a.agent_name).await;
                     }
                 }
@@ -139,7 +139,7 @@ pub async fn run(chat: Arc<Chat>, shutdown: impl std::future::Future<Output = ()
             },
             c = completions.recv() => match c {
                 Ok(c) if c.channel == ChannelKind::Chat => {
-                    if let Some(room) = chat.room_of(&c.interaction_id) {
+                    if let Some(room) = chat.room(&c.contact_key) {
                         room.close(&chat, "agent", "the agent ended the chat", false).await;
                     }
                 }
