@@ -197,6 +197,25 @@ pub(crate) fn dial_command(
     }
 }
 
+/// A call's answer window, open while it lives (closed on every way out).
+struct Window<'a> {
+    phone: &'a Phone,
+    key: String,
+}
+
+impl<'a> Window<'a> {
+    fn open(phone: &'a Phone, key: String) -> Window<'a> {
+        phone.ringing_set().insert(key.clone());
+        Window { phone, key }
+    }
+}
+
+impl Drop for Window<'_> {
+    fn drop(&mut self) {
+        self.phone.ringing_set().remove(&self.key);
+    }
+}
+
 impl Phone {
     fn blocked(&self, number: &str) -> bool {
         let digits = |s: &str| -> String { s.chars().filter(|c| c.is_ascii_digit()).collect() };
@@ -232,6 +251,9 @@ impl Phone {
                 ..CustomerHint::default()
             }
         };
+        // The window is open from before the submission: an agent taking the call at once
+        // is this answer's to tell, not a callback's.
+        let window_open = Window::open(self, key.clone());
         let accepted = self
             .core
             .submit(NewInteraction {
@@ -271,7 +293,6 @@ impl Phone {
             });
         }
         let window = Duration::from_millis(self.settings.answer_window_ms);
-        self.ringing_set().insert(interaction_id.clone());
         let mut taken = tokio::time::timeout(window, async {
             loop {
                 match assignments.recv().await {
@@ -284,7 +305,7 @@ impl Phone {
         .await
         .ok()
         .flatten();
-        self.ringing_set().remove(&interaction_id);
+        drop(window_open);
         // An assignment announced as the window closed is this answer's to carry: the
         // background delivery passed it over while the window was open.
         while taken.is_none() {

@@ -68,7 +68,7 @@ impl Phone {
     /// A call was taken by an agent: unless the answer to its ringing event carries the
     /// dial already, a dial command is stored for delivery.
     async fn assigned(&self, a: switchboard_contract::Assignment) {
-        if self.within_window(&a.interaction_id) {
+        if self.within_window(&a.contact_key) {
             return;
         }
         let Some((format, call_id)) = Format::split(&a.contact_key) else {

@@ -79,8 +79,8 @@ pub struct Phone {
     http: reqwest::Client,
     /// Wakes the delivery of commands.
     wake: Notify,
-    /// Interactions whose ringing event is still waiting for an agent: the answer to
-    /// that event carries the dial, not a callback.
+    /// Calls (by contact key) whose ringing event is still waiting for an agent: the
+    /// answer to that event carries the dial, not a callback.
     ringing: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
@@ -104,9 +104,10 @@ impl Phone {
         self.ringing.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// True while the ringing event of this interaction is waiting for an agent.
-    fn within_window(&self, interaction_id: &str) -> bool {
-        self.ringing_set().contains(interaction_id)
+    /// True while the ringing event of this call (by its contact key) is waiting for an
+    /// agent.
+    fn within_window(&self, contact_key: &str) -> bool {
+        self.ringing_set().contains(contact_key)
     }
 }
 
