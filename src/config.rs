@@ -131,6 +131,9 @@ pub struct ApiSettings {
 pub struct CustomerSettings {
     /// ISO 3166 region for phone numbers without a country code; empty for none.
     pub phone_default_region: String,
+    /// Topics whose contacts are matters with a deadline, and the deadline in hours
+    /// from the contact (complaints: 24 h by default).
+    pub matter_deadline_hours: std::collections::BTreeMap<String, u32>,
 }
 
 /// Value tiers and how they are computed.

@@ -15,7 +15,7 @@ use crate::customers::tier::{self, to_cents};
 use crate::store::audit::Change;
 use crate::store::customers::{self as store, CustomerRow};
 use crate::store::history::{self, NewEvent};
-use crate::store::{new_id, now_ms, Conn};
+use crate::store::{new_id, now_ms, rfc3339, Conn};
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -635,7 +635,49 @@ pub async fn view(state: &AppState, conn: &mut Conn, id: &str) -> Result<Custome
     let decision = tier::decide(&state.settings.tiers, &value, now);
     let identities = store::identities(conn, &c.id).await?;
     let purchases = store::purchase_summary(conn, &c.id).await?;
-    Ok(CustomerView::new(c, decision, identities, purchases))
+    let open = open_matters(state, conn, &c.id).await?;
+    Ok(CustomerView::new(c, decision, identities, purchases, open))
+}
+
+/// The customer's interactions not yet completed, oldest first; those whose topic has a
+/// deadline (`customers.matter_deadline_hours`, complaints by default) carry it.
+async fn open_matters(
+    state: &AppState,
+    conn: &mut Conn,
+    id: &str,
+) -> Result<Vec<serde_json::Value>, ApiError> {
+    let rows: Vec<(
+        String,
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        i64,
+    )> = sqlx::query_as(
+        "SELECT id, channel, state, topic, subject, agent_id, created_at FROM interactions \
+             WHERE state IN ('queued', 'offered', 'assigned') \
+             AND customer_id IN (SELECT id FROM customers WHERE id = $1 OR merged_into = $1) \
+             ORDER BY created_at LIMIT 50",
+    )
+    .bind(id)
+    .fetch_all(conn)
+    .await?;
+    let deadlines = &state.settings.customers.matter_deadline_hours;
+    Ok(rows
+        .into_iter()
+        .map(|(id, channel, st, topic, subject, agent_id, created_at)| {
+            let deadline = topic
+                .as_deref()
+                .and_then(|t| deadlines.get(t))
+                .map(|h| rfc3339(created_at + i64::from(*h) * 3_600_000));
+            serde_json::json!({
+                "interaction_id": id, "channel": channel, "state": st, "topic": topic,
+                "subject": subject, "agent_id": agent_id, "created_at": rfc3339(created_at),
+                "deadline": deadline,
+            })
+        })
+        .collect())
 }
 
 #[cfg(test)]

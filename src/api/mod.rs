@@ -11,7 +11,9 @@ mod import;
 mod interactions;
 pub mod openapi;
 mod ops;
+mod pages;
 mod rules;
+mod service_level;
 mod simulate;
 mod supervisor_ws;
 mod views;
@@ -91,6 +93,7 @@ pub fn router(state: AppState) -> Router {
         .route("/supervisor/ws", get(supervisor_ws::upgrade))
         .merge(switchboard_phone::routes(state.phone.clone()))
         .merge(switchboard_chat::routes(state.chat.clone()))
+        .merge(pages::routes())
         .merge(api)
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
@@ -263,6 +266,13 @@ fn api_routes() -> Routes {
                 .access(Supervisor)
                 .responses(&[(200, "the live queue")]),
             queue,
+        )
+        .add(
+            Op::get("/api/queue/service-level", "the service level per tier, hour by hour, over the last hours (24 by default)")
+                .access(Supervisor)
+                .query::<service_level::Window>()
+                .responses(&[(200, "per tier: target, and per hour answered, within target, abandoned and share")]),
+            service_level::by_hour,
         )
         .add(
             Op::get("/api/audit", "the audit trail, newest first")

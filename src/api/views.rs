@@ -108,6 +108,8 @@ pub struct CustomerView {
     owner: Option<String>,
     identities: Vec<Identity>,
     purchases: PurchaseSummary,
+    /// Its interactions not yet completed, with a deadline where their topic has one.
+    open_matters: Vec<Value>,
     created_at: String,
     updated_at: String,
 }
@@ -127,6 +129,7 @@ impl CustomerView {
         tier: TierDecision,
         identities: Vec<Identity>,
         purchases: (i64, i64, Option<i64>),
+        open_matters: Vec<Value>,
     ) -> Self {
         CustomerView {
             id: c.id,
@@ -141,6 +144,7 @@ impl CustomerView {
                 total: money(purchases.1),
                 last_at: purchases.2.map(rfc3339),
             },
+            open_matters,
             created_at: rfc3339(c.created_at),
             updated_at: rfc3339(c.updated_at),
         }

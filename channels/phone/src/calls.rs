@@ -390,14 +390,25 @@ impl Phone {
                 .map_err(|e| core_error(e, "extension"))?,
             None => None,
         };
-        self.record(
-            format,
-            call_id,
-            "answered",
-            "call_answered",
-            json!({ "extension": extension, "agent_id": agent }),
-        )
-        .await
+        let recorded = self
+            .record(
+                format,
+                call_id,
+                "answered",
+                "call_answered",
+                json!({ "extension": extension, "agent_id": agent }),
+            )
+            .await?;
+        // The agent's desktop shows the call connected.
+        if let Recorded::New { interaction_id, .. } = &recorded {
+            self.core
+                .tell_agent(
+                    interaction_id,
+                    json!({ "type": "call_state", "interaction_id": interaction_id, "state": "connected" }),
+                )
+                .await;
+        }
+        Ok(recorded)
     }
 
     /// The call was transferred to another extension.

@@ -2,6 +2,9 @@
 
 use super::*;
 
+/// How many of the longest-waiting interactions the live view lists one by one.
+const WAITING_LISTED: usize = 100;
+
 impl Router {
     pub(super) fn snapshot(&self, now: i64) -> Value {
         let mut by_tier: BTreeMap<String, Vec<i64>> = BTreeMap::new();
@@ -28,15 +31,29 @@ impl Router {
             .agents
             .values()
             .map(|s| {
+                let load = s.load();
                 json!({
                     "id": s.row.id, "name": s.row.name, "presence": s.presence,
                     "holding": s.held.len(), "offered": s.offer.is_some(),
                     "wrap_up": s.wrap_up_until.is_some_and(|t| t > now),
+                    "load": { "phone": load.phone, "chat": load.chat, "email": load.email, "api": load.api },
                 })
             })
             .collect();
+        // The longest-waiting interactions, each with its age: what a supervisor scans
+        // for. Bounded, so a push stays small however long the queue grows.
+        let mut oldest: Vec<&WaitingInteraction> = self.waiting.values().map(|i| &i.w).collect();
+        oldest.sort_by_key(|w| w.enqueued_at_ms);
+        let list: Vec<Value> = oldest
+            .iter()
+            .take(WAITING_LISTED)
+            .map(|w| {
+                json!({ "id": w.id, "tier": w.tier, "channel": w.channel.as_str(), "topic": w.topic,
+                        "waited_secs": (now - w.enqueued_at_ms) / 1000 })
+            })
+            .collect();
         json!({ "waiting": self.waiting.len(), "by_tier": tiers, "by_channel": by_channel, "by_topic": by_topic,
-                "agents": agents, "service_level": self.service_level(now) })
+                "oldest": list, "agents": agents, "service_level": self.service_level(now) })
     }
 
     /// Where waiting interactions stand: each one's place among the waiting interactions

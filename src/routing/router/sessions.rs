@@ -46,6 +46,7 @@ impl Router {
                     .collect();
                 let welcome = json!({ "type": "welcome", "session": s.session, "seq": s.seq, "resumed": true,
                                       "complete": complete, "presence": s.presence, "agent": agent_json(&s.row),
+                                      "capacity": s.row.capacity.over(self.rules.capacity),
                                       "assigned": assigned });
                 s.reply(welcome);
                 for text in missed {
@@ -112,7 +113,8 @@ impl Router {
         }
         let assigned: Vec<Value> = held.iter().map(interaction_json).collect();
         s.reply(json!({ "type": "welcome", "session": s.session, "seq": 0, "resumed": false, "complete": true,
-                        "presence": s.presence, "agent": agent_json(&s.row), "assigned": assigned }));
+                        "presence": s.presence, "agent": agent_json(&s.row), "assigned": assigned,
+                        "capacity": s.row.capacity.over(self.rules.capacity) }));
         telemetry::agent_event("login");
         self.agents.insert(id, s);
     }

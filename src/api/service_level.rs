@@ -1,0 +1,104 @@
+//! `GET /api/queue/service-level`: the service level per tier, hour by hour, over the
+//! last hours (24 by default) — the day's curve a supervisor watches, read from the
+//! recorded history, so it survives restarts and agrees with what the simulator replays.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Query, State};
+use axum::Json;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::auth::Supervisor;
+use super::error::ApiError;
+use super::AppState;
+use crate::simulation::Active;
+use crate::store::{now_ms, rfc3339};
+
+const HOUR_MS: i64 = 3_600_000;
+
+/// The window asked for.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Window {
+    /// Hours back from now, 1 to 168 (24 by default).
+    hours: Option<i64>,
+}
+
+/// Per tier and hour: contacts answered, answered within the tier's maximum wait under
+/// the active rules, and abandoned while waiting.
+pub async fn by_hour(
+    State(state): State<AppState>,
+    _: Supervisor,
+    query: Result<Query<Window>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::field("query", e.body_text()))?;
+    let hours = q.hours.unwrap_or(24);
+    if !(1..=168).contains(&hours) {
+        return Err(ApiError::field("hours", "must be from 1 to 168"));
+    }
+    let now = now_ms();
+    // Whole hours, so a bucket means the same thing on every refresh.
+    let end = (now / HOUR_MS + 1) * HOUR_MS;
+    let since = end - hours * HOUR_MS;
+    let active = Active::latest(&state.store, &state.settings.tiers.order).await?;
+    let mut conn = state.store.pool().acquire().await?;
+    let rows: Vec<(String, String, i64, String)> = sqlx::query_as(
+        "SELECT i.tier, h.kind, h.occurred_at, h.data FROM history h \
+         JOIN interactions i ON i.id = h.interaction_id \
+         WHERE h.kind IN ('assigned', 'abandoned') AND h.occurred_at >= $1 AND i.created_at >= $2",
+    )
+    .bind(since)
+    // An interaction answered in the window entered at most a few hours before it.
+    .bind(since - 7 * 24 * HOUR_MS)
+    .fetch_all(&mut *conn)
+    .await?;
+    let buckets = hours as usize;
+    let mut per: BTreeMap<String, Vec<[u64; 3]>> = BTreeMap::new();
+    for (tier, kind, at, data) in rows {
+        let slot = ((at - since) / HOUR_MS) as usize;
+        if slot >= buckets {
+            continue;
+        }
+        let row = per
+            .entry(tier.clone())
+            .or_insert_with(|| vec![[0; 3]; buckets]);
+        if kind == "abandoned" {
+            row[slot][2] += 1;
+            continue;
+        }
+        let waited = serde_json::from_str::<Value>(&data)
+            .ok()
+            .and_then(|d| d["waited_secs"].as_f64())
+            .unwrap_or(0.0);
+        let target = active
+            .rules
+            .tiers
+            .get(&tier)
+            .map_or(f64::INFINITY, |t| t.max_wait_secs as f64);
+        row[slot][0] += 1;
+        row[slot][1] += u64::from(waited <= target);
+    }
+    let hours_out: Vec<String> = (0..hours).map(|h| rfc3339(since + h * HOUR_MS)).collect();
+    let tiers: serde_json::Map<String, Value> = per
+        .into_iter()
+        .map(|(tier, slots)| {
+            let target = active.rules.tiers.get(&tier).map(|t| t.max_wait_secs);
+            let points: Vec<Value> = slots
+                .iter()
+                .map(|[n, within, abandoned]| {
+                    let offered = n + abandoned;
+                    json!({
+                        "answered": n, "within_target": within, "abandoned": abandoned,
+                        "share": (offered > 0).then(|| *within as f64 / offered as f64),
+                    })
+                })
+                .collect();
+            (tier, json!({ "target_secs": target, "hours": points }))
+        })
+        .collect();
+    Ok(Json(
+        json!({ "hours": hours_out, "tiers": tiers, "rules_version": active.version }),
+    ))
+}

@@ -1,0 +1,310 @@
+// A working day in the pages, in Debian's Chromium driven by Playwright: the admin
+// creates an agent in the console and watches the live queue; a visitor chats from the
+// demo page; the agent logs in to the desktop, accepts the offer with one key, replies,
+// sees the customer's history and completes; an email arrives (sent by swaks, a real
+// SMTP client) and the agent replies from the desktop, the reply reaching a mail relay;
+// the admin saves a rule set with an error (shown in place), fixes it, simulates,
+// applies it and finds the version in the audit trail. Screenshots of each page go to
+// tests/browser/screenshots/.
+//
+// Run by .ci/run after the Rust tests; by hand: `cargo build && cd tests/browser &&
+// npm ci && npm test` (SWITCHBOARD_BIN picks another binary, CHROMIUM another browser).
+
+import { test, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, execFileSync } from "node:child_process";
+import { mkdtempSync, writeFileSync, readFileSync, mkdirSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, "..", "..");
+const shots = join(here, "screenshots");
+mkdirSync(shots, { recursive: true });
+const ADMIN = "console-admin-token-for-the-browser-test";
+
+function freePort() {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, "127.0.0.1", () => { const { port } = s.address(); s.close(() => resolve(port)); });
+  });
+}
+
+/** A mail relay on loopback that takes every message, for the agent's replies. */
+async function mailRelay() {
+  const port = await freePort();
+  const messages = [];
+  const server = createServer((sock) => {
+    let buf = "", data = false, message = "";
+    sock.write("220 relay ready\r\n");
+    sock.on("data", (chunk) => {
+      buf += chunk.toString("utf8");
+      let i;
+      while ((i = buf.indexOf("\r\n")) >= 0) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 2);
+        if (data) {
+          if (line === ".") { data = false; messages.push(message); message = ""; sock.write("250 2.0.0 kept\r\n"); }
+          else message += line.replace(/^\.\./, ".") + "\n";
+          continue;
+        }
+        const verb = line.slice(0, 4).toUpperCase();
+        if (verb === "EHLO" || verb === "HELO") sock.write("250-relay\r\n250 8BITMIME\r\n");
+        else if (verb === "DATA") { data = true; sock.write("354 go on\r\n"); }
+        else if (verb === "QUIT") { sock.end("221 bye\r\n"); }
+        else sock.write("250 ok\r\n");
+      }
+    });
+    sock.on("error", () => {});
+  });
+  await new Promise((r) => server.listen(port, "127.0.0.1", r));
+  return { port, messages, close: () => server.close() };
+}
+
+async function until(what, f, ms = 20000) {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await f();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`${what}: not within ${ms / 1000} s`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+const relay = await mailRelay();
+const httpPort = await freePort();
+const smtpPort = await freePort();
+const base = `http://127.0.0.1:${httpPort}`;
+const dataDir = mkdtempSync(join(tmpdir(), "sb-browser-"));
+// The shipped rules, with a short wrap-up so the day moves on quickly.
+const rulesFile = join(dataDir, "routing.toml");
+writeFileSync(rulesFile, readFileSync(join(root, "config", "routing.toml"), "utf8").replace(/^wrap_up_secs = \d+/m, "wrap_up_secs = 3"));
+const bin = process.env.SWITCHBOARD_BIN || join(root, "target", "debug", "switchboard");
+const server = spawn(bin, [], {
+  env: {
+    ...process.env,
+    SWITCHBOARD__SERVER__HTTP_ADDR: `127.0.0.1:${httpPort}`,
+    SWITCHBOARD__STORAGE__DATA_DIR: dataDir,
+    SWITCHBOARD__API__ADMIN_TOKEN: ADMIN,
+    SWITCHBOARD__EMAIL__SMTP_ADDR: `127.0.0.1:${smtpPort}`,
+    SWITCHBOARD__EMAIL__RELAY_URL: `smtp://127.0.0.1:${relay.port}`,
+    SWITCHBOARD__ROUTING__RULES_FILE: rulesFile,
+  },
+  stdio: ["ignore", "inherit", "inherit"],
+});
+await until("the server answers", async () => {
+  try { return (await fetch(`${base}/readyz`)).ok; } catch (_) { return false; }
+});
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+after(async () => {
+  await browser.close();
+  server.kill("SIGTERM");
+  relay.close();
+});
+
+async function page(name, opts) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 860 }, locale: "en-US", ...opts });
+  const p = await context.newPage();
+  p.on("pageerror", (e) => { throw new Error(`${name}: ${e.message}`); });
+  return p;
+}
+
+const shot = (p, name) => p.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
+
+test("a working day in the desktop and the console", async (t) => {
+  const admin = await page("console");
+  let agentToken;
+
+  await t.test("the admin logs in to the console and creates an agent", async () => {
+    await admin.goto(`${base}/console`);
+    await admin.fill("#token", ADMIN);
+    await admin.press("#token", "Enter");
+    await admin.waitForSelector("#agent-states");
+    await admin.keyboard.press("Alt+3");
+    const form = admin.locator("#pane-agents form").first();
+    await form.locator("[name=name]").fill("Wang Fang");
+    await form.locator("[name=extension]").fill("201");
+    await form.locator("[name=level]").fill("3");
+    await form.locator("[name=skills]").fill("billing, complaints");
+    await form.locator("button[type=submit]").click();
+    const shown = await admin.locator("#agent-token").textContent({ timeout: 10000 });
+    await until("the new token is shown", async () => /[0-9a-f]{64}/.test(await admin.locator("#agent-token").textContent()));
+    agentToken = /([0-9a-f]{64})/.exec(await admin.locator("#agent-token").textContent())[1];
+    assert.ok(shown !== null);
+    await admin.locator("#agents-table").getByText("Wang Fang").waitFor();
+    await shot(admin, "console-agents");
+    await admin.keyboard.press("Alt+1");
+  });
+
+  const visitor = await page("visitor");
+  await t.test("a visitor chats from the demo page; the console shows the wait live", async () => {
+    await visitor.goto(`${base}/chat/demo`);
+    await visitor.click("#sb-toggle");
+    await visitor.fill("#sb-text", "Hello, my parcel has not arrived.");
+    await visitor.press("#sb-text", "Enter");
+    await visitor.getByText("Hello, my parcel has not arrived.").waitFor();
+    // No agent is available yet: the console, without a reload, lists the chat waiting.
+    await admin.locator("#waiting-list").getByText("Chats").waitFor({ timeout: 10000 });
+    assert.equal(await admin.locator("#waiting-count").textContent(), "1");
+    await shot(admin, "console-live");
+    await shot(visitor, "chat-demo");
+  });
+
+  const desk = await page("desktop");
+  await t.test("the agent logs in, sets available and accepts the offer with one key", async () => {
+    await desk.goto(`${base}/desktop`);
+    await desk.fill("#token", agentToken);
+    await desk.press("#token", "Enter");
+    await desk.waitForSelector("#presence");
+    assert.match(await desk.locator("#me").textContent(), /Wang Fang/);
+    await desk.selectOption("#presence", "available");
+    await desk.click("#set-presence");
+    const offer = desk.locator("#offer");
+    await offer.getByRole("button", { name: "Accept (A)" }).waitFor();
+    assert.match(await offer.textContent(), /Chats/);
+    assert.match(await offer.textContent(), /low/);
+    assert.match(await desk.locator(".countdown").textContent(), /^\d+$/);
+    await shot(desk, "desktop-offer");
+    await desk.keyboard.press("a");
+    await desk.locator(".workspace .messages").getByText("Hello, my parcel has not arrived.").waitFor();
+    assert.match(await desk.locator("#capacity").textContent(), /Chats 1\/3/);
+    await until("the console shows nobody waiting", async () => (await admin.locator("#waiting-count").textContent()) === "0");
+  });
+
+  await t.test("the agent replies, sees the visitor typing and the customer's history", async () => {
+    const composer = desk.locator(".workspace textarea[name=reply]");
+    await composer.fill("Sorry about that! Let me check where it is.");
+    await composer.press("Enter");
+    await visitor.getByText("Sorry about that! Let me check where it is.").waitFor();
+    // The visitor types at a person's pace; the agent sees it while they type.
+    const typed = visitor.locator("#sb-text").pressSequentially("Thank you", { delay: 300 });
+    await desk.locator(".workspace .typing").getByText("The visitor is typing").waitFor();
+    await typed;
+    await visitor.press("#sb-text", "Enter");
+    await desk.locator(".workspace .messages").getByText("Thank you").waitFor();
+    const timeline = desk.locator(".workspace .timeline");
+    await timeline.getByText("assigned").first().waitFor();
+    assert.ok(await timeline.locator("li").count() >= 3, "the history lists the chat's steps");
+    assert.match(await desk.locator(".workspace aside").textContent(), /Why:/);
+    await shot(desk, "desktop-chat");
+  });
+
+  await t.test("the agent completes with a disposition; the wrap-up timer shows", async () => {
+    await desk.locator(".workspace select[name=disposition]").selectOption("resolved");
+    await desk.locator(".workspace input[name=notes]").fill("Parcel re-sent");
+    await desk.locator(".workspace button[name=complete]").click();
+    await desk.locator(".workspace").waitFor({ state: "detached" });
+    await desk.locator("#wrapup").getByText("Wrap-up").waitFor();
+    await visitor.getByText(/ended|closed/i).first().waitFor().catch(() => {});
+  });
+
+  await t.test("an email arrives over SMTP; the agent replies from the desktop", async () => {
+    const attachment = join(dataDir, "invoice-42.txt");
+    writeFileSync(attachment, "Invoice 42: 2 x 19.90 EUR\n");
+    execFileSync("swaks", ["--silent", "2", "--server", `127.0.0.1:${smtpPort}`,
+      "--from", "mei.chen@example.com", "--to", "support@example.com",
+      "--header", "Subject: Charged twice for invoice 42",
+      "--header", "From: Mei Chen <mei.chen@example.com>",
+      "--body", "Hello,\n\nI was charged twice for invoice 42. Could you refund one?\n\nMei",
+      "--attach", `@${attachment}`]);
+    const offer = desk.locator("#offer");
+    await offer.getByText("Charged twice for invoice 42").waitFor({ timeout: 20000 });
+    await desk.keyboard.press("a");
+    const ws = desk.locator(".workspace");
+    await ws.getByText("I was charged twice for invoice 42").waitFor();
+    await ws.getByText("invoice-42.txt").waitFor();
+    await ws.locator("aside").getByText("mei.chen@example.com").waitFor();
+    await ws.locator("textarea[name=reply]").fill("Dear Mei,\n\nWe have refunded the second charge.\n\nWang Fang");
+    await ws.getByRole("button", { name: "Send" }).click();
+    await ws.getByText("sent", { exact: true }).waitFor({ timeout: 20000 });
+    const mail = await until("the reply reaches the relay", () => relay.messages.find((m) => m.includes("We have refunded the second charge.")));
+    assert.match(mail, /^To: .*mei\.chen@example\.com/mi);
+    assert.match(mail, /^In-Reply-To: /mi);
+    await shot(desk, "desktop-email");
+    await ws.locator("button[name=complete]").click();
+    await ws.waitFor({ state: "detached" });
+  });
+
+  await t.test("the admin saves rules with an error, sees it in place, fixes, simulates and applies", async () => {
+    await admin.keyboard.press("Alt+2");
+    const editor = admin.locator("#rules-editor");
+    await until("the active rules load", async () => (await editor.inputValue()).includes("[tiers.high]"));
+    const good = await editor.inputValue();
+    const broken = good.replace(/(\[tiers\.high\][^[]*?max_wait_secs = )20/, "$10");
+    assert.notEqual(broken, good);
+    await editor.fill(broken);
+    await admin.click("#apply");
+    const errors = admin.locator("#rules-errors");
+    await errors.getByText("tiers.high.max_wait_secs").waitFor();
+    // In place: the error names its line, and the editor's gutter marks that line.
+    const line = broken.split("\n").findIndex((l, i, all) => l.startsWith("max_wait_secs = 0") && all.slice(0, i).reverse().find((x) => x.startsWith("[")) === "[tiers.high]") + 1;
+    assert.ok(line > 0);
+    await admin.locator(`.gutter .bad[data-line="${line}"]`).waitFor();
+    await errors.getByRole("button", { name: `Line ${line}` }).waitFor();
+    await shot(admin, "console-rules-error");
+    const fixed = good.replace(/(\[tiers\.high\][^[]*?max_wait_secs = )20/, "$125");
+    await editor.fill(fixed);
+    await admin.click("#validate");
+    await admin.locator("#rules-problems").getByText("The rules are valid.").waitFor();
+    await admin.locator("#rules-diff .add").getByText("max_wait_secs = 25").waitFor();
+    await admin.selectOption("#sim-hours", "1");
+    await admin.click("#simulate");
+    const table = admin.locator("#simulation-table");
+    await table.waitFor({ timeout: 30000 });
+    assert.match(await table.textContent(), /This draft/);
+    assert.match(await table.textContent(), /Recorded/);
+    await admin.fill("#rules-comment", "high tier: 25 s");
+    await admin.click("#apply");
+    await admin.locator("#rules-applied").getByText("Applied as version 2.").waitFor();
+    await shot(admin, "console-rules");
+    const active = await (await fetch(`${base}/api/routing/rules`, { headers: { Authorization: `Bearer ${ADMIN}` } })).json();
+    assert.equal(active.version, 2);
+    assert.match(active.document, /max_wait_secs = 25/);
+  });
+
+  await t.test("the admin finds the new version in the audit trail, filtered", async () => {
+    await admin.keyboard.press("Alt+5");
+    await admin.fill("#audit-filter [name=action]", "rules.apply");
+    await admin.locator("#audit-filter button[type=submit]").click();
+    const table = admin.locator("#audit-table");
+    await until("the audit shows only rules.apply", async () => {
+      const rows = await table.locator("tbody tr").allTextContents();
+      // Newest first: the version just applied by the admin, then the file's first.
+      return rows.length === 2 && rows.every((r) => r.includes("rules.apply")) &&
+        rows[0].includes("high tier: 25 s") && rows[0].includes("rules 2") && rows[1].includes("rules 1");
+    });
+    await shot(admin, "console-audit");
+  });
+
+  await t.test("the customer is found by email; the console switches to Chinese", async () => {
+    await admin.keyboard.press("Alt+4");
+    await admin.fill("#customer-value", "mei.chen@example.com");
+    await admin.press("#customer-value", "Enter");
+    await admin.locator("#customer").getByText("Mei Chen").waitFor();
+    await admin.locator("#customer select[name=tier]").selectOption("high");
+    await admin.locator("#customer").getByRole("button", { name: "Save" }).click();
+    await admin.locator("#customer .pill.tier-high").waitFor();
+    await shot(admin, "console-customers");
+    await admin.selectOption("#lang", "zh");
+    await admin.locator("#tabs").getByText("实时队列").waitFor();
+    await admin.keyboard.press("Alt+1");
+    await admin.locator("#pane-live").getByText("坐席状态").waitFor();
+    await shot(admin, "console-live-zh");
+  });
+
+  await t.test("a narrow window still shows the desktop", async () => {
+    await desk.setViewportSize({ width: 420, height: 800 });
+    await desk.locator("#presence").waitFor();
+    const width = await desk.evaluate(() => document.documentElement.scrollWidth);
+    assert.ok(width <= 430, `no sideways scrolling (page is ${width}px wide)`);
+    await shot(desk, "desktop-narrow");
+  });
+});

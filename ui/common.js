@@ -1,0 +1,244 @@
+// What the desktop and the console share: the two languages, the API with a bearer
+// token, building elements (always as text, never as HTML), times and a login form.
+"use strict";
+
+const STRINGS = {
+  en: {
+    language: "Language", logIn: "Log in", logOut: "Log out", token: "Your token",
+    tokenHelp: "The login token your administrator gave you.", badToken: "That token is not valid.",
+    connecting: "Connecting…", connected: "Connected", reconnecting: "Connection lost; reconnecting…",
+    loggedElsewhere: "You logged in from another window; this one has stopped.",
+    removed: "Your token was reset or your account removed; log in again.",
+    available: "Available", away: "Away", reason: "Reason", setPresence: "Set",
+    capacity: "In use", phone: "Calls", chat: "Chats", email: "Emails", api: "Requests",
+    offer: "New contact", accept: "Accept (A)", decline: "Decline (D)", expiresIn: "seconds left",
+    noWork: "No contacts assigned. Set yourself available to receive offers.",
+    wrapUp: "Wrap-up", wrapUpLeft: "Wrap-up: {s} s left before new work",
+    customer: "Customer", tier: "Tier", why: "Why", value: "Value", lifetime: "Lifetime value",
+    purchases: "Purchases", lastPurchase: "Last purchase", owner: "Account manager", you: "you",
+    openMatters: "Open matters", noOpen: "None", deadline: "deadline", overdue: "overdue",
+    left: "left", history: "History", identities: "Identities", unknown: "unknown",
+    complete: "Complete", disposition: "Disposition", notes: "Notes",
+    resolved: "Resolved", followUp: "Follow-up needed", escalated: "Escalated", noAnswer: "No answer",
+    send: "Send", reply: "Reply", typing: "The visitor is typing…", waited: "Waited {s} s in the queue",
+    queued: "queued", sent: "sent", failed: "failed", retrying: "retrying",
+    attachments: "Attachments", showHtml: "Show formatted", showText: "Show text",
+    callState: "Call", ringing: "Ringing", connectedCall: "Connected", ended: "Ended",
+    caller: "Caller", customerEnded: "The customer ended the contact ({r}).", movedAway: "A supervisor moved this contact to another agent.",
+    subject: "Subject", topic: "Topic", channel: "Channel", from: "From", to: "To", received: "received",
+    console: "Console", desktop: "Agent desktop", live: "Live queue", rules: "Routing rules",
+    agents: "Agents", customers: "Customers", audit: "Audit",
+    waiting: "Waiting", oldest: "Oldest", age: "Waiting for", byTier: "By tier", byChannel: "By channel",
+    byTopic: "By topic", none: "(none)", agentStates: "Agents", presence: "Presence", holding: "Holding",
+    offered: "On offer", serviceLevel: "Service level", last15: "last 15 min", today: "Service level per hour, last 24 h",
+    answered: "answered", withinTarget: "within target", target: "target", move: "Move", moveTo: "Move to agent",
+    setAway: "Set away", validate: "Validate", apply: "Apply", simulate: "Simulate", diff: "Changes against the active version",
+    noChanges: "No changes.", valid: "The rules are valid.", errors: "Errors", warnings: "Warnings", versions: "Versions",
+    version: "Version", rollback: "Roll back", comment: "Comment", applied: "Applied as version {v}.",
+    simWindow: "Replay the last", hours: "hours", recorded: "Recorded", active: "Active rules", candidate: "This draft",
+    meanWait: "Mean wait", p95Wait: "p95 wait", longest: "Longest wait", abandonment: "Abandoned", contacts: "Contacts",
+    create: "Create", save: "Save", name: "Name", level: "Level", skills: "Skills", role: "Role",
+    extension: "Extension", resetToken: "Reset token", remove: "Remove", newToken: "The new token (shown only once): {t}",
+    edit: "Edit", cancel: "Cancel", search: "Search", kind: "Kind", lookup: "Find the customer",
+    explicitTier: "Explicit tier", automatic: "(automatic)", import: "Import CSV", importDone: "Imported {n} rows: {c} created, {u} updated.",
+    row: "Row", line: "Line {n}", field: "Field", problem: "Problem", uploading: "Uploading…", actor: "Actor", action: "Action",
+    target: "Target", since: "Since", until: "Until", filter: "Filter", more: "More", when: "When", change: "Change",
+    loading: "Loading…", saved: "Saved.", confirmRemove: "Remove this agent? Its record stays, it can no longer log in.",
+    keyboard: "Keys: A accept, D decline, Alt+1…9 go to a workspace.", interaction: "Interaction",
+    endedBy: "ended", supervisorOnly: "The console is for supervisors and admins.", noneWaiting: "Nobody is waiting.",
+    logged: "logged in", offline: "offline", wrapping: "wrap-up",
+  },
+  zh: {
+    language: "语言", logIn: "登录", logOut: "退出", token: "登录令牌",
+    tokenHelp: "管理员给您的登录令牌。", badToken: "令牌无效。",
+    connecting: "正在连接…", connected: "已连接", reconnecting: "连接中断，正在重新连接…",
+    loggedElsewhere: "您已在另一个窗口登录，此窗口已停止。",
+    removed: "您的令牌已重置或账号已删除，请重新登录。",
+    available: "空闲", away: "离开", reason: "原因", setPresence: "设置",
+    capacity: "占用", phone: "电话", chat: "在线聊天", email: "邮件", api: "请求",
+    offer: "新的联系", accept: "接受 (A)", decline: "拒绝 (D)", expiresIn: "秒后过期",
+    noWork: "暂无分配的联系。将状态设为空闲即可接收分配。",
+    wrapUp: "话后整理", wrapUpLeft: "话后整理：还剩 {s} 秒",
+    customer: "客户", tier: "等级", why: "原因", value: "价值", lifetime: "生命周期价值",
+    purchases: "购买次数", lastPurchase: "最近购买", owner: "客户经理", you: "您",
+    openMatters: "未结事项", noOpen: "无", deadline: "截止", overdue: "已超期",
+    left: "剩余", history: "历史记录", identities: "身份", unknown: "未知",
+    complete: "完成", disposition: "处理结果", notes: "备注",
+    resolved: "已解决", followUp: "需要跟进", escalated: "已升级", noAnswer: "无人应答",
+    send: "发送", reply: "回复", typing: "访客正在输入…", waited: "排队等待了 {s} 秒",
+    queued: "已排队", sent: "已发送", failed: "发送失败", retrying: "正在重试",
+    attachments: "附件", showHtml: "显示格式", showText: "显示纯文本",
+    callState: "通话", ringing: "振铃中", connectedCall: "通话中", ended: "已结束",
+    caller: "来电号码", customerEnded: "客户已结束此联系（{r}）。", movedAway: "主管已将此联系转给其他坐席。",
+    subject: "主题", topic: "话题", channel: "渠道", from: "发件人", to: "收件人", received: "收到",
+    console: "管理控制台", desktop: "坐席工作台", live: "实时队列", rules: "路由规则",
+    agents: "坐席", customers: "客户", audit: "审计",
+    waiting: "等待中", oldest: "最长等待", age: "已等待", byTier: "按等级", byChannel: "按渠道",
+    byTopic: "按话题", none: "（无）", agentStates: "坐席状态", presence: "状态", holding: "处理中",
+    offered: "分配中", serviceLevel: "服务水平", last15: "最近 15 分钟", today: "每小时服务水平（最近 24 小时）",
+    answered: "已接听", withinTarget: "达标", target: "目标", move: "转移", moveTo: "转给坐席",
+    setAway: "设为离开", validate: "校验", apply: "应用", simulate: "模拟", diff: "与当前版本的差异",
+    noChanges: "没有改动。", valid: "规则有效。", errors: "错误", warnings: "警告", versions: "版本",
+    version: "版本", rollback: "回滚", comment: "说明", applied: "已应用为第 {v} 版。",
+    simWindow: "回放最近", hours: "小时", recorded: "实际记录", active: "当前规则", candidate: "本草稿",
+    meanWait: "平均等待", p95Wait: "p95 等待", longest: "最长等待", abandonment: "放弃", contacts: "联系数",
+    create: "创建", save: "保存", name: "姓名", level: "级别", skills: "技能", role: "角色",
+    extension: "分机", resetToken: "重置令牌", remove: "删除", newToken: "新令牌（只显示一次）：{t}",
+    edit: "编辑", cancel: "取消", search: "搜索", kind: "类型", lookup: "查找客户",
+    explicitTier: "指定等级", automatic: "（自动）", import: "导入 CSV", importDone: "已导入 {n} 行：新建 {c}，更新 {u}。",
+    row: "行", line: "第 {n} 行", field: "字段", problem: "问题", uploading: "正在上传…", actor: "操作人", action: "操作",
+    target: "对象", since: "起始", until: "截止", filter: "筛选", more: "更多", when: "时间", change: "变更",
+    loading: "正在加载…", saved: "已保存。", confirmRemove: "删除此坐席？记录会保留，但无法再登录。",
+    keyboard: "快捷键：A 接受，D 拒绝，Alt+1…9 切换工作区。", interaction: "联系",
+    endedBy: "已结束", supervisorOnly: "控制台仅供主管和管理员使用。", noneWaiting: "没有人在等待。",
+    logged: "已登录", offline: "离线", wrapping: "话后整理",
+  },
+};
+
+let lang = localStorage.getItem("sb.lang") ||
+  ((navigator.language || "en").toLowerCase().startsWith("zh") ? "zh" : "en");
+
+/** The text for `key` in the chosen language, with `{name}` filled from `vars`. */
+function t(key, vars) {
+  const s = (STRINGS[lang] && STRINGS[lang][key]) || STRINGS.en[key] || key;
+  return vars ? s.replace(/\{(\w+)\}/g, (_, k) => String(vars[k] ?? "")) : s;
+}
+
+/** Fills every `data-i18n` element of the page, and sets the document's language. */
+function translatePage() {
+  document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
+  for (const el of document.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
+  for (const el of document.querySelectorAll("[data-i18n-placeholder]")) el.placeholder = t(el.dataset.i18nPlaceholder);
+  for (const el of document.querySelectorAll("[data-i18n-label]")) el.setAttribute("aria-label", t(el.dataset.i18nLabel));
+}
+
+/** The language switcher in the header; `onChange` redraws what the page drew itself. */
+function languageSwitcher(select, onChange) {
+  select.value = lang;
+  select.addEventListener("change", () => {
+    lang = select.value;
+    localStorage.setItem("sb.lang", lang);
+    translatePage();
+    onChange();
+  });
+  translatePage();
+}
+
+/**
+ * Builds an element. Children are nodes or strings; strings become text, so nothing
+ * a customer wrote is ever read as HTML. Attributes starting with `on` are listeners.
+ */
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k === "class") el.className = v;
+    else if (k === "dataset") Object.assign(el.dataset, v);
+    else el.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+/** Replaces an element's children. */
+function fill(el, ...children) {
+  el.replaceChildren();
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+const $ = (sel, root) => (root || document).querySelector(sel);
+
+/** An API error: the server's message, and its `errors` list when it gave one. */
+class ApiFailure extends Error {
+  constructor(status, body) {
+    super((body && body.message) || `HTTP ${status}`);
+    this.status = status;
+    this.body = body || {};
+  }
+}
+
+/** The bearer token this tab logged in with. */
+const session = {
+  get token() { return sessionStorage.getItem("sb.token"); },
+  set token(v) { if (v) sessionStorage.setItem("sb.token", v); else sessionStorage.removeItem("sb.token"); },
+};
+
+/** Calls the API: JSON in and out unless told otherwise; throws an `ApiFailure`. */
+async function api(method, path, body, opts) {
+  const headers = { Authorization: `Bearer ${session.token}` };
+  let payload;
+  if (body !== undefined) {
+    if (opts && opts.type) { headers["Content-Type"] = opts.type; payload = body; }
+    else { headers["Content-Type"] = "application/json"; payload = JSON.stringify(body); }
+  }
+  const r = await fetch(path, { method, headers, body: payload });
+  const text = await r.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch (_) { data = { message: text }; }
+  if (!r.ok) throw new ApiFailure(r.status, data);
+  return data;
+}
+
+/** The websocket address of a path on this server. */
+function wsUrl(path) {
+  return `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}${path}`;
+}
+
+/** A time as the reader's clock shows it. */
+function clock(iso) {
+  if (!iso) return "";
+  const d = new Date(iso);
+  const today = new Date().toDateString() === d.toDateString();
+  return today ? d.toLocaleTimeString(lang === "zh" ? "zh-CN" : undefined)
+    : d.toLocaleString(lang === "zh" ? "zh-CN" : undefined);
+}
+
+/** A span of seconds as "1 h 4 min", "3 min 2 s" or "12 s". */
+function span(secs) {
+  secs = Math.max(0, Math.round(secs));
+  if (secs >= 3600) return `${Math.floor(secs / 3600)} h ${Math.floor((secs % 3600) / 60)} min`;
+  if (secs >= 60) return `${Math.floor(secs / 60)} min ${secs % 60} s`;
+  return `${secs} s`;
+}
+
+/** A tier as a coloured label. */
+function tierPill(tier) {
+  return h("span", { class: `pill tier-${tier}` }, tier || "?");
+}
+
+/** A short message in the corner, gone after a few seconds. */
+function toast(text) {
+  const el = h("div", { class: "toast", role: "status" }, text);
+  document.body.append(el);
+  setTimeout(() => el.remove(), 6000);
+}
+
+/**
+ * Shows the login form until a token is given, then calls `onToken(token)`; that
+ * resolves to true when the token is good, or a message to show.
+ */
+function showLogin(container, onToken, note) {
+  const input = h("input", { type: "password", id: "token", autocomplete: "current-password", required: true, "aria-describedby": "token-help" });
+  const problem = h("p", { class: "error", role: "alert" }, note || "");
+  const form = h("form", { class: "card login" },
+    h("h2", {}, t("logIn")),
+    h("label", { for: "token" }, t("token"), input),
+    h("p", { id: "token-help", class: "muted small" }, t("tokenHelp")),
+    problem,
+    h("button", { class: "primary", type: "submit" }, t("logIn")));
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const answer = await onToken(input.value.trim());
+    if (answer !== true) fill(problem, answer || t("badToken"));
+  });
+  fill(container, form);
+  input.focus();
+}
