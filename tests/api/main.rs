@@ -16,6 +16,7 @@ mod import;
 mod interactions;
 mod openapi;
 mod operations;
+mod pages;
 mod phone;
 mod roles;
 mod routing;

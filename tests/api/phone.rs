@@ -267,6 +267,10 @@ async fn a_native_call_taken_within_the_window_is_dialled_in_the_answer(backend:
     )
     .await;
     assert_eq!((status, &r["recorded"]), (200, &json!(true)), "{r}");
+    // The agent's desktop shows the call connected.
+    let state = desk.expect("call_state").await;
+    assert_eq!(state["state"], "connected");
+    assert_eq!(state["interaction_id"], interaction_id.as_str());
     let (_, r) = native(
         &app,
         json!({ "event": "transferred", "call_id": "call-1", "to_extension": "305" }),
