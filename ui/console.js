@@ -136,10 +136,21 @@ function drawLive() {
   if (!pane) return;
   const s = con.snapshot;
   if (!s) return fill(pane, h("p", { class: "muted" }, t("loading")));
+  // A supervisor choosing from a list keeps it open: the view catches up when they leave it.
+  if (document.activeElement && document.activeElement.tagName === "SELECT" && pane.contains(document.activeElement)) {
+    if (!con.liveDeferred) {
+      con.liveDeferred = true;
+      document.activeElement.addEventListener("blur", () => { con.liveDeferred = false; setTimeout(drawLive, 0); }, { once: true });
+    }
+    return;
+  }
   const focusedId = document.activeElement && pane.contains(document.activeElement) ? document.activeElement.id : null;
   const counts = (obj) => h("table", {}, h("tbody", {}, Object.entries(obj || {}).map(([k, v]) =>
     h("tr", {}, h("td", {}, k === "(none)" ? t("none") : t(k)), h("td", {}, String(v))))));
-  const agents = s.agents || [];
+  // Agents logged in, as the router sees them, then every other active agent, offline.
+  const online = new Set((s.agents || []).map((a) => a.id));
+  const agents = (s.agents || []).concat(con.agents.filter((a) => a.active !== false && !online.has(a.id))
+    .map((a) => ({ id: a.id, name: a.name, presence: "offline", load: {} })));
   fill(pane,
     h("div", { class: "grid2" },
       h("div", { class: "card" },
@@ -160,7 +171,7 @@ function drawLive() {
         h("h3", {}, t("today")),
         serviceLevelChart())),
     h("div", { class: "card" },
-      h("h2", {}, t("age")),
+      h("h2", {}, t("longestWaiting")),
       (s.oldest || []).length === 0 ? h("p", { class: "muted" }, t("noneWaiting")) : h("div", { class: "scroll" }, h("table", { id: "waiting-list" },
         h("thead", {}, h("tr", {}, h("th", {}, t("tier")), h("th", {}, t("channel")), h("th", {}, t("topic")), h("th", {}, t("age")), h("th", {}, t("moveTo")))),
         h("tbody", {}, s.oldest.map((w) => h("tr", {},
@@ -183,7 +194,7 @@ function drawLive() {
 function moveControl(interactionId, agents) {
   const select = h("select", { id: `move-${interactionId}`, "aria-label": t("moveTo") },
     h("option", { value: "" }, "—"),
-    agents.filter((a) => a.presence !== "offline").map((a) => h("option", { value: a.id }, a.name)));
+    agents.filter((a) => a.presence === "available" || a.presence === "away").map((a) => h("option", { value: a.id }, a.name)));
   select.addEventListener("change", async () => {
     if (!select.value) return;
     try {
@@ -585,6 +596,7 @@ async function loadAgents() {
     con.agents = (await api("GET", "/api/agents")).agents || [];
   } catch (e) { con.agents = []; }
   drawAgents();
+  drawLive();
 }
 
 function agentForm(a, onSave) {
@@ -623,24 +635,28 @@ function agentForm(a, onSave) {
   return form;
 }
 
+/** The agents tab: the form to create one, built once, and the list, redrawn as it changes. */
 function drawAgents() {
   const pane = panes.agents;
   if (!pane) return;
-  const created = h("p", { id: "agent-token", class: "okay", role: "status" });
-  fill(pane,
-    h("div", { class: "card" }, h("h2", {}, `${t("create")} · ${t("agents")}`),
-      agentForm(null, async (body) => {
-        if (!body.email) delete body.email;
-        if (!body.extension) delete body.extension;
-        const r = await api("POST", "/api/agents", body);
-        await loadAgents();
-        fill($("#agent-token"), t("newToken", { t: r.token }));
-      }), created),
-    h("div", { class: "card" }, h("h2", {}, t("agents")),
-      h("div", { class: "scroll" }, h("table", { id: "agents-table" },
-        h("thead", {}, h("tr", {}, h("th", {}, t("name")), h("th", {}, t("role")), h("th", {}, t("level")), h("th", {}, t("skills")),
-          h("th", {}, t("extension")), h("th", {}))),
-        h("tbody", {}, con.agents.map((a) => agentRow(a)))))));
+  if (!pane.firstChild) {
+    fill(pane,
+      h("div", { class: "card" }, h("h2", {}, `${t("create")} · ${t("agents")}`),
+        agentForm(null, async (body) => {
+          if (!body.email) delete body.email;
+          if (!body.extension) delete body.extension;
+          const r = await api("POST", "/api/agents", body);
+          fill($("#agent-token"), t("newToken", { t: r.token }));
+          await loadAgents();
+        }),
+        h("p", { id: "agent-token", class: "okay", role: "status" })),
+      h("div", { class: "card" }, h("h2", {}, t("agents")),
+        h("div", { class: "scroll" }, h("table", { id: "agents-table" },
+          h("thead", {}, h("tr", {}, h("th", {}, t("name")), h("th", {}, t("role")), h("th", {}, t("level")), h("th", {}, t("skills")),
+            h("th", {}, t("extension")), h("th", {}))),
+          h("tbody", {})))));
+  }
+  fill($("#agents-table tbody", pane), con.agents.map((a) => agentRow(a)));
 }
 
 function agentRow(a) {

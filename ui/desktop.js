@@ -437,7 +437,7 @@ function head(w) {
   const i = w.interaction;
   const c = w.customer || {};
   return h("div", { class: "head" },
-    h("strong", {}, c.name || t("unknown")), tierPill(i.tier),
+    h("strong", {}, c.name || (i.channel === "chat" ? t("visitor") : t("unknown"))), tierPill(i.tier),
     h("span", { class: "pill" }, t(i.channel)), i.topic && h("span", { class: "pill" }, i.topic),
     w.ended && h("span", { class: "pill warning", role: "status" }, t("customerEnded", { r: w.ended })));
 }
@@ -597,7 +597,7 @@ function customerPanel(w) {
   const p = c.purchases || {};
   return h("aside", { class: "customer", "aria-label": t("customer") },
     h("h3", {}, t("customer")),
-    h("div", {}, h("strong", {}, c.name || t("unknown")), " ", tierPill(c.tier && c.tier.tier)),
+    h("div", {}, h("strong", {}, c.name || (w.interaction.channel === "chat" ? t("visitor") : t("unknown"))), " ", tierPill(c.tier && c.tier.tier)),
     h("div", { class: "small" }, `${t("why")}: `, (c.tier && c.tier.reason) || ""),
     h("div", { class: "small" }, `${t("identities")}: `, (c.identities || []).map((x) => x.value).join(", ") || "—"),
     h("div", { class: "small" }, `${t("lifetime")}: `, c.lifetime_value || "—", ` · ${t("purchases")}: `,
