@@ -197,6 +197,21 @@ test("a working day in the desktop and the console", async (t) => {
     await shot(desk, "desktop-chat");
   });
 
+  await t.test("the desktop reloads mid-chat and resumes: nothing missed, nothing twice", async () => {
+    const reloaded = desk.reload();
+    // The visitor writes while the agent's page is away.
+    await visitor.fill("#sb-text", "Are you still there?");
+    await visitor.press("#sb-text", "Enter");
+    await reloaded;
+    const messages = desk.locator(".workspace .messages");
+    await messages.getByText("Are you still there?").waitFor();
+    await messages.getByText("Sorry about that! Let me check where it is.").waitFor();
+    assert.equal(await messages.getByText("Are you still there?").count(), 1);
+    assert.equal(await messages.getByText("Hello, my parcel has not arrived.").count(), 1);
+    assert.equal(await desk.locator(".workspace").count(), 1);
+    assert.match(await desk.locator("#link").textContent(), /Connected/);
+  });
+
   await t.test("the agent completes with a disposition; the wrap-up timer shows", async () => {
     await desk.locator(".workspace select[name=disposition]").selectOption("resolved");
     await desk.locator(".workspace input[name=notes]").fill("Parcel re-sent");
@@ -293,6 +308,19 @@ test("a working day in the desktop and the console", async (t) => {
     await admin.locator("#customer").getByRole("button", { name: "Save" }).click();
     await admin.locator("#customer .pill.tier-high").waitFor();
     await shot(admin, "console-customers");
+    // An import with a bad row is refused whole, the row's error shown.
+    const csv = join(dataDir, "customers.csv");
+    writeFileSync(csv, "email,name,tier\nana@example.com,Ana Lima,high\nnot-an-address,Bo,low\n");
+    await admin.setInputFiles("#import-file", csv);
+    await admin.locator("#pane-customers").getByRole("button", { name: "Import CSV" }).click();
+    const errors = admin.locator("#import-errors");
+    await errors.waitFor();
+    assert.match(await errors.locator("tbody tr").first().textContent(), /^2email/);
+    writeFileSync(csv, "email,name,tier\nana@example.com,Ana Lima,high\nbo@example.com,Bo,low\n");
+    await admin.setInputFiles("#import-file", csv);
+    await admin.locator("#pane-customers").getByRole("button", { name: "Import CSV" }).click();
+    await admin.locator("#import-result").getByText("Imported 2 rows: 2 created, 0 updated.").waitFor();
+    assert.equal(await admin.locator("#import-progress").evaluate((p) => p.value), 1);
     await admin.selectOption("#lang", "zh");
     await admin.locator("#tabs").getByText("实时队列").waitFor();
     await admin.keyboard.press("Alt+1");
