@@ -639,6 +639,18 @@ pub async fn view(state: &AppState, conn: &mut Conn, id: &str) -> Result<Custome
     Ok(CustomerView::new(c, decision, identities, purchases, open))
 }
 
+/// An open interaction as read for the customer's panel: id, channel, state, topic,
+/// subject, agent and when it came.
+type MatterRow = (
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    i64,
+);
+
 /// The customer's interactions not yet completed, oldest first; those whose topic has a
 /// deadline (`customers.matter_deadline_hours`, complaints by default) carry it.
 async fn open_matters(
@@ -646,15 +658,7 @@ async fn open_matters(
     conn: &mut Conn,
     id: &str,
 ) -> Result<Vec<serde_json::Value>, ApiError> {
-    let rows: Vec<(
-        String,
-        String,
-        String,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        i64,
-    )> = sqlx::query_as(
+    let rows: Vec<MatterRow> = sqlx::query_as(
         "SELECT id, channel, state, topic, subject, agent_id, created_at FROM interactions \
              WHERE state IN ('queued', 'offered', 'assigned') \
              AND customer_id IN (SELECT id FROM customers WHERE id = $1 OR merged_into = $1) \

@@ -26,6 +26,8 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio_tungstenite::tungstenite::Message;
 
+mod bare;
+
 #[derive(Debug, Parser)]
 #[command(
     about = "Drives a Switchboard with phone, email and chat contacts and agents that work them"
@@ -82,6 +84,15 @@ struct Args {
     /// Seconds between database restarts.
     #[arg(long, requires = "restart_database")]
     restart_every: Option<u64>,
+    /// Then run the same load against bare endpoints of the same stack (axum, sqlx on
+    /// SQLite with the same durability, tokio): a webhook and an SMTP listener that only
+    /// insert a row, and a websocket that only echoes; and report every figure as a
+    /// ratio to theirs.
+    #[arg(long)]
+    baseline: bool,
+    /// Serve the bare endpoints from this data directory (what --baseline starts).
+    #[arg(long, hide = true)]
+    serve_bare: Option<String>,
 }
 
 const CHANNELS: [&str; 3] = ["phone", "email", "chat"];
@@ -97,6 +108,8 @@ struct Tally {
     offers: u64,
     /// Contact sent → offer on a desktop (µs).
     to_offer: Vec<u64>,
+    /// Contact sent → the channel's acknowledgement (µs).
+    to_ack: Vec<u64>,
 }
 
 #[derive(Default)]
@@ -167,7 +180,7 @@ fn spawn(command: &mut Command) -> Child {
             .next()
             .expect("the server prints where it listens")
             .unwrap();
-        if line.starts_with("Switchboard listening on ") {
+        if line.contains(" listening on ") {
             break;
         }
     }
@@ -261,9 +274,11 @@ fn sending(state: &State, channel: &'static str, key: String, at: Instant) {
     state.lock().unwrap().sent.insert(key, (at, channel));
 }
 
-fn acked(state: &State, channel: &'static str, key: String, customer: String) {
+fn acked(state: &State, channel: &'static str, key: String, customer: String, sent: Instant) {
     let mut s = state.lock().unwrap();
-    s.tallies.entry(channel).or_default().accepted += 1;
+    let t = s.tallies.entry(channel).or_default();
+    t.accepted += 1;
+    t.to_ack.push(sent.elapsed().as_micros() as u64);
     s.acked.push((channel, key, customer));
 }
 
@@ -288,7 +303,8 @@ async fn phone_call(server: &Server, client: &reqwest::Client, state: &State, n:
         .as_secs();
     let signature =
         switchboard_phone::signature::native_sign(&server.phone_secret, ts, body.as_bytes());
-    sending(state, "phone", format!("native:{call}"), Instant::now());
+    let began = Instant::now();
+    sending(state, "phone", format!("native:{call}"), began);
     let sent = client
         .post(format!("{}/channels/phone/events", server.base))
         .header("x-switchboard-timestamp", ts.to_string())
@@ -303,6 +319,7 @@ async fn phone_call(server: &Server, client: &reqwest::Client, state: &State, n:
             "phone",
             format!("native:{call}"),
             format!("phone={}", number.replace('+', "%2B")),
+            began,
         ),
         _ => failed(state, "phone"),
     }
@@ -325,7 +342,8 @@ async fn reply(r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> String {
 async fn email(server: &Server, state: &State, n: u64) {
     let id = format!("load-{n}@load.example");
     let sender = format!("c{}@load.example", n % 100_000);
-    sending(state, "email", format!("email:{id}"), Instant::now());
+    let began = Instant::now();
+    sending(state, "email", format!("email:{id}"), began);
     let result = async {
         let stream = tokio::net::TcpStream::connect(&server.smtp).await.ok()?;
         stream.set_nodelay(true).ok()?;
@@ -359,6 +377,7 @@ async fn email(server: &Server, state: &State, n: u64) {
             "email",
             format!("email:{id}"),
             format!("email={sender}"),
+            began,
         ),
         _ => failed(state, "email"),
     }
@@ -388,7 +407,13 @@ async fn chat(server: &Server, state: &State, n: u64, until: Instant) {
         return failed(state, "chat");
     };
     sending(state, "chat", chat_id.clone(), began);
-    acked(state, "chat", chat_id, format!("visitor_id=load-{n}"));
+    acked(
+        state,
+        "chat",
+        chat_id,
+        format!("visitor_id=load-{n}"),
+        began,
+    );
     let hello = json!({ "type": "message", "id": "m1", "text": "Hello, I need help." });
     let _ = ws.send(Message::Text(hello.to_string().into())).await;
     // The visitor stays until the chat ends or the run does.
@@ -571,41 +596,32 @@ fn pct(v: &mut [u64], p: f64) -> String {
     format!("{:.1} ms", v[i] as f64 / 1000.0)
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
-    let args = Args::parse();
-    let shares: Vec<f64> = CHANNELS
-        .iter()
-        .map(|c| {
-            args.mix
-                .split(',')
-                .find_map(|p| {
-                    p.trim()
-                        .strip_prefix(&format!("{c}="))
-                        .and_then(|v| v.parse().ok())
-                })
-                .unwrap_or(0.0)
-        })
-        .collect();
+/// What one run measured of the server: CPU and memory, when it runs the server.
+struct Run {
+    elapsed: f64,
+    /// Seconds of CPU the server used, and its resident memory at the end (KiB).
+    server: Option<(f64, u64)>,
+}
+
+/// Sends contacts at the chosen rate and mix for the run's length (with agents working
+/// them, when there are any), and waits for every contact and agent to finish.
+async fn generate(
+    server: &Arc<Server>,
+    client: &reqwest::Client,
+    state: &State,
+    args: &Args,
+    agents: usize,
+    faults: impl FnOnce(Instant),
+) -> Run {
+    let shares = shares(args);
     let total: f64 = shares.iter().sum();
-    assert!(
-        total > 0.0 && args.rate > 0.0,
-        "--mix and --rate must ask for some contacts"
-    );
-    assert!(
-        args.kill_every.is_none() || args.url.is_none(),
-        "the crash test kills the server it starts: leave out --url"
-    );
-    let server = Arc::new(start(&args));
-    let client = reqwest::Client::new();
-    let state: State = Arc::default();
     let run = Duration::from_secs(args.secs);
     // Agents keep working a little after the last contact, so late offers are counted.
     let until = Instant::now() + run + Duration::from_secs(5);
-    let mut agents = Vec::new();
-    for n in 0..args.agents {
+    let mut workers = Vec::new();
+    for n in 0..agents {
         let hold = Duration::from_secs_f64(args.handle_secs);
-        agents.push(tokio::spawn(agent(
+        workers.push(tokio::spawn(agent(
             server.clone(),
             client.clone(),
             state.clone(),
@@ -617,47 +633,7 @@ async fn main() -> std::process::ExitCode {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = server.pid().map(usage);
     let started = Instant::now();
-    let kills = Arc::new(AtomicU64::new(0));
-    let killer = args.kill_every.map(|every| {
-        let (server, kills) = (server.clone(), kills.clone());
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_secs(every)).await;
-                if started.elapsed() + Duration::from_secs(1) >= run {
-                    return;
-                }
-                let s = server.clone();
-                let _ = tokio::task::spawn_blocking(move || s.crash_and_restart()).await;
-                kills.fetch_add(1, Ordering::SeqCst);
-            }
-        })
-    });
-    let restarts = Arc::new(AtomicU64::new(0));
-    let restarter = args
-        .restart_database
-        .clone()
-        .zip(args.restart_every)
-        .map(|(cmd, every)| {
-            let restarts = restarts.clone();
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(Duration::from_secs(every)).await;
-                    if started.elapsed() + Duration::from_secs(1) >= run {
-                        return;
-                    }
-                    let cmd = cmd.clone();
-                    let done = tokio::task::spawn_blocking(move || {
-                        Command::new("sh").arg("-c").arg(&cmd).status()
-                    })
-                    .await;
-                    if matches!(done, Ok(Ok(s)) if s.success()) {
-                        restarts.fetch_add(1, Ordering::SeqCst);
-                    } else {
-                        eprintln!("the database restart command failed: {done:?}");
-                    }
-                }
-            })
-        });
+    faults(started);
     let interval = Duration::from_secs_f64(1.0 / args.rate);
     let mut tasks = Vec::new();
     let mut n = 0u64;
@@ -686,49 +662,226 @@ async fn main() -> std::process::ExitCode {
     }
     let elapsed = started.elapsed().as_secs_f64();
     let after = server.pid().map(usage);
-    if let Some(k) = killer {
-        k.abort();
-    }
-    if let Some(r) = restarter {
-        r.abort();
-    }
     for t in tasks {
         let _ = t.await;
     }
-    for a in agents {
+    for a in workers {
         let _ = a.await;
     }
-    {
-        let mut s = state.lock().unwrap();
-        println!(
-        "# switchboard-load: {:.0} contacts/s for {} s ({}), {} agents holding each {:.1} s, {} s wrap-up\n",
-        args.rate, args.secs, args.mix, args.agents, args.handle_secs, args.wrap_up_secs
-    );
-        println!(
-            "| channel | accepted/s | errors | offers/s | contact → offer p50 | p95 | p99 | max |"
+    Run {
+        elapsed,
+        // Clock ticks are 100 a second on Linux.
+        server: before
+            .zip(after)
+            .map(|((t0, _), (t1, rss))| (t1.saturating_sub(t0) as f64 / 100.0, rss)),
+    }
+}
+
+/// The shares of phone, email and chat asked for by --mix.
+fn shares(args: &Args) -> Vec<f64> {
+    CHANNELS
+        .iter()
+        .map(|c| {
+            args.mix
+                .split(',')
+                .find_map(|p| {
+                    p.trim()
+                        .strip_prefix(&format!("{c}="))
+                        .and_then(|v| v.parse().ok())
+                })
+                .unwrap_or(0.0)
+        })
+        .collect()
+}
+
+/// Prints what each channel got, as a Markdown table.
+fn report(state: &State, elapsed: f64, offers: bool) {
+    let mut s = state.lock().unwrap();
+    if offers {
+        println!("| channel | accepted/s | errors | ack p50 | ack p99 | offers/s | contact → offer p50 | p95 | p99 | max |");
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    } else {
+        println!("| channel | accepted/s | errors | ack p50 | ack p99 |");
+        println!("|---|---:|---:|---:|---:|");
+    }
+    for c in CHANNELS {
+        let t = s.tallies.entry(c).or_default();
+        let mut ack = t.to_ack.clone();
+        let mut lat = t.to_offer.clone();
+        let first = format!(
+            "| {c} | {:.1} | {} | {} | {} |",
+            t.accepted as f64 / elapsed,
+            t.errors,
+            pct(&mut ack, 0.50),
+            pct(&mut ack, 0.99),
         );
-        println!("|---|---:|---:|---:|---:|---:|---:|---:|");
-        for c in CHANNELS {
-            let t = s.tallies.entry(c).or_default();
-            let mut lat = std::mem::take(&mut t.to_offer);
+        if offers {
             println!(
-                "| {c} | {:.1} | {} | {:.1} | {} | {} | {} | {} |",
-                t.accepted as f64 / elapsed,
-                t.errors,
+                "{first} {:.1} | {} | {} | {} | {} |",
                 t.offers as f64 / elapsed,
                 pct(&mut lat, 0.50),
                 pct(&mut lat, 0.95),
                 pct(&mut lat, 0.99),
                 pct(&mut lat, 1.0)
             );
+        } else {
+            println!("{first}");
         }
     }
-    // CPU is read from one process: not across the crash test's restarts.
-    if let (Some((t0, _)), Some((t1, rss)), None) = (before, after, args.kill_every) {
-        // Clock ticks are 100 a second on Linux.
-        let cpu = (t1.saturating_sub(t0)) as f64 / 100.0 / elapsed * 100.0;
+}
+
+/// The acknowledgement latency at `p` of one channel, in µs.
+fn ack_at(state: &State, channel: &str, p: f64) -> Option<f64> {
+    let s = state.lock().unwrap();
+    let mut v = s.tallies.get(channel)?.to_ack.clone();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_unstable();
+    let i = ((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1;
+    Some(v[i] as f64)
+}
+
+fn accepted(state: &State) -> u64 {
+    state
+        .lock()
+        .unwrap()
+        .tallies
+        .values()
+        .map(|t| t.accepted)
+        .sum()
+}
+
+/// The bare stack: the same load, against endpoints that do only the least a durable
+/// channel must (read, insert one row in SQLite with the same durability, answer), and
+/// every figure of the Switchboard run as a ratio to theirs.
+async fn baseline(args: &Args, client: &reqwest::Client, ours: &State, our_run: &Run) {
+    let dir = tempfile::tempdir().unwrap();
+    let http = format!("127.0.0.1:{}", free_port());
+    let smtp = format!("127.0.0.1:{}", free_port());
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
+        .arg("--serve-bare")
+        .arg(dir.path())
+        .env("BARE_HTTP", &http)
+        .env("BARE_SMTP", &smtp)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let child = spawn(&mut command);
+    let server = Arc::new(Server {
+        child: Mutex::new(Some(child)),
+        command: None,
+        base: format!("http://{http}"),
+        token: String::new(),
+        phone_secret: "load-secret".into(),
+        smtp,
+        _dir: Some(dir),
+    });
+    let state: State = Arc::default();
+    let run = generate(&server, client, &state, args, 0, |_| {}).await;
+    println!("\n## The bare stack, same load, same run\n");
+    report(&state, run.elapsed, false);
+    println!(
+        "\n## Switchboard as a ratio to the bare stack (1.0 = as cheap as the bare minimum)\n"
+    );
+    println!("| channel | ack p50 | ack p99 |");
+    println!("|---|---:|---:|");
+    for c in CHANNELS {
+        let ratio = |p| match (ack_at(ours, c, p), ack_at(&state, c, p)) {
+            (Some(a), Some(b)) if b > 0.0 => format!("{:.2}×", a / b),
+            _ => "-".into(),
+        };
+        println!("| {c} | {} | {} |", ratio(0.50), ratio(0.99));
+    }
+    if let (Some((cpu, rss)), Some((bare_cpu, bare_rss))) = (our_run.server, run.server) {
+        let per = |cpu: f64, n: u64| cpu * 1000.0 / n.max(1) as f64;
+        let (a, b) = (per(cpu, accepted(ours)), per(bare_cpu, accepted(&state)));
         println!(
-            "\nserver: {cpu:.0}% of one core, {:.1} MiB resident",
+            "\nserver CPU per 1,000 contacts: Switchboard {a:.2} s (routing and agents included), bare {b:.2} s: {:.1}×",
+            a / b.max(1e-9)
+        );
+        println!(
+            "server memory: Switchboard {:.1} MiB, bare {:.1} MiB",
+            rss as f64 / 1024.0,
+            bare_rss as f64 / 1024.0
+        );
+    }
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    if let Some(dir) = &args.serve_bare {
+        bare::serve(dir).await;
+        return std::process::ExitCode::SUCCESS;
+    }
+    let total: f64 = shares(&args).iter().sum();
+    assert!(
+        total > 0.0 && args.rate > 0.0,
+        "--mix and --rate must ask for some contacts"
+    );
+    assert!(
+        args.kill_every.is_none() || args.url.is_none(),
+        "the crash test kills the server it starts: leave out --url"
+    );
+    let server = Arc::new(start(&args));
+    let client = reqwest::Client::new();
+    let state: State = Arc::default();
+    let run_for = Duration::from_secs(args.secs);
+    let kills = Arc::new(AtomicU64::new(0));
+    let restarts = Arc::new(AtomicU64::new(0));
+    let mut faults = Vec::new();
+    let run = generate(&server, &client, &state, &args, args.agents, |started| {
+        if let Some(every) = args.kill_every {
+            let (server, kills) = (server.clone(), kills.clone());
+            faults.push(tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(every)).await;
+                    if started.elapsed() + Duration::from_secs(1) >= run_for {
+                        return;
+                    }
+                    let s = server.clone();
+                    let _ = tokio::task::spawn_blocking(move || s.crash_and_restart()).await;
+                    kills.fetch_add(1, Ordering::SeqCst);
+                }
+            }));
+        }
+        if let (Some(cmd), Some(every)) = (args.restart_database.clone(), args.restart_every) {
+            let restarts = restarts.clone();
+            faults.push(tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(every)).await;
+                    if started.elapsed() + Duration::from_secs(1) >= run_for {
+                        return;
+                    }
+                    let cmd = cmd.clone();
+                    let done = tokio::task::spawn_blocking(move || {
+                        Command::new("sh").arg("-c").arg(&cmd).status()
+                    })
+                    .await;
+                    if matches!(done, Ok(Ok(s)) if s.success()) {
+                        restarts.fetch_add(1, Ordering::SeqCst);
+                    } else {
+                        eprintln!("the database restart command failed: {done:?}");
+                    }
+                }
+            }));
+        }
+    })
+    .await;
+    for f in faults {
+        f.abort();
+    }
+    println!(
+        "# switchboard-load: {:.0} contacts/s for {} s ({}), {} agents holding each {:.1} s, {} s wrap-up\n",
+        args.rate, args.secs, args.mix, args.agents, args.handle_secs, args.wrap_up_secs
+    );
+    report(&state, run.elapsed, true);
+    // CPU is read from one process: not across the crash test's restarts.
+    if let (Some((cpu, rss)), None) = (run.server, args.kill_every) {
+        println!(
+            "\nserver: {:.0}% of one core, {:.1} MiB resident",
+            cpu / run.elapsed * 100.0,
             rss as f64 / 1024.0
         );
     }
@@ -738,6 +891,14 @@ async fn main() -> std::process::ExitCode {
         if !ok {
             return std::process::ExitCode::FAILURE;
         }
+    }
+    if args.baseline {
+        if args.url.is_some() || args.kill_every.is_some() {
+            eprintln!("--baseline compares with a server this run starts and keeps up: leave out --url and --kill-every");
+            return std::process::ExitCode::FAILURE;
+        }
+        drop(server);
+        baseline(&args, &client, &state, &run).await;
     }
     std::process::ExitCode::SUCCESS
 }
