@@ -311,12 +311,39 @@ fn duration_ms(s: &str) -> Option<i64> {
     n.checked_mul(unit)
 }
 
+/// Every agent desktop, chat visitor and SMTP session is an open socket: the soft limit
+/// on open files (1,024 on many systems) is raised to the hard limit, as far as the
+/// system allows, so a centre of thousands of agents is not refused at the 1,025th.
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct given.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            let wanted = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) != 0 {
+                tracing::warn!(
+                    "Could not raise the limit on open files; it stays {}",
+                    limit.rlim_cur
+                );
+            }
+        }
+    }
+}
+
 fn serve(config: Option<PathBuf>) -> std::process::ExitCode {
     let settings = match load(config.as_deref(), "The configuration") {
         Ok(s) => s,
         Err(code) => return code,
     };
     telemetry::init_logging(&settings.log);
+    raise_open_files_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
