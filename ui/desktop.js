@@ -602,7 +602,7 @@ function customerPanel(w) {
     h("div", { class: "small" }, `${t("identities")}: `, (c.identities || []).map((x) => x.value).join(", ") || "—"),
     h("div", { class: "small" }, `${t("lifetime")}: `, c.lifetime_value || "—", ` · ${t("purchases")}: `,
       `${p.count || 0} (${p.total || "0"})`, p.last_at ? ` · ${t("lastPurchase")}: ${clock(p.last_at)}` : ""),
-    h("div", { class: "small" }, `${t("owner")}: `, c.owner ? (c.owner === me ? t("you") : c.owner.slice(0, 8)) : "—"),
+    h("div", { class: "small" }, `${t("owner")}: `, c.owner ? (c.owner === me ? t("you") : c.owner_name || c.owner.slice(0, 8)) : "—"),
     h("h3", {}, t("openMatters")),
     (c.open_matters || []).length === 0 ? h("p", { class: "muted small" }, t("noOpen"))
       : h("ul", { class: "small" }, c.open_matters.map((m) => h("li", {},

@@ -636,7 +636,18 @@ pub async fn view(state: &AppState, conn: &mut Conn, id: &str) -> Result<Custome
     let identities = store::identities(conn, &c.id).await?;
     let purchases = store::purchase_summary(conn, &c.id).await?;
     let open = open_matters(state, conn, &c.id).await?;
-    Ok(CustomerView::new(c, decision, identities, purchases, open))
+    let owner_name: Option<String> = match &c.owner_agent_id {
+        Some(owner) => {
+            sqlx::query_scalar("SELECT name FROM agents WHERE id = $1")
+                .bind(owner)
+                .fetch_optional(&mut *conn)
+                .await?
+        }
+        None => None,
+    };
+    let mut view = CustomerView::new(c, decision, identities, purchases, open);
+    view.set_owner_name(owner_name);
+    Ok(view)
 }
 
 /// An open interaction as read for the customer's panel: id, channel, state, topic,

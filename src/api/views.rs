@@ -106,6 +106,9 @@ pub struct CustomerView {
     explicit_tier: Option<String>,
     lifetime_value: Option<String>,
     owner: Option<String>,
+    /// The account manager's name, for people reading the customer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    owner_name: Option<String>,
     identities: Vec<Identity>,
     purchases: PurchaseSummary,
     /// Its interactions not yet completed, with a deadline where their topic has one.
@@ -123,6 +126,11 @@ pub struct PurchaseSummary {
 }
 
 impl CustomerView {
+    /// Names the account manager.
+    pub fn set_owner_name(&mut self, name: Option<String>) {
+        self.owner_name = name;
+    }
+
     /// Puts a customer's parts together.
     pub fn new(
         c: CustomerRow,
@@ -138,6 +146,7 @@ impl CustomerView {
             explicit_tier: c.explicit_tier,
             lifetime_value: c.lifetime_value_cents.map(money),
             owner: c.owner_agent_id,
+            owner_name: None,
             identities,
             purchases: PurchaseSummary {
                 count: purchases.0,

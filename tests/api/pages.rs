@@ -50,7 +50,7 @@ async fn pages_are_served_with_a_strict_policy(backend: Backend) {
 
 async fn the_desktop_learns_capacity_open_matters_and_deadlines(backend: Backend) {
     let app = spawn_app(backend).await;
-    let (_, token) = create_agent(
+    let (agent_id, token) = create_agent(
         &app,
         json!({ "name": "Wang Fang", "skills": ["complaints"], "capacity": { "chat": 2 } }),
     )
@@ -83,6 +83,17 @@ async fn the_desktop_learns_capacity_open_matters_and_deadlines(backend: Backend
     let created = time(&complaint["created_at"]);
     let deadline = time(&matters[0]["deadline"]);
     assert_eq!(deadline - created, 24 * 3600 * 1000);
+
+    // The account manager is named for the agent reading the customer.
+    let (status, c) = app
+        .put(
+            &format!("/api/customers/{customer}"),
+            &json!({ "owner": agent_id }),
+        )
+        .await;
+    assert_eq!(status, 200, "{c}");
+    assert_eq!(c["owner"], agent_id.as_str());
+    assert_eq!(c["owner_name"], "Wang Fang");
 
     // A second contact without a deadline topic is open, with no deadline.
     app.contact(json!({ "customer": { "email": "mei.chen@example.com" }, "subject": "And an invoice copy" }))
