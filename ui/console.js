@@ -274,7 +274,7 @@ function buildRules() {
   commentEl = h("input", { id: "rules-comment", placeholder: t("comment"), "aria-label": t("comment"), size: 30 });
   rulesTitle = h("h2", {}, t("rules"));
   const hours = h("select", { id: "sim-hours", "aria-label": t("simWindow") },
-    [1, 8, 24, 72, 168].map((n) => h("option", { value: n, selected: n === 24 }, `${n} ${t("hours")}`)));
+    [1, 8, 24, 72, 168].map((n) => h("option", { value: n, selected: n === 24 }, `${n} h`)));
   let pending;
   editor.addEventListener("input", () => {
     drawGutter();

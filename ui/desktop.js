@@ -186,6 +186,7 @@ function layout() {
 
 function redraw() {
   if (!view) { if (!session.token) showLogin(main, tryToken); return; }
+  if (desk.ws && desk.ws.readyState === WebSocket.OPEN) fill($("#link"), h("span", { class: "okay" }, t("connected")));
   const ws = [...desk.workspaces.values()];
   layout();
   for (const w of ws) { w.el = null; drawWorkspace(w); }
