@@ -252,6 +252,25 @@ impl Core for CoreService {
         })
     }
 
+    fn open_contacts(
+        &self,
+        channel: ChannelKind,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<String>, IntakeError>> {
+        Box::pin(async move {
+            let mut conn = self.store.pool().acquire().await.map_err(unavailable)?;
+            sqlx::query_scalar(
+                "SELECT idempotency_key FROM interactions WHERE channel = $1 \
+                 AND state IN ('queued', 'offered', 'assigned') ORDER BY created_at LIMIT $2",
+            )
+            .bind(channel.as_str())
+            .bind(limit as i64)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(unavailable)
+        })
+    }
+
     fn reopen<'a>(
         &'a self,
         interaction_id: &'a str,

@@ -12,7 +12,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::agent_client::{create_agent, Desktop};
 use crate::both_backends;
-use crate::helpers::{spawn_app_with, Backend, TestApp};
+use crate::helpers::{spawn_app_with, spawn_settings, Backend, TestApp};
 
 const SECRET: &str = "chat-token-secret";
 
@@ -282,6 +282,52 @@ async fn what_a_visitor_wrote_while_waiting_reaches_the_agent_who_joins(backend:
     app.stop().await;
 }
 
+async fn two_chats_keep_their_own_events_whatever_ids_their_pages_use(backend: Backend) {
+    let app = app(backend, |_| {}).await;
+    let mut chats = Vec::new();
+    for visitor in ["v-a", "v-b"] {
+        let mut page = Visitor::connect(&app).await;
+        let (chat_id, _) = page
+            .start(json!({ "type": "start", "visitor_id": visitor }))
+            .await;
+        // Both pages number their first message the same way.
+        page.send(
+            json!({ "type": "message", "id": "m1", "text": format!("hello from {visitor}") }),
+        )
+        .await;
+        let ack = page.expect("ack").await;
+        assert_eq!(ack["seq"], 1, "each chat records its own message: {ack}");
+        page.send(json!({ "type": "close" })).await;
+        page.expect("closed").await;
+        chats.push((visitor, chat_id));
+    }
+    for (visitor, chat_id) in chats {
+        let (_, i) = app
+            .get(&format!("/api/interactions?channel=chat&key={chat_id}"))
+            .await;
+        let (_, i) = app
+            .get(&format!("/api/interactions/{}", i["id"].as_str().unwrap()))
+            .await;
+        let chat: Vec<&Value> = i["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == "chat")
+            .map(|e| &e["data"])
+            .collect();
+        assert!(
+            chat.iter()
+                .any(|d| d["type"] == "message" && d["text"] == format!("hello from {visitor}")),
+            "{visitor}'s message is in their chat: {chat:?}"
+        );
+        assert!(
+            chat.iter().any(|d| d["type"] == "closed"),
+            "{visitor}'s chat is closed in its history: {chat:?}"
+        );
+    }
+    app.stop().await;
+}
+
 async fn a_visitor_who_leaves_while_waiting_is_an_abandoned_chat(backend: Backend) {
     let app = app(backend, |s| s.chat.abandon_after_secs = 1).await;
     let mut page = Visitor::connect(&app).await;
@@ -327,6 +373,56 @@ async fn a_visitor_who_leaves_while_waiting_is_an_abandoned_chat(backend: Backen
         .unwrap();
     assert_eq!(closed["data"]["by"], "visitor");
     assert!(chat_id.starts_with("chat:"));
+    app.stop().await;
+}
+
+async fn a_chat_left_waiting_across_a_restart_is_abandoned_when_its_visitor_does_not_return(
+    backend: Backend,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = crate::helpers::test_settings(&backend, &dir).await;
+    settings.chat.abandon_after_secs = 1;
+    let app = spawn_settings(settings.clone()).await;
+    let mut page = Visitor::connect(&app).await;
+    let (gone, _) = page
+        .start(json!({ "type": "start", "visitor_id": "v-gone" }))
+        .await;
+    let mut other = Visitor::connect(&app).await;
+    let (back, token) = other
+        .start(json!({ "type": "start", "visitor_id": "v-back" }))
+        .await;
+    // The server restarts with both chats waiting and neither page connected.
+    drop((page, other));
+    app.stop().await;
+    let app = spawn_settings(settings).await;
+    // One visitor comes back within the grace and keeps their place.
+    let mut other = Visitor::connect(&app).await;
+    other
+        .send(json!({ "type": "resume", "chat_id": back, "resume_token": token, "last_seq": 0 }))
+        .await;
+    other.expect("resumed").await;
+    // The other never does: their chat is abandoned, as it would have been without the restart.
+    let mut waiting = Value::Null;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let (_, q) = app.get("/api/queue").await;
+        waiting = q["waiting"].clone();
+        if waiting == 1 {
+            break;
+        }
+    }
+    assert_eq!(
+        waiting, 1,
+        "only the chat whose visitor returned still waits"
+    );
+    let (_, i) = app
+        .get(&format!("/api/interactions?channel=chat&key={gone}"))
+        .await;
+    assert_eq!(i["state"], "abandoned", "{i}");
+    let (_, i) = app
+        .get(&format!("/api/interactions?channel=chat&key={back}"))
+        .await;
+    assert_eq!(i["state"], "queued", "{i}");
     app.stop().await;
 }
 
@@ -408,6 +504,8 @@ both_backends!(
     a_known_customer_is_served_first_and_messages_flow_both_ways,
     a_visitor_who_reconnects_misses_nothing_and_repeats_nothing,
     a_visitor_who_leaves_while_waiting_is_an_abandoned_chat,
+    a_chat_left_waiting_across_a_restart_is_abandoned_when_its_visitor_does_not_return,
+    two_chats_keep_their_own_events_whatever_ids_their_pages_use,
     what_a_visitor_wrote_while_waiting_reaches_the_agent_who_joins,
     bad_frames_get_clear_answers,
 );

@@ -124,6 +124,7 @@ pub async fn run(chat: Arc<Chat>, shutdown: impl std::future::Future<Output = ()
     let mut commands = chat.core.commands_stored();
     let mut typing = chat.core.agents_typing();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    room::take_up_open_chats(&chat).await;
     tokio::pin!(shutdown);
     loop {
         tokio::select! {

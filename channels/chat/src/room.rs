@@ -169,7 +169,8 @@ impl Room {
             .record(ChannelEvent {
                 channel: ChannelKind::Chat,
                 contact_key: self.key.clone(),
-                event_key,
+                // Event keys are unique per channel: each is this chat's own.
+                event_key: format!("{}:{event_key}", self.key),
                 kind: EVENT.into(),
                 data: event.clone(),
                 files: Vec::new(),
@@ -373,6 +374,44 @@ pub async fn deliver_agents(chat: &Chat) {
                 let _ = chat.core.failed(&d.command.id, Some(500), &e).await;
             }
         }
+    }
+}
+
+/// The most chats taken up again at start.
+const OPEN_AT_START: usize = 100_000;
+
+/// After a restart, the chats still open come back as rooms with nobody connected: a
+/// waiting one whose visitor does not return within `abandon_after_secs` is abandoned as
+/// any other, and an agent who joins or ends one is announced in it, to be read when the
+/// visitor resumes.
+pub async fn take_up_open_chats(chat: &Chat) {
+    let keys = match chat
+        .core
+        .open_contacts(ChannelKind::Chat, OPEN_AT_START)
+        .await
+    {
+        Ok(keys) => keys,
+        Err(e) => {
+            tracing::warn!(error = %e, "Could not read the open chats; each comes back when its visitor resumes");
+            return;
+        }
+    };
+    let mut taken = 0usize;
+    for key in keys {
+        if chat.room(&key).is_some() {
+            continue;
+        }
+        let Ok(Some(room)) = Room::load(chat, &key, None).await else {
+            continue;
+        };
+        room.state.lock().await.gone_since = Some(Instant::now());
+        let mut rooms = chat.rooms();
+        // A visitor who resumed meanwhile brought it back already.
+        rooms.entry(key).or_insert(room);
+        taken += 1;
+    }
+    if taken > 0 {
+        tracing::info!(chats = taken, "Open chats taken up again after the start");
     }
 }
 

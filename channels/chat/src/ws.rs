@@ -368,7 +368,7 @@ async fn start(
         .record(ChannelEvent {
             channel: ChannelKind::Chat,
             contact_key: key.clone(),
-            event_key: "started".into(),
+            event_key: format!("{key}:started"),
             kind: STARTED.into(),
             data: json!({ "resume_token": resume_token, "visitor_id": visitor_id }),
             files: Vec::new(),

@@ -265,6 +265,15 @@ pub trait Core: Intake {
         over_kind: &'a str,
     ) -> BoxFuture<'a, Result<Vec<Assignment>, IntakeError>>;
 
+    /// The keys of the channel's contacts not yet ended (waiting, offered or held), oldest
+    /// first, at most `limit`: what a channel that keeps its conversations in memory takes
+    /// up again after a restart.
+    fn open_contacts(
+        &self,
+        channel: ChannelKind,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<String>, IntakeError>>;
+
     /// Stores a command once (by its id): answers false when it was stored before. One
     /// already carried out another way (`delivered`) is kept only so it is not repeated.
     fn command(
