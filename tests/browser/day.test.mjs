@@ -15,6 +15,7 @@ import assert from "node:assert/strict";
 import { spawn, execFileSync } from "node:child_process";
 import { mkdtempSync, writeFileSync, readFileSync, mkdirSync } from "node:fs";
 import { createServer } from "node:net";
+import { createHmac } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -25,6 +26,7 @@ const root = join(here, "..", "..");
 const shots = join(here, "screenshots");
 mkdirSync(shots, { recursive: true });
 const ADMIN = "console-admin-token-for-the-browser-test";
+const PHONE_SECRET = "phone-system-secret-for-the-browser-test";
 
 function freePort() {
   return new Promise((resolve) => {
@@ -92,6 +94,8 @@ const server = spawn(bin, [], {
     SWITCHBOARD__EMAIL__SMTP_ADDR: `127.0.0.1:${smtpPort}`,
     SWITCHBOARD__EMAIL__RELAY_URL: `smtp://127.0.0.1:${relay.port}`,
     SWITCHBOARD__ROUTING__RULES_FILE: rulesFile,
+    SWITCHBOARD__PHONE__SECRET: PHONE_SECRET,
+    SWITCHBOARD__PHONE__ANSWER_WINDOW_MS: "0",
   },
   stdio: ["ignore", "inherit", "inherit"],
 });
@@ -115,6 +119,19 @@ async function page(name, opts) {
   const p = await context.newPage();
   p.on("pageerror", (e) => { throw new Error(`${name}: ${e.message}`); });
   return p;
+}
+
+/** A call event, signed as the phone system signs it (docs/phone.md). */
+async function callEvent(event) {
+  const body = JSON.stringify(event);
+  const ts = Math.floor(Date.now() / 1000);
+  const sig = createHmac("sha256", PHONE_SECRET).update(`${ts}.${body}`).digest("hex");
+  const r = await fetch(`${base}/channels/phone/events`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", "X-Switchboard-Timestamp": String(ts), "X-Switchboard-Signature": `v1=${sig}` },
+    body,
+  });
+  assert.equal(r.status, 200, await r.text());
 }
 
 const shot = (p, name) => p.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
@@ -246,6 +263,30 @@ test("a working day in the desktop and the console", async (t) => {
     await shot(desk, "desktop-email");
     await ws.locator("button[name=complete]").click();
     await ws.waitFor({ state: "detached" });
+  });
+
+  await t.test("a call rings; the agent takes it, sees it connected, takes notes, and it ends", async () => {
+    await callEvent({ event: "ringing", call_id: "call-7", from: "+4930123456", to: "+4930999000" });
+    const offer = desk.locator("#offer");
+    await offer.getByText("Calls").waitFor({ timeout: 20000 });
+    await desk.keyboard.press("a");
+    const ws = desk.locator(".workspace");
+    await ws.getByText("+4930123456", { exact: true }).waitFor();
+    await ws.locator(".call-state").getByText("Ringing").waitFor();
+    await callEvent({ event: "answered", call_id: "call-7", extension: "201" });
+    await ws.locator(".call-state").getByText("Connected").waitFor();
+    await ws.locator("textarea[name=call-notes]").fill("Wants the invoice resent to the new address.");
+    await shot(desk, "desktop-call");
+    await callEvent({ event: "ended", call_id: "call-7", cause: "normal_clearing", duration_secs: 64 });
+    await ws.locator(".call-state").getByText("Ended").waitFor();
+    await ws.locator("select[name=disposition]").selectOption("follow_up");
+    await ws.locator("button[name=complete]").click();
+    await ws.waitFor({ state: "detached" });
+    // The notes taken during the call are the completion's, in the history.
+    const i = await (await fetch(`${base}/api/interactions?channel=phone&key=native%3Acall-7`, { headers: { Authorization: `Bearer ${ADMIN}` } })).json();
+    const full = await (await fetch(`${base}/api/interactions/${i.id}`, { headers: { Authorization: `Bearer ${ADMIN}` } })).json();
+    assert.equal(full.disposition, "follow_up");
+    assert.equal(full.notes, "Wants the invoice resent to the new address.");
   });
 
   await t.test("the admin saves rules with an error, sees it in place, fixes, simulates and applies", async () => {
