@@ -140,8 +140,9 @@ function onWelcome(m) {
   desk.agent = m.agent;
   desk.capacity = m.capacity || null;
   desk.presence = m.presence;
+  // A new session counts from its welcome; a resumed one goes on from the last event
+  // applied, since what was missed follows the welcome and must not be taken as seen.
   if (!m.resumed) seqStore.save(m.session, m.seq);
-  else seqStore.save(m.session, Math.max(seqStore.last, m.seq));
   clearInterval(desk.heartbeat);
   desk.heartbeat = setInterval(() => send({ type: "heartbeat" }), 20000);
   $("#logout").classList.remove("hidden");

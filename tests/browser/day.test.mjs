@@ -229,6 +229,20 @@ test("a working day in the desktop and the console", async (t) => {
     assert.match(await desk.locator("#link").textContent(), /Connected/);
   });
 
+  await t.test("the desktop's link drops and comes back: what was missed is replayed once", async () => {
+    // The network goes: the socket breaks and reconnecting fails until it is back.
+    await desk.context().setOffline(true);
+    await desk.evaluate(() => desk.ws.close(4999, "network lost"));
+    await desk.locator("#link").getByText("reconnecting").waitFor();
+    await visitor.fill("#sb-text", "Hello again?");
+    await visitor.press("#sb-text", "Enter");
+    await desk.context().setOffline(false);
+    await desk.locator("#link").getByText("Connected").waitFor({ timeout: 20000 });
+    const messages = desk.locator(".workspace .messages");
+    await messages.getByText("Hello again?").waitFor();
+    assert.equal(await messages.getByText("Hello again?").count(), 1);
+  });
+
   await t.test("the agent completes with a disposition; the wrap-up timer shows", async () => {
     await desk.locator(".workspace select[name=disposition]").selectOption("resolved");
     await desk.locator(".workspace input[name=notes]").fill("Parcel re-sent");
