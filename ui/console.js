@@ -502,7 +502,8 @@ async function loadVersions() {
     const list = r.versions || r;
     fill(versionsEl, h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, t("version")), h("th", {}, t("when")), h("th", {}, t("actor")), h("th", {}, t("comment")), h("th", {}))),
       h("tbody", {}, list.map((v) => h("tr", {},
-        h("td", {}, String(v.version)), h("td", {}, clock(v.created_at)), h("td", {}, v.actor || ""), h("td", {}, v.comment || ""),
+        h("td", {}, String(v.version)), h("td", {}, clock(v.created_at)),
+        h("td", {}, (con.agents.find((a) => a.id === v.actor) || {}).name || v.actor || ""), h("td", {}, v.comment || ""),
         h("td", {}, con.active && v.version !== con.active.version &&
           h("button", { type: "button", onclick: () => rollback(v.version) }, t("rollback"))))))));
   } catch (e) { fill(versionsEl, h("p", { class: "error" }, e.message)); }

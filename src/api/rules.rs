@@ -145,7 +145,7 @@ async fn apply(
         let _one_at_a_time = state.rules_lock.lock().await;
         let mut tx = state.store.begin_write().await?;
         let version =
-            store::rules::add(&mut tx, &text, "admin", comment.as_deref(), now_ms()).await?;
+            store::rules::add(&mut tx, &text, &actor, comment.as_deref(), now_ms()).await?;
         let after = json!({ "version": version, "comment": comment });
         let change = store::audit::Change::by(
             &actor,
