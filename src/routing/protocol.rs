@@ -8,8 +8,9 @@ use serde_json::Value;
 /// The largest frame an agent may send, in bytes.
 pub const MAX_CLIENT_FRAME: usize = 16 * 1024;
 
-/// What an agent's desktop sends.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// What an agent's desktop sends. It serializes externally tagged (`{"accept": {…}}`);
+/// the frame on the wire carries the tag as `"type"` instead.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum ClientMessage {
     /// The first message: who the agent is, and where to resume from.
@@ -72,7 +73,7 @@ pub enum ClientMessage {
 }
 
 /// Where a reconnecting desktop left off.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Resume {
     /// The session id from `welcome`.

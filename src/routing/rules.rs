@@ -143,6 +143,11 @@ pub struct Report {
     pub warnings: Vec<String>,
 }
 
+/// The longest time any rule may name, in seconds (a year). The router counts in
+/// milliseconds on `i64` from now: a longer offer, wrap-up, wait or ring would overflow
+/// there, and no contact centre means one.
+pub const MAX_SECS: u64 = 365 * 24 * 3600;
+
 /// Everyone: the ring used when an interaction has no plan.
 pub static EVERYONE: [Ring; 1] = [Ring {
     owner: false,
@@ -212,8 +217,15 @@ impl Rules {
             r.errors
                 .push("offer.misses_before_away: must be at least 1".into());
         }
+        for (at, secs) in [
+            ("offer.timeout_secs", self.offer.timeout_secs),
+            ("offer.wrap_up_secs", self.offer.wrap_up_secs),
+        ] {
+            too_long(&mut r, at, secs);
+        }
         let c = &self.capacity;
-        if c.phone + c.chat + c.email + c.api == 0 {
+        // Each checked on its own: their sum can overflow.
+        if [c.phone, c.chat, c.email, c.api].iter().all(|&n| n == 0) {
             r.errors
                 .push("capacity: every channel is 0, so no agent could take any work".into());
         }
@@ -232,6 +244,11 @@ impl Rules {
                 r.errors
                     .push(format!("tiers.{name}.max_wait_secs: must be at least 1"));
             }
+            too_long(
+                &mut r,
+                &format!("tiers.{name}.max_wait_secs"),
+                t.max_wait_secs,
+            );
         }
         // A better tier should not start behind a worse one.
         for pair in tiers.windows(2) {
@@ -266,6 +283,9 @@ impl Rules {
             let last = plan.steps.len().saturating_sub(1);
             for (j, ring) in plan.steps.iter().enumerate() {
                 let at = format!("{at}.steps[{j}]");
+                if let Some(secs) = ring.timeout_secs {
+                    too_long(&mut r, &format!("{at}.timeout_secs"), secs);
+                }
                 match (j < last, ring.timeout_secs) {
                     (true, None) => r.errors.push(format!(
                         "{at}.timeout_secs: needed, or the rings after it can never open"
@@ -314,6 +334,14 @@ impl Rules {
             .or_else(|| topic.and_then(|tp| find("*", Some(tp))))
             .or_else(|| find("*", None))
             .unwrap_or(&EVERYONE)
+    }
+}
+
+/// An error when `secs` is longer than any rule may name.
+fn too_long(r: &mut Report, at: &str, secs: u64) {
+    if secs > MAX_SECS {
+        r.errors
+            .push(format!("{at}: at most {MAX_SECS} (a year), not {secs}"));
     }
 }
 
@@ -431,6 +459,50 @@ mod tests {
             "{joined}"
         );
         assert!(joined.contains("tiers.high.head_start_secs"), "{joined}");
+    }
+
+    #[test]
+    fn numbers_too_large_for_the_router_are_errors_not_overflows() {
+        // Capacities were summed as u32 to see that one is not 0: these overflowed (a
+        // panic with overflow checks, a wrong "every channel is 0" without).
+        let text = DEFAULT_TOML.replace("phone = 1", "phone = 4294967295");
+        let (rules, report) = Rules::check(&text, "t", &tiers()).unwrap();
+        assert_eq!(rules.capacity.phone, u32::MAX);
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        let zero = "phone = 0\nchat = 0\nemail = 0\napi = 0";
+        let text = DEFAULT_TOML.replace("phone = 1\nchat = 3\nemail = 5\napi = 5", zero);
+        let joined = Rules::check(&text, "t", &tiers())
+            .unwrap_err()
+            .errors
+            .join("\n");
+        assert!(joined.contains("capacity: every channel is 0"), "{joined}");
+        // Seconds the router would overflow in milliseconds from now (a ring's timeout
+        // here: the rings after it opened at once, or never): refused by name.
+        let text = DEFAULT_TOML
+            .replace("timeout_secs = 20", "timeout_secs = 9223372036854775807")
+            .replace(
+                "min_level = 3, timeout_secs = 10",
+                "min_level = 3, timeout_secs = 9223372036854775807",
+            )
+            .replace("max_wait_secs = 600", "max_wait_secs = 31536001");
+        let report = Rules::check(&text, "t", &tiers()).unwrap_err();
+        let joined = report.errors.join("\n");
+        for at in [
+            "offer.timeout_secs: at most 31536000",
+            "tiers.low.max_wait_secs: at most 31536000",
+            "rings[0].steps[1].timeout_secs: at most 31536000",
+        ] {
+            assert!(joined.contains(at), "missing {at:?} in:\n{joined}");
+        }
+        assert_eq!(report.errors.len(), 3, "{joined}");
+        // A year is allowed, and the router's arithmetic holds with it.
+        let text = DEFAULT_TOML.replace(
+            "min_level = 3, timeout_secs = 10",
+            "min_level = 3, timeout_secs = 31536000",
+        );
+        let (rules, _) = Rules::check(&text, "t", &tiers()).unwrap();
+        let steps = &rules.rings[0].steps;
+        assert_eq!(crate::routing::policy::rings_open(steps, i64::MAX), 3);
     }
 
     #[test]

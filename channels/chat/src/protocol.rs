@@ -1,9 +1,10 @@
 //! The customer websocket's frames: JSON text, one per frame, each with a `type`.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-/// What a visitor's page sends.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// What a visitor's page sends. It serializes to the frame it was read from, so a
+/// decoded frame can be written again (the fuzz target checks both ways).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ClientFrame {
     /// Open a chat.
@@ -45,4 +46,9 @@ pub enum ClientFrame {
     Close {},
     /// Keeps the connection alive; answered with `pong`.
     Ping {},
+}
+
+/// Decodes one text frame from a visitor's page, or says why it is not a chat frame.
+pub fn decode(text: &str) -> Result<ClientFrame, String> {
+    serde_json::from_str(text).map_err(|e| format!("not a chat frame: {e}"))
 }

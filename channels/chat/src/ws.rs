@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 use switchboard_contract::{ChannelEvent, ChannelKind, CustomerHint, IntakeError, NewInteraction};
 
-use crate::protocol::ClientFrame;
+use crate::protocol::{decode, ClientFrame};
 use crate::room::{Room, STARTED};
 use crate::{token, Chat};
 
@@ -66,10 +66,6 @@ fn close(code: u16, reason: &str) -> Message {
         code,
         reason: reason.to_string().into(),
     }))
-}
-
-fn decode(text: &str) -> Result<ClientFrame, String> {
-    serde_json::from_str(text).map_err(|e| format!("not a chat frame: {e}"))
 }
 
 async fn connection(chat: Arc<Chat>, mut socket: WebSocket) {

@@ -76,6 +76,21 @@ pub(crate) fn token_key(token: &str) -> String {
     format!("token:{token}")
 }
 
+/// The keys under which the conversation a message answers may be known, best first:
+/// each message it names (as a message in a conversation, then as the one that started
+/// it), then its subject's token.
+pub fn thread_keys(mail: &Mail) -> Vec<String> {
+    let mut keys: Vec<String> = Vec::new();
+    for id in &mail.answers {
+        keys.push(message_key(id));
+        keys.push(contact_key(id));
+    }
+    if let Some(t) = &mail.token {
+        keys.push(token_key(t));
+    }
+    keys
+}
+
 impl Email {
     /// Takes one raw message, delivered by SMTP (`envelope_from`, `recipients`) or IMAP.
     pub async fn take(
@@ -161,14 +176,7 @@ impl Email {
 
     /// The conversation a message answers: by the messages it names, then its token.
     async fn thread_of(&self, mail: &Mail) -> Result<Option<Contact>, Refused> {
-        let mut keys: Vec<String> = Vec::new();
-        for id in &mail.answers {
-            keys.push(message_key(id));
-            keys.push(contact_key(id));
-        }
-        if let Some(t) = &mail.token {
-            keys.push(token_key(t));
-        }
+        let keys = thread_keys(mail);
         if keys.is_empty() {
             return Ok(None);
         }

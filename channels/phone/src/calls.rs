@@ -51,7 +51,7 @@ impl Format {
 }
 
 /// The longest call id accepted.
-pub(crate) const MAX_CALL_ID: usize = 250;
+pub const MAX_CALL_ID: usize = 250;
 
 /// Checks a call id and answers it trimmed.
 pub(crate) fn call_id(field: &str, value: Option<&str>) -> Result<String, PhoneError> {
@@ -86,6 +86,69 @@ pub struct Ringing {
     pub caller_name: Option<String>,
     /// The field that carries the caller's number in this format, for errors.
     pub from_field: &'static str,
+}
+
+/// A call event as a format's decoder reads it from a request body, before anything is
+/// done with it. Decoding touches neither the core nor the network, so a body can be
+/// checked on its own (the fuzz targets feed the decoders directly).
+#[derive(Debug, Clone, PartialEq)]
+pub enum CallEvent {
+    /// A call rings.
+    Ringing(Ringing),
+    /// The call was answered, at this extension when the phone system says.
+    Answered {
+        /// The phone system's id of the call.
+        call_id: String,
+        /// The extension (or user) that answered.
+        extension: Option<String>,
+    },
+    /// The call moved to another extension.
+    Transferred {
+        /// The phone system's id of the call.
+        call_id: String,
+        /// Where it went, trimmed and never empty.
+        to_extension: String,
+    },
+    /// The call ended.
+    Ended {
+        /// The phone system's id of the call.
+        call_id: String,
+        /// The phone system's cause.
+        cause: String,
+        /// How long it lasted, when said.
+        duration_secs: Option<u64>,
+        /// The call as a ringing event would describe it, when the hang-up names the
+        /// caller: a hang-up that overtook its ringing event still makes the call known.
+        ringing: Option<Ringing>,
+    },
+    /// The caller left a voicemail.
+    Voicemail {
+        /// The phone system's id of the call.
+        call_id: String,
+        /// Its length, when said.
+        duration_secs: Option<u64>,
+        /// Where the recording is.
+        recording_url: Option<String>,
+    },
+    /// Nothing to do: an agent's own outbound call, or a status that changes nothing.
+    Ignored {
+        /// The phone system's id of the call.
+        call_id: String,
+    },
+}
+
+impl CallEvent {
+    /// The call the event is about.
+    pub fn call_id(&self) -> &str {
+        match self {
+            CallEvent::Ringing(r) => &r.call_id,
+            CallEvent::Answered { call_id, .. }
+            | CallEvent::Transferred { call_id, .. }
+            | CallEvent::Ended { call_id, .. }
+            | CallEvent::Voicemail { call_id, .. }
+            | CallEvent::Ignored { call_id } => call_id,
+        }
+    }
 }
 
 /// What the phone system is told to do with a new call.

@@ -32,6 +32,7 @@ use serde_json::json;
 use switchboard_contract::Core;
 use tokio::sync::Notify;
 
+pub use calls::{CallEvent, Ringing, MAX_CALL_ID};
 pub use deliver::run;
 
 /// The phone channel's settings (`[phone]` in the configuration).

@@ -28,7 +28,7 @@ use serde::Deserialize;
 use serde_json::json;
 use switchboard_contract::Recorded;
 
-use crate::calls::{call_id, Format, Ringing, Route};
+use crate::calls::{call_id, CallEvent, Format, Ringing, Route};
 use crate::signature::{self, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use crate::{read_body, unix_now, Phone, PhoneError};
 
@@ -67,6 +67,78 @@ pub(crate) fn recorded(r: &Recorded) -> serde_json::Value {
     }
 }
 
+/// Decodes a native event body (already authenticated) into the event it describes, or
+/// says which field is wrong.
+pub fn decode(body: &[u8]) -> Result<CallEvent, PhoneError> {
+    let e: Event = serde_json::from_slice(body)
+        .map_err(|err| PhoneError::invalid("body", format!("not a call event: {err}")))?;
+    let event = e.event.as_deref().ok_or_else(|| {
+        PhoneError::invalid(
+            "event",
+            "is required: ringing, answered, transferred, ended or voicemail",
+        )
+    })?;
+    let id = call_id("call_id", e.call_id.as_deref())?;
+    Ok(match event {
+        "ringing" => {
+            let from = e.from.ok_or_else(|| {
+                PhoneError::invalid("from", "is required: the caller's number, or \"anonymous\"")
+            })?;
+            CallEvent::Ringing(Ringing {
+                call_id: id,
+                from,
+                to: e.to,
+                topic: e.topic,
+                caller_name: e.caller_name,
+                from_field: "from",
+            })
+        }
+        "answered" => CallEvent::Answered {
+            call_id: id,
+            extension: e.extension,
+        },
+        "transferred" => {
+            let to = e
+                .to_extension
+                .as_deref()
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .ok_or_else(|| PhoneError::invalid("to_extension", "is required for a transfer"))?;
+            CallEvent::Transferred {
+                call_id: id,
+                to_extension: to.to_string(),
+            }
+        }
+        "ended" => CallEvent::Ended {
+            ringing: e.from.map(|from| Ringing {
+                call_id: id.clone(),
+                from,
+                to: e.to,
+                topic: e.topic,
+                caller_name: None,
+                from_field: "from",
+            }),
+            call_id: id,
+            cause: e.cause.unwrap_or_else(|| "normal_clearing".into()),
+            duration_secs: e.duration_secs,
+        },
+        "voicemail" => CallEvent::Voicemail {
+            call_id: id,
+            duration_secs: e.duration_secs,
+            recording_url: e.recording_url,
+        },
+        other => {
+            return Err(PhoneError::invalid(
+                "event",
+                format!(
+                    "'{}' is not one of ringing, answered, transferred, ended, voicemail",
+                    other.chars().take(40).collect::<String>()
+                ),
+            ))
+        }
+    })
+}
+
 /// `POST /channels/phone/events`.
 pub async fn events(
     State(phone): State<Arc<Phone>>,
@@ -88,91 +160,57 @@ pub async fn events(
         phone.settings.max_clock_skew_secs,
     )
     .map_err(|e| PhoneError::Unauthorized(e.to_string()))?;
-    let e: Event = serde_json::from_slice(&body)
-        .map_err(|err| PhoneError::invalid("body", format!("not a call event: {err}")))?;
-    let event = e.event.as_deref().ok_or_else(|| {
-        PhoneError::invalid(
-            "event",
-            "is required: ringing, answered, transferred, ended or voicemail",
-        )
-    })?;
-    let id = call_id("call_id", e.call_id.as_deref())?;
     let f = Format::Native;
-    let answer = match event {
-        "ringing" => {
-            let from = e.from.clone().ok_or_else(|| {
-                PhoneError::invalid("from", "is required: the caller's number, or \"anonymous\"")
-            })?;
-            let route = phone
-                .ringing(
-                    f,
-                    Ringing {
-                        call_id: id,
-                        from,
-                        to: e.to,
-                        topic: e.topic,
-                        caller_name: e.caller_name,
-                        from_field: "from",
-                    },
-                )
-                .await?;
-            match route {
-                Route::Dial {
-                    interaction_id,
-                    agent_id,
-                    extension,
-                } => {
-                    json!({ "action": "dial", "extension": extension, "agent_id": agent_id, "interaction_id": interaction_id })
-                }
-                Route::Queue {
-                    interaction_id,
-                    position,
-                } => json!({
-                    "action": "queue", "interaction_id": interaction_id,
-                    "position": position.map(|p| p.position),
-                    "estimated_wait_secs": position.and_then(|p| p.estimated_wait_secs),
-                }),
-                Route::Reject => json!({ "action": "reject", "reason": "blocked" }),
-                Route::Over { interaction_id } => {
-                    json!({ "action": "none", "reason": "the call has ended", "interaction_id": interaction_id })
-                }
+    let answer = match decode(&body)? {
+        CallEvent::Ringing(ringing) => match phone.ringing(f, ringing).await? {
+            Route::Dial {
+                interaction_id,
+                agent_id,
+                extension,
+            } => {
+                json!({ "action": "dial", "extension": extension, "agent_id": agent_id, "interaction_id": interaction_id })
             }
+            Route::Queue {
+                interaction_id,
+                position,
+            } => json!({
+                "action": "queue", "interaction_id": interaction_id,
+                "position": position.map(|p| p.position),
+                "estimated_wait_secs": position.and_then(|p| p.estimated_wait_secs),
+            }),
+            Route::Reject => json!({ "action": "reject", "reason": "blocked" }),
+            Route::Over { interaction_id } => {
+                json!({ "action": "none", "reason": "the call has ended", "interaction_id": interaction_id })
+            }
+        },
+        CallEvent::Answered { call_id, extension } => {
+            recorded(&phone.answered(f, &call_id, extension.as_deref()).await?)
         }
-        "answered" => recorded(&phone.answered(f, &id, e.extension.as_deref()).await?),
-        "transferred" => {
-            let to = e
-                .to_extension
-                .as_deref()
-                .filter(|t| !t.trim().is_empty())
-                .ok_or_else(|| PhoneError::invalid("to_extension", "is required for a transfer"))?;
-            recorded(&phone.transferred(f, &id, to.trim()).await?)
-        }
-        "ended" => {
-            let cause = e.cause.as_deref().unwrap_or("normal_clearing");
-            let ringing = e.from.clone().map(|from| Ringing {
-                call_id: id.clone(),
-                from,
-                to: e.to.clone(),
-                topic: e.topic.clone(),
-                caller_name: None,
-                from_field: "from",
-            });
-            recorded(&phone.ended(f, &id, cause, e.duration_secs, ringing).await?)
-        }
-        "voicemail" => recorded(
+        CallEvent::Transferred {
+            call_id,
+            to_extension,
+        } => recorded(&phone.transferred(f, &call_id, &to_extension).await?),
+        CallEvent::Ended {
+            call_id,
+            cause,
+            duration_secs,
+            ringing,
+        } => recorded(
             &phone
-                .voicemail(f, &id, e.duration_secs, e.recording_url.as_deref())
+                .ended(f, &call_id, &cause, duration_secs, ringing)
                 .await?,
         ),
-        other => {
-            return Err(PhoneError::invalid(
-                "event",
-                format!(
-                    "'{}' is not one of ringing, answered, transferred, ended, voicemail",
-                    other.chars().take(40).collect::<String>()
-                ),
-            ))
-        }
+        CallEvent::Voicemail {
+            call_id,
+            duration_secs,
+            recording_url,
+        } => recorded(
+            &phone
+                .voicemail(f, &call_id, duration_secs, recording_url.as_deref())
+                .await?,
+        ),
+        // The native format has no event that changes nothing.
+        CallEvent::Ignored { .. } => json!({ "recorded": false }),
     };
     Ok(Json(answer).into_response())
 }

@@ -12,7 +12,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
-use crate::calls::{call_id, Format, Ringing, Route};
+use crate::calls::{call_id, CallEvent, Format, Ringing, Route};
 use crate::signature;
 use crate::{read_body, Phone, PhoneError};
 
@@ -63,18 +63,36 @@ async fn authentic(
 ) -> Result<Vec<(String, String)>, PhoneError> {
     let body = read_body(phone, body).await?;
     let s = &phone.settings;
-    if s.twilio_auth_token.is_empty() || s.twilio_public_url.is_empty() {
+    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let given = headers
+        .get("x-twilio-signature")
+        .and_then(|v| v.to_str().ok());
+    verified_params(
+        &s.twilio_auth_token,
+        &s.twilio_public_url,
+        path,
+        given,
+        &body,
+    )
+}
+
+/// The form parameters of a Twilio request to `path` (with its query) under the public
+/// URL, once its `X-Twilio-Signature` is checked against them.
+pub fn verified_params(
+    auth_token: &str,
+    public_url: &str,
+    path: &str,
+    signature: Option<&str>,
+    body: &[u8],
+) -> Result<Vec<(String, String)>, PhoneError> {
+    if auth_token.is_empty() || public_url.is_empty() {
         return Err(PhoneError::Unauthorized(
             "Twilio webhooks are not enabled: set phone.twilio_auth_token and phone.twilio_public_url".into(),
         ));
     }
-    let params: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
-    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let url = format!("{}{path}", s.twilio_public_url.trim_end_matches('/'));
-    let given = headers
-        .get("x-twilio-signature")
-        .and_then(|v| v.to_str().ok());
-    signature::twilio_verify(&s.twilio_auth_token, &url, &params, given)
+    let params: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
+    let url = format!("{}{path}", public_url.trim_end_matches('/'));
+    signature::twilio_verify(auth_token, &url, &params, signature)
         .map_err(|e| PhoneError::Unauthorized(e.to_string()))?;
     Ok(params)
 }
@@ -87,6 +105,64 @@ fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .filter(|v| !v.is_empty())
 }
 
+/// Decodes the incoming-call webhook's parameters: the ringing call, or `None` for an
+/// outbound call (an agent's own, not a contact).
+pub fn decode_voice(params: &[(String, String)]) -> Result<Option<Ringing>, PhoneError> {
+    let id = call_id("CallSid", param(params, "CallSid"))?;
+    if param(params, "Direction").is_some_and(|d| d.starts_with("outbound")) {
+        return Ok(None);
+    }
+    let from = param(params, "From")
+        .ok_or_else(|| PhoneError::invalid("From", "is required: the caller's number"))?;
+    Ok(Some(Ringing {
+        call_id: id,
+        from: from.to_string(),
+        to: param(params, "To").map(str::to_string),
+        topic: None,
+        caller_name: param(params, "CallerName").map(str::to_string),
+        from_field: "From",
+    }))
+}
+
+/// Decodes a status callback's parameters into the event it describes; statuses that
+/// change nothing (`queued`, `ringing`…) are [`CallEvent::Ignored`].
+pub fn decode_status(params: &[(String, String)]) -> Result<CallEvent, PhoneError> {
+    let id = call_id("CallSid", param(params, "CallSid"))?;
+    let status = param(params, "CallStatus")
+        .ok_or_else(|| PhoneError::invalid("CallStatus", "is required"))?;
+    Ok(match status {
+        "in-progress" if param(params, "StatusCallbackEvent") == Some("answered") => {
+            CallEvent::Answered {
+                call_id: id,
+                extension: None,
+            }
+        }
+        "completed" | "busy" | "no-answer" | "failed" | "canceled" => CallEvent::Ended {
+            ringing: param(params, "From").map(|from| Ringing {
+                call_id: id.clone(),
+                from: from.to_string(),
+                to: param(params, "To").map(str::to_string),
+                topic: None,
+                caller_name: None,
+                from_field: "From",
+            }),
+            call_id: id,
+            cause: status.to_string(),
+            duration_secs: param(params, "CallDuration").and_then(|d| d.parse().ok()),
+        },
+        "queued" | "initiated" | "ringing" | "in-progress" => CallEvent::Ignored { call_id: id },
+        other => {
+            return Err(PhoneError::invalid(
+                "CallStatus",
+                format!(
+                    "'{}' is not a Twilio call status",
+                    other.chars().take(40).collect::<String>()
+                ),
+            ))
+        }
+    })
+}
+
 /// `POST /channels/phone/twilio/voice`: a call comes in.
 pub async fn voice(
     State(phone): State<Arc<Phone>>,
@@ -95,25 +171,10 @@ pub async fn voice(
     body: axum::body::Body,
 ) -> Result<Response, PhoneError> {
     let params = authentic(&phone, &uri, &headers, body).await?;
-    let id = call_id("CallSid", param(&params, "CallSid"))?;
-    if param(&params, "Direction").is_some_and(|d| d.starts_with("outbound")) {
+    let Some(ringing) = decode_voice(&params)? else {
         return Ok(xml_response(twiml("")));
-    }
-    let from = param(&params, "From")
-        .ok_or_else(|| PhoneError::invalid("From", "is required: the caller's number"))?;
-    let route = phone
-        .ringing(
-            Format::Twilio,
-            Ringing {
-                call_id: id,
-                from: from.to_string(),
-                to: param(&params, "To").map(str::to_string),
-                topic: None,
-                caller_name: param(&params, "CallerName").map(str::to_string),
-                from_field: "From",
-            },
-        )
-        .await?;
+    };
+    let route = phone.ringing(Format::Twilio, ringing).await?;
     let s = &phone.settings;
     Ok(xml_response(match route {
         Route::Dial { extension, .. } => dial(&s.twilio_dial, &extension),
@@ -131,36 +192,25 @@ pub async fn status(
     body: axum::body::Body,
 ) -> Result<Response, PhoneError> {
     let params = authentic(&phone, &uri, &headers, body).await?;
-    let id = call_id("CallSid", param(&params, "CallSid"))?;
-    let status = param(&params, "CallStatus")
-        .ok_or_else(|| PhoneError::invalid("CallStatus", "is required"))?;
-    let duration = param(&params, "CallDuration").and_then(|d| d.parse().ok());
     let f = Format::Twilio;
-    match status {
-        "in-progress" if param(&params, "StatusCallbackEvent") == Some("answered") => {
-            phone.answered(f, &id, None).await?;
+    match decode_status(&params)? {
+        CallEvent::Answered { call_id, .. } => {
+            phone.answered(f, &call_id, None).await?;
         }
-        "completed" | "busy" | "no-answer" | "failed" | "canceled" => {
-            let ringing = param(&params, "From").map(|from| Ringing {
-                call_id: id.clone(),
-                from: from.to_string(),
-                to: param(&params, "To").map(str::to_string),
-                topic: None,
-                caller_name: None,
-                from_field: "From",
-            });
-            phone.ended(f, &id, status, duration, ringing).await?;
+        CallEvent::Ended {
+            call_id,
+            cause,
+            duration_secs,
+            ringing,
+        } => {
+            phone
+                .ended(f, &call_id, &cause, duration_secs, ringing)
+                .await?;
         }
-        "queued" | "initiated" | "ringing" | "in-progress" => {}
-        other => {
-            return Err(PhoneError::invalid(
-                "CallStatus",
-                format!(
-                    "'{}' is not a Twilio call status",
-                    other.chars().take(40).collect::<String>()
-                ),
-            ))
-        }
+        CallEvent::Ringing(_)
+        | CallEvent::Transferred { .. }
+        | CallEvent::Voicemail { .. }
+        | CallEvent::Ignored { .. } => {}
     }
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -14,7 +14,7 @@ use axum::Json;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::calls::{call_id, international, Format, Ringing, Route};
+use crate::calls::{call_id, international, CallEvent, Format, Ringing, Route};
 use crate::{read_body, Phone, PhoneError};
 
 /// The fields of one event, from JSON or a form.
@@ -30,11 +30,8 @@ impl Fields {
             .filter(|v| !v.is_empty())
     }
 
-    fn parse(headers: &HeaderMap, body: &[u8]) -> Result<Fields, crate::PhoneError> {
-        let json = headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.trim_start().starts_with("application/json"));
+    fn parse(content_type: Option<&str>, body: &[u8]) -> Result<Fields, PhoneError> {
+        let json = content_type.is_some_and(|v| v.trim_start().starts_with("application/json"));
         if !json {
             return Ok(Fields(form_urlencoded::parse(body).into_owned().collect()));
         }
@@ -78,62 +75,80 @@ pub async fn events(
             "unknown CTI token: use the endpoint shown in Switchboard's phone.zammad_token".into(),
         ));
     }
-    let f = Fields::parse(&headers, &body)?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let fmt = Format::Zammad;
+    match decode(content_type, &body)? {
+        CallEvent::Ringing(ringing) => Ok(Json(match phone.ringing(fmt, ringing).await? {
+            Route::Reject => json!({ "action": "reject", "reason": "busy" }),
+            Route::Dial { .. } | Route::Queue { .. } | Route::Over { .. } => json!({}),
+        })),
+        CallEvent::Answered { call_id, extension } => {
+            phone.answered(fmt, &call_id, extension.as_deref()).await?;
+            Ok(Json(json!({})))
+        }
+        CallEvent::Ended {
+            call_id,
+            cause,
+            duration_secs,
+            ringing,
+        } => {
+            phone
+                .ended(fmt, &call_id, &cause, duration_secs, ringing)
+                .await?;
+            Ok(Json(json!({})))
+        }
+        CallEvent::Transferred { .. } | CallEvent::Voicemail { .. } | CallEvent::Ignored { .. } => {
+            Ok(Json(json!({})))
+        }
+    }
+}
+
+/// Decodes a generic CTI event (JSON when `content_type` says so, else a form) into the
+/// event it describes, or says which field is wrong. Outbound calls are
+/// [`CallEvent::Ignored`].
+pub fn decode(content_type: Option<&str>, body: &[u8]) -> Result<CallEvent, PhoneError> {
+    let f = Fields::parse(content_type, body)?;
     let event = f
         .get("event")
         .ok_or_else(|| PhoneError::invalid("event", "is required: newCall, answer or hangup"))?;
     let id = call_id("callId", f.get("callId"))?;
     let outbound = f.get("direction") == Some("out");
-    let fmt = Format::Zammad;
-    match event {
-        "newCall" if outbound => Ok(Json(json!({}))),
+    let ringing = |from: &str| Ringing {
+        call_id: id.clone(),
+        from: international(from),
+        to: f.get("to").map(str::to_string),
+        topic: f.get("queue").map(str::to_string),
+        caller_name: None,
+        from_field: "from",
+    };
+    Ok(match event {
+        "newCall" | "answer" | "hangup" if outbound => CallEvent::Ignored { call_id: id },
         "newCall" => {
             let from = f.get("from").ok_or_else(|| {
                 PhoneError::invalid("from", "is required: the caller's number, or anonymous")
             })?;
-            let route = phone
-                .ringing(
-                    fmt,
-                    Ringing {
-                        call_id: id,
-                        from: international(from),
-                        to: f.get("to").map(str::to_string),
-                        topic: f.get("queue").map(str::to_string),
-                        caller_name: None,
-                        from_field: "from",
-                    },
-                )
-                .await?;
-            Ok(Json(match route {
-                Route::Reject => json!({ "action": "reject", "reason": "busy" }),
-                Route::Dial { .. } | Route::Queue { .. } | Route::Over { .. } => json!({}),
-            }))
+            CallEvent::Ringing(ringing(from))
         }
-        "answer" if outbound => Ok(Json(json!({}))),
-        "answer" => {
-            phone.answered(fmt, &id, f.get("answeringNumber")).await?;
-            Ok(Json(json!({})))
+        "answer" => CallEvent::Answered {
+            extension: f.get("answeringNumber").map(str::to_string),
+            call_id: id,
+        },
+        "hangup" => CallEvent::Ended {
+            ringing: f.get("from").map(ringing),
+            cause: f.get("cause").unwrap_or("normalClearing").to_string(),
+            duration_secs: None,
+            call_id: id,
+        },
+        other => {
+            return Err(PhoneError::invalid(
+                "event",
+                format!(
+                    "'{}' is not one of newCall, answer, hangup",
+                    other.chars().take(40).collect::<String>()
+                ),
+            ))
         }
-        "hangup" if outbound => Ok(Json(json!({}))),
-        "hangup" => {
-            let cause = f.get("cause").unwrap_or("normalClearing");
-            let ringing = f.get("from").map(|from| Ringing {
-                call_id: id.clone(),
-                from: international(from),
-                to: f.get("to").map(str::to_string),
-                topic: f.get("queue").map(str::to_string),
-                caller_name: None,
-                from_field: "from",
-            });
-            phone.ended(fmt, &id, cause, None, ringing).await?;
-            Ok(Json(json!({})))
-        }
-        other => Err(PhoneError::invalid(
-            "event",
-            format!(
-                "'{}' is not one of newCall, answer, hangup",
-                other.chars().take(40).collect::<String>()
-            ),
-        )),
-    }
+    })
 }
