@@ -137,7 +137,7 @@ function drawLive() {
   const s = con.snapshot;
   if (!s) return fill(pane, h("p", { class: "muted" }, t("loading")));
   // A supervisor choosing from a list keeps it open: the view catches up when they leave it.
-  if (document.activeElement && document.activeElement.tagName === "SELECT" && pane.contains(document.activeElement)) {
+  if (document.activeElement && ["SELECT", "INPUT"].includes(document.activeElement.tagName) && pane.contains(document.activeElement)) {
     if (!con.liveDeferred) {
       con.liveDeferred = true;
       document.activeElement.addEventListener("blur", () => { con.liveDeferred = false; setTimeout(drawLive, 0); }, { once: true });
@@ -187,7 +187,7 @@ function drawLive() {
           h("td", {}, t(a.presence === "available" || a.presence === "away" ? a.presence : "offline"), a.wrap_up ? ` · ${t("wrapping")}` : ""),
           h("td", {}, Object.entries(a.load || {}).filter(([, n]) => n > 0).map(([c, n]) => `${t(c)} ${n}`).join(" · ") || "0"),
           h("td", {}, a.offered ? "●" : ""),
-          h("td", {}, a.presence === "available" && h("button", { type: "button", onclick: () => setAway(a.id) }, t("setAway"))))))))));
+          h("td", {}, a.presence === "available" && awayControl(a.id)))))))));
   if (focusedId) { const el = document.getElementById(focusedId); if (el) el.focus(); }
 }
 
@@ -205,12 +205,28 @@ function moveControl(interactionId, agents) {
   return select;
 }
 
-async function setAway(id) {
-  const reason = prompt(t("reason"), "") ?? null;
-  if (reason === null) return;
-  try {
-    await api("POST", `/api/agents/${id}/away`, reason ? { reason } : {});
-  } catch (e) { toast(e.message); }
+/** A "set away" control: the button opens a reason field in place; Enter sets it. */
+function awayControl(id) {
+  const button = h("button", { type: "button" }, t("setAway"));
+  button.addEventListener("click", () => {
+    const reason = h("input", { size: 14, placeholder: t("reason"), "aria-label": t("reason") });
+    const ok = h("button", { type: "submit", class: "primary" }, t("setAway"));
+    const cancel = h("button", { type: "button" }, t("cancel"));
+    const form = h("form", { class: "row" }, reason, ok, cancel);
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      try {
+        const r = reason.value.trim();
+        await api("POST", `/api/agents/${id}/away`, r ? { reason: r } : {});
+        toast(t("saved"));
+      } catch (err) { toast(err.message); }
+      form.replaceWith(button);
+    });
+    cancel.addEventListener("click", () => { form.replaceWith(button); button.focus(); });
+    button.replaceWith(form);
+    reason.focus();
+  });
+  return button;
 }
 
 async function loadServiceLevel() {
@@ -678,7 +694,7 @@ function agentRow(a) {
           fill($("#agent-token"), `${a.name}: `, t("newToken", { t: r.token }));
         } catch (e) { toast(e.message); }
       } }, t("resetToken")),
-      h("button", { type: "button", onclick: () => setAway(a.id) }, t("setAway")),
+      awayControl(a.id),
       h("button", { type: "button", class: "danger", onclick: async () => {
         if (!confirm(t("confirmRemove"))) return;
         try { await api("DELETE", `/api/agents/${a.id}`); await loadAgents(); } catch (e) { toast(e.message); }

@@ -383,6 +383,16 @@ test("a working day in the desktop and the console", async (t) => {
     await shot(admin, "console-live-zh");
   });
 
+  await t.test("a supervisor sets the agent away with a reason; the desktop shows it", async () => {
+    // The console is in Chinese now; the row is found by the agent's name.
+    const row = admin.locator("#agent-states tbody tr", { hasText: "Wang Fang" });
+    await row.getByRole("button").click();
+    await row.locator("input").fill("team meeting");
+    await row.locator("input").press("Enter");
+    await until("the desktop shows the agent away", async () => (await desk.locator("#presence").inputValue()) === "away");
+    await row.getByText("离开").waitFor();
+  });
+
   await t.test("a narrow window still shows the desktop", async () => {
     await desk.setViewportSize({ width: 420, height: 800 });
     await desk.locator("#presence").waitFor();
