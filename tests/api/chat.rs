@@ -250,6 +250,41 @@ async fn a_visitor_who_reconnects_misses_nothing_and_repeats_nothing(backend: Ba
     app.stop().await;
 }
 
+async fn an_agent_writing_while_the_page_resumes_is_read_once(backend: Backend) {
+    let app = app(backend, |_| {}).await;
+    let (_, agent_token) = create_agent(&app, json!({ "name": "Ana" })).await;
+    let mut ana = Desktop::available(&app.base, &agent_token).await;
+    let mut page = Visitor::connect(&app).await;
+    let (chat_id, resume_token) = page
+        .start(json!({ "type": "start", "visitor_id": "v-race" }))
+        .await;
+    let interaction = ana.take_offer().await;
+    let mut last_seq = page.expect("agent_joined").await["seq"].as_u64().unwrap();
+    // Again and again the page reconnects just as the agent writes: each message must
+    // reach it once, whether it falls in the replay, comes live, or both.
+    for round in 0..12 {
+        drop(page);
+        let text = format!("reply {round}");
+        ana.send(json!({ "type": "reply", "interaction_id": interaction, "body": text, "reply_id": format!("r{round}") }))
+            .await;
+        page = Visitor::connect(&app).await;
+        page.send(json!({ "type": "resume", "chat_id": chat_id, "resume_token": resume_token, "last_seq": last_seq }))
+            .await;
+        page.expect("resumed").await;
+        let got = page.agent_message().await;
+        assert_eq!(got["text"], text.as_str(), "round {round}");
+        last_seq = got["seq"].as_u64().unwrap();
+        ana.expect("reply_sent").await;
+        // Nothing else, and nothing twice.
+        let extra = tokio::time::timeout(Duration::from_millis(150), page.ws.next()).await;
+        if let Ok(Some(Ok(Message::Text(t)))) = extra {
+            let v: Value = serde_json::from_str(&t).unwrap();
+            assert_ne!(v["type"], "message", "round {round}: a message twice: {v}");
+        }
+    }
+    app.stop().await;
+}
+
 async fn what_a_visitor_wrote_while_waiting_reaches_the_agent_who_joins(backend: Backend) {
     let app = app(backend, |_| {}).await;
     let mut page = Visitor::connect(&app).await;
@@ -506,6 +541,7 @@ both_backends!(
     a_visitor_who_leaves_while_waiting_is_an_abandoned_chat,
     a_chat_left_waiting_across_a_restart_is_abandoned_when_its_visitor_does_not_return,
     two_chats_keep_their_own_events_whatever_ids_their_pages_use,
+    an_agent_writing_while_the_page_resumes_is_read_once,
     what_a_visitor_wrote_while_waiting_reaches_the_agent_who_joins,
     bad_frames_get_clear_answers,
 );

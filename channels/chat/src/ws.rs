@@ -108,7 +108,8 @@ async fn connection(chat: Arc<Chat>, mut socket: WebSocket) {
                     {
                         return;
                     }
-                    break room;
+                    let conn = room.attach().await;
+                    break (room, conn, 0);
                 }
                 Err((code, message)) => {
                     let _ = socket.send(error(code, &message)).await;
@@ -123,17 +124,18 @@ async fn connection(chat: Arc<Chat>, mut socket: WebSocket) {
                 resume_token,
                 last_seq,
             }) => match resume(&chat, &chat_id, &resume_token, last_seq).await {
-                Ok((room, frames)) => {
-                    for f in frames {
+                Ok(r) => {
+                    for f in r.frames {
                         if socket
                             .send(Message::Text(f.to_string().into()))
                             .await
                             .is_err()
                         {
+                            r.room.detach(r.conn.0).await;
                             return;
                         }
                     }
-                    break room;
+                    break (r.room, r.conn, r.replayed);
                 }
                 Err((code, message)) => {
                     let _ = socket.send(error(code, &message)).await;
@@ -154,8 +156,8 @@ async fn connection(chat: Arc<Chat>, mut socket: WebSocket) {
             }
         }
     };
-    let (conn, mut events) = room.attach().await;
-    serve(&chat, &room, &mut socket, &mut events).await;
+    let (room, (conn, mut events), replayed) = room;
+    serve(&chat, &room, &mut socket, &mut events, replayed).await;
     room.detach(conn).await;
 }
 
@@ -165,6 +167,7 @@ async fn serve(
     room: &Arc<Room>,
     socket: &mut WebSocket,
     events: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+    replayed: u64,
 ) {
     let s = &chat.settings;
     let idle = Duration::from_secs(s.idle_timeout_secs.max(5));
@@ -173,6 +176,10 @@ async fn serve(
         let frame = tokio::select! {
             e = events.recv() => match e {
                 Some(text) => {
+                    // Numbered events the resume replayed already are not sent twice.
+                    if replayed > 0 && numbered_up_to(&text, replayed) {
+                        continue;
+                    }
                     if socket.send(Message::Text(text.into())).await.is_err() {
                         return;
                     }
@@ -380,13 +387,31 @@ async fn start(
     ))
 }
 
-/// Takes up a chat again: every event after `last_seq`, in order.
+/// Is `frame` a numbered event at or below `seq`?
+fn numbered_up_to(frame: &str, seq: u64) -> bool {
+    serde_json::from_str::<Value>(frame)
+        .ok()
+        .and_then(|v| v["seq"].as_u64())
+        .is_some_and(|n| n > 0 && n <= seq)
+}
+
+/// A chat taken up again on a connection: the room, the connection attached to it (so
+/// nothing published from then on passes it by), the frames it missed, and the last
+/// number among them (live frames up to it were replayed already).
+struct Resumed {
+    room: Arc<Room>,
+    conn: crate::room::Conn,
+    frames: Vec<Value>,
+    replayed: u64,
+}
+
+/// Takes up a chat again: every event after `last_seq`, in order, then what follows.
 async fn resume(
     chat: &Chat,
     chat_id: &str,
     resume_token: &str,
     last_seq: u64,
-) -> Result<(Arc<Room>, Vec<Value>), Refusal> {
+) -> Result<Resumed, Refusal> {
     let unknown = || {
         (
             "unknown_chat",
@@ -411,11 +436,27 @@ async fn resume(
             None => loaded,
         }
     };
-    let missed = room
-        .since(chat, last_seq)
-        .await
-        .map_err(|e| ("unavailable", format!("{e}; try again")))?;
+    // Attached before the store is read: an event published meanwhile is in the store's
+    // answer, or comes live, or both (then it is skipped live), never neither.
+    let conn = room.attach().await;
+    let missed = match room.since(chat, last_seq).await {
+        Ok(m) => m,
+        Err(e) => {
+            room.detach(conn.0).await;
+            return Err(("unavailable", format!("{e}; try again")));
+        }
+    };
+    let replayed = missed
+        .iter()
+        .filter_map(|e| e["seq"].as_u64())
+        .max()
+        .unwrap_or(last_seq);
     let mut frames = vec![json!({ "type": "resumed", "chat_id": chat_id, "missed": missed.len() })];
     frames.extend(missed);
-    Ok((room, frames))
+    Ok(Resumed {
+        room,
+        conn,
+        frames,
+        replayed,
+    })
 }
