@@ -167,7 +167,7 @@ async fn serve(
     room: &Arc<Room>,
     socket: &mut WebSocket,
     events: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
-    replayed: u64,
+    mut replayed: u64,
 ) {
     let s = &chat.settings;
     let idle = Duration::from_secs(s.idle_timeout_secs.max(5));
@@ -177,8 +177,14 @@ async fn serve(
             e = events.recv() => match e {
                 Some(text) => {
                     // Numbered events the resume replayed already are not sent twice.
-                    if replayed > 0 && numbered_up_to(&text, replayed) {
-                        continue;
+                    // Events come in order: once one past the replay comes, the rest
+                    // are new, and no frame needs reading again.
+                    if replayed > 0 {
+                        match seq_of(&text) {
+                            Some(n) if n <= replayed => continue,
+                            Some(_) => replayed = 0,
+                            None => {}
+                        }
                     }
                     if socket.send(Message::Text(text.into())).await.is_err() {
                         return;
@@ -387,12 +393,12 @@ async fn start(
     ))
 }
 
-/// Is `frame` a numbered event at or below `seq`?
-fn numbered_up_to(frame: &str, seq: u64) -> bool {
+/// The number of a numbered event's frame (`None` for frames not kept: queue, typing).
+fn seq_of(frame: &str) -> Option<u64> {
     serde_json::from_str::<Value>(frame)
         .ok()
         .and_then(|v| v["seq"].as_u64())
-        .is_some_and(|n| n > 0 && n <= seq)
+        .filter(|n| *n > 0)
 }
 
 /// A chat taken up again on a connection: the room, the connection attached to it (so
