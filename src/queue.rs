@@ -109,6 +109,28 @@ impl Queue {
         true
     }
 
+    /// Moves a waiting interaction to another tier (its customer's changed meanwhile).
+    pub fn retier(&self, interaction_id: &str, tier: &str) {
+        let mut inner = self.inner.lock().expect("queue lock");
+        for w in inner.fresh.iter_mut() {
+            if w.interaction_id == interaction_id {
+                w.tier = tier.to_string();
+            }
+        }
+        let Some(w) = inner.waiting.get_mut(interaction_id) else {
+            return;
+        };
+        if w.tier == tier {
+            return;
+        }
+        let was = std::mem::replace(&mut w.tier, tier.to_string());
+        if let Some(n) = inner.depth.get_mut(&was) {
+            *n = n.saturating_sub(1);
+        }
+        *inner.depth.entry(tier.to_string()).or_default() += 1;
+        telemetry::queue_depth(&inner.depth);
+    }
+
     /// How many interactions wait.
     pub fn len(&self) -> usize {
         self.inner.lock().expect("queue lock").waiting.len()
@@ -140,6 +162,19 @@ mod tests {
             preferred_agent: None,
             enqueued_at: at,
         }
+    }
+
+    #[test]
+    fn a_retiered_interaction_counts_in_its_new_tier_and_is_taken_with_it() {
+        let q = Queue::new(vec!["high".into(), "low".into()], [w("a", "low", 1)]);
+        q.retier("a", "high");
+        assert_eq!(q.take_fresh()[0].tier, "high");
+        let depth = q.depth();
+        assert_eq!((depth["high"], depth["low"]), (1, 0));
+        q.retier("gone", "high");
+        assert!(q.remove("a"));
+        let depth = q.depth();
+        assert_eq!((depth["high"], depth["low"]), (0, 0));
     }
 
     #[test]

@@ -12,6 +12,7 @@ use super::views::{CustomerView, EventView};
 use super::AppState;
 use crate::customers::identity::{Identity, IdentityKind};
 use crate::customers::tier::{self, to_cents};
+use crate::customers::waiting;
 use crate::store::audit::Change;
 use crate::store::customers::{self as store, CustomerRow};
 use crate::store::history::{self, NewEvent};
@@ -360,7 +361,16 @@ pub async fn update(
     }
     events.extend(claim(&mut tx, &by, &after.id, &identities, now).await?);
     append_admin(&mut tx, &events, now).await?;
+    let waiting = waiting::refresh(
+        &mut tx,
+        &state.settings.tiers,
+        std::slice::from_ref(&after.id),
+        &by.actor,
+        now,
+    )
+    .await?;
     tx.commit().await?;
+    state.router.customers_changed(waiting);
     let mut conn = state.store.pool().acquire().await?;
     Ok(Json(view(&state, &mut conn, &after.id).await?))
 }
@@ -487,7 +497,16 @@ pub async fn put_purchase(
         now,
     )
     .await?;
+    let waiting = waiting::refresh(
+        &mut tx,
+        &state.settings.tiers,
+        std::slice::from_ref(&customer.id),
+        &by.actor,
+        now,
+    )
+    .await?;
     tx.commit().await?;
+    state.router.customers_changed(waiting);
     let mut conn = state.store.pool().acquire().await?;
     let status = if new {
         StatusCode::CREATED
@@ -545,7 +564,17 @@ pub async fn merge(
         now,
     )
     .await?;
+    // The merged customer's waiting contacts are the merged-into customer's now.
+    let waiting = waiting::refresh(
+        &mut tx,
+        &state.settings.tiers,
+        std::slice::from_ref(&into.id),
+        &by.actor,
+        now,
+    )
+    .await?;
     tx.commit().await?;
+    state.router.customers_changed(waiting);
     let mut conn = state.store.pool().acquire().await?;
     Ok(Json(view(&state, &mut conn, &into.id).await?))
 }

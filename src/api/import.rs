@@ -134,11 +134,11 @@ pub async fn import(
     }
     let mut tx = state.store.begin_write().await?;
     let mut created = 0usize;
-    let mut updated = 0usize;
+    let mut updated = Vec::new();
     for row in &checked {
         match write(&mut tx, &by.actor, row, now).await? {
-            Ok(true) => created += 1,
-            Ok(false) => updated += 1,
+            Ok((true, _)) => created += 1,
+            Ok((false, id)) => updated.push(id),
             Err(e) => errors.push(e),
         }
     }
@@ -146,7 +146,18 @@ pub async fn import(
         tx.rollback().await?;
         return Err(rejected(errors));
     }
+    // Customers already known may have contacts waiting: they take their new tiers.
+    let waiting = crate::customers::waiting::refresh(
+        &mut tx,
+        &state.settings.tiers,
+        &updated,
+        &by.actor,
+        now,
+    )
+    .await?;
     tx.commit().await?;
+    state.router.customers_changed(waiting);
+    let updated = updated.len();
     Ok(Json(
         json!({ "rows": checked.len(), "created": created, "updated": updated }),
     ))
@@ -328,14 +339,14 @@ fn check(state: &AppState, n: usize, row: Row, now: i64) -> Result<Checked, RowE
     })
 }
 
-/// Writes one checked row; `Ok(true)` when it created a customer. A row whose identities
+/// Writes one checked row; `Ok((true, id))` when it created the customer `id`. A row whose identities
 /// belong to two different customers is an error: only a merge may join them.
 async fn write(
     conn: &mut Conn,
     actor: &str,
     row: &Checked,
     now: i64,
-) -> Result<Result<bool, RowError>, sqlx::Error> {
+) -> Result<Result<(bool, String), RowError>, sqlx::Error> {
     let owners = store::owners(conn, &row.identities).await?;
     let mut ids: Vec<&String> = owners.iter().map(|(_, c)| c).collect();
     ids.sort();
@@ -413,5 +424,5 @@ async fn write(
         ));
     }
     super::customers::append_admin(conn, &events, now).await?;
-    Ok(Ok(created))
+    Ok(Ok((created, customer_id)))
 }

@@ -105,6 +105,7 @@ fn kinds(history: &Value) -> Vec<String> {
 both_backends!(
     a_high_tier_contact_goes_to_the_senior_ring_first_then_widens,
     an_offer_that_is_declined_or_times_out_goes_to_the_next_agent,
+    a_customer_made_high_tier_while_waiting_is_routed_as_high_tier_from_then_on,
 );
 
 async fn a_high_tier_contact_goes_to_the_senior_ring_first_then_widens(backend: Backend) {
@@ -724,5 +725,68 @@ async fn a_reset_token_or_a_removed_agent_ends_the_session_and_a_change_applies_
         (closed["code"].as_u64(), closed["reason"].as_str()),
         (Some(4004), Some("agent removed"))
     );
+    app.stop().await;
+}
+
+async fn a_customer_made_high_tier_while_waiting_is_routed_as_high_tier_from_then_on(
+    backend: Backend,
+) {
+    let (app, _rules) = app_with_rules(backend, 10).await;
+    let (owner_id, owner_token) = create_agent(&app, json!({ "name": "Owner", "level": 3 })).await;
+    customer(&app, "medium@example.com", "medium", None).await;
+    let upgraded = customer(&app, "low@example.com", "low", None).await;
+    // Nobody is available: both wait, the medium one first in line.
+    let medium = contact(&app, "medium@example.com", "Where is my parcel?").await;
+    let low = contact(&app, "low@example.com", "I would like to order a lot").await;
+    let (_, i) = app.get(&format!("/api/interactions/{low}")).await;
+    assert_eq!(i["tier"], "low");
+
+    // While it waits, the admin learns who this is: a high-value customer, with an
+    // account manager.
+    let (status, c) = app
+        .put(
+            &format!("/api/customers/{upgraded}"),
+            &json!({ "tier": "high", "owner": owner_id }),
+        )
+        .await;
+    assert_eq!(status, 200, "{c}");
+    let (_, i) = app.get(&format!("/api/interactions/{low}")).await;
+    assert_eq!(i["tier"], "high", "{i}");
+    let changed = event(&i, "tier_changed");
+    assert_eq!(changed["data"]["from"], "low");
+    assert_eq!(changed["data"]["tier"], "high");
+    assert_eq!(changed["data"]["source"], "explicit");
+    assert_eq!(changed["actor"], "admin");
+    let (_, q) = app.get("/api/queue").await;
+    assert_eq!(q["by_tier"]["high"]["waiting"], 1, "{q}");
+    assert!(q["by_tier"].get("low").is_none(), "{q}");
+
+    // The first agent free is its account manager, who is offered it before the older
+    // medium contact, as high tier.
+    let mut agent = Desktop::available(&app.base, &owner_token).await;
+    let offer = agent.expect("offer").await;
+    assert_eq!(offer["interaction"]["id"], low.as_str(), "{offer}");
+    assert_eq!(offer["interaction"]["tier"], "high");
+    agent
+        .send(json!({ "type": "accept", "offer_id": offer["offer_id"] }))
+        .await;
+    agent.expect("assigned").await;
+    let (_, i) = app.get(&format!("/api/interactions/{low}")).await;
+    let decision = &event(&i, "offered")["data"]["decision"];
+    assert_eq!(decision["tier"], "high", "{decision}");
+    assert_eq!(decision["agent_id"], owner_id.as_str(), "{decision}");
+
+    // A change that leaves a waiting contact's tier as it was writes no tier change.
+    let (_, m) = app.get(&format!("/api/interactions/{medium}")).await;
+    let (status, _) = app
+        .put(
+            &format!("/api/customers/{}", m["customer_id"].as_str().unwrap()),
+            &json!({ "name": "Mei" }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (_, m) = app.get(&format!("/api/interactions/{medium}")).await;
+    assert_eq!(m["tier"], "medium");
+    assert!(!kinds(&m).iter().any(|k| k == "tier_changed"), "{m}");
     app.stop().await;
 }

@@ -36,6 +36,7 @@ use super::index::{self, WaitingIndex};
 use super::policy::{self, AgentView, Load, Presence, WaitingInteraction};
 use super::protocol::{ClientMessage, PresenceRequest, Resume};
 use super::rules::{Capacity, Rules};
+use crate::customers::waiting::WaitingNow;
 use crate::queue::{Queue, Waiting};
 use crate::store::agents::AgentRow;
 use crate::store::history::{self, NewEvent};
@@ -92,6 +93,7 @@ enum Command {
         agent: AgentRow,
         log_out: bool,
     },
+    CustomersChanged(Vec<WaitingNow>),
     SetRules {
         rules: Arc<Rules>,
         version: i64,
@@ -306,6 +308,14 @@ impl RouterHandle {
         let _ = self.tx.send(Command::AgentChanged { agent, log_out });
     }
 
+    /// Tells the router that customers changed: their waiting contacts as they stand now
+    /// (committed by [`crate::customers::waiting::refresh`]).
+    pub fn customers_changed(&self, waiting: Vec<WaitingNow>) {
+        if !waiting.is_empty() {
+            let _ = self.tx.send(Command::CustomersChanged(waiting));
+        }
+    }
+
     /// The live queue and agents, as `GET /api/queue` shows them.
     pub async fn snapshot(&self) -> Option<Value> {
         let (reply, answer) = oneshot::channel();
@@ -318,6 +328,9 @@ impl RouterHandle {
 struct Item {
     w: WaitingInteraction,
     customer_id: String,
+    /// The agent its channel asked for first (the one who handled the thread it
+    /// continues), who goes before the customer's account manager.
+    preferred: Option<String>,
     /// The key its channel submitted it under.
     contact_key: String,
     /// The offer out for it, if any.
@@ -565,11 +578,35 @@ impl Router {
                     excluded: Vec::new(),
                 },
                 customer_id: w.customer_id,
+                preferred: w.preferred_agent,
                 contact_key: w.contact_key,
                 offer: None,
             };
             self.index.insert(item.w.clone());
             self.waiting.insert(w.interaction_id, item);
+        }
+    }
+
+    /// Waiting contacts whose customer changed take its tier and owner as they are now;
+    /// one on offer keeps its offer and waits under them if it comes back.
+    fn customers_changed(&mut self, waiting: Vec<WaitingNow>) {
+        for now in waiting {
+            // One not yet taken from the queue is taken with its new tier, and its
+            // customer's owner read then.
+            self.queue.retier(&now.interaction_id, &now.tier);
+            let Some(item) = self.waiting.get_mut(&now.interaction_id) else {
+                continue;
+            };
+            let owner = item.preferred.clone().or(now.owner);
+            item.customer_id = now.customer_id;
+            if item.w.tier == now.tier && item.w.owner == owner {
+                continue;
+            }
+            item.w.tier = now.tier;
+            item.w.owner = owner;
+            if item.offer.is_none() {
+                self.index.insert(item.w.clone());
+            }
         }
     }
 
@@ -633,6 +670,7 @@ impl Router {
                 self.rules_version = version;
                 tracing::info!(version, "Routing by a new version of the rules");
             }
+            Command::CustomersChanged(waiting) => self.customers_changed(waiting),
             Command::AgentChanged { agent, log_out } => {
                 let now = now_ms();
                 let id = agent.id.clone();
