@@ -121,7 +121,7 @@ fn describe() {
     );
     metrics::describe_counter!(
         "switchboard_agent_sessions_total",
-        "Agent desktop logins and disconnections."
+        "Agent desktop logins, disconnections, and connections cut off for not reading."
     );
 }
 
@@ -162,7 +162,7 @@ pub fn queue_depth(by_tier: &BTreeMap<String, usize>) {
     }
 }
 
-/// An agent's session changed (`login`, `disconnect`).
+/// An agent's session changed (`login`, `disconnect`, `cut_off`).
 pub fn agent_event(kind: &'static str) {
     counter!("switchboard_agent_sessions_total", "event" => kind).increment(1);
 }

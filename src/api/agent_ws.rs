@@ -9,12 +9,11 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgr
 use axum::extract::State;
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
-use tokio::sync::mpsc;
 
 use super::agents::token_digest;
 use super::AppState;
 use crate::routing::protocol::{decode, error_frame, ClientMessage, MAX_CLIENT_FRAME};
-use crate::routing::router::Outbound;
+use crate::routing::router::{DesktopLink, Outbound};
 use crate::store::agents;
 
 /// How long a new connection has to log in.
@@ -112,8 +111,8 @@ async fn session(socket: WebSocket, state: AppState) {
             tracing::warn!(error = %e, "Could not record an agent's login in the audit trail");
         }
     }
-    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Outbound>();
-    let Some(conn) = state.router.connect(agent, resume, out_tx.clone()).await else {
+    let (link, mut out_rx) = DesktopLink::new();
+    let Some(conn) = state.router.connect(agent, resume, link.clone()).await else {
         let _ = sink.send(close(1012, "the server is restarting")).await;
         return;
     };
@@ -140,26 +139,24 @@ async fn session(socket: WebSocket, state: AppState) {
         let frame = tokio::select! {
             frame = stream.next() => frame,
             _ = &mut writer => break,
+            // Cut off for not reading: the writer may be stuck on a full socket.
+            () = link.cut() => break,
         };
         let Some(Ok(frame)) = frame else { break };
         match frame {
             Message::Text(text) => match decode(&text) {
                 Ok(msg) => state.router.message(&agent_id, conn, msg),
-                Err(e) => {
-                    let _ = out_tx.send(Outbound::Frame(error_frame(e.code, &e.message)));
-                }
+                Err(e) => link.send(Outbound::Frame(error_frame(e.code, &e.message))),
             },
-            Message::Binary(_) => {
-                let _ = out_tx.send(Outbound::Frame(error_frame(
-                    "binary",
-                    "send JSON text frames",
-                )));
-            }
+            Message::Binary(_) => link.send(Outbound::Frame(error_frame(
+                "binary",
+                "send JSON text frames",
+            ))),
             Message::Close(_) => break,
             Message::Ping(_) | Message::Pong(_) => {}
         }
     }
     state.router.disconnect(&agent_id, conn);
-    drop(out_tx);
+    drop(link);
     writer.abort();
 }

@@ -83,6 +83,26 @@ impl Desktop {
             .expect("send");
     }
 
+    /// Sends `text` up to `n` times and reads nothing, as a desktop that has stopped
+    /// reading its frames; answers how many were sent when the server cut the connection,
+    /// or `None` when it never did (or stopped reading without closing).
+    pub async fn flood_without_reading(&mut self, text: &str, n: usize) -> Option<usize> {
+        for i in 0..n {
+            let frame = Message::Text(text.to_string().into());
+            let sent = if i % 1000 == 999 {
+                tokio::time::timeout(Duration::from_secs(10), self.ws.send(frame)).await
+            } else {
+                tokio::time::timeout(Duration::from_secs(10), self.ws.feed(frame)).await
+            };
+            match sent {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Some(i),
+                Err(_) => return None,
+            }
+        }
+        None
+    }
+
     /// The next frame as JSON (fails the test after 10 s or on close).
     pub async fn next(&mut self) -> Value {
         self.next_within(Duration::from_secs(10))

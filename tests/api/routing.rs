@@ -790,3 +790,31 @@ async fn a_customer_made_high_tier_while_waiting_is_routed_as_high_tier_from_the
     assert!(!kinds(&m).iter().any(|k| k == "tier_changed"), "{m}");
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_desktop_that_stops_reading_is_cut_off_and_resumes_with_nothing_lost() {
+    let (app, _rules) = app_with_rules(Backend::Sqlite, 10).await;
+    let (_, token) = create_agent(&app, json!({ "name": "Stalled" })).await;
+    let mut desktop = Desktop::available(&app.base, &token).await;
+    let (session, seen) = (desktop.session.clone(), desktop.last_seq);
+
+    // Every bad frame is answered with an error frame the desktop never reads. The server
+    // keeps at most an outbox of them (and the sockets' buffers), then cuts the link.
+    let sent = desktop
+        .flood_without_reading("not json", 2_000_000)
+        .await
+        .expect(
+            "the server cuts off a desktop that does not read, rather than queueing without end",
+        );
+    assert!(sent > 2_000, "cut after {sent} frames");
+
+    // Meanwhile a contact comes: the agent, dropped, is not offered it; on resuming,
+    // it is offered it.
+    let id = contact(&app, "patient@example.com", "Still there?").await;
+    let mut back = Desktop::login(&app.base, &token, Some((&session, seen))).await;
+    assert_eq!(back.welcome["resumed"], true, "{}", back.welcome);
+    back.send(json!({ "type": "presence", "status": "available" }))
+        .await;
+    assert_eq!(back.take_offer().await, id);
+    app.stop().await;
+}

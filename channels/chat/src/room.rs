@@ -34,7 +34,7 @@ struct State {
     seq: u64,
     /// The visitor's message ids, with the number each was given.
     sent: HashMap<String, u64>,
-    conns: Vec<(u64, mpsc::UnboundedSender<String>)>,
+    conns: Vec<(u64, mpsc::Sender<String>)>,
     next_conn: u64,
     assigned: bool,
     ended: bool,
@@ -45,7 +45,12 @@ struct State {
 }
 
 /// A room's connection id, and where its frames go.
-pub type Conn = (u64, mpsc::UnboundedReceiver<String>);
+pub type Conn = (u64, mpsc::Receiver<String>);
+
+/// Frames that may wait for one connection. A page further behind is not reading: it is
+/// detached (its connection ends) rather than its frames kept without bound, and it gets
+/// what it missed from the store when it resumes.
+pub const OUTBOX: usize = 512;
 
 impl Room {
     /// A new chat's room.
@@ -120,7 +125,7 @@ impl Room {
 
     /// Attaches a connection.
     pub async fn attach(&self) -> Conn {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(OUTBOX);
         let mut s = self.state.lock().await;
         s.next_conn += 1;
         let id = s.next_conn;
@@ -182,7 +187,7 @@ impl Room {
         }
         s.seq = seq;
         let text = event.to_string();
-        s.conns.retain(|(_, tx)| tx.send(text.clone()).is_ok());
+        s.conns.retain(|(_, tx)| tx.try_send(text.clone()).is_ok());
         Ok(seq)
     }
 
@@ -194,7 +199,7 @@ impl Room {
             .lock()
             .await
             .conns
-            .retain(|(_, tx)| tx.send(text.clone()).is_ok());
+            .retain(|(_, tx)| tx.try_send(text.clone()).is_ok());
     }
 
     /// The visitor's message: committed, numbered, acknowledged (`ack` with its number),
@@ -475,5 +480,32 @@ pub async fn watch_waiting(chat: &Chat) {
             }))
             .await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_connection_that_does_not_take_its_frames_is_let_go_and_others_are_not() {
+        let room = Room::new("chat-1".into(), "i-1".into(), "v-1".into());
+        let (_, mut stalled) = room.attach().await;
+        let (_, mut reading) = room.attach().await;
+        for n in 0..OUTBOX + 10 {
+            room.tell(json!({ "type": "typing", "n": n })).await;
+            let frame = reading
+                .try_recv()
+                .expect("the reading page gets every frame");
+            assert!(frame.contains(&format!("\"n\":{n}")), "{frame}");
+        }
+        // The stalled page's frames stop at a full outbox, and then its channel ends:
+        // its connection closes, and it resumes from the store.
+        let mut kept = 0;
+        while stalled.recv().await.is_some() {
+            kept += 1;
+        }
+        assert_eq!(kept, OUTBOX);
+        assert_eq!(room.state.lock().await.conns.len(), 1);
     }
 }

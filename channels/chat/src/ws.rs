@@ -22,6 +22,8 @@ use crate::{token, Chat};
 
 /// How long a new connection has to start or resume.
 const HELLO_WITHIN: Duration = Duration::from_secs(10);
+/// A frame the page has not taken within this is a page that has stopped reading.
+const SEND_STALL: Duration = Duration::from_secs(20);
 
 /// `GET /channels/chat/ws`.
 pub async fn upgrade(
@@ -166,7 +168,7 @@ async fn serve(
     chat: &Chat,
     room: &Arc<Room>,
     socket: &mut WebSocket,
-    events: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+    events: &mut tokio::sync::mpsc::Receiver<String>,
     mut replayed: u64,
 ) {
     let s = &chat.settings;
@@ -186,7 +188,7 @@ async fn serve(
                             None => {}
                         }
                     }
-                    if socket.send(Message::Text(text.into())).await.is_err() {
+                    if !send(socket, Message::Text(text.into())).await {
                         return;
                     }
                     continue;
@@ -205,11 +207,7 @@ async fn serve(
         let text = match frame {
             Message::Text(t) => t,
             Message::Binary(_) => {
-                if socket
-                    .send(error("bad_frame", "send text frames (JSON)"))
-                    .await
-                    .is_err()
-                {
+                if !send(socket, error("bad_frame", "send text frames (JSON)")).await {
                     return;
                 }
                 continue;
@@ -277,11 +275,20 @@ async fn serve(
             )),
         };
         if let Some(a) = answer {
-            if socket.send(a).await.is_err() {
+            if !send(socket, a).await {
                 return;
             }
         }
     }
+}
+
+/// Sends a frame of the chat; false when the page has gone, or has stopped taking its
+/// frames: it is let go, and resumes with what it missed.
+async fn send(socket: &mut WebSocket, frame: Message) -> bool {
+    matches!(
+        tokio::time::timeout(SEND_STALL, socket.send(frame)).await,
+        Ok(Ok(()))
+    )
 }
 
 fn unix_now() -> u64 {

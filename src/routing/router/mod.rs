@@ -61,6 +61,56 @@ pub enum Outbound {
     Close(u16, String),
 }
 
+/// Frames that may wait for one desktop: a resume's whole replay and as much again. A
+/// desktop further behind is not reading: its connection is cut rather than its frames
+/// kept without bound, and it gets what it missed from the log when it resumes.
+pub const DESKTOP_OUTBOX: usize = 2 * RESUME_LOG;
+
+/// The router's end of one desktop's connection: a bounded queue of frames, and the
+/// signal that cuts the connection when that queue is full.
+#[derive(Debug, Clone)]
+pub struct DesktopLink {
+    tx: mpsc::Sender<Outbound>,
+    cut: CancellationToken,
+}
+
+impl DesktopLink {
+    /// A link, and the end the connection's writer reads.
+    pub fn new() -> (DesktopLink, mpsc::Receiver<Outbound>) {
+        let (tx, rx) = mpsc::channel(DESKTOP_OUTBOX);
+        let link = DesktopLink {
+            tx,
+            cut: CancellationToken::new(),
+        };
+        (link, rx)
+    }
+
+    /// Queues a frame without waiting; a desktop that has fallen a whole outbox behind
+    /// is cut off instead (its connection ends, and the router hears of it as of any
+    /// dropped desktop).
+    pub fn send(&self, out: Outbound) {
+        match self.tx.try_send(out) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                if !self.cut.is_cancelled() {
+                    tracing::warn!(
+                        frames = DESKTOP_OUTBOX,
+                        "A desktop is not reading its frames; its connection is cut"
+                    );
+                    telemetry::agent_event("cut_off");
+                }
+                self.cut.cancel();
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
+    /// Completes when the connection has been cut.
+    pub async fn cut(&self) {
+        self.cut.cancelled().await;
+    }
+}
+
 /// How long agents' sessions live without word from them.
 #[derive(Debug, Clone, Copy)]
 pub struct SessionTimes {
@@ -74,7 +124,7 @@ enum Command {
     Connect {
         agent: AgentRow,
         resume: Option<Resume>,
-        out: mpsc::UnboundedSender<Outbound>,
+        out: DesktopLink,
         reply: oneshot::Sender<u64>,
     },
     Message {
@@ -176,7 +226,7 @@ impl RouterHandle {
         &self,
         agent: AgentRow,
         resume: Option<Resume>,
-        out: mpsc::UnboundedSender<Outbound>,
+        out: DesktopLink,
     ) -> Option<u64> {
         let (reply, answer) = oneshot::channel();
         self.tx
@@ -491,7 +541,7 @@ impl Router {
                 () = shutdown.cancelled() => {
                     for s in self.agents.values_mut() {
                         if let Some((_, out)) = s.conn.take() {
-                            let _ = out.send(Outbound::Close(1012, "the server is restarting".into()));
+                            out.send(Outbound::Close(1012, "the server is restarting".into()));
                         }
                     }
                     return;
@@ -683,7 +733,7 @@ impl Router {
                             "agent removed"
                         };
                         if let Some((_, out)) = s.conn.take() {
-                            let _ = out.send(Outbound::Close(4004, reason.into()));
+                            out.send(Outbound::Close(4004, reason.into()));
                         }
                         self.vanish(&id, now).await;
                         self.note_presence();

@@ -10,7 +10,7 @@ pub(super) struct Session {
     pub(super) presence_before: Presence,
     /// Presence as last written to the presence log.
     pub(super) logged: Presence,
-    pub(super) conn: Option<(u64, mpsc::UnboundedSender<Outbound>)>,
+    pub(super) conn: Option<(u64, DesktopLink)>,
     pub(super) session: String,
     pub(super) seq: u64,
     pub(super) log: VecDeque<(u64, String)>,
@@ -47,7 +47,7 @@ impl Session {
         let unsent = std::mem::take(&mut self.unsent);
         if let Some((_, out)) = &self.conn {
             for text in unsent {
-                let _ = out.send(Outbound::Frame(text));
+                out.send(Outbound::Frame(text));
             }
         }
     }
@@ -55,7 +55,7 @@ impl Session {
     /// Sends a frame that is not kept (answers to the frame just received).
     pub(super) fn reply(&self, event: Value) {
         if let Some((_, out)) = &self.conn {
-            let _ = out.send(Outbound::Frame(event.to_string()));
+            out.send(Outbound::Frame(event.to_string()));
         }
     }
 

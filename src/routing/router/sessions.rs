@@ -9,14 +9,14 @@ impl Router {
         agent: AgentRow,
         resume: Option<Resume>,
         conn: u64,
-        out: mpsc::UnboundedSender<Outbound>,
+        out: DesktopLink,
     ) {
         let now = now_ms();
         let id = agent.id.clone();
         let held = self.held_by(&id).await;
         if let Some(s) = self.agents.get_mut(&id) {
             if let Some((_, old)) = s.conn.take() {
-                let _ = old.send(Outbound::Close(4002, "logged in elsewhere".into()));
+                old.send(Outbound::Close(4002, "logged in elsewhere".into()));
             }
             let resumable = resume
                 .as_ref()
@@ -51,7 +51,7 @@ impl Router {
                 s.reply(welcome);
                 for text in missed {
                     if let Some((_, out)) = &s.conn {
-                        let _ = out.send(Outbound::Frame(text));
+                        out.send(Outbound::Frame(text));
                     }
                 }
                 return;
@@ -62,7 +62,7 @@ impl Router {
             Ok(h) => h,
             Err(e) => {
                 tracing::warn!(error = %e, "Could not read an agent's assigned work");
-                let _ = out.send(Outbound::Close(
+                out.send(Outbound::Close(
                     1011,
                     "the store is unavailable; reconnect shortly".into(),
                 ));
@@ -231,7 +231,7 @@ impl Router {
             .collect();
         for id in silent {
             if let Some((_, out)) = self.agents.get_mut(&id).and_then(|s| s.conn.take()) {
-                let _ = out.send(Outbound::Close(4003, "no heartbeat".into()));
+                out.send(Outbound::Close(4003, "no heartbeat".into()));
             }
             self.vanish(&id, now).await;
         }
