@@ -458,6 +458,14 @@ function waitedText(w) {
     ? h("p", { class: "muted small" }, t("waited", { s: Math.round(a.data.waited_secs) })) : null;
 }
 
+// An address typed in the pre-chat form is the visitor's word, not an identity.
+function claimText(w) {
+  const c = (w.interaction.history || []).find((e) => e.kind === "email_claimed");
+  if (!c || !c.data) return null;
+  const key = c.data.same_customer ? "claimedSame" : c.data.customer_id ? "claimedOther" : "claimedNew";
+  return h("p", { class: `small ${key === "claimedOther" ? "warning" : "muted"}`, role: "note" }, t(key, { e: c.data.email }));
+}
+
 function chatBody(w) {
   const rows = [];
   const recorded = new Set();
@@ -488,6 +496,7 @@ function chatBody(w) {
   button.addEventListener("click", () => { sendReply(w, composer); composer.focus(); });
   return h("div", {},
     waitedText(w),
+    claimText(w),
     h("div", { class: "messages", role: "log", "aria-live": "polite" },
       rows.map((r) => h("div", { class: `msg ${r.from}` }, r.text,
         h("span", { class: "meta" }, clock(r.at), r.state && r.state !== "sent" ? ` · ${t(r.state === "sending" ? "queued" : r.state)}` : "")))),

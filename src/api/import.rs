@@ -284,6 +284,7 @@ fn check(state: &AppState, n: usize, row: Row, now: i64) -> Result<Checked, RowE
         visitor_id: row.visitor_id,
         external_id: row.external_id,
         name: None,
+        claimed_email: None,
     };
     if hint.is_anonymous() {
         return Err(RowError {

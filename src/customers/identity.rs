@@ -260,6 +260,7 @@ mod tests {
             visitor_id: Some("v-1".into()),
             external_id: Some("crm-9".into()),
             name: None,
+            claimed_email: Some("b@example.com".into()),
         };
         let kinds: Vec<_> = p
             .from_hint(&hint, "customer")

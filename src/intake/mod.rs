@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
-use crate::customers::identity::{Identity, IdentityParser};
+use crate::customers::identity::{Identity, IdentityKind, IdentityParser};
 use crate::queue::Queue;
 use crate::store::interactions::InteractionRow;
 use crate::store::Store;
@@ -46,6 +46,8 @@ pub struct Committed {
 struct Job {
     new: NewInteraction,
     identities: Vec<Identity>,
+    /// An address the customer typed without proof: recorded, never an identity.
+    claimed: Option<Identity>,
     hash: String,
     submitted: Instant,
     reply: oneshot::Sender<Result<Committed, IntakeError>>,
@@ -110,11 +112,23 @@ impl IntakeService {
                 field: e.field,
                 message: e.message,
             })?;
+        let claimed = match &new.customer.claimed_email {
+            Some(email) => Some(
+                self.parser
+                    .parse(IdentityKind::Email, email, "customer.claimed_email")
+                    .map_err(|e| IntakeError::Invalid {
+                        field: e.field,
+                        message: e.message,
+                    })?,
+            ),
+            None => None,
+        };
         let hash = fingerprint(&new);
         let (reply, answer) = oneshot::channel();
         let job = Job {
             new,
             identities,
+            claimed,
             hash,
             submitted: Instant::now(),
             reply,

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use serde_json::json;
+use serde_json::{json, Value};
 use switchboard_contract::{ChannelKind, IntakeError};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -182,9 +182,10 @@ impl Writer {
             .into_iter()
             .map(|r| ((r.channel.clone(), r.idempotency_key.clone()), r))
             .collect();
+        // Claimed addresses are looked up too, to tell the agent whom they would name.
         let mut identities: Vec<Identity> = jobs
             .iter()
-            .flat_map(|j| j.identities.iter().cloned())
+            .flat_map(|j| j.identities.iter().chain(&j.claimed).cloned())
             .collect();
         identities.sort();
         identities.dedup();
@@ -197,8 +198,9 @@ impl Writer {
         let mut first_of_key: HashMap<(&str, &str), usize> = HashMap::new();
         let mut new_customers = Vec::new();
         let mut new_identities = Vec::new();
-        // Per new interaction: its job and customer, and the customer events it caused.
-        let mut pending: Vec<(usize, String, Vec<NewEvent>)> = Vec::new();
+        // Per new interaction: its job and customer, the customer events it caused, and
+        // what its claimed address says.
+        let mut pending: Vec<(usize, String, Vec<NewEvent>, Option<Value>)> = Vec::new();
         for (i, job) in jobs.iter().enumerate() {
             let channel = job.new.channel.as_str();
             let key = job.new.idempotency_key.as_str();
@@ -224,8 +226,17 @@ impl Writer {
             first_of_key.insert((channel, key), i);
             let (customer_id, events) =
                 resolve_customer(job, &mut owner, &mut new_customers, &mut new_identities);
+            let claim = job.claimed.as_ref().map(|c| {
+                let named = owner.get(c);
+                json!({
+                    "email": c.value,
+                    "verified": false,
+                    "customer_id": named,
+                    "same_customer": named == Some(&customer_id),
+                })
+            });
             slots.push(Slot::New(pending.len()));
-            pending.push((i, customer_id, events));
+            pending.push((i, customer_id, events, claim));
         }
         customers::create_many(conn, &new_customers, now).await?;
         let given = customers::add_identities(conn, &new_identities, now).await?;
@@ -237,7 +248,7 @@ impl Writer {
             ));
         }
 
-        let mut ids: Vec<String> = pending.iter().map(|(_, c, _)| c.clone()).collect();
+        let mut ids: Vec<String> = pending.iter().map(|(_, c, _, _)| c.clone()).collect();
         ids.sort();
         ids.dedup();
         let window_start = now - i64::from(self.tiers.window_days) * DAY_MS;
@@ -250,7 +261,7 @@ impl Writer {
 
         let mut rows = Vec::with_capacity(pending.len());
         let mut events = Vec::with_capacity(pending.len() * 3);
-        for (i, customer_id, customer_events) in pending {
+        for (i, customer_id, customer_events, claim) in pending {
             let job = &jobs[i];
             let (customer, value) = loaded
                 .get_mut(&customer_id)
@@ -292,6 +303,9 @@ impl Writer {
                 "interaction_received",
                 json!({ "channel": row.channel, "topic": row.topic, "subject": row.subject, "idempotency_key": row.idempotency_key }),
             ));
+            if let Some(claim) = claim {
+                events.push(about("email_claimed", claim));
+            }
             events.push(about("tier_decided", json!({ "tier": decision.tier, "source": decision.source, "reason": decision.reason })));
             events.push(about("queued", json!({ "tier": decision.tier })));
             rows.push(row);

@@ -12,7 +12,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::agent_client::{create_agent, Desktop};
 use crate::both_backends;
-use crate::helpers::{spawn_app_with, spawn_settings, Backend, TestApp};
+use crate::helpers::{event, spawn_app_with, spawn_settings, Backend, TestApp};
 
 const SECRET: &str = "chat-token-secret";
 
@@ -544,4 +544,84 @@ both_backends!(
     an_agent_writing_while_the_page_resumes_is_read_once,
     what_a_visitor_wrote_while_waiting_reaches_the_agent_who_joins,
     bad_frames_get_clear_answers,
+    a_pre_chat_email_is_the_visitors_word_and_names_no_customer,
 );
+
+async fn a_pre_chat_email_is_the_visitors_word_and_names_no_customer(backend: Backend) {
+    let app = app(backend, |_| {}).await;
+    let (status, vip) = app
+        .post("/api/customers", &json!({ "tier": "high", "identities": [{ "kind": "email", "value": "vip@example.com" }] }))
+        .await;
+    assert_eq!(status, 201, "{vip}");
+    let vip_id = vip["id"].as_str().unwrap();
+
+    // Someone types the VIP's address in the pre-chat form.
+    let mut page = Visitor::connect(&app).await;
+    page.start(json!({ "type": "start", "visitor_id": "claims-1", "email": "VIP@example.com", "name": "Vera?" }))
+        .await;
+    let (_, agent_token) = create_agent(&app, json!({ "name": "Sam", "level": 3 })).await;
+    let mut sam = Desktop::available(&app.base, &agent_token).await;
+    let offer = sam.expect("offer").await;
+    // Neither the VIP's tier nor the VIP's record: a customer of the visitor's own.
+    assert_eq!(offer["interaction"]["tier"], "low", "{offer}");
+    let customer = offer["interaction"]["customer_id"].as_str().unwrap();
+    assert_ne!(customer, vip_id);
+    let interaction = sam.accept(&offer).await;
+
+    // The agent sees what was claimed, unverified, and whose address it is.
+    let (_, i) = app.get(&format!("/api/interactions/{interaction}")).await;
+    let claim = &event(&i, "email_claimed")["data"];
+    assert_eq!(claim["email"], "vip@example.com");
+    assert_eq!(claim["verified"], false);
+    assert_eq!(claim["customer_id"], vip_id);
+    assert_eq!(claim["same_customer"], false);
+
+    // The address was given to nobody: the VIP keeps it alone, the visitor's customer has
+    // only its visitor id, and the VIP's next email is the VIP's.
+    let (_, v) = app.get(&format!("/api/customers/{vip_id}")).await;
+    let kinds: Vec<&str> = v["identities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["email"], "{v}");
+    let (_, c) = app.get(&format!("/api/customers/{customer}")).await;
+    assert_eq!(c["identities"].as_array().unwrap().len(), 1, "{c}");
+    assert_eq!(c["identities"][0]["kind"], "visitor_id");
+
+    // An address nobody has is not given away either: its owner's first email makes a
+    // customer of its own.
+    let mut other = Visitor::connect(&app).await;
+    other
+        .start(json!({ "type": "start", "visitor_id": "claims-2", "email": "new@example.com" }))
+        .await;
+    let offer = sam.expect("offer").await;
+    let claimant = offer["interaction"]["customer_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, i) = app
+        .get(&format!(
+            "/api/interactions/{}",
+            offer["interaction"]["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(
+        event(&i, "email_claimed")["data"]["customer_id"],
+        Value::Null
+    );
+    let mail = app
+        .contact(json!({ "customer": { "email": "new@example.com" }, "subject": "Hello" }))
+        .await;
+    assert_ne!(mail["customer_id"].as_str().unwrap(), claimant);
+
+    // A malformed address is refused as before.
+    let mut bad = Visitor::connect(&app).await;
+    bad.send(json!({ "type": "start", "visitor_id": "claims-3", "email": "not an address" }))
+        .await;
+    let e = bad.expect("error").await;
+    assert_eq!(e["code"], "bad_field");
+    assert!(e["message"].as_str().unwrap().starts_with("email:"), "{e}");
+    app.stop().await;
+}

@@ -352,8 +352,10 @@ async fn start(
                 ..CustomerHint::default()
             }
         }
+        // A pre-chat form's address is only the visitor's word: kept and shown to the
+        // agent, it names no customer (a signed customer token does).
         None => CustomerHint {
-            email: email.filter(|e| !e.trim().is_empty()),
+            claimed_email: email.filter(|e| !e.trim().is_empty()),
             name,
             visitor_id: Some(visitor_id.clone()),
             ..CustomerHint::default()
@@ -375,7 +377,13 @@ async fn start(
         .map_err(|e| match e {
             IntakeError::Invalid { field, message } => (
                 "bad_field",
-                format!("{}: {message}", field.trim_start_matches("customer.")),
+                format!(
+                    "{}: {message}",
+                    match field.trim_start_matches("customer.") {
+                        "claimed_email" => "email",
+                        other => other,
+                    }
+                ),
             ),
             other => ("unavailable", format!("{other}; try again")),
         })?;

@@ -95,6 +95,12 @@ pub struct CustomerHint {
     /// A display name, when the channel has one (a From header's name, a pre-chat form).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// An email address the customer typed without proof of owning it (a web chat's
+    /// pre-chat form). It is kept with the contact and shown to the agent, with the
+    /// customer it names if any, but it finds no customer and is given to none: whoever
+    /// types a customer's address gets neither their tier nor their history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claimed_email: Option<String>,
 }
 
 impl CustomerHint {
