@@ -4,6 +4,7 @@
 //! commands for channels' external systems. The adapters in `channels/` reach the store
 //! and the router only through this.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::json;
@@ -16,6 +17,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use crate::intake::IntakeService;
 use crate::queue::Queue;
 use crate::routing::router::{Ended, RouterHandle};
+use crate::store::interactions::InteractionRow;
 use crate::store::{self, history, interactions, now_ms, outbox, Store};
 
 /// The core, as channels see it.
@@ -76,61 +78,78 @@ async fn write_events(store: Store, mut rx: mpsc::Receiver<EventJob>) {
     }
 }
 
+/// Commits a group with a fixed number of statements, whatever its size: the contacts
+/// are read in one query, the events inserted in one (each key once: the store answers
+/// which were new), and the history written in one; only files take their own.
 async fn commit_events(store: &Store, group: &[EventJob]) -> Result<Vec<Recorded>, sqlx::Error> {
     let now = now_ms();
     let mut tx = store.begin_write().await?;
+    let mut keys: Vec<&str> = group.iter().map(|(e, _)| e.contact_key.as_str()).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let contacts: HashMap<(String, String), InteractionRow> = interactions::by_keys(&mut tx, &keys)
+        .await?
+        .into_iter()
+        .map(|r| ((r.channel.clone(), r.idempotency_key.clone()), r))
+        .collect();
+    let contact =
+        |e: &ChannelEvent| contacts.get(&(e.channel.as_str().to_string(), e.contact_key.clone()));
+    let rows: Vec<outbox::EventRow> = group
+        .iter()
+        .map(|(e, _)| outbox::EventRow {
+            channel: e.channel.as_str(),
+            event_key: &e.event_key,
+            contact_key: &e.contact_key,
+            interaction_id: contact(e).map(|r| r.id.as_str()),
+            kind: &e.kind,
+            data: e.data.to_string(),
+        })
+        .collect();
+    let mut new = outbox::record_events(&mut tx, &rows, now).await?;
+
     let mut answers = Vec::with_capacity(group.len());
+    let mut entries = Vec::new();
     for (event, _) in group {
         let channel = event.channel.as_str();
-        let row = interactions::by_key(&mut tx, channel, &event.contact_key).await?;
-        let new = outbox::record_event(
-            &mut tx,
-            channel,
-            &event.event_key,
-            &event.contact_key,
-            row.as_ref().map(|r| r.id.as_str()),
-            &event.kind,
-            &event.data.to_string(),
-            now,
-        )
-        .await?;
-        answers.push(match (new, row) {
-            (false, _) => Recorded::Duplicate,
-            (true, None) => Recorded::UnknownContact,
-            (true, Some(row)) => {
-                if !event.files.is_empty() {
-                    let files: Vec<(String, String, i64, Option<Vec<u8>>)> = event
-                        .files
-                        .iter()
-                        .map(|f| {
-                            (
-                                f.name.clone(),
-                                f.content_type.clone(),
-                                f.size as i64,
-                                f.data.clone(),
-                            )
-                        })
-                        .collect();
-                    store::channel::attach(&mut tx, &row.id, &event.event_key, &files, now).await?;
-                }
-                history::append_one(
-                    &mut tx,
-                    &row.customer_id,
-                    Some(&row.id),
-                    &event.kind,
-                    channel,
-                    &event.data,
-                    now,
-                )
-                .await?;
-                Recorded::New {
-                    interaction_id: row.id,
-                    state: row.state,
-                    agent_id: row.agent_id,
-                }
-            }
+        // A key is new once: a second delivery in the same group is a duplicate.
+        if !new.remove(&(channel.to_string(), event.event_key.clone())) {
+            answers.push(Recorded::Duplicate);
+            continue;
+        }
+        let Some(row) = contact(event) else {
+            answers.push(Recorded::UnknownContact);
+            continue;
+        };
+        if !event.files.is_empty() {
+            let files: Vec<(String, String, i64, Option<Vec<u8>>)> = event
+                .files
+                .iter()
+                .map(|f| {
+                    (
+                        f.name.clone(),
+                        f.content_type.clone(),
+                        f.size as i64,
+                        f.data.clone(),
+                    )
+                })
+                .collect();
+            store::channel::attach(&mut tx, &row.id, &event.event_key, &files, now).await?;
+        }
+        entries.push(history::ChannelEntry {
+            customer_id: &row.customer_id,
+            interaction_id: &row.id,
+            kind: &event.kind,
+            actor: channel,
+            data: &event.data,
+        });
+        answers.push(Recorded::New {
+            interaction_id: row.id.clone(),
+            state: row.state.clone(),
+            agent_id: row.agent_id.clone(),
         });
     }
+    history::append_channel(&mut tx, &entries, now).await?;
+    drop(entries);
     tx.commit().await?;
     Ok(answers)
 }
@@ -290,13 +309,15 @@ impl Core for CoreService {
                 .await
                 .map_err(unavailable)?
                 .ok_or(IntakeError::Unavailable("the interaction vanished".into()))?;
-            history::append_one(
+            history::append_channel(
                 &mut tx,
-                &row.customer_id,
-                Some(interaction_id),
-                "reopened",
-                "customer",
-                &json!({ "reason": reason, "preferred_agent": preferred_agent }),
+                &[history::ChannelEntry {
+                    customer_id: &row.customer_id,
+                    interaction_id,
+                    kind: "reopened",
+                    actor: "customer",
+                    data: &json!({ "reason": reason, "preferred_agent": preferred_agent }),
+                }],
                 now,
             )
             .await
@@ -460,5 +481,72 @@ impl Core for CoreService {
                 .await
                 .map_err(unavailable)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::intake::group_tests::{contact, one_group, store};
+
+    fn event(key: &str, contact_key: &str) -> EventJob {
+        let job = ChannelEvent {
+            channel: ChannelKind::Email,
+            contact_key: contact_key.into(),
+            event_key: key.into(),
+            kind: "email_received".into(),
+            data: json!({ "key": key }),
+            files: Vec::new(),
+        };
+        (job, oneshot::channel().0)
+    }
+
+    #[tokio::test]
+    async fn a_group_records_each_key_once_and_tells_unknown_contacts_apart() {
+        let (store, _dir) = store().await;
+        let (committed, _) =
+            one_group(&store, vec![contact("<m1@x>", "a@example.com", "Hi")]).await;
+        let interaction = committed[0].as_ref().unwrap().interaction.clone();
+
+        let group = [
+            event("e1", "<m1@x>"),
+            event("e1", "<m1@x>"),
+            event("e2", "<m1@x>"),
+            event("e3", "<nobody@x>"),
+        ];
+        let answers = commit_events(&store, &group).await.unwrap();
+        let new = Recorded::New {
+            interaction_id: interaction.id.clone(),
+            state: "queued".into(),
+            agent_id: None,
+        };
+        assert_eq!(
+            answers,
+            [
+                new.clone(),
+                Recorded::Duplicate,
+                new,
+                Recorded::UnknownContact
+            ]
+        );
+        // Delivered again in a later group: a duplicate; every new one is in the history
+        // once, by its channel.
+        let again = commit_events(&store, &[event("e2", "<m1@x>"), event("e3", "<nobody@x>")])
+            .await
+            .unwrap();
+        assert_eq!(again, [Recorded::Duplicate, Recorded::Duplicate]);
+        let history: Vec<(String, String)> = sqlx::query_as(
+            "SELECT actor, data FROM history WHERE kind = 'email_received' ORDER BY seq",
+        )
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+        assert_eq!(
+            history,
+            [
+                ("email".to_string(), r#"{"key":"e1"}"#.to_string()),
+                ("email".to_string(), r#"{"key":"e2"}"#.to_string())
+            ]
+        );
     }
 }

@@ -12,7 +12,7 @@ use crate::config::Settings;
 use crate::queue::Queue;
 use crate::store::Store;
 
-fn contact(key: &str, email: &str, subject: &str) -> NewInteraction {
+pub(crate) fn contact(key: &str, email: &str, subject: &str) -> NewInteraction {
     NewInteraction {
         channel: ChannelKind::Email,
         idempotency_key: key.into(),
@@ -28,7 +28,7 @@ fn contact(key: &str, email: &str, subject: &str) -> NewInteraction {
 }
 
 /// Submits `contacts` all before the writer starts, then starts it; answers in order.
-async fn one_group(
+pub(crate) async fn one_group(
     store: &Store,
     contacts: Vec<NewInteraction>,
 ) -> (Vec<Result<Committed, IntakeError>>, Arc<Queue>) {
@@ -58,7 +58,7 @@ async fn one_group(
     (out, queue)
 }
 
-async fn store() -> (Store, tempfile::TempDir) {
+pub(crate) async fn store() -> (Store, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
     (Store::connect(&url, 2).await.unwrap(), dir)

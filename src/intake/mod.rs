@@ -3,7 +3,7 @@
 //! queues it, and only then answered. An answer of `Ok` is the durability promise.
 
 #[cfg(test)]
-mod group_tests;
+pub(crate) mod group_tests;
 mod writer;
 
 pub use writer::waiting;

@@ -46,12 +46,49 @@ pub async fn insert(
     args: Vec<Arg>,
     tail: &str,
 ) -> Result<u64, sqlx::Error> {
+    let mut written = 0;
+    for (sql, chunk) in statements(conn, head, columns, args, tail) {
+        written += bind_all(sqlx::query(&sql), chunk)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+    }
+    Ok(written)
+}
+
+/// As [`insert`], with a `tail` that ends in `RETURNING …`: answers the rows returned.
+pub async fn insert_returning(
+    conn: &mut Conn,
+    head: &str,
+    columns: usize,
+    args: Vec<Arg>,
+    tail: &str,
+) -> Result<Vec<sqlx::any::AnyRow>, sqlx::Error> {
+    let mut returned = Vec::new();
+    for (sql, chunk) in statements(conn, head, columns, args, tail) {
+        returned.extend(
+            bind_all(sqlx::query(&sql), chunk)
+                .fetch_all(&mut *conn)
+                .await?,
+        );
+    }
+    Ok(returned)
+}
+
+/// The statements that write `args`, rows of `columns` values, each with its values.
+fn statements(
+    conn: &Conn,
+    head: &str,
+    columns: usize,
+    args: Vec<Arg>,
+    tail: &str,
+) -> Vec<(String, Vec<Arg>)> {
     debug_assert_eq!(args.len() % columns, 0);
     // SQLite binds anonymous `?` parameters by position; numbered ones it must look up by
     // name, one at a time, which costs more than the insert itself in a 5,000-value statement.
     let anonymous = conn.backend_name() == "SQLite";
     let mut args = args.into_iter().peekable();
-    let mut written = 0;
+    let mut out = Vec::new();
     while args.peek().is_some() {
         let chunk: Vec<Arg> = args.by_ref().take(columns * ROWS_PER_STATEMENT).collect();
         let rows = chunk.len() / columns;
@@ -60,13 +97,9 @@ pub async fn insert(
         } else {
             placeholders(rows, columns)
         };
-        let sql = format!("{head} VALUES {values} {tail}");
-        written += bind_all(sqlx::query(&sql), chunk)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected();
+        out.push((format!("{head} VALUES {values} {tail}"), chunk));
     }
-    Ok(written)
+    out
 }
 
 /// `($1, $2), ($3, $4)` for `rows` rows of `columns` values.

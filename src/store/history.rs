@@ -55,6 +55,11 @@ pub async fn append(conn: &mut Conn, events: &[NewEvent], now: i64) -> Result<()
             ]
         })
         .collect();
+    insert(conn, args).await
+}
+
+/// Writes history rows of six values each (see [`append`]).
+async fn insert(conn: &mut Conn, args: Vec<Arg>) -> Result<(), sqlx::Error> {
     bulk::insert(
         conn,
         "INSERT INTO history (customer_id, interaction_id, kind, occurred_at, actor, data)",
@@ -66,29 +71,40 @@ pub async fn append(conn: &mut Conn, events: &[NewEvent], now: i64) -> Result<()
     Ok(())
 }
 
-/// Appends one event whose kind is not known in advance (a channel's own event).
-pub async fn append_one(
+/// An event whose kind is not known in advance (a channel's own event) for the history.
+pub struct ChannelEntry<'a> {
+    /// The customer it is about.
+    pub customer_id: &'a str,
+    /// The interaction it is about.
+    pub interaction_id: &'a str,
+    /// Its kind.
+    pub kind: &'a str,
+    /// Who did it: the channel, or the customer.
+    pub actor: &'a str,
+    /// The event's details.
+    pub data: &'a serde_json::Value,
+}
+
+/// Appends channels' events, all at `now`, in as few statements as fit.
+pub async fn append_channel(
     conn: &mut Conn,
-    customer_id: &str,
-    interaction_id: Option<&str>,
-    kind: &str,
-    actor: &str,
-    data: &serde_json::Value,
+    entries: &[ChannelEntry<'_>],
     now: i64,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO history (customer_id, interaction_id, kind, occurred_at, actor, data) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(customer_id)
-    .bind(interaction_id)
-    .bind(kind)
-    .bind(now)
-    .bind(actor)
-    .bind(data.to_string())
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
+    let args = entries
+        .iter()
+        .flat_map(|e| {
+            [
+                Arg::from(e.customer_id),
+                Arg::from(e.interaction_id),
+                Arg::from(e.kind),
+                Arg::from(now),
+                Arg::from(e.actor),
+                Arg::from(e.data.to_string()),
+            ]
+        })
+        .collect();
+    insert(conn, args).await
 }
 
 /// A page of the customer's history (including customers merged into it), newest

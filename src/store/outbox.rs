@@ -2,36 +2,63 @@
 //! external systems: stored first, delivered by the channel's adapter, retried until
 //! delivered or given up.
 
+use std::collections::HashSet;
+
 use sqlx::Row;
 
+use super::bulk::{self, Arg};
 use super::Conn;
 
-/// Records a channel event once: false when its key was recorded before.
-#[allow(clippy::too_many_arguments)]
-pub async fn record_event(
+/// A channel event to record.
+pub struct EventRow<'a> {
+    /// Its channel.
+    pub channel: &'a str,
+    /// Its key, unique in the channel.
+    pub event_key: &'a str,
+    /// The key of the contact it belongs to.
+    pub contact_key: &'a str,
+    /// The contact's interaction, when there is one.
+    pub interaction_id: Option<&'a str>,
+    /// Its kind.
+    pub kind: &'a str,
+    /// Its details (JSON).
+    pub data: String,
+}
+
+/// Records channel events, each key once, in as few statements as fit: answers the
+/// (channel, key) of those recorded now, not before (nor earlier in `rows`).
+pub async fn record_events(
     conn: &mut Conn,
-    channel: &str,
-    event_key: &str,
-    contact_key: &str,
-    interaction_id: Option<&str>,
-    kind: &str,
-    data: &str,
+    rows: &[EventRow<'_>],
     now: i64,
-) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "INSERT INTO channel_events (channel, event_key, contact_key, interaction_id, kind, data, at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (channel, event_key) DO NOTHING",
+) -> Result<HashSet<(String, String)>, sqlx::Error> {
+    let args = rows
+        .iter()
+        .flat_map(|r| {
+            [
+                Arg::from(r.channel),
+                Arg::from(r.event_key),
+                Arg::from(r.contact_key),
+                Arg::from(r.interaction_id.map(str::to_string)),
+                Arg::from(r.kind),
+                Arg::from(r.data.clone()),
+                Arg::from(now),
+            ]
+        })
+        .collect();
+    let returned = bulk::insert_returning(
+        conn,
+        "INSERT INTO channel_events (channel, event_key, contact_key, interaction_id, kind, data, at)",
+        7,
+        args,
+        "ON CONFLICT (channel, event_key) DO NOTHING RETURNING channel, event_key",
     )
-    .bind(channel)
-    .bind(event_key)
-    .bind(contact_key)
-    .bind(interaction_id)
-    .bind(kind)
-    .bind(data)
-    .bind(now)
-    .execute(&mut *conn)
     .await?;
-    Ok(done.rows_affected() == 1)
+    let mut recorded = HashSet::with_capacity(returned.len());
+    for row in returned {
+        recorded.insert((row.try_get(0)?, row.try_get(1)?));
+    }
+    Ok(recorded)
 }
 
 /// Stores a command once: false when its id was stored before. A command `delivered`
