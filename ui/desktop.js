@@ -152,6 +152,11 @@ function onWelcome(m) {
   // What the server says the agent holds is the truth; keep what is still held.
   const held = new Set((m.assigned || []).map((i) => i.id));
   for (const id of [...desk.workspaces.keys()]) if (!held.has(id)) closeWorkspace(id);
+  // A resume past what the server kept ("complete": false) replays only the newest
+  // events: what each held contact is now is read again from the store.
+  if (m.resumed && m.complete === false) {
+    for (const w of desk.workspaces.values()) { w.call = null; loadWorkspace(w); }
+  }
   for (const id of held) openWorkspace(id);
   drawStatus();
 }

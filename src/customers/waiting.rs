@@ -3,8 +3,15 @@
 //! a purchase, the account manager, a merge), the contacts still waiting are decided
 //! again, in the change's own transaction, so that a customer made VIP while on hold is
 //! routed as VIP from that moment, and a restart finds the same tier in the store.
+//!
+//! The store is the authority: the router is told which contacts to look at again, and
+//! reads their tier and owner from the store ([`current`]), so two changes told to it in
+//! either order, or a contact queued just after a change, end as the store says.
+
+use std::collections::HashMap;
 
 use serde_json::json;
+use sqlx::Row;
 
 use super::tier;
 use crate::config::TierSettings;
@@ -15,37 +22,66 @@ use crate::store::Conn;
 
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 
-/// A waiting contact as it stands after its customer changed, for the router.
+/// A waiting contact as the store has it now, for the router.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WaitingNow {
     /// The interaction.
     pub interaction_id: String,
-    /// Its customer (another one than before after a merge).
+    /// Its customer, following merges.
     pub customer_id: String,
-    /// The tier it would get now.
+    /// Its tier.
     pub tier: String,
     /// The customer's account manager.
     pub owner: Option<String>,
 }
 
-/// Decides again the tier of every contact of `customer_ids` still waiting (queued or on
-/// offer), writes the ones that change with a `tier_changed` event by `actor`, and
-/// answers them all as they stand now. Call it inside the transaction that changed the
-/// customers, and hand the answer to the router once that transaction is committed.
+/// Locks the rows of `ids` in the customers table until the transaction ends, on
+/// PostgreSQL (`share`: against changes; otherwise: for a change). SQLite needs none:
+/// its writers take turns, and a reader inside a write transaction sees every commit.
+/// Intake deciding tiers and an admin changing a customer so see each other's commits:
+/// a contact is either decided after the change, or there to be decided again by it.
+pub async fn lock(conn: &mut Conn, ids: &[String], share: bool) -> Result<(), sqlx::Error> {
+    if conn.backend_name() != "PostgreSQL" || ids.is_empty() {
+        return Ok(());
+    }
+    let mut sorted = ids.to_vec();
+    sorted.sort();
+    sorted.dedup();
+    for chunk in sorted.chunks(400) {
+        let sql = format!(
+            "SELECT id FROM customers WHERE id IN ({}) ORDER BY id FOR {}",
+            bulk::list(1, chunk.len()),
+            if share { "SHARE" } else { "UPDATE" }
+        );
+        let args = chunk.iter().map(|id| Arg::from(id.as_str())).collect();
+        bulk::bind_all(sqlx::query(&sql), args)
+            .fetch_all(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Decides again the tier of every contact of `customer_ids` (and of the customers
+/// merged into them) still waiting, queued or on offer; writes the ones that change,
+/// each with a `tier_changed` event by `actor`. Answers every such contact's id. Call it
+/// inside the transaction that changed the customers, and hand the ids to the router
+/// once that transaction is committed.
 pub async fn refresh(
     conn: &mut Conn,
     settings: &TierSettings,
     customer_ids: &[String],
     actor: &str,
     now: i64,
-) -> Result<Vec<WaitingNow>, sqlx::Error> {
+) -> Result<Vec<String>, sqlx::Error> {
+    lock(conn, customer_ids, false).await?;
     // Few contacts wait at any moment, and few of the customers changed have one: find
     // those first, and decide tiers only for their customers.
     let mut open: Vec<(String, String, String)> = Vec::new();
     for chunk in customer_ids.chunks(400) {
         let sql = format!(
-            "SELECT id, customer_id, tier FROM interactions \
-             WHERE state IN ('queued', 'offered') AND customer_id IN ({})",
+            "SELECT i.id, COALESCE(c.merged_into, c.id), i.tier \
+             FROM interactions i JOIN customers c ON c.id = i.customer_id \
+             WHERE i.state IN ('queued', 'offered') AND (c.id IN ({0}) OR c.merged_into IN ({0}))",
             bulk::list(1, chunk.len())
         );
         let args = chunk.iter().map(|id| Arg::from(id.as_str())).collect();
@@ -53,7 +89,6 @@ pub async fn refresh(
             .fetch_all(&mut *conn)
             .await?
         {
-            use sqlx::Row;
             open.push((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?));
         }
     }
@@ -64,26 +99,25 @@ pub async fn refresh(
     ids.sort();
     ids.dedup();
     let window_start = now - i64::from(settings.window_days) * DAY_MS;
-    let decided: std::collections::HashMap<String, (tier::TierDecision, Option<String>)> =
+    let decided: HashMap<String, tier::TierDecision> =
         customers::with_value_data(conn, &ids, window_start)
             .await?
             .into_iter()
-            .map(|(c, value)| {
-                let decision = tier::decide(settings, &value, now);
-                (c.id, (decision, c.owner_agent_id))
-            })
+            .map(|(c, value)| (c.id, tier::decide(settings, &value, now)))
             .collect();
 
     let mut events = Vec::new();
     let mut out = Vec::with_capacity(open.len());
     for (interaction_id, customer_id, was) in open {
-        let Some((decision, owner)) = decided.get(&customer_id) else {
+        let Some(decision) = decided.get(&customer_id) else {
             continue;
         };
         if decision.tier != was {
-            sqlx::query(
+            // Only while it waits: one the router has just assigned or ended keeps the
+            // tier it was served under.
+            let changed = sqlx::query(
                 "UPDATE interactions SET tier = $2, tier_source = $3, tier_reason = $4, updated_at = $5 \
-                 WHERE id = $1",
+                 WHERE id = $1 AND state IN ('queued', 'offered')",
             )
             .bind(&interaction_id)
             .bind(&decision.tier)
@@ -91,7 +125,11 @@ pub async fn refresh(
             .bind(&decision.reason)
             .bind(now)
             .execute(&mut *conn)
-            .await?;
+            .await?
+            .rows_affected();
+            if changed == 0 {
+                continue;
+            }
             events.push(NewEvent {
                 customer_id: customer_id.clone(),
                 interaction_id: Some(interaction_id.clone()),
@@ -100,15 +138,38 @@ pub async fn refresh(
                 data: json!({ "from": was, "tier": decision.tier, "source": decision.source, "reason": decision.reason }),
             });
         }
-        out.push(WaitingNow {
-            interaction_id,
-            customer_id,
-            tier: decision.tier.clone(),
-            owner: owner.clone(),
-        });
+        out.push(interaction_id);
     }
     if !events.is_empty() {
         history::append(conn, &events, now).await?;
+    }
+    Ok(out)
+}
+
+/// The interactions of `ids` still waiting, as the store has them now: tier, customer
+/// (following merges) and that customer's account manager.
+pub async fn current(conn: &mut Conn, ids: &[String]) -> Result<Vec<WaitingNow>, sqlx::Error> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(400) {
+        let sql = format!(
+            "SELECT i.id, COALESCE(s.id, c.id), i.tier, COALESCE(s.owner_agent_id, c.owner_agent_id) \
+             FROM interactions i JOIN customers c ON c.id = i.customer_id \
+             LEFT JOIN customers s ON s.id = c.merged_into \
+             WHERE i.id IN ({}) AND i.state IN ('queued', 'offered')",
+            bulk::list(1, chunk.len())
+        );
+        let args = chunk.iter().map(|id| Arg::from(id.as_str())).collect();
+        for row in bulk::bind_all(sqlx::query(&sql), args)
+            .fetch_all(&mut *conn)
+            .await?
+        {
+            out.push(WaitingNow {
+                interaction_id: row.try_get(0)?,
+                customer_id: row.try_get(1)?,
+                tier: row.try_get(2)?,
+                owner: row.try_get(3)?,
+            });
+        }
     }
     Ok(out)
 }

@@ -252,6 +252,9 @@ impl Writer {
         ids.sort();
         ids.dedup();
         let window_start = now - i64::from(self.tiers.window_days) * DAY_MS;
+        // An admin's change to one of these customers commits wholly before the tiers
+        // are decided here, or decides these contacts again after this commit.
+        crate::customers::waiting::lock(conn, &ids, true).await?;
         let mut loaded: HashMap<String, (CustomerRow, ValueData)> =
             customers::with_value_data(conn, &ids, window_start)
                 .await?

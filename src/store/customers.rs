@@ -419,26 +419,3 @@ pub async fn purchase_summary(
         row.try_get("last_at")?,
     ))
 }
-
-/// The owner (account manager) of each of the customers `ids`, following merges.
-pub async fn owners_of(
-    conn: &mut Conn,
-    ids: &[String],
-) -> Result<std::collections::HashMap<String, Option<String>>, sqlx::Error> {
-    let mut out = std::collections::HashMap::new();
-    for chunk in ids.chunks(400) {
-        let sql = format!(
-            "SELECT c.id, COALESCE(s.owner_agent_id, c.owner_agent_id) AS owner FROM customers c \
-             LEFT JOIN customers s ON s.id = c.merged_into WHERE c.id IN ({})",
-            bulk::list(1, chunk.len())
-        );
-        let args = chunk.iter().map(|id| Arg::from(id.as_str())).collect();
-        for row in bulk::bind_all(sqlx::query(&sql), args)
-            .fetch_all(&mut *conn)
-            .await?
-        {
-            out.insert(row.try_get("id")?, row.try_get("owner")?);
-        }
-    }
-    Ok(out)
-}

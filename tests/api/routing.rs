@@ -43,9 +43,14 @@ fn test_rules(offer_secs: u64) -> String {
 
 /// A server with the test rules; the directory holding them lives as long as the test.
 async fn app_with_rules(backend: Backend, offer_secs: u64) -> (TestApp, tempfile::TempDir) {
+    app_with_rules_text(backend, test_rules(offer_secs)).await
+}
+
+/// A server with these rules.
+async fn app_with_rules_text(backend: Backend, rules: String) -> (TestApp, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("routing.toml");
-    std::fs::write(&path, test_rules(offer_secs)).unwrap();
+    std::fs::write(&path, rules).unwrap();
     let app = spawn_app_with(backend, |s| {
         s.routing.rules_file = path.display().to_string()
     })
@@ -731,8 +736,14 @@ async fn a_reset_token_or_a_removed_agent_ends_the_session_and_a_change_applies_
 async fn a_customer_made_high_tier_while_waiting_is_routed_as_high_tier_from_then_on(
     backend: Backend,
 ) {
-    let (app, _rules) = app_with_rules(backend, 10).await;
+    // The high tier's owner ring holds a contact for its account manager a whole minute.
+    let rules = test_rules(10).replace(
+        "{ owner = true, timeout_secs = 2 }",
+        "{ owner = true, timeout_secs = 60 }",
+    );
+    let (app, _rules) = app_with_rules_text(backend, rules).await;
     let (owner_id, owner_token) = create_agent(&app, json!({ "name": "Owner", "level": 3 })).await;
+    let (other_id, other_token) = create_agent(&app, json!({ "name": "Other", "level": 3 })).await;
     customer(&app, "medium@example.com", "medium", None).await;
     let upgraded = customer(&app, "low@example.com", "low", None).await;
     // Nobody is available: both wait, the medium one first in line.
@@ -761,33 +772,69 @@ async fn a_customer_made_high_tier_while_waiting_is_routed_as_high_tier_from_the
     assert_eq!(q["by_tier"]["high"]["waiting"], 1, "{q}");
     assert!(q["by_tier"].get("low").is_none(), "{q}");
 
-    // The first agent free is its account manager, who is offered it before the older
-    // medium contact, as high tier.
-    let mut agent = Desktop::available(&app.base, &owner_token).await;
-    let offer = agent.expect("offer").await;
+    // Another senior agent comes first: the high-tier contact is its account manager's
+    // for now, so this one is offered the medium contact.
+    let mut other = Desktop::available(&app.base, &other_token).await;
+    let offer = other.expect("offer").await;
+    assert_eq!(offer["interaction"]["id"], medium.as_str(), "{offer}");
+    other.accept(&offer).await;
+    // The account manager is offered it, as high tier.
+    let mut owner = Desktop::available(&app.base, &owner_token).await;
+    let offer = owner.expect("offer").await;
     assert_eq!(offer["interaction"]["id"], low.as_str(), "{offer}");
     assert_eq!(offer["interaction"]["tier"], "high");
-    agent
-        .send(json!({ "type": "accept", "offer_id": offer["offer_id"] }))
-        .await;
-    agent.expect("assigned").await;
+    owner.accept(&offer).await;
     let (_, i) = app.get(&format!("/api/interactions/{low}")).await;
     let decision = &event(&i, "offered")["data"]["decision"];
     assert_eq!(decision["tier"], "high", "{decision}");
     assert_eq!(decision["agent_id"], owner_id.as_str(), "{decision}");
+    assert_ne!(decision["agent_id"], other_id.as_str());
 
-    // A change that leaves a waiting contact's tier as it was writes no tier change.
+    // A change that leaves no contact waiting writes no tier change.
     let (_, m) = app.get(&format!("/api/interactions/{medium}")).await;
     let (status, _) = app
         .put(
             &format!("/api/customers/{}", m["customer_id"].as_str().unwrap()),
-            &json!({ "name": "Mei" }),
+            &json!({ "tier": "low" }),
         )
         .await;
     assert_eq!(status, 200);
     let (_, m) = app.get(&format!("/api/interactions/{medium}")).await;
     assert_eq!(m["tier"], "medium");
     assert!(!kinds(&m).iter().any(|k| k == "tier_changed"), "{m}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merged_customers_waiting_contact_takes_the_survivors_tier() {
+    let (app, _rules) = app_with_rules(Backend::Sqlite, 10).await;
+    let survivor = customer(&app, "known@example.com", "high", None).await;
+    let (_, anonymous) = app
+        .post(
+            "/api/customers",
+            &json!({ "identities": [{ "kind": "phone", "value": "+14155550123" }] }),
+        )
+        .await;
+    let anonymous = anonymous["id"].as_str().unwrap().to_string();
+    let call = app
+        .contact(json!({ "customer": { "phone": "+14155550123" }, "subject": "A call" }))
+        .await;
+    assert_eq!(call["tier"], "low");
+    let id = call["id"].as_str().unwrap();
+
+    // The caller turns out to be the known high-tier customer.
+    let (status, _) = app
+        .post(
+            &format!("/api/customers/{survivor}/merge"),
+            &json!({ "from": anonymous }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (_, i) = app.get(&format!("/api/interactions/{id}")).await;
+    assert_eq!(i["tier"], "high", "{i}");
+    assert_eq!(event(&i, "tier_changed")["data"]["from"], "low");
+    let (_, q) = app.get("/api/queue").await;
+    assert_eq!(q["by_tier"]["high"]["waiting"], 1, "{q}");
     app.stop().await;
 }
 

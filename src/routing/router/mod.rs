@@ -37,7 +37,7 @@ use super::policy::{self, AgentView, Load, Presence, WaitingInteraction};
 use super::protocol::{ClientMessage, PresenceRequest, Resume};
 use super::rules::{Capacity, Rules};
 use crate::customers::waiting::WaitingNow;
-use crate::queue::{Queue, Waiting};
+use crate::queue::Queue;
 use crate::store::agents::AgentRow;
 use crate::store::history::{self, NewEvent};
 use crate::store::interactions::{self, InteractionRow};
@@ -143,7 +143,7 @@ enum Command {
         agent: AgentRow,
         log_out: bool,
     },
-    CustomersChanged(Vec<WaitingNow>),
+    CustomersChanged(Vec<String>),
     SetRules {
         rules: Arc<Rules>,
         version: i64,
@@ -358,11 +358,11 @@ impl RouterHandle {
         let _ = self.tx.send(Command::AgentChanged { agent, log_out });
     }
 
-    /// Tells the router that customers changed: their waiting contacts as they stand now
-    /// (committed by [`crate::customers::waiting::refresh`]).
-    pub fn customers_changed(&self, waiting: Vec<WaitingNow>) {
-        if !waiting.is_empty() {
-            let _ = self.tx.send(Command::CustomersChanged(waiting));
+    /// Tells the router that customers changed: the waiting contacts to read again from
+    /// the store (those [`crate::customers::waiting::refresh`] answered, once committed).
+    pub fn customers_changed(&self, interaction_ids: Vec<String>) {
+        if !interaction_ids.is_empty() {
+            let _ = self.tx.send(Command::CustomersChanged(interaction_ids));
         }
     }
 
@@ -604,24 +604,34 @@ impl Router {
             return;
         }
         self.changed = true;
-        let owners = match self.owners(&fresh).await {
-            Ok(o) => o,
+        // Tier and owner as the store has them now: a customer changed since the
+        // contact's commit has had it decided again there.
+        let ids: Vec<String> = fresh.iter().map(|w| w.interaction_id.clone()).collect();
+        let now: HashMap<String, WaitingNow> = match self.current(&ids).await {
+            Ok(c) => c
+                .into_iter()
+                .map(|n| (n.interaction_id.clone(), n))
+                .collect(),
             Err(e) => {
                 tracing::warn!(error = %e, "Could not read customers' owners; routing without them");
                 HashMap::new()
             }
         };
         for w in fresh {
+            let (tier, owner) = match now.get(&w.interaction_id) {
+                Some(n) => {
+                    self.queue.retier(&n.interaction_id, &n.tier);
+                    (n.tier.clone(), n.owner.clone())
+                }
+                None => (w.tier, None),
+            };
             let item = Item {
                 w: WaitingInteraction {
                     id: w.interaction_id.clone(),
                     // The agent who handled the thread it continues goes first, in the
                     // owner's place; otherwise the customer's account manager.
-                    owner: w
-                        .preferred_agent
-                        .clone()
-                        .or_else(|| owners.get(&w.customer_id).cloned().flatten()),
-                    tier: w.tier,
+                    owner: w.preferred_agent.clone().or(owner),
+                    tier,
                     channel: w.channel,
                     topic: w.topic,
                     enqueued_at_ms: w.enqueued_at,
@@ -637,16 +647,29 @@ impl Router {
         }
     }
 
-    /// Waiting contacts whose customer changed take its tier and owner as they are now;
-    /// one on offer keeps its offer and waits under them if it comes back.
-    fn customers_changed(&mut self, waiting: Vec<WaitingNow>) {
-        for now in waiting {
-            // One not yet taken from the queue is taken with its new tier, and its
-            // customer's owner read then.
-            self.queue.retier(&now.interaction_id, &now.tier);
+    /// Waiting contacts whose customer changed take the tier and owner the store has
+    /// for them now; one on offer keeps its offer and waits under them if it comes back.
+    /// One not yet taken from the queue is read when it is.
+    async fn customers_changed(&mut self, ids: Vec<String>) {
+        let ids: Vec<String> = ids
+            .into_iter()
+            .filter(|id| self.waiting.contains_key(id))
+            .collect();
+        if ids.is_empty() {
+            return;
+        }
+        let current = match self.current(&ids).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "Could not read changed customers' waiting contacts");
+                return;
+            }
+        };
+        for now in current {
             let Some(item) = self.waiting.get_mut(&now.interaction_id) else {
                 continue;
             };
+            self.queue.retier(&now.interaction_id, &now.tier);
             let owner = item.preferred.clone().or(now.owner);
             item.customer_id = now.customer_id;
             if item.w.tier == now.tier && item.w.owner == owner {
@@ -660,16 +683,10 @@ impl Router {
         }
     }
 
-    /// Each new interaction's customer's owner, in one query.
-    async fn owners(
-        &self,
-        fresh: &[Waiting],
-    ) -> Result<HashMap<String, Option<String>>, sqlx::Error> {
-        let mut ids: Vec<String> = fresh.iter().map(|w| w.customer_id.clone()).collect();
-        ids.sort();
-        ids.dedup();
+    /// Waiting interactions as the store has them now.
+    async fn current(&self, ids: &[String]) -> Result<Vec<WaitingNow>, sqlx::Error> {
         let mut conn = self.store.pool().acquire().await?;
-        customers::owners_of(&mut conn, &ids).await
+        crate::customers::waiting::current(&mut conn, ids).await
     }
 
     async fn handle(&mut self, cmd: Command) {
@@ -720,7 +737,7 @@ impl Router {
                 self.rules_version = version;
                 tracing::info!(version, "Routing by a new version of the rules");
             }
-            Command::CustomersChanged(waiting) => self.customers_changed(waiting),
+            Command::CustomersChanged(ids) => self.customers_changed(ids).await,
             Command::AgentChanged { agent, log_out } => {
                 let now = now_ms();
                 let id = agent.id.clone();
