@@ -708,8 +708,9 @@ let customerEl;
 
 function buildCustomers() {
   const kind = h("select", { id: "customer-kind", "aria-label": t("kind") },
+    h("option", { value: "q" }, t("anything")),
     ["email", "phone", "external_id", "visitor_id"].map((k) => h("option", { value: k }, k)));
-  const value = h("input", { id: "customer-value", size: 28, "aria-label": t("search"), placeholder: "mei.chen@example.com · +8613800000000" });
+  const value = h("input", { id: "customer-value", size: 28, "aria-label": t("search"), placeholder: "Mei Chen · mei.chen@example.com · +8613800000000" });
   value.addEventListener("input", () => {
     const v = value.value.trim();
     if (v.includes("@")) kind.value = "email";
@@ -720,9 +721,24 @@ function buildCustomers() {
     h("button", { type: "submit", class: "primary" }, t("search")));
   search.addEventListener("submit", async (e) => {
     e.preventDefault();
+    const text = value.value.trim();
     try {
-      const c = await api("GET", `/api/customers?${encodeURIComponent(kind.value)}=${encodeURIComponent(value.value.trim())}`);
-      drawCustomer(c);
+      if (kind.value !== "q") {
+        drawCustomer(await api("GET", `/api/customers?${encodeURIComponent(kind.value)}=${encodeURIComponent(text)}`));
+        return;
+      }
+      // Part of a name, or the start of any identity: one match opens, several are listed.
+      const found = (await api("GET", `/api/customers/search?q=${encodeURIComponent(text)}`)).customers;
+      if (found.length === 1) return drawCustomer(await api("GET", `/api/customers/${found[0].id}`));
+      if (!found.length) return fill(customerEl, h("p", { class: "muted" }, t("noneFound")));
+      fill(customerEl, h("p", { class: "small" }, t("pick")),
+        h("ul", { id: "customer-matches" }, found.map((c) => {
+          const open = h("button", { type: "button", class: "link" }, c.name || t("unknown"));
+          open.addEventListener("click", async () => {
+            try { drawCustomer(await api("GET", `/api/customers/${c.id}`)); } catch (err) { toast(err.message); }
+          });
+          return h("li", {}, open, h("span", { class: "muted small" }, " · ", c.identities.map((x) => x.value).join(" · ")));
+        })));
     } catch (err) { fill(customerEl, h("p", { class: "error" }, err.message)); }
   });
   const file = h("input", { type: "file", id: "import-file", accept: ".csv,text/csv" });

@@ -1,12 +1,12 @@
 //! `GET /api/audit`: the audit trail, filtered, newest first.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::auth::Supervisor;
-use super::error::ApiError;
+use super::error::{ApiError, ApiQuery};
 use super::AppState;
 use crate::store::audit::{self, Filter};
 use crate::store::rfc3339;
@@ -46,9 +46,8 @@ fn time(field: &str, value: Option<String>) -> Result<Option<i64>, ApiError> {
 pub async fn list(
     State(state): State<AppState>,
     _: Supervisor,
-    query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+    ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::field("query", e.body_text()))?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=500).contains(&limit) {
         return Err(ApiError::field("limit", "must be from 1 to 500"));

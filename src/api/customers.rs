@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::{Admin, Anyone, Principal, Supervisor};
-use super::error::{check_id, present, ApiError, ApiJson, ApiPath};
+use super::error::{check_id, present, ApiError, ApiJson, ApiPath, ApiQuery};
 use super::views::{CustomerView, EventView};
 use super::AppState;
 use crate::customers::identity::{Identity, IdentityKind};
@@ -305,6 +305,41 @@ pub async fn lookup(
     Ok(Json(view(&state, &mut conn, &id).await?))
 }
 
+/// The query of `GET /api/customers/search`.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SearchQuery {
+    /// Part of a name, or the start of an identity (an address, a number…): 1 to 100
+    /// characters, case ignored.
+    q: String,
+    /// At most this many, 1 to 50 (default 20).
+    limit: Option<i64>,
+}
+
+/// `GET /api/customers/search?q=…`: customers by part of their name or the start of
+/// any identity, by name.
+pub async fn search(
+    State(state): State<AppState>,
+    _: Supervisor,
+    ApiQuery(q): ApiQuery<SearchQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let text = q.q.trim();
+    if text.is_empty() || text.chars().count() > 100 || text.chars().any(char::is_control) {
+        return Err(ApiError::field("q", "1 to 100 characters"));
+    }
+    let limit = q.limit.unwrap_or(20);
+    if !(1..=50).contains(&limit) {
+        return Err(ApiError::field("limit", "1 to 50"));
+    }
+    let mut conn = state.store.pool().acquire().await?;
+    let mut found = Vec::new();
+    for (id, name) in store::search(&mut conn, text, limit).await? {
+        let identities = store::identities(&mut conn, &id).await?;
+        found.push(json!({ "id": id, "name": name, "identities": identities }));
+    }
+    Ok(Json(json!({ "customers": found })))
+}
+
 /// `PUT /api/customers/{id}`: changes the fields given, adds the identities given.
 pub async fn update(
     State(state): State<AppState>,
@@ -594,9 +629,8 @@ pub async fn history(
     State(state): State<AppState>,
     Anyone(by): Anyone,
     ApiPath(id): ApiPath<String>,
-    query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
+    ApiQuery(q): ApiQuery<HistoryQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::field("query", e.body_text()))?;
     let limit = q.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
         return Err(ApiError::field("limit", "must be from 1 to 500"));

@@ -228,6 +228,30 @@ where
     }
 }
 
+/// Query parameters, with a malformed query answered in JSON like every other error.
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(v)| ApiQuery(v))
+            .map_err(|e| ApiError::BadRequest {
+                field: Some("query".into()),
+                message: e.body_text(),
+            })
+    }
+}
+
 /// Ids are UUIDs: anything else names nothing (and never reaches the database).
 pub fn check_id(what: &str, id: &str) -> Result<(), ApiError> {
     match uuid::Uuid::try_parse(id) {

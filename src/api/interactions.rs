@@ -1,7 +1,7 @@
 //! The API channel: other systems (a CRM, a web form, a callback request) create
 //! contacts here, and anyone with the admin token reads them back.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -9,7 +9,7 @@ use serde::Deserialize;
 use switchboard_contract::{ChannelKind, CustomerHint, NewInteraction};
 
 use super::auth::{Admin, Anyone, Supervisor};
-use super::error::{check_id, ApiError, ApiJson, ApiPath};
+use super::error::{check_id, ApiError, ApiJson, ApiPath, ApiQuery};
 use super::views::InteractionView;
 use super::AppState;
 use crate::routing::router::{Ended, Moved};
@@ -161,9 +161,8 @@ pub struct KeyQuery {
 pub async fn by_key(
     State(state): State<AppState>,
     _: Supervisor,
-    query: Result<Query<KeyQuery>, axum::extract::rejection::QueryRejection>,
+    ApiQuery(q): ApiQuery<KeyQuery>,
 ) -> Result<Json<InteractionView>, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::field("query", e.body_text()))?;
     if ChannelKind::parse(&q.channel).is_none() {
         return Err(ApiError::field("channel", "one of api, email, chat, phone"));
     }

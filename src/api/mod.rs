@@ -185,6 +185,13 @@ fn api_routes() -> Routes {
             customers::lookup,
         )
         .add(
+            Op::get("/api/customers/search", "customers by part of their name or the start of any identity")
+                .access(Supervisor)
+                .params(&[("q", "part of a name, or the start of an identity (1 to 100 characters, case ignored)"), ("limit", "at most this many, 1 to 50 (default 20)")])
+                .responses(&[(200, "{customers: [{id, name, identities}]}, by name")]),
+            customers::search,
+        )
+        .add(
             Op::get("/api/customers/{id}", "a customer: identities, tier and why, value figures (agents: only those they serve)")
                 .access(Anyone)
                 .responses(&[(200, "the customer"), (404, "no such customer")]),

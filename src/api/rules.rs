@@ -4,14 +4,14 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Query, Request, State};
+use axum::extract::{Request, State};
 use axum::http::header;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::auth::{Admin, Supervisor};
-use super::error::{read_body, ApiError, ApiJson};
+use super::error::{read_body, ApiError, ApiJson, ApiQuery};
 use super::AppState;
 use crate::routing::rules::{Report, Rules};
 use crate::routing::versions::FileError;
@@ -89,10 +89,9 @@ pub struct Comment {
 pub async fn put(
     State(state): State<AppState>,
     Admin(by): Admin,
-    query: Result<Query<Comment>, axum::extract::rejection::QueryRejection>,
+    ApiQuery(c): ApiQuery<Comment>,
     req: Request,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(c) = query.map_err(|e| ApiError::field("query", e.body_text()))?;
     let text = document(&state, req).await?;
     apply(&state, by.actor, text, c.comment).await
 }

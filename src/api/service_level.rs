@@ -4,14 +4,14 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::Json;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::auth::Supervisor;
-use super::error::ApiError;
+use super::error::{ApiError, ApiQuery};
 use super::AppState;
 use crate::simulation::Active;
 use crate::store::{now_ms, rfc3339};
@@ -31,9 +31,8 @@ pub struct Window {
 pub async fn by_hour(
     State(state): State<AppState>,
     _: Supervisor,
-    query: Result<Query<Window>, axum::extract::rejection::QueryRejection>,
+    ApiQuery(q): ApiQuery<Window>,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::field("query", e.body_text()))?;
     let hours = q.hours.unwrap_or(24);
     if !(1..=168).contains(&hours) {
         return Err(ApiError::field("hours", "must be from 1 to 168"));

@@ -267,6 +267,37 @@ pub async fn identities(conn: &mut Conn, customer_id: &str) -> Result<Vec<Identi
     Ok(out)
 }
 
+/// Customers (not merged away) whose name contains `text`, or with an identity that
+/// starts with it, ignoring case; at most `limit`, by name: (id, name).
+pub async fn search(
+    conn: &mut Conn,
+    text: &str,
+    limit: i64,
+) -> Result<Vec<(String, Option<String>)>, sqlx::Error> {
+    let escaped: String = text
+        .to_lowercase()
+        .chars()
+        .flat_map(|c| match c {
+            '%' | '_' | '\\' => vec!['\\', c],
+            c => vec![c],
+        })
+        .collect();
+    let rows = sqlx::query(
+        "SELECT c.id, c.name FROM customers c \
+         WHERE c.merged_into IS NULL AND (LOWER(c.name) LIKE $1 ESCAPE '\\' \
+            OR c.id IN (SELECT customer_id FROM customer_identities WHERE LOWER(value) LIKE $2 ESCAPE '\\')) \
+         ORDER BY c.name, c.id LIMIT $3",
+    )
+    .bind(format!("%{escaped}%"))
+    .bind(format!("{escaped}%"))
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect()
+}
+
 /// What is known of the customer's value, with purchases since `window_start` (ms)
 /// counted toward frequency and monetary value.
 pub async fn value_data(

@@ -1,6 +1,6 @@
 //! Customer admin over the API: identities, explicit tiers, purchases, history paging.
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::both_backends;
 use crate::helpers::{spawn_app, Backend};
@@ -9,6 +9,7 @@ both_backends!(
     an_admin_creates_finds_and_updates_a_customer,
     an_identity_owned_by_another_customer_is_a_conflict,
     history_pages_newest_first_without_gaps_or_repeats,
+    customers_are_found_by_part_of_a_name_or_the_start_of_an_identity,
 );
 
 async fn an_admin_creates_finds_and_updates_a_customer(backend: Backend) {
@@ -197,5 +198,60 @@ async fn history_pages_newest_first_without_gaps_or_repeats(backend: Backend) {
         .get(&format!("/api/customers/{id}/history?limit=0"))
         .await;
     assert_eq!((status, err["field"].as_str().unwrap()), (400, "limit"));
+    app.stop().await;
+}
+
+async fn customers_are_found_by_part_of_a_name_or_the_start_of_an_identity(backend: Backend) {
+    let app = spawn_app(backend).await;
+    for (name, email, phone) in [
+        ("Mei Chen", "mei.chen@example.com", "+8613800000001"),
+        ("Chen Wei", "wei@example.org", "+8613800000002"),
+        ("Ana 100% Lima", "ana@example.com", "+5511999990000"),
+    ] {
+        let (status, c) = app
+            .post(
+                "/api/customers",
+                &json!({ "name": name, "identities": [
+                    { "kind": "email", "value": email }, { "kind": "phone", "value": phone }] }),
+            )
+            .await;
+        assert_eq!(status, 201, "{c}");
+    }
+    let names = |v: &Value| -> Vec<String> {
+        v["customers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // Part of a name, any case; by name.
+    let (status, found) = app.get("/api/customers/search?q=chEN").await;
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(names(&found), ["Chen Wei", "Mei Chen"]);
+    assert_eq!(found["customers"][1]["identities"][0]["kind"], "email");
+    // The start of an identity: an address, a number.
+    let (_, found) = app.get("/api/customers/search?q=MEI.CH").await;
+    assert_eq!(names(&found), ["Mei Chen"]);
+    let (_, found) = app.get("/api/customers/search?q=%2B86138").await;
+    assert_eq!(names(&found), ["Chen Wei", "Mei Chen"]);
+    // Not the middle of an identity; wildcards are plain characters.
+    let (_, found) = app.get("/api/customers/search?q=example.org").await;
+    assert_eq!(names(&found), Vec::<String>::new());
+    let (_, found) = app.get("/api/customers/search?q=%25").await;
+    assert_eq!(names(&found), ["Ana 100% Lima"]);
+    let (_, found) = app.get("/api/customers/search?q=_").await;
+    assert_eq!(names(&found), Vec::<String>::new());
+    let (_, found) = app.get("/api/customers/search?q=e&limit=1").await;
+    assert_eq!(names(&found).len(), 1);
+    // Bounded input, answered in the API's own errors.
+    let (status, e) = app.get("/api/customers/search?q=%20").await;
+    assert_eq!(status, 400, "{e}");
+    let (status, _) = app
+        .get(&format!("/api/customers/search?q={}", "x".repeat(101)))
+        .await;
+    assert_eq!(status, 400);
+    let (status, _) = app.get("/api/customers/search?q=a&limit=51").await;
+    assert_eq!(status, 400);
     app.stop().await;
 }

@@ -354,9 +354,13 @@ test("a working day in the desktop and the console", async (t) => {
     await shot(admin, "console-audit");
   });
 
-  await t.test("the customer is found by email; the console switches to Chinese", async () => {
+  await t.test("the customer is found by name and by email; the console switches to Chinese", async () => {
     await admin.keyboard.press("Alt+4");
+    await admin.fill("#customer-value", "mei");
+    await admin.press("#customer-value", "Enter");
+    await admin.locator("#customer h3").getByText("Mei Chen").waitFor();
     await admin.fill("#customer-value", "mei.chen@example.com");
+    assert.equal(await admin.locator("#customer-kind").inputValue(), "email");
     await admin.press("#customer-value", "Enter");
     await admin.locator("#customer").getByText("Mei Chen").waitFor();
     await admin.locator("#customer select[name=tier]").selectOption("high");
