@@ -554,6 +554,10 @@ impl Router {
                     Err(_) => break,
                 }
             }
+            // Contacts queued meanwhile are routed in this turn too: an agent who has
+            // just become free is offered the best of everything waiting, not only of
+            // what the router had taken up before.
+            self.take_fresh().await;
             let now = now_ms();
             self.expire(now).await;
             self.dispatch(now).await;
