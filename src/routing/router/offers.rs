@@ -340,6 +340,16 @@ impl Router {
         if self.index.is_empty() {
             return;
         }
+        // In a busy centre every agent is occupied most turns: then nobody can be
+        // offered anything, and the views of thousands of agents need not be built.
+        let anyone_free = self.agents.values().any(|s| {
+            s.presence == Presence::Available
+                && s.offer.is_none()
+                && s.wrap_up_until.is_none_or(|t| t <= now)
+        });
+        if !anyone_free {
+            return;
+        }
         let agents: Vec<AgentView> = self
             .agents
             .values()
