@@ -75,9 +75,7 @@ async fn connection(chat: Arc<Chat>, mut socket: WebSocket) {
     let room = loop {
         let frame = match tokio::time::timeout(HELLO_WITHIN, socket.recv()).await {
             Err(_) => {
-                let _ = socket
-                    .send(close(4001, "start or resume a chat first"))
-                    .await;
+                send(&mut socket, close(4001, "start or resume a chat first")).await;
                 return;
             }
             Ok(None) | Ok(Some(Err(_))) => return,
@@ -86,9 +84,9 @@ async fn connection(chat: Arc<Chat>, mut socket: WebSocket) {
         let text = match frame {
             Message::Text(t) => t,
             Message::Binary(_) => {
-                let _ = socket
-                    .send(error("bad_frame", "send text frames (JSON)"))
-                    .await;
+                if !send(&mut socket, error("bad_frame", "send text frames (JSON)")).await {
+                    return;
+                }
                 continue;
             }
             Message::Close(_) => return,
@@ -103,20 +101,18 @@ async fn connection(chat: Arc<Chat>, mut socket: WebSocket) {
                 topic,
             }) => match start(&chat, visitor_id, customer_token, email, name, topic).await {
                 Ok((room, started)) => {
-                    if socket
-                        .send(Message::Text(started.to_string().into()))
-                        .await
-                        .is_err()
-                    {
+                    if !send(&mut socket, Message::Text(started.to_string().into())).await {
                         return;
                     }
                     let conn = room.attach().await;
                     break (room, conn, 0);
                 }
                 Err((code, message)) => {
-                    let _ = socket.send(error(code, &message)).await;
+                    if !send(&mut socket, error(code, &message)).await {
+                        return;
+                    }
                     if code == "too_many_chats" {
-                        let _ = socket.send(close(4008, &message)).await;
+                        send(&mut socket, close(4008, &message)).await;
                         return;
                     }
                 }
@@ -128,11 +124,7 @@ async fn connection(chat: Arc<Chat>, mut socket: WebSocket) {
             }) => match resume(&chat, &chat_id, &resume_token, last_seq).await {
                 Ok(r) => {
                     for f in r.frames {
-                        if socket
-                            .send(Message::Text(f.to_string().into()))
-                            .await
-                            .is_err()
-                        {
+                        if !send(&mut socket, Message::Text(f.to_string().into())).await {
                             r.room.detach(r.conn.0).await;
                             return;
                         }
@@ -140,21 +132,35 @@ async fn connection(chat: Arc<Chat>, mut socket: WebSocket) {
                     break (r.room, r.conn, r.replayed);
                 }
                 Err((code, message)) => {
-                    let _ = socket.send(error(code, &message)).await;
+                    if !send(&mut socket, error(code, &message)).await {
+                        return;
+                    }
                 }
             },
             Ok(ClientFrame::Ping {}) => {
-                let _ = socket
-                    .send(Message::Text(json!({ "type": "pong" }).to_string().into()))
-                    .await;
+                if !send(
+                    &mut socket,
+                    Message::Text(json!({ "type": "pong" }).to_string().into()),
+                )
+                .await
+                {
+                    return;
+                }
             }
             Ok(_) => {
-                let _ = socket
-                    .send(error("start_first", "start or resume a chat first"))
-                    .await;
+                if !send(
+                    &mut socket,
+                    error("start_first", "start or resume a chat first"),
+                )
+                .await
+                {
+                    return;
+                }
             }
             Err(e) => {
-                let _ = socket.send(error("bad_frame", &e)).await;
+                if !send(&mut socket, error("bad_frame", &e)).await {
+                    return;
+                }
             }
         }
     };
@@ -197,7 +203,7 @@ async fn serve(
             },
             f = tokio::time::timeout(idle, socket.recv()) => match f {
                 Err(_) => {
-                    let _ = socket.send(close(4000, "idle too long")).await;
+                    send(socket, close(4000, "idle too long")).await;
                     return;
                 }
                 Ok(None) | Ok(Some(Err(_))) => return,
