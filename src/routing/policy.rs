@@ -241,9 +241,19 @@ pub fn rings_open(rings: &[Ring], waited_ms: i64) -> usize {
 
 /// Could the agent take any work now?
 pub(super) fn ready(a: &AgentView, now_ms: i64) -> bool {
-    a.presence == Presence::Available
-        && !a.has_pending_offer
-        && a.wrap_up_until_ms.is_none_or(|t| t <= now_ms)
+    free_now(a.presence, a.has_pending_offer, a.wrap_up_until_ms, now_ms)
+}
+
+/// Available, with no offer waiting for an answer, and out of wrap-up.
+pub(super) fn free_now(
+    presence: Presence,
+    has_pending_offer: bool,
+    wrap_up_until_ms: Option<i64>,
+    now_ms: i64,
+) -> bool {
+    presence == Presence::Available
+        && !has_pending_offer
+        && wrap_up_until_ms.is_none_or(|t| t <= now_ms)
 }
 
 /// Is the agent in this ring for this interaction?

@@ -342,11 +342,10 @@ impl Router {
         }
         // In a busy centre every agent is occupied most turns: then nobody can be
         // offered anything, and the views of thousands of agents need not be built.
-        let anyone_free = self.agents.values().any(|s| {
-            s.presence == Presence::Available
-                && s.offer.is_none()
-                && s.wrap_up_until.is_none_or(|t| t <= now)
-        });
+        let anyone_free = self
+            .agents
+            .values()
+            .any(|s| policy::free_now(s.presence, s.offer.is_some(), s.wrap_up_until, now));
         if !anyone_free {
             return;
         }
