@@ -92,15 +92,19 @@ async fn commit_events(store: &Store, group: &[EventJob]) -> Result<Vec<Recorded
         .into_iter()
         .map(|r| ((r.channel.clone(), r.idempotency_key.clone()), r))
         .collect();
-    let contact =
-        |e: &ChannelEvent| contacts.get(&(e.channel.as_str().to_string(), e.contact_key.clone()));
+    // Each event's contact, looked up once.
+    let found: Vec<Option<&InteractionRow>> = group
+        .iter()
+        .map(|(e, _)| contacts.get(&(e.channel.as_str().to_string(), e.contact_key.clone())))
+        .collect();
     let rows: Vec<outbox::EventRow> = group
         .iter()
-        .map(|(e, _)| outbox::EventRow {
+        .zip(&found)
+        .map(|((e, _), row)| outbox::EventRow {
             channel: e.channel.as_str(),
             event_key: &e.event_key,
             contact_key: &e.contact_key,
-            interaction_id: contact(e).map(|r| r.id.as_str()),
+            interaction_id: row.map(|r| r.id.as_str()),
             kind: &e.kind,
             data: e.data.to_string(),
         })
@@ -109,14 +113,14 @@ async fn commit_events(store: &Store, group: &[EventJob]) -> Result<Vec<Recorded
 
     let mut answers = Vec::with_capacity(group.len());
     let mut entries = Vec::new();
-    for (event, _) in group {
+    for (((event, _), contact), recorded) in group.iter().zip(&found).zip(&rows) {
         let channel = event.channel.as_str();
         // A key is new once: a second delivery in the same group is a duplicate.
         if !new.remove(&(channel.to_string(), event.event_key.clone())) {
             answers.push(Recorded::Duplicate);
             continue;
         }
-        let Some(row) = contact(event) else {
+        let Some(row) = contact else {
             answers.push(Recorded::UnknownContact);
             continue;
         };
@@ -140,7 +144,7 @@ async fn commit_events(store: &Store, group: &[EventJob]) -> Result<Vec<Recorded
             interaction_id: &row.id,
             kind: &event.kind,
             actor: channel,
-            data: &event.data,
+            data: &recorded.data,
         });
         answers.push(Recorded::New {
             interaction_id: row.id.clone(),
@@ -149,7 +153,6 @@ async fn commit_events(store: &Store, group: &[EventJob]) -> Result<Vec<Recorded
         });
     }
     history::append_channel(&mut tx, &entries, now).await?;
-    drop(entries);
     tx.commit().await?;
     Ok(answers)
 }
@@ -316,7 +319,8 @@ impl Core for CoreService {
                     interaction_id,
                     kind: "reopened",
                     actor: "customer",
-                    data: &json!({ "reason": reason, "preferred_agent": preferred_agent }),
+                    data: &json!({ "reason": reason, "preferred_agent": preferred_agent })
+                        .to_string(),
                 }],
                 now,
             )
