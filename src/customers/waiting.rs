@@ -15,7 +15,7 @@ use sqlx::Row;
 
 use super::tier;
 use crate::config::TierSettings;
-use crate::store::bulk::{self, Arg};
+use crate::store::bulk;
 use crate::store::customers;
 use crate::store::history::{self, NewEvent};
 use crate::store::Conn;
@@ -47,17 +47,11 @@ pub async fn lock(conn: &mut Conn, ids: &[String], share: bool) -> Result<(), sq
     let mut sorted = ids.to_vec();
     sorted.sort();
     sorted.dedup();
-    for chunk in sorted.chunks(400) {
-        let sql = format!(
-            "SELECT id FROM customers WHERE id IN ({}) ORDER BY id FOR {}",
-            bulk::list(1, chunk.len()),
-            if share { "SHARE" } else { "UPDATE" }
-        );
-        let args = chunk.iter().map(|id| Arg::from(id.as_str())).collect();
-        bulk::bind_all(sqlx::query(&sql), args)
-            .fetch_all(&mut *conn)
-            .await?;
-    }
+    let strength = if share { "SHARE" } else { "UPDATE" };
+    bulk::fetch_in(conn, &[], &sorted, |list| {
+        format!("SELECT id FROM customers WHERE id IN ({list}) ORDER BY id FOR {strength}")
+    })
+    .await?;
     Ok(())
 }
 
@@ -76,22 +70,17 @@ pub async fn refresh(
     lock(conn, customer_ids, false).await?;
     // Few contacts wait at any moment, and few of the customers changed have one: find
     // those first, and decide tiers only for their customers.
-    let mut open: Vec<(String, String, String)> = Vec::new();
-    for chunk in customer_ids.chunks(400) {
-        let sql = format!(
+    let open: Vec<(String, String, String)> = bulk::fetch_in(conn, &[], customer_ids, |list| {
+        format!(
             "SELECT i.id, COALESCE(c.merged_into, c.id), i.tier \
              FROM interactions i JOIN customers c ON c.id = i.customer_id \
-             WHERE i.state IN ('queued', 'offered') AND (c.id IN ({0}) OR c.merged_into IN ({0}))",
-            bulk::list(1, chunk.len())
-        );
-        let args = chunk.iter().map(|id| Arg::from(id.as_str())).collect();
-        for row in bulk::bind_all(sqlx::query(&sql), args)
-            .fetch_all(&mut *conn)
-            .await?
-        {
-            open.push((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?));
-        }
-    }
+             WHERE i.state IN ('queued', 'offered') AND (c.id IN ({list}) OR c.merged_into IN ({list}))"
+        )
+    })
+    .await?
+    .iter()
+    .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
+    .collect::<Result<_, sqlx::Error>>()?;
     if open.is_empty() {
         return Ok(Vec::new());
     }
@@ -149,27 +138,23 @@ pub async fn refresh(
 /// The interactions of `ids` still waiting, as the store has them now: tier, customer
 /// (following merges) and that customer's account manager.
 pub async fn current(conn: &mut Conn, ids: &[String]) -> Result<Vec<WaitingNow>, sqlx::Error> {
-    let mut out = Vec::with_capacity(ids.len());
-    for chunk in ids.chunks(400) {
-        let sql = format!(
+    bulk::fetch_in(conn, &[], ids, |list| {
+        format!(
             "SELECT i.id, COALESCE(s.id, c.id), i.tier, COALESCE(s.owner_agent_id, c.owner_agent_id) \
              FROM interactions i JOIN customers c ON c.id = i.customer_id \
              LEFT JOIN customers s ON s.id = c.merged_into \
-             WHERE i.id IN ({}) AND i.state IN ('queued', 'offered')",
-            bulk::list(1, chunk.len())
-        );
-        let args = chunk.iter().map(|id| Arg::from(id.as_str())).collect();
-        for row in bulk::bind_all(sqlx::query(&sql), args)
-            .fetch_all(&mut *conn)
-            .await?
-        {
-            out.push(WaitingNow {
-                interaction_id: row.try_get(0)?,
-                customer_id: row.try_get(1)?,
-                tier: row.try_get(2)?,
-                owner: row.try_get(3)?,
-            });
-        }
-    }
-    Ok(out)
+             WHERE i.id IN ({list}) AND i.state IN ('queued', 'offered')"
+        )
+    })
+    .await?
+    .iter()
+    .map(|row| {
+        Ok(WaitingNow {
+            interaction_id: row.try_get(0)?,
+            customer_id: row.try_get(1)?,
+            tier: row.try_get(2)?,
+            owner: row.try_get(3)?,
+        })
+    })
+    .collect()
 }

@@ -140,32 +140,26 @@ pub async fn with_value_data(
     ids: &[String],
     window_start: i64,
 ) -> Result<Vec<(CustomerRow, ValueData)>, sqlx::Error> {
-    let mut out = Vec::with_capacity(ids.len());
-    for chunk in ids.chunks(400) {
-        let sql = format!(
+    let rows = bulk::fetch_in(conn, &[Arg::from(window_start)], ids, |list| {
+        format!(
             "SELECT c.id, c.name, c.explicit_tier, c.lifetime_value_cents, c.owner_agent_id, c.created_at, c.updated_at, \
                     CAST(COALESCE(SUM(p.amount_cents), 0) AS BIGINT) AS total, \
                     CAST(COALESCE(SUM(CASE WHEN p.purchased_at >= $1 THEN 1 ELSE 0 END), 0) AS BIGINT) AS window_count, \
                     CAST(COALESCE(SUM(CASE WHEN p.purchased_at >= $1 THEN p.amount_cents ELSE 0 END), 0) AS BIGINT) AS window_cents, \
                     MAX(p.purchased_at) AS last_at \
              FROM customers c LEFT JOIN purchases p ON p.customer_id = c.id \
-             WHERE c.id IN ({}) \
-             GROUP BY c.id, c.name, c.explicit_tier, c.lifetime_value_cents, c.owner_agent_id, c.created_at, c.updated_at",
-            bulk::list(2, chunk.len())
-        );
-        let args = std::iter::once(Arg::from(window_start))
-            .chain(chunk.iter().map(|id| Arg::from(id.as_str())))
-            .collect();
-        for row in bulk::bind_all(sqlx::query(&sql), args)
-            .fetch_all(&mut *conn)
-            .await?
-        {
-            let c = customer_row(&row)?;
-            let value = value_row(&row, &c)?;
-            out.push((c, value));
-        }
-    }
-    Ok(out)
+             WHERE c.id IN ({list}) \
+             GROUP BY c.id, c.name, c.explicit_tier, c.lifetime_value_cents, c.owner_agent_id, c.created_at, c.updated_at"
+        )
+    })
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let c = customer_row(row)?;
+            let value = value_row(row, &c)?;
+            Ok((c, value))
+        })
+        .collect()
 }
 
 fn value_row(row: &AnyRow, c: &CustomerRow) -> Result<ValueData, sqlx::Error> {

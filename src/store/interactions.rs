@@ -116,21 +116,13 @@ pub async fn insert_many(conn: &mut Conn, rows: &[InteractionRow]) -> Result<(),
 
 /// Every interaction created under any of `keys` (on any channel).
 pub async fn by_keys(conn: &mut Conn, keys: &[&str]) -> Result<Vec<InteractionRow>, sqlx::Error> {
-    let mut out = Vec::new();
-    for chunk in keys.chunks(400) {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM interactions WHERE idempotency_key IN ({})",
-            bulk::list(1, chunk.len())
-        );
-        let args = chunk.iter().map(|k| Arg::from(*k)).collect();
-        for row in bulk::bind_all(sqlx::query(&sql), args)
-            .fetch_all(&mut *conn)
-            .await?
-        {
-            out.push(row_to_interaction(&row)?);
-        }
-    }
-    Ok(out)
+    bulk::fetch_in(conn, &[], keys, |list| {
+        format!("SELECT {COLUMNS} FROM interactions WHERE idempotency_key IN ({list})")
+    })
+    .await?
+    .iter()
+    .map(row_to_interaction)
+    .collect()
 }
 
 /// The interaction a channel created under `key`.
