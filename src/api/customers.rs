@@ -267,7 +267,7 @@ pub async fn get(
 ) -> Result<Json<CustomerView>, ApiError> {
     let mut conn = state.store.pool().acquire().await?;
     let customer = load(&mut conn, &id).await?;
-    may_see(&mut conn, &by, &customer.id).await?;
+    may_see(&mut conn, &by, &customer.id, &id).await?;
     Ok(Json(view(&state, &mut conn, &id).await?))
 }
 
@@ -637,7 +637,7 @@ pub async fn history(
     }
     let mut conn = state.store.pool().acquire().await?;
     let customer = load(&mut conn, &id).await?;
-    may_see(&mut conn, &by, &customer.id).await?;
+    may_see(&mut conn, &by, &customer.id, &id).await?;
     let events = history::page(&mut conn, &customer.id, q.before, limit + 1).await?;
     let more = events.len() as i64 > limit;
     let events: Vec<_> = events.into_iter().take(limit as usize).collect();
@@ -654,8 +654,15 @@ pub async fn history(
 }
 
 /// An agent sees a customer only while serving them (holding or being offered one of
-/// their interactions); supervisors and admins see every customer.
-async fn may_see(conn: &mut Conn, by: &Principal, customer_id: &str) -> Result<(), ApiError> {
+/// their interactions); supervisors and admins see every customer. One it may not see is
+/// answered as one that does not exist (`requested` is the id it asked for), so an agent
+/// cannot learn which ids exist.
+async fn may_see(
+    conn: &mut Conn,
+    by: &Principal,
+    customer_id: &str,
+    requested: &str,
+) -> Result<(), ApiError> {
     if by.role != crate::store::agents::Role::Agent {
         return Ok(());
     }
@@ -668,9 +675,7 @@ async fn may_see(conn: &mut Conn, by: &Principal, customer_id: &str) -> Result<(
     .fetch_one(conn)
     .await?;
     if serving == 0 {
-        return Err(ApiError::Forbidden(
-            "an agent sees only the customers it is serving".into(),
-        ));
+        return Err(not_found(requested));
     }
     Ok(())
 }
@@ -682,7 +687,11 @@ async fn load(conn: &mut Conn, id: &str) -> Result<CustomerRow, ApiError> {
 }
 
 fn found(row: Option<CustomerRow>, id: &str) -> Result<CustomerRow, ApiError> {
-    row.ok_or_else(|| ApiError::NotFound(format!("no customer has the id '{id}'")))
+    row.ok_or_else(|| not_found(id))
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::NotFound(format!("no customer has the id '{id}'"))
 }
 
 /// The customer as the API shows it, with the tier it would get now.

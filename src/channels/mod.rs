@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use serde_json::json;
 use switchboard_contract::{
-    Accepted, Assignment, BoxFuture, ChannelEvent, ChannelKind, Command, Completed, Contact, Core,
-    Due, Ending, Intake, IntakeError, NewInteraction, Position, Recorded,
+    Accepted, Assignment, BoxFuture, ChannelEvent, ChannelKind, Command, CommandFor, Completed,
+    Connected, Contact, Core, Due, Ending, Intake, IntakeError, NewInteraction, Position, Recorded,
 };
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -212,11 +212,35 @@ impl Core for CoreService {
                 },
                 Ended::WhileHeld { agent_id } => Ending::WhileHeld {
                     interaction_id,
-                    agent_id: agent_id.unwrap_or_default(),
+                    agent_id,
                 },
                 Ended::Already => Ending::Already { interaction_id },
                 Ended::Unknown => Ending::Unknown,
             })
+        })
+    }
+
+    fn connected<'a>(
+        &'a self,
+        channel: ChannelKind,
+        contact_key: &'a str,
+        agent_id: Option<&'a str>,
+        done: Option<CommandFor>,
+    ) -> BoxFuture<'a, Result<Connected, IntakeError>> {
+        Box::pin(async move {
+            let mut conn = self.store.pool().acquire().await.map_err(unavailable)?;
+            let Some(row) = interactions::by_key(&mut conn, channel.as_str(), contact_key)
+                .await
+                .map_err(unavailable)?
+            else {
+                return Ok(Connected::Unknown);
+            };
+            drop(conn);
+            self.router
+                .connected(&row.id, agent_id, channel, done)
+                .await
+                .ok_or(IntakeError::ShuttingDown)?
+                .map_err(unavailable)
         })
     }
 

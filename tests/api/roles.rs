@@ -86,21 +86,21 @@ async fn each_role_is_refused_what_it_must_not_do(backend: Backend) {
             M::GET,
             format!("/api/interactions/{their_id}"),
             None,
-            403,
+            404,
         ),
         (
             &agent,
             M::GET,
             format!("/api/customers/{their_customer}"),
             None,
-            403,
+            404,
         ),
         (
             &agent,
             M::GET,
             format!("/api/customers/{their_customer}/history"),
             None,
-            403,
+            404,
         ),
         (&agent, M::GET, "/api/queue".into(), None, 403),
         (&agent, M::GET, "/api/agents".into(), None, 403),
@@ -234,6 +234,44 @@ async fn each_role_is_refused_what_it_must_not_do(backend: Backend) {
         (status, rules_put["error"].as_str()),
         (403, Some("forbidden"))
     );
+
+    // What an agent may not see is answered as what does not exist: the answer tells
+    // nothing of whether the id exists.
+    let nobody = "0190c0de-0000-7000-8000-000000000000";
+    for (theirs, unknown) in [
+        (
+            format!("/api/interactions/{their_id}"),
+            format!("/api/interactions/{nobody}"),
+        ),
+        (
+            format!("/api/customers/{their_customer}"),
+            format!("/api/customers/{nobody}"),
+        ),
+        (
+            format!("/api/interactions/{their_id}/attachments/x"),
+            format!("/api/interactions/{nobody}/attachments/x"),
+        ),
+    ] {
+        let get = |path: String| {
+            send(
+                app.client
+                    .get(format!("{}{path}", app.base))
+                    .bearer_auth(&agent),
+            )
+        };
+        let (a, b) = (get(theirs.clone()).await, get(unknown).await);
+        assert_eq!((a.0, b.0), (404, 404), "{theirs}: {} / {}", a.1, b.1);
+        assert_eq!(a.1["error"], b.1["error"]);
+        assert_eq!(
+            a.1["message"]
+                .as_str()
+                .unwrap()
+                .replace(&*their_id, "ID")
+                .replace(&*their_customer, "ID"),
+            b.1["message"].as_str().unwrap().replace(nobody, "ID"),
+            "{theirs}"
+        );
+    }
 
     let (_, audit) = app.get("/api/audit?action=customer.update").await;
     assert_eq!(

@@ -59,15 +59,50 @@ pub enum Ending {
         /// Seconds it waited.
         waited_secs: f64,
     },
-    /// An agent holds it: the agent was told.
+    /// It had been answered: the agent holding it was told (and completes it as
+    /// usual); one answered outside Switchboard (no agent) is completed with it.
     WhileHeld {
         /// The interaction.
         interaction_id: String,
-        /// The agent.
-        agent_id: String,
+        /// The agent, or `None` when it was answered outside Switchboard.
+        agent_id: Option<String>,
     },
     /// It had ended already.
     Already {
+        /// The interaction.
+        interaction_id: String,
+    },
+    /// No contact has that key.
+    Unknown,
+}
+
+/// What a channel's report that its own system connected a contact came to (a phone
+/// system saying a call was answered at an extension, or moved to another).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Connected {
+    /// It is now this agent's: it was waiting (and is never offered again), or another
+    /// agent held it. It counts against the agent's capacity and shows on their desktop.
+    Assigned {
+        /// The interaction.
+        interaction_id: String,
+        /// The agent who has it now.
+        agent_id: String,
+        /// The agent who held it before, when it was held.
+        from: Option<String>,
+    },
+    /// It was waiting and was answered by someone Switchboard does not know (an
+    /// extension of no agent): it is never offered again, and ends with the call.
+    Outside {
+        /// The interaction.
+        interaction_id: String,
+    },
+    /// The agent (or nobody named) held it already: nothing changed.
+    AlreadyHeld {
+        /// The interaction.
+        interaction_id: String,
+    },
+    /// It had ended already: nothing changed.
+    Ended {
         /// The interaction.
         interaction_id: String,
     },
@@ -123,6 +158,11 @@ pub struct Command {
     /// What to deliver.
     pub payload: serde_json::Value,
 }
+
+/// How a channel names a command for an interaction and agent it does not know yet
+/// (the core fills them in when it decides them): a plain function, so it crosses to
+/// the router's task.
+pub type CommandFor = fn(interaction_id: &str, agent_id: &str) -> Command;
 
 /// A command due for delivery.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -211,6 +251,22 @@ pub trait Core: Intake {
 
     /// Records `event` in its contact's history, once per event key.
     fn record(&self, event: ChannelEvent) -> BoxFuture<'_, Result<Recorded, IntakeError>>;
+
+    /// The channel's own system connected a contact to `agent_id` (an agent's id, as
+    /// [`Core::find_agent`] answers it), or to someone Switchboard does not know (`None`).
+    /// The channel's system is the authority on its contacts: a waiting contact is
+    /// assigned there and then (its offer, if any, withdrawn), one held by another agent
+    /// moves. `done` names commands the channel's system needs no longer (the dial of a
+    /// call already connected), by the interaction and agent they would be for; they are
+    /// stored as carried out in the same commit. Nothing is announced as an assignment:
+    /// the channel knows already.
+    fn connected<'a>(
+        &'a self,
+        channel: ChannelKind,
+        contact_key: &'a str,
+        agent_id: Option<&'a str>,
+        done: Option<CommandFor>,
+    ) -> BoxFuture<'a, Result<Connected, IntakeError>>;
 
     /// The customer ended the contact: abandoned if it waited, its agent told if held.
     fn end<'a>(

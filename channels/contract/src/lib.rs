@@ -20,8 +20,8 @@
 mod core;
 
 pub use crate::core::{
-    Assignment, Attachment, ChannelEvent, Command, Completed, Contact, Core, Due, Ending, Position,
-    Recorded,
+    Assignment, Attachment, ChannelEvent, Command, CommandFor, Completed, Connected, Contact, Core,
+    Due, Ending, Position, Recorded,
 };
 
 use std::fmt;

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use switchboard_contract::{
-    ChannelEvent, ChannelKind, Command, CustomerHint, Ending, IntakeError, NewInteraction,
-    Position, Recorded,
+    ChannelEvent, ChannelKind, Command, Connected, CustomerHint, Ending, IntakeError,
+    NewInteraction, Position, Recorded,
 };
 
 use crate::{Phone, PhoneError};
@@ -177,6 +177,12 @@ pub enum Route {
         /// The interaction.
         interaction_id: String,
     },
+    /// The phone system reported the call answered before it reported it ringing: it is
+    /// connected already, and nothing is to be done with it.
+    Connected {
+        /// The interaction.
+        interaction_id: String,
+    },
 }
 
 fn core_error(e: IntakeError, from_field: &str) -> PhoneError {
@@ -233,6 +239,33 @@ fn withheld(number: &str) -> bool {
 
 /// The prefix of dial commands' ids.
 pub(crate) const DIAL: &str = "dial:";
+
+/// What the phone system's word that a call is connected came to, for its history
+/// event and metrics.
+fn outcome(c: &Connected) -> &'static str {
+    match c {
+        Connected::Assigned { from: None, .. } => "assigned",
+        Connected::Assigned { from: Some(_), .. } => "moved",
+        Connected::Outside { .. } => "answered_outside",
+        Connected::AlreadyHeld { .. } => "already_held",
+        Connected::Ended { .. } => "already_ended",
+        Connected::Unknown => "unknown_call",
+    }
+}
+
+/// The dial command of a call the phone system connected itself, stored as carried out
+/// so it is never sent (its payload says why).
+fn connected_dial(interaction_id: &str, agent_id: &str) -> Command {
+    let id = dial_command_id(interaction_id, agent_id);
+    Command {
+        payload: json!({
+            "command_id": id, "action": "dial", "interaction_id": interaction_id,
+            "agent_id": agent_id, "connected_by_phone_system": true,
+        }),
+        id,
+        channel: ChannelKind::Phone,
+    }
+}
 
 /// The id of the command that connects an interaction's call to an agent: one per
 /// interaction and agent, whoever sends it (the answer to the ringing event, or a
@@ -347,6 +380,13 @@ impl Phone {
         }
         if accepted.created {
             metrics::counter!("switchboard_phone_calls_total", "format" => format.as_str(), "outcome" => "accepted").increment(1);
+            // An answer that overtook this ringing event was kept aside: the call is
+            // connected already, and must not wait in the queue.
+            if let Some(early) = self.answered_early(&key).await? {
+                let agent = early["agent_id"].as_str();
+                self.connect(format, &r.call_id, agent).await?;
+                return Ok(Route::Connected { interaction_id });
+            }
         }
         if format == Format::Zammad {
             // Zammad's protocol takes no routing answer: its phone system routes the call.
@@ -414,6 +454,16 @@ impl Phone {
         })
     }
 
+    /// The answer of a call recorded before its ringing event, if there was one.
+    async fn answered_early(&self, key: &str) -> Result<Option<Value>, PhoneError> {
+        let early = self
+            .core
+            .events_of(ChannelKind::Phone, key, "call_answered")
+            .await
+            .map_err(|e| core_error(e, "call_id"))?;
+        Ok(early.into_iter().next())
+    }
+
     /// Records an event of a call in its history, once per (call, event).
     async fn record(
         &self,
@@ -437,29 +487,29 @@ impl Phone {
             .map_err(|e| core_error(e, "from"))
     }
 
-    /// The call was answered, at `extension` when the phone system says: matched to
-    /// its agent.
+    /// The call was answered, at `extension` when the phone system says. The phone
+    /// system is the authority on its calls: a call still waiting is assigned there and
+    /// then to the agent of that extension, or, at an extension of no agent, recorded as
+    /// answered outside Switchboard; either way it is never offered again, and its
+    /// hang-up is a completed call, not a missed one. A call another agent held moves to
+    /// the one who answered. With no extension said (a Twilio status), the call is
+    /// answered where Switchboard sent it, or outside when it was still waiting.
     pub(crate) async fn answered(
         &self,
         format: Format,
         call_id: &str,
         extension: Option<&str>,
     ) -> Result<Recorded, PhoneError> {
-        let agent = match extension {
-            Some(e) => self
-                .core
-                .find_agent(e)
-                .await
-                .map_err(|e| core_error(e, "extension"))?,
-            None => None,
-        };
+        let extension = extension.map(str::trim).filter(|e| !e.is_empty());
+        let agent = self.agent_at(extension, "extension").await?;
+        let connected = self.connect(format, call_id, agent.as_deref()).await?;
         let recorded = self
             .record(
                 format,
                 call_id,
                 "answered",
                 "call_answered",
-                json!({ "extension": extension, "agent_id": agent }),
+                json!({ "extension": extension, "agent_id": agent, "outcome": outcome(&connected) }),
             )
             .await?;
         // The agent's desktop shows the call connected.
@@ -474,25 +524,64 @@ impl Phone {
         Ok(recorded)
     }
 
-    /// The call was transferred to another extension.
+    /// The active agent at an extension, when one is named.
+    async fn agent_at(
+        &self,
+        extension: Option<&str>,
+        field: &str,
+    ) -> Result<Option<String>, PhoneError> {
+        match extension {
+            Some(e) => self
+                .core
+                .find_agent(e)
+                .await
+                .map_err(|e| core_error(e, field)),
+            None => Ok(None),
+        }
+    }
+
+    /// Carries out the phone system's word that the call is connected to `agent` (or to
+    /// someone Switchboard does not know). The dial command Switchboard would have sent
+    /// for that agent is stored as carried out with it: the call is there already.
+    async fn connect(
+        &self,
+        format: Format,
+        call_id: &str,
+        agent: Option<&str>,
+    ) -> Result<Connected, PhoneError> {
+        let key = format.key(call_id);
+        let connected = self
+            .core
+            .connected(ChannelKind::Phone, &key, agent, Some(connected_dial))
+            .await
+            .map_err(|e| core_error(e, "call_id"))?;
+        let outcome = outcome(&connected);
+        metrics::counter!("switchboard_phone_connected_total", "format" => format.as_str(), "outcome" => outcome).increment(1);
+        Ok(connected)
+    }
+
+    /// The call was transferred to another extension: the interaction follows it to that
+    /// extension's agent, as it follows an answer.
     pub(crate) async fn transferred(
         &self,
         format: Format,
         call_id: &str,
         to_extension: &str,
     ) -> Result<Recorded, PhoneError> {
-        let agent = self
-            .core
-            .find_agent(to_extension)
-            .await
-            .map_err(|e| core_error(e, "to_extension"))?;
+        let agent = self.agent_at(Some(to_extension), "to_extension").await?;
+        let connected = match &agent {
+            Some(a) => Some(self.connect(format, call_id, Some(a)).await?),
+            // Transferred to someone Switchboard does not know: the last agent stays
+            // responsible for the interaction.
+            None => None,
+        };
         // Each transfer is its own event: a call may be transferred more than once.
         self.record(
             format,
             call_id,
             &format!("transferred:{to_extension}"),
             "call_transferred",
-            json!({ "to_extension": to_extension, "agent_id": agent }),
+            json!({ "to_extension": to_extension, "agent_id": agent, "outcome": connected.as_ref().map(outcome) }),
         )
         .await
     }
@@ -558,7 +647,7 @@ impl Phone {
         }
         let (missed, waited_secs, agent_id) = match &ending {
             Ending::Abandoned { waited_secs, .. } => (true, Some(*waited_secs), None),
-            Ending::WhileHeld { agent_id, .. } => (false, None, Some(agent_id.clone())),
+            Ending::WhileHeld { agent_id, .. } => (false, None, agent_id.clone()),
             Ending::Already { .. } | Ending::Unknown => (false, None, None),
         };
         if missed {

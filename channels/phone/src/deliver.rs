@@ -156,7 +156,10 @@ impl Phone {
                 call
             );
             let body = form_urlencoded::Serializer::new(String::new())
-                .append_pair("Twiml", &twilio::dial(&s.twilio_dial, extension))
+                .append_pair(
+                    "Twiml",
+                    &twilio::dial(&s.twilio_dial, extension, twilio::status_url(s).as_deref()),
+                )
                 .finish();
             let resp = self
                 .http

@@ -57,6 +57,10 @@ pub struct PhoneSettings {
     pub twilio_account_sid: String,
     /// The Twilio account's auth token, which signs Twilio's webhooks; empty refuses them.
     pub twilio_auth_token: String,
+    /// The secret of a Twilio webhook shared key, when Twilio signs webhooks with one;
+    /// empty: the auth token signs them.
+    #[serde(default)]
+    pub twilio_webhook_key: String,
     /// The public base URL Twilio calls (`https://switchboard.example.com`): signatures
     /// cover the URL as Twilio sent it, not as a proxy passed it on.
     pub twilio_public_url: String,
@@ -134,6 +138,14 @@ pub enum PhoneError {
         /// What is wrong.
         message: String,
     },
+    /// 422: the event is well formed but names something the format does not have (a
+    /// Zammad call's `direction` other than `in` or `out`, as Zammad answers it).
+    Unprocessable {
+        /// The field.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
     /// 413: the body is larger than allowed.
     TooLarge(usize),
     /// 503: the core cannot take it now; nothing was accepted, retry.
@@ -156,6 +168,12 @@ impl IntoResponse for PhoneError {
             PhoneError::Invalid { field, message } => (
                 StatusCode::BAD_REQUEST,
                 "bad_request",
+                format!("{field}: {message}"),
+                Some(field),
+            ),
+            PhoneError::Unprocessable { field, message } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unprocessable",
                 format!("{field}: {message}"),
                 Some(field),
             ),

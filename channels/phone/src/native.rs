@@ -179,6 +179,9 @@ pub async fn events(
                 "estimated_wait_secs": position.and_then(|p| p.estimated_wait_secs),
             }),
             Route::Reject => json!({ "action": "reject", "reason": "blocked" }),
+            Route::Connected { interaction_id } => {
+                json!({ "action": "none", "reason": "the call is connected already", "interaction_id": interaction_id })
+            }
             Route::Over { interaction_id } => {
                 json!({ "action": "none", "reason": "the call has ended", "interaction_id": interaction_id })
             }

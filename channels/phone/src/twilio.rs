@@ -37,17 +37,37 @@ fn twiml(verbs: &str) -> String {
     format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response>{verbs}</Response>")
 }
 
-/// `<Dial>` to an agent's extension, as `phone.twilio_dial` says to reach it.
-pub(crate) fn dial(template: &str, extension: &str) -> String {
+/// `<Dial>` to an agent's extension, as `phone.twilio_dial` says to reach it. When
+/// `status_url` is given, Twilio reports there (with the extension in its query) the
+/// moment the agent answers, so the call is known to be connected to that agent.
+pub(crate) fn dial(template: &str, extension: &str, status_url: Option<&str>) -> String {
     let target = template.replace("{extension}", extension);
+    let report = status_url
+        .map(|url| {
+            let query = form_urlencoded::Serializer::new(String::new())
+                .append_pair("extension", extension)
+                .finish();
+            format!(
+                " statusCallbackEvent=\"answered\" statusCallback=\"{}\"",
+                xml(&format!("{url}?{query}"))
+            )
+        })
+        .unwrap_or_default();
     let noun = if target.starts_with("sip:") {
-        format!("<Sip>{}</Sip>", xml(&target))
+        format!("<Sip{report}>{}</Sip>", xml(&target))
     } else if let Some(client) = target.strip_prefix("client:") {
-        format!("<Client>{}</Client>", xml(client))
+        format!("<Client{report}>{}</Client>", xml(client))
     } else {
-        format!("<Number>{}</Number>", xml(&target))
+        format!("<Number{report}>{}</Number>", xml(&target))
     };
     twiml(&format!("<Dial>{noun}</Dial>"))
+}
+
+/// Where Twilio reports a dialled agent's answer: the status callback under the public
+/// URL.
+pub(crate) fn status_url(settings: &crate::PhoneSettings) -> Option<String> {
+    let base = settings.twilio_public_url.trim_end_matches('/');
+    (!base.is_empty()).then(|| format!("{base}/channels/phone/twilio/status"))
 }
 
 fn xml_response(body: String) -> Response {
@@ -64,35 +84,55 @@ async fn authentic(
     let body = read_body(phone, body).await?;
     let s = &phone.settings;
     let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let given = headers
-        .get("x-twilio-signature")
-        .and_then(|v| v.to_str().ok());
-    verified_params(
-        &s.twilio_auth_token,
-        &s.twilio_public_url,
-        path,
-        given,
-        &body,
-    )
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let signed = Signed {
+        signature: header("x-twilio-signature"),
+        settings: header("x-twilio-webhooks-signature-settings"),
+    };
+    let key = if signed.settings.is_some() && !s.twilio_webhook_key.is_empty() {
+        &s.twilio_webhook_key
+    } else {
+        &s.twilio_auth_token
+    };
+    verified_params(key, &s.twilio_public_url, path, signed, &body)
+}
+
+/// A Twilio request's signature headers.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Signed<'a> {
+    /// `X-Twilio-Signature`.
+    pub signature: Option<&'a str>,
+    /// `X-Twilio-Webhooks-Signature-Settings`, which names the algorithm when it is not
+    /// HMAC-SHA1.
+    pub settings: Option<&'a str>,
 }
 
 /// The form parameters of a Twilio request to `path` (with its query) under the public
-/// URL, once its `X-Twilio-Signature` is checked against them.
+/// URL, once its signature is checked against them exactly as Twilio's own validator
+/// checks it: the URL with and without its port, the algorithm the settings header
+/// names, compared in constant time.
 pub fn verified_params(
-    auth_token: &str,
+    key: &str,
     public_url: &str,
     path: &str,
-    signature: Option<&str>,
+    signed: Signed<'_>,
     body: &[u8],
 ) -> Result<Vec<(String, String)>, PhoneError> {
-    if auth_token.is_empty() || public_url.is_empty() {
+    if key.is_empty() || public_url.is_empty() {
         return Err(PhoneError::Unauthorized(
             "Twilio webhooks are not enabled: set phone.twilio_auth_token and phone.twilio_public_url".into(),
         ));
     }
+    let algorithm =
+        signature::TwilioAlgorithm::from_settings(signed.settings).ok_or_else(|| {
+            PhoneError::Unauthorized(
+                "X-Twilio-Webhooks-Signature-Settings names an algorithm Switchboard does not know"
+                    .into(),
+            )
+        })?;
     let params: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
     let url = format!("{}{path}", public_url.trim_end_matches('/'));
-    signature::twilio_verify(auth_token, &url, &params, signature)
+    signature::twilio_verify(algorithm, key, &url, &params, signed.signature)
         .map_err(|e| PhoneError::Unauthorized(e.to_string()))?;
     Ok(params)
 }
@@ -125,16 +165,35 @@ pub fn decode_voice(params: &[(String, String)]) -> Result<Option<Ringing>, Phon
 }
 
 /// Decodes a status callback's parameters into the event it describes; statuses that
-/// change nothing (`queued`, `ringing`…) are [`CallEvent::Ignored`].
-pub fn decode_status(params: &[(String, String)]) -> Result<CallEvent, PhoneError> {
-    let id = call_id("CallSid", param(params, "CallSid"))?;
+/// change nothing (`queued`, `ringing`…) are [`CallEvent::Ignored`]. A callback about a
+/// dialled agent's leg (it carries `ParentCallSid`) is about the caller's call: its
+/// answer is the call answered at `extension` (the agent Switchboard dialled, from the
+/// callback's query); the leg's own end changes nothing (the caller's call reports its
+/// own).
+pub fn decode_status(
+    params: &[(String, String)],
+    extension: Option<&str>,
+) -> Result<CallEvent, PhoneError> {
+    let own = call_id("CallSid", param(params, "CallSid"))?;
     let status = param(params, "CallStatus")
         .ok_or_else(|| PhoneError::invalid("CallStatus", "is required"))?;
+    if let Some(parent) = param(params, "ParentCallSid") {
+        let id = call_id("ParentCallSid", Some(parent))?;
+        return match status {
+            "in-progress" | "answered" => Ok(CallEvent::Answered {
+                call_id: id,
+                extension: extension.map(str::to_string),
+            }),
+            known if STATUSES.contains(&known) => Ok(CallEvent::Ignored { call_id: id }),
+            other => Err(unknown_status(other)),
+        };
+    }
+    let id = own;
     Ok(match status {
         "in-progress" if param(params, "StatusCallbackEvent") == Some("answered") => {
             CallEvent::Answered {
                 call_id: id,
-                extension: None,
+                extension: extension.map(str::to_string),
             }
         }
         "completed" | "busy" | "no-answer" | "failed" | "canceled" => CallEvent::Ended {
@@ -151,16 +210,32 @@ pub fn decode_status(params: &[(String, String)]) -> Result<CallEvent, PhoneErro
             duration_secs: param(params, "CallDuration").and_then(|d| d.parse().ok()),
         },
         "queued" | "initiated" | "ringing" | "in-progress" => CallEvent::Ignored { call_id: id },
-        other => {
-            return Err(PhoneError::invalid(
-                "CallStatus",
-                format!(
-                    "'{}' is not a Twilio call status",
-                    other.chars().take(40).collect::<String>()
-                ),
-            ))
-        }
+        other => return Err(unknown_status(other)),
     })
+}
+
+/// Every call status Twilio reports.
+const STATUSES: [&str; 10] = [
+    "queued",
+    "initiated",
+    "ringing",
+    "in-progress",
+    "answered",
+    "completed",
+    "busy",
+    "no-answer",
+    "failed",
+    "canceled",
+];
+
+fn unknown_status(status: &str) -> PhoneError {
+    PhoneError::invalid(
+        "CallStatus",
+        format!(
+            "'{}' is not a Twilio call status",
+            status.chars().take(40).collect::<String>()
+        ),
+    )
 }
 
 /// `POST /channels/phone/twilio/voice`: a call comes in.
@@ -177,10 +252,12 @@ pub async fn voice(
     let route = phone.ringing(Format::Twilio, ringing).await?;
     let s = &phone.settings;
     Ok(xml_response(match route {
-        Route::Dial { extension, .. } => dial(&s.twilio_dial, &extension),
+        Route::Dial { extension, .. } => dial(&s.twilio_dial, &extension, status_url(s).as_deref()),
         Route::Queue { .. } => twiml(&format!("<Enqueue>{}</Enqueue>", xml(&s.twilio_queue))),
         Route::Reject => twiml("<Reject reason=\"busy\"/>"),
         Route::Over { .. } => twiml("<Hangup/>"),
+        // Connected already: nothing more for Twilio to do with the caller here.
+        Route::Connected { .. } => twiml(""),
     }))
 }
 
@@ -193,9 +270,16 @@ pub async fn status(
 ) -> Result<Response, PhoneError> {
     let params = authentic(&phone, &uri, &headers, body).await?;
     let f = Format::Twilio;
-    match decode_status(&params)? {
-        CallEvent::Answered { call_id, .. } => {
-            phone.answered(f, &call_id, None).await?;
+    // The extension Switchboard dialled, in the query of the status URL it gave Twilio
+    // (signed with the rest of the URL).
+    let extension = uri.query().and_then(|q| {
+        form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "extension")
+            .map(|(_, v)| v.into_owned())
+    });
+    match decode_status(&params, extension.as_deref())? {
+        CallEvent::Answered { call_id, extension } => {
+            phone.answered(f, &call_id, extension.as_deref()).await?;
         }
         CallEvent::Ended {
             call_id,
@@ -221,9 +305,12 @@ mod tests {
 
     #[test]
     fn dial_targets_follow_the_template_and_are_escaped() {
-        assert!(dial("sip:{extension}@pbx.example.com", "201")
+        assert!(dial("sip:{extension}@pbx.example.com", "201", None)
             .contains("<Dial><Sip>sip:201@pbx.example.com</Sip></Dial>"));
-        assert!(dial("client:{extension}", "ann").contains("<Client>ann</Client>"));
-        assert!(dial("+4930{extension}", "1<2").contains("<Number>+49301&lt;2</Number>"));
+        assert!(dial("client:{extension}", "ann", None).contains("<Client>ann</Client>"));
+        assert!(dial("+4930{extension}", "1<2", None).contains("<Number>+49301&lt;2</Number>"));
+        assert!(dial("+4930{extension}", "1 2", Some("https://x/status")).contains(
+            "<Number statusCallbackEvent=\"answered\" statusCallback=\"https://x/status?extension=1+2\">"
+        ));
     }
 }

@@ -82,7 +82,12 @@ pub async fn events(
     match decode(content_type, &body)? {
         CallEvent::Ringing(ringing) => Ok(Json(match phone.ringing(fmt, ringing).await? {
             Route::Reject => json!({ "action": "reject", "reason": "busy" }),
-            Route::Dial { .. } | Route::Queue { .. } | Route::Over { .. } => json!({}),
+            Route::Dial { .. }
+            | Route::Queue { .. }
+            | Route::Over { .. }
+            | Route::Connected { .. } => {
+                json!({})
+            }
         })),
         CallEvent::Answered { call_id, extension } => {
             phone.answered(fmt, &call_id, extension.as_deref()).await?;
@@ -110,11 +115,26 @@ pub async fn events(
 /// [`CallEvent::Ignored`].
 pub fn decode(content_type: Option<&str>, body: &[u8]) -> Result<CallEvent, PhoneError> {
     let f = Fields::parse(content_type, body)?;
+    // Zammad checks the direction before anything else, and refuses any other with 422.
+    let outbound = match f.get("direction") {
+        Some("in") => false,
+        Some("out") => true,
+        other => {
+            return Err(PhoneError::Unprocessable {
+                field: "direction".into(),
+                message: format!(
+                    "must be in or out{}",
+                    other
+                        .map(|d| format!(", not '{}'", d.chars().take(20).collect::<String>()))
+                        .unwrap_or_default()
+                ),
+            })
+        }
+    };
     let event = f
         .get("event")
         .ok_or_else(|| PhoneError::invalid("event", "is required: newCall, answer or hangup"))?;
     let id = call_id("callId", f.get("callId"))?;
-    let outbound = f.get("direction") == Some("out");
     let ringing = |from: &str| Ringing {
         call_id: id.clone(),
         from: international(from),
@@ -131,8 +151,13 @@ pub fn decode(content_type: Option<&str>, body: &[u8]) -> Result<CallEvent, Phon
             })?;
             CallEvent::Ringing(ringing(from))
         }
+        // The answering extension; without one, the `user` Zammad names (an agent's
+        // email or id, as Switchboard finds agents).
         "answer" => CallEvent::Answered {
-            extension: f.get("answeringNumber").map(str::to_string),
+            extension: f
+                .get("answeringNumber")
+                .or_else(|| f.get("user"))
+                .map(str::to_string),
             call_id: id,
         },
         "hangup" => CallEvent::Ended {

@@ -15,8 +15,11 @@
 //! - `session`: one desktop's session and its numbered events;
 //! - `sessions`: login, resume, messages, vanishing, expiry;
 //! - `offers`: offers and their outcomes, and contacts ended by the customer;
+//! - `connected`: contacts a channel's own system connected (a call answered at the
+//!   phone system);
 //! - `live`: the supervisors' view.
 
+mod connected;
 mod live;
 mod offers;
 mod session;
@@ -28,7 +31,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use switchboard_contract::{Assignment, ChannelKind, Completed, Position};
+use switchboard_contract::{
+    Assignment, ChannelKind, Command as ChannelCommand, CommandFor, Completed, Connected, Position,
+};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -172,6 +177,13 @@ enum Command {
         interaction_id: String,
         event: Value,
     },
+    Connected {
+        interaction_id: String,
+        agent_id: Option<String>,
+        channel: ChannelKind,
+        done: Option<CommandFor>,
+        reply: oneshot::Sender<Result<Connected, sqlx::Error>>,
+    },
 }
 
 /// What moving an interaction came to.
@@ -311,6 +323,27 @@ impl RouterHandle {
             return HashMap::new();
         }
         answer.await.unwrap_or_default()
+    }
+
+    /// A channel's own system connected an interaction to an agent (or to someone
+    /// Switchboard does not know): see [`switchboard_contract::Core::connected`].
+    pub async fn connected(
+        &self,
+        interaction_id: &str,
+        agent_id: Option<&str>,
+        channel: ChannelKind,
+        done: Option<CommandFor>,
+    ) -> Option<Result<Connected, sqlx::Error>> {
+        let (reply, answer) = oneshot::channel();
+        let cmd = Command::Connected {
+            interaction_id: interaction_id.into(),
+            agent_id: agent_id.map(str::to_string),
+            channel,
+            done,
+            reply,
+        };
+        self.tx.send(cmd).ok()?;
+        answer.await.ok()
     }
 
     /// Tells the agent holding an interaction `event` (a numbered event on its desktop,
@@ -484,12 +517,9 @@ struct Router {
     typing: broadcast::Sender<String>,
     assignments: broadcast::Sender<Assignment>,
     /// Answers to give once this turn's writes are committed.
-    replies: Vec<(oneshot::Sender<EndResult>, EndResult)>,
+    replies: Vec<Box<dyn FnOnce() + Send + Sync>>,
     stop: CancellationToken,
 }
-
-/// What ending an interaction answers.
-type EndResult = Result<Ended, sqlx::Error>;
 
 /// A write the router has decided and not yet committed.
 enum Pending {
@@ -505,11 +535,13 @@ enum Pending {
         disposition: String,
         notes: Option<String>,
     },
-    /// A command for a channel's external system (an email reply to send).
+    /// A command for a channel's external system (an email reply to send), or one its
+    /// system needs no longer (`delivered`: kept only so it is never sent).
     Command {
         id: String,
         channel: ChannelKind,
         payload: Value,
+        delivered: bool,
     },
 }
 
@@ -811,9 +843,38 @@ impl Router {
             } => {
                 self.take_fresh().await;
                 let result = self.end(&interaction_id, &reason, now_ms()).await;
-                self.replies.push((reply, result));
+                self.after_commit(move || {
+                    let _ = reply.send(result);
+                });
+            }
+            Command::Connected {
+                interaction_id,
+                agent_id,
+                channel,
+                done,
+                reply,
+            } => {
+                self.take_fresh().await;
+                let result = self
+                    .connected(
+                        &interaction_id,
+                        agent_id.as_deref(),
+                        channel,
+                        done,
+                        now_ms(),
+                    )
+                    .await;
+                self.after_commit(move || {
+                    let _ = reply.send(result);
+                });
             }
         }
+    }
+
+    /// Answers a caller once this turn's writes are committed (a caller that has gone
+    /// away loses nothing: the answer only reports what the store holds).
+    fn after_commit(&mut self, reply: impl FnOnce() + Send + Sync + 'static) {
+        self.replies.push(Box::new(reply));
     }
 
     /// Decides a move of an interaction and its history event; both are committed with
@@ -886,7 +947,11 @@ impl Router {
                 .pending
                 .iter()
                 .filter_map(|p| match p {
-                    Pending::Command { channel, .. } => Some(*channel),
+                    Pending::Command {
+                        channel,
+                        delivered: false,
+                        ..
+                    } => Some(*channel),
                     _ => None,
                 })
                 .collect();
@@ -923,8 +988,8 @@ impl Router {
             }
             s.send_unsent();
         }
-        for (reply, result) in self.replies.drain(..) {
-            let _ = reply.send(result);
+        for reply in self.replies.drain(..) {
+            reply();
         }
     }
 
@@ -952,6 +1017,7 @@ impl Router {
                     id,
                     channel,
                     payload,
+                    delivered,
                 } => {
                     // Stored once: a reply sent again under the same id is not repeated.
                     crate::store::outbox::put(
@@ -959,7 +1025,7 @@ impl Router {
                         id,
                         channel.as_str(),
                         &payload.to_string(),
-                        false,
+                        *delivered,
                         now,
                     )
                     .await?;

@@ -202,6 +202,7 @@ impl Router {
         };
         self.pending.push(Pending::Command {
             id: format!("reply:{agent_id}:{reply_id}"),
+            delivered: false,
             channel,
             payload: json!({
                 "interaction_id": interaction_id, "contact_key": row.idempotency_key,
@@ -259,6 +260,19 @@ impl Router {
         };
         if row.state != "assigned" {
             return Ok(Ended::Already);
+        }
+        if row.agent_id.is_none() {
+            // Answered outside Switchboard: nobody is here to complete it, so it ends
+            // with the call, as completed (never as missed).
+            let event = NewEvent {
+                customer_id: row.customer_id.clone(),
+                interaction_id: Some(id.to_string()),
+                kind: "completed",
+                actor: "customer".into(),
+                data: json!({ "agent_id": null, "disposition": "answered_outside", "reason": reason }),
+            };
+            self.stage(id, &["assigned"], "completed", None, event);
+            return Ok(Ended::WhileHeld { agent_id: None });
         }
         let event = NewEvent {
             customer_id: row.customer_id.clone(),

@@ -16,6 +16,9 @@ use crate::agent_client::{create_agent, Desktop};
 use crate::both_backends;
 use crate::helpers::{event, send, spawn_app_with, start_process_with, Backend, TestApp, TOKEN};
 
+mod answered;
+mod vendors;
+
 const SECRET: &str = "phone-test-secret";
 const ZAMMAD_TOKEN: &str = "zammad-token-123";
 const TWILIO_TOKEN: &str = "twilio-auth-token";
@@ -690,7 +693,11 @@ async fn zammad_generic_cti_events_work_unchanged(backend: Backend) {
     let (status, r) = zammad(
         &app,
         ZAMMAD_TOKEN,
-        &[("event", "ring"), ("callId", "zammad-4")],
+        &[
+            ("event", "ring"),
+            ("direction", "in"),
+            ("callId", "zammad-4"),
+        ],
     )
     .await;
     assert_eq!((status, r["field"].as_str()), (400, Some("event")), "{r}");
@@ -748,10 +755,44 @@ async fn twilio_calls_are_answered_with_twiml_and_updated_when_taken(backend: Ba
         format!("Basic {basic}")
     );
     let twiml: String = form_value(body, "Twiml");
+    // The <Dial> asks Twilio to report the agent's answer, naming the extension dialled.
+    let report = format!("{TWILIO_PUBLIC}/channels/phone/twilio/status?extension=301");
     assert!(
-        twiml.contains("<Dial><Sip>sip:301@pbx.example.com</Sip></Dial>"),
+        twiml.contains(&format!(
+            "<Dial><Sip statusCallbackEvent=\"answered\" statusCallback=\"{report}\">sip:301@pbx.example.com</Sip></Dial>"
+        )),
         "{twiml}"
     );
+    // Twilio reports the dialled leg answered, as its status callbacks do: a child call
+    // of the caller's, to the URL the <Dial> gave, signed over that URL.
+    let (status, r) = twilio(
+        &app,
+        "/channels/phone/twilio/status?extension=301",
+        &[
+            ("AccountSid", TWILIO_SID),
+            ("ApiVersion", "2010-04-01"),
+            ("CallSid", "CA99999999999999999999999999999999"),
+            ("ParentCallSid", "CA11111111111111111111111111111111"),
+            ("CallStatus", "in-progress"),
+            ("CallbackSource", "call-progress-events"),
+            ("Direction", "outbound-dial"),
+            ("From", "+14155550100"),
+            ("SequenceNumber", "0"),
+            ("StatusCallbackEvent", "answered"),
+            ("To", "sip:301@pbx.example.com"),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(status, 204, "{r}");
+    let (i, _) = history_kinds(&app, &interaction_id).await;
+    let answered = &event(&i, "call_answered")["data"];
+    assert_eq!(
+        (answered["extension"].as_str(), answered["outcome"].as_str()),
+        (Some("301"), Some("already_held")),
+        "{answered}"
+    );
+    assert_eq!(answered["agent_id"], i["agent_id"]);
 
     // The status callback ends it.
     let (status, _) = twilio(
@@ -772,7 +813,13 @@ async fn twilio_calls_are_answered_with_twiml_and_updated_when_taken(backend: Ba
     let (i, kinds) = history_kinds(&app, &interaction_id).await;
     assert_in_order(
         &kinds,
-        &["interaction_received", "offered", "assigned", "call_ended"],
+        &[
+            "interaction_received",
+            "offered",
+            "assigned",
+            "call_answered",
+            "call_ended",
+        ],
     );
     assert_eq!(event(&i, "call_ended")["data"]["duration_secs"], 61);
     let (status, c) = app.get("/api/customers?phone=%2B14155550100").await;
@@ -812,7 +859,7 @@ async fn twilio_calls_are_answered_with_twiml_and_updated_when_taken(backend: Ba
     ready.take_offer().await;
     let twiml = pending.await.unwrap();
     assert!(
-        twiml.contains("<Dial><Sip>sip:302@pbx.example.com</Sip></Dial>"),
+        twiml.contains(">sip:302@pbx.example.com</Sip></Dial>"),
         "{twiml}"
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
