@@ -87,6 +87,15 @@ pub struct ServerSettings {
     pub shutdown_grace_secs: u64,
     /// Seconds one HTTP request may take.
     pub request_timeout_secs: u64,
+    /// Seconds a connection may take to send a request's headers, and idle between
+    /// requests, before it is closed.
+    pub header_read_timeout_secs: u64,
+    /// The most HTTP connections (websockets included) open at once; 0: as many as the
+    /// process's file limit allows, less what the store and files need.
+    pub max_connections: usize,
+    /// Load balancers and proxies in front whose `X-Forwarded-For` is believed (IP
+    /// addresses); the client address is then the one they forwarded.
+    pub trusted_proxies: Vec<String>,
 }
 
 /// Where data lives.
@@ -242,6 +251,16 @@ impl Settings {
         }
         if self.server.request_timeout_secs == 0 {
             problems.push("server.request_timeout_secs: must be at least 1".into());
+        }
+        if self.server.header_read_timeout_secs == 0 {
+            problems.push("server.header_read_timeout_secs: must be at least 1".into());
+        }
+        for p in &self.server.trusted_proxies {
+            if p.parse::<std::net::IpAddr>().is_err() {
+                problems.push(format!(
+                    "server.trusted_proxies: '{p}' is not an IP address such as 10.0.0.1"
+                ));
+            }
         }
         let url = &self.storage.database_url;
         let known_scheme = ["sqlite:", "postgres://", "postgresql://"]

@@ -15,6 +15,7 @@
 //! - [`api`]: the HTTP interface (axum): the API channel, customer admin, history,
 //!   health and metrics, and the OpenAPI document built from the same route table.
 //! - [`telemetry`]: logs and metrics, free of customer data.
+//! - [`serve`]: HTTP connections served with bounded header reads, idle time and count.
 //! - [`startup`]: building, running and stopping the server.
 //! - [`cli`]: the command line.
 //!
@@ -29,6 +30,7 @@ pub mod customers;
 pub mod intake;
 pub mod queue;
 pub mod routing;
+pub mod serve;
 pub mod simulation;
 pub mod startup;
 pub mod store;

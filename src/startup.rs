@@ -2,7 +2,7 @@
 //! queue, starts the intake writer and binds the listener; `run_until_stopped` serves
 //! until a shutdown signal, then drains in order (HTTP, then intake, then the store).
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -37,6 +37,7 @@ pub struct Application {
     token_location: Option<PathBuf>,
     smtp_addr: Option<SocketAddr>,
     channels_stop: CancellationToken,
+    limits: crate::serve::Limits,
 }
 
 impl Application {
@@ -212,6 +213,19 @@ impl Application {
             token_location,
             smtp_addr,
             channels_stop,
+            limits: crate::serve::Limits {
+                header_read_timeout: Duration::from_secs(settings.server.header_read_timeout_secs),
+                max_connections: crate::serve::connection_cap(
+                    settings.server.max_connections,
+                    settings.storage.max_connections,
+                ),
+                trusted_proxies: settings
+                    .server
+                    .trusted_proxies
+                    .iter()
+                    .filter_map(|p| p.parse().ok())
+                    .collect(),
+            },
         })
     }
 
@@ -250,12 +264,12 @@ impl Application {
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let http_stop = CancellationToken::new();
-        let server = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(http_stop.clone().cancelled_owned());
-        let mut server = tokio::spawn(server.into_future());
+        let server =
+            crate::serve::serve(self.listener, self.router, self.limits, http_stop.clone());
+        let mut server = tokio::spawn(server);
         tokio::select! {
             result = &mut server => {
-                result.context("The HTTP server task failed")?.context("The HTTP server failed")?;
+                result.context("The HTTP server task failed")?;
             }
             () = stop => {
                 tracing::info!("Shutting down: finishing requests in flight");
@@ -359,12 +373,7 @@ fn admin_token(settings: &Settings) -> anyhow::Result<(String, Option<PathBuf>)>
             return Ok((existing.trim().to_string(), Some(path)));
         }
     }
-    std::fs::create_dir_all(&settings.storage.data_dir).with_context(|| {
-        format!(
-            "Creating the data directory {}",
-            settings.storage.data_dir.display()
-        )
-    })?;
+    crate::store::private_dir(&settings.storage.data_dir)?;
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes)
         .map_err(|e| anyhow::anyhow!("No randomness for the admin token: {e}"))?;

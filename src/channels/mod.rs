@@ -109,11 +109,30 @@ async fn commit_events(store: &Store, group: &[EventJob]) -> Result<Vec<Recorded
             data: e.data.to_string(),
         })
         .collect();
+    // What the history shows: the event without its private part.
+    let shown: Vec<Option<String>> = group
+        .iter()
+        .map(|(e, _)| {
+            let private = e
+                .data
+                .as_object()
+                .is_some_and(|o| o.contains_key("private"));
+            private.then(|| {
+                let mut d = e.data.clone();
+                if let Some(o) = d.as_object_mut() {
+                    o.remove("private");
+                }
+                d.to_string()
+            })
+        })
+        .collect();
     let mut new = outbox::record_events(&mut tx, &rows, now).await?;
 
     let mut answers = Vec::with_capacity(group.len());
     let mut entries = Vec::new();
-    for (((event, _), contact), recorded) in group.iter().zip(&found).zip(&rows) {
+    for ((((event, _), contact), recorded), shown) in
+        group.iter().zip(&found).zip(&rows).zip(&shown)
+    {
         let channel = event.channel.as_str();
         // A key is new once: a second delivery in the same group is a duplicate.
         if !new.remove(&(channel.to_string(), event.event_key.clone())) {
@@ -144,7 +163,7 @@ async fn commit_events(store: &Store, group: &[EventJob]) -> Result<Vec<Recorded
             interaction_id: &row.id,
             kind: &event.kind,
             actor: channel,
-            data: &recorded.data,
+            data: shown.as_deref().unwrap_or(&recorded.data),
         });
         answers.push(Recorded::New {
             interaction_id: row.id.clone(),

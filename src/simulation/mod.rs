@@ -184,8 +184,7 @@ pub async fn simulate(
             .map(|(t, s)| (t.clone(), *s as i64 * 1000))
             .collect();
         let judge = |rules: &Rules| -> Result<Report, SimError> {
-            let left = limit.saturating_sub(started.elapsed());
-            let run = engine::replay(&scenario, rules, left)?;
+            let run = replay_within(&scenario, rules, started, limit)?;
             Ok(figures::estimate(&scenario.arrivals, &run, &targets_ms))
         };
         let active_report = judge(&active.rules)?;
@@ -209,6 +208,19 @@ pub async fn simulate(
         candidate,
         elapsed_ms: elapsed.as_millis() as u64,
     })
+}
+
+/// Replays `rules` in what is left of `limit` since `started` (the active rules and the
+/// candidate share one limit). Past it, the error states the configured limit, not what
+/// was left of it when this replay began.
+pub(crate) fn replay_within(
+    scenario: &Scenario,
+    rules: &Rules,
+    started: Instant,
+    limit: Duration,
+) -> Result<engine::Run, SimError> {
+    engine::replay(scenario, rules, limit.saturating_sub(started.elapsed()))
+        .map_err(|SimError::TimeLimit(_)| SimError::TimeLimit(limit.as_secs()))
 }
 
 /// Runs `f` on a thread of its own at a lower scheduling priority, so that on a busy

@@ -31,10 +31,12 @@ pub use sqlx::AnyConnection as Conn;
 /// Set on every SQLite connection. WAL lets readers work beside the one writer; FULL
 /// makes every commit durable before it returns, which every contact's acknowledgement
 /// relies on. A 64 MiB page cache and memory-mapped reads keep the hot indexes out of
-/// read system calls.
+/// read system calls. Secure delete overwrites what a change removes, so data taken out
+/// of the store (a secret, an erased customer) is not left readable in the file.
 const SQLITE_PRAGMAS: &str =
     "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
-     PRAGMA busy_timeout = 5000; PRAGMA cache_size = -65536; PRAGMA mmap_size = 268435456;";
+     PRAGMA busy_timeout = 5000; PRAGMA cache_size = -65536; PRAGMA mmap_size = 268435456; \
+     PRAGMA secure_delete = ON;";
 
 /// Which database is behind the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,8 +95,8 @@ macro_rules! migrations {
         &[$(($version, $name, include_str!(concat!("../../migrations/", $dir, "/", $file)))),*]
     };
 }
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = migrations!("sqlite": 1 "core" "0001_core.sql", 2 "agents" "0002_agents.sql", 3 "routing" "0003_routing.sql", 4 "rule versions" "0004_rule_versions.sql", 5 "audit" "0005_audit.sql", 6 "roles" "0006_roles.sql", 7 "presence" "0007_presence.sql", 8 "channel events" "0008_channel_events.sql", 9 "email" "0009_email.sql");
-const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = migrations!("postgres": 1 "core" "0001_core.sql", 2 "agents" "0002_agents.sql", 3 "routing" "0003_routing.sql", 4 "rule versions" "0004_rule_versions.sql", 5 "audit" "0005_audit.sql", 6 "roles" "0006_roles.sql", 7 "presence" "0007_presence.sql", 8 "channel events" "0008_channel_events.sql", 9 "email" "0009_email.sql");
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = migrations!("sqlite": 1 "core" "0001_core.sql", 2 "agents" "0002_agents.sql", 3 "routing" "0003_routing.sql", 4 "rule versions" "0004_rule_versions.sql", 5 "audit" "0005_audit.sql", 6 "roles" "0006_roles.sql", 7 "presence" "0007_presence.sql", 8 "channel events" "0008_channel_events.sql", 9 "email" "0009_email.sql", 10 "chat secrets" "0010_chat_secrets.sql");
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = migrations!("postgres": 1 "core" "0001_core.sql", 2 "agents" "0002_agents.sql", 3 "routing" "0003_routing.sql", 4 "rule versions" "0004_rule_versions.sql", 5 "audit" "0005_audit.sql", 6 "roles" "0006_roles.sql", 7 "presence" "0007_presence.sql", 8 "channel events" "0008_channel_events.sql", 9 "email" "0009_email.sql", 10 "chat secrets" "0010_chat_secrets.sql");
 
 /// The migrations of one backend, built into the binary.
 #[derive(Debug)]
@@ -136,14 +138,8 @@ impl Store {
             Backend::Postgres
         };
         if backend == Backend::Sqlite {
-            if let Some(dir) = sqlite_path(url)
-                .and_then(|p| std::path::Path::new(&p).parent().map(|d| d.to_path_buf()))
-            {
-                if !dir.as_os_str().is_empty() {
-                    std::fs::create_dir_all(&dir).with_context(|| {
-                        format!("Creating the data directory {}", dir.display())
-                    })?;
-                }
+            if let Some(file) = sqlite_path(url) {
+                private_database(std::path::Path::new(&file))?;
             }
         }
         let options = AnyConnectOptions::from_str(url)
@@ -239,6 +235,81 @@ impl Store {
 }
 
 /// The file path inside a `sqlite:` URL.
+/// Creates a directory (and its parents) readable by this user only; one that exists
+/// already loses what other users could do with it.
+pub fn private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    if dir.as_os_str().is_empty() {
+        return Ok(());
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("Creating the data directory {}", dir.display()))?;
+    }
+    #[cfg(not(unix))]
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("Creating the data directory {}", dir.display()))?;
+    keep_from_others(dir)
+}
+
+/// The SQLite database file and its directory, readable by this user only: the file is
+/// created `0600` before SQLite opens it (SQLite gives its WAL and shared-memory files
+/// the database's permissions), and files an earlier version left readable by every
+/// local user are closed to them.
+fn private_database(file: &std::path::Path) -> anyhow::Result<()> {
+    if let Some(dir) = file.parent() {
+        private_dir(dir)?;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(file)
+            .with_context(|| format!("Creating the database file {}", file.display()))?;
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = file.as_os_str().to_owned();
+        name.push(suffix);
+        let path = std::path::PathBuf::from(name);
+        if path.exists() {
+            keep_from_others(&path)?;
+        }
+    }
+    Ok(())
+}
+
+/// Takes away every permission of users other than the owner (and the owner's group).
+fn keep_from_others(path: &std::path::Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(path)
+            .with_context(|| format!("Reading the permissions of {}", path.display()))?;
+        let mode = meta.permissions().mode();
+        if mode & 0o007 != 0 {
+            match std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & !0o007)) {
+                Ok(()) => tracing::warn!(
+                    path = %path.display(),
+                    "Other users could read this store file; they no longer can"
+                ),
+                // Not ours to change (a directory the system made): said, not fatal.
+                Err(e) => tracing::warn!(
+                    path = %path.display(), error = %e,
+                    "Other users can read this store file, and its permissions could not be changed"
+                ),
+            }
+        }
+    }
+    Ok(())
+}
+
 fn sqlite_path(url: &str) -> Option<String> {
     let rest = url
         .strip_prefix("sqlite://")

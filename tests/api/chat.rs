@@ -20,12 +20,12 @@ type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// A visitor's page.
-struct Visitor {
-    ws: Socket,
+pub(crate) struct Visitor {
+    pub(crate) ws: Socket,
 }
 
 impl Visitor {
-    async fn connect(app: &TestApp) -> Visitor {
+    pub(crate) async fn connect(app: &TestApp) -> Visitor {
         let url = format!(
             "{}/channels/chat/ws",
             app.base.replacen("http://", "ws://", 1)
@@ -36,14 +36,14 @@ impl Visitor {
         Visitor { ws }
     }
 
-    async fn send(&mut self, v: Value) {
+    pub(crate) async fn send(&mut self, v: Value) {
         self.ws
             .send(Message::Text(v.to_string().into()))
             .await
             .unwrap();
     }
 
-    async fn next(&mut self) -> Value {
+    pub(crate) async fn next(&mut self) -> Value {
         loop {
             match tokio::time::timeout(Duration::from_secs(10), self.ws.next()).await {
                 Ok(Some(Ok(Message::Text(t)))) => return serde_json::from_str(&t).unwrap(),
@@ -56,7 +56,20 @@ impl Visitor {
         }
     }
 
-    async fn expect(&mut self, kind: &str) -> Value {
+    /// The next frame that answers something the page sent: an ack, an error, or the
+    /// start (the chat's own numbered events and queue positions are skipped).
+    pub(crate) async fn answer(&mut self) -> Value {
+        loop {
+            let v = self.next().await;
+            if ["ack", "error", "started", "closed_socket"]
+                .contains(&v["type"].as_str().unwrap_or(""))
+            {
+                return v;
+            }
+        }
+    }
+
+    pub(crate) async fn expect(&mut self, kind: &str) -> Value {
         loop {
             let v = self.next().await;
             if v["type"] == kind {
@@ -67,7 +80,7 @@ impl Visitor {
 
     /// The next message from the agent (the visitor's own messages come back numbered
     /// too, for its other tabs).
-    async fn agent_message(&mut self) -> Value {
+    pub(crate) async fn agent_message(&mut self) -> Value {
         loop {
             let v = self.expect("message").await;
             if v["from"] == "agent" {
@@ -77,7 +90,7 @@ impl Visitor {
     }
 
     /// Starts a chat; answers (chat id, resume token).
-    async fn start(&mut self, start: Value) -> (String, String) {
+    pub(crate) async fn start(&mut self, start: Value) -> (String, String) {
         self.send(start).await;
         let s = self.expect("started").await;
         (

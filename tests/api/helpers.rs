@@ -229,9 +229,37 @@ pub fn start_process_with(
     data_dir: &std::path::Path,
     env: &[(&str, &str)],
 ) -> ServerProcess {
+    start_process_limited(database_url, data_dir, env, None)
+}
+
+/// Like [`start_process_with`], with the process's open-file limit (soft and hard) set to
+/// `files` when given, as a small `ulimit -n` would.
+pub fn start_process_limited(
+    database_url: &str,
+    data_dir: &std::path::Path,
+    env: &[(&str, &str)],
+    files: Option<u64>,
+) -> ServerProcess {
     use std::io::{BufRead, BufReader};
+    use std::os::unix::process::CommandExt;
     let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
     command.envs(env.iter().copied());
+    if let Some(files) = files {
+        // SAFETY: setrlimit is async-signal-safe; it only reads the struct passed.
+        unsafe {
+            command.pre_exec(move || {
+                let lim = libc::rlimit {
+                    rlim_cur: files as libc::rlim_t,
+                    rlim_max: files as libc::rlim_t,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+    }
     let mut child = command
         .arg("serve")
         .env(

@@ -9,9 +9,11 @@
 //! - [`protocol`]: the frames, documented in `docs/chat-protocol.md`;
 //! - [`room`]: one chat's live state and its numbered, recorded events;
 //! - [`ws`]: the websocket and its limits;
+//! - [`limit`]: rate limits per chat and per client address;
 //! - [`token`]: the signed customer token;
 //! - the widget (`/chat/widget.js`) and its demo page (`/chat/demo`).
 
+pub mod limit;
 pub mod protocol;
 pub mod room;
 pub mod token;
@@ -42,8 +44,13 @@ pub struct ChatSettings {
     pub customer_token_secret: String,
     /// The longest message, in bytes.
     pub max_message_bytes: usize,
-    /// Messages one connection may send per minute.
+    /// Messages one chat may send per minute, whatever connections it uses.
     pub messages_per_minute: u32,
+    /// Messages one client address may send per minute, across all its chats (0: no
+    /// limit).
+    pub messages_per_minute_per_address: u32,
+    /// Chats one client address may start per minute (0: no limit).
+    pub chats_per_minute_per_address: u32,
     /// Seconds a connection may stay silent (the widget pings every 20).
     pub idle_timeout_secs: u64,
     /// Seconds a waiting chat whose visitor has gone stays before it is abandoned.
@@ -59,6 +66,10 @@ pub struct Chat {
     settings: ChatSettings,
     core: Arc<dyn Core>,
     rooms: Mutex<HashMap<String, Arc<Room>>>,
+    /// Chats started, per client address.
+    starts: limit::PerAddress,
+    /// Messages sent, per client address.
+    messages: limit::PerAddress,
 }
 
 impl Chat {
@@ -68,6 +79,8 @@ impl Chat {
             settings,
             core,
             rooms: Mutex::default(),
+            starts: limit::PerAddress::default(),
+            messages: limit::PerAddress::default(),
         })
     }
 

@@ -11,12 +11,22 @@ use serde_json::{json, Value};
 use switchboard_contract::{ChannelEvent, ChannelKind, Position, Recorded};
 use tokio::sync::mpsc;
 
+use crate::limit::Bucket;
 use crate::Chat;
 
 /// The history kind of the events a visitor sees.
 pub const EVENT: &str = "chat";
-/// The history kind of a chat's start (its resume secret, not shown to agents' pages).
+/// The history kind of a chat's start (its resume secret's digest is kept privately).
 pub const STARTED: &str = "chat_started";
+
+/// The digest a resume secret is kept as (hex SHA-256).
+pub fn digest(secret: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(secret.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
 
 /// A chat.
 pub struct Room {
@@ -42,6 +52,19 @@ struct State {
     started: Option<Instant>,
     last_position: Option<Position>,
     last_typing: Option<Instant>,
+    /// The visitor's messages per minute, over every connection the chat has had.
+    rate: Option<Bucket>,
+}
+
+/// Why a visitor's message was not taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// The chat has ended.
+    Ended,
+    /// Over the chat's or the address's rate: send it again shortly.
+    SlowDown,
+    /// The store could not take it: send it again.
+    Unavailable(String),
 }
 
 /// A room's connection id, and where its frames go.
@@ -82,7 +105,16 @@ impl Room {
             return Ok(None);
         };
         if let Some(t) = token {
-            if first["resume_token"].as_str() != Some(t) {
+            // Compared as digests of equal length, whole: the time taken says nothing of
+            // the secret. A chat started before secrets were kept as digests has none,
+            // and cannot be resumed.
+            let Some(kept) = first["private"]["resume_digest"].as_str() else {
+                return Ok(None);
+            };
+            if !bool::from(subtle::ConstantTimeEq::ct_eq(
+                kept.as_bytes(),
+                digest(t).as_bytes(),
+            )) {
                 return Ok(None);
             }
         }
@@ -210,19 +242,27 @@ impl Room {
         chat: &Chat,
         id: &str,
         text: &str,
-    ) -> Result<Value, String> {
+        address_allows: impl FnOnce(Instant) -> bool,
+    ) -> Result<Value, Refused> {
         let seq = {
             let mut s = self.state.lock().await;
             if let Some(seq) = s.sent.get(id).copied() {
                 return Ok(json!({ "type": "ack", "id": id, "seq": seq }));
             }
             if s.ended {
-                return Err("this chat has ended".into());
+                return Err(Refused::Ended);
+            }
+            let now = Instant::now();
+            let per_minute = chat.settings.messages_per_minute;
+            let rate = s.rate.get_or_insert_with(|| Bucket::full(per_minute, now));
+            if !rate.take(per_minute, now) || !address_allows(now) {
+                return Err(Refused::SlowDown);
             }
             let event = json!({ "type": "message", "from": "visitor", "id": id, "text": text });
             let seq = self
                 .publish_in(&mut s, chat, format!("visitor:{id}"), event)
-                .await?;
+                .await
+                .map_err(Refused::Unavailable)?;
             s.sent.insert(id.to_string(), seq);
             // Before an agent has joined, the message reaches the agent with the rest of
             // the transcript when it joins (see `agent_joined`); after, at once.

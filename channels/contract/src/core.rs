@@ -22,7 +22,9 @@ pub struct ChannelEvent {
     pub event_key: String,
     /// The history event's kind (`call_answered`).
     pub kind: String,
-    /// Its details (never logged).
+    /// Its details (never logged). A member named `private` is kept with the event for
+    /// the channel's own checks (a resume secret's digest) and read back by
+    /// [`Core::events_of`], but never written to the history: nobody else sees it.
     pub data: serde_json::Value,
     /// Files that came with it, stored with its interaction in the same commit (each
     /// once: their ids derive from the interaction and the event key).

@@ -35,6 +35,12 @@ use tokio::sync::{mpsc, oneshot, watch};
 /// A boxed, sendable future, as the adapter traits return them.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// The address of the client an HTTP request came from, as the server resolved it: the
+/// peer, or, behind a trusted proxy, the address the proxy forwarded. Channels bound
+/// what one client may do by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClientAddr(pub std::net::IpAddr);
+
 /// The channel a contact arrived by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
