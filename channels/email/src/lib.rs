@@ -6,12 +6,16 @@
 //! thread.
 //!
 //! - [`parse`]: a message read with mail-parser;
+//! - [`headers`]: its header block put right first (a missing blank line, charsets);
+//! - [`charset`]: text in whatever charset it declares, or is really in;
 //! - [`smtp`]: the SMTP listener;
 //! - [`inbound`]: what a message means (new, threaded, noise, unreadable);
 //! - [`outbound`]: agents' replies, stored first and sent with retries.
 //!
 //! The adapter reaches the core only through [`switchboard_contract::Core`].
 
+pub mod charset;
+pub mod headers;
 pub mod imap;
 pub mod inbound;
 pub mod outbound;

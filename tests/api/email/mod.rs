@@ -3,8 +3,10 @@
 //! SMTP sink with its threading headers, the customer's answer threading back, noise
 //! recorded but never routed, and every way the SMTP dialogue can go wrong.
 //!
-//! - [`replies`]: agents' replies as a standard MIME parser (Python's) reads them.
+//! - [`replies`]: agents' replies as a standard MIME parser (Python's) reads them;
+//! - [`charsets`]: legacy charset labels, undeclared charsets, a missing blank line.
 
+mod charsets;
 mod replies;
 
 use std::sync::{Arc, Mutex};
