@@ -20,8 +20,8 @@
 mod core;
 
 pub use crate::core::{
-    Assignment, Attachment, ChannelEvent, Command, Completed, Contact, Core, Due, Ending, Position,
-    Recorded,
+    Assignment, Attachment, ChannelEvent, Command, Completed, Contact, Core, Due, Ending,
+    KeptAside, Position, Recorded,
 };
 
 use std::fmt;

@@ -37,6 +37,15 @@ pub enum Noise {
 }
 
 impl Noise {
+    /// Why it is kept aside when it answers no conversation, as a fixed label.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Noise::AutoReply(_) => "auto_reply",
+            Noise::Bounce => "bounce",
+            Noise::Loop => "loop",
+        }
+    }
+
     /// The history event's kind for it.
     pub fn kind(&self) -> &'static str {
         match self {

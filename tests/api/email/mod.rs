@@ -4,9 +4,11 @@
 //! recorded but never routed, and every way the SMTP dialogue can go wrong.
 //!
 //! - [`replies`]: agents' replies as a standard MIME parser (Python's) reads them;
-//! - [`charsets`]: legacy charset labels, undeclared charsets, a missing blank line.
+//! - [`charsets`]: legacy charset labels, undeclared charsets, a missing blank line;
+//! - [`kept_aside`]: reused Message-IDs, mail kept aside and made a contact, NUL bytes.
 
 mod charsets;
+mod kept_aside;
 mod replies;
 
 use std::sync::{Arc, Mutex};
