@@ -76,6 +76,10 @@ impl Email {
         reason: &'static str,
         detail: String,
     ) -> Result<Outcome, Refused> {
+        debug_assert!(
+            REASONS.contains(&reason),
+            "{reason} is not a kept-aside reason"
+        );
         let digest = hex(&Sha256::digest(raw));
         let sender = mail.and_then(|m| m.from.clone()).or_else(|| {
             envelope_from

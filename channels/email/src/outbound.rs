@@ -6,9 +6,9 @@
 //! same interaction. Each reply is MIME (lettre writes it): `text/plain; charset=utf-8`
 //! with its transfer encoding, an encoded-word subject when it is not ASCII, and a
 //! `multipart/alternative` of the text and the agent's HTML when they wrote rich text
-//! (the HTML never goes without its text). A sent reply is recorded in the history; a failed one is retried
-//! with backoff (up to ten minutes apart, `email.send_max_attempts` attempts) and the agent
-//! is told each time.
+//! (the HTML never goes without its text). A sent reply is recorded in the history; a
+//! failed one is retried with backoff (up to ten minutes apart, `email.send_max_attempts`
+//! attempts) and the agent is told each time.
 
 use std::future::Future;
 use std::sync::Arc;
