@@ -87,4 +87,38 @@ async fn a_reply_is_mime_that_a_standard_parser_reads_in_chinese_and_as_rich_tex
     app.stop().await;
 }
 
+/// Rich text is for email: a chat reply carrying HTML is refused, and nothing is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn html_on_a_chat_reply_is_refused() {
+    use futures_util::SinkExt;
+    let (app, _dir) = app(Backend::Sqlite, 1, |_| {}).await;
+    let (_, token) = create_agent(&app, json!({ "name": "Li Na" })).await;
+    let mut li = Desktop::available(&app.base, &token).await;
+    let url = format!(
+        "{}/channels/chat/ws",
+        app.base.replacen("http://", "ws://", 1)
+    );
+    let (mut visitor, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    visitor
+        .send(tokio_tungstenite::tungstenite::Message::Text(
+            json!({ "type": "start", "visitor_id": "html-visitor" })
+                .to_string()
+                .into(),
+        ))
+        .await
+        .unwrap();
+    let interaction = li.take_offer().await;
+    li.send(json!({ "type": "reply", "interaction_id": interaction, "body": "Hi", "html": "<b>Hi</b>" }))
+        .await;
+    let error = li.expect("error").await;
+    assert_eq!(error["code"], "bad_field", "{error}");
+    assert!(
+        error["message"].as_str().unwrap().starts_with("html:"),
+        "{error}"
+    );
+    li.expect_none("reply_queued", std::time::Duration::from_millis(300))
+        .await;
+    app.stop().await;
+}
+
 both_backends!(a_reply_is_mime_that_a_standard_parser_reads_in_chinese_and_as_rich_text);
