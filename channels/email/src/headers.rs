@@ -133,12 +133,14 @@ struct Word<'a> {
     bytes: Vec<u8>,
 }
 
-/// The encoded word starting at `i`, if one does.
+/// The encoded word starting at `i`, if one does. The search for its end stops at the
+/// first `?` (a payload holds none), so each byte is looked at a bounded number of times
+/// however many starts a value has.
 fn word_at(v: &[u8], i: usize) -> Option<Word<'_>> {
     let rest = v.get(i..)?.strip_prefix(b"=?")?;
-    let q1 = rest.iter().position(|&b| b == b'?')?;
+    let q1 = rest.iter().take(65).position(|&b| b == b'?')?;
     let label = std::str::from_utf8(&rest[..q1]).ok()?;
-    if label.is_empty() || label.len() > 64 || label.bytes().any(|b| b <= b' ') {
+    if label.is_empty() || label.bytes().any(|b| b <= b' ') {
         return None;
     }
     let encoding = *rest.get(q1 + 1)?;
@@ -147,9 +149,11 @@ fn word_at(v: &[u8], i: usize) -> Option<Word<'_>> {
     }
     let payload_start = q1 + 3;
     let len = rest[payload_start..]
-        .windows(2)
-        .take_while(|w| !matches!(w[0], b'\r' | b'\n'))
-        .position(|w| w == b"?=")?;
+        .iter()
+        .position(|&b| matches!(b, b'?' | b'\r' | b'\n'))?;
+    if rest.get(payload_start + len + 1) != Some(&b'=') || rest[payload_start + len] != b'?' {
+        return None;
+    }
     let payload = &rest[payload_start..payload_start + len];
     let bytes = match encoding {
         b'B' | b'b' => b_decode(payload)?,
@@ -164,6 +168,22 @@ fn word_at(v: &[u8], i: usize) -> Option<Word<'_>> {
         label,
         bytes,
     })
+}
+
+/// Every encoded word of a field's value.
+fn words(value: &[u8]) -> Vec<Word<'_>> {
+    let mut words = Vec::new();
+    let mut i = 0;
+    while i < value.len() {
+        match word_at(value, i) {
+            Some(w) => {
+                i = w.end;
+                words.push(w);
+            }
+            None => i += 1,
+        }
+    }
+    words
 }
 
 /// RFC 2047's Q encoding: `_` is a space, `=XX` a byte.
@@ -234,17 +254,7 @@ fn fix(value: &[u8], hint: Option<&str>, tld: Option<&str>) -> Option<Vec<u8>> {
     } else {
         Cow::Borrowed(value)
     };
-    let mut words: Vec<Word<'_>> = Vec::new();
-    let mut i = 0;
-    while i < value.len() {
-        match word_at(&value, i) {
-            Some(w) => {
-                i = w.end;
-                words.push(w);
-            }
-            None => i += 1,
-        }
-    }
+    let words = words(&value);
     // Runs of adjacent words (only white space between them) in one charset: a
     // character may be split across two of them.
     let mut runs: Vec<Vec<Word<'_>>> = Vec::new();
@@ -346,6 +356,22 @@ mod tests {
         assert_eq!(
             String::from_utf8(fixed).unwrap(),
             "From: 王小明 <w@example.cn>\r\n\r\nx"
+        );
+        // Starts that never end cost one pass, not one per start.
+        let endless = format!(
+            "Subject: {}{}\r\n\r\n",
+            "=?gbk?Q?x".repeat(100_000),
+            "x".repeat(1_000_000)
+        );
+        let started = std::time::Instant::now();
+        assert_eq!(transcode(endless.as_bytes(), None, None), None);
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        let later = format!("Subject: =?x?Q?a =?utf-8?Q?caf=C3=A9?= =?euc_cn?Q?{q}?=\r\n\r\n");
+        let fixed = String::from_utf8(transcode(later.as_bytes(), None, None).unwrap()).unwrap();
+        assert!(fixed.contains("=?utf-8?Q?caf=C3=A9?="), "{fixed}");
+        assert!(
+            fixed.contains("=?utf-8?b?"),
+            "a word after an unended start: {fixed}"
         );
         // Broken words are no words.
         for junk in [
