@@ -179,7 +179,7 @@ impl Application {
             ));
         }
         tokio::spawn(switchboard_email::outbound::run(
-            email,
+            email.clone(),
             router_stop.clone().cancelled_owned(),
         ));
         tokio::spawn(switchboard_phone::run(
@@ -189,6 +189,7 @@ impl Application {
         let state = AppState {
             phone,
             chat,
+            email,
             parser: IdentityParser::new(&settings.customers.phone_default_region),
             settings: settings.clone(),
             store: store.clone(),

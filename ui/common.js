@@ -51,6 +51,11 @@ const STRINGS = {
     keyboard: "Keys: A accept, D decline, Alt+1…9 go to a workspace.", interaction: "Interaction",
     endedBy: "ended", supervisorOnly: "The console is for supervisors and admins.", noneWaiting: "Nobody is waiting.",
     logged: "logged in", offline: "offline", wrapping: "wrap-up",
+    keptAside: "Mail kept aside", text: "Text", makeContact: "Make a contact", contactMade: "Contact made",
+    customerEmail: "Customer's email", noneKept: "No mail is kept aside.",
+    keptAsideHelp: "Mail that became no contact and answers no conversation. Make a contact of a customer's mail found here: it is queued and routed like any new mail.",
+    aside_auto_reply: "Auto-reply", aside_bounce: "Bounce", aside_loop: "Our own mail", aside_no_sender: "No sender",
+    aside_bad_sender: "Sender is not an address", aside_unreadable: "Unreadable",
   },
   zh: {
     language: "语言", logIn: "登录", logOut: "退出", token: "登录令牌",
@@ -100,6 +105,11 @@ const STRINGS = {
     keyboard: "快捷键：A 接受，D 拒绝，Alt+1…9 切换工作区。", interaction: "联系",
     endedBy: "已结束", supervisorOnly: "控制台仅供主管和管理员使用。", noneWaiting: "没有人在等待。",
     logged: "已登录", offline: "离线", wrapping: "话后整理",
+    keptAside: "搁置的邮件", text: "正文", makeContact: "转为联系", contactMade: "已转为联系",
+    customerEmail: "客户邮箱", noneKept: "没有搁置的邮件。",
+    keptAsideHelp: "未成为联系、也不属于任何会话的邮件。若其中有客户的邮件，可将其转为联系：它会像新邮件一样排队并分配。",
+    aside_auto_reply: "自动回复", aside_bounce: "退信", aside_loop: "本系统发出的邮件", aside_no_sender: "无发件人",
+    aside_bad_sender: "发件人不是有效地址", aside_unreadable: "无法读取",
   },
 };
 

@@ -1,6 +1,7 @@
 // The console, for supervisors and admins: the live queue (pushed over /supervisor/ws),
 // the routing rules (edit, validate in place, diff, simulate, apply, roll back), agents,
-// customers and the audit trail. Everything goes through the public API.
+// customers, the audit trail and mail kept aside (kept-aside.js). Everything goes through
+// the public API.
 "use strict";
 
 const con = {
@@ -43,9 +44,9 @@ function start() {
     });
   }
   document.addEventListener("keydown", (e) => {
-    if (e.altKey && /^[1-5]$/.test(e.key) && session.token) {
+    if (e.altKey && /^[1-6]$/.test(e.key) && session.token) {
       e.preventDefault();
-      show(["live", "rules", "agents", "customers", "audit"][Number(e.key) - 1]);
+      show(["live", "rules", "agents", "customers", "audit", "mail"][Number(e.key) - 1]);
     }
   });
   if (session.token) tryToken(session.token).then((ok) => { if (ok !== true) showLogin(main, tryToken, ok); });
@@ -81,12 +82,14 @@ function buildPanes() {
   panes.agents = h("section", { id: "pane-agents", role: "tabpanel" });
   panes.customers = h("section", { id: "pane-customers", role: "tabpanel" });
   panes.audit = h("section", { id: "pane-audit", role: "tabpanel" });
+  panes.mail = h("section", { id: "pane-mail", role: "tabpanel" });
   fill(main, Object.values(panes));
   drawLive();
   buildRules();
   drawAgents();
   buildCustomers();
   buildAudit();
+  buildKeptAside(panes.mail);
 }
 
 function show(tab) {
@@ -100,6 +103,7 @@ function show(tab) {
   }
   if (tab === "rules" && !con.active) loadRules();
   if (tab === "audit") loadAudit();
+  if (tab === "mail") loadKeptAside();
   if (tab === "agents") loadAgents();
   if (tab === "live") loadServiceLevel();
 }

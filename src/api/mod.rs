@@ -9,6 +9,7 @@ mod customers;
 pub mod error;
 mod import;
 mod interactions;
+mod kept_aside;
 pub mod openapi;
 mod ops;
 mod pages;
@@ -65,6 +66,8 @@ pub struct AppState {
     pub phone: Arc<switchboard_phone::Phone>,
     /// The web chat channel.
     pub chat: Arc<switchboard_chat::Chat>,
+    /// The email channel (mail kept aside is made a contact through it).
+    pub email: Arc<switchboard_email::Email>,
 }
 
 /// The whole HTTP router. Every route is added with its entry in the OpenAPI document
@@ -280,6 +283,20 @@ fn api_routes() -> Routes {
                 .query::<service_level::Window>()
                 .responses(&[(200, "per tier: target, and per hour answered, within target, abandoned and share")]),
             service_level::by_hour,
+        )
+        .add(
+            Op::get("/api/email/kept-aside", "mail kept aside (auto-replies and bounces that answer no conversation, mail with no usable sender, unreadable mail), newest first, with why")
+                .access(Supervisor)
+                .query::<kept_aside::KeptQuery>()
+                .responses(&[(200, "a page of messages (id, reason, detail, from, subject, preview, size, received_at, contact) and next_before")]),
+            kept_aside::list,
+        )
+        .add(
+            Op::post("/api/email/kept-aside/{id}/contact", "make a contact of a message kept aside: an interaction queued and routed like any new mail, once")
+                .access(Supervisor)
+                .json::<kept_aside::MakeContact>()
+                .responses(&[(201, "the interaction made and the message"), (400, "the message names no usable sender: give `email`"), (404, "no such message"), (409, "a contact was made of it already")]),
+            kept_aside::contact,
         )
         .add(
             Op::get("/api/audit", "the audit trail, newest first")

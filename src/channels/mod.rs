@@ -10,7 +10,8 @@ use std::sync::Arc;
 use serde_json::json;
 use switchboard_contract::{
     Accepted, Assignment, BoxFuture, ChannelEvent, ChannelKind, Command, CommandFor, Completed,
-    Connected, Contact, Core, Due, Ending, Intake, IntakeError, NewInteraction, Position, Recorded,
+    Connected, Contact, Core, Due, Ending, Intake, IntakeError, KeptAside, NewInteraction,
+    Position, Recorded,
 };
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -26,7 +27,7 @@ pub struct CoreService {
     store: Store,
     router: RouterHandle,
     queue: Arc<Queue>,
-    events: mpsc::Sender<(ChannelEvent, oneshot::Sender<Result<Recorded, IntakeError>>)>,
+    events: mpsc::Sender<EventJob>,
 }
 
 /// Channel events waiting for the event writer before new ones are refused (retry).
@@ -55,7 +56,13 @@ impl CoreService {
     }
 }
 
-type EventJob = (ChannelEvent, oneshot::Sender<Result<Recorded, IntakeError>>);
+/// An event to record, the digest of the message it carries (if it carries one), and
+/// where to answer.
+type EventJob = (
+    ChannelEvent,
+    Option<String>,
+    oneshot::Sender<Result<Recorded, IntakeError>>,
+);
 
 /// Commits channel events in groups, as intake commits contacts: while one group is
 /// being made durable the next gathers, and each event is answered after its commit.
@@ -64,13 +71,14 @@ async fn write_events(store: Store, mut rx: mpsc::Receiver<EventJob>) {
     while rx.recv_many(&mut group, EVENT_GROUP).await > 0 {
         match commit_events(&store, &group).await {
             Ok(answers) => {
-                for ((_, reply), answer) in group.drain(..).zip(answers) {
-                    let _ = reply.send(Ok(answer));
+                // A channel that stopped waiting (its session closed) has nothing to hear.
+                for ((_, _, reply), answer) in group.drain(..).zip(answers) {
+                    let _ = reply.send(answer);
                 }
             }
             Err(e) => {
                 let e = unavailable(e);
-                for (_, reply) in group.drain(..) {
+                for (_, _, reply) in group.drain(..) {
                     let _ = reply.send(Err(e.clone()));
                 }
             }
@@ -80,11 +88,18 @@ async fn write_events(store: Store, mut rx: mpsc::Receiver<EventJob>) {
 
 /// Commits a group with a fixed number of statements, whatever its size: the contacts
 /// are read in one query, the events inserted in one (each key once: the store answers
-/// which were new), and the history written in one; only files take their own.
-async fn commit_events(store: &Store, group: &[EventJob]) -> Result<Vec<Recorded>, sqlx::Error> {
+/// which were new), and the history written in one; only files take their own, and so
+/// does checking a known key's fingerprint (a message redelivered, or its id reused).
+async fn commit_events(
+    store: &Store,
+    group: &[EventJob],
+) -> Result<Vec<Result<Recorded, IntakeError>>, sqlx::Error> {
     let now = now_ms();
     let mut tx = store.begin_write().await?;
-    let mut keys: Vec<&str> = group.iter().map(|(e, _)| e.contact_key.as_str()).collect();
+    let mut keys: Vec<&str> = group
+        .iter()
+        .map(|(e, _, _)| e.contact_key.as_str())
+        .collect();
     keys.sort_unstable();
     keys.dedup();
     let contacts: HashMap<(String, String), InteractionRow> = interactions::by_keys(&mut tx, &keys)
@@ -95,24 +110,25 @@ async fn commit_events(store: &Store, group: &[EventJob]) -> Result<Vec<Recorded
     // Each event's contact, looked up once.
     let found: Vec<Option<&InteractionRow>> = group
         .iter()
-        .map(|(e, _)| contacts.get(&(e.channel.as_str().to_string(), e.contact_key.clone())))
+        .map(|(e, _, _)| contacts.get(&(e.channel.as_str().to_string(), e.contact_key.clone())))
         .collect();
     let rows: Vec<outbox::EventRow> = group
         .iter()
         .zip(&found)
-        .map(|((e, _), row)| outbox::EventRow {
+        .map(|((e, fingerprint, _), row)| outbox::EventRow {
             channel: e.channel.as_str(),
             event_key: &e.event_key,
             contact_key: &e.contact_key,
             interaction_id: row.map(|r| r.id.as_str()),
             kind: &e.kind,
             data: e.data.to_string(),
+            fingerprint: fingerprint.as_deref(),
         })
         .collect();
     // What the history shows: the event without its private part.
     let shown: Vec<Option<String>> = group
         .iter()
-        .map(|(e, _)| {
+        .map(|(e, _, _)| {
             let private = e
                 .data
                 .as_object()
@@ -130,17 +146,28 @@ async fn commit_events(store: &Store, group: &[EventJob]) -> Result<Vec<Recorded
 
     let mut answers = Vec::with_capacity(group.len());
     let mut entries = Vec::new();
-    for ((((event, _), contact), recorded), shown) in
+    for ((((event, fingerprint, _), contact), recorded), shown) in
         group.iter().zip(&found).zip(&rows).zip(&shown)
     {
         let channel = event.channel.as_str();
-        // A key is new once: a second delivery in the same group is a duplicate.
+        // A key is new once: a second delivery in the same group is a duplicate, unless
+        // it carries another message than the one recorded under the key.
         if !new.remove(&(channel.to_string(), event.event_key.clone())) {
-            answers.push(Recorded::Duplicate);
+            let reused = match fingerprint {
+                Some(f) => outbox::fingerprint(&mut tx, channel, &event.event_key)
+                    .await?
+                    .is_some_and(|known| known != *f),
+                None => false,
+            };
+            answers.push(if reused {
+                Err(IntakeError::KeyReused)
+            } else {
+                Ok(Recorded::Duplicate)
+            });
             continue;
         }
         let Some(row) = contact else {
-            answers.push(Recorded::UnknownContact);
+            answers.push(Ok(Recorded::UnknownContact));
             continue;
         };
         if !event.files.is_empty() {
@@ -165,11 +192,11 @@ async fn commit_events(store: &Store, group: &[EventJob]) -> Result<Vec<Recorded
             actor: channel,
             data: shown.as_deref().unwrap_or(&recorded.data),
         });
-        answers.push(Recorded::New {
+        answers.push(Ok(Recorded::New {
             interaction_id: row.id.clone(),
             state: row.state.clone(),
             agent_id: row.agent_id.clone(),
-        });
+        }));
     }
     history::append_channel(&mut tx, &entries, now).await?;
     tx.commit().await?;
@@ -190,15 +217,43 @@ impl Intake for CoreService {
     }
 }
 
+impl CoreService {
+    /// Hands an event to the event writer and waits for its commit.
+    async fn write_event(
+        &self,
+        event: ChannelEvent,
+        fingerprint: Option<String>,
+    ) -> Result<Recorded, IntakeError> {
+        let (reply, answer) = oneshot::channel();
+        self.events
+            .send((event, fingerprint, reply))
+            .await
+            .map_err(|_| IntakeError::ShuttingDown)?;
+        answer.await.unwrap_or(Err(IntakeError::ShuttingDown))
+    }
+}
+
 impl Core for CoreService {
     fn record(&self, event: ChannelEvent) -> BoxFuture<'_, Result<Recorded, IntakeError>> {
+        Box::pin(self.write_event(event, None))
+    }
+
+    fn record_message(
+        &self,
+        event: ChannelEvent,
+        fingerprint: String,
+    ) -> BoxFuture<'_, Result<Recorded, IntakeError>> {
+        Box::pin(self.write_event(event, Some(fingerprint)))
+    }
+
+    fn keep_aside(&self, kept: KeptAside) -> BoxFuture<'_, Result<bool, IntakeError>> {
         Box::pin(async move {
-            let (reply, answer) = oneshot::channel();
-            self.events
-                .send((event, reply))
+            let mut tx = self.store.begin_write().await.map_err(unavailable)?;
+            let new = store::kept_aside::keep(&mut tx, &kept, now_ms())
                 .await
-                .map_err(|_| IntakeError::ShuttingDown)?;
-            answer.await.unwrap_or(Err(IntakeError::ShuttingDown))
+                .map_err(unavailable)?;
+            tx.commit().await.map_err(unavailable)?;
+            Ok(new)
         })
     }
 
@@ -545,7 +600,7 @@ mod tests {
             data: json!({ "key": key }),
             files: Vec::new(),
         };
-        (job, oneshot::channel().0)
+        (job, None, oneshot::channel().0)
     }
 
     #[tokio::test]
@@ -570,10 +625,10 @@ mod tests {
         assert_eq!(
             answers,
             [
-                new.clone(),
-                Recorded::Duplicate,
-                new,
-                Recorded::UnknownContact
+                Ok(new.clone()),
+                Ok(Recorded::Duplicate),
+                Ok(new),
+                Ok(Recorded::UnknownContact)
             ]
         );
         // Delivered again in a later group: a duplicate; every new one is in the history
@@ -581,7 +636,7 @@ mod tests {
         let again = commit_events(&store, &[event("e2", "<m1@x>"), event("e3", "<nobody@x>")])
             .await
             .unwrap();
-        assert_eq!(again, [Recorded::Duplicate, Recorded::Duplicate]);
+        assert_eq!(again, [Ok(Recorded::Duplicate), Ok(Recorded::Duplicate)]);
         let history: Vec<(String, String)> = sqlx::query_as(
             "SELECT actor, data FROM history WHERE kind = 'email_received' ORDER BY seq",
         )
@@ -595,5 +650,54 @@ mod tests {
                 ("email".to_string(), r#"{"key":"e2"}"#.to_string())
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn a_known_key_with_another_fingerprint_is_refused_as_reused_and_changes_nothing() {
+        let (store, _dir) = store().await;
+        one_group(&store, vec![contact("<m1@x>", "a@example.com", "Hi")]).await;
+        let with = |key: &str, fingerprint: Option<&str>| {
+            let (job, _, reply) = event(key, "<m1@x>");
+            (job, fingerprint.map(str::to_string), reply)
+        };
+        let first = commit_events(&store, &[with("m", Some("f1"))])
+            .await
+            .unwrap();
+        assert!(matches!(first[0], Ok(Recorded::New { .. })));
+        let answers = commit_events(
+            &store,
+            &[
+                with("m", Some("f1")),
+                with("m", Some("f2")),
+                with("m", None),
+                with("n", Some("g1")),
+                with("n", Some("g2")),
+            ],
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            answers[0],
+            Ok(Recorded::Duplicate),
+            "the same message again"
+        );
+        assert_eq!(answers[1], Err(IntakeError::KeyReused), "another message");
+        assert_eq!(
+            answers[2],
+            Ok(Recorded::Duplicate),
+            "no fingerprint to tell"
+        );
+        assert!(matches!(answers[3], Ok(Recorded::New { .. })));
+        assert_eq!(
+            answers[4],
+            Err(IntakeError::KeyReused),
+            "within one group too"
+        );
+        let recorded: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM history WHERE kind = 'email_received'")
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+        assert_eq!(recorded, 2);
     }
 }

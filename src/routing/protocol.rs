@@ -65,6 +65,10 @@ pub enum ClientMessage {
         interaction_id: String,
         /// The text of the reply.
         body: String,
+        /// The same reply as HTML, for an email written as rich text: sent beside the
+        /// text as its alternative, never alone.
+        #[serde(default)]
+        html: Option<String>,
         /// The desktop's own id for this reply: sending it again (after a reconnect) does
         /// not send the reply twice.
         #[serde(default)]

@@ -23,6 +23,8 @@ pub struct EventRow<'a> {
     pub kind: &'a str,
     /// Its details (JSON).
     pub data: String,
+    /// A digest of the message it carries, when it carries one.
+    pub fingerprint: Option<&'a str>,
 }
 
 /// Records channel events, each key once, in as few statements as fit: answers the
@@ -43,13 +45,14 @@ pub async fn record_events(
                 Arg::from(r.kind),
                 Arg::from(r.data.clone()),
                 Arg::from(now),
+                Arg::from(r.fingerprint.map(str::to_string)),
             ]
         })
         .collect();
     let returned = bulk::insert_returning(
         conn,
-        "INSERT INTO channel_events (channel, event_key, contact_key, interaction_id, kind, data, at)",
-        7,
+        "INSERT INTO channel_events (channel, event_key, contact_key, interaction_id, kind, data, at, fingerprint)",
+        8,
         args,
         "ON CONFLICT (channel, event_key) DO NOTHING RETURNING channel, event_key",
     )
@@ -59,6 +62,22 @@ pub async fn record_events(
         recorded.insert((row.try_get(0)?, row.try_get(1)?));
     }
     Ok(recorded)
+}
+
+/// The fingerprint an event was recorded with (`None`: none, or no such event).
+pub async fn fingerprint(
+    conn: &mut Conn,
+    channel: &str,
+    event_key: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    Ok(sqlx::query_scalar::<_, Option<String>>(
+        "SELECT fingerprint FROM channel_events WHERE channel = $1 AND event_key = $2",
+    )
+    .bind(channel)
+    .bind(event_key)
+    .fetch_optional(&mut *conn)
+    .await?
+    .flatten())
 }
 
 /// Stores a command once: false when its id was stored before. A command `delivered`

@@ -30,7 +30,13 @@ async fn pages_are_served_with_a_strict_policy(backend: Backend) {
         let html = r.text().await.unwrap();
         assert!(html.contains(marker), "{path} loads its script");
     }
-    for asset in ["app.css", "common.js", "desktop.js", "console.js"] {
+    for asset in [
+        "app.css",
+        "common.js",
+        "desktop.js",
+        "console.js",
+        "kept-aside.js",
+    ] {
         let r = client
             .get(format!("{}/ui/{asset}", app.base))
             .send()

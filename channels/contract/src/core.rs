@@ -32,6 +32,32 @@ pub struct ChannelEvent {
     pub files: Vec<Attachment>,
 }
 
+/// A message a channel keeps aside instead of making a contact of it (an auto-reply
+/// that answers no conversation, mail with no usable sender, mail that cannot be read):
+/// kept whole, once per key, for supervisors to see and to turn into a contact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeptAside {
+    /// The channel.
+    pub channel: ChannelKind,
+    /// Unique per message in the channel: the same key twice is kept once.
+    pub key: String,
+    /// A digest of what the message says: the same key with another digest is another
+    /// message (a reused Message-ID), kept too.
+    pub fingerprint: String,
+    /// Why, as a short fixed label (`auto_reply`, `bounce`, `no_sender`…).
+    pub reason: String,
+    /// Why, as a sentence.
+    pub detail: String,
+    /// Who sent it, when that is known.
+    pub sender: Option<String>,
+    /// Its subject.
+    pub subject: Option<String>,
+    /// The start of its text.
+    pub preview: Option<String>,
+    /// The message as it came.
+    pub raw: Vec<u8>,
+}
+
 /// What recording an event came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Recorded {
@@ -269,6 +295,19 @@ pub trait Core: Intake {
         agent_id: Option<&'a str>,
         done: Option<CommandFor>,
     ) -> BoxFuture<'a, Result<Connected, IntakeError>>;
+
+    /// Records an event that carries a message (an email), once per event key and
+    /// content: the same key with the same `fingerprint` again is a duplicate; with
+    /// another fingerprint it is answered [`IntakeError::KeyReused`] and nothing changes.
+    fn record_message(
+        &self,
+        event: ChannelEvent,
+        fingerprint: String,
+    ) -> BoxFuture<'_, Result<Recorded, IntakeError>>;
+
+    /// Keeps a message aside, once per key (and content): answers false when it was kept
+    /// before.
+    fn keep_aside(&self, kept: KeptAside) -> BoxFuture<'_, Result<bool, IntakeError>>;
 
     /// The customer ended the contact: abandoned if it waited, its agent told if held.
     fn end<'a>(

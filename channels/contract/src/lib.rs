@@ -21,7 +21,7 @@ mod core;
 
 pub use crate::core::{
     Assignment, Attachment, ChannelEvent, Command, CommandFor, Completed, Connected, Contact, Core,
-    Due, Ending, Position, Recorded,
+    Due, Ending, KeptAside, Position, Recorded,
 };
 
 use std::fmt;

@@ -6,14 +6,20 @@
 //! thread.
 //!
 //! - [`parse`]: a message read with mail-parser;
+//! - [`headers`]: its header block put right first (a missing blank line, charsets);
+//! - [`charset`]: text in whatever charset it declares, or is really in;
 //! - [`smtp`]: the SMTP listener;
 //! - [`inbound`]: what a message means (new, threaded, noise, unreadable);
+//! - [`kept`]: mail kept aside (no conversation, no usable sender), and contacts made of it;
 //! - [`outbound`]: agents' replies, stored first and sent with retries.
 //!
 //! The adapter reaches the core only through [`switchboard_contract::Core`].
 
+pub mod charset;
+pub mod headers;
 pub mod imap;
 pub mod inbound;
+pub mod kept;
 pub mod outbound;
 pub mod parse;
 pub mod smtp;

@@ -3,16 +3,19 @@
 //! (`email.relay_url`) with lettre: to the customer, from the mailbox the customer wrote
 //! to, with `In-Reply-To` and `References` naming the thread's messages and the
 //! conversation's `[#token]` in the subject, so the customer's answer comes back to the
-//! same interaction. A sent reply is recorded in the history; a failed one is retried
-//! with backoff (up to ten minutes apart, `email.send_max_attempts` attempts) and the agent
-//! is told each time.
+//! same interaction. Each reply is MIME (lettre writes it): `text/plain; charset=utf-8`
+//! with its transfer encoding, an encoded-word subject when it is not ASCII, and a
+//! `multipart/alternative` of the text and the agent's HTML when they wrote rich text
+//! (the HTML never goes without its text). A sent reply is recorded in the history; a
+//! failed one is retried with backoff (up to ten minutes apart, `email.send_max_attempts`
+//! attempts) and the agent is told each time.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use lettre::message::header::{Header, HeaderName, HeaderValue};
-use lettre::message::Mailbox;
+use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde_json::{json, Value};
@@ -146,6 +149,7 @@ impl Email {
         let contact = p["contact_key"].as_str().unwrap_or_default();
         let interaction = p["interaction_id"].as_str().unwrap_or_default();
         let body = p["body"].as_str().unwrap_or_default();
+        let html = p["html"].as_str().filter(|h| !h.trim().is_empty());
         let core_err = |e: switchboard_contract::IntakeError| Failure::Transient(e.to_string());
         let received = self
             .core
@@ -218,9 +222,14 @@ impl Email {
         if !references.is_empty() {
             builder = builder.references(references);
         }
-        let message = builder
-            .body(body.to_string())
-            .map_err(|e| Failure::Permanent(format!("the reply could not be written: {e}")))?;
+        let message = match html {
+            Some(html) => builder.multipart(MultiPart::alternative_plain_html(
+                body.to_string(),
+                html.to_string(),
+            )),
+            None => builder.singlepart(SinglePart::plain(body.to_string())),
+        }
+        .map_err(|e| Failure::Permanent(format!("the reply could not be written: {e}")))?;
         let transport = self.transport().map_err(Failure::Permanent)?;
         transport.send(message).await.map_err(|e| {
             if e.is_permanent() {
@@ -237,7 +246,8 @@ impl Email {
                 SENT,
                 json!({
                     "message_id": message_id, "from": ours, "to": [customer], "subject": subject,
-                    "text": truncate(body, 1 << 20), "agent_id": p["agent_id"], "reply_id": p["reply_id"],
+                    "text": truncate(body, 1 << 20), "html": html.map(|h| truncate(h, 1 << 20)),
+                    "agent_id": p["agent_id"], "reply_id": p["reply_id"],
                 }),
             ),
             (

@@ -151,6 +151,7 @@ impl Router {
         agent_id: &str,
         interaction_id: &str,
         body: String,
+        html: Option<String>,
         reply_id: Option<String>,
     ) {
         let Some(s) = self.agents.get(agent_id) else {
@@ -172,6 +173,24 @@ impl Router {
                 "bad_field",
                 &format!("body: write the reply, at most {MAX_REPLY_BYTES} bytes"),
             );
+        }
+        // Rich text rides beside the text (its alternative), as the agent wrote it.
+        let html = html
+            .map(|h| h.replace('\0', ""))
+            .filter(|h| !h.trim().is_empty());
+        if let Some(h) = &html {
+            if channel != ChannelKind::Email {
+                return s.error(
+                    "bad_field",
+                    "html: rich text is for email replies; a chat takes the text",
+                );
+            }
+            if body.len() + h.len() > MAX_REPLY_BYTES {
+                return s.error(
+                    "bad_field",
+                    &format!("html: the reply, text and HTML together, is at most {MAX_REPLY_BYTES} bytes"),
+                );
+            }
         }
         let reply_id = reply_id
             .map(|r| {
@@ -200,14 +219,18 @@ impl Router {
                 )
             }
         };
+        let mut payload = json!({
+            "interaction_id": interaction_id, "contact_key": row.idempotency_key,
+            "agent_id": agent_id, "reply_id": reply_id, "body": body,
+        });
+        if let Some(h) = html {
+            payload["html"] = json!(h);
+        }
         self.pending.push(Pending::Command {
             id: format!("reply:{agent_id}:{reply_id}"),
             delivered: false,
             channel,
-            payload: json!({
-                "interaction_id": interaction_id, "contact_key": row.idempotency_key,
-                "agent_id": agent_id, "reply_id": reply_id, "body": body,
-            }),
+            payload,
         });
         s.emit(json!({ "type": "reply_queued", "interaction_id": interaction_id, "reply_id": reply_id }));
     }

@@ -183,8 +183,12 @@ impl Router {
             ClientMessage::Reply {
                 interaction_id,
                 body,
+                html,
                 reply_id,
-            } => self.reply(agent_id, &interaction_id, body, reply_id).await,
+            } => {
+                self.reply(agent_id, &interaction_id, body, html, reply_id)
+                    .await
+            }
         }
     }
 

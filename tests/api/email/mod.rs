@@ -2,6 +2,14 @@
 //! installed) into the listener, an agent's reply over the websocket delivered to an
 //! SMTP sink with its threading headers, the customer's answer threading back, noise
 //! recorded but never routed, and every way the SMTP dialogue can go wrong.
+//!
+//! - [`replies`]: agents' replies as a standard MIME parser (Python's) reads them;
+//! - [`charsets`]: legacy charset labels, undeclared charsets, a missing blank line;
+//! - [`kept_aside`]: reused Message-IDs, mail kept aside and made a contact, NUL bytes.
+
+mod charsets;
+mod kept_aside;
+mod replies;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -89,7 +97,8 @@ async fn app(
     let rules = dir.path().join("routing.toml");
     std::fs::write(
         &rules,
-        include_str!("../../config/routing.toml").replace("wrap_up_secs = 30", "wrap_up_secs = 1"),
+        include_str!("../../../config/routing.toml")
+            .replace("wrap_up_secs = 30", "wrap_up_secs = 1"),
     )
     .unwrap();
     let app = spawn_app_with(backend, |s| {
@@ -156,6 +165,42 @@ fn kinds(i: &Value) -> Vec<String> {
         .iter()
         .map(|e| e["kind"].as_str().unwrap().to_string())
         .collect()
+}
+
+/// What Python's standard `email` package (a MIME parser that is not Switchboard's own)
+/// reads in `raw`: see `read_mime.py`. `None` when there is no `python3` outside CI.
+fn python_reads(raw: &str) -> Option<Value> {
+    use std::io::Write;
+    let child = std::process::Command::new("python3")
+        .args(["-c", include_str!("read_mime.py")])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            assert!(
+                std::env::var("CI").is_err(),
+                "python3 must be installed in CI (.ci/run installs it): {e}"
+            );
+            eprintln!("python3 is not installed; the reply is not checked by it");
+            return None;
+        }
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(raw.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(serde_json::from_slice(&out.stdout).unwrap())
 }
 
 /// Bytes as quoted-printable, every byte escaped.
