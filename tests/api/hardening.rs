@@ -24,7 +24,7 @@ fn raise_own_file_limit() -> u64 {
         lim.rlim_cur = lim.rlim_max;
         libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
     }
-    lim.rlim_cur as u64
+    lim.rlim_cur
 }
 
 /// Opens a connection that sends part of a request's headers and then nothing.

@@ -266,8 +266,8 @@ async fn each_role_is_refused_what_it_must_not_do(backend: Backend) {
             a.1["message"]
                 .as_str()
                 .unwrap()
-                .replace(&*their_id, "ID")
-                .replace(&*their_customer, "ID"),
+                .replace(their_id, "ID")
+                .replace(their_customer, "ID"),
             b.1["message"].as_str().unwrap().replace(nobody, "ID"),
             "{theirs}"
         );
