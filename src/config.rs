@@ -68,6 +68,9 @@ pub struct RoutingSettings {
     pub simulation_max_contacts: usize,
     /// The longest one simulation may run, in seconds.
     pub simulation_time_limit_secs: u64,
+    /// Assignments and completions a channel may fall behind by before it reads what it
+    /// missed from the store instead.
+    pub announcements_buffer: usize,
 }
 
 impl RoutingSettings {
@@ -298,6 +301,9 @@ impl Settings {
         }
         if self.routing.simulation_max_window_hours == 0 {
             problems.push("routing.simulation_max_window_hours: must be at least 1".into());
+        }
+        if self.routing.announcements_buffer == 0 {
+            problems.push("routing.announcements_buffer: must be at least 1".into());
         }
         if self.routing.simulation_max_contacts == 0 {
             problems.push("routing.simulation_max_contacts: must be at least 1".into());

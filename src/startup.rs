@@ -102,6 +102,7 @@ impl Application {
             active.version,
             queue.clone(),
             times,
+            settings.routing.announcements_buffer,
             router_stop.clone(),
         );
         let rules_lock: Arc<tokio::sync::Mutex<()>> = Arc::default();
@@ -283,7 +284,9 @@ impl Application {
             }
         }
         self.router_stop.cancel();
-        let _ = self.router_task.await;
+        if let Err(e) = self.router_task.await {
+            tracing::error!(error = %e, "The router ended abnormally");
+        }
         self.writer_stop.cancel();
         if let Err(e) = self.writer.await {
             tracing::error!(error = %e, "The intake writer ended abnormally");
@@ -343,7 +346,12 @@ async fn reload_on_sighup(
 /// Completes on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
     let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
+        // Without a Ctrl-C handler the server runs on (SIGTERM still stops it); it must
+        // not take the failure to listen for one as the signal itself.
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %e, "Cannot listen for Ctrl-C; stop the server with SIGTERM");
+            std::future::pending::<()>().await;
+        }
     };
     #[cfg(unix)]
     let term = async {

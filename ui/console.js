@@ -613,9 +613,12 @@ function simulationChart(tiers, columns) {
 // ---- agents ----
 
 async function loadAgents() {
+  // A failed load says so, and keeps what was shown: an empty table would read as
+  // "no agents".
   try {
     con.agents = (await api("GET", "/api/agents")).agents || [];
-  } catch (e) { con.agents = []; }
+    con.agentsError = null;
+  } catch (e) { con.agentsError = e.message || String(e); }
   drawAgents();
   drawLive();
 }
@@ -677,7 +680,12 @@ function drawAgents() {
             h("th", {}, t("extension")), h("th", {}))),
           h("tbody", {})))));
   }
-  fill($("#agents-table tbody", pane), con.agents.map((a) => agentRow(a)));
+  const problem = con.agentsError
+    ? [h("tr", { id: "agents-error" }, h("td", { colspan: 6 },
+        h("span", { class: "error", role: "alert" }, t("agentsNotLoaded", { e: con.agentsError })), " ",
+        h("button", { type: "button", onclick: () => loadAgents() }, t("tryAgain"))))]
+    : [];
+  fill($("#agents-table tbody", pane), problem, (con.agents || []).map((a) => agentRow(a)));
 }
 
 function agentRow(a) {

@@ -73,6 +73,7 @@ async fn write_events(store: Store, mut rx: mpsc::Receiver<EventJob>) {
             Ok(answers) => {
                 // A channel that stopped waiting (its session closed) has nothing to hear.
                 for ((_, _, reply), answer) in group.drain(..).zip(answers) {
+                    // A caller that went away retries: each event is recorded once.
                     let _ = reply.send(answer);
                 }
             }
@@ -360,14 +361,25 @@ impl Core for CoreService {
     ) -> BoxFuture<'a, Result<Option<Contact>, IntakeError>> {
         Box::pin(async move {
             let mut conn = self.store.pool().acquire().await.map_err(unavailable)?;
-            let row = store::channel::find_contact(&mut conn, channel.as_str(), keys)
+            let Some(r) = store::channel::find_contact(&mut conn, channel.as_str(), keys)
                 .await
-                .map_err(unavailable)?;
-            Ok(row.map(|r| Contact {
+                .map_err(unavailable)?
+            else {
+                return Ok(None);
+            };
+            let agent_name = match &r.agent_id {
+                Some(a) => store::agents::get(&mut conn, a)
+                    .await
+                    .map_err(unavailable)?
+                    .map(|a| a.name),
+                None => None,
+            };
+            Ok(Some(Contact {
                 contact_key: r.idempotency_key,
                 interaction_id: r.id,
                 state: r.state,
                 agent_id: r.agent_id,
+                agent_name,
             }))
         })
     }

@@ -391,3 +391,45 @@ pub fn event<'a>(interaction: &'a Value, kind: &str) -> &'a Value {
         .find(|e| e["kind"] == kind)
         .unwrap_or_else(|| panic!("no {kind} event in {interaction}"))
 }
+
+/// Runs SQL on a test server's database from outside, as another client would: how a
+/// test injects a store fault (a trigger that refuses a write, a table out of reach) at
+/// the moment it chooses. `sqlite` runs on SQLite, `postgres` on PostgreSQL.
+pub async fn db_exec(database_url: &str, sqlite: &str, postgres: &str) {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let sql = if database_url.starts_with("sqlite:") {
+        sqlite
+    } else {
+        postgres
+    };
+    let mut conn = sqlx::AnyConnection::connect(database_url)
+        .await
+        .expect("the test reaches the server's database");
+    sqlx::raw_sql(sql)
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    conn.close().await.expect("close");
+}
+
+/// The value of a counter or gauge in the server's `/metrics` (summed over its labels
+/// matching `labels`, e.g. `channel="chat"`), 0 when absent.
+pub async fn metric(app: &TestApp, name: &str, labels: &str) -> f64 {
+    let text = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            l.split([' ', '{']).next() == Some(name) && (labels.is_empty() || l.contains(labels))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}

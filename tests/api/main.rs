@@ -16,6 +16,7 @@ mod hardening;
 mod imap;
 mod import;
 mod interactions;
+mod losses;
 mod openapi;
 mod operations;
 mod pages;

@@ -212,6 +212,8 @@ pub struct Contact {
     pub state: String,
     /// The agent holding it, or who held it last.
     pub agent_id: Option<String>,
+    /// That agent's name, as customers may be told it.
+    pub agent_name: Option<String>,
 }
 
 /// A file that came with a contact.

@@ -429,11 +429,16 @@ impl Phone {
                 a.extension.as_deref(),
             );
             let delivered_here = a.extension.is_some();
-            let stored = self
-                .core
-                .command(cmd, delivered_here)
-                .await
-                .map_err(|e| core_error(e, r.from_field))?;
+            let stored = match self.core.command(cmd, delivered_here).await {
+                Ok(stored) => stored,
+                // The agent has the call, but the dial could not be stored: the caller
+                // waits, and the channel's catch-up sends the dial by callback within
+                // seconds (the call is held with no dial command).
+                Err(e) => {
+                    tracing::warn!(error = %e, "Could not store a call's dial; it follows by callback");
+                    false
+                }
+            };
             match a.extension {
                 Some(extension) if stored => {
                     return Ok(Route::Dial {

@@ -19,6 +19,12 @@ use crate::{twilio, unix_now, Phone};
 /// Commands handled per pass.
 const BATCH: u32 = 32;
 
+/// How often the store is asked for calls taken without a dial command. An assignment
+/// can pass the channel by — announced while it was behind, while a ringing event's
+/// answer was carrying it and then could not store it, before a restart — and is found
+/// here within this time.
+const CATCH_UP_EVERY: Duration = Duration::from_secs(5);
+
 /// Runs the channel's background work until `shutdown` completes: turning assignments
 /// of waiting calls into dial commands, and delivering them.
 pub async fn run(phone: Arc<Phone>, shutdown: impl Future<Output = ()> + Send) {
@@ -26,6 +32,8 @@ pub async fn run(phone: Arc<Phone>, shutdown: impl Future<Output = ()> + Send) {
     // Calls taken while the channel was not listening (before a restart) still get
     // their dial command.
     phone.catch_up().await;
+    let mut catch_up = tokio::time::interval(CATCH_UP_EVERY);
+    catch_up.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -39,6 +47,7 @@ pub async fn run(phone: Arc<Phone>, shutdown: impl Future<Output = ()> + Send) {
                 }
                 Err(RecvError::Closed) => return,
             },
+            _ = catch_up.tick() => phone.catch_up().await,
             () = phone.wake.notified() => phone.deliver_due().await,
             () = tokio::time::sleep(Duration::from_secs(1)) => phone.deliver_due().await,
         }
@@ -93,7 +102,8 @@ impl Phone {
         match self.core.command(cmd, false).await {
             Ok(true) => self.wake.notify_one(),
             Ok(false) => {}
-            Err(e) => tracing::warn!(error = %e, "Could not store a dial command"),
+            // Not stored: the next catch-up finds the call still without its command.
+            Err(e) => tracing::warn!(error = %e, "Could not store a dial command; it is stored at the next catch-up"),
         }
     }
 

@@ -31,7 +31,7 @@ impl Router {
                     s.offer = None;
                     if !taken_by_offered {
                         // Not the agent's miss: the call was answered elsewhere.
-                        s.emit(json!({ "type": "offer_ended", "offer_id": item.offer, "interaction_id": id, "reason": "answered_elsewhere" }));
+                        s.emit_always(json!({ "type": "offer_ended", "offer_id": item.offer, "interaction_id": id, "reason": "answered_elsewhere" }));
                     }
                 }
                 if taken_by_offered {
@@ -131,6 +131,7 @@ impl Router {
                 channel,
                 payload,
                 delivered: true,
+                about: Some(id.to_string()),
             });
         }
         if let Some(s) = self.agents.get_mut(agent) {

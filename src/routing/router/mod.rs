@@ -26,7 +26,7 @@ mod session;
 mod sessions;
 mod supervise;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -65,6 +65,11 @@ pub enum Outbound {
     /// Close with a code and reason.
     Close(u16, String),
 }
+
+/// Messages of one desktop the router may hold unhandled: a desktop that sends faster is
+/// not read until the router catches up (its socket, not the server's memory, holds the
+/// rest), so no desktop can grow the router's inbox without bound.
+pub const DESKTOP_INBOX: usize = 64;
 
 /// Frames that may wait for one desktop: a resume's whole replay and as much again. A
 /// desktop further behind is not reading: its connection is cut rather than its frames
@@ -136,6 +141,8 @@ enum Command {
         agent_id: String,
         conn: u64,
         msg: ClientMessage,
+        /// One of the desktop's places in the router's inbox, given back once handled.
+        _place: tokio::sync::OwnedSemaphorePermit,
     },
     Disconnect {
         agent_id: String,
@@ -252,17 +259,27 @@ impl RouterHandle {
         answer.await.ok()
     }
 
-    /// Hands the router a message from a desktop.
-    pub fn message(&self, agent_id: &str, conn: u64, msg: ClientMessage) {
+    /// Hands the router a message from a desktop, holding one of the desktop's places in
+    /// the router's inbox (see [`DESKTOP_INBOX`]) until it is handled.
+    pub fn message(
+        &self,
+        agent_id: &str,
+        conn: u64,
+        msg: ClientMessage,
+        place: tokio::sync::OwnedSemaphorePermit,
+    ) {
+        // A router that has stopped takes no more messages: the server is stopping.
         let _ = self.tx.send(Command::Message {
             agent_id: agent_id.into(),
             conn,
             msg,
+            _place: place,
         });
     }
 
     /// Tells the router a desktop's connection ended.
     pub fn disconnect(&self, agent_id: &str, conn: u64) {
+        // A stopped router has no sessions left to end.
         let _ = self.tx.send(Command::Disconnect {
             agent_id: agent_id.into(),
             conn,
@@ -349,6 +366,7 @@ impl RouterHandle {
     /// Tells the agent holding an interaction `event` (a numbered event on its desktop,
     /// kept for a resume); nobody is told when nobody holds it.
     pub fn tell_holder(&self, interaction_id: &str, event: Value) {
+        // A stopped router has no desktops to tell; they read it from the store.
         let _ = self.tx.send(Command::Tell {
             interaction_id: interaction_id.into(),
             event,
@@ -382,12 +400,14 @@ impl RouterHandle {
 
     /// Routes by `rules` (version `version`) from now on, for waiting interactions too.
     pub fn set_rules(&self, rules: Arc<Rules>, version: i64) {
+        // The version is committed: a stopped router reads it at its next start.
         let _ = self.tx.send(Command::SetRules { rules, version });
     }
 
     /// An agent's record changed: a logged-in agent is routed by the new one at once; one
     /// removed, or whose token was reset (`log_out`), is disconnected (close code 4004).
     pub fn agent_changed(&self, agent: AgentRow, log_out: bool) {
+        // The change is committed: a stopped router reads agents at their next login.
         let _ = self.tx.send(Command::AgentChanged { agent, log_out });
     }
 
@@ -395,6 +415,7 @@ impl RouterHandle {
     /// the store (those [`crate::customers::waiting::refresh`] answered, once committed).
     pub fn customers_changed(&self, interaction_ids: Vec<String>) {
         if !interaction_ids.is_empty() {
+            // Committed: a stopped router reads tiers and owners from the store at start.
             let _ = self.tx.send(Command::CustomersChanged(interaction_ids));
         }
     }
@@ -433,14 +454,16 @@ pub fn start(
     rules_version: i64,
     queue: Arc<Queue>,
     times: SessionTimes,
+    announced: usize,
     shutdown: CancellationToken,
 ) -> (RouterHandle, tokio::task::JoinHandle<()>) {
     let (changes_tx, changes_rx) = watch::channel(0u64);
     let (tx, rx) = mpsc::unbounded_channel();
-    let (assignments, _) = broadcast::channel(ANNOUNCED);
-    let (completions, _) = broadcast::channel(ANNOUNCED);
-    let (commands, _) = broadcast::channel(ANNOUNCED);
-    let (typing, _) = broadcast::channel(ANNOUNCED);
+    let announced = announced.max(1);
+    let (assignments, _) = broadcast::channel(announced);
+    let (completions, _) = broadcast::channel(announced);
+    let (commands, _) = broadcast::channel(announced);
+    let (typing, _) = broadcast::channel(announced);
     let router = Router {
         store,
         rules,
@@ -536,17 +559,35 @@ enum Pending {
         notes: Option<String>,
     },
     /// A command for a channel's external system (an email reply to send), or one its
-    /// system needs no longer (`delivered`: kept only so it is never sent).
+    /// system needs no longer (`delivered`: kept only so it is never sent). `about`: the
+    /// interaction whose change it depends on (it is not stored when that change is
+    /// refused); none for a reply, which stands either way.
     Command {
         id: String,
         channel: ChannelKind,
         payload: Value,
         delivered: bool,
+        about: Option<String>,
     },
 }
 
-/// Assignments an adapter may fall behind by before it misses some.
-const ANNOUNCED: usize = 4096;
+impl Pending {
+    /// The interaction whose state this write changes or depends on.
+    fn about(&self) -> Option<&str> {
+        match self {
+            Pending::Transition { id, .. } | Pending::Complete { id, .. } => Some(id),
+            Pending::Command { about, .. } => about.as_deref(),
+        }
+    }
+}
+
+/// What writing a turn came to.
+enum Written {
+    /// Everything was committed.
+    All,
+    /// Nothing was committed: the store refused changes of these interactions.
+    Refused(Vec<String>),
+}
 
 /// The most commands taken in one turn of the loop (one commit).
 const TURN: usize = 256;
@@ -598,6 +639,7 @@ impl Router {
             if std::mem::take(&mut self.changed) {
                 self.changes.send_modify(|v| *v += 1);
             }
+            telemetry::router_inbox(rx.len());
         }
     }
 
@@ -725,6 +767,9 @@ impl Router {
         crate::customers::waiting::current(&mut conn, ids).await
     }
 
+    /// Handles one command. Answers go back on the command's own channel; a caller that
+    /// has gone away (`reply.send` failing) has nothing left to be told, and what it asked
+    /// is committed or not as for any other caller.
     async fn handle(&mut self, cmd: Command) {
         self.changed |= !matches!(cmd, Command::Snapshot { .. });
         match cmd {
@@ -746,6 +791,7 @@ impl Router {
                 agent_id,
                 conn,
                 msg,
+                ..
             } => {
                 let now = now_ms();
                 match self.agents.get_mut(&agent_id) {
@@ -829,7 +875,9 @@ impl Router {
                     .find(|s| s.held.contains_key(&interaction_id))
                 {
                     event["interaction_id"] = json!(interaction_id);
-                    s.emit(event);
+                    // Told by a channel about its own doings: stands whatever the router
+                    // decides this turn.
+                    s.emit_always(event);
                 }
             }
             Command::Positions { ids, reply } => {
@@ -927,12 +975,24 @@ impl Router {
     /// anyway.
     async fn flush(&mut self) {
         self.note_presence();
+        let mut refused = HashSet::new();
         if !self.pending.is_empty() || !self.events.is_empty() || !self.presence_log.is_empty() {
             let started = now_ms();
             let mut delay = Duration::from_millis(50);
             loop {
-                match self.write_pending().await {
-                    Ok(()) => break,
+                match self.write_pending(&refused).await {
+                    Ok(Written::All) => break,
+                    // Writes of these interactions were refused: their state is not what
+                    // the router held. The turn is written again without any of their
+                    // writes, events or messages, and they are read again from the store.
+                    Ok(Written::Refused(ids)) => {
+                        tracing::error!(
+                            interactions = ids.len(),
+                            "The store refused a routing change: an interaction was not in the state the router held; it is read again"
+                        );
+                        telemetry::router_refused(ids.len());
+                        refused.extend(ids);
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "The router could not commit; retrying");
                         tokio::select! {
@@ -956,19 +1016,28 @@ impl Router {
                 })
                 .collect();
             for channel in stored {
+                // Nobody listening: the channel delivers on its own poll.
                 let _ = self.commands.send(channel);
             }
             self.pending.clear();
             self.events.clear();
             self.presence_log.clear();
+            // Announcements go to whichever channels listen now; one that misses some
+            // catches up from the store (they are committed).
             for a in self.announced.drain(..) {
-                let _ = self.assignments.send(a);
+                if !refused.contains(&a.interaction_id) {
+                    let _ = self.assignments.send(a);
+                }
             }
             for id in self.leaving.drain(..) {
-                self.queue.remove(&id);
+                if !refused.contains(&id) {
+                    self.queue.remove(&id);
+                }
             }
             for c in self.completed.drain(..) {
-                let _ = self.completions.send(c);
+                if !refused.contains(&c.interaction_id) {
+                    let _ = self.completions.send(c);
+                }
             }
             // While the store stalled, nobody's messages were read: a stall must not
             // count against agents' heartbeats or offers.
@@ -983,21 +1052,35 @@ impl Router {
             }
         }
         for s in self.agents.values_mut() {
-            if !s.unsent.is_empty() {
+            if !s.staged.is_empty() {
                 self.changed = true;
             }
-            s.send_unsent();
+            s.release(&refused);
+        }
+        if !refused.is_empty() {
+            self.resync(refused.into_iter().collect()).await;
+            for s in self.agents.values_mut() {
+                s.release(&HashSet::new());
+            }
         }
         for reply in self.replies.drain(..) {
             reply();
         }
     }
 
-    async fn write_pending(&self) -> Result<(), sqlx::Error> {
+    /// Writes this turn's decisions in one transaction, leaving out those about the
+    /// interactions in `skip`. When the store refuses a state change (the interaction is
+    /// not in the state the router held), nothing is committed, and the interactions it
+    /// refused are answered so the turn is written again without them.
+    async fn write_pending(&self, skip: &HashSet<String>) -> Result<Written, sqlx::Error> {
         let now = now_ms();
         let mut tx = self.store.begin_write().await?;
+        let mut refused = Vec::new();
         for p in &self.pending {
-            let moved = match p {
+            if p.about().is_some_and(|id| skip.contains(id)) {
+                continue;
+            }
+            let applied = match p {
                 Pending::Transition {
                     id,
                     from,
@@ -1018,6 +1101,7 @@ impl Router {
                     channel,
                     payload,
                     delivered,
+                    ..
                 } => {
                     // Stored once: a reply sent again under the same id is not repeated.
                     crate::store::outbox::put(
@@ -1032,15 +1116,104 @@ impl Router {
                     true
                 }
             };
-            if !moved {
-                tracing::warn!(
-                    "An interaction was not in the state the router expected; its move was skipped"
-                );
+            if !applied {
+                refused.extend(p.about().map(str::to_string));
             }
         }
-        history::append(&mut tx, &self.events, now).await?;
+        if !refused.is_empty() {
+            tx.rollback().await?;
+            return Ok(Written::Refused(refused));
+        }
+        let events: Vec<&NewEvent> = self
+            .events
+            .iter()
+            .filter(|e| !e.interaction_id.as_ref().is_some_and(|id| skip.contains(id)))
+            .collect();
+        history::append(&mut tx, events, now).await?;
         presence::append(&mut tx, &self.presence_log, now).await?;
-        tx.commit().await
+        tx.commit().await?;
+        Ok(Written::All)
+    }
+
+    /// Interactions whose writes the store refused, taken as the store has them: out of
+    /// the queue, offers and desktops they were in, back where the store says they are.
+    async fn resync(&mut self, ids: Vec<String>) {
+        let rows = async {
+            let mut conn = self.store.pool().acquire().await?;
+            let mut rows = Vec::with_capacity(ids.len());
+            for id in &ids {
+                rows.push(interactions::get(&mut conn, id).await?);
+            }
+            Ok::<_, sqlx::Error>(rows)
+        }
+        .await;
+        let rows = match rows {
+            Ok(rows) => rows,
+            Err(e) => {
+                // They are read again at the next refusal or restart; meanwhile the store
+                // keeps refusing what does not match it, so nothing wrong is written.
+                tracing::error!(error = %e, "Could not read refused interactions again");
+                return;
+            }
+        };
+        for (id, row) in ids.iter().zip(rows) {
+            self.waiting.remove(id);
+            self.index.remove(id);
+            self.queue.remove(id);
+            let offers: Vec<String> = self
+                .offers
+                .iter()
+                .filter(|(_, o)| &o.interaction_id == id)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for offer_id in offers {
+                if let Some(o) = self.offers.remove(&offer_id) {
+                    if let Some(s) = self.agents.get_mut(&o.agent_id) {
+                        s.offer = None;
+                        s.emit(json!({ "type": "offer_ended", "offer_id": offer_id, "interaction_id": id, "reason": "changed" }));
+                    }
+                }
+            }
+            let holder = row
+                .as_ref()
+                .filter(|r| r.state == "assigned")
+                .and_then(|r| r.agent_id.clone());
+            for (agent_id, s) in self.agents.iter_mut() {
+                let held = s.held.contains_key(id);
+                if held && holder.as_deref() != Some(agent_id.as_str()) {
+                    s.held.remove(id);
+                    s.emit(json!({ "type": "interaction_ended", "interaction_id": id, "reason": "changed" }));
+                } else if !held && holder.as_deref() == Some(agent_id.as_str()) {
+                    if let Some(r) = &row {
+                        s.held.insert(
+                            id.clone(),
+                            ChannelKind::parse(&r.channel).unwrap_or(ChannelKind::Api),
+                        );
+                        s.emit(json!({ "type": "assigned", "interaction_id": id }));
+                    }
+                }
+            }
+            match row {
+                // Waiting in the store: it waits here too, from the queue.
+                Some(r) if r.state == "queued" => {
+                    self.queue.push_all([crate::intake::waiting(&r)]);
+                }
+                // On offer in the store, but to nobody here: it waits again.
+                Some(r) if r.state == "offered" => {
+                    let event = NewEvent {
+                        customer_id: r.customer_id.clone(),
+                        interaction_id: Some(id.clone()),
+                        kind: "offer_withdrawn",
+                        actor: "system".into(),
+                        data: json!({ "agent_id": r.agent_id, "reason": "read again after a refused change" }),
+                    };
+                    self.stage(id, &["offered"], "queued", None, event);
+                    self.queue.push_all([crate::intake::waiting(&r)]);
+                }
+                _ => {}
+            }
+        }
+        self.changed = true;
     }
 
     /// Stages a presence-log entry for every agent whose presence changed since the last.

@@ -99,7 +99,7 @@ impl Router {
             idle_since: now,
             last_offered_at: 0,
             misses: 0,
-            unsent: Vec::new(),
+            staged: Vec::new(),
         };
         if let Some(old) = self.agents.remove(&id) {
             s.offer = None;
@@ -137,6 +137,7 @@ impl Router {
                     .get(agent_id)
                     .is_some_and(|s| s.held.get(&interaction_id) == Some(&ChannelKind::Chat))
                 {
+                    // Not kept: a typing notice nobody listens to is lost by design.
                     let _ = self.typing.send(interaction_id);
                 }
             }

@@ -8,6 +8,7 @@
 //! - [`kept_aside`]: reused Message-IDs, mail kept aside and made a contact, NUL bytes.
 
 mod charsets;
+mod delivery;
 mod kept_aside;
 mod replies;
 
