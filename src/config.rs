@@ -42,8 +42,19 @@ pub struct Settings {
     pub email: switchboard_email::EmailSettings,
     /// The web chat channel.
     pub chat: switchboard_chat::ChatSettings,
+    /// Several nodes on PostgreSQL.
+    pub cluster: ClusterSettings,
     /// Logging.
     pub log: LogSettings,
+}
+
+/// Several nodes on one PostgreSQL database (SQLite is one node and ignores this).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSettings {
+    /// Where the other nodes reach this one (`http://10.0.0.5:8080`); empty: the address
+    /// it listens on.
+    pub advertise_url: String,
 }
 
 /// Agent sessions.

@@ -39,6 +39,9 @@ pub struct Limits {
     pub max_connections: usize,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Arc<[IpAddr]>,
+    /// The cluster's secret: another node relaying a client presents it, and its
+    /// `X-Forwarded-For` is believed too.
+    pub cluster_secret: Option<Arc<str>>,
 }
 
 /// Serves `app` on `listener` until `stop`, then stops accepting and waits for the
@@ -96,9 +99,21 @@ pub async fn serve(
         let service = hyper::service::service_fn({
             let (app, tracker, trusted) =
                 (app.clone(), tracker.clone(), limits.trusted_proxies.clone());
+            let secret = limits.cluster_secret.clone();
             move |mut req: hyper::Request<Incoming>| {
                 let (app, tracker, conn) = (app.clone(), tracker.clone(), conn.clone());
-                let client = client_addr(&req, peer.ip(), &trusted);
+                let from_node = secret.as_deref().is_some_and(|s| {
+                    req.headers()
+                        .get(crate::cluster::rpc::SECRET_HEADER)
+                        .is_some_and(|v| {
+                            bool::from(subtle::ConstantTimeEq::ct_eq(v.as_bytes(), s.as_bytes()))
+                        })
+                });
+                let client = if from_node {
+                    client_addr(&req, peer.ip(), &[peer.ip()])
+                } else {
+                    client_addr(&req, peer.ip(), &trusted)
+                };
                 req.extensions_mut().insert(ConnectInfo(peer));
                 req.extensions_mut().insert(client);
                 tracker.busy(&conn);

@@ -126,12 +126,36 @@ mod tests {
         let at = 10 * HOUR_MS + 5_000;
         let rows = vec![
             // Stated: 5 s, within 20.
-            ("high".into(), "assigned".into(), at, r#"{"waited_secs": 5.0}"#.into(), at - 5_000),
+            (
+                "high".into(),
+                "assigned".into(),
+                at,
+                r#"{"waited_secs": 5.0}"#.into(),
+                at - 5_000,
+            ),
             // Not stated, arrived 90 s before its answer: not within.
-            ("high".into(), "assigned".into(), at, "{}".into(), at - 90_000),
+            (
+                "high".into(),
+                "assigned".into(),
+                at,
+                "{}".into(),
+                at - 90_000,
+            ),
             // Unreadable data, arrived 3 s before: within.
-            ("high".into(), "assigned".into(), at, "not json".into(), at - 3_000),
-            ("high".into(), "abandoned".into(), at, "{}".into(), at - 1_000),
+            (
+                "high".into(),
+                "assigned".into(),
+                at,
+                "not json".into(),
+                at - 3_000,
+            ),
+            (
+                "high".into(),
+                "abandoned".into(),
+                at,
+                "{}".into(),
+                at - 1_000,
+            ),
         ];
         let per = tally(rows, 10 * HOUR_MS, 1, &targets);
         assert_eq!(per["high"], vec![[3, 2, 1]]);

@@ -84,18 +84,18 @@ pub async fn simulate(
     run.await
         .map_err(|e| ApiError::Unexpected(anyhow::anyhow!("the simulation task failed: {e}")))?
         .map(Json)
-    .map_err(|e| match e {
-        Refused::Window { field, message } => ApiError::Unprocessable {
-            field: Some(field.into()),
-            message,
-        },
-        Refused::Empty(..) | Refused::TooMany(_) | Refused::TimeLimit(_) => {
-            ApiError::Unprocessable {
-                field: None,
-                message: e.to_string(),
+        .map_err(|e| match e {
+            Refused::Window { field, message } => ApiError::Unprocessable {
+                field: Some(field.into()),
+                message,
+            },
+            Refused::Empty(..) | Refused::TooMany(_) | Refused::TimeLimit(_) => {
+                ApiError::Unprocessable {
+                    field: None,
+                    message: e.to_string(),
+                }
             }
-        }
-        Refused::Store(e) => e.into(),
-        Refused::Failed(m) => ApiError::Unexpected(anyhow::anyhow!(m)),
-    })
+            Refused::Store(e) => e.into(),
+            Refused::Failed(m) => ApiError::Unexpected(anyhow::anyhow!(m)),
+        })
 }

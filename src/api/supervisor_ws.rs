@@ -63,9 +63,10 @@ async fn session(socket: WebSocket, state: AppState) {
     }
     let mut changes = state.router.changes();
     loop {
-        let Some(mut snapshot) = state.router.snapshot().await else {
+        let Some(snapshot) = state.router.snapshot().await else {
             break;
         };
+        let mut snapshot = super::with_nodes(&state, snapshot);
         snapshot["type"] = "queue".into();
         if sink
             .send(Message::Text(snapshot.to_string().into()))

@@ -436,6 +436,14 @@ impl Core for CoreService {
             )
             .await
             .map_err(unavailable)?;
+            // On a cluster, the leader takes it up at this commit.
+            crate::cluster::bus::queued(
+                &mut tx,
+                self.store.backend(),
+                std::slice::from_ref(&row.id),
+            )
+            .await
+            .map_err(unavailable)?;
             tx.commit().await.map_err(unavailable)?;
             // Committed, it waits again: the router takes it from the queue.
             self.queue.push_all([crate::intake::waiting(&row)]);
@@ -523,6 +531,8 @@ impl Core for CoreService {
                         agent_id,
                         agent_name,
                         extension,
+                        // Long arrived: nobody's answer window is still open for it.
+                        arrived_at_ms: 0,
                     },
                 )
                 .collect())

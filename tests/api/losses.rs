@@ -11,7 +11,9 @@ use serde_json::{json, Value};
 use crate::agent_client::{create_agent, Desktop};
 use crate::both_backends;
 use crate::chat::Visitor;
-use crate::helpers::{db_exec, metric, spawn_app, spawn_app_with, spawn_settings, test_settings, Backend};
+use crate::helpers::{
+    db_exec, metric, spawn_app, spawn_app_with, spawn_settings, test_settings, Backend,
+};
 
 /// Waits (up to 20 s) until `check` holds, asking again every 50 ms.
 async fn until<F, Fut>(what: &str, mut check: F)
@@ -78,8 +80,10 @@ async fn an_agents_chat_reply_survives_a_store_that_cannot_read_the_chat(backend
         }
     }
     let mut page = Visitor::connect(&app).await;
-    page.send(json!({ "type": "resume", "chat_id": chat_id, "resume_token": secret, "last_seq": 0 }))
-        .await;
+    page.send(
+        json!({ "type": "resume", "chat_id": chat_id, "resume_token": secret, "last_seq": 0 }),
+    )
+    .await;
     page.expect("resumed").await;
     let said = page.agent_message().await;
     assert_eq!(said["text"], "Still here?");
@@ -172,9 +176,19 @@ async fn a_chat_channel_that_falls_behind_the_router_tells_every_visitor_their_a
     let app = spawn_app_with(backend, |s| s.routing.announcements_buffer = 1).await;
     const CHATS: usize = 8;
     let mut rounds = 0;
-    while metric(&app, "switchboard_channel_caught_up_total", "channel=\"chat\"").await < 1.0 {
+    while metric(
+        &app,
+        "switchboard_channel_caught_up_total",
+        "channel=\"chat\"",
+    )
+    .await
+        < 1.0
+    {
         rounds += 1;
-        assert!(rounds <= 5, "the chat channel never fell behind in 5 bursts");
+        assert!(
+            rounds <= 5,
+            "the chat channel never fell behind in 5 bursts"
+        );
         let mut desks = Vec::new();
         let mut pages = Vec::new();
         for i in 0..CHATS {
@@ -232,7 +246,11 @@ async fn a_dial_the_store_could_not_take_is_sent_by_callback(backend: Backend) {
     let (status, answer) = ringing.await.unwrap();
     // The caller is told to wait rather than refused (the call is taken: a retried
     // ringing would hear "queue" anyway).
-    assert_eq!((status, answer["action"].as_str()), (200, Some("queue")), "{answer}");
+    assert_eq!(
+        (status, answer["action"].as_str()),
+        (200, Some("queue")),
+        "{answer}"
+    );
     db_exec(
         &app.database_url,
         "DROP TRIGGER sb_no_dial",
@@ -240,7 +258,10 @@ async fn a_dial_the_store_could_not_take_is_sent_by_callback(backend: Backend) {
     )
     .await;
     // Within seconds the phone system is told to connect the caller to the agent.
-    until("the dial callback", || async { !log.lock().unwrap().is_empty() }).await;
+    until("the dial callback", || async {
+        !log.lock().unwrap().is_empty()
+    })
+    .await;
     let dial: Value = serde_json::from_str(&log.lock().unwrap()[0].2).unwrap();
     assert_eq!(
         (dial["interaction_id"].as_str(), dial["extension"].as_str()),
@@ -270,9 +291,13 @@ async fn one_desktop_cannot_grow_the_routers_inbox() {
     let url = format!("{}/agent/ws", app.base.replacen("http://", "ws://", 1));
     let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
     let (mut tx, mut rx) = ws.split();
-    tx.send(Message::Text(json!({ "type": "login", "token": token }).to_string().into()))
-        .await
-        .unwrap();
+    tx.send(Message::Text(
+        json!({ "type": "login", "token": token })
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
     let queued = tokio::spawn(async move {
         let mut n = 0;
         while let Some(Ok(Message::Text(t))) = rx.next().await {
@@ -311,7 +336,9 @@ async fn one_desktop_cannot_grow_the_routers_inbox() {
     };
     for i in 0..REPLIES {
         let frame = json!({ "type": "reply", "interaction_id": interaction, "body": format!("line {i}"), "reply_id": format!("f{i}") });
-        tx.feed(Message::Text(frame.to_string().into())).await.unwrap();
+        tx.feed(Message::Text(frame.to_string().into()))
+            .await
+            .unwrap();
     }
     tx.flush().await.unwrap();
     let handled = tokio::time::timeout(Duration::from_secs(60), queued)
@@ -324,7 +351,10 @@ async fn one_desktop_cannot_grow_the_routers_inbox() {
     // (a batch at a time); without the bound the inbox held most of the flood (thousands).
     let highest = highest.load(std::sync::atomic::Ordering::SeqCst);
     let bound = 2 * switchboard::routing::router::DESKTOP_INBOX as u64 + 32;
-    assert!(highest <= bound, "the router's inbox reached {highest} (bound {bound})");
+    assert!(
+        highest <= bound,
+        "the router's inbox reached {highest} (bound {bound})"
+    );
     app.stop().await;
 }
 

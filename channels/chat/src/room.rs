@@ -490,7 +490,11 @@ pub async fn deliver_agents(chat: &Chat) {
                     }
                     Failure::Retry(e) | Failure::GiveUp(e) => (e, None),
                 };
-                let outcome = if retry.is_some() { "retried" } else { "given_up" };
+                let outcome = if retry.is_some() {
+                    "retried"
+                } else {
+                    "given_up"
+                };
                 metrics::counter!("switchboard_chat_replies_total", "outcome" => outcome)
                     .increment(1);
                 if retry.is_some() {
@@ -627,8 +631,14 @@ pub async fn catch_up(chat: &Chat) {
                 let name = contact.agent_name.clone().unwrap_or_default();
                 room.agent_joined(chat, &agent, &name).await;
             }
-            "completed" => room.close(chat, "agent", "the agent ended the chat", false).await,
-            "abandoned" => room.close(chat, "system", "the chat has ended", false).await,
+            "completed" => {
+                room.close(chat, "agent", "the agent ended the chat", false)
+                    .await
+            }
+            "abandoned" => {
+                room.close(chat, "system", "the chat has ended", false)
+                    .await
+            }
             _ => {}
         }
     }

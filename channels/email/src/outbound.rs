@@ -163,7 +163,11 @@ impl Email {
     /// Records a reply the relay took: its events in the history, then the command
     /// delivered. Either may be done already (a second pass after a failure): each is
     /// recorded once.
-    async fn settle(&self, due: &Due, sent: &Sent) -> Result<(), switchboard_contract::IntakeError> {
+    async fn settle(
+        &self,
+        due: &Due,
+        sent: &Sent,
+    ) -> Result<(), switchboard_contract::IntakeError> {
         for (event_key, kind, data) in &sent.events {
             self.core
                 .record(ChannelEvent {
@@ -328,7 +332,10 @@ mod tests {
         let a = reply_message_id("reply:agent-1:r1", "sb.example.com");
         assert_eq!(a, reply_message_id("reply:agent-1:r1", "sb.example.com"));
         assert_ne!(a, reply_message_id("reply:agent-1:r2", "sb.example.com"));
-        assert!(a.starts_with("reply-") && a.ends_with("@sb.example.com"), "{a}");
+        assert!(
+            a.starts_with("reply-") && a.ends_with("@sb.example.com"),
+            "{a}"
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use switchboard_contract::{
-    ChannelEvent, ChannelKind, Command, Connected, CustomerHint, Ending, IntakeError,
+    ChannelEvent, ChannelKind, Command, CommandFor, Connected, CustomerHint, Ending, IntakeError,
     NewInteraction, Position, Recorded,
 };
 
@@ -254,16 +254,12 @@ fn outcome(c: &Connected) -> &'static str {
 }
 
 /// The dial command of a call the phone system connected itself, stored as carried out
-/// so it is never sent (its payload says why).
-fn connected_dial(interaction_id: &str, agent_id: &str) -> Command {
-    let id = dial_command_id(interaction_id, agent_id);
-    Command {
-        payload: json!({
-            "command_id": id, "action": "dial", "interaction_id": interaction_id,
-            "agent_id": agent_id, "connected_by_phone_system": true,
-        }),
-        id,
+/// so it is never sent (its payload says why). Its id is the one [`dial_command`] gives.
+fn connected_dial() -> CommandFor {
+    CommandFor {
+        prefix: DIAL.into(),
         channel: ChannelKind::Phone,
+        payload: json!({ "action": "dial", "connected_by_phone_system": true }),
     }
 }
 
@@ -557,7 +553,7 @@ impl Phone {
         let key = format.key(call_id);
         let connected = self
             .core
-            .connected(ChannelKind::Phone, &key, agent, Some(connected_dial))
+            .connected(ChannelKind::Phone, &key, agent, Some(connected_dial()))
             .await
             .map_err(|e| core_error(e, "call_id"))?;
         let outcome = outcome(&connected);

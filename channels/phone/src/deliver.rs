@@ -39,7 +39,20 @@ pub async fn run(phone: Arc<Phone>, shutdown: impl Future<Output = ()> + Send) {
         tokio::select! {
             () = &mut shutdown => return,
             a = assignments.recv() => match a {
-                Ok(a) if a.channel == ChannelKind::Phone => phone.assigned(a).await,
+                Ok(a) if a.channel == ChannelKind::Phone => {
+                    // A call that may still be ringing on another node: that node's answer
+                    // carries the dial if it can; the callback waits out its window.
+                    let left = phone.window_left_elsewhere(&a);
+                    if left.is_zero() {
+                        phone.assigned(a).await;
+                    } else {
+                        let phone = phone.clone();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(left).await;
+                            phone.assigned(a).await;
+                        });
+                    }
+                }
                 Ok(_) => {}
                 Err(RecvError::Lagged(n)) => {
                     tracing::warn!(missed = n, "The phone channel fell behind the assignments; catching up from the store");
@@ -55,6 +68,20 @@ pub async fn run(phone: Arc<Phone>, shutdown: impl Future<Output = ()> + Send) {
 }
 
 impl Phone {
+    /// How long a call assigned now may still be ringing on another node (nothing on a
+    /// single node, whose own ringing calls are known here).
+    fn window_left_elsewhere(&self, a: &switchboard_contract::Assignment) -> Duration {
+        if !self.clustered.load(std::sync::atomic::Ordering::Relaxed) {
+            return Duration::ZERO;
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        let until = a.arrived_at_ms + self.settings.answer_window_ms as i64 + 250;
+        Duration::from_millis((until - now).max(0) as u64)
+    }
+
     /// Stores the dial commands of calls held by an agent that have none and have not
     /// ended: assignments announced while nobody listened.
     async fn catch_up(&self) {
@@ -103,7 +130,9 @@ impl Phone {
             Ok(true) => self.wake.notify_one(),
             Ok(false) => {}
             // Not stored: the next catch-up finds the call still without its command.
-            Err(e) => tracing::warn!(error = %e, "Could not store a dial command; it is stored at the next catch-up"),
+            Err(e) => {
+                tracing::warn!(error = %e, "Could not store a dial command; it is stored at the next catch-up")
+            }
         }
     }
 

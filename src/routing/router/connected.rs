@@ -125,7 +125,7 @@ impl Router {
                 id: command_id,
                 channel,
                 payload,
-            } = done(id, agent);
+            } = done.command(id, agent);
             self.pending.push(Pending::Command {
                 id: command_id,
                 channel,

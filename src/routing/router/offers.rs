@@ -52,6 +52,7 @@ impl Router {
             agent_id: agent_id.to_string(),
             agent_name: s.row.name.clone(),
             extension: s.row.extension.clone(),
+            arrived_at_ms: now - waited_ms,
         });
         s.emit(
             json!({ "type": "assigned", "offer_id": offer_id, "interaction_id": interaction_id }),

@@ -101,6 +101,15 @@ impl Router {
             misses: 0,
             staged: Vec::new(),
         };
+        // A desktop resuming a session this router never knew (its node restarted, or
+        // another node took over the routing) starts again in the presence it had.
+        let unknown = !self.agents.contains_key(&id);
+        if let Some(p) = resume.as_ref().and_then(|r| r.presence).filter(|_| unknown) {
+            s.presence = match p {
+                PresenceRequest::Available => Presence::Available,
+                PresenceRequest::Away => Presence::Away,
+            };
+        }
         if let Some(old) = self.agents.remove(&id) {
             s.offer = None;
             s.logged = old.logged;
@@ -138,7 +147,8 @@ impl Router {
                     .is_some_and(|s| s.held.get(&interaction_id) == Some(&ChannelKind::Chat))
                 {
                     // Not kept: a typing notice nobody listens to is lost by design.
-                    let _ = self.typing.send(interaction_id);
+                    self.announcer
+                        .announce(vec![Announcement::Typing { interaction_id }]);
                 }
             }
             ClientMessage::Heartbeat {} => {

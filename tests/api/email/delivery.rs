@@ -11,7 +11,11 @@ async fn a_reply_the_relay_took_is_not_sent_again_when_its_record_fails(backend:
     let (_, token) = create_agent(&app, json!({ "name": "Ann" })).await;
     let mut ann = Desktop::available(&app.base, &token).await;
     mailer(&app)
-        .send(plain("gil@example.com", "Where is my parcel", "It has not come."))
+        .send(plain(
+            "gil@example.com",
+            "Where is my parcel",
+            "It has not come.",
+        ))
         .await
         .unwrap();
     let interaction = ann.take_offer().await;

@@ -80,7 +80,10 @@ pub(crate) fn native_in_background(
             .post(format!("{base}/channels/phone/events"))
             .header("content-type", "application/json")
             .header("x-switchboard-timestamp", ts.to_string())
-            .header("x-switchboard-signature", native_signature(SECRET, ts, &text))
+            .header(
+                "x-switchboard-signature",
+                native_signature(SECRET, ts, &text),
+            )
             .body(text)
             .send()
             .await
