@@ -203,6 +203,13 @@ impl Application {
             Some(file) => Some(SingleNode::claim(Path::new(&file))?),
             None => None,
         };
+        // On PostgreSQL each node names its connections after itself, so an operator (or a
+        // test) can find every connection of one node in pg_stat_activity.
+        let node = crate::store::new_id();
+        let url = match crate::store::sqlite_path(&url) {
+            Some(_) => url,
+            None => with_application_name(&url, &format!("switchboard-{node}")),
+        };
         let store = Store::connect(&url, settings.storage.max_connections).await?;
         // The token is needed once, to take its digest; it is not kept in the settings
         // every handler can see.
@@ -239,9 +246,15 @@ impl Application {
         let local = listener.local_addr().context("Reading the bound address")?;
         let cluster = match store.backend() {
             Backend::Postgres => Some(
-                Cluster::join(store.clone(), &url, &settings.cluster.advertise_url, local)
-                    .await
-                    .context("Joining the cluster")?,
+                Cluster::join(
+                    store.clone(),
+                    &url,
+                    node,
+                    &settings.cluster.advertise_url,
+                    local,
+                )
+                .await
+                .context("Joining the cluster")?,
             ),
             Backend::Sqlite => None,
         };
@@ -654,6 +667,15 @@ fn absolute(p: &Path) -> String {
         .unwrap_or_else(|_| p.to_path_buf())
         .display()
         .to_string()
+}
+
+/// A PostgreSQL URL naming its connections `name` (unless it names them already).
+fn with_application_name(url: &str, name: &str) -> String {
+    if url.contains("application_name=") {
+        return url.to_string();
+    }
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}application_name={name}")
 }
 
 /// A database URL without its password.

@@ -37,12 +37,16 @@ use switchboard_contract::BoxFuture;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::store::{new_id, now_ms, Store};
+use crate::store::{now_ms, Store};
 
 /// The advisory lock whose holder leads (an arbitrary, fixed number: "SWTCHBRD").
 const LEAD_LOCK: i64 = 0x5357_5443_4842_5244;
 /// How often a follower tries to take the lead, and a leader checks it still holds it.
 const LEAD_CHECK: Duration = Duration::from_millis(500);
+/// How long a new leader waits, lock in hand and epoch bumped, before it routes: an old
+/// leader cut off from the database notices within two lead checks and stops first (its
+/// writes are refused from the bump on, whether it notices or not).
+const TAKEOVER_GRACE: Duration = Duration::from_millis(1500);
 /// How often a node says it is alive.
 const HEARTBEAT: Duration = Duration::from_secs(2);
 /// A node not heard from for this long is gone.
@@ -131,6 +135,7 @@ impl Cluster {
     pub async fn join(
         store: Store,
         db_url: &str,
+        node: String,
         advertise: &str,
         local: std::net::SocketAddr,
     ) -> anyhow::Result<Arc<Cluster>> {
@@ -148,7 +153,7 @@ impl Cluster {
             .build()
             .context("Building the client for calls between nodes")?;
         Ok(Arc::new(Cluster {
-            node: new_id(),
+            node,
             url,
             db_url: db_url.to_string(),
             store,
@@ -215,9 +220,9 @@ impl Cluster {
                 () = stop.cancelled() => return,
             };
             match lock {
-                Ok(Some(epoch)) => {
+                Ok(Some((epoch, succeeds))) => {
                     if let Some(c) = conn.take() {
-                        self.lead(c, epoch, &*duties, &stop).await;
+                        self.lead(c, epoch, succeeds, &*duties, &stop).await;
                     }
                     if stop.is_cancelled() {
                         return;
@@ -238,9 +243,13 @@ impl Cluster {
     }
 
     /// Tries the lead's lock on the election's own connection: with it, the epoch is
-    /// bumped (waiting for any write of the old leader in flight) and answered; the
-    /// connection then holds the lock for as long as it lives.
-    async fn try_lead(&self, conn: &mut Option<sqlx::PgConnection>) -> anyhow::Result<Option<i64>> {
+    /// bumped (waiting for any write of the old leader in flight) and answered, with
+    /// whether a leader held it before; the connection then holds the lock for as long as
+    /// it lives.
+    async fn try_lead(
+        &self,
+        conn: &mut Option<sqlx::PgConnection>,
+    ) -> anyhow::Result<Option<(i64, bool)>> {
         if conn.is_none() {
             *conn = Some(sqlx::PgConnection::connect(&self.db_url).await?);
         }
@@ -254,6 +263,10 @@ impl Cluster {
         if !got {
             return Ok(None);
         }
+        let before: Option<String> =
+            sqlx::query_scalar("SELECT node FROM cluster_leader WHERE id = 1")
+                .fetch_one(&mut *c)
+                .await?;
         let epoch: i64 = sqlx::query_scalar(
             "UPDATE cluster_leader SET epoch = epoch + 1, node = $1, url = $2, since = $3 \
              WHERE id = 1 RETURNING epoch",
@@ -263,7 +276,7 @@ impl Cluster {
         .bind(now_ms())
         .fetch_one(&mut *c)
         .await?;
-        Ok(Some(epoch))
+        Ok(Some((epoch, before.is_some())))
     }
 
     /// Leads until the lock's connection fails, a write is fenced, or `stop`.
@@ -271,10 +284,19 @@ impl Cluster {
         &self,
         mut conn: sqlx::PgConnection,
         epoch: i64,
+        succeeds: bool,
         duties: &dyn Duties,
         stop: &CancellationToken,
     ) {
         self.store.set_fence(epoch);
+        // Taking over from another leader (not the first lead on this database): it may
+        // not have noticed yet.
+        if succeeds {
+            tokio::select! {
+                () = tokio::time::sleep(TAKEOVER_GRACE) => {}
+                () = stop.cancelled() => {}
+            }
+        }
         // The live state is taken over and the router started before this node says it
         // leads: a call that finds it leading finds its router running.
         let running = match duties.start(epoch).await {

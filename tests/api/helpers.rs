@@ -96,6 +96,19 @@ pub struct TestApp {
     _dir: Option<TempDir>,
 }
 
+/// A client for a server running elsewhere (another process), at `base`.
+pub fn remote_app(base: &str) -> TestApp {
+    TestApp {
+        base: base.to_string(),
+        client: reqwest::Client::new(),
+        database_url: String::new(),
+        smtp: None,
+        stop: None,
+        task: None,
+        _dir: None,
+    }
+}
+
 /// Starts a server on `backend` with the test defaults.
 pub async fn spawn_app(backend: Backend) -> TestApp {
     spawn_app_with(backend, |_| {}).await

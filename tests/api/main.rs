@@ -9,6 +9,7 @@ mod audit;
 mod browser;
 mod chat;
 mod chat_security;
+mod cluster;
 mod customers;
 mod durability;
 mod email;
