@@ -108,7 +108,8 @@ pub struct ServerSettings {
     /// process's file limit allows, less what the store and files need.
     pub max_connections: usize,
     /// Load balancers and proxies in front whose `X-Forwarded-For` is believed (IP
-    /// addresses); the client address is then the one they forwarded.
+    /// addresses or networks such as `10.0.0.0/8`); the client address is then the one
+    /// they forwarded.
     pub trusted_proxies: Vec<String>,
 }
 
@@ -270,10 +271,8 @@ impl Settings {
             problems.push("server.header_read_timeout_secs: must be at least 1".into());
         }
         for p in &self.server.trusted_proxies {
-            if p.parse::<std::net::IpAddr>().is_err() {
-                problems.push(format!(
-                    "server.trusted_proxies: '{p}' is not an IP address such as 10.0.0.1"
-                ));
+            if let Err(e) = p.parse::<crate::serve::Network>() {
+                problems.push(format!("server.trusted_proxies: {e}"));
             }
         }
         let url = &self.storage.database_url;

@@ -32,6 +32,9 @@ pub struct CoreService {
 
 /// Channel events waiting for the event writer before new ones are refused (retry).
 const EVENT_QUEUE: usize = 4096;
+/// How long a command claimed for delivery is the claimer's: past it, unrecorded, it is
+/// due again.
+const DELIVERY_LEASE_MS: i64 = 5_000;
 /// Most channel events committed in one transaction.
 const EVENT_GROUP: usize = 256;
 
@@ -565,10 +568,34 @@ impl Core for CoreService {
         limit: u32,
     ) -> BoxFuture<'_, Result<Vec<Due>, IntakeError>> {
         Box::pin(async move {
+            // Most passes find nothing due: asked first without taking the writer's turn.
             let mut conn = self.store.pool().acquire().await.map_err(unavailable)?;
-            let rows = outbox::due(&mut conn, channel.as_str(), now_ms(), i64::from(limit))
+            let any = outbox::due(&mut conn, channel.as_str(), now_ms(), 1)
                 .await
                 .map_err(unavailable)?;
+            drop(conn);
+            if any.is_empty() {
+                return Ok(Vec::new());
+            }
+            // Claimed by the leader only (a fenced write), for a while: a node that dies
+            // delivering leaves them due again to the next leader.
+            let mut tx = match self.store.begin_fenced().await {
+                Ok(tx) => tx,
+                Err(store::FenceError::Fenced) => return Ok(Vec::new()),
+                Err(store::FenceError::Store(e)) => return Err(unavailable(e)),
+            };
+            let now = now_ms();
+            let rows = outbox::claim(
+                &mut tx,
+                self.store.backend(),
+                channel.as_str(),
+                now,
+                i64::from(limit),
+                now + DELIVERY_LEASE_MS,
+            )
+            .await
+            .map_err(unavailable)?;
+            tx.commit().await.map_err(unavailable)?;
             Ok(rows
                 .into_iter()
                 .map(|(id, payload, attempts)| Due {
