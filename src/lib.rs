@@ -13,6 +13,7 @@
 //! - [`cluster`]: several nodes on PostgreSQL: the leader's election and fence, the bus
 //!   between nodes, calls to the leader's router, websockets relayed to the leader.
 //! - [`routing`]: the routing rules and the pure routing policy.
+//! - [`service`]: service commitments: calendars, targets, callbacks, satisfaction.
 //! - [`simulation`]: the replay simulator — recorded history replayed through the policy.
 //! - [`api`]: the HTTP interface (axum): the API channel, customer admin, history,
 //!   health and metrics, and the OpenAPI document built from the same route table.
@@ -34,6 +35,7 @@ pub mod intake;
 pub mod queue;
 pub mod routing;
 pub mod serve;
+pub mod service;
 pub mod simulation;
 pub mod startup;
 pub mod store;
