@@ -157,7 +157,11 @@ impl Calendar {
 
     /// Whether it is open at `at`.
     pub fn is_open(&self, at: i64) -> bool {
-        self.always || self.periods_around(at).iter().any(|(s, e)| *s <= at && at < *e)
+        self.always
+            || self
+                .periods_around(at)
+                .iter()
+                .any(|(s, e)| *s <= at && at < *e)
     }
 
     /// The first moment at or after `at` when it is open (`at` itself when open now);
@@ -215,7 +219,10 @@ impl Calendar {
 
     /// The open intervals (start, end) that end after `at`, in order, within the horizon.
     fn intervals_from(&self, at: i64) -> impl Iterator<Item = (i64, i64)> + '_ {
-        let start = self.local_date(at).yesterday().unwrap_or(self.local_date(at));
+        let start = self
+            .local_date(at)
+            .yesterday()
+            .unwrap_or(self.local_date(at));
         (0..HORIZON_DAYS + 1)
             .filter_map(move |n| start.checked_add(jiff::Span::new().days(n)).ok())
             .flat_map(move |d| self.day(d))
@@ -342,17 +349,26 @@ mod tests {
         assert!(!c.is_open(ms("2026-12-24T10:00:00Z")), "a date");
         assert!(!c.is_open(ms("2026-12-25T10:00:00Z")), "every year");
         assert!(!c.is_open(ms("2030-12-25T10:00:00Z")));
-        assert!(c.is_open(ms("2027-12-24T10:00:00Z")), "the date was 2026's only");
+        assert!(
+            c.is_open(ms("2027-12-24T10:00:00Z")),
+            "the date was 2026's only"
+        );
     }
 
     #[test]
     fn the_next_opening_skips_nights_weekends_and_holidays() {
         let c = office();
         // Friday 2026-12-18 after closing: Monday 09:00 Berlin.
-        assert_eq!(c.next_open(ms("2026-12-18T16:00:00Z")), Some(ms("2026-12-21T08:00:00Z")));
+        assert_eq!(
+            c.next_open(ms("2026-12-18T16:00:00Z")),
+            Some(ms("2026-12-21T08:00:00Z"))
+        );
         // Wednesday 23rd after closing: 24th and 25th are holidays: Saturday, Sunday
         // closed: Monday 28th.
-        assert_eq!(c.next_open(ms("2026-12-23T18:00:00Z")), Some(ms("2026-12-28T08:00:00Z")));
+        assert_eq!(
+            c.next_open(ms("2026-12-23T18:00:00Z")),
+            Some(ms("2026-12-28T08:00:00Z"))
+        );
         let now = ms("2026-11-30T09:00:00Z");
         assert_eq!(c.next_open(now), Some(now));
         assert_eq!(c.next_change(now), Some(ms("2026-11-30T11:30:00Z")));
@@ -365,7 +381,10 @@ mod tests {
         let (from, to) = (ms("2026-12-18T14:00:00Z"), ms("2026-12-21T09:00:00Z"));
         assert_eq!(c.open_between(from, to), 2 * 3_600_000);
         // Four open hours from Friday 15:00: one on Friday, three on Monday.
-        assert_eq!(c.after_open(from, 4 * 3_600_000), Some(ms("2026-12-21T11:00:00Z")));
+        assert_eq!(
+            c.after_open(from, 4 * 3_600_000),
+            Some(ms("2026-12-21T11:00:00Z"))
+        );
         let always = Calendar::always();
         assert_eq!(always.after_open(from, 5), Some(from + 5));
         assert!(always.is_open(from));
