@@ -433,12 +433,13 @@ async fn the_live_queue_shows_waiting_work_agents_and_service_level() {
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sigkill_loses_no_offered_or_assigned_interaction() {
+both_backends!(a_sigkill_loses_no_offered_or_assigned_interaction);
+
+async fn a_sigkill_loses_no_offered_or_assigned_interaction(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let rules = dir.path().join("routing.toml");
     std::fs::write(&rules, test_rules(30)).unwrap();
-    let url = Backend::Sqlite.fresh_database(dir.path()).await;
+    let url = backend.fresh_database(dir.path()).await;
     let server = start_process_with(
         &url,
         dir.path(),

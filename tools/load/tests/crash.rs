@@ -1,7 +1,7 @@
 //! The load generator run as its users run it, against the server binary of this
-//! workspace: the crash test (SIGKILL under load, restart on the same data) must find
-//! every acknowledged contact present once, and the baseline run must compare with the
-//! bare stack.
+//! workspace: the crash test (SIGKILL under load, restart on the same data), on SQLite
+//! and on PostgreSQL, must find every acknowledged contact present once and offered, and
+//! the baseline run must keep up and compare with the bare stack.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -34,9 +34,52 @@ fn run(args: &[&str]) -> String {
     stdout
 }
 
-#[test]
-fn killed_under_load_it_keeps_every_acknowledged_contact_once() {
-    let out = run(&[
+/// A fresh, empty PostgreSQL database on the server `SWITCHBOARD_TEST_PG_URL` names, as
+/// the API tests make one; `None` (the variant skipped, and said so) without the URL,
+/// except under CI, where PostgreSQL must be there.
+fn fresh_postgres() -> Option<String> {
+    use sqlx::Connection;
+    let admin = match std::env::var("SWITCHBOARD_TEST_PG_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("SWITCHBOARD_TEST_PG_URL is not set: under CI the crash test runs on PostgreSQL too (bash .ci/run sets it)")
+        }
+        _ => {
+            eprintln!(
+                "SKIPPED the PostgreSQL variant: set SWITCHBOARD_TEST_PG_URL (bash .ci/run does)"
+            );
+            return None;
+        }
+    };
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let name = format!("sb_test_load_{}_{nanos}", std::process::id());
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let mut conn = sqlx::PgConnection::connect(&admin)
+                .await
+                .unwrap_or_else(|e| {
+                    panic!("cannot reach PostgreSQL at SWITCHBOARD_TEST_PG_URL: {e}")
+                });
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut conn)
+                .await
+                .expect("create the test database");
+        });
+    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+    Some(format!("{base}/{name}"))
+}
+
+/// The crash test at a small size: SIGKILL every 3 s for 8 s under load, on `database`
+/// (a fresh SQLite file when `None`); every acknowledged contact must be there once, and
+/// offered.
+fn crash_test(database: Option<&str>) {
+    let mut args = vec![
         "--rate",
         "20",
         "--secs",
@@ -45,7 +88,11 @@ fn killed_under_load_it_keeps_every_acknowledged_contact_once() {
         "10",
         "--kill-every",
         "3",
-    ]);
+    ];
+    if let Some(url) = database {
+        args.extend(["--database-url", url]);
+    }
+    let out = run(&args);
     // | kills | acknowledged | present | duplicated | lost |
     let row = out
         .lines()
@@ -63,6 +110,22 @@ fn killed_under_load_it_keeps_every_acknowledged_contact_once() {
     assert!(acknowledged >= 50, "the load was acknowledged: {out}");
     assert_eq!(present, acknowledged, "{out}");
     assert_eq!((duplicated, lost), (0, 0), "{out}");
+    assert!(
+        out.contains("\nKept up"),
+        "every contact accepted was offered after the restarts: {out}"
+    );
+}
+
+#[test]
+fn killed_under_load_it_keeps_every_acknowledged_contact_once() {
+    crash_test(None);
+}
+
+#[test]
+fn killed_under_load_on_postgresql_it_keeps_every_acknowledged_contact_once() {
+    if let Some(url) = fresh_postgres() {
+        crash_test(Some(&url));
+    }
 }
 
 #[test]
