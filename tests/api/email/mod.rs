@@ -5,10 +5,12 @@
 //!
 //! - [`replies`]: agents' replies as a standard MIME parser (Python's) reads them;
 //! - [`charsets`]: legacy charset labels, undeclared charsets, a missing blank line;
-//! - [`kept_aside`]: reused Message-IDs, mail kept aside and made a contact, NUL bytes.
+//! - [`kept_aside`]: reused Message-IDs, mail kept aside and made a contact, NUL bytes;
+//! - [`pipelining`]: clients that pipeline their commands (RFC 2920), swaks among them.
 
 mod charsets;
 mod kept_aside;
+mod pipelining;
 mod replies;
 
 use std::sync::{Arc, Mutex};
@@ -544,8 +546,8 @@ async fn a_reply_the_relay_cannot_take_is_reported_to_the_agent(backend: Backend
     app.stop().await;
 }
 
-/// One raw SMTP session: sends each line (all at once when `pipelined`), answers the
-/// server's replies in order.
+/// One raw SMTP session that waits for each reply before it sends the next line (see
+/// [`pipelining`] for a client that does not); answers the server's replies in order.
 async fn dialogue(app: &TestApp, lines: &[&str]) -> Vec<String> {
     let stream = TcpStream::connect(app.smtp.unwrap()).await.unwrap();
     let (r, mut w) = stream.into_split();
@@ -655,7 +657,7 @@ async fn the_smtp_dialogue_refuses_what_it_must(backend: Backend) {
     let r = dialogue(&app, &junk).await;
     assert!(r.iter().any(|l| l.starts_with("421")), "{r:?}");
 
-    // Pipelined commands are answered in order; a message with no sender is recorded, not routed.
+    // A message with no sender is recorded, not routed.
     let r = dialogue(
         &app,
         &[
