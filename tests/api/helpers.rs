@@ -390,3 +390,87 @@ pub fn event<'a>(interaction: &'a Value, kind: &str) -> &'a Value {
         .find(|e| e["kind"] == kind)
         .unwrap_or_else(|| panic!("no {kind} event in {interaction}"))
 }
+
+/// Every row of every table of the store at `database_url`, as text, sorted: what a test
+/// compares before and after something that must change nothing.
+pub async fn store_contents(database_url: &str) -> std::collections::BTreeMap<String, Vec<String>> {
+    use sqlx::{Connection, Row};
+    let mut contents = std::collections::BTreeMap::new();
+    if database_url.starts_with("sqlite:") {
+        let mut db = sqlx::SqliteConnection::connect(database_url)
+            .await
+            .expect("open the test database");
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+        )
+        .fetch_all(&mut db)
+        .await
+        .unwrap();
+        for table in tables {
+            let columns: Vec<String> = sqlx::query_scalar("SELECT name FROM pragma_table_info($1)")
+                .bind(&table)
+                .fetch_all(&mut db)
+                .await
+                .unwrap();
+            let row = columns
+                .iter()
+                .map(|c| format!("quote(\"{c}\")"))
+                .collect::<Vec<_>>()
+                .join(" || ',' || ");
+            let mut rows: Vec<String> =
+                sqlx::query_scalar(&format!("SELECT {row} FROM \"{table}\""))
+                    .fetch_all(&mut db)
+                    .await
+                    .unwrap();
+            rows.sort();
+            contents.insert(table, rows);
+        }
+        db.close().await.unwrap();
+    } else {
+        let mut db = sqlx::PgConnection::connect(database_url)
+            .await
+            .expect("open the test database");
+        let tables: Vec<String> =
+            sqlx::query_scalar("SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'")
+                .fetch_all(&mut db)
+                .await
+                .unwrap();
+        for table in tables {
+            let mut rows: Vec<String> = sqlx::query(&format!("SELECT t::text FROM \"{table}\" t"))
+                .fetch_all(&mut db)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get::<String, _>(0))
+                .collect();
+            rows.sort();
+            contents.insert(table, rows);
+        }
+        db.close().await.unwrap();
+    }
+    contents
+}
+
+/// Asserts the store holds what it held in `before` (taken by [`store_contents`]),
+/// naming each table that changed and the rows that came or went.
+pub async fn assert_store_unchanged(
+    database_url: &str,
+    before: &std::collections::BTreeMap<String, Vec<String>>,
+    what: &str,
+) {
+    let after = store_contents(database_url).await;
+    let mut changes = Vec::new();
+    for (table, rows) in &after {
+        let old = before.get(table).cloned().unwrap_or_default();
+        let gone: Vec<&String> = old.iter().filter(|r| !rows.contains(r)).collect();
+        let came: Vec<&String> = rows.iter().filter(|r| !old.contains(r)).collect();
+        if !gone.is_empty() || !came.is_empty() {
+            changes.push(format!("{table}: gone {gone:?}, came {came:?}"));
+        }
+    }
+    assert!(
+        changes.is_empty(),
+        "{what} changed the store:\n{}",
+        changes.join("\n")
+    );
+}

@@ -20,6 +20,7 @@ mod openapi;
 mod operations;
 mod pages;
 mod phone;
+mod refusals;
 mod roles;
 mod routing;
 mod rules;

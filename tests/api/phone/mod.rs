@@ -19,10 +19,10 @@ use crate::helpers::{event, send, spawn_app_with, start_process_with, Backend, T
 mod answered;
 mod vendors;
 
-const SECRET: &str = "phone-test-secret";
-const ZAMMAD_TOKEN: &str = "zammad-token-123";
+pub(crate) const SECRET: &str = "phone-test-secret";
+pub(crate) const ZAMMAD_TOKEN: &str = "zammad-token-123";
 const TWILIO_TOKEN: &str = "twilio-auth-token";
-const TWILIO_SID: &str = "AC0123456789abcdef0123456789abcdef";
+pub(crate) const TWILIO_SID: &str = "AC0123456789abcdef0123456789abcdef";
 const TWILIO_PUBLIC: &str = "https://switchboard.example.com";
 
 /// What a fake phone system (or Twilio's API) received: (path, headers, body).
@@ -56,26 +56,28 @@ async fn phone_system(failures: usize) -> (String, Received) {
     (url, received)
 }
 
+/// Every phone format enabled, calling back to `callback`.
+pub(crate) fn configure(s: &mut switchboard::config::Settings, callback: &str, window_ms: u64) {
+    let p = &mut s.phone;
+    p.secret = SECRET.into();
+    p.callback_url = format!("{callback}/switchboard/commands");
+    p.answer_window_ms = window_ms;
+    p.zammad_token = ZAMMAD_TOKEN.into();
+    p.twilio_account_sid = TWILIO_SID.into();
+    p.twilio_auth_token = TWILIO_TOKEN.into();
+    p.twilio_public_url = TWILIO_PUBLIC.into();
+    p.twilio_api_url = callback.to_string();
+    p.blocked_numbers = vec!["+44 20 7946 0999".into()];
+    p.max_body_bytes = 4096;
+}
+
 /// A server with every phone format enabled, calling back to `callback`.
 async fn app(backend: Backend, callback: &str, window_ms: u64) -> TestApp {
     let callback = callback.to_string();
-    spawn_app_with(backend, move |s| {
-        let p = &mut s.phone;
-        p.secret = SECRET.into();
-        p.callback_url = format!("{callback}/switchboard/commands");
-        p.answer_window_ms = window_ms;
-        p.zammad_token = ZAMMAD_TOKEN.into();
-        p.twilio_account_sid = TWILIO_SID.into();
-        p.twilio_auth_token = TWILIO_TOKEN.into();
-        p.twilio_public_url = TWILIO_PUBLIC.into();
-        p.twilio_api_url = callback.clone();
-        p.blocked_numbers = vec!["+44 20 7946 0999".into()];
-        p.max_body_bytes = 4096;
-    })
-    .await
+    spawn_app_with(backend, move |s| configure(s, &callback, window_ms)).await
 }
 
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -96,7 +98,12 @@ fn native_signature(secret: &str, timestamp: u64, body: &str) -> String {
 }
 
 /// Posts a native event signed with `secret` at `timestamp`.
-async fn native_at(app: &TestApp, body: &Value, secret: &str, timestamp: u64) -> (u16, Value) {
+pub(crate) async fn native_at(
+    app: &TestApp,
+    body: &Value,
+    secret: &str,
+    timestamp: u64,
+) -> (u16, Value) {
     let text = body.to_string();
     let resp = app
         .client
@@ -115,7 +122,7 @@ async fn native_at(app: &TestApp, body: &Value, secret: &str, timestamp: u64) ->
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
-async fn native(app: &TestApp, body: Value) -> (u16, Value) {
+pub(crate) async fn native(app: &TestApp, body: Value) -> (u16, Value) {
     native_at(app, &body, SECRET, now()).await
 }
 
@@ -133,7 +140,7 @@ fn twilio_signature(url: &str, params: &[(&str, &str)]) -> String {
     base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
 }
 
-async fn twilio(
+pub(crate) async fn twilio(
     app: &TestApp,
     path: &str,
     params: &[(&str, &str)],
@@ -160,7 +167,7 @@ fn form(params: &[(&str, &str)]) -> String {
         .finish()
 }
 
-async fn zammad(app: &TestApp, token: &str, params: &[(&str, &str)]) -> (u16, Value) {
+pub(crate) async fn zammad(app: &TestApp, token: &str, params: &[(&str, &str)]) -> (u16, Value) {
     let resp = app
         .client
         .post(format!("{}/channels/phone/zammad/{token}", app.base))
@@ -578,7 +585,12 @@ async fn bad_call_events_are_refused_and_change_nothing(backend: Backend) {
     app.stop().await;
 }
 
-async fn send_raw(app: &TestApp, path: &str, body: &str, headers: &[(&str, &str)]) -> (u16, Value) {
+pub(crate) async fn send_raw(
+    app: &TestApp,
+    path: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> (u16, Value) {
     let mut req = app
         .client
         .post(format!("{}{path}", app.base))
