@@ -549,6 +549,17 @@ async fn bad_frames_get_clear_answers(backend: Backend) {
         .await;
     assert_eq!(second.expect("error").await["code"], "too_many_chats");
     assert_eq!(second.next().await["code"], 4008);
+    // A frame far over the limit is not read: its connection is dropped, without a close
+    // frame.
+    let mut huge = connect().await;
+    let _ = huge
+        .ws
+        .send(Message::Text("x".repeat(8 * 1024).into()))
+        .await;
+    match tokio::time::timeout(Duration::from_secs(10), huge.ws.next()).await {
+        Ok(None | Some(Err(_))) => {}
+        other => panic!("the connection is dropped, not {other:?}"),
+    }
     // The first connection is unharmed.
     page.send(json!({ "type": "ping" })).await;
     page.expect("pong").await;

@@ -24,4 +24,5 @@ mod refusals;
 mod roles;
 mod routing;
 mod rules;
+mod sessions;
 mod simulate;
