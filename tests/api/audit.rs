@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use crate::agent_client::{create_agent, Desktop};
 use crate::both_backends;
-use crate::helpers::{send, spawn_app_with, Backend};
+use crate::helpers::{assert_store_unchanged, send, spawn_app_with, store_contents, Backend};
 
 both_backends!(every_change_is_in_the_audit_trail_with_before_and_after);
 
@@ -330,5 +330,81 @@ async fn every_change_is_in_the_audit_trail_with_before_and_after(backend: Backe
     );
     let (status, e) = app.get("/api/audit?since=yesterday").await;
     assert_eq!((status, e["field"].as_str()), (400, Some("since")));
+    app.stop().await;
+}
+
+both_backends!(the_database_itself_refuses_to_change_or_remove_history_and_audit);
+
+/// Runs `sql` on the store at `database_url` from outside the server, as someone with a
+/// SQL client would; answers the database's error, if any.
+async fn run_sql(database_url: &str, sql: &str) -> Result<(), String> {
+    use sqlx::Connection;
+    if database_url.starts_with("sqlite:") {
+        let mut db = sqlx::SqliteConnection::connect(database_url).await.unwrap();
+        sqlx::query(sql)
+            .execute(&mut db)
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
+    } else {
+        let mut db = sqlx::PgConnection::connect(database_url).await.unwrap();
+        sqlx::query(sql)
+            .execute(&mut db)
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+}
+
+async fn the_database_itself_refuses_to_change_or_remove_history_and_audit(backend: Backend) {
+    let app = crate::helpers::spawn_app(backend).await;
+    app.contact(json!({ "customer": { "email": "kept@example.com" }, "subject": "On the record" }))
+        .await;
+    let (status, _) = app
+        .post(
+            "/api/customers",
+            &json!({ "name": "Audited", "identities": [] }),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let before = store_contents(&app.database_url).await;
+    assert!(!before["history"].is_empty() && !before["audit"].is_empty());
+    let postgres = !app.database_url.starts_with("sqlite:");
+    for (table, column, guard) in [
+        ("history", "kind", "history is append-only"),
+        ("audit", "actor", "the audit trail is append-only"),
+    ] {
+        let mut statements = vec![
+            format!("UPDATE {table} SET {column} = 'rewritten'"),
+            format!("UPDATE {table} SET {column} = 'rewritten' WHERE seq = (SELECT MAX(seq) FROM {table})"),
+            format!("DELETE FROM {table}"),
+            format!("DELETE FROM {table} WHERE seq = (SELECT MIN(seq) FROM {table})"),
+        ];
+        if postgres {
+            statements.push(format!("TRUNCATE {table}"));
+        }
+        for sql in statements {
+            let refused = run_sql(&app.database_url, &sql).await;
+            assert!(
+                refused.as_ref().is_err_and(|e| e.contains(guard)),
+                "{sql}: {refused:?}"
+            );
+        }
+    }
+    assert_store_unchanged(
+        &app.database_url,
+        &before,
+        "changing the history or the audit",
+    )
+    .await;
+    // What the database refused, the API still shows.
+    let (_, c) = app.get("/api/customers?email=kept%40example.com").await;
+    let (_, h) = app
+        .get(&format!(
+            "/api/customers/{}/history",
+            c["id"].as_str().unwrap()
+        ))
+        .await;
+    assert!(h["events"].as_array().unwrap().len() >= 3, "{h}");
     app.stop().await;
 }
