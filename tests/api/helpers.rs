@@ -204,6 +204,27 @@ pub struct ServerProcess {
     pub child: Child,
     /// `http://127.0.0.1:PORT`.
     pub base: String,
+    /// Every line it has written (its log, on standard output and error), each also
+    /// passed on to the test's own.
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl ServerProcess {
+    /// Waits until the server has logged a line containing `needle` (fails the test
+    /// after 10 s); answers the line.
+    pub async fn until_logged(&self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if let Some(line) = self.log.lock().unwrap().iter().find(|l| l.contains(needle)) {
+                return line.clone();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the server did not log {needle:?} within 10 s"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
 }
 
 impl Drop for ServerProcess {
@@ -270,9 +291,18 @@ pub fn start_process_limited(
         .env("SWITCHBOARD__EMAIL__SMTP_ADDR", "127.0.0.1:0")
         .env("SWITCHBOARD__LOG__LEVEL", "warn")
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("start the switchboard binary");
+    let log: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+    let stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let kept = log.clone();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            eprintln!("{line}");
+            kept.lock().unwrap().push(line);
+        }
+    });
     let stdout = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(stdout).lines();
     let base = loop {
@@ -285,8 +315,14 @@ pub fn start_process_limited(
         }
     };
     // Keep draining stdout so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines.by_ref() {});
-    ServerProcess { child, base }
+    let kept = log.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            eprintln!("{line}");
+            kept.lock().unwrap().push(line);
+        }
+    });
+    ServerProcess { child, base, log }
 }
 
 /// Runs a test body once on SQLite and once on PostgreSQL: `both_backends!(name);`
@@ -473,4 +509,22 @@ pub async fn assert_store_unchanged(
         "{what} changed the store:\n{}",
         changes.join("\n")
     );
+}
+
+/// A time the API wrote (RFC 3339), in milliseconds since the epoch.
+pub fn at_ms(v: &Value) -> i64 {
+    let s = v.as_str().unwrap_or_else(|| panic!("a time, not {v}"));
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|e| panic!("{s}: {e}"));
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// Every event of `kind` in an interaction's `history`, oldest first.
+pub fn events<'a>(interaction: &'a Value, kind: &str) -> Vec<&'a Value> {
+    interaction["history"]
+        .as_array()
+        .expect("a history")
+        .iter()
+        .filter(|e| e["kind"] == kind)
+        .collect()
 }

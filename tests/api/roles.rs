@@ -351,8 +351,6 @@ async fn supervisors_move_work_and_set_agents_away() {
         .as_str()
         .unwrap()
         .to_string();
-    a.expect_none("offer", std::time::Duration::from_millis(400))
-        .await;
     let moved = send(
         app.client
             .post(format!("{}/api/interactions/{second}/move", app.base))
@@ -367,6 +365,19 @@ async fn supervisors_move_work_and_set_agents_away() {
         moved.1
     );
     assert_eq!(a.take_offer().await, second);
+    // Away, A was offered nothing by routing: the one offer of it is the move's.
+    let (_, i) = app.get(&format!("/api/interactions/{second}")).await;
+    let offers: Vec<&Value> = i["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "offered")
+        .collect();
+    assert_eq!(offers.len(), 1, "{i}");
+    let reason = offers[0]["data"]["decision"]["considered"][0]["reason"]
+        .as_str()
+        .unwrap();
+    assert!(reason.starts_with("moved here by"), "{reason}");
 
     // Not for agents; not to nobody.
     let refused = send(

@@ -346,11 +346,15 @@ async fn an_agent_answers_and_the_conversation_threads_both_ways(backend: Backen
     );
     assert_eq!(header("X-Switchboard-Loop"), "switchboard.test");
     assert!(data.contains("Refunded today."));
-    // The same reply sent again (after a reconnect) is not sent twice.
+    // The same reply sent again (after a reconnect) is not sent twice: the next reply
+    // the relay gets is the agent's next one.
     ann.send(json!({ "type": "reply", "interaction_id": interaction, "body": "Refunded today.", "reply_id": "r1" })).await;
     ann.expect("reply_queued").await;
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    assert_eq!(sink.lock().unwrap().len(), 1);
+    ann.send(json!({ "type": "reply", "interaction_id": interaction, "body": "Anything else?", "reply_id": "r2" })).await;
+    while ann.expect("reply_sent").await["reply_id"] != "r2" {}
+    let relayed: Vec<String> = sink.lock().unwrap().iter().map(|m| m.2.clone()).collect();
+    assert_eq!(relayed.len(), 2, "{relayed:?}");
+    assert!(relayed[1].contains("Anything else?"), "{relayed:?}");
 
     // The customer answers the reply: it threads to the same interaction, and the
     // agent is told.
@@ -379,7 +383,7 @@ async fn an_agent_answers_and_the_conversation_threads_both_ways(backend: Backen
         3,
         "{k:?}"
     );
-    assert_eq!(k.iter().filter(|k| *k == "email_sent").count(), 1, "{k:?}");
+    assert_eq!(k.iter().filter(|k| *k == "email_sent").count(), 2, "{k:?}");
     assert_eq!(event(&i, "email_sent")["data"]["agent_id"], ann_id.as_str());
     assert_eq!(interactions_of(&app, "carla@example.org").await.len(), 1);
 
@@ -392,7 +396,7 @@ async fn an_agent_answers_and_the_conversation_threads_both_ways(backend: Backen
     ann.expect("completed").await;
     let (_, token) = create_agent(&app, json!({ "name": "Bo" })).await;
     let mut bo = Desktop::available(&app.base, &token).await;
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    until_wrapped_up(&app, &ann_id).await;
     let again = Message::builder()
         .from("carla@example.org".parse().unwrap())
         .to("support@shop.test".parse().unwrap())
@@ -402,11 +406,42 @@ async fn an_agent_answers_and_the_conversation_threads_both_ways(backend: Backen
         .unwrap();
     mailer(&app).send(again).await.unwrap();
     assert_eq!(ann.take_offer().await, interaction);
-    bo.expect_none("offer", Duration::from_millis(300)).await;
+    // Bo was not offered it: his first offer is the next new mail.
+    mailer(&app)
+        .send(plain("dora@example.org", "New here", "Hello"))
+        .await
+        .unwrap();
+    let next = bo.take_offer().await;
+    assert_ne!(next, interaction);
+    let (_, n) = app.get(&format!("/api/interactions/{next}")).await;
+    assert_eq!(n["subject"], "New here");
     let (_, i) = app.get(&format!("/api/interactions/{interaction}")).await;
     assert!(kinds(&i).contains(&"reopened".to_string()));
     assert_eq!(i["preferred_agent_id"], ann_id.as_str());
     app.stop().await;
+}
+
+/// Waits until the live queue shows the agent's wrap-up over.
+async fn until_wrapped_up(app: &TestApp, agent_id: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, q) = app.get("/api/queue").await;
+        let agent = q["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["id"] == agent_id)
+            .cloned()
+            .unwrap_or_else(|| panic!("{agent_id} is not listed: {q}"));
+        if agent["wrap_up"] == false {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still in wrap-up: {agent}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 async fn a_reply_to_a_closed_conversation_can_start_a_linked_one(backend: Backend) {
@@ -426,7 +461,7 @@ async fn a_reply_to_a_closed_conversation_can_start_a_linked_one(backend: Backen
     ann.send(json!({ "type": "complete", "interaction_id": old, "disposition": "resolved" }))
         .await;
     ann.expect("completed").await;
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    until_wrapped_up(&app, &ann_id).await;
     let again = Message::builder()
         .from("gil@example.com".parse().unwrap())
         .to("support@shop.test".parse().unwrap())
@@ -494,7 +529,18 @@ async fn noise_is_recorded_and_never_routed(backend: Backend) {
             "{answer:?}"
         );
     }
-    ann.expect_none("offer", Duration::from_millis(500)).await;
+    // None of it was offered: the next offer is the next customer's mail.
+    mailer(&app)
+        .send(plain(
+            "eli@example.net",
+            "A real question",
+            "Is it in stock?",
+        ))
+        .await
+        .unwrap();
+    let next = ann.take_offer().await;
+    let (_, n) = app.get(&format!("/api/interactions/{next}")).await;
+    assert_eq!(n["subject"], "A real question");
     let (_, i) = app.get(&format!("/api/interactions/{interaction}")).await;
     assert_eq!(
         event(&i, "email_auto_reply")["data"]["reason"],
