@@ -14,7 +14,10 @@ use serde_json::{json, Value};
 
 use crate::agent_client::{create_agent, Desktop};
 use crate::both_backends;
-use crate::helpers::{event, send, spawn_app_with, start_process_with, Backend, TestApp, TOKEN};
+use crate::helpers::{
+    assert_store_unchanged, event, send, spawn_app_with, start_process_with, store_contents,
+    Backend, TestApp, TOKEN,
+};
 
 mod answered;
 mod vendors;
@@ -512,6 +515,7 @@ async fn bad_call_events_are_refused_and_change_nothing(backend: Backend) {
     let (url, _) = phone_system(0).await;
     let app = app(backend, &url, 100).await;
     let ringing = json!({ "event": "ringing", "call_id": "bad-1", "from": "+4930111111" });
+    let before = store_contents(&app.database_url).await;
 
     // Wrong secret, stale or future timestamp, no signature: 401, nothing processed.
     let (status, r) = native_at(&app, &ringing, "wrong-secret", now()).await;
@@ -575,6 +579,7 @@ async fn bad_call_events_are_refused_and_change_nothing(backend: Backend) {
     )
     .await;
     assert_eq!((status, r["action"].as_str()), (200, Some("reject")), "{r}");
+    assert_store_unchanged(&app.database_url, &before, "bad call events").await;
 
     // The server still routes: a good event after all the bad ones.
     let (status, r) = native(&app, ringing).await;
