@@ -117,6 +117,7 @@ async fn every_refusal_on_every_channel_changes_nothing(backend: Backend) {
         .start(json!({ "type": "start", "visitor_id": "v-1" }))
         .await;
     let chat = ada.take_offer().await;
+    page.expect("agent_joined").await;
     for id in ["m1", "m2"] {
         page.send(json!({ "type": "message", "id": id, "text": "hi" }))
             .await;
@@ -130,6 +131,18 @@ async fn every_refusal_on_every_channel_changes_nothing(backend: Backend) {
         .await;
     gone.send(json!({ "type": "close" })).await;
     gone.expect("closed").await;
+    // Its abandonment is the last thing written before the refusals.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, i) = app
+            .get(&format!("/api/interactions?channel=chat&key={gone_chat}"))
+            .await;
+        if i["state"] == "abandoned" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{i}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let before = store_contents(&app.database_url).await;
 
     // The API.
