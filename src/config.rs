@@ -42,8 +42,19 @@ pub struct Settings {
     pub email: switchboard_email::EmailSettings,
     /// The web chat channel.
     pub chat: switchboard_chat::ChatSettings,
+    /// Several nodes on PostgreSQL.
+    pub cluster: ClusterSettings,
     /// Logging.
     pub log: LogSettings,
+}
+
+/// Several nodes on one PostgreSQL database (SQLite is one node and ignores this).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSettings {
+    /// Where the other nodes reach this one (`http://10.0.0.5:8080`); empty: the address
+    /// it listens on.
+    pub advertise_url: String,
 }
 
 /// Agent sessions.
@@ -68,6 +79,9 @@ pub struct RoutingSettings {
     pub simulation_max_contacts: usize,
     /// The longest one simulation may run, in seconds.
     pub simulation_time_limit_secs: u64,
+    /// Assignments and completions a channel may fall behind by before it reads what it
+    /// missed from the store instead.
+    pub announcements_buffer: usize,
 }
 
 impl RoutingSettings {
@@ -94,7 +108,8 @@ pub struct ServerSettings {
     /// process's file limit allows, less what the store and files need.
     pub max_connections: usize,
     /// Load balancers and proxies in front whose `X-Forwarded-For` is believed (IP
-    /// addresses); the client address is then the one they forwarded.
+    /// addresses or networks such as `10.0.0.0/8`); the client address is then the one
+    /// they forwarded.
     pub trusted_proxies: Vec<String>,
 }
 
@@ -256,10 +271,8 @@ impl Settings {
             problems.push("server.header_read_timeout_secs: must be at least 1".into());
         }
         for p in &self.server.trusted_proxies {
-            if p.parse::<std::net::IpAddr>().is_err() {
-                problems.push(format!(
-                    "server.trusted_proxies: '{p}' is not an IP address such as 10.0.0.1"
-                ));
+            if let Err(e) = p.parse::<crate::serve::Network>() {
+                problems.push(format!("server.trusted_proxies: {e}"));
             }
         }
         let url = &self.storage.database_url;
@@ -298,6 +311,9 @@ impl Settings {
         }
         if self.routing.simulation_max_window_hours == 0 {
             problems.push("routing.simulation_max_window_hours: must be at least 1".into());
+        }
+        if self.routing.announcements_buffer == 0 {
+            problems.push("routing.announcements_buffer: must be at least 1".into());
         }
         if self.routing.simulation_max_contacts == 0 {
             problems.push("routing.simulation_max_contacts: must be at least 1".into());

@@ -10,6 +10,8 @@
 //! - [`intake`]: checks each new contact and commits it in groups with its customer,
 //!   tier and history, answering only after the commit.
 //! - [`queue`]: the waiting interactions in memory, rebuilt from the store at start.
+//! - [`cluster`]: several nodes on PostgreSQL: the leader's election and fence, the bus
+//!   between nodes, calls to the leader's router, websockets relayed to the leader.
 //! - [`routing`]: the routing rules and the pure routing policy.
 //! - [`simulation`]: the replay simulator — recorded history replayed through the policy.
 //! - [`api`]: the HTTP interface (axum): the API channel, customer admin, history,
@@ -25,6 +27,7 @@
 pub mod api;
 pub mod channels;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod customers;
 pub mod intake;

@@ -40,8 +40,14 @@ pub struct Queue {
     arrived: Notify,
 }
 
+/// Whether a queue holds anything: only while this node's router runs (a single node
+/// always; a cluster's node while it leads). A follower's intake commits contacts the
+/// leader takes up; it keeps none of them here.
+
 #[derive(Debug, Default)]
 struct Inner {
+    /// False on a node that does not route: pushes are not kept.
+    inactive: bool,
     waiting: HashMap<String, Waiting>,
     /// Waiting per tier; every configured tier is present, so a depth of zero is published.
     depth: BTreeMap<String, usize>,
@@ -53,6 +59,7 @@ impl Queue {
     /// A queue of the configured `tiers` holding `entries` (from the store at start-up).
     pub fn new(tiers: Vec<String>, entries: impl IntoIterator<Item = Waiting>) -> Self {
         let inner = Inner {
+            inactive: false,
             waiting: HashMap::new(),
             depth: tiers.into_iter().map(|t| (t, 0)).collect(),
             fresh: Vec::new(),
@@ -69,6 +76,9 @@ impl Queue {
     /// Adds committed interactions; one already waiting is not added twice.
     pub fn push_all(&self, entries: impl IntoIterator<Item = Waiting>) {
         let mut inner = self.inner.lock().expect("queue lock");
+        if inner.inactive {
+            return;
+        }
         let mut changed = false;
         for w in entries {
             if inner.waiting.contains_key(&w.interaction_id) {
@@ -84,6 +94,36 @@ impl Queue {
             // One stored permit is enough: the router takes every fresh entry at once.
             self.arrived.notify_one();
         }
+    }
+
+    /// Replaces what waits with `entries` (from the store, when this node takes over the
+    /// routing): the router is handed each of them afresh.
+    pub fn reset(&self, entries: impl IntoIterator<Item = Waiting>) {
+        self.clear(false);
+        self.push_all(entries);
+        telemetry::queue_depth(&self.inner.lock().expect("queue lock").depth);
+    }
+
+    /// Whether the queue keeps what is pushed (this node routes, or is taking over).
+    pub fn is_active(&self) -> bool {
+        !self.inner.lock().expect("queue lock").inactive
+    }
+
+    /// Empties the queue and keeps nothing pushed from now on (this node stopped routing)
+    /// until the next [`Queue::reset`].
+    pub fn deactivate(&self) {
+        self.clear(true);
+    }
+
+    fn clear(&self, inactive: bool) {
+        let mut inner = self.inner.lock().expect("queue lock");
+        inner.inactive = inactive;
+        inner.waiting.clear();
+        inner.fresh.clear();
+        for n in inner.depth.values_mut() {
+            *n = 0;
+        }
+        telemetry::queue_depth(&inner.depth);
     }
 
     /// Takes the interactions that arrived since the last call.

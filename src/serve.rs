@@ -38,7 +38,10 @@ pub struct Limits {
     /// The most connections open at once.
     pub max_connections: usize,
     /// Proxies whose `X-Forwarded-For` is believed.
-    pub trusted_proxies: Arc<[IpAddr]>,
+    pub trusted_proxies: Arc<[Network]>,
+    /// The cluster's secret: another node relaying a client presents it, and its
+    /// `X-Forwarded-For` is believed too.
+    pub cluster_secret: Option<Arc<str>>,
 }
 
 /// Serves `app` on `listener` until `stop`, then stops accepting and waits for the
@@ -96,9 +99,21 @@ pub async fn serve(
         let service = hyper::service::service_fn({
             let (app, tracker, trusted) =
                 (app.clone(), tracker.clone(), limits.trusted_proxies.clone());
+            let secret = limits.cluster_secret.clone();
             move |mut req: hyper::Request<Incoming>| {
                 let (app, tracker, conn) = (app.clone(), tracker.clone(), conn.clone());
-                let client = client_addr(&req, peer.ip(), &trusted);
+                let from_node = secret.as_deref().is_some_and(|s| {
+                    req.headers()
+                        .get(crate::cluster::rpc::SECRET_HEADER)
+                        .is_some_and(|v| {
+                            bool::from(subtle::ConstantTimeEq::ct_eq(v.as_bytes(), s.as_bytes()))
+                        })
+                });
+                let client = if from_node {
+                    client_addr(&req, peer.ip(), &[Network::host(peer.ip())])
+                } else {
+                    client_addr(&req, peer.ip(), &trusted)
+                };
                 req.extensions_mut().insert(ConnectInfo(peer));
                 req.extensions_mut().insert(client);
                 tracker.busy(&conn);
@@ -167,10 +182,71 @@ async fn refuse(mut stream: TcpStream) {
     }
 }
 
+/// Addresses of proxies: one address, or a network (`10.0.0.0/8`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Network {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Network {
+    /// One address.
+    pub fn host(addr: IpAddr) -> Network {
+        let prefix = if addr.is_ipv4() { 32 } else { 128 };
+        Network { addr, prefix }
+    }
+
+    /// Whether `a` is in it.
+    pub fn contains(&self, a: IpAddr) -> bool {
+        match (self.addr, a) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::str::FromStr for Network {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Network, String> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = addr
+            .trim()
+            .parse()
+            .map_err(|_| format!("'{s}' is not an IP address or network such as 10.0.0.0/8"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("'{s}': a network's prefix is 0 to {max}"))?,
+            None => max,
+        };
+        Ok(Network { addr, prefix })
+    }
+}
+
 /// The client a request came from: the peer, or, when the peer is a trusted proxy, the
 /// nearest address in `X-Forwarded-For` that is not one of them.
-pub fn client_addr<B>(req: &hyper::Request<B>, peer: IpAddr, trusted: &[IpAddr]) -> ClientAddr {
-    if !trusted.contains(&peer) {
+pub fn client_addr<B>(req: &hyper::Request<B>, peer: IpAddr, trusted: &[Network]) -> ClientAddr {
+    let trusts = |a: &IpAddr| trusted.iter().any(|n| n.contains(*a));
+    if !trusts(&peer) {
         return ClientAddr(peer);
     }
     let forwarded = req
@@ -185,7 +261,7 @@ pub fn client_addr<B>(req: &hyper::Request<B>, peer: IpAddr, trusted: &[IpAddr])
         .iter()
         .rev()
         .filter_map(|a| a.parse::<IpAddr>().ok())
-        .find(|a| !trusted.contains(a));
+        .find(|a| !trusts(a));
     ClientAddr(client.unwrap_or(peer))
 }
 
@@ -445,7 +521,7 @@ mod tests {
     fn the_client_is_the_peer_unless_a_trusted_proxy_forwarded_it() {
         let proxy: IpAddr = "10.0.0.1".parse().unwrap();
         let peer: IpAddr = "203.0.113.9".parse().unwrap();
-        let trusted = [proxy];
+        let trusted = [Network::host(proxy)];
         // Not a proxy: its X-Forwarded-For is the client's own word, not believed.
         assert_eq!(
             client_addr(&req(&["1.2.3.4"]), peer, &trusted),
@@ -464,6 +540,24 @@ mod tests {
             client_addr(&req(&["junk"]), proxy, &trusted),
             ClientAddr(proxy)
         );
+    }
+
+    #[test]
+    fn proxies_are_addresses_or_networks() {
+        let n: Network = "172.16.0.0/12".parse().unwrap();
+        assert!(n.contains("172.20.1.9".parse().unwrap()));
+        assert!(!n.contains("172.32.0.1".parse().unwrap()));
+        assert!(!n.contains("::1".parse().unwrap()));
+        let one: Network = "10.0.0.1".parse().unwrap();
+        assert!(
+            one.contains("10.0.0.1".parse().unwrap()) && !one.contains("10.0.0.2".parse().unwrap())
+        );
+        assert!("fd00::/8"
+            .parse::<Network>()
+            .unwrap()
+            .contains("fd12::1".parse().unwrap()));
+        assert!("10.0.0.0/33".parse::<Network>().is_err());
+        assert!("proxy".parse::<Network>().is_err());
     }
 
     #[test]

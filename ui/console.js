@@ -191,8 +191,20 @@ function drawLive() {
           h("td", {}, t(a.presence === "available" || a.presence === "away" ? a.presence : "offline"), a.wrap_up ? ` · ${t("wrapping")}` : ""),
           h("td", {}, Object.entries(a.load || {}).filter(([, n]) => n > 0).map(([c, n]) => `${t(c)} ${n}`).join(" · ") || "0"),
           h("td", {}, a.offered ? "●" : ""),
-          h("td", {}, a.presence === "available" && awayControl(a.id)))))))));
+          h("td", {}, a.presence === "available" && awayControl(a.id)))))))),
+    s.cluster && nodesCard(s.cluster));
   if (focusedId) { const el = document.getElementById(focusedId); if (el) el.focus(); }
+}
+
+// The cluster's nodes (PostgreSQL): which leads, and when each was last heard from.
+function nodesCard(c) {
+  return h("div", { class: "card", id: "nodes" },
+    h("h2", {}, t("nodes")),
+    h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, t("node")), h("th", {}, t("role")), h("th", {}, t("lastSeen")))),
+      h("tbody", {}, (c.nodes || []).map((n) => h("tr", {},
+        h("td", {}, n.url, n.node === c.node ? ` (${t("thisNode")})` : ""),
+        h("td", {}, n.role === "leader" ? h("strong", {}, t("leader")) : t("follower")),
+        h("td", {}, clock(n.seen_at)))))));
 }
 
 function moveControl(interactionId, agents) {
@@ -613,9 +625,12 @@ function simulationChart(tiers, columns) {
 // ---- agents ----
 
 async function loadAgents() {
+  // A failed load says so, and keeps what was shown: an empty table would read as
+  // "no agents".
   try {
     con.agents = (await api("GET", "/api/agents")).agents || [];
-  } catch (e) { con.agents = []; }
+    con.agentsError = null;
+  } catch (e) { con.agentsError = e.message || String(e); }
   drawAgents();
   drawLive();
 }
@@ -677,7 +692,12 @@ function drawAgents() {
             h("th", {}, t("extension")), h("th", {}))),
           h("tbody", {})))));
   }
-  fill($("#agents-table tbody", pane), con.agents.map((a) => agentRow(a)));
+  const problem = con.agentsError
+    ? [h("tr", { id: "agents-error" }, h("td", { colspan: 6 },
+        h("span", { class: "error", role: "alert" }, t("agentsNotLoaded", { e: con.agentsError })), " ",
+        h("button", { type: "button", onclick: () => loadAgents() }, t("tryAgain"))))]
+    : [];
+  fill($("#agents-table tbody", pane), problem, (con.agents || []).map((a) => agentRow(a)));
 }
 
 function agentRow(a) {

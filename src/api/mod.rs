@@ -68,6 +68,8 @@ pub struct AppState {
     pub chat: Arc<switchboard_chat::Chat>,
     /// The email channel (mail kept aside is made a contact through it).
     pub email: Arc<switchboard_email::Email>,
+    /// This node in its cluster (PostgreSQL); `None` for a single node.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// The whole HTTP router. Every route is added with its entry in the OpenAPI document
@@ -88,10 +90,16 @@ pub fn router(state: AppState) -> Router {
         })
         .serving_document("/api/openapi.json");
     let timeout = Duration::from_secs(settings.server.request_timeout_secs);
+    let cluster = state.cluster.clone();
     Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
+        // Between a cluster's nodes: the leader's router answers the others.
+        .route(
+            crate::cluster::rpc::PATH,
+            axum::routing::post(crate::cluster::rpc::serve),
+        )
         .route("/agent/ws", get(agent_ws::upgrade))
         .route("/supervisor/ws", get(supervisor_ws::upgrade))
         .merge(switchboard_phone::routes(state.phone.clone()))
@@ -100,6 +108,11 @@ pub fn router(state: AppState) -> Router {
         .merge(api)
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        // On a cluster's follower, the websockets that live on the leader go there.
+        .layer(middleware::from_fn_with_state(
+            cluster,
+            crate::cluster::proxy::relay_to_leader,
+        ))
         .layer(middleware::from_fn(move |req, next| {
             observe(req, next, timeout)
         }))
@@ -361,8 +374,17 @@ async fn queue(
         .router
         .snapshot()
         .await
-        .map(axum::Json)
+        .map(|v| axum::Json(with_nodes(&state, v)))
         .ok_or_else(|| ApiError::Unavailable("the router is restarting".into()))
+}
+
+/// The live view with the cluster's nodes, when there is a cluster: each node's role, and
+/// when it was last heard from.
+pub(crate) fn with_nodes(state: &AppState, mut view: serde_json::Value) -> serde_json::Value {
+    if let Some(c) = &state.cluster {
+        view["cluster"] = c.describe();
+    }
+    view
 }
 
 /// Bounds the request's time and counts its answer by route.

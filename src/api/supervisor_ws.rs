@@ -31,6 +31,7 @@ async fn session(socket: WebSocket, state: AppState) {
         Ok(Some(Ok(Message::Text(t)))) => match decode(&t) {
             Ok(ClientMessage::Login { token, .. }) => token,
             Ok(_) => {
+                // Best effort: a peer that has gone cannot be told why; nothing changed.
                 let _ = sink
                     .send(Message::Text(
                         error_frame("login_first", "the first message must be a login").into(),
@@ -39,6 +40,7 @@ async fn session(socket: WebSocket, state: AppState) {
                 return;
             }
             Err(e) => {
+                // Best effort: a peer that has gone cannot be told why; nothing changed.
                 let _ = sink
                     .send(Message::Text(error_frame(e.code, &e.message).into()))
                     .await;
@@ -55,14 +57,16 @@ async fn session(socket: WebSocket, state: AppState) {
             code: 4001,
             reason: Utf8Bytes::from_static("invalid token"),
         };
+        // Best effort: a peer that has gone cannot be told why; nothing changed.
         let _ = sink.send(Message::Close(Some(frame))).await;
         return;
     }
     let mut changes = state.router.changes();
     loop {
-        let Some(mut snapshot) = state.router.snapshot().await else {
+        let Some(snapshot) = state.router.snapshot().await else {
             break;
         };
+        let mut snapshot = super::with_nodes(&state, snapshot);
         snapshot["type"] = "queue".into();
         if sink
             .send(Message::Text(snapshot.to_string().into()))

@@ -32,6 +32,9 @@ pub struct CoreService {
 
 /// Channel events waiting for the event writer before new ones are refused (retry).
 const EVENT_QUEUE: usize = 4096;
+/// How long a command claimed for delivery is the claimer's: past it, unrecorded, it is
+/// due again.
+const DELIVERY_LEASE_MS: i64 = 5_000;
 /// Most channel events committed in one transaction.
 const EVENT_GROUP: usize = 256;
 
@@ -73,6 +76,7 @@ async fn write_events(store: Store, mut rx: mpsc::Receiver<EventJob>) {
             Ok(answers) => {
                 // A channel that stopped waiting (its session closed) has nothing to hear.
                 for ((_, _, reply), answer) in group.drain(..).zip(answers) {
+                    // A caller that went away retries: each event is recorded once.
                     let _ = reply.send(answer);
                 }
             }
@@ -360,14 +364,25 @@ impl Core for CoreService {
     ) -> BoxFuture<'a, Result<Option<Contact>, IntakeError>> {
         Box::pin(async move {
             let mut conn = self.store.pool().acquire().await.map_err(unavailable)?;
-            let row = store::channel::find_contact(&mut conn, channel.as_str(), keys)
+            let Some(r) = store::channel::find_contact(&mut conn, channel.as_str(), keys)
                 .await
-                .map_err(unavailable)?;
-            Ok(row.map(|r| Contact {
+                .map_err(unavailable)?
+            else {
+                return Ok(None);
+            };
+            let agent_name = match &r.agent_id {
+                Some(a) => store::agents::get(&mut conn, a)
+                    .await
+                    .map_err(unavailable)?
+                    .map(|a| a.name),
+                None => None,
+            };
+            Ok(Some(Contact {
                 contact_key: r.idempotency_key,
                 interaction_id: r.id,
                 state: r.state,
                 agent_id: r.agent_id,
+                agent_name,
             }))
         })
     }
@@ -421,6 +436,14 @@ impl Core for CoreService {
                         .to_string(),
                 }],
                 now,
+            )
+            .await
+            .map_err(unavailable)?;
+            // On a cluster, the leader takes it up at this commit.
+            crate::cluster::bus::queued(
+                &mut tx,
+                self.store.backend(),
+                std::slice::from_ref(&row.id),
             )
             .await
             .map_err(unavailable)?;
@@ -511,6 +534,8 @@ impl Core for CoreService {
                         agent_id,
                         agent_name,
                         extension,
+                        // Long arrived: nobody's answer window is still open for it.
+                        arrived_at_ms: 0,
                     },
                 )
                 .collect())
@@ -543,10 +568,34 @@ impl Core for CoreService {
         limit: u32,
     ) -> BoxFuture<'_, Result<Vec<Due>, IntakeError>> {
         Box::pin(async move {
+            // Most passes find nothing due: asked first without taking the writer's turn.
             let mut conn = self.store.pool().acquire().await.map_err(unavailable)?;
-            let rows = outbox::due(&mut conn, channel.as_str(), now_ms(), i64::from(limit))
+            let any = outbox::due(&mut conn, channel.as_str(), now_ms(), 1)
                 .await
                 .map_err(unavailable)?;
+            drop(conn);
+            if any.is_empty() {
+                return Ok(Vec::new());
+            }
+            // Claimed by the leader only (a fenced write), for a while: a node that dies
+            // delivering leaves them due again to the next leader.
+            let mut tx = match self.store.begin_fenced().await {
+                Ok(tx) => tx,
+                Err(store::FenceError::Fenced) => return Ok(Vec::new()),
+                Err(store::FenceError::Store(e)) => return Err(unavailable(e)),
+            };
+            let now = now_ms();
+            let rows = outbox::claim(
+                &mut tx,
+                self.store.backend(),
+                channel.as_str(),
+                now,
+                i64::from(limit),
+                now + DELIVERY_LEASE_MS,
+            )
+            .await
+            .map_err(unavailable)?;
+            tx.commit().await.map_err(unavailable)?;
             Ok(rows
                 .into_iter()
                 .map(|(id, payload, attempts)| Due {

@@ -315,6 +315,9 @@ impl Writer {
         }
         interactions::insert_many(conn, &rows).await?;
         history::append(conn, &events, now).await?;
+        // On a cluster, the leader takes them up at this commit, whichever node it is.
+        let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+        crate::cluster::bus::queued(conn, self.store.backend(), &ids).await?;
 
         let mut outcomes: Vec<JobOutcome> = Vec::with_capacity(jobs.len());
         for slot in &slots {

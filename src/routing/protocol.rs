@@ -84,6 +84,11 @@ pub struct Resume {
     pub session: String,
     /// The last `seq` the desktop processed.
     pub last_seq: u64,
+    /// The presence the desktop had: a session the server no longer knows (its node
+    /// restarted, or another node took over the routing) starts again in it rather than
+    /// away.
+    #[serde(default)]
+    pub presence: Option<PresenceRequest>,
 }
 
 /// Presence an agent can ask for (offline is leaving).
@@ -197,7 +202,8 @@ mod tests {
                 token: "t".into(),
                 resume: Some(Resume {
                     session: "s".into(),
-                    last_seq: 7
+                    last_seq: 7,
+                    presence: None,
                 })
             })
         );

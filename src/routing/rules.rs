@@ -187,18 +187,21 @@ impl Rules {
     /// The rules file's text and a name for it: `path`, else `config/routing.toml` when
     /// it exists, else the built-in copy.
     pub fn read_source(path: Option<&Path>) -> Result<(String, String), Report> {
+        Self::read_source_or(path, Path::new(DEFAULT_PATH))
+    }
+
+    /// [`Rules::read_source`], with `default` in `config/routing.toml`'s place.
+    fn read_source_or(path: Option<&Path>, default: &Path) -> Result<(String, String), Report> {
+        let read = |p: &Path| {
+            std::fs::read_to_string(p).map_err(|e| Report {
+                errors: vec![format!("{}: cannot be read: {e}", p.display())],
+                warnings: Vec::new(),
+            })
+        };
         Ok(match path {
-            Some(p) => (
-                std::fs::read_to_string(p).map_err(|e| Report {
-                    errors: vec![format!("{}: cannot be read: {e}", p.display())],
-                    warnings: Vec::new(),
-                })?,
-                p.display().to_string(),
-            ),
-            None if Path::new(DEFAULT_PATH).is_file() => (
-                std::fs::read_to_string(DEFAULT_PATH).unwrap_or_default(),
-                DEFAULT_PATH.to_string(),
-            ),
+            Some(p) => (read(p)?, p.display().to_string()),
+            // There, but unreadable: an error, never an empty document.
+            None if default.is_file() => (read(default)?, default.display().to_string()),
             None => (
                 DEFAULT_TOML.to_string(),
                 "built-in routing rules".to_string(),
@@ -459,6 +462,18 @@ mod tests {
             "{joined}"
         );
         assert!(joined.contains("tiers.high.head_start_secs"), "{joined}");
+    }
+
+    #[test]
+    fn a_rules_file_that_cannot_be_read_is_an_error_not_an_empty_document() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("routing.toml");
+        // There, and not text: it cannot be read as a rules document.
+        std::fs::write(&file, [0xff, 0xfe, 0x00]).unwrap();
+        for given in [Some(file.as_path()), None] {
+            let err = Rules::read_source_or(given, &file).unwrap_err();
+            assert!(err.errors[0].contains("cannot be read"), "{err:?}");
+        }
     }
 
     #[test]

@@ -233,6 +233,7 @@ async fn in_background<T: Send + 'static>(
         .name("simulation".into())
         .spawn(move || {
             lower_priority();
+            // The caller that went away gets nothing, and needs nothing.
             let _ = tx.send(f());
         })
         .map_err(|e| Refused::Failed(format!("no thread for it: {e}")))?;

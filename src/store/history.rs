@@ -41,9 +41,13 @@ pub struct Event {
 }
 
 /// Appends `events`, all at `now`, in as few statements as fit.
-pub async fn append(conn: &mut Conn, events: &[NewEvent], now: i64) -> Result<(), sqlx::Error> {
+pub async fn append<'a>(
+    conn: &mut Conn,
+    events: impl IntoIterator<Item = &'a NewEvent>,
+    now: i64,
+) -> Result<(), sqlx::Error> {
     let args = events
-        .iter()
+        .into_iter()
         .flat_map(|e| {
             [
                 Arg::from(e.customer_id.as_str()),

@@ -19,6 +19,8 @@ pub mod rules;
 
 use std::borrow::Cow;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
@@ -57,6 +59,33 @@ pub struct Store {
     /// previous one ends, rather than in SQLite's busy handler, which sleeps and retries
     /// (up to 100 ms a time) and so left contacts waiting for nothing under load.
     writer: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// The router's fence: the epoch of the lead this node holds (0: a single node, no
+    /// fence; -1: this node does not lead). See [`Store::begin_fenced`].
+    fence: Arc<AtomicI64>,
+}
+
+/// Why a fenced write could not begin.
+#[derive(Debug)]
+pub enum FenceError {
+    /// A newer leader holds the lead: this node must stop routing.
+    Fenced,
+    /// The store could not be reached.
+    Store(sqlx::Error),
+}
+
+impl From<sqlx::Error> for FenceError {
+    fn from(e: sqlx::Error) -> Self {
+        FenceError::Store(e)
+    }
+}
+
+impl std::fmt::Display for FenceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FenceError::Fenced => f.write_str("a newer leader holds the lead"),
+            FenceError::Store(e) => e.fmt(f),
+        }
+    }
 }
 
 /// A transaction that writes. On SQLite it holds the writer's turn until it ends.
@@ -96,8 +125,8 @@ macro_rules! migrations {
         &[$(($version, $name, include_str!(concat!("../../migrations/", $dir, "/", $file)))),*]
     };
 }
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = migrations!("sqlite": 1 "core" "0001_core.sql", 2 "agents" "0002_agents.sql", 3 "routing" "0003_routing.sql", 4 "rule versions" "0004_rule_versions.sql", 5 "audit" "0005_audit.sql", 6 "roles" "0006_roles.sql", 7 "presence" "0007_presence.sql", 8 "channel events" "0008_channel_events.sql", 9 "email" "0009_email.sql", 10 "chat secrets" "0010_chat_secrets.sql", 11 "kept aside" "0011_kept_aside.sql");
-const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = migrations!("postgres": 1 "core" "0001_core.sql", 2 "agents" "0002_agents.sql", 3 "routing" "0003_routing.sql", 4 "rule versions" "0004_rule_versions.sql", 5 "audit" "0005_audit.sql", 6 "roles" "0006_roles.sql", 7 "presence" "0007_presence.sql", 8 "channel events" "0008_channel_events.sql", 9 "email" "0009_email.sql", 10 "chat secrets" "0010_chat_secrets.sql", 11 "kept aside" "0011_kept_aside.sql", 12 "no truncate" "0012_no_truncate.sql");
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = migrations!("sqlite": 1 "core" "0001_core.sql", 2 "agents" "0002_agents.sql", 3 "routing" "0003_routing.sql", 4 "rule versions" "0004_rule_versions.sql", 5 "audit" "0005_audit.sql", 6 "roles" "0006_roles.sql", 7 "presence" "0007_presence.sql", 8 "channel events" "0008_channel_events.sql", 9 "email" "0009_email.sql", 10 "chat secrets" "0010_chat_secrets.sql", 11 "kept aside" "0011_kept_aside.sql", 13 "cluster" "0013_cluster.sql");
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = migrations!("postgres": 1 "core" "0001_core.sql", 2 "agents" "0002_agents.sql", 3 "routing" "0003_routing.sql", 4 "rule versions" "0004_rule_versions.sql", 5 "audit" "0005_audit.sql", 6 "roles" "0006_roles.sql", 7 "presence" "0007_presence.sql", 8 "channel events" "0008_channel_events.sql", 9 "email" "0009_email.sql", 10 "chat secrets" "0010_chat_secrets.sql", 11 "kept aside" "0011_kept_aside.sql", 12 "no truncate" "0012_no_truncate.sql", 13 "cluster" "0013_cluster.sql");
 
 /// The migrations of one backend, built into the binary.
 #[derive(Debug)]
@@ -152,8 +181,17 @@ impl Store {
             .acquire_timeout(Duration::from_secs(5))
             .after_connect(move |conn, _| {
                 Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        conn.execute(SQLITE_PRAGMAS).await?;
+                    match backend {
+                        Backend::Sqlite => {
+                            conn.execute(SQLITE_PRAGMAS).await?;
+                        }
+                        // A transaction left open by a node that stopped (paused, cut
+                        // off) is ended by the database: it cannot hold the leader row's
+                        // lock, and a new leader's takeover, waiting on it, for long.
+                        Backend::Postgres => {
+                            conn.execute("SET idle_in_transaction_session_timeout = 15000")
+                                .await?;
+                        }
                     }
                     Ok(())
                 })
@@ -165,6 +203,7 @@ impl Store {
             pool,
             backend,
             writer: Default::default(),
+            fence: Arc::new(AtomicI64::new(0)),
         };
         store.migrate().await?;
         Ok(store)
@@ -219,6 +258,42 @@ impl Store {
         }
     }
 
+    /// Begins a write the router (or another task that must run once) makes while it
+    /// leads: in the same transaction, the lead's epoch is checked against the
+    /// database's, under a share lock on the leader row. A newer leader's takeover bumps
+    /// that row, so it waits for this transaction, and every transaction after it is
+    /// refused here: a paused or cut-off old leader can never write once another leads.
+    pub async fn begin_fenced(&self) -> Result<WriteTx, FenceError> {
+        let epoch = self.fence.load(Ordering::SeqCst);
+        if epoch < 0 {
+            return Err(FenceError::Fenced);
+        }
+        let mut tx = self.begin_write().await?;
+        if epoch > 0 {
+            let current: i64 =
+                sqlx::query_scalar("SELECT epoch FROM cluster_leader WHERE id = 1 FOR SHARE")
+                    .fetch_one(&mut *tx)
+                    .await?;
+            if current != epoch {
+                tx.rollback().await?;
+                self.fence.store(-1, Ordering::SeqCst);
+                return Err(FenceError::Fenced);
+            }
+        }
+        Ok(tx)
+    }
+
+    /// Whether this node's fenced writes are refused (it does not lead, or a newer leader
+    /// fenced it).
+    pub fn fenced(&self) -> bool {
+        self.fence.load(Ordering::SeqCst) < 0
+    }
+
+    /// Sets the epoch this node's fenced writes carry (`-1`: it does not lead).
+    pub fn set_fence(&self, epoch: i64) {
+        self.fence.store(epoch, Ordering::SeqCst);
+    }
+
     /// The pool, for queries outside a transaction.
     pub fn pool(&self) -> &AnyPool {
         &self.pool
@@ -248,7 +323,6 @@ impl Store {
     }
 }
 
-/// The file path inside a `sqlite:` URL.
 /// Creates a directory (and its parents) readable by this user only; one that exists
 /// already loses what other users could do with it.
 pub fn private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
@@ -324,7 +398,8 @@ fn keep_from_others(path: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn sqlite_path(url: &str) -> Option<String> {
+/// The file path inside a `sqlite:` URL.
+pub fn sqlite_path(url: &str) -> Option<String> {
     let rest = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))?;
@@ -349,12 +424,29 @@ pub fn is_unavailable(e: &sqlx::Error) -> bool {
     }
 }
 
-/// Now, in milliseconds since the Unix epoch.
+/// How far this machine's clock is behind the database's, in ms (0 on SQLite). Every
+/// node of a cluster reads the time as the database's, so nodes whose clocks differ
+/// still agree on every wait and deadline.
+static CLOCK_OFFSET_MS: AtomicI64 = AtomicI64::new(0);
+
+/// Now, in milliseconds since the Unix epoch, by the database's clock (see
+/// [`set_clock_offset`]).
 pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+        + CLOCK_OFFSET_MS.load(Ordering::Relaxed)
+}
+
+/// Moves this machine's reading of the time by `ms` more, toward the database's.
+pub fn add_clock_offset(ms: i64) {
+    CLOCK_OFFSET_MS.fetch_add(ms, Ordering::Relaxed);
+}
+
+/// How far this machine's clock is behind the database's, in ms.
+pub fn clock_offset() -> i64 {
+    CLOCK_OFFSET_MS.load(Ordering::Relaxed)
 }
 
 /// Milliseconds since the epoch as RFC 3339 (UTC, milliseconds).

@@ -179,6 +179,55 @@ pub async fn due(
         .collect()
 }
 
+/// Claims the commands of `channel` due at `now`, oldest first, until `until`: they are
+/// due again then if their delivery is neither recorded nor given up by that time (the
+/// deliverer died). Inside the leader's fenced transaction, so only one node delivers.
+pub async fn claim(
+    conn: &mut Conn,
+    backend: super::Backend,
+    channel: &str,
+    now: i64,
+    limit: i64,
+    until: i64,
+) -> Result<Vec<DueRow>, sqlx::Error> {
+    // PostgreSQL: rows another transaction has claimed are passed over, not waited for.
+    let lock = match backend {
+        super::Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+        super::Backend::Sqlite => "",
+    };
+    let rows = sqlx::query(&format!(
+        "SELECT id, payload, attempts FROM outbox WHERE channel = $1 AND next_at IS NOT NULL \
+         AND next_at <= $2 ORDER BY next_at, created_at LIMIT $3{lock}"
+    ))
+    .bind(channel)
+    .bind(now)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    let due: Vec<DueRow> = rows
+        .iter()
+        .map(|r| {
+            Ok((
+                r.try_get("id")?,
+                r.try_get("payload")?,
+                r.try_get("attempts")?,
+            ))
+        })
+        .collect::<Result<_, sqlx::Error>>()?;
+    if !due.is_empty() {
+        let sql = format!(
+            "UPDATE outbox SET next_at = $1 WHERE id IN ({})",
+            bulk::list(2, due.len())
+        );
+        let mut q = sqlx::query(&sql).bind(until);
+        for (id, _, _) in &due {
+            q = q.bind(id.as_str());
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(due)
+}
+
 /// A command was delivered.
 pub async fn delivered(conn: &mut Conn, id: &str, now: i64) -> Result<(), sqlx::Error> {
     sqlx::query(

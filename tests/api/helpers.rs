@@ -93,6 +93,19 @@ pub struct TestApp {
     _dir: Option<TempDir>,
 }
 
+/// A client for a server running elsewhere (another process), at `base`.
+pub fn remote_app(base: &str) -> TestApp {
+    TestApp {
+        base: base.to_string(),
+        client: reqwest::Client::new(),
+        database_url: String::new(),
+        smtp: None,
+        stop: None,
+        task: None,
+        _dir: None,
+    }
+}
+
 /// Starts a server on `backend` with the test defaults.
 pub async fn spawn_app(backend: Backend) -> TestApp {
     spawn_app_with(backend, |_| {}).await
@@ -527,4 +540,46 @@ pub fn events<'a>(interaction: &'a Value, kind: &str) -> Vec<&'a Value> {
         .iter()
         .filter(|e| e["kind"] == kind)
         .collect()
+}
+
+/// Runs SQL on a test server's database from outside, as another client would: how a
+/// test injects a store fault (a trigger that refuses a write, a table out of reach) at
+/// the moment it chooses. `sqlite` runs on SQLite, `postgres` on PostgreSQL.
+pub async fn db_exec(database_url: &str, sqlite: &str, postgres: &str) {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let sql = if database_url.starts_with("sqlite:") {
+        sqlite
+    } else {
+        postgres
+    };
+    let mut conn = sqlx::AnyConnection::connect(database_url)
+        .await
+        .expect("the test reaches the server's database");
+    sqlx::raw_sql(sql)
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    conn.close().await.expect("close");
+}
+
+/// The value of a counter or gauge in the server's `/metrics` (summed over its labels
+/// matching `labels`, e.g. `channel="chat"`), 0 when absent.
+pub async fn metric(app: &TestApp, name: &str, labels: &str) -> f64 {
+    let text = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            l.split([' ', '{']).next() == Some(name) && (labels.is_empty() || l.contains(labels))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }

@@ -145,10 +145,15 @@ pub async fn run(chat: Arc<Chat>, shutdown: impl std::future::Future<Output = ()
             a = assignments.recv() => match a {
                 Ok(a) if a.channel == ChannelKind::Chat => {
                     if let Some(room) = chat.room(&a.contact_key) {
-                        room.agent_joined(&chat, &a.agent_name).await;
+                        room.agent_joined(&chat, &a.agent_id, &a.agent_name).await;
                     }
                 }
-                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Ok(_) => {}
+                // Fell behind: what was missed is read from the store.
+                Err(RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "The chat channel fell behind the assignments; catching up from the store");
+                    room::catch_up(&chat).await;
+                }
                 Err(RecvError::Closed) => return,
             },
             c = completions.recv() => match c {
@@ -157,7 +162,11 @@ pub async fn run(chat: Arc<Chat>, shutdown: impl std::future::Future<Output = ()
                         room.close(&chat, "agent", "the agent ended the chat", false).await;
                     }
                 }
-                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Ok(_) => {}
+                Err(RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "The chat channel fell behind the completions; catching up from the store");
+                    room::catch_up(&chat).await;
+                }
                 Err(RecvError::Closed) => return,
             },
             t = typing.recv() => match t {
@@ -175,6 +184,7 @@ pub async fn run(chat: Arc<Chat>, shutdown: impl std::future::Future<Output = ()
                 Err(RecvError::Closed) => return,
             },
             _ = tick.tick() => {
+                room::settle_owed(&chat).await;
                 room::deliver_agents(&chat).await;
                 room::watch_waiting(&chat).await;
             }

@@ -106,7 +106,7 @@ pub enum Ending {
 
 /// What a channel's report that its own system connected a contact came to (a phone
 /// system saying a call was answered at an extension, or moved to another).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Connected {
     /// It is now this agent's: it was waiting (and is never offered again), or another
     /// agent held it. It counts against the agent's capacity and shows on their desktop.
@@ -153,6 +153,11 @@ pub struct Assignment {
     pub agent_name: String,
     /// The agent's phone extension, if it has one.
     pub extension: Option<String>,
+    /// When the contact arrived (ms since the epoch, by the database's clock): a call
+    /// that arrived within its answer window may still be ringing on another node, whose
+    /// answer carries the dial.
+    #[serde(default)]
+    pub arrived_at_ms: i64,
 }
 
 /// An interaction an agent completed (announced after it is committed).
@@ -187,10 +192,37 @@ pub struct Command {
     pub payload: serde_json::Value,
 }
 
-/// How a channel names a command for an interaction and agent it does not know yet
-/// (the core fills them in when it decides them): a plain function, so it crosses to
-/// the router's task.
-pub type CommandFor = fn(interaction_id: &str, agent_id: &str) -> Command;
+/// A command for an interaction and agent a channel does not know yet (the core fills
+/// them in when it decides them): its id is `{prefix}{interaction id}:{agent id}`, and
+/// its payload `payload` with both added. Plain data, so it crosses to the router of
+/// another node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommandFor {
+    /// The id's prefix (`dial:`).
+    pub prefix: String,
+    /// The channel the command is for.
+    pub channel: ChannelKind,
+    /// What the command says besides the interaction and agent.
+    pub payload: serde_json::Value,
+}
+
+impl CommandFor {
+    /// The command for `interaction_id` and `agent_id`.
+    pub fn command(&self, interaction_id: &str, agent_id: &str) -> Command {
+        let mut payload = self.payload.clone();
+        let id = format!("{}{interaction_id}:{agent_id}", self.prefix);
+        if let Some(o) = payload.as_object_mut() {
+            o.insert("command_id".into(), id.clone().into());
+            o.insert("interaction_id".into(), interaction_id.into());
+            o.insert("agent_id".into(), agent_id.into());
+        }
+        Command {
+            id,
+            channel: self.channel,
+            payload,
+        }
+    }
+}
 
 /// A command due for delivery.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -212,6 +244,8 @@ pub struct Contact {
     pub state: String,
     /// The agent holding it, or who held it last.
     pub agent_id: Option<String>,
+    /// That agent's name, as customers may be told it.
+    pub agent_name: Option<String>,
 }
 
 /// A file that came with a contact.

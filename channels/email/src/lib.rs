@@ -81,6 +81,9 @@ pub struct Email {
     limits: parse::Limits,
     /// STARTTLS, when a certificate is configured.
     tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Replies the relay took whose sending could not yet be recorded, by command id:
+    /// only the record is tried again, never the sending.
+    sent: std::sync::Mutex<std::collections::HashMap<String, outbound::Sent>>,
 }
 
 /// The listener's TLS from its PEM files.
@@ -130,6 +133,7 @@ impl Email {
             core,
             limits,
             tls,
+            sent: std::sync::Mutex::default(),
         }))
     }
 

@@ -96,7 +96,7 @@ impl Email {
         let due = match self.core.due(ChannelKind::Email, BATCH).await {
             Ok(d) => d,
             Err(e) => {
-                tracing::warn!(error = %e, "Could not read the replies due");
+                tracing::warn!(error = %e, "Could not read the replies due; retrying shortly");
                 return;
             }
         };
@@ -104,14 +104,26 @@ impl Email {
             let p = &d.command.payload;
             let interaction = p["interaction_id"].as_str().unwrap_or_default().to_string();
             let reply_id = p["reply_id"].clone();
-            let result = match self.send(&d).await {
-                Ok(message_id) => {
+            // A reply the relay took before is not sent again: only its record is.
+            let taken = self.sent_lock().get(&d.command.id).cloned();
+            let sent = match taken {
+                Some(sent) => Ok(sent),
+                None => self.send(&d).await,
+            };
+            let result = match sent {
+                Ok(sent) => {
+                    if let Err(e) = self.settle(&d, &sent).await {
+                        tracing::warn!(error = %e, "A reply was sent but could not be recorded; recording it again shortly");
+                        self.sent_lock().insert(d.command.id.clone(), sent);
+                        continue;
+                    }
+                    self.sent_lock().remove(&d.command.id);
                     metrics::counter!("switchboard_email_replies_total", "outcome" => "sent")
                         .increment(1);
                     self.core
-                        .tell_agent(&interaction, json!({ "type": "reply_sent", "reply_id": reply_id, "message_id": message_id }))
+                        .tell_agent(&interaction, json!({ "type": "reply_sent", "reply_id": reply_id, "message_id": sent.message_id }))
                         .await;
-                    self.core.delivered(&d.command.id).await
+                    Ok(())
                 }
                 Err(failure) => {
                     let attempts = d.attempts + 1;
@@ -137,14 +149,42 @@ impl Email {
                     self.core.failed(&d.command.id, retry, &error).await
                 }
             };
+            // Not recorded: the reply stays due, and its next pass records it.
             if let Err(e) = result {
                 tracing::warn!(error = %e, "Could not record a reply's delivery");
             }
         }
     }
 
-    /// One attempt at a reply; answers its Message-ID.
-    async fn send(&self, due: &Due) -> Result<String, Failure> {
+    fn sent_lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Sent>> {
+        self.sent.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records a reply the relay took: its events in the history, then the command
+    /// delivered. Either may be done already (a second pass after a failure): each is
+    /// recorded once.
+    async fn settle(
+        &self,
+        due: &Due,
+        sent: &Sent,
+    ) -> Result<(), switchboard_contract::IntakeError> {
+        for (event_key, kind, data) in &sent.events {
+            self.core
+                .record(ChannelEvent {
+                    channel: ChannelKind::Email,
+                    contact_key: sent.contact_key.clone(),
+                    event_key: event_key.clone(),
+                    kind: kind.to_string(),
+                    data: data.clone(),
+                    files: Vec::new(),
+                })
+                .await?;
+        }
+        self.core.delivered(&due.command.id).await
+    }
+
+    /// One attempt at a reply: answers what was sent, to be recorded.
+    async fn send(&self, due: &Due) -> Result<Sent, Failure> {
         let p = &due.command.payload;
         let contact = p["contact_key"].as_str().unwrap_or_default();
         let interaction = p["interaction_id"].as_str().unwrap_or_default();
@@ -201,7 +241,7 @@ impl Email {
             .find_map(|e| e["message_id"].as_str())
             .map(|id| format!("<{id}>"));
         let references = thread[thread.len().saturating_sub(20)..].join(" ");
-        let message_id = format!("{}@{}", uuid::Uuid::now_v7(), self.settings.hostname);
+        let message_id = reply_message_id(&due.command.id, &self.settings.hostname);
         let from: Mailbox = ours.parse().map_err(|e| {
             Failure::Permanent(format!(
                 "the reply's sender '{ours}' is not an address: {e}"
@@ -238,43 +278,65 @@ impl Email {
                 Failure::Transient(format!("the relay could not take the reply: {e}"))
             }
         })?;
-        // Recorded in the history; the customer's answer finds the thread by its
+        // To be recorded in the history; the customer's answer finds the thread by its
         // Message-ID, or by the token in the subject.
-        for (event_key, kind, data) in [
-            (
-                message_key(&message_id),
-                SENT,
-                json!({
-                    "message_id": message_id, "from": ours, "to": [customer], "subject": subject,
-                    "text": truncate(body, 1 << 20), "html": html.map(|h| truncate(h, 1 << 20)),
-                    "agent_id": p["agent_id"], "reply_id": p["reply_id"],
-                }),
-            ),
-            (
-                token_key(&token),
-                "email_reference",
-                json!({ "token": token }),
-            ),
-        ] {
-            self.core
-                .record(ChannelEvent {
-                    channel: ChannelKind::Email,
-                    contact_key: contact.to_string(),
-                    event_key,
-                    kind: kind.into(),
-                    data,
-                    files: Vec::new(),
-                })
-                .await
-                .map_err(core_err)?;
-        }
-        Ok(message_id)
+        Ok(Sent {
+            message_id: message_id.clone(),
+            contact_key: contact.to_string(),
+            events: vec![
+                (
+                    message_key(&message_id),
+                    SENT,
+                    json!({
+                        "message_id": message_id, "from": ours, "to": [customer], "subject": subject,
+                        "text": truncate(body, 1 << 20), "html": html.map(|h| truncate(h, 1 << 20)),
+                        "agent_id": p["agent_id"], "reply_id": p["reply_id"],
+                    }),
+                ),
+                (
+                    token_key(&token),
+                    "email_reference",
+                    json!({ "token": token }),
+                ),
+            ],
+        })
     }
+}
+
+/// A reply the relay took, and what is to be recorded of it.
+#[derive(Debug, Clone)]
+pub(crate) struct Sent {
+    message_id: String,
+    contact_key: String,
+    /// (event key, kind, data) of each event to record.
+    events: Vec<(String, &'static str, Value)>,
+}
+
+/// A reply's Message-ID, from its command's id: the same reply always has the same one,
+/// so a reply sent again (after a crash between the relay taking it and its record) is
+/// the same message to the customer's mail system, which shows it once.
+pub fn reply_message_id(command_id: &str, hostname: &str) -> String {
+    let digest: String = Sha256::digest(command_id.as_bytes())[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("reply-{digest}@{hostname}")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_replys_message_id_is_the_same_every_time_it_is_sent() {
+        let a = reply_message_id("reply:agent-1:r1", "sb.example.com");
+        assert_eq!(a, reply_message_id("reply:agent-1:r1", "sb.example.com"));
+        assert_ne!(a, reply_message_id("reply:agent-1:r2", "sb.example.com"));
+        assert!(
+            a.starts_with("reply-") && a.ends_with("@sb.example.com"),
+            "{a}"
+        );
+    }
 
     #[test]
     fn tokens_are_stable_and_short() {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use switchboard_contract::{
-    ChannelEvent, ChannelKind, Command, Connected, CustomerHint, Ending, IntakeError,
+    ChannelEvent, ChannelKind, Command, CommandFor, Connected, CustomerHint, Ending, IntakeError,
     NewInteraction, Position, Recorded,
 };
 
@@ -254,16 +254,12 @@ fn outcome(c: &Connected) -> &'static str {
 }
 
 /// The dial command of a call the phone system connected itself, stored as carried out
-/// so it is never sent (its payload says why).
-fn connected_dial(interaction_id: &str, agent_id: &str) -> Command {
-    let id = dial_command_id(interaction_id, agent_id);
-    Command {
-        payload: json!({
-            "command_id": id, "action": "dial", "interaction_id": interaction_id,
-            "agent_id": agent_id, "connected_by_phone_system": true,
-        }),
-        id,
+/// so it is never sent (its payload says why). Its id is the one [`dial_command`] gives.
+fn connected_dial() -> CommandFor {
+    CommandFor {
+        prefix: DIAL.into(),
         channel: ChannelKind::Phone,
+        payload: json!({ "action": "dial", "connected_by_phone_system": true }),
     }
 }
 
@@ -429,11 +425,16 @@ impl Phone {
                 a.extension.as_deref(),
             );
             let delivered_here = a.extension.is_some();
-            let stored = self
-                .core
-                .command(cmd, delivered_here)
-                .await
-                .map_err(|e| core_error(e, r.from_field))?;
+            let stored = match self.core.command(cmd, delivered_here).await {
+                Ok(stored) => stored,
+                // The agent has the call, but the dial could not be stored: the caller
+                // waits, and the channel's catch-up sends the dial by callback within
+                // seconds (the call is held with no dial command).
+                Err(e) => {
+                    tracing::warn!(error = %e, "Could not store a call's dial; it follows by callback");
+                    false
+                }
+            };
             match a.extension {
                 Some(extension) if stored => {
                     return Ok(Route::Dial {
@@ -552,7 +553,7 @@ impl Phone {
         let key = format.key(call_id);
         let connected = self
             .core
-            .connected(ChannelKind::Phone, &key, agent, Some(connected_dial))
+            .connected(ChannelKind::Phone, &key, agent, Some(connected_dial()))
             .await
             .map_err(|e| core_error(e, "call_id"))?;
         let outcome = outcome(&connected);

@@ -19,6 +19,12 @@ use crate::{twilio, unix_now, Phone};
 /// Commands handled per pass.
 const BATCH: u32 = 32;
 
+/// How often the store is asked for calls taken without a dial command. An assignment
+/// can pass the channel by — announced while it was behind, while a ringing event's
+/// answer was carrying it and then could not store it, before a restart — and is found
+/// here within this time.
+const CATCH_UP_EVERY: Duration = Duration::from_secs(5);
+
 /// Runs the channel's background work until `shutdown` completes: turning assignments
 /// of waiting calls into dial commands, and delivering them.
 pub async fn run(phone: Arc<Phone>, shutdown: impl Future<Output = ()> + Send) {
@@ -26,12 +32,27 @@ pub async fn run(phone: Arc<Phone>, shutdown: impl Future<Output = ()> + Send) {
     // Calls taken while the channel was not listening (before a restart) still get
     // their dial command.
     phone.catch_up().await;
+    let mut catch_up = tokio::time::interval(CATCH_UP_EVERY);
+    catch_up.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => return,
             a = assignments.recv() => match a {
-                Ok(a) if a.channel == ChannelKind::Phone => phone.assigned(a).await,
+                Ok(a) if a.channel == ChannelKind::Phone => {
+                    // A call that may still be ringing on another node: that node's answer
+                    // carries the dial if it can; the callback waits out its window.
+                    let left = phone.window_left_elsewhere(&a);
+                    if left.is_zero() {
+                        phone.assigned(a).await;
+                    } else {
+                        let phone = phone.clone();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(left).await;
+                            phone.assigned(a).await;
+                        });
+                    }
+                }
                 Ok(_) => {}
                 Err(RecvError::Lagged(n)) => {
                     tracing::warn!(missed = n, "The phone channel fell behind the assignments; catching up from the store");
@@ -39,6 +60,7 @@ pub async fn run(phone: Arc<Phone>, shutdown: impl Future<Output = ()> + Send) {
                 }
                 Err(RecvError::Closed) => return,
             },
+            _ = catch_up.tick() => phone.catch_up().await,
             () = phone.wake.notified() => phone.deliver_due().await,
             () = tokio::time::sleep(Duration::from_secs(1)) => phone.deliver_due().await,
         }
@@ -46,6 +68,20 @@ pub async fn run(phone: Arc<Phone>, shutdown: impl Future<Output = ()> + Send) {
 }
 
 impl Phone {
+    /// How long a call assigned now may still be ringing on another node (nothing on a
+    /// single node, whose own ringing calls are known here).
+    fn window_left_elsewhere(&self, a: &switchboard_contract::Assignment) -> Duration {
+        if !self.clustered.load(std::sync::atomic::Ordering::Relaxed) {
+            return Duration::ZERO;
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        let until = a.arrived_at_ms + self.settings.answer_window_ms as i64 + 250;
+        Duration::from_millis((until - now).max(0) as u64)
+    }
+
     /// Stores the dial commands of calls held by an agent that have none and have not
     /// ended: assignments announced while nobody listened.
     async fn catch_up(&self) {
@@ -93,7 +129,10 @@ impl Phone {
         match self.core.command(cmd, false).await {
             Ok(true) => self.wake.notify_one(),
             Ok(false) => {}
-            Err(e) => tracing::warn!(error = %e, "Could not store a dial command"),
+            // Not stored: the next catch-up finds the call still without its command.
+            Err(e) => {
+                tracing::warn!(error = %e, "Could not store a dial command; it is stored at the next catch-up")
+            }
         }
     }
 

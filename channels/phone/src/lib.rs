@@ -87,6 +87,9 @@ pub struct Phone {
     /// Calls (by contact key) whose ringing event is still waiting for an agent: the
     /// answer to that event carries the dial, not a callback.
     ringing: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Other nodes take ringing events too (a cluster): a call may be ringing on one of
+    /// them, so a fresh assignment's callback waits out the answer window.
+    clustered: std::sync::atomic::AtomicBool,
 }
 
 impl Phone {
@@ -102,7 +105,14 @@ impl Phone {
             http,
             wake: Notify::new(),
             ringing: std::sync::Mutex::default(),
+            clustered: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Says other nodes take ringing events too (see [`Phone`]'s `clustered`).
+    pub fn set_clustered(&self, clustered: bool) {
+        self.clustered
+            .store(clustered, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn ringing_set(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {

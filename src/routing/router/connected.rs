@@ -31,7 +31,7 @@ impl Router {
                     s.offer = None;
                     if !taken_by_offered {
                         // Not the agent's miss: the call was answered elsewhere.
-                        s.emit(json!({ "type": "offer_ended", "offer_id": item.offer, "interaction_id": id, "reason": "answered_elsewhere" }));
+                        s.emit_always(json!({ "type": "offer_ended", "offer_id": item.offer, "interaction_id": id, "reason": "answered_elsewhere" }));
                     }
                 }
                 if taken_by_offered {
@@ -125,12 +125,13 @@ impl Router {
                 id: command_id,
                 channel,
                 payload,
-            } = done(id, agent);
+            } = done.command(id, agent);
             self.pending.push(Pending::Command {
                 id: command_id,
                 channel,
                 payload,
                 delivered: true,
+                about: Some(id.to_string()),
             });
         }
         if let Some(s) = self.agents.get_mut(agent) {

@@ -52,6 +52,7 @@ impl Router {
             agent_id: agent_id.to_string(),
             agent_name: s.row.name.clone(),
             extension: s.row.extension.clone(),
+            arrived_at_ms: now - waited_ms,
         });
         s.emit(
             json!({ "type": "assigned", "offer_id": offer_id, "interaction_id": interaction_id }),
@@ -229,10 +230,11 @@ impl Router {
         self.pending.push(Pending::Command {
             id: format!("reply:{agent_id}:{reply_id}"),
             delivered: false,
+            about: None,
             channel,
             payload,
         });
-        s.emit(json!({ "type": "reply_queued", "interaction_id": interaction_id, "reply_id": reply_id }));
+        s.emit_always(json!({ "type": "reply_queued", "interaction_id": interaction_id, "reply_id": reply_id }));
     }
 
     /// The contact ended on the customer's side: abandoned if it was waiting (its offer
@@ -347,7 +349,7 @@ impl Router {
         if let Some(s) = self.agents.get_mut(&offer.agent_id) {
             s.offer = None;
             s.misses += 1;
-            s.emit(json!({ "type": "offer_ended", "offer_id": offer_id, "interaction_id": offer.interaction_id, "reason": what }));
+            s.emit_always(json!({ "type": "offer_ended", "offer_id": offer_id, "interaction_id": offer.interaction_id, "reason": what }));
             if s.misses >= misses_before_away && s.presence == Presence::Available {
                 s.presence = Presence::Away;
                 s.emit(json!({ "type": "presence", "status": "away", "reason": format!("{} offers missed in a row", s.misses) }));
@@ -368,7 +370,7 @@ impl Router {
         );
         if let Some(s) = self.agents.get_mut(&offer.agent_id) {
             s.offer = None;
-            s.emit(json!({ "type": "offer_ended", "offer_id": offer_id, "interaction_id": offer.interaction_id, "reason": reason }));
+            s.emit_always(json!({ "type": "offer_ended", "offer_id": offer_id, "interaction_id": offer.interaction_id, "reason": reason }));
         }
     }
 

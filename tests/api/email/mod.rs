@@ -9,6 +9,7 @@
 //! - [`pipelining`]: clients that pipeline their commands (RFC 2920), swaks among them.
 
 mod charsets;
+mod delivery;
 mod kept_aside;
 mod pipelining;
 mod replies;

@@ -29,7 +29,7 @@ pub(crate) const TWILIO_SID: &str = "AC0123456789abcdef0123456789abcdef";
 const TWILIO_PUBLIC: &str = "https://switchboard.example.com";
 
 /// What a fake phone system (or Twilio's API) received: (path, headers, body).
-type Received = Arc<Mutex<Vec<(String, HeaderMap, String)>>>;
+pub(crate) type Received = Arc<Mutex<Vec<(String, HeaderMap, String)>>>;
 
 /// A fake phone system: records every request; refuses the first `failures` with 500.
 async fn phone_system(failures: usize) -> (String, Received) {
@@ -72,6 +72,43 @@ pub(crate) fn configure(s: &mut switchboard::config::Settings, callback: &str, w
     p.twilio_api_url = callback.to_string();
     p.blocked_numbers = vec!["+44 20 7946 0999".into()];
     p.max_body_bytes = 4096;
+}
+
+/// A fake phone system that takes every request (for tests elsewhere).
+pub(crate) async fn fake_phone_system() -> (String, Received) {
+    phone_system(0).await
+}
+
+/// A server with every phone format enabled (for tests elsewhere).
+pub(crate) async fn phone_app(backend: Backend, callback: &str, window_ms: u64) -> TestApp {
+    app(backend, callback, window_ms).await
+}
+
+/// Posts a signed native event in the background (its answer may wait for an agent);
+/// answers (status, body) when it comes.
+pub(crate) fn native_in_background(
+    app: &TestApp,
+    body: Value,
+) -> tokio::task::JoinHandle<(u16, Value)> {
+    let (client, base) = (app.client.clone(), app.base.clone());
+    tokio::spawn(async move {
+        let text = body.to_string();
+        let ts = now();
+        let resp = client
+            .post(format!("{base}/channels/phone/events"))
+            .header("content-type", "application/json")
+            .header("x-switchboard-timestamp", ts.to_string())
+            .header(
+                "x-switchboard-signature",
+                native_signature(SECRET, ts, &text),
+            )
+            .body(text)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    })
 }
 
 /// A server with every phone format enabled, calling back to `callback`.
