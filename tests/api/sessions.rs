@@ -47,17 +47,8 @@ fn login(token: &str) -> Message {
 /// Renames a table of the store, as a fault from outside: while it is away, every query
 /// of it fails.
 async fn rename(database_url: &str, from: &str, to: &str) {
-    use sqlx::Connection;
     let sql = format!("ALTER TABLE {from} RENAME TO {to}");
-    if database_url.starts_with("sqlite:") {
-        let mut db = sqlx::SqliteConnection::connect(database_url).await.unwrap();
-        sqlx::query(&sql).execute(&mut db).await.unwrap();
-        db.close().await.unwrap();
-    } else {
-        let mut db = sqlx::PgConnection::connect(database_url).await.unwrap();
-        sqlx::query(&sql).execute(&mut db).await.unwrap();
-        db.close().await.unwrap();
-    }
+    crate::helpers::db_exec(database_url, &sql, &sql).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
