@@ -22,7 +22,8 @@ const LOGIN_WITHIN: Duration = Duration::from_secs(10);
 /// `GET /agent/ws`: upgrades to the agent protocol.
 pub async fn upgrade(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
     // The transport takes up to 64 KiB, so a message over the protocol's 16 KiB is
-    // answered with an error frame; past that the connection is closed (1009).
+    // answered with an error frame; a larger frame is not read, and the connection is
+    // dropped without a close frame (the transport sends none for it).
     ws.max_message_size(4 * MAX_CLIENT_FRAME)
         .max_frame_size(4 * MAX_CLIENT_FRAME)
         .read_buffer_size(4096)

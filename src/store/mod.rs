@@ -126,7 +126,7 @@ macro_rules! migrations {
     };
 }
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = migrations!("sqlite": 1 "core" "0001_core.sql", 2 "agents" "0002_agents.sql", 3 "routing" "0003_routing.sql", 4 "rule versions" "0004_rule_versions.sql", 5 "audit" "0005_audit.sql", 6 "roles" "0006_roles.sql", 7 "presence" "0007_presence.sql", 8 "channel events" "0008_channel_events.sql", 9 "email" "0009_email.sql", 10 "chat secrets" "0010_chat_secrets.sql", 11 "kept aside" "0011_kept_aside.sql", 13 "cluster" "0013_cluster.sql");
-const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = migrations!("postgres": 1 "core" "0001_core.sql", 2 "agents" "0002_agents.sql", 3 "routing" "0003_routing.sql", 4 "rule versions" "0004_rule_versions.sql", 5 "audit" "0005_audit.sql", 6 "roles" "0006_roles.sql", 7 "presence" "0007_presence.sql", 8 "channel events" "0008_channel_events.sql", 9 "email" "0009_email.sql", 10 "chat secrets" "0010_chat_secrets.sql", 11 "kept aside" "0011_kept_aside.sql", 13 "cluster" "0013_cluster.sql");
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = migrations!("postgres": 1 "core" "0001_core.sql", 2 "agents" "0002_agents.sql", 3 "routing" "0003_routing.sql", 4 "rule versions" "0004_rule_versions.sql", 5 "audit" "0005_audit.sql", 6 "roles" "0006_roles.sql", 7 "presence" "0007_presence.sql", 8 "channel events" "0008_channel_events.sql", 9 "email" "0009_email.sql", 10 "chat secrets" "0010_chat_secrets.sql", 11 "kept aside" "0011_kept_aside.sql", 12 "no truncate" "0012_no_truncate.sql", 13 "cluster" "0013_cluster.sql");
 
 /// The migrations of one backend, built into the binary.
 #[derive(Debug)]
@@ -304,8 +304,21 @@ impl Store {
         self.backend
     }
 
-    /// Closes every connection (at shutdown, after the last write).
+    /// Closes every connection (at shutdown, after the last write). On SQLite every
+    /// commit is first copied from the write-ahead log into the database file, which is
+    /// then whole by itself (and holds no page a change replaced): closing the pool does
+    /// not wait for each connection's own last checkpoint, so it is not left to them.
     pub async fn close(&self) {
+        if self.backend == Backend::Sqlite {
+            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&self.pool)
+                .await
+            {
+                // The log stays beside the file and SQLite replays it at the next start:
+                // nothing is lost, the file alone is just not yet complete.
+                tracing::warn!(error = %e, "Could not copy the write-ahead log into the database file at shutdown");
+            }
+        }
         self.pool.close().await;
     }
 }

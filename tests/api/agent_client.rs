@@ -185,17 +185,6 @@ impl Desktop {
         }
     }
 
-    /// Asserts nothing of `kind` arrives within `wait`.
-    pub async fn expect_none(&mut self, kind: &str, wait: Duration) {
-        let deadline = tokio::time::Instant::now() + wait;
-        while let Some(v) = self
-            .next_within(deadline.saturating_duration_since(tokio::time::Instant::now()))
-            .await
-        {
-            assert_ne!(v["type"], kind, "unexpected {kind}: {v}");
-        }
-    }
-
     /// Waits for an offer and accepts it; answers the interaction id.
     pub async fn take_offer(&mut self) -> String {
         let offer = self.expect("offer").await;

@@ -14,15 +14,18 @@ use serde_json::{json, Value};
 
 use crate::agent_client::{create_agent, Desktop};
 use crate::both_backends;
-use crate::helpers::{event, send, spawn_app_with, start_process_with, Backend, TestApp, TOKEN};
+use crate::helpers::{
+    assert_store_unchanged, event, send, spawn_app_with, start_process_with, store_contents,
+    Backend, TestApp, TOKEN,
+};
 
 mod answered;
 mod vendors;
 
-const SECRET: &str = "phone-test-secret";
-const ZAMMAD_TOKEN: &str = "zammad-token-123";
+pub(crate) const SECRET: &str = "phone-test-secret";
+pub(crate) const ZAMMAD_TOKEN: &str = "zammad-token-123";
 const TWILIO_TOKEN: &str = "twilio-auth-token";
-const TWILIO_SID: &str = "AC0123456789abcdef0123456789abcdef";
+pub(crate) const TWILIO_SID: &str = "AC0123456789abcdef0123456789abcdef";
 const TWILIO_PUBLIC: &str = "https://switchboard.example.com";
 
 /// What a fake phone system (or Twilio's API) received: (path, headers, body).
@@ -54,6 +57,21 @@ async fn phone_system(failures: usize) -> (String, Received) {
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (url, received)
+}
+
+/// Every phone format enabled, calling back to `callback`.
+pub(crate) fn configure(s: &mut switchboard::config::Settings, callback: &str, window_ms: u64) {
+    let p = &mut s.phone;
+    p.secret = SECRET.into();
+    p.callback_url = format!("{callback}/switchboard/commands");
+    p.answer_window_ms = window_ms;
+    p.zammad_token = ZAMMAD_TOKEN.into();
+    p.twilio_account_sid = TWILIO_SID.into();
+    p.twilio_auth_token = TWILIO_TOKEN.into();
+    p.twilio_public_url = TWILIO_PUBLIC.into();
+    p.twilio_api_url = callback.to_string();
+    p.blocked_numbers = vec!["+44 20 7946 0999".into()];
+    p.max_body_bytes = 4096;
 }
 
 /// A fake phone system that takes every request (for tests elsewhere).
@@ -96,23 +114,10 @@ pub(crate) fn native_in_background(
 /// A server with every phone format enabled, calling back to `callback`.
 async fn app(backend: Backend, callback: &str, window_ms: u64) -> TestApp {
     let callback = callback.to_string();
-    spawn_app_with(backend, move |s| {
-        let p = &mut s.phone;
-        p.secret = SECRET.into();
-        p.callback_url = format!("{callback}/switchboard/commands");
-        p.answer_window_ms = window_ms;
-        p.zammad_token = ZAMMAD_TOKEN.into();
-        p.twilio_account_sid = TWILIO_SID.into();
-        p.twilio_auth_token = TWILIO_TOKEN.into();
-        p.twilio_public_url = TWILIO_PUBLIC.into();
-        p.twilio_api_url = callback.clone();
-        p.blocked_numbers = vec!["+44 20 7946 0999".into()];
-        p.max_body_bytes = 4096;
-    })
-    .await
+    spawn_app_with(backend, move |s| configure(s, &callback, window_ms)).await
 }
 
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -133,7 +138,12 @@ fn native_signature(secret: &str, timestamp: u64, body: &str) -> String {
 }
 
 /// Posts a native event signed with `secret` at `timestamp`.
-async fn native_at(app: &TestApp, body: &Value, secret: &str, timestamp: u64) -> (u16, Value) {
+pub(crate) async fn native_at(
+    app: &TestApp,
+    body: &Value,
+    secret: &str,
+    timestamp: u64,
+) -> (u16, Value) {
     let text = body.to_string();
     let resp = app
         .client
@@ -152,7 +162,7 @@ async fn native_at(app: &TestApp, body: &Value, secret: &str, timestamp: u64) ->
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
-async fn native(app: &TestApp, body: Value) -> (u16, Value) {
+pub(crate) async fn native(app: &TestApp, body: Value) -> (u16, Value) {
     native_at(app, &body, SECRET, now()).await
 }
 
@@ -170,7 +180,7 @@ fn twilio_signature(url: &str, params: &[(&str, &str)]) -> String {
     base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
 }
 
-async fn twilio(
+pub(crate) async fn twilio(
     app: &TestApp,
     path: &str,
     params: &[(&str, &str)],
@@ -197,7 +207,7 @@ fn form(params: &[(&str, &str)]) -> String {
         .finish()
 }
 
-async fn zammad(app: &TestApp, token: &str, params: &[(&str, &str)]) -> (u16, Value) {
+pub(crate) async fn zammad(app: &TestApp, token: &str, params: &[(&str, &str)]) -> (u16, Value) {
     let resp = app
         .client
         .post(format!("{}/channels/phone/zammad/{token}", app.base))
@@ -402,12 +412,6 @@ async fn a_queued_native_call_is_dialled_by_a_signed_callback_retried_until_take
         json!({ "event": "answered", "call_id": "call-2", "extension": "202" }),
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(
-        log.lock().unwrap().len(),
-        2,
-        "delivered once accepted, not again"
-    );
 
     // A supervisor moves the call to another agent: the phone system is told to
     // transfer it, by a command of its own.
@@ -421,7 +425,10 @@ async fn a_queued_native_call_is_dialled_by_a_signed_callback_retried_until_take
         .await;
     assert_eq!(status, 200, "{moved}");
     cy_desk.expect("assigned").await;
+    // Delivered once accepted, not again: the next request the phone system gets is the
+    // transfer (a dial still due would have gone before it).
     let got = received(&log, 3).await;
+    assert_eq!(got.len(), 3, "delivered once accepted, not again");
     let transfer: Value = serde_json::from_str(&got[2].2).unwrap();
     assert_eq!(
         (
@@ -545,6 +552,7 @@ async fn bad_call_events_are_refused_and_change_nothing(backend: Backend) {
     let (url, _) = phone_system(0).await;
     let app = app(backend, &url, 100).await;
     let ringing = json!({ "event": "ringing", "call_id": "bad-1", "from": "+4930111111" });
+    let before = store_contents(&app.database_url).await;
 
     // Wrong secret, stale or future timestamp, no signature: 401, nothing processed.
     let (status, r) = native_at(&app, &ringing, "wrong-secret", now()).await;
@@ -608,6 +616,7 @@ async fn bad_call_events_are_refused_and_change_nothing(backend: Backend) {
     )
     .await;
     assert_eq!((status, r["action"].as_str()), (200, Some("reject")), "{r}");
+    assert_store_unchanged(&app.database_url, &before, "bad call events").await;
 
     // The server still routes: a good event after all the bad ones.
     let (status, r) = native(&app, ringing).await;
@@ -615,7 +624,12 @@ async fn bad_call_events_are_refused_and_change_nothing(backend: Backend) {
     app.stop().await;
 }
 
-async fn send_raw(app: &TestApp, path: &str, body: &str, headers: &[(&str, &str)]) -> (u16, Value) {
+pub(crate) async fn send_raw(
+    app: &TestApp,
+    path: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> (u16, Value) {
     let mut req = app
         .client
         .post(format!("{}{path}", app.base))
@@ -893,17 +907,36 @@ async fn twilio_calls_are_answered_with_twiml_and_updated_when_taken(backend: Ba
                 .unwrap()
         })
     };
-    ready.take_offer().await;
+    let second_call = ready.take_offer().await;
     let twiml = pending.await.unwrap();
     assert!(
         twiml.contains(">sip:302@pbx.example.com</Sip></Dial>"),
         "{twiml}"
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(
-        log.lock().unwrap().len(),
-        1,
-        "dialled in the answer: no call update"
+    // Dialled in the answer: no call update. A supervisor then moves the call, and the
+    // next update Twilio gets is that move's (a dial update would have gone before it).
+    let (other, other_token) =
+        create_agent(&app, json!({ "name": "Ola", "extension": "303" })).await;
+    let mut other_desk = Desktop::available(&app.base, &other_token).await;
+    let (status, moved) = app
+        .post(
+            &format!("/api/interactions/{second_call}/move"),
+            &json!({ "agent_id": other }),
+        )
+        .await;
+    assert_eq!(status, 200, "{moved}");
+    other_desk.expect("assigned").await;
+    let got = received(&log, 2).await;
+    assert_eq!(got.len(), 2, "dialled in the answer: no call update");
+    let (path, _, body) = &got[1];
+    assert!(
+        path.ends_with("/Calls/CA22222222222222222222222222222222.json"),
+        "{path}"
+    );
+    let moved_to = form_value(body, "Twiml");
+    assert!(
+        moved_to.contains(">sip:303@pbx.example.com</Sip></Dial>"),
+        "{moved_to}"
     );
     app.stop().await;
 }
