@@ -152,6 +152,8 @@ impl Cluster {
             .timeout(Duration::from_secs(10))
             .build()
             .context("Building the client for calls between nodes")?;
+        // No fenced write until this node wins the lead.
+        store.set_fence(-1);
         Ok(Arc::new(Cluster {
             node,
             url,
@@ -228,7 +230,10 @@ impl Cluster {
                         return;
                     }
                 }
-                Ok(None) => self.follow().await,
+                Ok(None) => {
+                    self.store.set_fence(-1);
+                    self.follow().await;
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "Could not take part in the election; trying again");
                     conn = None;
@@ -351,9 +356,14 @@ impl Cluster {
         tracing::info!(epoch, "This node no longer leads");
     }
 
-    /// Reads who leads, as a follower.
-    async fn follow(&self) {
-        self.store.set_fence(-1);
+    /// Reads who leads, as a follower (asked by the election, and when a call to the
+    /// leader failed or the bus says the lead changed). A node holding the lead — taking
+    /// over, its router not yet started — is left as it is: the fence and the role are
+    /// the election's.
+    pub(crate) async fn follow(&self) {
+        if !self.store.fenced() {
+            return;
+        }
         let leader = match self.leader().await {
             Ok(l) => l,
             Err(e) => {

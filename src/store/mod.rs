@@ -266,6 +266,7 @@ impl Store {
     pub async fn begin_fenced(&self) -> Result<WriteTx, FenceError> {
         let epoch = self.fence.load(Ordering::SeqCst);
         if epoch < 0 {
+            tracing::debug!("A fenced write refused: this node does not lead");
             return Err(FenceError::Fenced);
         }
         let mut tx = self.begin_write().await?;
@@ -275,6 +276,11 @@ impl Store {
                     .fetch_one(&mut *tx)
                     .await?;
             if current != epoch {
+                tracing::warn!(
+                    epoch,
+                    current,
+                    "A newer leader's epoch fences this node's writes"
+                );
                 tx.rollback().await?;
                 self.fence.store(-1, Ordering::SeqCst);
                 return Err(FenceError::Fenced);

@@ -1,7 +1,9 @@
 //! Agents on the agent websocket, as desktops are: each logs in, says it is available,
 //! accepts every offer, holds the contact for the handling time and completes it; after
 //! a dropped connection (a server killed under it) it logs in again and finishes the
-//! work it held. Each offer and each confirmed completion is counted in the tally.
+//! work it held. Each offer and each confirmed completion is counted in the tally. On
+//! several nodes the agents are dealt to the nodes in turn, and one whose node dies logs
+//! in again through the next.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +22,7 @@ type Ws =
 /// Creates agent `n` on the server; answers its record (with its token).
 pub async fn create(server: &Server, client: &reqwest::Client, n: usize) -> Value {
     client
-        .post(format!("{}/api/agents", server.base))
+        .post(format!("{}/api/agents", server.base()))
         .bearer_auth(&server.token)
         .json(&json!({ "name": format!("Load Agent {n}"), "capacity": { "chat": 3, "email": 3, "phone": 1 } }))
         .send()
@@ -31,19 +33,36 @@ pub async fn create(server: &Server, client: &reqwest::Client, n: usize) -> Valu
         .expect("the server answers an agent's record")
 }
 
-/// An agent at work until `stop`, logging in again whenever its connection drops.
+/// Agent `n` at work until `stop`, logging in again whenever its connection drops (on
+/// several nodes, through the next node).
 pub async fn agent(
     server: Arc<Server>,
     me: Value,
+    n: usize,
     tally: Shared,
     hold: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
-    let url = format!("{}/agent/ws", server.base.replacen("http", "ws", 1));
+    let mut node = n % server.nodes.len();
     while !*stop.borrow() {
+        let url = format!(
+            "{}/agent/ws",
+            server.nodes[node].base.replacen("http", "ws", 1)
+        );
+        let desk = Desk {
+            server: &server,
+            node,
+            me: &me,
+            tally: &tally,
+            hold,
+        };
         match tokio_tungstenite::connect_async(&url).await {
-            Ok((ws, _)) => work(ws, &me, &tally, hold, stop.clone()).await,
+            Ok((ws, _)) => {
+                work(ws, desk, stop.clone()).await;
+                node = (node + 1) % server.nodes.len();
+            }
             Err(_) => {
+                node = (node + 1) % server.nodes.len();
                 // The server is down (the crash test): try again shortly.
                 tokio::select! {
                     _ = stop.wait_for(|s| *s) => {}
@@ -65,8 +84,21 @@ fn complete_later(out: &mpsc::UnboundedSender<String>, id: Value, hold: Duration
     });
 }
 
+/// One desktop: who, on which node.
+struct Desk<'a> {
+    server: &'a Server,
+    node: usize,
+    me: &'a Value,
+    tally: &'a Shared,
+    hold: Duration,
+}
+
 /// One desktop connection's work, until it drops or the run stops.
-async fn work(ws: Ws, me: &Value, tally: &Shared, hold: Duration, mut stop: watch::Receiver<bool>) {
+async fn work(ws: Ws, desk: Desk<'_>, mut stop: watch::Receiver<bool>) {
+    let Desk {
+        me, tally, hold, ..
+    } = desk;
+    let agent = me["id"].as_str().unwrap_or_default();
     let (mut tx, mut rx) = ws.split();
     let (out, mut outbox) = mpsc::unbounded_channel::<String>();
     let writer = tokio::spawn(async move {
@@ -96,16 +128,21 @@ async fn work(ws: Ws, me: &Value, tally: &Shared, hold: Duration, mut stop: watc
                     Some("offer") => {
                         let key = v["interaction"]["contact_key"].as_str().unwrap_or_default();
                         let id = v["interaction"]["id"].as_str().unwrap_or_default();
-                        tally.lock().unwrap().offered(key, id);
+                        let relayed = desk.server.relayed(desk.node);
+                        tally.lock().unwrap().offered(key, id, relayed);
                         let _ = out.send(json!({ "type": "accept", "offer_id": v["offer_id"] }).to_string());
                     }
                     // Work held from before a reconnect is finished too.
                     Some("welcome") => {
                         for held in v["assigned"].as_array().into_iter().flatten() {
+                            tally.lock().unwrap().assigned(held["id"].as_str().unwrap_or_default(), agent);
                             complete_later(&out, held["id"].clone(), hold);
                         }
                     }
-                    Some("assigned") => complete_later(&out, v["interaction_id"].clone(), hold),
+                    Some("assigned") => {
+                        tally.lock().unwrap().assigned(v["interaction_id"].as_str().unwrap_or_default(), agent);
+                        complete_later(&out, v["interaction_id"].clone(), hold);
+                    }
                     Some("completed") => {
                         let id = v["interaction_id"].as_str().unwrap_or_default();
                         tally.lock().unwrap().completed(id);

@@ -2,7 +2,8 @@
 //! system posting a signed `ringing` event, a mail server delivering one message over a
 //! whole SMTP session, a chat visitor starting a chat and writing. Each counts its
 //! contact as sent, then as accepted (with the channel's acknowledgement: the webhook's
-//! 2xx, the `250` after DATA, the chat's `started`) or as failed.
+//! 2xx, the `250` after DATA, the chat's `started`) or as failed. On several nodes the
+//! contacts are dealt to the nodes in turn.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -47,7 +48,7 @@ pub async fn phone_call(server: &Server, client: &reqwest::Client, tally: &Share
     tally.lock().unwrap().sending("phone");
     let began = Instant::now();
     let sent = client
-        .post(format!("{}/channels/phone/events", server.base))
+        .post(format!("{}/channels/phone/events", server.node(n).base))
         .header("x-switchboard-timestamp", ts.to_string())
         .header("x-switchboard-signature", signature)
         .body(body)
@@ -88,7 +89,9 @@ pub async fn email(server: &Server, tally: &Shared, n: u64) {
     tally.lock().unwrap().sending("email");
     let began = Instant::now();
     let session = async {
-        let stream = tokio::net::TcpStream::connect(&server.smtp).await.ok()?;
+        let stream = tokio::net::TcpStream::connect(&server.node(n).smtp)
+            .await
+            .ok()?;
         stream.set_nodelay(true).ok()?;
         let (r, mut w) = stream.into_split();
         let mut r = BufReader::new(r);
@@ -130,7 +133,10 @@ pub async fn email(server: &Server, tally: &Shared, n: u64) {
 /// A visitor starts chat `n`, writes once, and stays until the chat is closed or the
 /// run stops.
 pub async fn chat(server: &Server, tally: &Shared, n: u64, mut stop: watch::Receiver<bool>) {
-    let url = format!("{}/channels/chat/ws", server.base.replacen("http", "ws", 1));
+    let url = format!(
+        "{}/channels/chat/ws",
+        server.node(n).base.replacen("http", "ws", 1)
+    );
     tally.lock().unwrap().sending("chat");
     let began = Instant::now();
     let start = json!({ "type": "start", "visitor_id": format!("load-{n}") }).to_string();

@@ -8,13 +8,21 @@
 //! counted), and whether the server kept up; and the server's CPU and memory when it
 //! runs the server.
 //!
+//! With `--nodes N` (on PostgreSQL) it starts a cluster of N nodes and deals contacts and
+//! agents to them in turn, as a load balancer would; `--url` (with `--smtp`) repeated
+//! drives nodes running elsewhere the same way.
+//!
 //! With `--kill-every N` it is the crash test: the server it started is killed with
 //! SIGKILL every N seconds and restarted on the same data, under the same load; at the
-//! end every contact any channel acknowledged must be there exactly once.
+//! end every contact any channel acknowledged must be there exactly once, never held by
+//! two agents. With `--kill-leader-every N` on several nodes, the node leading the
+//! routing is the one killed (then started again, as a follower), and each kill's
+//! failover is timed.
 //!
 //!     cargo run --release -p switchboard-load -- --rate 30 --secs 20 --agents 30
 //!     cargo run --release -p switchboard-load -- --rate 30 --secs 40 --kill-every 8
-//!     cargo run --release -p switchboard-load -- --url http://10.0.0.5:8080 --token … --phone-secret … --smtp 10.0.0.5:2525
+//!     cargo run --release -p switchboard-load -- --nodes 3 --database-url postgres://…/empty --kill-leader-every 6
+//!     cargo run --release -p switchboard-load -- --url http://10.0.0.5:8080 --smtp 10.0.0.5:2525 --url http://10.0.0.6:8080 --smtp 10.0.0.6:2525 --token … --phone-secret …
 //!
 //! Exit status: 0 when the run kept up (and the crash test found everything), 1 when
 //! the crash test found a contact lost or duplicated, 2 when the run did not keep up (a
@@ -45,6 +53,7 @@ mod bare;
 mod baseline;
 mod channels;
 mod crash;
+mod nodes;
 mod report;
 mod run;
 mod server;
@@ -53,15 +62,19 @@ mod tally;
 use server::Server;
 use tally::{Shared, Wait};
 
-#[derive(Debug, Parser)]
+#[derive(Clone, Debug, Parser)]
 #[command(
     about = "Drives a Switchboard with phone, email and chat contacts and agents that work them"
 )]
 pub struct Args {
-    /// A running server to drive; without it, the release binary is started on a fresh
-    /// data directory.
+    /// A running node to drive (repeat it for every node of a cluster); without it, the
+    /// release binary is started on a fresh data directory.
     #[arg(long)]
-    pub url: Option<String>,
+    pub url: Vec<String>,
+    /// Nodes to start on one database (`--database-url`, PostgreSQL) when no --url is
+    /// given.
+    #[arg(long, default_value_t = 1)]
+    pub nodes: usize,
     /// The server binary to start (without --url).
     #[arg(long, default_value = "target/release/switchboard")]
     pub binary: String,
@@ -71,9 +84,9 @@ pub struct Args {
     /// The phone channel's secret (with --url).
     #[arg(long)]
     pub phone_secret: Option<String>,
-    /// The SMTP listener (with --url).
+    /// The SMTP listener of each --url, in the same order.
     #[arg(long)]
-    pub smtp: Option<String>,
+    pub smtp: Vec<String>,
     /// Contacts per second, all channels together.
     #[arg(long, default_value_t = 30.0)]
     pub rate: f64,
@@ -97,6 +110,10 @@ pub struct Args {
     /// exactly once.
     #[arg(long)]
     pub kill_every: Option<u64>,
+    /// The crash test on several nodes (`--nodes`): SIGKILL the node leading the routing
+    /// every this many seconds, start it again (a follower), and time each failover.
+    #[arg(long)]
+    pub kill_leader_every: Option<u64>,
     /// The database of a server it starts (an empty PostgreSQL database, say); by default
     /// a fresh SQLite file.
     #[arg(long)]
@@ -120,6 +137,14 @@ pub struct Args {
     /// message); and report every figure as a ratio to theirs.
     #[arg(long)]
     pub baseline: bool,
+    /// After a run on several nodes, the same load against one node on a fresh database
+    /// of the same PostgreSQL server, and the cluster's figures as ratios to its.
+    #[arg(long, requires = "nodes")]
+    pub against_one_node: bool,
+    /// Keep the log of each server started (`node-N.log`, at level info) in this
+    /// directory; by default their logs are dropped.
+    #[arg(long)]
+    pub logs: Option<String>,
     /// Serve the bare endpoints from this data directory (what --baseline starts).
     #[arg(long, hide = true)]
     pub serve_bare: Option<String>,
@@ -137,18 +162,32 @@ async fn main() -> ExitCode {
         total > 0.0 && args.rate > 0.0,
         "--mix and --rate must ask for some contacts"
     );
+    let kills = args.kill_every.is_some() || args.kill_leader_every.is_some();
     assert!(
-        args.kill_every.is_none() || args.url.is_none(),
-        "the crash test kills the server it starts: leave out --url"
+        !kills || args.url.is_empty(),
+        "the crash test kills the servers it starts: leave out --url"
     );
-    let faulty = args.kill_every.is_some() || args.restart_database.is_some();
-    if args.baseline && (args.url.is_some() || faulty) {
-        eprintln!("--baseline compares with a server this run starts and keeps up: leave out --url, --kill-every and --restart-database");
+    assert!(
+        args.nodes == 1
+            || args
+                .database_url
+                .as_deref()
+                .is_some_and(|u| u.starts_with("postgres")),
+        "several nodes share one PostgreSQL database: give --database-url postgres://…"
+    );
+    assert!(
+        args.kill_leader_every.is_none() || args.nodes > 1,
+        "--kill-leader-every needs a leader to kill and followers to take over: --nodes 3"
+    );
+    let faulty = kills || args.restart_database.is_some();
+    if args.baseline && (!args.url.is_empty() || faulty || args.nodes > 1) {
+        eprintln!("--baseline compares with one server this run starts and keeps up: leave out --url, --nodes, --kill-every, --kill-leader-every and --restart-database");
         return ExitCode::FAILURE;
     }
-    let server = Arc::new(match args.url {
-        Some(_) => Server::remote(&args),
-        None => Server::start(&args),
+    let server = Arc::new(if args.url.is_empty() {
+        Server::start(&args)
+    } else {
+        Server::remote(&args)
     });
     let client = reqwest::Client::new();
     let tally: Shared = Arc::default();
@@ -176,6 +215,9 @@ async fn main() -> ExitCode {
         args.rate, args.secs, args.mix, args.agents, args.handle_secs, args.wrap_up_secs
     );
     let totals = report::channels(&tally, run.elapsed, args.agents > 0);
+    if server.nodes.len() > 1 && args.agents > 0 {
+        report::relay(&tally);
+    }
     let mut kept_up = report::verdict(
         &totals,
         &run,
@@ -183,10 +225,12 @@ async fn main() -> ExitCode {
         faulty,
         wait == Wait::Completions,
     );
-    // CPU is read from one process: not across the crash test's restarts.
-    if let (Some(u), None) = (run.server, args.kill_every) {
+    // CPU is read from the same processes: not across the crash test's restarts.
+    if let (Some(u), false) = (run.server, kills) {
         println!(
-            "\nserver: {:.0}% of one core from the first contact sent to the work done, {:.1} MiB resident",
+            "\nserver ({} node{}): {:.0}% of one core from the first contact sent to the work done, {:.1} MiB resident",
+            server.nodes.len(),
+            if server.nodes.len() > 1 { "s together" } else { "" },
             u.cpu_secs / (run.elapsed + run.drained) * 100.0,
             u.rss_kib as f64 / 1024.0
         );
@@ -196,13 +240,23 @@ async fn main() -> ExitCode {
             "\ndatabase restarts: {}",
             faults.restarts.load(Ordering::SeqCst)
         );
-        let kills = faults.kills.load(Ordering::SeqCst);
-        if !crash::verify(&server, &client, &tally, kills).await {
+        let leader_kills = faults.leader_kills.lock().unwrap().clone();
+        let killed = faults.kills.load(Ordering::SeqCst) + leader_kills.len() as u64;
+        let failed_over = crash::failovers(&leader_kills, &tally);
+        if !crash::verify(&server, &client, &tally, killed).await || !failed_over {
             return ExitCode::FAILURE;
         }
     }
+    // The servers of this run stop before another is measured.
+    drop(server);
+    if args.against_one_node {
+        if args.nodes < 2 || faulty {
+            eprintln!("--against-one-node compares a cluster that keeps up with one node: give --nodes 3, without faults");
+            return ExitCode::FAILURE;
+        }
+        kept_up &= nodes::compare(&args, &client, &tally, &run, &totals).await;
+    }
     if args.baseline {
-        drop(server);
         kept_up &= baseline::compare(&args, &client, &tally, &run, &totals).await;
     }
     if kept_up {

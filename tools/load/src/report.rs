@@ -7,7 +7,7 @@
 //! arrived, so a p99 that falls on one says `failed` or `never offered`.
 
 use crate::run::Run;
-use crate::tally::{Shared, CHANNELS};
+use crate::tally::{At, Shared, CHANNELS};
 
 /// What the run did in all, for the verdict.
 #[derive(Debug, Default)]
@@ -65,6 +65,29 @@ pub fn channels(tally: &Shared, elapsed: f64, offers: bool) -> Totals {
         }
     }
     totals
+}
+
+/// On several nodes: contact → offer for desktops on the leader and on the followers
+/// (whose router frames are relayed by their node), and the relay's added latency.
+pub fn relay(tally: &Shared) {
+    let t = tally.lock().unwrap();
+    let (direct, relayed) = (t.to_offer_by_relay(false), t.to_offer_by_relay(true));
+    println!("\n| desktop on | offers | contact → offer p50 | p99 |");
+    println!("|---|---:|---:|---:|");
+    for (name, l) in [("the leader", &direct), ("a follower", &relayed)] {
+        println!(
+            "| {name} | {} | {} | {} |",
+            l.count(),
+            l.show(0.50, "-"),
+            l.show(0.99, "-")
+        );
+    }
+    if let (At::Micros(a), At::Micros(b)) = (direct.at(0.5), relayed.at(0.5)) {
+        println!(
+            "\nThe relay adds {:.1} ms at the median to an offer reaching a desktop on a follower.",
+            (b as f64 - a as f64) / 1000.0
+        );
+    }
 }
 
 /// Prints whether the server kept up with the load and answers it: every contact sent

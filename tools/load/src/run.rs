@@ -49,13 +49,25 @@ pub async fn generate(
         workers.push(tokio::spawn(agents::agent(
             server.clone(),
             me,
+            n,
             tally.clone(),
             hold,
             stop.clone(),
         )));
     }
-    // Time for the desktops to log in; a contact that comes first waits for one.
+    // Time for the desktops to log in; a contact that comes first waits for one. On
+    // several nodes, which one leads (whose desktops' frames are not relayed).
     tokio::time::sleep(Duration::from_millis(500)).await;
+    if server.nodes.len() > 1 {
+        let until = Instant::now() + Duration::from_secs(30);
+        while server.leader(client).await.is_none() {
+            assert!(
+                Instant::now() < until,
+                "no node leads the routing after 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
     let before = server.usage();
     let started = Instant::now();
     faults(started);

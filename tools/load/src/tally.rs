@@ -39,6 +39,11 @@ pub struct Tally {
     keys: HashMap<String, String>,
     /// Contact keys whose completion the server confirmed.
     completed: HashSet<String>,
+    /// Contact key → whether the desktop its first offer reached was on a node that was
+    /// not the router's leader (the offer relayed), in a run on several nodes.
+    relayed: HashMap<String, bool>,
+    /// Interaction id → the agents the server said it was assigned to.
+    held_by: HashMap<String, HashSet<String>>,
 }
 
 /// The tally shared by every task of a run.
@@ -58,6 +63,11 @@ impl Latencies {
             sorted_us: us,
             missing,
         }
+    }
+
+    /// How many contacts, arrived or not.
+    pub fn count(&self) -> usize {
+        self.sorted_us.len() + self.missing
     }
 
     /// The latency at quantile `p` (nearest rank) over all contacts.
@@ -147,12 +157,81 @@ impl Tally {
         *self.failed.entry(channel).or_default() += 1;
     }
 
-    /// A desktop was offered interaction `id`, the contact `key`.
-    pub fn offered(&mut self, key: &str, id: &str) {
-        self.offered
-            .entry(key.to_string())
-            .or_insert_with(Instant::now);
+    /// A desktop was offered interaction `id`, the contact `key`; `relayed` when that
+    /// desktop was connected to a node that does not lead the routing.
+    pub fn offered(&mut self, key: &str, id: &str, relayed: bool) {
+        if !self.offered.contains_key(key) {
+            self.offered.insert(key.to_string(), Instant::now());
+            self.relayed.insert(key.to_string(), relayed);
+        }
         self.keys.insert(id.to_string(), key.to_string());
+    }
+
+    /// The server told `agent` interaction `id` is theirs.
+    pub fn assigned(&mut self, id: &str, agent: &str) {
+        self.held_by
+            .entry(id.to_string())
+            .or_default()
+            .insert(agent.to_string());
+    }
+
+    /// Interactions the server assigned to more than one agent.
+    pub fn double_assigned(&self) -> Vec<(String, usize)> {
+        self.held_by
+            .iter()
+            .filter(|(_, agents)| agents.len() > 1)
+            .map(|(id, agents)| (id.clone(), agents.len()))
+            .collect()
+    }
+
+    /// After a fault at `at`: how long until routing was seen again — the first offer of
+    /// a contact sent after it (which no router from before the fault can have made).
+    /// `None` when no such contact was offered.
+    pub fn routing_again(&self, at: Instant) -> Option<Duration> {
+        self.accepted
+            .iter()
+            .filter(|a| a.sent_at > at)
+            .filter_map(|a| self.offered.get(&a.key))
+            .min()
+            .map(|first| first.saturating_duration_since(at))
+    }
+
+    /// Sent → first offer over every accepted contact of every channel; the never
+    /// offered count as missing.
+    pub fn to_offer_all(&self) -> Latencies {
+        let us: Vec<u64> = self
+            .accepted
+            .iter()
+            .filter_map(|a| {
+                let at = self.offered.get(&a.key)?;
+                Some(at.saturating_duration_since(a.sent_at).as_micros() as u64)
+            })
+            .collect();
+        let missing = self.accepted.len() - us.len();
+        Latencies::new(us, missing)
+    }
+
+    /// Accepted contacts the server confirmed completed.
+    pub fn completed_count(&self) -> usize {
+        self.accepted
+            .iter()
+            .filter(|a| self.completed.contains(&a.key))
+            .count()
+    }
+
+    /// Sent → first offer over every accepted contact offered, split by whether the
+    /// desktop was on the leader (`false`) or on a follower (`true`).
+    pub fn to_offer_by_relay(&self, relayed: bool) -> Latencies {
+        let us = self
+            .accepted
+            .iter()
+            .filter(|a| self.relayed.get(&a.key) == Some(&relayed))
+            .filter_map(|a| {
+                let at = self.offered.get(&a.key)?;
+                Some(at.saturating_duration_since(a.sent_at).as_micros() as u64)
+            })
+            .collect();
+        Latencies::new(us, 0)
     }
 
     /// The server confirmed interaction `id` completed.
@@ -251,7 +330,7 @@ mod tests {
         });
         assert!(t.done(Wait::Answers));
         assert!(!t.done(Wait::Offers), "accepted but not yet offered");
-        t.offered("native:1", "i-1");
+        t.offered("native:1", "i-1", false);
         assert!(t.done(Wait::Offers));
         assert!(!t.done(Wait::Completions), "offered but not yet completed");
         t.completed("i-1");
