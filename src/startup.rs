@@ -25,6 +25,7 @@ use crate::customers::identity::IdentityParser;
 use crate::queue::Queue;
 use crate::routing::router::{self, RouterHandle, SessionTimes};
 use crate::routing::versions::{self, FromFile};
+use crate::service::Services;
 use crate::simulation::Active;
 use crate::store::{interactions, Backend, Store};
 use crate::{intake, telemetry};
@@ -62,6 +63,7 @@ struct LeaderDuties {
     chat: Arc<switchboard_chat::Chat>,
     email: Arc<switchboard_email::Email>,
     times: SessionTimes,
+    services: Arc<Services>,
 }
 
 impl LeaderDuties {
@@ -110,6 +112,16 @@ impl Duties for LeaderDuties {
                 stop.clone(),
             );
             let mut tasks = vec![
+                tokio::spawn(crate::service::watch::run(
+                    crate::service::watch::Watch {
+                        store: self.store.clone(),
+                        services: self.services.clone(),
+                        queue: self.queue.clone(),
+                        router: self.router.clone(),
+                        settings: self.settings.clone(),
+                    },
+                    stop.clone(),
+                )),
                 tokio::spawn(switchboard_chat::run(
                     self.chat.clone(),
                     stop.clone().cancelled_owned(),
@@ -235,6 +247,7 @@ impl Application {
         for w in &active.report.warnings {
             tracing::warn!(warning = %w, "The routing rules are doubtful");
         }
+        let services = Services::new(active.version, Arc::new(active.rules.clone()));
         let addr: SocketAddr = settings
             .server
             .http_addr
@@ -264,8 +277,13 @@ impl Application {
             queue.deactivate();
         }
         let writer_stop = CancellationToken::new();
-        let (intake, writer) =
-            intake::start(store.clone(), &settings, queue.clone(), writer_stop.clone());
+        let (intake, writer) = intake::start(
+            store.clone(),
+            &settings,
+            queue.clone(),
+            services.clone(),
+            writer_stop.clone(),
+        );
         let lead_stop = CancellationToken::new();
         let times = SessionTimes {
             heartbeat_timeout: Duration::from_secs(settings.agents.heartbeat_timeout_secs),
@@ -290,6 +308,7 @@ impl Application {
             store.clone(),
             settings.clone(),
             router_handle.clone(),
+            services.clone(),
             rules_lock.clone(),
             lead_stop.clone(),
         ));
@@ -348,6 +367,7 @@ impl Application {
             chat: chat.clone(),
             email: email.clone(),
             times,
+            services: services.clone(),
         });
         let lead_done = match &cluster {
             // A single node leads from the start: it takes over before it serves.
@@ -361,6 +381,24 @@ impl Application {
                 })
             }
             Some(c) => {
+                // Rules applied on another node reach this node's intake within seconds.
+                let (st, sv, tiers, stop) = (
+                    store.clone(),
+                    services.clone(),
+                    settings.tiers.order.clone(),
+                    lead_stop.clone(),
+                );
+                tokio::spawn(async move {
+                    loop {
+                        tokio::select! {
+                            () = tokio::time::sleep(Duration::from_secs(2)) => {}
+                            () = stop.cancelled() => return,
+                        }
+                        if let Err(e) = sv.refresh(&st, &tiers).await {
+                            tracing::warn!(error = %e, "Could not read the newest rules version; trying again");
+                        }
+                    }
+                });
                 tokio::spawn(cluster::bus::listen(
                     c.clone(),
                     url.clone(),
@@ -399,6 +437,7 @@ impl Application {
             simulations: Arc::new(tokio::sync::Semaphore::new(1)),
             router: router_handle.clone(),
             cluster: cluster.clone(),
+            services: services.clone(),
         };
         Ok(Application {
             listener,
@@ -507,6 +546,7 @@ async fn reload_on_sighup(
     store: Store,
     settings: Arc<Settings>,
     router: router::RouterHandle,
+    services: Arc<Services>,
     lock: Arc<tokio::sync::Mutex<()>>,
     stop: CancellationToken,
 ) {
@@ -523,6 +563,7 @@ async fn reload_on_sighup(
             settings.routing.path(),
             &settings.tiers.order,
             &router,
+            &services,
             &lock,
         )
         .await

@@ -14,6 +14,7 @@ pub mod openapi;
 mod ops;
 mod pages;
 mod rules;
+mod service;
 mod service_level;
 mod simulate;
 mod supervisor_ws;
@@ -70,6 +71,8 @@ pub struct AppState {
     pub email: Arc<switchboard_email::Email>,
     /// This node in its cluster (PostgreSQL); `None` for a single node.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// The service commitments in force (hours, targets, callbacks, surveys).
+    pub services: Arc<crate::service::Services>,
 }
 
 /// The whole HTTP router. Every route is added with its entry in the OpenAPI document
@@ -186,6 +189,68 @@ fn api_routes() -> Routes {
                 .json::<interactions::MoveInteraction>()
                 .responses(&[(200, "moved"), (404, "no such interaction"), (409, "it cannot go to that agent now")]),
             interactions::move_to,
+        )
+        .add(
+            Op::get("/api/service", "the service commitments in force: calendars (open now?), hours, closed answers, policies, complaints, callbacks, survey")
+                .access(Supervisor)
+                .responses(&[(200, "the commitments")]),
+            service::get,
+        )
+        .add(
+            Op::put("/api/service/calendars/{name}", "add or replace a calendar (a new version of the rules)")
+                .json::<service::CalendarEdit>()
+                .responses(&[(200, "the new version"), (422, "the rules would not be valid: every error named")]),
+            service::put_calendar,
+        )
+        .add(
+            Op::delete("/api/service/calendars/{name}", "remove a calendar no rule names (a new version of the rules)")
+                .responses(&[(200, "the new version"), (404, "no such calendar"), (422, "a rule still names it")]),
+            service::delete_calendar,
+        )
+        .add(
+            Op::put("/api/service/hours", "replace which calendar serves which contacts (a new version of the rules)")
+                .json::<service::HoursEdit>()
+                .responses(&[(200, "the new version"), (422, "the rules would not be valid")]),
+            service::put_hours,
+        )
+        .add(
+            Op::put("/api/service/policies", "replace the service policies (a new version of the rules)")
+                .json::<service::PoliciesEdit>()
+                .responses(&[(200, "the new version"), (422, "the rules would not be valid")]),
+            service::put_policies,
+        )
+        .add(
+            Op::get("/api/service/breaches", "service targets breached or warned of, and complaints late or near their deadline")
+                .access(Supervisor)
+                .query::<service::BreachQuery>()
+                .responses(&[(200, "the targets and complaints")]),
+            service::breaches,
+        )
+        .add(
+            Op::get("/api/complaints", "complaints with their owners and deadlines")
+                .access(Supervisor)
+                .query::<service::ComplaintQuery>()
+                .responses(&[(200, "the complaints")]),
+            service::complaints,
+        )
+        .add(
+            Op::post("/api/complaints/{id}/owner", "name a complaint's owner")
+                .access(Supervisor)
+                .json::<service::OwnerBody>()
+                .responses(&[(200, "the complaint"), (404, "no such complaint"), (409, "it is resolved")]),
+            service::set_owner,
+        )
+        .add(
+            Op::post("/api/complaints/{id}/resolve", "the complaint is resolved (its owner, or a supervisor)")
+                .access(Anyone)
+                .responses(&[(200, "the complaint"), (404, "no such complaint (or not the agent's)"), (409, "resolved already")]),
+            service::resolve,
+        )
+        .add(
+            Op::post("/api/test/clock", "move the server's clock forward: only with service.test_clock, for tests")
+                .json::<service::ClockBody>()
+                .responses(&[(200, "the server's time now"), (404, "the test clock is off")]),
+            service::clock,
         )
         .add(
             Op::post("/api/customers", "a new customer")

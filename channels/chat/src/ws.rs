@@ -411,6 +411,7 @@ async fn start(
             subject: Some("Web chat".into()),
             body: None,
             preferred_agent: None,
+            not_before_ms: None,
         })
         .await
         .map_err(|e| match e {

@@ -139,6 +139,10 @@ pub struct NewInteraction {
     /// continues one that agent handled (a reply to a closed email thread).
     #[serde(default)]
     pub preferred_agent: Option<String>,
+    /// Not to be routed before this moment (ms since the epoch): a callback booked for
+    /// a time.
+    #[serde(default)]
+    pub not_before_ms: Option<i64>,
 }
 
 /// What the core answers when it has committed an interaction.
@@ -274,6 +278,7 @@ mod tests {
             subject: Some("Hello".into()),
             body: None,
             preferred_agent: None,
+            not_before_ms: None,
         };
         let sent = new.clone();
         let adapter = tokio::spawn(async move { ctx.intake.submit(sent).await });
@@ -302,6 +307,7 @@ mod tests {
                     subject: None,
                     body: None,
                     preferred_agent: None,
+                    not_before_ms: None,
                 })
                 .await
         });

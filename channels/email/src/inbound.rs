@@ -316,6 +316,7 @@ impl Email {
                         .map(|s| truncate(&s, 900)),
                     body: Some(truncate(&mail.text, 1 << 20)).filter(|b| !b.is_empty()),
                     preferred_agent: preferred_agent.clone(),
+                    not_before_ms: None,
                 })
                 .await;
             match submitted {

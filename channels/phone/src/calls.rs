@@ -356,6 +356,7 @@ impl Phone {
                 subject: Some("Inbound call".into()),
                 body: None,
                 preferred_agent: None,
+                not_before_ms: None,
             })
             .await
             .map_err(|e| core_error(e, r.from_field))?;
@@ -632,6 +633,7 @@ impl Phone {
                         subject: Some("Inbound call".into()),
                         body: None,
                         preferred_agent: None,
+                        not_before_ms: None,
                     })
                     .await
                     .map_err(|e| core_error(e, r.from_field))?;
