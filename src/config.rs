@@ -68,6 +68,8 @@ pub struct ServiceSettings {
     pub escalation_webhook_url: String,
     /// The secret they are signed with.
     pub escalation_webhook_secret: String,
+    /// Where customers reach this server, for survey links in mail (empty: none sent).
+    pub public_url: String,
     /// Lets tests move the clock forward over `POST /internal/clock`.
     pub test_clock: bool,
 }
@@ -170,8 +172,9 @@ pub struct ApiSettings {
 pub struct CustomerSettings {
     /// ISO 3166 region for phone numbers without a country code; empty for none.
     pub phone_default_region: String,
-    /// Topics whose contacts are matters with a deadline, and the deadline in hours
-    /// from the contact (complaints: 24 h by default).
+    /// No longer read: deadlines are the service policies and `[complaints]` of the
+    /// routing rules. Accepted so an older configuration still starts (with a warning).
+    #[serde(default)]
     pub matter_deadline_hours: std::collections::BTreeMap<String, u32>,
 }
 
@@ -413,6 +416,12 @@ impl Settings {
             problems.push("chat.idle_timeout_secs: at least 30 (the widget pings every 20)".into());
         }
         let service = &self.service;
+        if !service.public_url.is_empty() && reqwest::Url::parse(&service.public_url).is_err() {
+            problems.push(format!(
+                "service.public_url: '{}' is not a URL",
+                service.public_url
+            ));
+        }
         if !service.escalation_webhook_url.is_empty() {
             if reqwest::Url::parse(&service.escalation_webhook_url).is_err() {
                 problems.push(format!(

@@ -248,6 +248,9 @@ impl Application {
             tracing::warn!(warning = %w, "The routing rules are doubtful");
         }
         let services = Services::new(active.version, Arc::new(active.rules.clone()));
+        if !settings.customers.matter_deadline_hours.is_empty() {
+            tracing::warn!("customers.matter_deadline_hours is no longer read: deadlines are the [[policies]] and [complaints] of the routing rules");
+        }
         let addr: SocketAddr = settings
             .server
             .http_addr
@@ -326,13 +329,25 @@ impl Application {
         };
         // The channels: each serves here (webhooks, SMTP, websockets); what runs once
         // (outboxes, mailbox polling, chats' timers) runs where the lead is.
+        // Survey links are signed with a secret every node shares.
+        let survey_key = cluster::shared_secret(&store, "survey")
+            .await
+            .context("Reading the survey links' secret")?;
         let core = Arc::new(crate::channels::CoreService::new(
             intake.clone(),
             store.clone(),
             router_handle.clone(),
             queue.clone(),
+            crate::channels::ServiceParts {
+                services: services.clone(),
+                default_tier: settings.tiers.default.clone(),
+                parser: IdentityParser::new(&settings.customers.phone_default_region),
+                survey_key,
+                public_url: settings.service.public_url.clone(),
+            },
         ));
         let phone = switchboard_phone::Phone::new(settings.phone.clone(), core.clone());
+        let channels_core = core.clone();
         phone.set_clustered(cluster.is_some());
         let channels_stop = CancellationToken::new();
         let chat = switchboard_chat::Chat::new(settings.chat.clone(), core.clone());
@@ -438,6 +453,7 @@ impl Application {
             router: router_handle.clone(),
             cluster: cluster.clone(),
             services: services.clone(),
+            core: channels_core,
         };
         Ok(Application {
             listener,

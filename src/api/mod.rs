@@ -18,6 +18,7 @@ mod service;
 mod service_level;
 mod simulate;
 mod supervisor_ws;
+mod survey;
 mod views;
 
 use std::sync::Arc;
@@ -73,6 +74,8 @@ pub struct AppState {
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// The service commitments in force (hours, targets, callbacks, surveys).
     pub services: Arc<crate::service::Services>,
+    /// The core as channels see it (callbacks, scores).
+    pub core: Arc<crate::channels::CoreService>,
 }
 
 /// The whole HTTP router. Every route is added with its entry in the OpenAPI document
@@ -108,6 +111,7 @@ pub fn router(state: AppState) -> Router {
         .merge(switchboard_phone::routes(state.phone.clone()))
         .merge(switchboard_chat::routes(state.chat.clone()))
         .merge(pages::routes())
+        .route("/survey/{token}", get(survey::page).post(survey::answer))
         .merge(api)
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
@@ -245,6 +249,39 @@ fn api_routes() -> Routes {
                 .access(Anyone)
                 .responses(&[(200, "the complaint"), (404, "no such complaint (or not the agent's)"), (409, "resolved already")]),
             service::resolve,
+        )
+        .add(
+            Op::post("/api/callbacks", "book a callback: routed like a call when its time comes, dialled when an agent takes it")
+                .access(Supervisor)
+                .json::<service::BookCallback>()
+                .responses(&[(201, "booked (or booked before under that key)"), (400, "a number that cannot be parsed, or is blocked")]),
+            service::book_callback,
+        )
+        .add(
+            Op::post("/api/interactions/{id}/satisfaction", "a customer's score (1 to 5) of a completed contact, from another system")
+                .json::<service::Score>()
+                .responses(&[(200, "recorded (and a follow-up opened for a low score)"), (404, "no completed interaction"), (409, "scored before")]),
+            service::satisfaction,
+        )
+        .add(
+            Op::get("/api/reports/satisfaction", "scores by agent, tier, topic or channel over a range")
+                .access(Supervisor)
+                .query::<service::SatisfactionQuery>()
+                .responses(&[(200, "the groups: answers, average, each score's count")]),
+            service::satisfaction_report,
+        )
+        .add(
+            Op::put("/api/agents/{id}/absence", "an agent away until a time, with a substitute for their customers and complaints")
+                .access(Supervisor)
+                .json::<service::Absence>()
+                .responses(&[(200, "set"), (404, "no such agent")]),
+            service::set_absence,
+        )
+        .add(
+            Op::delete("/api/agents/{id}/absence", "the agent is back")
+                .access(Supervisor)
+                .responses(&[(204, "cleared"), (404, "no such agent")]),
+            service::clear_absence,
         )
         .add(
             Op::post("/api/test/clock", "move the server's clock forward: only with service.test_clock, for tests")

@@ -437,3 +437,273 @@ pub async fn clock(
     crate::store::shift_test_clock(body.advance_secs as i64 * 1000);
     Ok(Json(json!({ "now": rfc3339(store::service_now()) })))
 }
+
+/// The body of `POST /api/callbacks`.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BookCallback {
+    /// Unique per callback: booking it again changes nothing.
+    pub idempotency_key: String,
+    /// The number to call.
+    pub number: String,
+    /// Not before this moment (RFC 3339); by default when its turn comes.
+    #[serde(default)]
+    pub at: Option<String>,
+    /// What it is about.
+    #[serde(default)]
+    pub topic: Option<String>,
+    /// A note for the agent.
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// `POST /api/callbacks`: books a callback (a CRM, a web form): routed like a call when
+/// its time comes, and dialled when an agent takes it.
+pub async fn book_callback(
+    State(state): State<AppState>,
+    _: Supervisor,
+    ApiJson(b): ApiJson<BookCallback>,
+) -> Result<(axum::http::StatusCode, Json<Value>), ApiError> {
+    let key = b.idempotency_key.trim();
+    if key.is_empty() || key.len() > 200 || key.chars().any(char::is_control) {
+        return Err(ApiError::field(
+            "idempotency_key",
+            "1 to 200 printable characters",
+        ));
+    }
+    let digits: String = b.number.chars().filter(char::is_ascii_digit).collect();
+    let blocked = state
+        .settings
+        .phone
+        .blocked_numbers
+        .iter()
+        .any(|n| n.chars().filter(char::is_ascii_digit).collect::<String>() == digits);
+    if blocked {
+        return Err(ApiError::field("number", "this number is blocked"));
+    }
+    let not_before = match &b.at {
+        Some(at) => Some(store::parse_rfc3339(at.trim()).ok_or_else(|| {
+            ApiError::field("at", "is not a moment such as 2026-12-03T08:00:00Z")
+        })?),
+        None => None,
+    };
+    let note = b.note.map(|n| {
+        n.chars()
+            .filter(|c| *c != '\0')
+            .take(2000)
+            .collect::<String>()
+    });
+    let booked = state
+        .core
+        .book(switchboard_contract::NewCallback {
+            key: format!("api:{key}"),
+            number: b.number,
+            customer: Default::default(),
+            topic: b.topic,
+            source: "api".into(),
+            note,
+            not_before_ms: not_before,
+            attempts: 0,
+            follows: None,
+        })
+        .await
+        .map_err(ApiError::from)?;
+    let id = booked.ok_or_else(|| anyhow::anyhow!("an API callback is always booked"))?;
+    let mut conn = state.store.pool().acquire().await?;
+    let row = store::interactions::get(&mut conn, &id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(id.clone()))?;
+    Ok((
+        axum::http::StatusCode::CREATED,
+        Json(json!({
+            "interaction_id": id, "customer_id": row.customer_id, "tier": row.tier,
+            "opens_at": row.opens_at.map(rfc3339),
+        })),
+    ))
+}
+
+/// The body of `POST /api/interactions/{id}/satisfaction`.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Score {
+    /// 1 to 5.
+    pub score: u8,
+    /// What the customer said.
+    #[serde(default)]
+    pub comment: Option<String>,
+}
+
+/// `POST /api/interactions/{id}/satisfaction`: a customer's score of a completed contact
+/// given through another system (a CRM's survey).
+pub async fn satisfaction(
+    State(state): State<AppState>,
+    _: Admin,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(s): ApiJson<Score>,
+) -> Result<Json<Value>, ApiError> {
+    use switchboard_contract::Rated;
+    match state
+        .core
+        .rate_interaction(&id, "api", s.score, s.comment.as_deref())
+        .await
+        .map_err(ApiError::from)?
+    {
+        Rated::Recorded {
+            interaction_id,
+            follow_up,
+        } => Ok(Json(
+            json!({ "interaction_id": interaction_id, "score": s.score, "follow_up": follow_up }),
+        )),
+        Rated::AlreadyAnswered => Err(ApiError::Conflict {
+            field: None,
+            message: "this contact was scored before".into(),
+        }),
+        Rated::Unknown => Err(ApiError::NotFound(format!(
+            "no completed interaction has the id '{id}'"
+        ))),
+    }
+}
+
+/// The query of `GET /api/reports/satisfaction`.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SatisfactionQuery {
+    /// From (RFC 3339); default: 30 days ago.
+    #[serde(default)]
+    pub from: Option<String>,
+    /// To (RFC 3339); default: now.
+    #[serde(default)]
+    pub to: Option<String>,
+    /// `agent`, `tier`, `topic` or `channel`.
+    pub by: String,
+}
+
+/// `GET /api/reports/satisfaction`: scores answered in a range, by agent, tier, topic or
+/// channel: how many, their average, and how many of each score.
+pub async fn satisfaction_report(
+    State(state): State<AppState>,
+    _: Supervisor,
+    ApiQuery(q): ApiQuery<SatisfactionQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let column = match q.by.as_str() {
+        "agent" => "agent_id",
+        "tier" => "tier",
+        "topic" => "topic",
+        "channel" => "channel",
+        other => {
+            return Err(ApiError::field(
+                "by",
+                format!("'{other}' is not agent, tier, topic or channel"),
+            ))
+        }
+    };
+    let now = now_ms();
+    let time = |field: &str, v: &Option<String>, default: i64| match v {
+        Some(t) => store::parse_rfc3339(t.trim())
+            .ok_or_else(|| ApiError::field(field, "is not a moment such as 2026-12-03T08:00:00Z")),
+        None => Ok(default),
+    };
+    let from = time("from", &q.from, now - 30 * 86_400_000)?;
+    let to = time("to", &q.to, now)?;
+    if to < from {
+        return Err(ApiError::field("to", "is before from"));
+    }
+    let mut conn = state.store.pool().acquire().await?;
+    let rows = store::service::satisfaction_by(&mut conn, column, from, to).await?;
+    Ok(Json(json!({
+        "from": rfc3339(from), "to": rfc3339(to), "by": q.by,
+        "groups": rows.iter().map(|(key, counts)| {
+            let n: i64 = counts.iter().sum();
+            let total: i64 = counts.iter().enumerate().map(|(i, c)| (i as i64 + 1) * c).sum();
+            json!({
+                "key": key, "answers": n,
+                "average": if n > 0 { (total as f64 / n as f64 * 100.0).round() / 100.0 } else { 0.0 },
+                "scores": { "1": counts[0], "2": counts[1], "3": counts[2], "4": counts[3], "5": counts[4] },
+            })
+        }).collect::<Vec<_>>(),
+    })))
+}
+
+/// The body of `PUT /api/agents/{id}/absence`.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Absence {
+    /// Away until (RFC 3339).
+    pub until: String,
+    /// Who takes their owned customers and complaints meanwhile.
+    pub substitute_id: String,
+}
+
+/// `PUT /api/agents/{id}/absence`: an agent is away until a time; their owned customers'
+/// contacts and their complaints go to the substitute meanwhile.
+pub async fn set_absence(
+    State(state): State<AppState>,
+    by: Supervisor,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(a): ApiJson<Absence>,
+) -> Result<Json<Value>, ApiError> {
+    let until = store::parse_rfc3339(a.until.trim())
+        .ok_or_else(|| ApiError::field("until", "is not a moment such as 2026-12-24T08:00:00Z"))?;
+    if until <= store::service_now() {
+        return Err(ApiError::field("until", "is in the past"));
+    }
+    if a.substitute_id == id {
+        return Err(ApiError::field(
+            "substitute_id",
+            "an agent cannot stand in for themselves",
+        ));
+    }
+    let mut tx = state.store.begin_write().await?;
+    let Some(agent) = store::agents::get(&mut tx, &id).await? else {
+        return Err(ApiError::NotFound(format!("no agent has the id '{id}'")));
+    };
+    match store::agents::get(&mut tx, &a.substitute_id).await? {
+        Some(s) if s.active => {}
+        Some(_) => {
+            return Err(ApiError::field(
+                "substitute_id",
+                "the substitute is deactivated",
+            ))
+        }
+        None => return Err(ApiError::field("substitute_id", "no such agent")),
+    }
+    let now = now_ms();
+    store::service::set_absence(&mut tx, &id, Some((until, &a.substitute_id))).await?;
+    let change = store::audit::Change::by(
+        &by.0.actor,
+        "agent.absence",
+        "agent",
+        &agent.id,
+        None,
+        Some(json!({ "until": rfc3339(until), "substitute_id": a.substitute_id })),
+    );
+    store::audit::record(&mut tx, &[change], now).await?;
+    tx.commit().await?;
+    Ok(Json(
+        json!({ "agent_id": id, "absent_until": rfc3339(until), "substitute_id": a.substitute_id }),
+    ))
+}
+
+/// `DELETE /api/agents/{id}/absence`: the agent is back.
+pub async fn clear_absence(
+    State(state): State<AppState>,
+    by: Supervisor,
+    ApiPath(id): ApiPath<String>,
+) -> Result<axum::http::StatusCode, ApiError> {
+    let mut tx = state.store.begin_write().await?;
+    if store::agents::get(&mut tx, &id).await?.is_none() {
+        return Err(ApiError::NotFound(format!("no agent has the id '{id}'")));
+    }
+    store::service::set_absence(&mut tx, &id, None).await?;
+    let change = store::audit::Change::by(
+        &by.0.actor,
+        "agent.absence",
+        "agent",
+        &id,
+        None,
+        Some(json!({ "until": null })),
+    );
+    store::audit::record(&mut tx, &[change], now_ms()).await?;
+    tx.commit().await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}

@@ -156,6 +156,7 @@ impl Intake for IntakeService {
                 customer_id: c.interaction.customer_id,
                 tier: c.interaction.tier,
                 created: c.created,
+                opens_at_ms: c.interaction.opens_at,
             })
         })
     }

@@ -323,7 +323,7 @@ impl Writer {
                     }
                 };
                 if let Some(owner) = &open.owner_agent_id {
-                    preferred = Some(owner.clone());
+                    preferred = crate::service::watch::substitute(conn, owner, served_at).await?;
                 }
                 Some(open.id)
             } else {

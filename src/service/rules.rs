@@ -39,6 +39,17 @@ pub enum ClosedCall {
     Message,
 }
 
+impl ClosedCall {
+    /// Its name in the rules.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClosedCall::Callback => "callback",
+            ClosedCall::Voicemail => "voicemail",
+            ClosedCall::Message => "message",
+        }
+    }
+}
+
 /// When a mail is acknowledged with the expected answer time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -49,6 +60,17 @@ pub enum Acknowledge {
     Always,
     /// Never.
     Never,
+}
+
+impl Acknowledge {
+    /// Its name in the rules.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Acknowledge::Closed => "closed",
+            Acknowledge::Always => "always",
+            Acknowledge::Never => "never",
+        }
+    }
 }
 
 /// What each channel does while its calendar is closed.

@@ -141,8 +141,14 @@ pub enum Effect {
     },
     /// The customer wrote again: a next response begins, a paused resolution resumes.
     CustomerWrote,
-    /// It was completed: what is left is met.
-    Completed,
+    /// It was completed: what is left is met; completed as resolved by its complaint's
+    /// owner, the complaint is resolved.
+    Completed {
+        /// The agent.
+        agent: String,
+        /// Its disposition was `resolved`.
+        resolved: bool,
+    },
     /// It ended while waiting (abandoned): what is left no longer applies.
     Ended,
 }
@@ -157,7 +163,13 @@ pub fn effect(kind: &str, actor: &str, data: impl FnOnce() -> serde_json::Value)
                 agent: d["agent_id"].as_str().unwrap_or(actor).to_string(),
             }
         }
-        "completed" => Effect::Completed,
+        "completed" => {
+            let d = data();
+            Effect::Completed {
+                agent: d["agent_id"].as_str().unwrap_or(actor).to_string(),
+                resolved: d["disposition"] == "resolved",
+            }
+        }
         "abandoned" | "ended_by_customer" => Effect::Ended,
         "email_sent" => Effect::Answered,
         "email_received" | "reopened" => Effect::CustomerWrote,
@@ -252,7 +264,7 @@ pub async fn apply(
                 .execute(&mut *conn)
                 .await?;
             }
-            Effect::Completed => {
+            Effect::Completed { agent, resolved } => {
                 sqlx::query(
                     "UPDATE interaction_deadlines SET state = 'met', met_at = $2, updated_at = $2 \
                      WHERE interaction_id = $1 AND state IN ('pending', 'warned', 'paused')",
@@ -261,6 +273,19 @@ pub async fn apply(
                 .bind(now)
                 .execute(&mut *conn)
                 .await?;
+                if *resolved {
+                    // Its owner says it is resolved: so is the complaint.
+                    sqlx::query(
+                        "UPDATE complaints SET state = 'resolved', resolved_at = $3, resolved_by = $2, updated_at = $3 \
+                         WHERE state <> 'resolved' AND owner_agent_id = $2 \
+                         AND id = (SELECT complaint_id FROM interactions WHERE id = $1)",
+                    )
+                    .bind(id)
+                    .bind(agent)
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await?;
+                }
             }
             Effect::Ended => {
                 sqlx::query(
@@ -520,6 +545,259 @@ pub async fn resolve_complaint(
         .bind(id)
         .bind(by)
         .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Books `interaction_id` as a callback to `number`; false when it was one already.
+pub async fn add_callback(
+    conn: &mut Conn,
+    interaction_id: &str,
+    number: &str,
+    source: &str,
+    attempts: u32,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "INSERT INTO callbacks (interaction_id, number, source, attempts, state, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, 'waiting', $5, $5) ON CONFLICT (interaction_id) DO NOTHING",
+    )
+    .bind(interaction_id)
+    .bind(number)
+    .bind(source)
+    .bind(i64::from(attempts))
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The callback `interaction_id` is, if it is one.
+pub async fn callback(
+    conn: &mut Conn,
+    interaction_id: &str,
+) -> Result<Option<switchboard_contract::CallbackTask>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT number, source, attempts, state FROM callbacks WHERE interaction_id = $1",
+    )
+    .bind(interaction_id)
+    .fetch_optional(conn)
+    .await?;
+    row.map(|r| {
+        Ok(switchboard_contract::CallbackTask {
+            interaction_id: interaction_id.to_string(),
+            number: r.try_get(0)?,
+            source: r.try_get(1)?,
+            attempts: r.try_get::<i64, _>(2)?.max(0) as u32,
+        })
+    })
+    .transpose()
+}
+
+/// Whether `interaction_id` is a callback not yet dialled (its caller hung up and is
+/// called back when its turn comes).
+pub async fn callback_waiting(conn: &mut Conn, interaction_id: &str) -> Result<bool, sqlx::Error> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM callbacks WHERE interaction_id = $1 AND state = 'waiting'",
+    )
+    .bind(interaction_id)
+    .fetch_one(conn)
+    .await?;
+    Ok(n > 0)
+}
+
+/// Records a callback's outcome: false when it had one already.
+pub async fn finish_callback(
+    conn: &mut Conn,
+    interaction_id: &str,
+    state: &str,
+    result: &str,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE callbacks SET state = $2, last_result = $3, attempts = attempts + 1, updated_at = $4 \
+         WHERE interaction_id = $1 AND state IN ('waiting', 'dialling')",
+    )
+    .bind(interaction_id)
+    .bind(state)
+    .bind(result)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Marks a callback as being dialled.
+pub async fn dialling(conn: &mut Conn, interaction_id: &str, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE callbacks SET state = 'dialling', updated_at = $2 WHERE interaction_id = $1 AND state = 'waiting'")
+        .bind(interaction_id)
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The tier interaction `id` was given.
+pub async fn tier_of(conn: &mut Conn, id: &str) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT tier FROM interactions WHERE id = $1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}
+
+/// The phone number of the customer of interaction `id`, if they have one.
+pub async fn phone_of(conn: &mut Conn, id: &str) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT ci.value FROM interactions i JOIN customers c ON c.id = i.customer_id \
+         JOIN customer_identities ci ON ci.customer_id = COALESCE(c.merged_into, c.id) \
+         WHERE i.id = $1 AND ci.kind = 'phone' ORDER BY ci.created_at LIMIT 1",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Records a score of interaction `i` (once): false when it was scored before.
+pub async fn add_satisfaction(
+    conn: &mut Conn,
+    i: &super::interactions::InteractionRow,
+    answered_by: &str,
+    score: u8,
+    comment: Option<&str>,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "INSERT INTO satisfaction (interaction_id, customer_id, answered_by, score, comment, agent_id, tier, topic, channel, answered_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (interaction_id) DO NOTHING",
+    )
+    .bind(&i.id)
+    .bind(&i.customer_id)
+    .bind(answered_by)
+    .bind(i64::from(score))
+    .bind(comment)
+    .bind(&i.agent_id)
+    .bind(&i.tier)
+    .bind(&i.topic)
+    .bind(&i.channel)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Who answers for interaction `id` after it: its complaint's owner, else the agent who
+/// held it, else the customer's account manager.
+pub async fn owner_of(conn: &mut Conn, id: &str) -> Result<Option<String>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT c.owner_agent_id, i.agent_id, cu.owner_agent_id FROM interactions i \
+         JOIN customers cu ON cu.id = i.customer_id LEFT JOIN complaints c ON c.id = i.complaint_id WHERE i.id = $1",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await?;
+    Ok(match row {
+        Some(r) => r
+            .try_get::<Option<String>, _>(0)?
+            .or(r.try_get::<Option<String>, _>(1)?)
+            .or(r.try_get::<Option<String>, _>(2)?),
+        None => None,
+    })
+}
+
+/// A hint that names customer `customer_id` by their most trusted identity.
+pub async fn hint_for(
+    conn: &mut Conn,
+    customer_id: &str,
+) -> Result<switchboard_contract::CustomerHint, sqlx::Error> {
+    let rows = sqlx::query("SELECT kind, value FROM customer_identities WHERE customer_id = $1")
+        .bind(customer_id)
+        .fetch_all(conn)
+        .await?;
+    let mut hint = switchboard_contract::CustomerHint::default();
+    for r in rows {
+        let (kind, value): (String, String) = (r.try_get(0)?, r.try_get(1)?);
+        match kind.as_str() {
+            "external_id" => hint.external_id = Some(value),
+            "email" => hint.email = Some(value),
+            "phone" => hint.phone = Some(value),
+            "visitor_id" => hint.visitor_id = Some(value),
+            _ => {}
+        }
+    }
+    Ok(hint)
+}
+
+/// The open complaint of each of `interaction_ids` that belongs to one, by interaction.
+pub async fn complaints_of_interactions(
+    conn: &mut Conn,
+    interaction_ids: &[String],
+) -> Result<HashMap<String, OpenComplaint>, sqlx::Error> {
+    let rows = bulk::fetch_in(conn, &[], interaction_ids, |list| {
+        format!(
+            "SELECT i.id, c.id, c.owner_agent_id, c.due_at FROM interactions i JOIN complaints c ON c.id = i.complaint_id \
+             WHERE i.id IN ({list}) AND c.state <> 'resolved'"
+        )
+    })
+    .await?;
+    let mut out = HashMap::new();
+    for r in rows {
+        out.insert(
+            r.try_get::<String, _>(0)?,
+            OpenComplaint {
+                id: r.try_get(1)?,
+                owner_agent_id: r.try_get(2)?,
+                due_at: r.try_get(3)?,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// Counts of each score (1 to 5) answered between `from` and `to`, grouped by `column`
+/// (one of the satisfaction table's: agent_id, tier, topic, channel).
+pub async fn satisfaction_by(
+    conn: &mut Conn,
+    column: &str,
+    from: i64,
+    to: i64,
+) -> Result<Vec<(Option<String>, [i64; 5])>, sqlx::Error> {
+    debug_assert!(["agent_id", "tier", "topic", "channel"].contains(&column));
+    let rows = sqlx::query(&format!(
+        "SELECT {column}, score, COUNT(*) FROM satisfaction WHERE answered_at >= $1 AND answered_at <= $2 \
+         GROUP BY {column}, score ORDER BY {column}"
+    ))
+    .bind(from)
+    .bind(to)
+    .fetch_all(conn)
+    .await?;
+    let mut out: Vec<(Option<String>, [i64; 5])> = Vec::new();
+    for r in rows {
+        let key: Option<String> = r.try_get(0)?;
+        let score: i64 = r.try_get(1)?;
+        let n: i64 = r.try_get(2)?;
+        if out.last().map(|(k, _)| k) != Some(&key) {
+            out.push((key, [0; 5]));
+        }
+        if let (Some(last), Ok(i)) = (out.last_mut(), usize::try_from(score - 1)) {
+            if i < 5 {
+                last.1[i] += n;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Sets (or clears) an agent's absence and substitute.
+pub async fn set_absence(
+    conn: &mut Conn,
+    agent: &str,
+    absence: Option<(i64, &str)>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE agents SET absent_until = $2, substitute_id = $3 WHERE id = $1")
+        .bind(agent)
+        .bind(absence.map(|a| a.0))
+        .bind(absence.map(|a| a.1))
         .execute(conn)
         .await?;
     Ok(())

@@ -20,8 +20,8 @@
 mod core;
 
 pub use crate::core::{
-    Assignment, Attachment, ChannelEvent, Command, CommandFor, Completed, Connected, Contact, Core,
-    Due, Ending, KeptAside, Position, Recorded,
+    Assignment, Attachment, CallbackTask, ChannelEvent, Command, CommandFor, Completed, Connected,
+    Contact, Core, Due, Ending, KeptAside, NewCallback, Position, Rated, Recorded, ServiceInfo,
 };
 
 use std::fmt;
@@ -156,6 +156,10 @@ pub struct Accepted {
     pub tier: String,
     /// False when the idempotency key was seen before and this is the earlier interaction.
     pub created: bool,
+    /// When it is served, when it arrived while its calendar was closed (ms since the
+    /// epoch): it waits for that opening, and the channel says so.
+    #[serde(default)]
+    pub opens_at_ms: Option<i64>,
 }
 
 /// Why the core did not accept a contact. Each adapter answers it in its own protocol.
@@ -289,6 +293,7 @@ mod tests {
             customer_id: "c1".into(),
             tier: "low".into(),
             created: true,
+            opens_at_ms: None,
         };
         got.reply.send(Ok(accepted.clone())).unwrap();
         assert_eq!(adapter.await.unwrap(), Ok(accepted));
