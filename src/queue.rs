@@ -87,7 +87,9 @@ impl Queue {
         if inner.inactive {
             return;
         }
-        let mut changed = false;
+        // Held ones whose time has come go first: they wait from that time, before
+        // anything arriving now.
+        let mut changed = release(&mut inner, now) > 0;
         for w in entries {
             if inner.waiting.contains_key(&w.interaction_id) {
                 continue;
@@ -146,22 +148,7 @@ impl Queue {
     /// clock's); answers how many.
     pub fn release_due(&self, now: i64) -> usize {
         let mut inner = self.inner.lock().expect("queue lock");
-        let mut released = 0;
-        while let Some((at, _)) = inner.held.first() {
-            if *at > now {
-                break;
-            }
-            let (_, id) = inner.held.pop_first().expect("a first entry");
-            if let Some(w) = inner.waiting.get(&id).cloned() {
-                // Its wait counts from its time, by the router's clock.
-                let w = Waiting {
-                    enqueued_at: w.enqueued_at.min(crate::store::now_ms()),
-                    ..w
-                };
-                inner.fresh.push(w);
-                released += 1;
-            }
-        }
+        let released = release(&mut inner, now);
         if released > 0 {
             self.arrived.notify_one();
         }
@@ -176,6 +163,15 @@ impl Queue {
             .held
             .first()
             .map(|(at, _)| *at)
+    }
+
+    /// Whether this interaction waits for its time (not yet handed to the router).
+    pub fn is_held(&self, interaction_id: &str) -> bool {
+        let inner = self.inner.lock().expect("queue lock");
+        inner.waiting.get(interaction_id).is_some_and(|w| {
+            w.not_before
+                .is_some_and(|at| inner.held.contains(&(at, w.interaction_id.clone())))
+        })
     }
 
     /// How many wait for their time (closed hours, a booked callback).
@@ -202,6 +198,8 @@ impl Queue {
         if let Some(at) = w.not_before {
             inner.held.remove(&(at, w.interaction_id.clone()));
         }
+        // Released, but not yet taken by the router: it never will be.
+        inner.fresh.retain(|f| f.interaction_id != interaction_id);
         if let Some(n) = inner.depth.get_mut(&w.tier) {
             *n = n.saturating_sub(1);
         }
@@ -240,6 +238,30 @@ impl Queue {
     pub fn depth(&self) -> BTreeMap<String, usize> {
         self.inner.lock().expect("queue lock").depth.clone()
     }
+}
+
+/// Hands the router the held interactions whose time has come by `now` (service time);
+/// answers how many.
+fn release(inner: &mut Inner, now: i64) -> usize {
+    let mut released = 0;
+    while let Some((at, _)) = inner.held.first() {
+        if *at > now {
+            break;
+        }
+        let (at, id) = inner.held.pop_first().expect("a first entry");
+        if let Some(w) = inner.waiting.get(&id).cloned() {
+            // Its wait counts from its time (the opening, the booked moment), on the
+            // router's clock: ahead of what arrived after it.
+            let w = Waiting {
+                enqueued_at: crate::store::real_time(at).min(crate::store::now_ms()),
+                ..w
+            };
+            inner.waiting.insert(id, w.clone());
+            inner.fresh.push(w);
+            released += 1;
+        }
+    }
+    released
 }
 
 #[cfg(test)]

@@ -62,6 +62,7 @@ pub async fn run(watch: Watch, stop: CancellationToken) {
         });
         tokio::select! {
             () = tokio::time::sleep(next) => {}
+            () = crate::store::TEST_CLOCK_MOVED.notified() => {}
             () = stop.cancelled() => return,
         }
     }

@@ -461,10 +461,21 @@ pub fn service_now() -> i64 {
     service_time(now_ms())
 }
 
+/// The moment of [`now_ms`]'s clock that the service time `at` stands for (the inverse
+/// of [`service_time`]).
+pub fn real_time(at: i64) -> i64 {
+    at - TEST_SHIFT_MS.load(Ordering::Relaxed)
+}
+
+/// Told when a test moves the service clock, so what waits for a service time (the
+/// deadline watch) looks again at once.
+pub static TEST_CLOCK_MOVED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
 /// Moves the service clock forward by `ms` (a test's control of time). Only with
 /// `service.test_clock`.
 pub fn shift_test_clock(ms: i64) {
     TEST_SHIFT_MS.fetch_add(ms.max(0), Ordering::Relaxed);
+    TEST_CLOCK_MOVED.notify_waiters();
 }
 
 /// Moves this machine's reading of the time by `ms` more, toward the database's.

@@ -196,7 +196,9 @@ impl Email {
                 match self.on(&t.contact_key, &mail, RECEIVED, data).await? {
                     Recorded::Duplicate => Ok(Outcome::Duplicate),
                     _ => {
-                        self.acknowledge(&t.contact_key, &t.interaction_id).await;
+                        if !mail.list {
+                            self.acknowledge(&t.contact_key, &t.interaction_id).await;
+                        }
                         metrics::counter!("switchboard_email_messages_total", "outcome" => "threaded").increment(1);
                         self.core
                             .tell_agent(&t.interaction_id, json!({ "type": "message", "channel": "email", "subject": mail.subject }))
@@ -347,14 +349,16 @@ impl Email {
         Ok(if !accepted.created && recorded == Recorded::Duplicate {
             Opened::Known(accepted.interaction_id)
         } else {
-            self.acknowledge(&key, &accepted.interaction_id).await;
+            if !mail.list {
+                self.acknowledge(&key, &accepted.interaction_id).await;
+            }
             Opened::Created(accepted.interaction_id)
         })
     }
 
     /// Acknowledges a customer's message with when an answer is due, when the rules say
     /// to: at most once a conversation a day (the command's id says which day). Noise
-    /// (auto-replies, lists, bounces, loops) never comes here. An acknowledgement that
+    /// (auto-replies, bounces, loops) and list mail never come here. An acknowledgement that
     /// cannot be stored is counted and logged; the message itself is taken all the same.
     pub(crate) async fn acknowledge(&self, contact_key: &str, interaction_id: &str) {
         let ack = match self.core.acknowledgement(interaction_id).await {

@@ -165,5 +165,6 @@ fn stored(kept: KeptMessage<'_>, text: Option<String>) -> Mail {
         html: false,
         files: Vec::new(),
         noise: None,
+        list: false,
     }
 }

@@ -87,6 +87,10 @@ pub struct Mail {
     pub files: Vec<File>,
     /// Why it must not be routed, if it must not.
     pub noise: Option<Noise>,
+    /// It came through a mailing list (`List-Id`, `List-Post`, `List-Unsubscribe`): a
+    /// contact all the same (a support address may be a group), but never answered
+    /// automatically (RFC 3834).
+    pub list: bool,
 }
 
 /// Why a message cannot be read at all.
@@ -311,6 +315,9 @@ fn mail(
         })
         .collect();
     let noise = noise(message, from.as_deref(), message_id.as_deref(), limits);
+    let list = ["List-Id", "List-Post", "List-Unsubscribe"]
+        .iter()
+        .any(|h| message.header_raw(*h).is_some());
     let fingerprint = {
         let mut d = Sha256::new();
         for field in [
@@ -343,6 +350,7 @@ fn mail(
         html,
         files,
         noise,
+        list,
     }
 }
 

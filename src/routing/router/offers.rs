@@ -283,6 +283,21 @@ impl Router {
         let Some(row) = interactions::get(&mut conn, id).await? else {
             return Ok(Ended::Unknown);
         };
+        if row.state == "queued" && self.queue.is_held(id) {
+            // Held for its opening (or its booked time), it never reached the router's
+            // list: it ends there, a contact lost while closed.
+            let waited_ms = (now - row.created_at).max(0);
+            let event = NewEvent {
+                customer_id: row.customer_id.clone(),
+                interaction_id: Some(id.to_string()),
+                kind: "abandoned",
+                actor: "customer".into(),
+                data: json!({ "reason": reason, "waited_secs": waited_ms as f64 / 1000.0, "while_closed": true }),
+            };
+            self.stage(id, &["queued"], "abandoned", None, event);
+            self.leaving.push(id.to_string());
+            return Ok(Ended::Abandoned { waited_ms });
+        }
         if row.state != "assigned" {
             return Ok(Ended::Already);
         }

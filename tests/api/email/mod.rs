@@ -28,10 +28,10 @@ use crate::both_backends;
 use crate::helpers::{event, spawn_app_with, Backend, TestApp};
 
 /// Messages received by a test SMTP sink: (envelope sender, recipients, data).
-type Sink = Arc<Mutex<Vec<(String, Vec<String>, String)>>>;
+pub(crate) type Sink = Arc<Mutex<Vec<(String, Vec<String>, String)>>>;
 
 /// A minimal SMTP server on loopback that keeps every message it is given.
-async fn smtp_sink() -> (u16, Sink) {
+pub(crate) async fn smtp_sink() -> (u16, Sink) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let sink: Sink = Arc::default();
@@ -172,7 +172,7 @@ fn kinds(i: &Value) -> Vec<String> {
 
 /// What Python's standard `email` package (a MIME parser that is not Switchboard's own)
 /// reads in `raw`: see `read_mime.py`. Fails the test when there is no `python3`.
-fn python_reads(raw: &str) -> Value {
+pub(crate) fn python_reads(raw: &str) -> Value {
     use std::io::Write;
     let mut child = std::process::Command::new("python3")
         .args(["-c", include_str!("read_mime.py")])

@@ -24,9 +24,9 @@ mod vendors;
 
 pub(crate) const SECRET: &str = "phone-test-secret";
 pub(crate) const ZAMMAD_TOKEN: &str = "zammad-token-123";
-const TWILIO_TOKEN: &str = "twilio-auth-token";
+pub(crate) const TWILIO_TOKEN: &str = "twilio-auth-token";
 pub(crate) const TWILIO_SID: &str = "AC0123456789abcdef0123456789abcdef";
-const TWILIO_PUBLIC: &str = "https://switchboard.example.com";
+pub(crate) const TWILIO_PUBLIC: &str = "https://switchboard.example.com";
 
 /// What a fake phone system (or Twilio's API) received: (path, headers, body).
 pub(crate) type Received = Arc<Mutex<Vec<(String, HeaderMap, String)>>>;
@@ -252,7 +252,7 @@ fn assert_in_order(kinds: &[String], expected: &[&str]) {
 }
 
 /// Waits until the fake phone system has received `n` requests.
-async fn received(log: &Received, n: usize) -> Vec<(String, HeaderMap, String)> {
+pub(crate) async fn received(log: &Received, n: usize) -> Vec<(String, HeaderMap, String)> {
     for _ in 0..200 {
         if log.lock().unwrap().len() >= n {
             break;

@@ -2,7 +2,9 @@
 //! the test (`service.test_clock`, `POST /api/test/clock`) instead of waiting: each test
 //! runs its own server process, since the clock is the process's.
 
+mod calls;
 mod deadlines;
+mod promises;
 
 use std::sync::{Arc, Mutex};
 
@@ -62,30 +64,38 @@ pub const PHONE_SECRET: &str = "service-phone-secret";
 impl Centre {
     /// Starts it on a fresh database of `backend`.
     pub async fn start(backend: Backend, service: &str, relay_port: u16) -> Centre {
+        Centre::start_with(backend, service, relay_port, &[]).await
+    }
+
+    /// Starts it with `extra` settings (environment variables) besides.
+    pub async fn start_with(
+        backend: Backend,
+        service: &str,
+        relay_port: u16,
+        extra: &[(&str, &str)],
+    ) -> Centre {
         let dir = tempfile::tempdir().unwrap();
         let db = backend.fresh_database(dir.path()).await;
         let rules = dir.path().join("routing.toml");
         std::fs::write(&rules, format!("{}\n{service}", routing_rules())).unwrap();
         let (url, posts) = webhook().await;
         let relay = format!("smtp://127.0.0.1:{relay_port}");
-        let process = start_process_with(
-            &db,
-            dir.path(),
-            &[
-                ("SWITCHBOARD__SERVICE__TEST_CLOCK", "true"),
-                ("SWITCHBOARD__SERVICE__ESCALATION_WEBHOOK_URL", url.as_str()),
-                (
-                    "SWITCHBOARD__SERVICE__ESCALATION_WEBHOOK_SECRET",
-                    WEBHOOK_SECRET,
-                ),
-                ("SWITCHBOARD__ROUTING__RULES_FILE", rules.to_str().unwrap()),
-                ("SWITCHBOARD__PHONE__SECRET", PHONE_SECRET),
-                ("SWITCHBOARD__EMAIL__DOMAINS", "[\"shop.test\"]"),
-                ("SWITCHBOARD__EMAIL__HOSTNAME", "switchboard.test"),
-                ("SWITCHBOARD__EMAIL__FROM_ADDRESS", "support@shop.test"),
-                ("SWITCHBOARD__EMAIL__RELAY_URL", relay.as_str()),
-            ],
-        );
+        let mut env = vec![
+            ("SWITCHBOARD__SERVICE__TEST_CLOCK", "true"),
+            ("SWITCHBOARD__SERVICE__ESCALATION_WEBHOOK_URL", url.as_str()),
+            (
+                "SWITCHBOARD__SERVICE__ESCALATION_WEBHOOK_SECRET",
+                WEBHOOK_SECRET,
+            ),
+            ("SWITCHBOARD__ROUTING__RULES_FILE", rules.to_str().unwrap()),
+            ("SWITCHBOARD__PHONE__SECRET", PHONE_SECRET),
+            ("SWITCHBOARD__EMAIL__DOMAINS", "[\"shop.test\"]"),
+            ("SWITCHBOARD__EMAIL__HOSTNAME", "switchboard.test"),
+            ("SWITCHBOARD__EMAIL__FROM_ADDRESS", "support@shop.test"),
+            ("SWITCHBOARD__EMAIL__RELAY_URL", relay.as_str()),
+        ];
+        env.extend_from_slice(extra);
+        let process = start_process_with(&db, dir.path(), &env);
         let smtp = process
             .until_logged("SMTP listening on ")
             .await
