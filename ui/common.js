@@ -58,6 +58,12 @@ const STRINGS = {
     keptAsideHelp: "Mail that became no contact and answers no conversation. Make a contact of a customer's mail found here: it is queued and routed like any new mail.",
     aside_auto_reply: "Auto-reply", aside_bounce: "Bounce", aside_loop: "Our own mail", aside_no_sender: "No sender",
     aside_bad_sender: "Sender is not an address", aside_unreadable: "Unreadable",
+    complaint: "Complaint", due: "due", calendar: "Calendar",
+    target_first_response: "First response", target_next_response: "Next response", target_resolution: "Resolution",
+    warnedNotice: "{t} is due soon.", breachedNotice: "{t} is overdue: the supervisors have been told.",
+    callbackRetry: "Callback: {r}. Another attempt is booked.", callbackDone: "Callback: {r}.",
+    callback_answered: "answered", callback_no_answer: "no answer", callback_busy: "busy", callback_failed: "failed",
+    callbackTask: "Call back: the phone system calls the customer and connects you.",
   },
   zh: {
     language: "语言", logIn: "登录", logOut: "退出", token: "登录令牌",
@@ -114,6 +120,12 @@ const STRINGS = {
     keptAsideHelp: "未成为联系、也不属于任何会话的邮件。若其中有客户的邮件，可将其转为联系：它会像新邮件一样排队并分配。",
     aside_auto_reply: "自动回复", aside_bounce: "退信", aside_loop: "本系统发出的邮件", aside_no_sender: "无发件人",
     aside_bad_sender: "发件人不是有效地址", aside_unreadable: "无法读取",
+    complaint: "投诉", due: "期限", calendar: "日历",
+    target_first_response: "首次响应", target_next_response: "后续响应", target_resolution: "解决",
+    warnedNotice: "{t}即将到期。", breachedNotice: "{t}已超时：已通知主管。",
+    callbackRetry: "回拨：{r}。已安排再次拨打。", callbackDone: "回拨：{r}。",
+    callback_answered: "已接通", callback_no_answer: "无人接听", callback_busy: "占线", callback_failed: "失败",
+    callbackTask: "回拨：电话系统会呼叫客户并为您接通。",
   },
 };
 

@@ -1,6 +1,7 @@
 // The console, for supervisors and admins: the live queue (pushed over /supervisor/ws),
 // the routing rules (edit, validate in place, diff, simulate, apply, roll back), agents,
-// customers, the audit trail and mail kept aside (kept-aside.js). Everything goes through
+// customers, the audit trail, mail kept aside (kept-aside.js) and hours & service
+// (service.js). Everything goes through
 // the public API.
 "use strict";
 
@@ -44,9 +45,9 @@ function start() {
     });
   }
   document.addEventListener("keydown", (e) => {
-    if (e.altKey && /^[1-6]$/.test(e.key) && session.token) {
+    if (e.altKey && /^[1-7]$/.test(e.key) && session.token) {
       e.preventDefault();
-      show(["live", "rules", "agents", "customers", "audit", "mail"][Number(e.key) - 1]);
+      show(["live", "rules", "agents", "customers", "audit", "mail", "service"][Number(e.key) - 1]);
     }
   });
   if (session.token) tryToken(session.token).then((ok) => { if (ok !== true) showLogin(main, tryToken, ok); });
@@ -83,6 +84,7 @@ function buildPanes() {
   panes.customers = h("section", { id: "pane-customers", role: "tabpanel" });
   panes.audit = h("section", { id: "pane-audit", role: "tabpanel" });
   panes.mail = h("section", { id: "pane-mail", role: "tabpanel" });
+  panes.service = h("section", { id: "pane-service", role: "tabpanel" });
   fill(main, Object.values(panes));
   drawLive();
   buildRules();
@@ -90,6 +92,7 @@ function buildPanes() {
   buildCustomers();
   buildAudit();
   buildKeptAside(panes.mail);
+  buildService(panes.service);
 }
 
 function show(tab) {
@@ -104,6 +107,7 @@ function show(tab) {
   if (tab === "rules" && !con.active) loadRules();
   if (tab === "audit") loadAudit();
   if (tab === "mail") loadKeptAside();
+  if (tab === "service") loadService();
   if (tab === "agents") loadAgents();
   if (tab === "live") loadServiceLevel();
 }

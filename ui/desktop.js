@@ -134,6 +134,8 @@ function onFrame(m) {
     case "typing": return onTyping(m);
     case "call_state": return withWorkspace(m.interaction_id, (w) => { w.call = m.state; drawWorkspace(w); });
     case "reply_queued": case "reply_sent": case "reply_failed": return onReplyState(m);
+    case "sla_warning": case "sla_breached": return onDeadline(m);
+    case "callback_result": return onCallbackResult(m);
     case "heartbeat_ack": return;
     case "error": return toast(m.message || m.code);
   }
@@ -450,7 +452,34 @@ function head(w) {
   return h("div", { class: "head" },
     h("strong", {}, c.name || (i.channel === "chat" ? t("visitor") : t("unknown"))), tierPill(i.tier),
     h("span", { class: "pill" }, t(i.channel)), i.topic && h("span", { class: "pill" }, i.topic),
-    w.ended && h("span", { class: "pill warning", role: "status" }, t("customerEnded", { r: w.ended })));
+    w.ended && h("span", { class: "pill warning", role: "status" }, t("customerEnded", { r: w.ended })),
+    i.complaint_id && h("span", { class: "pill warning" }, t("complaint")),
+    dueTimes(i));
+}
+
+// When each service target of the contact is due, most urgent first: a warned target
+// is amber, a missed one red.
+function dueTimes(i) {
+  const open = (i.deadlines || []).filter((d) => ["pending", "warned", "breached"].includes(d.state) && d.due_at);
+  if (!open.length) return null;
+  open.sort((a, b) => Date.parse(a.due_at) - Date.parse(b.due_at));
+  return h("span", { class: "due" }, open.map((d) => h("span", {
+    class: `pill ${d.state === "breached" ? "error" : d.state === "warned" ? "warning" : ""}`,
+    title: d.calendar ? `${t("calendar")}: ${d.calendar}` : null,
+    dataset: { target: d.target },
+  }, `${t(`target_${d.target}`)} ${d.state === "breached" ? t("overdue") : `${t("due")} ${clock(d.due_at)}`}`)));
+}
+
+// A target about to be missed, or missed: told, and the contact's times read again.
+function onDeadline(m) {
+  const what = t(`target_${m.target}`);
+  toast(m.type === "sla_breached" ? t("breachedNotice", { t: what }) : t("warnedNotice", { t: what }));
+  withWorkspace(m.interaction_id, (w) => loadWorkspace(w));
+}
+
+function onCallbackResult(m) {
+  toast(m.next_attempt ? t("callbackRetry", { r: t(`callback_${m.result}`) }) : t("callbackDone", { r: t(`callback_${m.result}`) }));
+  withWorkspace(m.interaction_id, (w) => loadWorkspace(w));
 }
 
 function body(w) {
@@ -579,6 +608,8 @@ function callBody(w) {
   notes.addEventListener("input", () => { w.notes = notes.value; localStorage.setItem(`sb.notes.${w.id}`, notes.value); });
   return h("div", {},
     h("p", {}, `${t("caller")}: `, h("strong", {}, number || t("unknown"))),
+    (w.interaction.history || []).some((e) => e.kind === "callback_booked" || e.kind === "callback_requested")
+      && h("p", { class: "small", role: "note" }, t("callbackTask")),
     h("p", { class: "call-state", role: "status" }, `${t("callState")}: `,
       h("span", { class: state === "connected" ? "okay" : state === "ended" ? "muted" : "warning" },
         t(state === "connected" ? "connectedCall" : state))),

@@ -32,6 +32,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         "text/javascript",
         include_str!("../../ui/kept-aside.js"),
     ),
+    (
+        "service.js",
+        "text/javascript",
+        include_str!("../../ui/service.js"),
+    ),
 ];
 
 const DESKTOP: &str = include_str!("../../ui/desktop.html");

@@ -38,6 +38,7 @@ async fn pages_are_served_with_a_strict_policy(backend: Backend) {
         "desktop.js",
         "console.js",
         "kept-aside.js",
+        "service.js",
     ] {
         let r = client
             .get(format!("{}/ui/{asset}", app.base))

@@ -271,6 +271,8 @@ test("a working day in the desktop and the console", async (t) => {
     await ws.getByText("I was charged twice for invoice 42").waitFor();
     await ws.getByText("invoice-42.txt").waitFor();
     await ws.locator("aside").getByText("mei.chen@example.com").waitFor();
+    // The shipped policy gives mail a first answer within 240 open minutes: shown due.
+    await ws.locator('.due [data-target="first_response"]').getByText(/First response due/).waitFor();
     await ws.locator("textarea[name=reply]").fill("Dear Mei,\n\nWe have refunded the second charge.\n\nWang Fang");
     await ws.getByRole("button", { name: "Send" }).click();
     await ws.getByText("sent", { exact: true }).waitFor({ timeout: 20000 });
@@ -423,6 +425,34 @@ test("a working day in the desktop and the console", async (t) => {
     assert.equal(i.channel, "email");
     assert.equal(i.body, "Please refund order 5521, it never arrived.");
     assert.equal(i.state, "queued", "the agent is away: it waits to be routed");
+  });
+
+  await t.test("a supervisor adds a calendar from the console; a wrong one is refused with each fault", async () => {
+    // The console is in Chinese.
+    await admin.keyboard.press("Alt+7");
+    const pane = admin.locator("#pane-service");
+    await pane.locator("#calendars").getByText("Europe/Berlin").waitFor();
+    await pane.getByRole("button", { name: "新建日历" }).click();
+    const editor = pane.locator("#calendar-editor form");
+    await editor.locator("input[name=calendar-name]").fill("shanghai");
+    await editor.locator("input[name=time_zone]").fill("Asia/Shanghai");
+    await editor.locator("input[name=monday]").fill("09:00-12:00, 13:00-18:00");
+    await editor.locator("input[name=tuesday]").fill("18:00-09:00");
+    await editor.locator("input[name=holidays]").fill("10-01");
+    await editor.getByRole("button", { name: "保存" }).click();
+    await editor.getByText(/calendars\.shanghai\.tuesday\[0\]/).waitFor();
+    await shot(admin, "console-calendar-refused-zh");
+    await editor.locator("input[name=tuesday]").fill("09:00-18:00");
+    await editor.getByRole("button", { name: "保存" }).click();
+    const row = pane.locator('#calendars tr[data-calendar="shanghai"]');
+    await row.getByText("Asia/Shanghai").waitFor();
+    await row.getByText("星期一 09:00-12:00, 13:00-18:00").waitFor();
+    const headers = { Authorization: `Bearer ${ADMIN}` };
+    const service = await (await fetch(`${base}/api/service`, { headers })).json();
+    assert.deepEqual(service.calendars.shanghai.monday, ["09:00-12:00", "13:00-18:00"]);
+    assert.deepEqual(service.calendars.shanghai.holidays, ["10-01"]);
+    await pane.locator("#policies").waitFor();
+    await shot(admin, "console-service-zh");
   });
 
   await t.test("a narrow window still shows the desktop", async () => {
