@@ -120,6 +120,7 @@ function connectLive() {
   ws.onopen = () => ws.send(JSON.stringify({ type: "login", token: session.token }));
   ws.onmessage = (e) => {
     const m = JSON.parse(e.data);
+    if (m.type === "notice") return onNotice(m);
     if (m.type !== "queue") return;
     con.snapshot = m;
     con.snapshotAt = Date.now();
@@ -131,6 +132,15 @@ function connectLive() {
     fill($("#link"), h("span", { class: "warning" }, t("reconnecting")));
     setTimeout(() => { if (!con.stopped) connectLive(); }, 2000);
   };
+}
+
+// A service target warned of or missed, or a complaint late: told at once, and the
+// Hours & service tab read again when it is open.
+function onNotice(m) {
+  const what = m.complaint_id ? t("complaint") : t(`target_${m.target}`);
+  toast(m.notice === "sla_warning" || m.notice === "complaint_warning"
+    ? t("warnedNotice", { t: what }) : t("breachedSupervisor", { t: what }));
+  if (con.tab === "service") loadService();
 }
 
 function tickAges() {

@@ -465,10 +465,21 @@ function dueTimes(i) {
   open.sort((a, b) => Date.parse(a.due_at) - Date.parse(b.due_at));
   return h("span", { class: "due" }, open.map((d) => h("span", {
     class: `pill ${d.state === "breached" ? "error" : d.state === "warned" ? "warning" : ""}`,
-    title: d.calendar ? `${t("calendar")}: ${d.calendar}` : null,
-    dataset: { target: d.target },
-  }, `${t(`target_${d.target}`)} ${d.state === "breached" ? t("overdue") : `${t("due")} ${clock(d.due_at)}`}`)));
+    title: `${t("due")} ${clock(d.due_at)}${d.calendar ? ` (${t("calendar")}: ${d.calendar})` : ""}`,
+    dataset: { target: d.target, due: d.due_at, label: t(`target_${d.target}`) },
+  }, dueText(d.target, d.due_at))));
 }
+
+// "First response due in 12 min", counting down (see tickDue); "overdue" once past.
+function dueText(target, dueAt) {
+  const left = (Date.parse(dueAt) - Date.now()) / 1000;
+  return `${t(`target_${target}`)} ${left <= 0 ? t("overdue") : `${t("due")} ${clock(dueAt)} · ${t("dueIn", { s: span(left) })}`}`;
+}
+
+function tickDue() {
+  for (const el of document.querySelectorAll(".due [data-due]")) el.textContent = dueText(el.dataset.target, el.dataset.due);
+}
+setInterval(tickDue, 1000);
 
 // A target about to be missed, or missed: told, and the contact's times read again.
 function onDeadline(m) {
