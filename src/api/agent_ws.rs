@@ -12,7 +12,7 @@ use futures_util::{SinkExt, StreamExt};
 
 use super::agents::token_digest;
 use super::AppState;
-use crate::routing::protocol::{decode, error_frame, ClientMessage, MAX_CLIENT_FRAME};
+use crate::routing::protocol::{decode, error_frame, ClientMessage, MAX_TRANSPORT_FRAME};
 use crate::routing::router::{DesktopLink, Outbound};
 use crate::store::agents;
 
@@ -21,11 +21,12 @@ const LOGIN_WITHIN: Duration = Duration::from_secs(10);
 
 /// `GET /agent/ws`: upgrades to the agent protocol.
 pub async fn upgrade(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
-    // The transport takes up to 64 KiB, so a message over the protocol's 16 KiB is
-    // answered with an error frame; a larger frame is not read, and the connection is
-    // dropped without a close frame (the transport sends none for it).
-    ws.max_message_size(4 * MAX_CLIENT_FRAME)
-        .max_frame_size(4 * MAX_CLIENT_FRAME)
+    // The transport takes a little more than the protocol's limits (16 KiB a message, a
+    // reply 516 KiB), so a message over them is answered with an error frame; a larger
+    // frame is not read, and the connection is dropped without a close frame (the
+    // transport sends none for it).
+    ws.max_message_size(MAX_TRANSPORT_FRAME)
+        .max_frame_size(MAX_TRANSPORT_FRAME)
         .read_buffer_size(4096)
         .on_upgrade(move |socket| session(socket, state))
 }

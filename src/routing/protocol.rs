@@ -5,8 +5,14 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// The largest frame an agent may send, in bytes.
+/// The largest frame an agent may send, in bytes, but a reply.
 pub const MAX_CLIENT_FRAME: usize = 16 * 1024;
+/// The largest reply frame: a mail reply's text and HTML (at most 256 KiB together, as the
+/// router checks) written as JSON, whose escaping can double them.
+pub const MAX_REPLY_FRAME: usize = 2 * 256 * 1024 + 4 * 1024;
+/// The most the transport reads of one frame: a frame past the protocol's limits but
+/// within this is answered `too_large`; past this it is not read at all.
+pub const MAX_TRANSPORT_FRAME: usize = MAX_REPLY_FRAME + 4 * MAX_CLIENT_FRAME;
 
 /// What an agent's desktop sends. It serializes externally tagged (`{"accept": {…}}`);
 /// the frame on the wire carries the tag as `"type"` instead.
@@ -113,11 +119,12 @@ pub struct DecodeError {
 
 /// Decodes one text frame.
 pub fn decode(text: &str) -> Result<ClientMessage, DecodeError> {
-    if text.len() > MAX_CLIENT_FRAME {
-        return Err(DecodeError {
-            code: "too_large",
-            message: format!("frames are at most {MAX_CLIENT_FRAME} bytes"),
-        });
+    let too_large = || DecodeError {
+        code: "too_large",
+        message: format!("frames are at most {MAX_CLIENT_FRAME} bytes, replies {MAX_REPLY_FRAME}"),
+    };
+    if text.len() > MAX_REPLY_FRAME {
+        return Err(too_large());
     }
     let value: Value = serde_json::from_str(text).map_err(|e| DecodeError {
         code: "not_json",
@@ -127,6 +134,9 @@ pub fn decode(text: &str) -> Result<ClientMessage, DecodeError> {
         .get("type")
         .and_then(Value::as_str)
         .map(str::to_string);
+    if text.len() > MAX_CLIENT_FRAME && kind.as_deref() != Some("reply") {
+        return Err(too_large());
+    }
     const KNOWN: [&str; 8] = [
         "login",
         "presence",
@@ -254,8 +264,19 @@ mod tests {
             .message
             .contains("offer_id"));
         assert_eq!(
-            decode(&"x".repeat(MAX_CLIENT_FRAME + 1)).unwrap_err().code,
+            decode(&"x".repeat(MAX_REPLY_FRAME + 1)).unwrap_err().code,
             "too_large"
+        );
+        // A reply may carry a long mail; nothing else may be long.
+        let pad = "x".repeat(MAX_CLIENT_FRAME);
+        let long = format!(r#"{{"type":"heartbeat","pad":"{pad}"}}"#);
+        assert_eq!(decode(&long).unwrap_err().code, "too_large");
+        let body = "\\\"".repeat(200 * 1024);
+        let reply =
+            format!(r#"{{"type":"reply","interaction_id":"i","body":"{body}","reply_id":"r"}}"#);
+        assert!(reply.len() > 2 * 200 * 1024);
+        assert!(
+            matches!(decode(&reply), Ok(ClientMessage::Reply { body, .. }) if body.len() == 200 * 1024)
         );
     }
 }

@@ -106,7 +106,7 @@ async fn every_documented_close_code_is_sent_for_its_reason() {
         (Some(4004), Some("token reset"))
     );
 
-    // A frame over 64 KiB is not read: the connection is dropped without a close frame
+    // A frame over 580 KiB is not read: the connection is dropped without a close frame
     // (the server cannot send one past the unread frame), and the desktop resumes.
     let (_, big_token) = create_agent(&app, json!({ "name": "Verbose" })).await;
     let mut ws = connect(&app).await;
@@ -115,7 +115,7 @@ async fn every_documented_close_code_is_sent_for_its_reason() {
         Some(Ok(Message::Text(t))) => serde_json::from_str::<Value>(&t).unwrap(),
         other => panic!("a welcome, not {other:?}"),
     };
-    let pad = "x".repeat(70 * 1024);
+    let pad = "x".repeat(600 * 1024);
     let _ = ws
         .send(Message::Text(
             json!({ "type": "heartbeat", "pad": pad })

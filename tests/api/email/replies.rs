@@ -78,6 +78,28 @@ async fn a_reply_is_mime_that_a_standard_parser_reads_in_chinese_and_as_rich_tex
     assert_eq!(read["html"]["content"].as_str().unwrap().trim_end(), html);
     assert_eq!(read["defects"], json!([]), "{read}");
 
+    // A long mail written in a rich editor (a table of 150 KiB of HTML, its attributes
+    // quoted, so its frame is larger still): sent whole.
+    let rows: String = (0..2000)
+        .map(|i| {
+            format!(
+                "<tr class=\"row\"><td style=\"padding:2px\">订单 {i:05}</td><td>已退款</td></tr>"
+            )
+        })
+        .collect();
+    let long = format!("<table>{rows}</table>");
+    assert!(long.len() > 120 * 1024, "{}", long.len());
+    li.send(json!({
+        "type": "reply", "interaction_id": interaction, "reply_id": "long-1",
+        "body": "您好，退款明细见下表。", "html": long,
+    }))
+    .await;
+    li.expect("reply_sent").await;
+    let data = sink.lock().unwrap()[2].2.clone();
+    let read = python_reads(&data);
+    assert_eq!(read["html"]["content"].as_str().unwrap().trim_end(), long);
+    assert_eq!(read["defects"], json!([]), "{read}");
+
     // HTML never goes alone: a reply needs its text.
     li.send(json!({ "type": "reply", "interaction_id": interaction, "body": " ", "html": html }))
         .await;
