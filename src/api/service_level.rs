@@ -71,26 +71,23 @@ pub async fn by_hour(
             .ok()
             .and_then(|d| d["waited_secs"].as_f64())
             .unwrap_or(0.0);
-        let target = active
-            .rules
-            .tiers
-            .get(&tier)
-            .map_or(f64::INFINITY, |t| t.max_wait_secs as f64);
+        // A tier without a target has no service level: nothing counts as within it.
+        let target = active.rules.service_target_secs(&tier);
         row[slot][0] += 1;
-        row[slot][1] += u64::from(waited <= target);
+        row[slot][1] += u64::from(target.is_some_and(|t| waited <= t as f64));
     }
     let hours_out: Vec<String> = (0..hours).map(|h| rfc3339(since + h * HOUR_MS)).collect();
     let tiers: serde_json::Map<String, Value> = per
         .into_iter()
         .map(|(tier, slots)| {
-            let target = active.rules.tiers.get(&tier).map(|t| t.max_wait_secs);
+            let target = active.rules.service_target_secs(&tier);
             let points: Vec<Value> = slots
                 .iter()
                 .map(|[n, within, abandoned]| {
                     let offered = n + abandoned;
                     json!({
                         "answered": n, "within_target": within, "abandoned": abandoned,
-                        "share": (offered > 0).then(|| *within as f64 / offered as f64),
+                        "share": (offered > 0 && target.is_some()).then(|| *within as f64 / offered as f64),
                     })
                 })
                 .collect();
