@@ -6,11 +6,13 @@
 //!
 //! - [`engine`]: the discrete-event replay (pure, no I/O);
 //! - [`figures`]: service level, waits, abandonment and occupancy from its outcomes;
-//! - [`record`]: the window read from the store.
+//! - [`record`]: the window read from the store;
+//! - [`workload`]: a synthetic workload (the field's standard case) to replay instead.
 
 pub mod engine;
 pub mod figures;
 pub mod record;
+pub mod workload;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
