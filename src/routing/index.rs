@@ -23,10 +23,18 @@ use switchboard_contract::ChannelKind;
 use super::order::{self, FairWait, Key};
 use super::policy::{self, AgentView, Decision, WaitingInteraction};
 use super::rings::{self, Staffed};
-use super::rules::{Order, Rules};
+use super::rules::{Order, Rules, TierRouting};
 use super::yardstick::Yardstick;
 
 type BucketKey = (String, ChannelKind, Option<String>, Option<String>);
+
+/// The settings of a tier the rules do not name: no target, no head start.
+static NO_SETTINGS: TierRouting = TierRouting {
+    target_secs: None,
+    urgent: false,
+    head_start_secs: None,
+    max_wait_secs: None,
+};
 type Bucket = BTreeSet<(i64, String)>;
 
 /// The waiting interactions, by bucket.
@@ -132,45 +140,47 @@ impl WaitingIndex {
     /// The fair wait of each channel marked in `want`, in [`ChannelKind::ALL`] order, in
     /// one pass over the buckets.
     fn fair_waits(&self, rules: &Rules, want: [bool; 4], now_ms: i64) -> [Option<FairWait>; 4] {
-        let mut out = [None; 4];
-        if rules.order != Order::Targets {
-            return out;
+        let next = self.fifo_next(rules, want);
+        let mut behind = [0usize; 4];
+        if next.iter().any(Option::is_some) {
+            for ((_, channel, _, _), b) in &self.buckets {
+                behind[slot(*channel)] += left_behind(b, next[slot(*channel)]);
+            }
         }
-        // When the contact FIFO would answer next arrived, per channel.
-        let next: [Option<i64>; 4] = std::array::from_fn(|c| {
-            want[c]
+        self.fair_waits_from(rules, next, behind, now_ms)
+    }
+
+    /// Target order: when the contact FIFO would answer next arrived, on each channel
+    /// marked in `want` where someone waits.
+    fn fifo_next(&self, rules: &Rules, want: [bool; 4]) -> [Option<i64>; 4] {
+        std::array::from_fn(|c| {
+            (rules.order == Order::Targets && want[c])
                 .then(|| self.yardsticks[c].fifo_next(self.per_channel[c]))
                 .flatten()
-        });
-        if next.iter().all(Option::is_none) {
-            return out;
-        }
-        // Left behind FIFO's order: waiting, yet older than the one FIFO answers next.
-        let mut behind = [0usize; 4];
-        for ((_, channel, _, _), b) in &self.buckets {
-            let c = slot(*channel);
-            if let (Some(next), Some((at, _))) = (next[c], b.first()) {
-                if *at < next {
-                    behind[c] += b.range(..(next, String::new())).count();
-                }
-            }
-        }
-        for c in 0..4 {
-            if next[c].is_none() {
-                continue;
-            }
+        })
+    }
+
+    /// The fair waits, from when FIFO's next arrived and how many wait older than it.
+    fn fair_waits_from(
+        &self,
+        rules: &Rules,
+        next: [Option<i64>; 4],
+        behind: [usize; 4],
+        now_ms: i64,
+    ) -> [Option<FairWait>; 4] {
+        std::array::from_fn(|c| {
+            next[c]?;
             let (waiting, y) = (self.per_channel[c], &self.yardsticks[c]);
             let fifo_now = y.fifo_now(waiting, now_ms);
             // FIFO's wait now spans `waiting` arrivals: the time between two of them.
             let per_contact = fifo_now as f64 / waiting as f64;
-            out[c] = Some(FairWait::new(
+            Some(FairWait::new(
                 rules,
                 y.longest() as f64 / 1000.0,
                 fifo_now as f64 / 1000.0,
                 behind[c] as f64 * per_contact / 1000.0,
-            ));
-        }
-        out
+            ))
+        })
     }
 
     /// When the next ring opens for any waiting interaction, after `now` (ms). Each
@@ -209,12 +219,23 @@ impl WaitingIndex {
     }
 }
 
+/// How many of a bucket wait older than the contact FIFO would answer next (`next`):
+/// left behind FIFO's order.
+fn left_behind(b: &Bucket, next: Option<i64>) -> usize {
+    match (next, b.first()) {
+        (Some(next), Some((at, _))) if *at < next => b.range(..(next, String::new())).count(),
+        _ => 0,
+    }
+}
+
 /// One run of a bucket: the interactions from `from` on (by arrival), up to and
 /// including `until` when given.
 #[derive(Clone, Copy)]
 struct Run<'a> {
     bucket: &'a Bucket,
     until: Option<i64>,
+    /// The bucket's tier's settings.
+    tier: &'a TierRouting,
 }
 
 impl<'a> Run<'a> {
@@ -229,7 +250,11 @@ impl<'a> Run<'a> {
     }
 
     /// The run from the first entry after `split` on.
-    fn after(bucket: &'a Bucket, split: i64) -> Option<(Run<'a>, &'a (i64, String))> {
+    fn after(
+        bucket: &'a Bucket,
+        split: i64,
+        tier: &'a TierRouting,
+    ) -> Option<(Run<'a>, &'a (i64, String))> {
         let e = bucket
             .range((
                 Included((split.saturating_add(1), String::new())),
@@ -240,6 +265,7 @@ impl<'a> Run<'a> {
             Run {
                 bucket,
                 until: None,
+                tier,
             },
             e,
         ))
@@ -278,7 +304,13 @@ fn head<'a>(
     now_ms: i64,
 ) -> Head<'a> {
     Head {
-        key: order::key(w, rules, fair[slot(w.channel)].as_ref(), now_ms),
+        key: order::key_in(
+            w,
+            rules.order,
+            run.tier,
+            fair[slot(w.channel)].as_ref(),
+            now_ms,
+        ),
         w,
         run,
     }
@@ -305,30 +337,42 @@ pub fn route(
     if free.iter().all(Vec::is_empty) {
         return Vec::new();
     }
-    // The fair wait of each channel someone could be offered work on.
-    let fair = index.fair_waits(rules, std::array::from_fn(|c| !free[c].is_empty()), now_ms);
-    let mut heap: BinaryHeap<Head<'_>> = BinaryHeap::new();
+    // One pass over the buckets: each run's oldest, and (target order) how many wait
+    // behind FIFO's order on each channel someone could be offered work on.
+    let next = index.fifo_next(rules, std::array::from_fn(|c| !free[c].is_empty()));
+    let mut behind = [0usize; 4];
+    let mut heads: Vec<(&WaitingInteraction, Run<'_>)> = Vec::new();
     for ((tier, channel, _, _), b) in &index.buckets {
-        if free[slot(*channel)].is_empty() {
+        let c = slot(*channel);
+        if free[c].is_empty() {
             // Nobody can take this channel now: the whole bucket waits.
             continue;
         }
-        let split = order::target_split(rules, tier, now_ms);
+        behind[c] += left_behind(b, next[c]);
+        let tier = rules.tiers.get(tier).unwrap_or(&NO_SETTINGS);
+        let split = order::split_in(rules.order, tier, now_ms);
         // Past the target (or the whole bucket): from its oldest.
         let past = Run {
             bucket: b,
             until: split,
+            tier,
         };
         if let Some(w) = past.next(None).and_then(|(_, id)| index.items.get(id)) {
-            heap.push(head(w, past, rules, &fair, now_ms));
+            heads.push((w, past));
         }
-        // Within the target: from its oldest.
-        if let Some((run, (_, id))) = split.and_then(|s| Run::after(b, s)) {
+        // Within the target: from its oldest (none when even the newest is past it).
+        let within = split.filter(|s| b.last().is_some_and(|(at, _)| at > s));
+        if let Some((run, (_, id))) = within.and_then(|s| Run::after(b, s, tier)) {
             if let Some(w) = index.items.get(id) {
-                heap.push(head(w, run, rules, &fair, now_ms));
+                heads.push((w, run));
             }
         }
     }
+    let fair = index.fair_waits_from(rules, next, behind, now_ms);
+    let mut heap: BinaryHeap<Head<'_>> = heads
+        .into_iter()
+        .map(|(w, run)| head(w, run, rules, &fair, now_ms))
+        .collect();
     let staffed = Staffed::new(agents);
     let mut decisions = Vec::new();
     while let Some(h) = heap.pop() {

@@ -34,7 +34,7 @@ use std::cmp::Ordering;
 use serde::Serialize;
 
 use super::policy::WaitingInteraction;
-use super::rules::{Order, Rules};
+use super::rules::{Order, Rules, TierRouting};
 
 /// The fair wait on one channel when a decision is made, in seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -127,9 +127,20 @@ impl Key {
 /// The key of `w` at `now_ms`. `fair` is its channel's fair wait (target order only;
 /// without it nothing is past the fair bounds).
 pub fn key(w: &WaitingInteraction, rules: &Rules, fair: Option<&FairWait>, now_ms: i64) -> Key {
-    let waited = (now_ms - w.enqueued_at_ms).max(0) as f64 / 1000.0;
     let tier = rules.tiers.get(&w.tier).copied().unwrap_or_default();
-    let (standing, value) = match rules.order {
+    key_in(w, rules.order, &tier, fair, now_ms)
+}
+
+/// The key of `w` at `now_ms` under `order`, its tier's settings already looked up.
+pub fn key_in(
+    w: &WaitingInteraction,
+    order: Order,
+    tier: &TierRouting,
+    fair: Option<&FairWait>,
+    now_ms: i64,
+) -> Key {
+    let waited = (now_ms - w.enqueued_at_ms).max(0) as f64 / 1000.0;
+    let (standing, value) = match order {
         Order::HeadStart => {
             let score = waited + tier.head_start_secs.unwrap_or(0) as f64;
             match tier.max_wait_secs {
@@ -160,10 +171,15 @@ pub fn key(w: &WaitingInteraction, rules: &Rules, fair: Option<&FairWait>, now_m
 /// within its target. Within a tier, those within target go first, oldest first, and
 /// those past it follow, oldest first: two runs in arrival order, split here.
 pub fn target_split(rules: &Rules, tier: &str, now_ms: i64) -> Option<i64> {
-    if rules.order != Order::Targets {
+    split_in(rules.order, rules.tiers.get(tier)?, now_ms)
+}
+
+/// [`target_split`] under `order`, the tier's settings already looked up.
+pub fn split_in(order: Order, tier: &TierRouting, now_ms: i64) -> Option<i64> {
+    if order != Order::Targets {
         return None;
     }
-    let secs = rules.tiers.get(tier)?.target_secs?;
+    let secs = tier.target_secs?;
     Some(now_ms.saturating_sub(secs.saturating_mul(1000) as i64))
 }
 

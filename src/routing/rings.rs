@@ -37,6 +37,9 @@ impl<'a> From<&'a AgentView> for Member<'a> {
 /// the policy (a ring's answer depends only on the agents, and on the interaction's
 /// owner or topic where the ring names them).
 pub struct Staffed<'a> {
+    /// The agents, as the policy sees them…
+    views: &'a [AgentView],
+    /// …or as members (the logged-in ones).
     members: Vec<Member<'a>>,
     known: RefCell<HashMap<(usize, Option<String>), bool>>,
 }
@@ -44,12 +47,17 @@ pub struct Staffed<'a> {
 impl<'a> Staffed<'a> {
     /// Over these agents (the offline ones count as not there).
     pub fn new(agents: &'a [AgentView]) -> Staffed<'a> {
-        Staffed::of(agents.iter().map(Member::from))
+        Staffed {
+            views: agents,
+            members: Vec::new(),
+            known: RefCell::default(),
+        }
     }
 
     /// Over these members.
     pub fn of(members: impl IntoIterator<Item = Member<'a>>) -> Staffed<'a> {
         Staffed {
+            views: &[],
             members: members.into_iter().filter(|m| m.logged_in).collect(),
             known: RefCell::default(),
         }
@@ -68,7 +76,11 @@ impl<'a> Staffed<'a> {
         if let Some(known) = self.known.borrow().get(&name) {
             return *known;
         }
-        let filled = self.members.iter().any(|m| fits(ring, m, w));
+        let filled = self.members.iter().any(|m| fits(ring, m, w))
+            || self
+                .views
+                .iter()
+                .any(|a| a.presence != Presence::Offline && in_ring(ring, a, w));
         self.known.borrow_mut().insert(name, filled);
         filled
     }
