@@ -10,7 +10,7 @@ use switchboard_contract::ChannelKind;
 
 use super::index::WaitingIndex;
 use super::order::{FairWait, Key, Standing};
-use super::rings::{in_ring, rings_of, rings_open, Staffed};
+use super::rings::{in_ring, passed_over, rings_of, rings_open, PassedOver, Staffed};
 use super::rules::{Capacity, Order, Ring, Rules, Strategy};
 use explain::explain;
 
@@ -154,10 +154,13 @@ pub struct Decision {
     pub overdue: bool,
     /// Its channel's fair wait when decided (target order).
     pub fair_wait: Option<FairWait>,
-    /// The ring the agent was found in (0 is innermost).
+    /// The ring the agent was found in (0 is innermost), among those not passed over.
     pub ring: usize,
-    /// Rings open when decided.
+    /// Rings open when decided, among those not passed over.
     pub rings_open: usize,
+    /// Rings of its plan passed over at once, and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub passed_over: Vec<PassedOver>,
     /// Agents of the open rings considered, and why each was or was not chosen (at most
     /// [`MAX_LISTED`]; the rest are counted in `others`).
     pub considered: Vec<Considered>,
@@ -188,6 +191,7 @@ impl Decision {
             fair_wait: fair,
             ring: 0,
             rings_open: 0,
+            passed_over: Vec::new(),
             considered: vec![Considered {
                 agent_id: agent_id.to_string(),
                 chosen: true,
@@ -255,6 +259,7 @@ pub(super) fn decide_one(
         fair_wait: fair.copied(),
         ring,
         rings_open: open,
+        passed_over: passed_over(w, rules, staffed),
         considered,
         others,
     })

@@ -6,6 +6,8 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
+use serde::Serialize;
+
 use super::policy::{AgentView, Presence, WaitingInteraction};
 use super::rules::{Ring, Rules};
 
@@ -86,11 +88,39 @@ impl<'a> Staffed<'a> {
     }
 }
 
+/// A ring of an interaction's plan passed over at once, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PassedOver {
+    /// Its place in the plan (0 is innermost).
+    pub step: usize,
+    /// Why: it could hold nobody for this interaction.
+    pub reason: &'static str,
+}
+
+/// Why a ring of the plan is passed over for `w`, if it is. The widest ring is kept even
+/// when nobody could fill it now, so the interaction waits for whoever logs in.
+fn passed(
+    step: usize,
+    last: usize,
+    ring: &Ring,
+    w: &WaitingInteraction,
+    staffed: &Staffed<'_>,
+) -> Option<&'static str> {
+    if ring.owner && w.owner.is_none() {
+        Some("the customer has no account manager")
+    } else if ring.topic_skill && w.topic.is_none() {
+        Some("the interaction has no topic")
+    } else if step != last && !staffed.could_fill(ring, w) {
+        Some("no agent of this ring is logged in")
+    } else {
+        None
+    }
+}
+
 /// The interaction's rings, less those that can match nobody for it (an owner ring when
 /// the customer has no owner, a topic ring when it has no topic) and those no logged-in
 /// agent could fill (no agent of that level or skill, or the owner, is logged in): those
-/// are passed over at once instead of holding it for their timeout. The widest ring is
-/// kept even when nobody could fill it now, so the interaction waits for whoever logs in.
+/// are passed over at once instead of holding it for their timeout.
 pub fn rings_of<'r>(
     w: &WaitingInteraction,
     rules: &'r Rules,
@@ -101,9 +131,26 @@ pub fn rings_of<'r>(
     steps
         .iter()
         .enumerate()
-        .filter(|(_, r)| !(r.owner && w.owner.is_none() || r.topic_skill && w.topic.is_none()))
-        .filter(|(i, r)| *i == last || staffed.could_fill(r, w))
+        .filter(|(i, r)| passed(*i, last, r, w, staffed).is_none())
         .map(|(_, r)| r)
+        .collect()
+}
+
+/// The rings of the interaction's plan passed over, for the explanation of a decision.
+pub fn passed_over(
+    w: &WaitingInteraction,
+    rules: &Rules,
+    staffed: &Staffed<'_>,
+) -> Vec<PassedOver> {
+    let steps = rules.rings_for(&w.tier, w.topic.as_deref());
+    let last = steps.len().saturating_sub(1);
+    steps
+        .iter()
+        .enumerate()
+        .filter_map(|(step, r)| {
+            let reason = passed(step, last, r, w, staffed)?;
+            Some(PassedOver { step, reason })
+        })
         .collect()
 }
 

@@ -421,6 +421,47 @@ fn every_decision_says_why() {
 }
 
 #[test]
+fn a_decision_names_the_rings_it_passed_over_and_why() {
+    let r = rules();
+    let with_owner = WaitingInteraction {
+        owner: Some("gone".into()),
+        ..waiting("h", "high", ChannelKind::Chat, 1)
+    };
+    let d = &route(
+        &[with_owner, waiting("n", "high", ChannelKind::Email, 1)],
+        &[agent("junior", 1, 60), agent("junior2", 1, 30)],
+        &r,
+        NOW,
+    );
+    let why = |id: &str| -> Vec<(usize, &str)> {
+        d.iter()
+            .find(|d| d.interaction_id == id)
+            .unwrap()
+            .passed_over
+            .iter()
+            .map(|p| (p.step, p.reason))
+            .collect()
+    };
+    assert_eq!(
+        why("h"),
+        [
+            (0, "no agent of this ring is logged in"),
+            (1, "no agent of this ring is logged in")
+        ],
+        "the owner and every senior are logged out"
+    );
+    assert_eq!(
+        why("n"),
+        [
+            (0, "the customer has no account manager"),
+            (1, "no agent of this ring is logged in")
+        ]
+    );
+    let data = serde_json::to_value(&d[0]).unwrap();
+    assert_eq!(data["passed_over"][0]["step"], 0, "{data}");
+}
+
+#[test]
 fn every_decision_under_the_target_order_says_where_it_stood() {
     let r = Rules::parse(DEFAULT_TOML, "default").unwrap();
     let decisions = route(
