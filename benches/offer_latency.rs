@@ -8,6 +8,11 @@
 //! Agents accept every offer at once and complete it at once (no wrap-up), so capacity is
 //! always there and the figure is the routing path itself: commit, router wake-up,
 //! decision, the `offered` commit, the frame.
+//!
+//! Every contact sent counts: a POST that fails is in the intake percentiles as a
+//! failure, and a contact accepted but not offered within `BENCH_DRAIN_SECS` (10) of the
+//! last POST is in the offer percentiles as never offered — a run with either did not
+//! keep up, and says so.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -26,13 +31,18 @@ fn env(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+#[path = "common/latency.rs"]
+mod latency;
 #[path = "common/server.rs"]
 mod server;
+
+use latency::Latencies;
 
 fn main() {
     let rate = env("BENCH_RATE", 200);
     let secs = env("BENCH_SECS", 10);
     let agents = env("BENCH_AGENTS", 50) as usize;
+    let drain = env("BENCH_DRAIN_SECS", 10);
     let server = server::start(TOKEN, |s, dir| {
         let rules = dir.join("routing.toml");
         std::fs::write(
@@ -43,39 +53,82 @@ fn main() {
         s.routing.rules_file = rules.display().to_string();
     });
     let base = server.base.clone();
-    let (intake, offer) = server::load(async move { run(&base, rate, secs, agents).await });
+    let r = server::load(async move { run(&base, rate, secs, agents, drain).await });
     server.stop();
 
-    let pct = |v: &[f64], p: f64| v[((v.len() as f64 * p) as usize).min(v.len() - 1)];
     println!(
         "# Offer latency ({rate} contacts/s for {secs} s, {agents} agents accepting at once)\n"
     );
-    println!("| path | p50 | p95 | p99 | max | contacts |");
-    println!("|---|---:|---:|---:|---:|---:|");
-    for (name, v) in [
-        ("POST /api/interactions → 201 (baseline)", &intake),
-        ("POST /api/interactions → offer frame at the agent", &offer),
+    println!("| path | p50 | p95 | p99 | max | arrived | never arrived |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for (name, v, missing) in [
+        (
+            "POST /api/interactions → 201 (baseline)",
+            &r.intake,
+            "failed",
+        ),
+        (
+            "POST /api/interactions → offer frame at the agent",
+            &r.offer,
+            "never offered",
+        ),
     ] {
         println!(
-            "| {name} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {} |",
-            pct(v, 0.5),
-            pct(v, 0.95),
-            pct(v, 0.99),
-            v[v.len() - 1],
-            v.len()
+            "| {name} | {} | {} | {} | {} | {} | {} {missing} |",
+            v.show(0.5, missing),
+            v.show(0.95, missing),
+            v.show(0.99, missing),
+            v.show(1.0, missing),
+            v.arrived(),
+            v.missing(),
         );
     }
     println!(
-        "\nrouting adds {:.2} ms at p50 and {:.2} ms at p99 to the intake commit ({:.2}× and {:.2}×)",
-        pct(&offer, 0.5) - pct(&intake, 0.5),
-        pct(&offer, 0.99) - pct(&intake, 0.99),
-        pct(&offer, 0.5) / pct(&intake, 0.5),
-        pct(&offer, 0.99) / pct(&intake, 0.99)
+        "\n{} contacts sent: {} accepted, {} failed; {} of the accepted offered, {} never offered within {drain} s of the last POST.",
+        r.sent,
+        r.intake.arrived(),
+        r.intake.missing(),
+        r.offer.arrived(),
+        r.offer.missing(),
     );
+    if r.intake.missing() == 0 && r.offer.missing() == 0 {
+        println!("Kept up: every contact sent was accepted and offered.");
+    } else {
+        println!(
+            "Did not keep up: {} failed, {} never offered. The percentiles count them as slower than any that arrived.",
+            r.intake.missing(),
+            r.offer.missing()
+        );
+    }
+    if let (Some(o50), Some(i50), Some(o99), Some(i99)) = (
+        r.offer.at(0.5),
+        r.intake.at(0.5),
+        r.offer.at(0.99),
+        r.intake.at(0.99),
+    ) {
+        println!(
+            "Routing adds {:.2} ms at p50 and {:.2} ms at p99 to the intake commit ({:.2}× and {:.2}×).",
+            o50 - i50,
+            o99 - i99,
+            o50 / i50,
+            o99 / i99
+        );
+    }
 }
 
-/// Sorted latencies in ms: (POST answered, offer received).
-async fn run(base: &str, rate: u64, secs: u64, agents: usize) -> (Vec<f64>, Vec<f64>) {
+/// What a run measured.
+struct Measured {
+    /// Contacts posted.
+    sent: usize,
+    /// POST → 201, the failed counted as missing.
+    intake: Latencies,
+    /// POST → offer frame, over the accepted; the never offered counted as missing.
+    offer: Latencies,
+}
+
+/// Posts `rate` contacts a second for `secs` to `agents` agents who accept at once, then
+/// waits up to `drain` seconds for every accepted contact to be offered.
+async fn run(base: &str, rate: u64, secs: u64, agents: usize, drain: u64) -> Measured {
     let client = reqwest::Client::new();
     let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let offered: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
@@ -152,6 +205,9 @@ async fn run(base: &str, rate: u64, secs: u64, agents: usize) -> (Vec<f64>, Vec<
             let t0 = Instant::now();
             let body = json!({ "customer": { "email": format!("c{}@example.com", n % 1000) }, "subject": "latency" });
             let resp = client.post(url).bearer_auth(TOKEN).json(&body).send().await.ok()?;
+            if resp.status().as_u16() != 201 {
+                return None;
+            }
             let v: Value = resp.json().await.ok()?;
             let took = t0.elapsed().as_secs_f64() * 1000.0;
             // The offer may arrive before the answer: keep when the POST was sent.
@@ -159,24 +215,39 @@ async fn run(base: &str, rate: u64, secs: u64, agents: usize) -> (Vec<f64>, Vec<
             Some(took)
         }));
     }
+    let total = posts.len();
     let mut intake: Vec<f64> = Vec::new();
     for p in posts {
+        // A POST that failed, was refused or whose task panicked is a failure.
         if let Ok(Some(ms)) = p.await {
             intake.push(ms);
         }
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Every accepted contact offered, or the drain over.
+    let deadline = Instant::now() + Duration::from_secs(drain);
+    loop {
+        let all = {
+            let (sent, offered) = (sent.lock().unwrap(), offered.lock().unwrap());
+            sent.keys().all(|id| offered.contains_key(id))
+        };
+        if all || Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     for d in desks {
         d.abort();
     }
     let sent = sent.lock().unwrap();
-    let mut offer: Vec<f64> = offered
-        .lock()
-        .unwrap()
+    let offered = offered.lock().unwrap();
+    let offer: Vec<f64> = sent
         .iter()
-        .filter_map(|(id, at)| Some(at.duration_since(*sent.get(id)?).as_secs_f64() * 1000.0))
+        .filter_map(|(id, t0)| Some(offered.get(id)?.duration_since(*t0).as_secs_f64() * 1000.0))
         .collect();
-    intake.sort_by(f64::total_cmp);
-    offer.sort_by(f64::total_cmp);
-    (intake, offer)
+    let never_offered = sent.len() - offer.len();
+    Measured {
+        sent: total,
+        intake: Latencies::new(intake.clone(), total - intake.len()),
+        offer: Latencies::new(offer, never_offered),
+    }
 }

@@ -15,6 +15,15 @@
 //! Agents: all logged in over the agent websocket and available; contacts arrive at 100 a
 //! second for 5 s and the agents accept and complete each at once. Measured: contact →
 //! offer latency, the server's CPU per contact, and its memory per agent logged in.
+//!
+//! Every contact sent counts. A POST that fails (or a lookup, or a history read) is
+//! counted and is in the percentiles as a failure; a contact accepted but not offered
+//! within `SCALE_DRAIN_SECS` (10) of the last POST is counted and is in the offer
+//! percentiles as never offered, and one offered but not completed by then is counted as
+//! not completed. The server's CPU is read when the first contact is sent and again when
+//! every accepted one is completed (or the drain is over), and divided by the contacts
+//! accepted. A size with any of these did not keep up, and the closing line says so.
+//! `SCALE_SECS` (5) sets how long contacts are sent at each size.
 
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
@@ -30,7 +39,20 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{Connection, SqliteConnection};
 use tokio_tungstenite::tungstenite::Message;
 
+#[path = "common/latency.rs"]
+mod latency;
+use latency::Latencies;
+
 const TOKEN: &str = "scale-token";
+
+fn secs(name: &str, default: u64) -> Duration {
+    Duration::from_secs(
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default),
+    )
+}
 
 fn sizes(name: &str, default: &[u64]) -> Vec<u64> {
     std::env::var(name)
@@ -229,20 +251,13 @@ async fn seed_agents(dir: &std::path::Path, n: u64) {
     tx.commit().await.unwrap();
 }
 
-fn pct(v: &mut [f64], p: f64) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    v[((v.len() as f64 * p) as usize).min(v.len() - 1)]
-}
-
 struct CustomerRow {
     customers: u64,
     contacts_per_sec: f64,
-    intake_p99: f64,
-    lookup_p50: f64,
-    history_p50: f64,
+    sent: usize,
+    intake: Latencies,
+    lookups: Latencies,
+    histories: Latencies,
     rss: f64,
     db_mib: f64,
 }
@@ -259,10 +274,17 @@ async fn customers_at(n: u64) -> CustomerRow {
     // Returning customers, spread over all of them.
     let next = Arc::new(AtomicU64::new(0));
     let lat: Arc<Mutex<Vec<f64>>> = Arc::default();
-    let until = Instant::now() + Duration::from_secs(5);
+    let failed = Arc::new(AtomicU64::new(0));
+    let until = Instant::now() + secs("SCALE_SECS", 5);
     let mut workers = Vec::new();
     for _ in 0..32 {
-        let (client, base, next, lat) = (client.clone(), base.clone(), next.clone(), lat.clone());
+        let (client, base, next, lat, failed) = (
+            client.clone(),
+            base.clone(),
+            next.clone(),
+            lat.clone(),
+            failed.clone(),
+        );
         workers.push(tokio::spawn(async move {
             while Instant::now() < until {
                 let k = next.fetch_add(1, Ordering::Relaxed);
@@ -276,6 +298,8 @@ async fn customers_at(n: u64) -> CustomerRow {
                     .await;
                 if matches!(r, Ok(ref r) if r.status().as_u16() == 201) {
                     lat.lock().unwrap().push(t0.elapsed().as_secs_f64() * 1000.0);
+                } else {
+                    failed.fetch_add(1, Ordering::Relaxed);
                 }
             }
         }));
@@ -285,50 +309,70 @@ async fn customers_at(n: u64) -> CustomerRow {
         w.await.unwrap();
     }
     let elapsed = began.elapsed().as_secs_f64();
-    let mut intake = lat.lock().unwrap().clone();
+    let intake = lat.lock().unwrap().clone();
+    let failed = failed.load(Ordering::Relaxed) as usize;
     let contacts_per_sec = intake.len() as f64 / elapsed;
     // The queue the load left settles first; the first reads warm the caches.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (mut lookups, mut histories) = (Vec::new(), Vec::new());
+    let (mut lookups_failed, mut histories_failed) = (0, 0);
     for k in 0..350u64 {
         let who = (k.wrapping_mul(40_503) + 7) % n;
         let t0 = Instant::now();
-        let c: Value = client
-            .get(format!("{base}/api/customers?email=c{who}%40scale.example"))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        lookups.push(t0.elapsed().as_secs_f64() * 1000.0);
+        let found = async {
+            let r = client
+                .get(format!("{base}/api/customers?email=c{who}%40scale.example"))
+                .bearer_auth(TOKEN)
+                .send()
+                .await
+                .ok()?;
+            if r.status() != 200 {
+                return None;
+            }
+            let c: Value = r.json().await.ok()?;
+            c["id"].as_str().map(str::to_string)
+        }
+        .await;
+        let lookup = t0.elapsed().as_secs_f64() * 1000.0;
         let t0 = Instant::now();
-        let h = client
-            .get(format!(
-                "{base}/api/customers/{}/history",
-                c["id"].as_str().unwrap()
-            ))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(h.status(), 200);
-        let _ = h.bytes().await;
-        if k >= 50 {
-            histories.push(t0.elapsed().as_secs_f64() * 1000.0);
+        let history = match &found {
+            Some(id) => {
+                let r = client
+                    .get(format!("{base}/api/customers/{id}/history"))
+                    .bearer_auth(TOKEN)
+                    .send()
+                    .await;
+                match r {
+                    Ok(r) if r.status() == 200 => r.bytes().await.is_ok(),
+                    _ => false,
+                }
+            }
+            None => false,
+        };
+        let history_ms = t0.elapsed().as_secs_f64() * 1000.0;
+        // The first fifty warm the caches.
+        if k < 50 {
+            continue;
+        }
+        match found {
+            Some(_) => lookups.push(lookup),
+            None => lookups_failed += 1,
+        }
+        if history {
+            histories.push(history_ms);
         } else {
-            lookups.pop();
+            histories_failed += 1;
         }
     }
-    let (_, rss) = server.usage();
+    let rss = server.usage().1;
     server.stop();
     CustomerRow {
         customers: n,
         contacts_per_sec,
-        intake_p99: pct(&mut intake, 0.99),
-        lookup_p50: pct(&mut lookups, 0.5),
-        history_p50: pct(&mut histories, 0.5),
+        sent: intake.len() + failed,
+        intake: Latencies::new(intake, failed),
+        lookups: Latencies::new(lookups, lookups_failed),
+        histories: Latencies::new(histories, histories_failed),
         rss,
         db_mib,
     }
@@ -336,11 +380,21 @@ async fn customers_at(n: u64) -> CustomerRow {
 
 struct AgentRow {
     agents: u64,
-    offer_p50: f64,
-    offer_p99: f64,
+    sent: usize,
+    failed: usize,
+    offer: Latencies,
+    not_completed: usize,
     cpu_ms_per_contact: f64,
     rss_idle: f64,
     rss_logged_in: f64,
+}
+
+/// What the desktops saw: contact key → when first offered and its interaction id;
+/// interactions whose completion the server confirmed.
+#[derive(Default)]
+struct Desks {
+    offered: HashMap<String, (Instant, String)>,
+    completed: std::collections::HashSet<String>,
 }
 
 async fn agents_at(n: u64) -> AgentRow {
@@ -350,12 +404,12 @@ async fn agents_at(n: u64) -> AgentRow {
     let base = server.base.clone();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (_, rss_idle) = server.usage();
-    let offered: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let desks_saw: Arc<Mutex<Desks>> = Arc::default();
     let ready = Arc::new(AtomicU64::new(0));
     let mut desks = Vec::new();
     let url = format!("{}/agent/ws", base.replacen("http://", "ws://", 1));
     for i in 0..n {
-        let (offered, ready, url) = (offered.clone(), ready.clone(), url.clone());
+        let (desks_saw, ready, url) = (desks_saw.clone(), ready.clone(), url.clone());
         desks.push(tokio::spawn(async move {
             let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
             for frame in [
@@ -373,10 +427,16 @@ async fn agents_at(n: u64) -> AgentRow {
                     }
                     Some("offer") => {
                         let key = v["interaction"]["contact_key"].as_str().unwrap_or_default().to_string();
-                        offered.lock().unwrap().entry(key).or_insert_with(Instant::now);
+                        let id = v["interaction"]["id"].as_str().unwrap_or_default().to_string();
+                        desks_saw.lock().unwrap().offered.entry(key).or_insert_with(|| (Instant::now(), id));
                         json!({ "type": "accept", "offer_id": v["offer_id"] })
                     }
                     Some("assigned") => json!({ "type": "complete", "interaction_id": v["interaction_id"], "disposition": "resolved" }),
+                    Some("completed") => {
+                        let id = v["interaction_id"].as_str().unwrap_or_default().to_string();
+                        desks_saw.lock().unwrap().completed.insert(id);
+                        continue;
+                    }
                     _ => continue,
                 };
                 if ws.send(Message::Text(answer.to_string().into())).await.is_err() {
@@ -397,47 +457,81 @@ async fn agents_at(n: u64) -> AgentRow {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (cpu0, rss_logged_in) = server.usage();
     let client = reqwest::Client::new();
-    let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    // Contact key → when its POST was sent, for the accepted ones.
+    let accepted: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let interval = Duration::from_millis(10);
+    let run = secs("SCALE_SECS", 5);
     let start = Instant::now();
     let mut posts = Vec::new();
     let mut k = 0u32;
-    while start.elapsed() < Duration::from_secs(5) {
+    while start.elapsed() < run {
         tokio::time::sleep_until((start + interval * k).into()).await;
         k += 1;
-        let (client, base, sent) = (client.clone(), base.clone(), sent.clone());
+        let (client, base, accepted) = (client.clone(), base.clone(), accepted.clone());
         posts.push(tokio::spawn(async move {
             let key = format!("a-{k}");
-            sent.lock().unwrap().insert(key.clone(), Instant::now());
-            let _ = client
+            let t0 = Instant::now();
+            let r = client
                 .post(format!("{base}/api/interactions"))
                 .bearer_auth(TOKEN)
                 .json(&json!({ "idempotency_key": key, "customer": { "email": format!("c{}@agents.example", k % 500) }, "subject": "scale" }))
                 .send()
                 .await;
+            if matches!(r, Ok(ref r) if r.status().as_u16() == 201) {
+                accepted.lock().unwrap().insert(key, t0);
+            }
         }));
     }
+    let sent = posts.len();
     for p in posts {
+        // A POST whose task panicked is not in `accepted`: counted as failed below.
         let _ = p.await;
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The work is done when every accepted contact is offered and completed.
+    let deadline = Instant::now() + secs("SCALE_DRAIN_SECS", 10);
+    loop {
+        let done = {
+            let (accepted, saw) = (accepted.lock().unwrap(), desks_saw.lock().unwrap());
+            accepted.keys().all(|key| {
+                saw.offered
+                    .get(key)
+                    .is_some_and(|(_, id)| saw.completed.contains(id))
+            })
+        };
+        if done || Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let (cpu1, _) = server.usage();
     for d in desks {
         d.abort();
     }
     server.stop();
-    let sent = sent.lock().unwrap();
-    let mut lat: Vec<f64> = offered
-        .lock()
-        .unwrap()
+    let accepted = accepted.lock().unwrap();
+    let saw = desks_saw.lock().unwrap();
+    let lat: Vec<f64> = accepted
         .iter()
-        .filter_map(|(key, at)| Some(at.duration_since(*sent.get(key)?).as_secs_f64() * 1000.0))
+        .filter_map(|(key, t0)| {
+            Some(saw.offered.get(key)?.0.duration_since(*t0).as_secs_f64() * 1000.0)
+        })
         .collect();
+    let never_offered = accepted.len() - lat.len();
+    let not_completed = accepted
+        .keys()
+        .filter(|key| {
+            !saw.offered
+                .get(*key)
+                .is_some_and(|(_, id)| saw.completed.contains(id))
+        })
+        .count();
     AgentRow {
         agents: n,
-        offer_p50: pct(&mut lat, 0.5),
-        offer_p99: pct(&mut lat, 0.99),
-        cpu_ms_per_contact: (cpu1 - cpu0) * 1000.0 / k as f64,
+        sent,
+        failed: sent - accepted.len(),
+        offer: Latencies::new(lat, never_offered),
+        not_completed,
+        cpu_ms_per_contact: (cpu1 - cpu0) * 1000.0 / accepted.len().max(1) as f64,
         rss_idle,
         rss_logged_in,
     }
@@ -464,44 +558,75 @@ fn main() {
     let agents = sizes("SCALE_AGENTS", &[100, 1_000, 10_000]);
 
     println!("# Scale: customers in the history\n");
-    println!("| customers | contacts/s (32 clients) | × smallest | intake p99 | lookup by email p50 | history page p50 | server memory | database |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| customers | contacts/s (32 clients) | × smallest | sent | failed | intake p99 | lookup by email p50 | p99 | history page p50 | p99 | server memory | database |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut first = None;
+    let mut short = Vec::new();
     for n in customers {
         let r = rt.block_on(customers_at(n));
         let base = *first.get_or_insert(r.contacts_per_sec);
         println!(
-            "| {} | {:.0} | {:.2} | {:.1} ms | {:.2} ms | {:.2} ms | {:.1} MiB | {:.0} MiB |",
+            "| {} | {:.0} | {:.2} | {} | {} | {} | {} | {} | {} | {} | {:.1} MiB | {:.0} MiB |",
             r.customers,
             r.contacts_per_sec,
             r.contacts_per_sec / base,
-            r.intake_p99,
-            r.lookup_p50,
-            r.history_p50,
+            r.sent,
+            r.intake.missing(),
+            r.intake.show(0.99, "failed"),
+            r.lookups.show(0.5, "failed"),
+            r.lookups.show(0.99, "failed"),
+            r.histories.show(0.5, "failed"),
+            r.histories.show(0.99, "failed"),
             r.rss,
             r.db_mib
         );
+        let failed = r.intake.missing() + r.lookups.missing() + r.histories.missing();
+        if failed > 0 {
+            short.push(format!(
+                "{} customers: {} contacts failed, {} lookups and {} history pages failed",
+                r.customers,
+                r.intake.missing(),
+                r.lookups.missing(),
+                r.histories.missing()
+            ));
+        }
     }
 
-    println!(
-        "\n# Scale: agents logged in (100 contacts/s for 5 s, accepted and completed at once)\n"
-    );
-    println!("| agents | contact → offer p50 | p99 | server CPU per contact | × smallest | memory idle | memory logged in | per agent |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("\n# Scale: agents logged in (100 contacts/s, accepted and completed at once)\n");
+    println!("| agents | sent | failed | never offered | not completed | contact → offer p50 | p99 | server CPU per contact accepted | × smallest | memory idle | memory logged in | per agent |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut first = None;
     for n in agents {
         let r = rt.block_on(agents_at(n));
         let base = *first.get_or_insert(r.cpu_ms_per_contact);
         println!(
-            "| {} | {:.1} ms | {:.1} ms | {:.2} ms | {:.2} | {:.1} MiB | {:.1} MiB | {:.1} KiB |",
+            "| {} | {} | {} | {} | {} | {} | {} | {:.2} ms | {:.2} | {:.1} MiB | {:.1} MiB | {:.1} KiB |",
             r.agents,
-            r.offer_p50,
-            r.offer_p99,
+            r.sent,
+            r.failed,
+            r.offer.missing(),
+            r.not_completed,
+            r.offer.show(0.5, "never offered"),
+            r.offer.show(0.99, "never offered"),
             r.cpu_ms_per_contact,
             r.cpu_ms_per_contact / base,
             r.rss_idle,
             r.rss_logged_in,
             (r.rss_logged_in - r.rss_idle) * 1024.0 / r.agents as f64
         );
+        if r.failed + r.offer.missing() + r.not_completed > 0 {
+            short.push(format!(
+                "{} agents: {} contacts failed, {} never offered, {} not completed",
+                r.agents,
+                r.failed,
+                r.offer.missing(),
+                r.not_completed
+            ));
+        }
+    }
+    if short.is_empty() {
+        println!("\nKept up at every size: every contact and read sent succeeded, every contact was offered and completed.");
+    } else {
+        println!("\nDid not keep up: {}.", short.join("; "));
     }
 }

@@ -11,6 +11,10 @@
 //! high tier, 30% medium, 50% low, each with a topic; handling times exponential around
 //! four minutes; 3% of customers give up after a random wait. The shipped rules (rings,
 //! targets within the fair wait, wrap-up) decide.
+//!
+//! Like is compared with like: the replay's wall time is the median of five runs after a
+//! warm-up (the fastest and slowest beside it), and the decision's time is the median of
+//! nine batches.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -113,7 +117,8 @@ fn scenario(agents: usize, hours: i64, seed: u64) -> Scenario {
 }
 
 /// One routing decision over the scenario's agents (one free) and 1,000 waiting: the
-/// same call the replay makes at every instant.
+/// same call the replay makes at every instant. The median of nine batches' means, as
+/// the replay's time is the median of its runs.
 fn one_decision(s: &Scenario, rules: &Rules) -> Duration {
     let mut idx = WaitingIndex::default();
     for a in s.arrivals.iter().take(1000) {
@@ -154,44 +159,58 @@ fn one_decision(s: &Scenario, rules: &Rules) -> Duration {
             last_offered_at_ms: 0,
         })
         .collect();
-    let runs = 2000;
-    let start = Instant::now();
-    for _ in 0..runs {
-        black_box(index::route(&idx, &views, rules, now));
-    }
-    start.elapsed() / runs
+    median((0..9).map(|_| {
+        let calls = 250;
+        let start = Instant::now();
+        for _ in 0..calls {
+            black_box(index::route(&idx, &views, rules, now));
+        }
+        start.elapsed() / calls
+    }))
+}
+
+/// The median of an odd number of timings.
+fn median(times: impl Iterator<Item = Duration>) -> Duration {
+    let mut v: Vec<Duration> = times.collect();
+    v.sort();
+    v[v.len() / 2]
 }
 
 fn main() {
     let rules = Rules::parse(DEFAULT_TOML, "default").unwrap();
     println!("# Replay simulator benchmark (the shipped rules)\n");
-    println!("| centre | window | contacts | replay wall time | contacts/s | faster than real time | one decision (same run) | replay per contact / one decision | service level (all with a target / high tier) | occupancy |");
+    println!("| centre | window | contacts | replay wall time, median of 5 (fastest–slowest) | contacts/s | faster than real time | one decision, median (same run) | replay per contact / one decision | service level (all with a target / high tier) | occupancy |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (agents, hours) in [(200usize, 1i64), (200, 8), (1000, 1)] {
         let s = scenario(agents, hours, 0x5eed + agents as u64);
         let decision = one_decision(&s, &rules);
-        // Best of three, after one warm-up: the machine is shared.
-        let mut best = Duration::MAX;
+        // One warm-up, then the median of five runs; the decision above is a median too.
+        engine::replay(&s, &rules, Duration::from_secs(600)).unwrap();
+        let mut times = Vec::new();
         let mut run = None;
-        for _ in 0..4 {
+        for _ in 0..5 {
             let start = Instant::now();
             let r = engine::replay(&s, &rules, Duration::from_secs(600)).unwrap();
-            best = best.min(start.elapsed());
+            times.push(start.elapsed());
             run = Some(r);
         }
         let run = run.unwrap();
+        let (fastest, slowest) = (*times.iter().min().unwrap(), *times.iter().max().unwrap());
+        let wall = median(times.into_iter());
         let targets = switchboard::simulation::service_targets(&rules)
             .into_iter()
             .map(|(t, secs)| (t, secs as i64 * 1000))
             .collect();
         let report = figures::estimate(&s.arrivals, &run, &targets);
         let n = s.arrivals.len();
-        let per_contact = best.as_secs_f64() / n as f64;
+        let per_contact = wall.as_secs_f64() / n as f64;
         println!(
-            "| {agents} agents | {hours} h | {n} | {:.0} ms | {:.0} | {:.0}× | {:.1} µs | {:.1} | {:.1}% / {:.1}% | {:.0}% |",
-            best.as_secs_f64() * 1000.0,
-            n as f64 / best.as_secs_f64(),
-            (hours * HOUR) as f64 / 1000.0 / best.as_secs_f64(),
+            "| {agents} agents | {hours} h | {n} | {:.0} ms ({:.0}–{:.0}) | {:.0} | {:.0}× | {:.1} µs | {:.1} | {:.1}% / {:.1}% | {:.0}% |",
+            wall.as_secs_f64() * 1000.0,
+            fastest.as_secs_f64() * 1000.0,
+            slowest.as_secs_f64() * 1000.0,
+            n as f64 / wall.as_secs_f64(),
+            (hours * HOUR) as f64 / 1000.0 / wall.as_secs_f64(),
             decision.as_secs_f64() * 1e6,
             per_contact / decision.as_secs_f64(),
             report.overall.service_level.unwrap_or(0.0) * 100.0,

@@ -42,8 +42,36 @@ pub struct Settings {
     pub email: switchboard_email::EmailSettings,
     /// The web chat channel.
     pub chat: switchboard_chat::ChatSettings,
+    /// Several nodes on PostgreSQL.
+    pub cluster: ClusterSettings,
+    /// Service commitments: escalations.
+    pub service: ServiceSettings,
     /// Logging.
     pub log: LogSettings,
+}
+
+/// Several nodes on one PostgreSQL database (SQLite is one node and ignores this).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSettings {
+    /// Where the other nodes reach this one (`http://10.0.0.5:8080`); empty: the address
+    /// it listens on.
+    pub advertise_url: String,
+}
+
+/// Service commitments: where escalations go (the commitments themselves are in the
+/// routing rules).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSettings {
+    /// Where breaches are posted (empty: nowhere).
+    pub escalation_webhook_url: String,
+    /// The secret they are signed with.
+    pub escalation_webhook_secret: String,
+    /// Where customers reach this server, for survey links in mail (empty: none sent).
+    pub public_url: String,
+    /// Lets tests move the clock forward over `POST /internal/clock`.
+    pub test_clock: bool,
 }
 
 /// Agent sessions.
@@ -68,6 +96,9 @@ pub struct RoutingSettings {
     pub simulation_max_contacts: usize,
     /// The longest one simulation may run, in seconds.
     pub simulation_time_limit_secs: u64,
+    /// Assignments and completions a channel may fall behind by before it reads what it
+    /// missed from the store instead.
+    pub announcements_buffer: usize,
 }
 
 impl RoutingSettings {
@@ -87,6 +118,16 @@ pub struct ServerSettings {
     pub shutdown_grace_secs: u64,
     /// Seconds one HTTP request may take.
     pub request_timeout_secs: u64,
+    /// Seconds a connection may take to send a request's headers, and idle between
+    /// requests, before it is closed.
+    pub header_read_timeout_secs: u64,
+    /// The most HTTP connections (websockets included) open at once; 0: as many as the
+    /// process's file limit allows, less what the store and files need.
+    pub max_connections: usize,
+    /// Load balancers and proxies in front whose `X-Forwarded-For` is believed (IP
+    /// addresses or networks such as `10.0.0.0/8`); the client address is then the one
+    /// they forwarded.
+    pub trusted_proxies: Vec<String>,
 }
 
 /// Where data lives.
@@ -131,8 +172,9 @@ pub struct ApiSettings {
 pub struct CustomerSettings {
     /// ISO 3166 region for phone numbers without a country code; empty for none.
     pub phone_default_region: String,
-    /// Topics whose contacts are matters with a deadline, and the deadline in hours
-    /// from the contact (complaints: 24 h by default).
+    /// No longer read: deadlines are the service policies and `[complaints]` of the
+    /// routing rules. Accepted so an older configuration still starts (with a warning).
+    #[serde(default)]
     pub matter_deadline_hours: std::collections::BTreeMap<String, u32>,
 }
 
@@ -243,6 +285,14 @@ impl Settings {
         if self.server.request_timeout_secs == 0 {
             problems.push("server.request_timeout_secs: must be at least 1".into());
         }
+        if self.server.header_read_timeout_secs == 0 {
+            problems.push("server.header_read_timeout_secs: must be at least 1".into());
+        }
+        for p in &self.server.trusted_proxies {
+            if let Err(e) = p.parse::<crate::serve::Network>() {
+                problems.push(format!("server.trusted_proxies: {e}"));
+            }
+        }
         let url = &self.storage.database_url;
         let known_scheme = ["sqlite:", "postgres://", "postgresql://"]
             .iter()
@@ -279,6 +329,9 @@ impl Settings {
         }
         if self.routing.simulation_max_window_hours == 0 {
             problems.push("routing.simulation_max_window_hours: must be at least 1".into());
+        }
+        if self.routing.announcements_buffer == 0 {
+            problems.push("routing.announcements_buffer: must be at least 1".into());
         }
         if self.routing.simulation_max_contacts == 0 {
             problems.push("routing.simulation_max_contacts: must be at least 1".into());
@@ -361,6 +414,24 @@ impl Settings {
         }
         if chat.idle_timeout_secs < 30 {
             problems.push("chat.idle_timeout_secs: at least 30 (the widget pings every 20)".into());
+        }
+        let service = &self.service;
+        if !service.public_url.is_empty() && reqwest::Url::parse(&service.public_url).is_err() {
+            problems.push(format!(
+                "service.public_url: '{}' is not a URL",
+                service.public_url
+            ));
+        }
+        if !service.escalation_webhook_url.is_empty() {
+            if reqwest::Url::parse(&service.escalation_webhook_url).is_err() {
+                problems.push(format!(
+                    "service.escalation_webhook_url: '{}' is not a URL",
+                    service.escalation_webhook_url
+                ));
+            }
+            if service.escalation_webhook_secret.is_empty() {
+                problems.push("service.escalation_webhook_url: escalations are signed; set service.escalation_webhook_secret too".into());
+            }
         }
         self.tiers.check(&mut problems);
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {

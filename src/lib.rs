@@ -10,11 +10,15 @@
 //! - [`intake`]: checks each new contact and commits it in groups with its customer,
 //!   tier and history, answering only after the commit.
 //! - [`queue`]: the waiting interactions in memory, rebuilt from the store at start.
+//! - [`cluster`]: several nodes on PostgreSQL: the leader's election and fence, the bus
+//!   between nodes, calls to the leader's router, websockets relayed to the leader.
 //! - [`routing`]: the routing rules and the pure routing policy.
+//! - [`service`]: service commitments: calendars, targets, callbacks, satisfaction.
 //! - [`simulation`]: the replay simulator — recorded history replayed through the policy.
 //! - [`api`]: the HTTP interface (axum): the API channel, customer admin, history,
 //!   health and metrics, and the OpenAPI document built from the same route table.
 //! - [`telemetry`]: logs and metrics, free of customer data.
+//! - [`serve`]: HTTP connections served with bounded header reads, idle time and count.
 //! - [`startup`]: building, running and stopping the server.
 //! - [`cli`]: the command line.
 //!
@@ -24,11 +28,14 @@
 pub mod api;
 pub mod channels;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod customers;
 pub mod intake;
 pub mod queue;
 pub mod routing;
+pub mod serve;
+pub mod service;
 pub mod simulation;
 pub mod startup;
 pub mod store;

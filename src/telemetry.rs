@@ -26,6 +26,7 @@ pub fn init_logging(settings: &LogSettings) {
         .with_env_filter(filter)
         .with_target(false)
         .with_ansi(ansi);
+    // A subscriber set already (a second server in one test process) keeps logging.
     let _ = match settings.format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
@@ -160,6 +161,18 @@ pub fn queue_depth(by_tier: &BTreeMap<String, usize>) {
     for (tier, n) in by_tier {
         gauge!("switchboard_queue_depth", "tier" => tier.to_string()).set(*n as f64);
     }
+}
+
+/// Commands waiting for the router after a turn (desktops' messages among them, each
+/// desktop holding at most a few).
+pub fn router_inbox(waiting: usize) {
+    gauge!("switchboard_router_inbox").set(waiting as f64);
+}
+
+/// The store refused routing changes of this many interactions (their state was not
+/// what the router held); they were read again.
+pub fn router_refused(interactions: usize) {
+    counter!("switchboard_router_refused_total").increment(interactions as u64);
 }
 
 /// An agent's session changed (`login`, `disconnect`, `cut_off`).

@@ -1,6 +1,7 @@
 // The console, for supervisors and admins: the live queue (pushed over /supervisor/ws),
 // the routing rules (edit, validate in place, diff, simulate, apply, roll back), agents,
-// customers and the audit trail. Everything goes through the public API.
+// customers, the audit trail and mail kept aside (kept-aside.js). Everything goes through
+// the public API.
 "use strict";
 
 const con = {
@@ -43,9 +44,9 @@ function start() {
     });
   }
   document.addEventListener("keydown", (e) => {
-    if (e.altKey && /^[1-5]$/.test(e.key) && session.token) {
+    if (e.altKey && /^[1-6]$/.test(e.key) && session.token) {
       e.preventDefault();
-      show(["live", "rules", "agents", "customers", "audit"][Number(e.key) - 1]);
+      show(["live", "rules", "agents", "customers", "audit", "mail"][Number(e.key) - 1]);
     }
   });
   if (session.token) tryToken(session.token).then((ok) => { if (ok !== true) showLogin(main, tryToken, ok); });
@@ -81,12 +82,14 @@ function buildPanes() {
   panes.agents = h("section", { id: "pane-agents", role: "tabpanel" });
   panes.customers = h("section", { id: "pane-customers", role: "tabpanel" });
   panes.audit = h("section", { id: "pane-audit", role: "tabpanel" });
+  panes.mail = h("section", { id: "pane-mail", role: "tabpanel" });
   fill(main, Object.values(panes));
   drawLive();
   buildRules();
   drawAgents();
   buildCustomers();
   buildAudit();
+  buildKeptAside(panes.mail);
 }
 
 function show(tab) {
@@ -100,6 +103,7 @@ function show(tab) {
   }
   if (tab === "rules" && !con.active) loadRules();
   if (tab === "audit") loadAudit();
+  if (tab === "mail") loadKeptAside();
   if (tab === "agents") loadAgents();
   if (tab === "live") loadServiceLevel();
 }
@@ -189,7 +193,8 @@ function drawLive() {
           h("td", {}, t(a.presence === "available" || a.presence === "away" ? a.presence : "offline"), a.wrap_up ? ` · ${t("wrapping")}` : ""),
           h("td", {}, Object.entries(a.load || {}).filter(([, n]) => n > 0).map(([c, n]) => `${t(c)} ${n}`).join(" · ") || "0"),
           h("td", {}, a.offered ? "●" : ""),
-          h("td", {}, a.presence === "available" && awayControl(a.id)))))))));
+          h("td", {}, a.presence === "available" && awayControl(a.id)))))))),
+    s.cluster && nodesCard(s.cluster));
   if (focusedId) { const el = document.getElementById(focusedId); if (el) el.focus(); }
 }
 
@@ -200,6 +205,17 @@ function idleWhileWaiting(idle) {
   const minutes = (idle.agent_secs / 60).toFixed(1);
   return h("p", { id: "idle-while-waiting", class: idle.agents_now > 0 ? "error small" : "muted small" },
     `${t("idleWhileWaiting")} (${t("last15")}): ${minutes} ${t("agentMinutes")} · ${t("idleNow")}: ${idle.agents_now}`);
+}
+
+// The cluster's nodes (PostgreSQL): which leads, and when each was last heard from.
+function nodesCard(c) {
+  return h("div", { class: "card", id: "nodes" },
+    h("h2", {}, t("nodes")),
+    h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, t("node")), h("th", {}, t("role")), h("th", {}, t("lastSeen")))),
+      h("tbody", {}, (c.nodes || []).map((n) => h("tr", {},
+        h("td", {}, n.url, n.node === c.node ? ` (${t("thisNode")})` : ""),
+        h("td", {}, n.role === "leader" ? h("strong", {}, t("leader")) : t("follower")),
+        h("td", {}, clock(n.seen_at)))))));
 }
 
 function moveControl(interactionId, agents) {
@@ -624,9 +640,12 @@ function simulationChart(tiers, columns) {
 // ---- agents ----
 
 async function loadAgents() {
+  // A failed load says so, and keeps what was shown: an empty table would read as
+  // "no agents".
   try {
     con.agents = (await api("GET", "/api/agents")).agents || [];
-  } catch (e) { con.agents = []; }
+    con.agentsError = null;
+  } catch (e) { con.agentsError = e.message || String(e); }
   drawAgents();
   drawLive();
 }
@@ -688,7 +707,12 @@ function drawAgents() {
             h("th", {}, t("extension")), h("th", {}))),
           h("tbody", {})))));
   }
-  fill($("#agents-table tbody", pane), con.agents.map((a) => agentRow(a)));
+  const problem = con.agentsError
+    ? [h("tr", { id: "agents-error" }, h("td", { colspan: 6 },
+        h("span", { class: "error", role: "alert" }, t("agentsNotLoaded", { e: con.agentsError })), " ",
+        h("button", { type: "button", onclick: () => loadAgents() }, t("tryAgain"))))]
+    : [];
+  fill($("#agents-table tbody", pane), problem, (con.agents || []).map((a) => agentRow(a)));
 }
 
 function agentRow(a) {

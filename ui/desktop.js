@@ -73,7 +73,11 @@ function connect() {
   desk.ws = ws;
   ws.onopen = () => {
     const login = { type: "login", token: session.token };
-    if (seqStore.session) login.resume = { session: seqStore.session, last_seq: seqStore.last };
+    if (seqStore.session) {
+      login.resume = { session: seqStore.session, last_seq: seqStore.last };
+      // A server that no longer knows the session starts the new one in this presence.
+      if (desk.presence === "available" || desk.presence === "away") login.resume.presence = desk.presence;
+    }
     ws.send(JSON.stringify(login));
   };
   ws.onmessage = (e) => {

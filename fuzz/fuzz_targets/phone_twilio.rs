@@ -5,7 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use switchboard_phone::signature::twilio_sign;
-use switchboard_phone::twilio::{decode_status, decode_voice, verified_params};
+use switchboard_phone::twilio::{decode_status, decode_voice, verified_params, Signed};
 use switchboard_phone::{CallEvent, PhoneError, Ringing, MAX_CALL_ID};
 
 const TOKEN: &str = "fuzz-auth-token";
@@ -17,8 +17,17 @@ fuzz_target!(|body: &[u8]| {
     let url = format!("{}{PATH}", PUBLIC.trim_end_matches('/'));
     let signature = twilio_sign(TOKEN, &url, &params);
     // Signed as Twilio signs, the body verifies and gives its parameters.
-    let got = verified_params(TOKEN, PUBLIC, PATH, Some(&signature), body)
-        .expect("a correctly signed body verifies");
+    let got = verified_params(
+        TOKEN,
+        PUBLIC,
+        PATH,
+        Signed {
+            signature: Some(&signature),
+            settings: None,
+        },
+        body,
+    )
+    .expect("a correctly signed body verifies");
     assert_eq!(got, params);
     // Unsigned, signed for another URL, or with a parameter added: refused.
     for (path, signature, body) in [
@@ -30,8 +39,12 @@ fuzz_target!(|body: &[u8]| {
         ),
         (PATH, Some(&signature), [body, b"&Extra=1"].concat()),
     ] {
+        let signed = Signed {
+            signature: signature.map(String::as_str),
+            settings: None,
+        };
         assert!(matches!(
-            verified_params(TOKEN, PUBLIC, path, signature.map(String::as_str), &body),
+            verified_params(TOKEN, PUBLIC, path, signed, &body),
             Err(PhoneError::Unauthorized(_))
         ));
     }
@@ -40,7 +53,10 @@ fuzz_target!(|body: &[u8]| {
         TOKEN,
         PUBLIC,
         PATH,
-        params.first().map(|(_, v)| v.as_str()),
+        Signed {
+            signature: params.first().map(|(_, v)| v.as_str()),
+            settings: params.get(1).map(|(_, v)| v.as_str()),
+        },
         body,
     );
 
@@ -54,12 +70,12 @@ fuzz_target!(|body: &[u8]| {
             assert_eq!(decode_voice(&again), Ok(Some(r)));
         }
     }
-    match decode_status(&got) {
+    match decode_status(&got, None) {
         Err(e) => invalid(e),
         Ok(event) => {
             call_id(event.call_id());
             let again = pairs(&status(&event));
-            assert_eq!(decode_status(&again), Ok(event));
+            assert_eq!(decode_status(&again, None), Ok(event));
         }
     }
 });

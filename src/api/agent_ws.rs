@@ -22,7 +22,8 @@ const LOGIN_WITHIN: Duration = Duration::from_secs(10);
 /// `GET /agent/ws`: upgrades to the agent protocol.
 pub async fn upgrade(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
     // The transport takes up to 64 KiB, so a message over the protocol's 16 KiB is
-    // answered with an error frame; past that the connection is closed (1009).
+    // answered with an error frame; a larger frame is not read, and the connection is
+    // dropped without a close frame (the transport sends none for it).
     ws.max_message_size(4 * MAX_CLIENT_FRAME)
         .max_frame_size(4 * MAX_CLIENT_FRAME)
         .read_buffer_size(4096)
@@ -47,6 +48,7 @@ async fn session(socket: WebSocket, state: AppState) {
             Ok(Some(Ok(frame))) => frame,
             Ok(_) => return,
             Err(_) => {
+                // Best effort: a peer that has gone cannot be told why; nothing changed.
                 let _ = sink.send(close(4000, "log in first, within 10 s")).await;
                 return;
             }
@@ -55,6 +57,7 @@ async fn session(socket: WebSocket, state: AppState) {
             Message::Text(text) => match decode(&text) {
                 Ok(ClientMessage::Login { token, resume }) => break (token, resume),
                 Ok(_) => {
+                    // Best effort: a peer that has gone cannot be told why; nothing changed.
                     let _ = sink
                         .send(Message::Text(
                             error_frame("login_first", "the first message must be a login").into(),
@@ -62,12 +65,14 @@ async fn session(socket: WebSocket, state: AppState) {
                         .await;
                 }
                 Err(e) => {
+                    // Best effort: a peer that has gone cannot be told why; nothing changed.
                     let _ = sink
                         .send(Message::Text(error_frame(e.code, &e.message).into()))
                         .await;
                 }
             },
             Message::Binary(_) => {
+                // Best effort: a peer that has gone cannot be told why; nothing changed.
                 let _ = sink
                     .send(Message::Text(
                         error_frame("binary", "send JSON text frames").into(),
@@ -85,10 +90,12 @@ async fn session(socket: WebSocket, state: AppState) {
     let agent = match agent {
         Ok(Some(a)) => a,
         Ok(None) => {
+            // Best effort: a peer that has gone cannot be told why; nothing changed.
             let _ = sink.send(close(4001, "invalid token")).await;
             return;
         }
         Err(_) => {
+            // Best effort: a peer that has gone cannot be told why; nothing changed.
             let _ = sink
                 .send(close(1011, "the store is unavailable; reconnect shortly"))
                 .await;
@@ -104,15 +111,24 @@ async fn session(socket: WebSocket, state: AppState) {
         before: None,
         after: Some(serde_json::json!({ "resume": resume.is_some() })),
     };
-    if let Ok(mut conn) = state.store.pool().acquire().await {
-        if let Err(e) =
-            crate::store::audit::record(&mut conn, &[login], crate::store::now_ms()).await
-        {
-            tracing::warn!(error = %e, "Could not record an agent's login in the audit trail");
-        }
+    // Every login is in the audit trail: one the store cannot record is refused, and the
+    // desktop reconnects (as it does when the store cannot read its work).
+    let recorded = async {
+        let mut conn = state.store.pool().acquire().await?;
+        crate::store::audit::record(&mut conn, &[login], crate::store::now_ms()).await
+    }
+    .await;
+    if let Err(e) = recorded {
+        tracing::warn!(error = %e, "Could not record an agent's login in the audit trail; the login is refused");
+        // Best effort: a peer that has gone cannot be told why; nothing changed.
+        let _ = sink
+            .send(close(1011, "the store is unavailable; reconnect shortly"))
+            .await;
+        return;
     }
     let (link, mut out_rx) = DesktopLink::new();
     let Some(conn) = state.router.connect(agent, resume, link.clone()).await else {
+        // Best effort: a peer that has gone cannot be told why; nothing changed.
         let _ = sink.send(close(1012, "the server is restarting")).await;
         return;
     };
@@ -129,10 +145,16 @@ async fn session(socket: WebSocket, state: AppState) {
                 break;
             }
         }
+        // Best effort: a peer that has gone cannot be told why; nothing changed.
         let _ = sink.close().await;
     });
 
     let mut writer = writer;
+    // This desktop's places in the router's inbox: with all taken, it is not read until
+    // the router has handled some.
+    let places = std::sync::Arc::new(tokio::sync::Semaphore::new(
+        crate::routing::router::DESKTOP_INBOX,
+    ));
     loop {
         // When the writer ends (the router closed the connection), stop reading too: a
         // peer that never answers the close must not keep this task alive.
@@ -145,7 +167,17 @@ async fn session(socket: WebSocket, state: AppState) {
         let Some(Ok(frame)) = frame else { break };
         match frame {
             Message::Text(text) => match decode(&text) {
-                Ok(msg) => state.router.message(&agent_id, conn, msg),
+                Ok(msg) => {
+                    let place = tokio::select! {
+                        place = places.clone().acquire_owned() => match place {
+                            Ok(p) => p,
+                            Err(_) => break,
+                        },
+                        _ = &mut writer => break,
+                        () = link.cut() => break,
+                    };
+                    state.router.message(&agent_id, conn, msg, place)
+                }
                 Err(e) => link.send(Outbound::Frame(error_frame(e.code, &e.message))),
             },
             Message::Binary(_) => link.send(Outbound::Frame(error_frame(

@@ -267,7 +267,7 @@ pub async fn get(
 ) -> Result<Json<CustomerView>, ApiError> {
     let mut conn = state.store.pool().acquire().await?;
     let customer = load(&mut conn, &id).await?;
-    may_see(&mut conn, &by, &customer.id).await?;
+    may_see(&mut conn, &by, &customer.id, &id).await?;
     Ok(Json(view(&state, &mut conn, &id).await?))
 }
 
@@ -637,7 +637,7 @@ pub async fn history(
     }
     let mut conn = state.store.pool().acquire().await?;
     let customer = load(&mut conn, &id).await?;
-    may_see(&mut conn, &by, &customer.id).await?;
+    may_see(&mut conn, &by, &customer.id, &id).await?;
     let events = history::page(&mut conn, &customer.id, q.before, limit + 1).await?;
     let more = events.len() as i64 > limit;
     let events: Vec<_> = events.into_iter().take(limit as usize).collect();
@@ -654,8 +654,15 @@ pub async fn history(
 }
 
 /// An agent sees a customer only while serving them (holding or being offered one of
-/// their interactions); supervisors and admins see every customer.
-async fn may_see(conn: &mut Conn, by: &Principal, customer_id: &str) -> Result<(), ApiError> {
+/// their interactions); supervisors and admins see every customer. One it may not see is
+/// answered as one that does not exist (`requested` is the id it asked for), so an agent
+/// cannot learn which ids exist.
+async fn may_see(
+    conn: &mut Conn,
+    by: &Principal,
+    customer_id: &str,
+    requested: &str,
+) -> Result<(), ApiError> {
     if by.role != crate::store::agents::Role::Agent {
         return Ok(());
     }
@@ -668,9 +675,7 @@ async fn may_see(conn: &mut Conn, by: &Principal, customer_id: &str) -> Result<(
     .fetch_one(conn)
     .await?;
     if serving == 0 {
-        return Err(ApiError::Forbidden(
-            "an agent sees only the customers it is serving".into(),
-        ));
+        return Err(not_found(requested));
     }
     Ok(())
 }
@@ -682,7 +687,11 @@ async fn load(conn: &mut Conn, id: &str) -> Result<CustomerRow, ApiError> {
 }
 
 fn found(row: Option<CustomerRow>, id: &str) -> Result<CustomerRow, ApiError> {
-    row.ok_or_else(|| ApiError::NotFound(format!("no customer has the id '{id}'")))
+    row.ok_or_else(|| not_found(id))
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::NotFound(format!("no customer has the id '{id}'"))
 }
 
 /// The customer as the API shows it, with the tier it would get now.
@@ -698,7 +707,7 @@ pub async fn view(state: &AppState, conn: &mut Conn, id: &str) -> Result<Custome
     let decision = tier::decide(&state.settings.tiers, &value, now);
     let identities = store::identities(conn, &c.id).await?;
     let purchases = store::purchase_summary(conn, &c.id).await?;
-    let open = open_matters(state, conn, &c.id).await?;
+    let open = open_matters(conn, &c.id).await?;
     let owner_name: Option<String> = match &c.owner_agent_id {
         Some(owner) => {
             sqlx::query_scalar("SELECT name FROM agents WHERE id = $1")
@@ -725,13 +734,10 @@ type MatterRow = (
     i64,
 );
 
-/// The customer's interactions not yet completed, oldest first; those whose topic has a
-/// deadline (`customers.matter_deadline_hours`, complaints by default) carry it.
-async fn open_matters(
-    state: &AppState,
-    conn: &mut Conn,
-    id: &str,
-) -> Result<Vec<serde_json::Value>, ApiError> {
+/// The customer's interactions not yet completed, oldest first, each with its next
+/// deadline (its earliest service target still running, or its complaint's), and the
+/// customer's open complaints with their owners.
+async fn open_matters(conn: &mut Conn, id: &str) -> Result<Vec<serde_json::Value>, ApiError> {
     let rows: Vec<MatterRow> = sqlx::query_as(
         "SELECT id, channel, state, topic, subject, agent_id, created_at FROM interactions \
              WHERE state IN ('queued', 'offered', 'assigned') \
@@ -739,20 +745,33 @@ async fn open_matters(
              ORDER BY created_at LIMIT 50",
     )
     .bind(id)
-    .fetch_all(conn)
+    .fetch_all(&mut *conn)
     .await?;
-    let deadlines = &state.settings.customers.matter_deadline_hours;
+    let ids: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
+    let targets = crate::store::service::deadlines_of(conn, &ids).await?;
+    let complaints = crate::store::service::complaints_of_interactions(conn, &ids).await?;
     Ok(rows
         .into_iter()
         .map(|(id, channel, st, topic, subject, agent_id, created_at)| {
-            let deadline = topic
-                .as_deref()
-                .and_then(|t| deadlines.get(t))
-                .map(|h| rfc3339(created_at + i64::from(*h) * 3_600_000));
+            let running = targets
+                .iter()
+                .filter(|d| d.interaction_id == id && matches!(d.state.as_str(), "pending" | "warned" | "breached"))
+                .filter(|d| d.state != "breached" || d.target != "first_response" || st != "assigned")
+                .filter_map(|d| Some((d.due_at.filter(|t| *t < i64::MAX)?, d.target.clone())))
+                .min();
+            let complaint = complaints.get(&id);
+            let (deadline, target) = match (running, complaint) {
+                (Some((at, _)), Some(c)) if c.due_at < at => (Some(c.due_at), "complaint".to_string()),
+                (Some((at, t)), _) => (Some(at), t),
+                (None, Some(c)) => (Some(c.due_at), "complaint".into()),
+                (None, None) => (None, String::new()),
+            };
             serde_json::json!({
                 "interaction_id": id, "channel": channel, "state": st, "topic": topic,
                 "subject": subject, "agent_id": agent_id, "created_at": rfc3339(created_at),
-                "deadline": deadline,
+                "deadline": deadline.map(rfc3339), "deadline_target": (!target.is_empty()).then_some(target),
+                "complaint_id": complaint.map(|c| c.id.clone()),
+                "complaint_owner": complaint.and_then(|c| c.owner_agent_id.clone()),
             })
         })
         .collect())

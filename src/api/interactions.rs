@@ -8,7 +8,7 @@ use axum::Json;
 use serde::Deserialize;
 use switchboard_contract::{ChannelKind, CustomerHint, NewInteraction};
 
-use super::auth::{Admin, Anyone, Supervisor};
+use super::auth::{Admin, Anyone, Principal, Supervisor};
 use super::error::{check_id, ApiError, ApiJson, ApiPath, ApiQuery};
 use super::views::InteractionView;
 use super::AppState;
@@ -73,6 +73,7 @@ pub async fn create(
             subject: req.subject,
             body: req.body,
             preferred_agent: None,
+            not_before_ms: None,
         })
         .await?;
     let status = if committed.created {
@@ -181,27 +182,45 @@ pub async fn get(
 ) -> Result<Json<InteractionView>, ApiError> {
     check_id("interaction", &id)?;
     let mut conn = state.store.pool().acquire().await?;
-    if by.role == Role::Agent {
-        let row = interactions::get(&mut conn, &id).await?;
-        if row.as_ref().is_some_and(|r| r.agent_id != by.agent_id) {
-            return Err(ApiError::Forbidden(
-                "an agent sees only the interactions it holds".into(),
-            ));
-        }
-    }
+    agent_may_see(&mut conn, &by, &id).await?;
     view(&mut conn, &id).await
+}
+
+/// An agent sees only the interactions it holds (or held last); one it may not see is
+/// answered as one that does not exist, so an agent cannot learn which ids exist.
+async fn agent_may_see(
+    conn: &mut crate::store::Conn,
+    by: &Principal,
+    id: &str,
+) -> Result<(), ApiError> {
+    if by.role != Role::Agent {
+        return Ok(());
+    }
+    match interactions::get(conn, id).await? {
+        Some(r) if r.agent_id == by.agent_id => Ok(()),
+        _ => Err(not_found(id)),
+    }
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::NotFound(format!("no interaction has the id '{id}'"))
 }
 
 /// The interaction with its whole history.
 async fn view(conn: &mut crate::store::Conn, id: &str) -> Result<Json<InteractionView>, ApiError> {
     let Some(row) = interactions::get(conn, id).await? else {
-        return Err(ApiError::NotFound(format!(
-            "no interaction has the id '{id}'"
-        )));
+        return Err(not_found(id));
     };
     let events = history::of_interaction(conn, id).await?;
     let files = crate::store::channel::files_of(conn, id).await?;
     let mut view = InteractionView::new(row, Some(events));
+    let deadlines = crate::store::service::deadlines_of(conn, &[id.to_string()]).await?;
+    view.set_deadlines(
+        deadlines
+            .iter()
+            .map(super::service::deadline_json)
+            .collect(),
+    );
     view.set_attachments(
         files
             .into_iter()
@@ -227,14 +246,7 @@ pub async fn attachment(
     use axum::response::IntoResponse;
     check_id("interaction", &id)?;
     let mut conn = state.store.pool().acquire().await?;
-    if by.role == Role::Agent {
-        let row = interactions::get(&mut conn, &id).await?;
-        if row.as_ref().is_some_and(|r| r.agent_id != by.agent_id) {
-            return Err(ApiError::Forbidden(
-                "an agent sees only the files of the interactions it holds".into(),
-            ));
-        }
-    }
+    agent_may_see(&mut conn, &by, &id).await?;
     let Some((name, content_type, data)) =
         crate::store::channel::file(&mut conn, &id, &file).await?
     else {

@@ -27,6 +27,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         "text/javascript",
         include_str!("../../ui/console.js"),
     ),
+    (
+        "kept-aside.js",
+        "text/javascript",
+        include_str!("../../ui/kept-aside.js"),
+    ),
 ];
 
 const DESKTOP: &str = include_str!("../../ui/desktop.html");

@@ -63,7 +63,7 @@ pub async fn simulate(
         None => None,
     };
     // One simulation at a time: its thread is one of the machine's cores.
-    let _permit = state.simulations.clone().try_acquire_owned().map_err(|_| {
+    let permit = state.simulations.clone().try_acquire_owned().map_err(|_| {
         ApiError::TooManyRequests(
             "a simulation is already running; try again when it has finished".into(),
         )
@@ -75,27 +75,28 @@ pub async fn simulate(
         candidate,
         targets_secs: req.targets_secs,
     };
-    simulation::simulate(
-        &state.store,
-        &state.settings.routing,
-        active,
-        request,
-        now_ms(),
-    )
-    .await
-    .map(Json)
-    .map_err(|e| match e {
-        Refused::Window { field, message } => ApiError::Unprocessable {
-            field: Some(field.into()),
-            message,
-        },
-        Refused::Empty(..) | Refused::TooMany(_) | Refused::TimeLimit(_) => {
-            ApiError::Unprocessable {
-                field: None,
-                message: e.to_string(),
+    // The replay runs to its end, holding the one permit, even when the client goes away
+    // (its thread cannot be stopped early): the next simulation waits for it.
+    let (store, settings) = (state.store.clone(), state.settings.clone());
+    let run = tokio::spawn(async move {
+        let _permit = permit;
+        simulation::simulate(&store, &settings.routing, active, request, now_ms()).await
+    });
+    run.await
+        .map_err(|e| ApiError::Unexpected(anyhow::anyhow!("the simulation task failed: {e}")))?
+        .map(Json)
+        .map_err(|e| match e {
+            Refused::Window { field, message } => ApiError::Unprocessable {
+                field: Some(field.into()),
+                message,
+            },
+            Refused::Empty(..) | Refused::TooMany(_) | Refused::TimeLimit(_) => {
+                ApiError::Unprocessable {
+                    field: None,
+                    message: e.to_string(),
+                }
             }
-        }
-        Refused::Store(e) => e.into(),
-        Refused::Failed(m) => ApiError::Unexpected(anyhow::anyhow!(m)),
-    })
+            Refused::Store(e) => e.into(),
+            Refused::Failed(m) => ApiError::Unexpected(anyhow::anyhow!(m)),
+        })
 }

@@ -2,7 +2,8 @@
 //! pushed as it changes. The first frame logs in with the admin token or a supervisor's
 //! or admin's own token:
 //! `{"type": "login", "token": "…"}`; then every frame is `{"type": "queue", …}`, at
-//! most four a second.
+//! most four a second, or `{"type": "notice", "notice": "sla_breached", …}` when a
+//! service target or complaint is warned of or breached.
 
 use std::time::Duration;
 
@@ -31,6 +32,7 @@ async fn session(socket: WebSocket, state: AppState) {
         Ok(Some(Ok(Message::Text(t)))) => match decode(&t) {
             Ok(ClientMessage::Login { token, .. }) => token,
             Ok(_) => {
+                // Best effort: a peer that has gone cannot be told why; nothing changed.
                 let _ = sink
                     .send(Message::Text(
                         error_frame("login_first", "the first message must be a login").into(),
@@ -39,6 +41,7 @@ async fn session(socket: WebSocket, state: AppState) {
                 return;
             }
             Err(e) => {
+                // Best effort: a peer that has gone cannot be told why; nothing changed.
                 let _ = sink
                     .send(Message::Text(error_frame(e.code, &e.message).into()))
                     .await;
@@ -55,14 +58,17 @@ async fn session(socket: WebSocket, state: AppState) {
             code: 4001,
             reason: Utf8Bytes::from_static("invalid token"),
         };
+        // Best effort: a peer that has gone cannot be told why; nothing changed.
         let _ = sink.send(Message::Close(Some(frame))).await;
         return;
     }
     let mut changes = state.router.changes();
+    let mut notices = state.services.notices();
     loop {
-        let Some(mut snapshot) = state.router.snapshot().await else {
+        let Some(snapshot) = state.router.snapshot().await else {
             break;
         };
+        let mut snapshot = super::with_nodes(&state, snapshot);
         snapshot["type"] = "queue".into();
         if sink
             .send(Message::Text(snapshot.to_string().into()))
@@ -73,6 +79,19 @@ async fn session(socket: WebSocket, state: AppState) {
         }
         tokio::select! {
             changed = changes.changed() => if changed.is_err() { break },
+            notice = notices.recv() => match notice {
+                Ok(mut n) => {
+                    n["notice"] = n["type"].take();
+                    n["type"] = "notice".into();
+                    if sink.send(Message::Text(n.to_string().into())).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
+                // Missed notices are in the history; the view goes on.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            },
             frame = stream.next() => match frame {
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
                 // Anything else a supervisor sends is ignored; the view is read-only.

@@ -9,10 +9,13 @@ use std::sync::Arc;
 
 use serde_json::json;
 use switchboard_contract::{
-    Accepted, Assignment, BoxFuture, ChannelEvent, ChannelKind, Command, Completed, Contact, Core,
-    Due, Ending, Intake, IntakeError, NewInteraction, Position, Recorded,
+    Accepted, Assignment, BoxFuture, CallbackTask, ChannelEvent, ChannelKind, Command, CommandFor,
+    Completed, Connected, Contact, Core, Due, Ending, Intake, IntakeError, KeptAside, NewCallback,
+    NewInteraction, Position, Rated, Recorded, ServiceInfo,
 };
 use tokio::sync::{broadcast, mpsc, oneshot};
+
+pub mod service;
 
 use crate::intake::IntakeService;
 use crate::queue::Queue;
@@ -26,11 +29,35 @@ pub struct CoreService {
     store: Store,
     router: RouterHandle,
     queue: Arc<Queue>,
-    events: mpsc::Sender<(ChannelEvent, oneshot::Sender<Result<Recorded, IntakeError>>)>,
+    events: mpsc::Sender<EventJob>,
+    services: Arc<crate::service::Services>,
+    default_tier: String,
+    parser: crate::customers::identity::IdentityParser,
+    /// Signs survey links.
+    survey_key: String,
+    /// Where customers reach this server (survey links); empty: no links.
+    public_url: String,
+}
+
+/// What the core needs for the centre's service commitments (hours, callbacks, surveys).
+pub struct ServiceParts {
+    /// The calendars, policies and rules in force.
+    pub services: Arc<crate::service::Services>,
+    /// The tier of a customer the store does not know.
+    pub default_tier: String,
+    /// Reads callback numbers as identities.
+    pub parser: crate::customers::identity::IdentityParser,
+    /// Signs survey links.
+    pub survey_key: String,
+    /// Where customers reach this server (survey links); empty: no links.
+    pub public_url: String,
 }
 
 /// Channel events waiting for the event writer before new ones are refused (retry).
 const EVENT_QUEUE: usize = 4096;
+/// How long a command claimed for delivery is the claimer's: past it, unrecorded, it is
+/// due again.
+const DELIVERY_LEASE_MS: i64 = 5_000;
 /// Most channel events committed in one transaction.
 const EVENT_GROUP: usize = 256;
 
@@ -42,7 +69,15 @@ impl CoreService {
         store: Store,
         router: RouterHandle,
         queue: Arc<Queue>,
+        service: ServiceParts,
     ) -> Self {
+        let ServiceParts {
+            services,
+            default_tier,
+            parser,
+            survey_key,
+            public_url,
+        } = service;
         let (events, rx) = mpsc::channel(EVENT_QUEUE);
         tokio::spawn(write_events(store.clone(), rx));
         CoreService {
@@ -51,11 +86,22 @@ impl CoreService {
             router,
             queue,
             events,
+            services,
+            default_tier,
+            parser,
+            survey_key,
+            public_url,
         }
     }
 }
 
-type EventJob = (ChannelEvent, oneshot::Sender<Result<Recorded, IntakeError>>);
+/// An event to record, the digest of the message it carries (if it carries one), and
+/// where to answer.
+type EventJob = (
+    ChannelEvent,
+    Option<String>,
+    oneshot::Sender<Result<Recorded, IntakeError>>,
+);
 
 /// Commits channel events in groups, as intake commits contacts: while one group is
 /// being made durable the next gathers, and each event is answered after its commit.
@@ -64,13 +110,15 @@ async fn write_events(store: Store, mut rx: mpsc::Receiver<EventJob>) {
     while rx.recv_many(&mut group, EVENT_GROUP).await > 0 {
         match commit_events(&store, &group).await {
             Ok(answers) => {
-                for ((_, reply), answer) in group.drain(..).zip(answers) {
-                    let _ = reply.send(Ok(answer));
+                // A channel that stopped waiting (its session closed) has nothing to hear.
+                for ((_, _, reply), answer) in group.drain(..).zip(answers) {
+                    // A caller that went away retries: each event is recorded once.
+                    let _ = reply.send(answer);
                 }
             }
             Err(e) => {
                 let e = unavailable(e);
-                for (_, reply) in group.drain(..) {
+                for (_, _, reply) in group.drain(..) {
                     let _ = reply.send(Err(e.clone()));
                 }
             }
@@ -80,11 +128,18 @@ async fn write_events(store: Store, mut rx: mpsc::Receiver<EventJob>) {
 
 /// Commits a group with a fixed number of statements, whatever its size: the contacts
 /// are read in one query, the events inserted in one (each key once: the store answers
-/// which were new), and the history written in one; only files take their own.
-async fn commit_events(store: &Store, group: &[EventJob]) -> Result<Vec<Recorded>, sqlx::Error> {
+/// which were new), and the history written in one; only files take their own, and so
+/// does checking a known key's fingerprint (a message redelivered, or its id reused).
+async fn commit_events(
+    store: &Store,
+    group: &[EventJob],
+) -> Result<Vec<Result<Recorded, IntakeError>>, sqlx::Error> {
     let now = now_ms();
     let mut tx = store.begin_write().await?;
-    let mut keys: Vec<&str> = group.iter().map(|(e, _)| e.contact_key.as_str()).collect();
+    let mut keys: Vec<&str> = group
+        .iter()
+        .map(|(e, _, _)| e.contact_key.as_str())
+        .collect();
     keys.sort_unstable();
     keys.dedup();
     let contacts: HashMap<(String, String), InteractionRow> = interactions::by_keys(&mut tx, &keys)
@@ -95,33 +150,64 @@ async fn commit_events(store: &Store, group: &[EventJob]) -> Result<Vec<Recorded
     // Each event's contact, looked up once.
     let found: Vec<Option<&InteractionRow>> = group
         .iter()
-        .map(|(e, _)| contacts.get(&(e.channel.as_str().to_string(), e.contact_key.clone())))
+        .map(|(e, _, _)| contacts.get(&(e.channel.as_str().to_string(), e.contact_key.clone())))
         .collect();
     let rows: Vec<outbox::EventRow> = group
         .iter()
         .zip(&found)
-        .map(|((e, _), row)| outbox::EventRow {
+        .map(|((e, fingerprint, _), row)| outbox::EventRow {
             channel: e.channel.as_str(),
             event_key: &e.event_key,
             contact_key: &e.contact_key,
             interaction_id: row.map(|r| r.id.as_str()),
             kind: &e.kind,
             data: e.data.to_string(),
+            fingerprint: fingerprint.as_deref(),
+        })
+        .collect();
+    // What the history shows: the event without its private part.
+    let shown: Vec<Option<String>> = group
+        .iter()
+        .map(|(e, _, _)| {
+            let private = e
+                .data
+                .as_object()
+                .is_some_and(|o| o.contains_key("private"));
+            private.then(|| {
+                let mut d = e.data.clone();
+                if let Some(o) = d.as_object_mut() {
+                    o.remove("private");
+                }
+                d.to_string()
+            })
         })
         .collect();
     let mut new = outbox::record_events(&mut tx, &rows, now).await?;
 
     let mut answers = Vec::with_capacity(group.len());
     let mut entries = Vec::new();
-    for (((event, _), contact), recorded) in group.iter().zip(&found).zip(&rows) {
+    for ((((event, fingerprint, _), contact), recorded), shown) in
+        group.iter().zip(&found).zip(&rows).zip(&shown)
+    {
         let channel = event.channel.as_str();
-        // A key is new once: a second delivery in the same group is a duplicate.
+        // A key is new once: a second delivery in the same group is a duplicate, unless
+        // it carries another message than the one recorded under the key.
         if !new.remove(&(channel.to_string(), event.event_key.clone())) {
-            answers.push(Recorded::Duplicate);
+            let reused = match fingerprint {
+                Some(f) => outbox::fingerprint(&mut tx, channel, &event.event_key)
+                    .await?
+                    .is_some_and(|known| known != *f),
+                None => false,
+            };
+            answers.push(if reused {
+                Err(IntakeError::KeyReused)
+            } else {
+                Ok(Recorded::Duplicate)
+            });
             continue;
         }
         let Some(row) = contact else {
-            answers.push(Recorded::UnknownContact);
+            answers.push(Ok(Recorded::UnknownContact));
             continue;
         };
         if !event.files.is_empty() {
@@ -144,13 +230,13 @@ async fn commit_events(store: &Store, group: &[EventJob]) -> Result<Vec<Recorded
             interaction_id: &row.id,
             kind: &event.kind,
             actor: channel,
-            data: &recorded.data,
+            data: shown.as_deref().unwrap_or(&recorded.data),
         });
-        answers.push(Recorded::New {
+        answers.push(Ok(Recorded::New {
             interaction_id: row.id.clone(),
             state: row.state.clone(),
             agent_id: row.agent_id.clone(),
-        });
+        }));
     }
     history::append_channel(&mut tx, &entries, now).await?;
     tx.commit().await?;
@@ -171,15 +257,43 @@ impl Intake for CoreService {
     }
 }
 
+impl CoreService {
+    /// Hands an event to the event writer and waits for its commit.
+    async fn write_event(
+        &self,
+        event: ChannelEvent,
+        fingerprint: Option<String>,
+    ) -> Result<Recorded, IntakeError> {
+        let (reply, answer) = oneshot::channel();
+        self.events
+            .send((event, fingerprint, reply))
+            .await
+            .map_err(|_| IntakeError::ShuttingDown)?;
+        answer.await.unwrap_or(Err(IntakeError::ShuttingDown))
+    }
+}
+
 impl Core for CoreService {
     fn record(&self, event: ChannelEvent) -> BoxFuture<'_, Result<Recorded, IntakeError>> {
+        Box::pin(self.write_event(event, None))
+    }
+
+    fn record_message(
+        &self,
+        event: ChannelEvent,
+        fingerprint: String,
+    ) -> BoxFuture<'_, Result<Recorded, IntakeError>> {
+        Box::pin(self.write_event(event, Some(fingerprint)))
+    }
+
+    fn keep_aside(&self, kept: KeptAside) -> BoxFuture<'_, Result<bool, IntakeError>> {
         Box::pin(async move {
-            let (reply, answer) = oneshot::channel();
-            self.events
-                .send((event, reply))
+            let mut tx = self.store.begin_write().await.map_err(unavailable)?;
+            let new = store::kept_aside::keep(&mut tx, &kept, now_ms())
                 .await
-                .map_err(|_| IntakeError::ShuttingDown)?;
-            answer.await.unwrap_or(Err(IntakeError::ShuttingDown))
+                .map_err(unavailable)?;
+            tx.commit().await.map_err(unavailable)?;
+            Ok(new)
         })
     }
 
@@ -197,6 +311,16 @@ impl Core for CoreService {
             else {
                 return Ok(Ending::Unknown);
             };
+            // A caller who asked to be called back keeps the place: nothing ends.
+            if matches!(row.state.as_str(), "queued" | "offered")
+                && crate::store::service::callback_waiting(&mut conn, &row.id)
+                    .await
+                    .map_err(unavailable)?
+            {
+                return Ok(Ending::CallbackKept {
+                    interaction_id: row.id,
+                });
+            }
             drop(conn);
             let ended = self
                 .router
@@ -212,11 +336,35 @@ impl Core for CoreService {
                 },
                 Ended::WhileHeld { agent_id } => Ending::WhileHeld {
                     interaction_id,
-                    agent_id: agent_id.unwrap_or_default(),
+                    agent_id,
                 },
                 Ended::Already => Ending::Already { interaction_id },
                 Ended::Unknown => Ending::Unknown,
             })
+        })
+    }
+
+    fn connected<'a>(
+        &'a self,
+        channel: ChannelKind,
+        contact_key: &'a str,
+        agent_id: Option<&'a str>,
+        done: Option<CommandFor>,
+    ) -> BoxFuture<'a, Result<Connected, IntakeError>> {
+        Box::pin(async move {
+            let mut conn = self.store.pool().acquire().await.map_err(unavailable)?;
+            let Some(row) = interactions::by_key(&mut conn, channel.as_str(), contact_key)
+                .await
+                .map_err(unavailable)?
+            else {
+                return Ok(Connected::Unknown);
+            };
+            drop(conn);
+            self.router
+                .connected(&row.id, agent_id, channel, done)
+                .await
+                .ok_or(IntakeError::ShuttingDown)?
+                .map_err(unavailable)
         })
     }
 
@@ -262,14 +410,25 @@ impl Core for CoreService {
     ) -> BoxFuture<'a, Result<Option<Contact>, IntakeError>> {
         Box::pin(async move {
             let mut conn = self.store.pool().acquire().await.map_err(unavailable)?;
-            let row = store::channel::find_contact(&mut conn, channel.as_str(), keys)
+            let Some(r) = store::channel::find_contact(&mut conn, channel.as_str(), keys)
                 .await
-                .map_err(unavailable)?;
-            Ok(row.map(|r| Contact {
+                .map_err(unavailable)?
+            else {
+                return Ok(None);
+            };
+            let agent_name = match &r.agent_id {
+                Some(a) => store::agents::get(&mut conn, a)
+                    .await
+                    .map_err(unavailable)?
+                    .map(|a| a.name),
+                None => None,
+            };
+            Ok(Some(Contact {
                 contact_key: r.idempotency_key,
                 interaction_id: r.id,
                 state: r.state,
                 agent_id: r.agent_id,
+                agent_name,
             }))
         })
     }
@@ -323,6 +482,14 @@ impl Core for CoreService {
                         .to_string(),
                 }],
                 now,
+            )
+            .await
+            .map_err(unavailable)?;
+            // On a cluster, the leader takes it up at this commit.
+            crate::cluster::bus::queued(
+                &mut tx,
+                self.store.backend(),
+                std::slice::from_ref(&row.id),
             )
             .await
             .map_err(unavailable)?;
@@ -413,9 +580,86 @@ impl Core for CoreService {
                         agent_id,
                         agent_name,
                         extension,
+                        // Long arrived: nobody's answer window is still open for it.
+                        arrived_at_ms: 0,
                     },
                 )
                 .collect())
+        })
+    }
+
+    fn service(&self, channel: ChannelKind, tier: Option<&str>) -> BoxFuture<'_, ServiceInfo> {
+        let info = self.service_info(channel, tier);
+        Box::pin(async move { info })
+    }
+
+    fn request_callback<'a>(
+        &'a self,
+        channel: ChannelKind,
+        contact_key: &'a str,
+        number: &'a str,
+    ) -> BoxFuture<'a, Result<bool, IntakeError>> {
+        Box::pin(self.keep_for_callback(channel, contact_key, number))
+    }
+
+    fn book_callback(
+        &self,
+        callback: NewCallback,
+    ) -> BoxFuture<'_, Result<Option<String>, IntakeError>> {
+        Box::pin(self.book(callback))
+    }
+
+    fn callback<'a>(
+        &'a self,
+        interaction_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<CallbackTask>, IntakeError>> {
+        Box::pin(self.callback_of(interaction_id))
+    }
+
+    fn callback_result<'a>(
+        &'a self,
+        interaction_id: &'a str,
+        result: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, IntakeError>> {
+        Box::pin(self.record_callback_result(interaction_id, result))
+    }
+
+    fn acknowledgement<'a>(
+        &'a self,
+        interaction_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<(String, String)>, IntakeError>> {
+        Box::pin(self.acknowledgement_of(interaction_id))
+    }
+
+    fn survey<'a>(
+        &'a self,
+        interaction_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<(String, String)>, IntakeError>> {
+        Box::pin(async move { Ok(self.survey_mail(interaction_id)) })
+    }
+
+    fn rate<'a>(
+        &'a self,
+        channel: ChannelKind,
+        contact_key: &'a str,
+        score: u8,
+        comment: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Rated, IntakeError>> {
+        Box::pin(async move {
+            let id = {
+                let mut conn = self.store.pool().acquire().await.map_err(unavailable)?;
+                interactions::by_key(&mut conn, channel.as_str(), contact_key)
+                    .await
+                    .map_err(unavailable)?
+                    .map(|r| r.id)
+            };
+            match id {
+                Some(id) => {
+                    self.rate_interaction(&id, channel.as_str(), score, comment)
+                        .await
+                }
+                None => Ok(Rated::Unknown),
+            }
         })
     }
 
@@ -445,10 +689,34 @@ impl Core for CoreService {
         limit: u32,
     ) -> BoxFuture<'_, Result<Vec<Due>, IntakeError>> {
         Box::pin(async move {
+            // Most passes find nothing due: asked first without taking the writer's turn.
             let mut conn = self.store.pool().acquire().await.map_err(unavailable)?;
-            let rows = outbox::due(&mut conn, channel.as_str(), now_ms(), i64::from(limit))
+            let any = outbox::due(&mut conn, channel.as_str(), now_ms(), 1)
                 .await
                 .map_err(unavailable)?;
+            drop(conn);
+            if any.is_empty() {
+                return Ok(Vec::new());
+            }
+            // Claimed by the leader only (a fenced write), for a while: a node that dies
+            // delivering leaves them due again to the next leader.
+            let mut tx = match self.store.begin_fenced().await {
+                Ok(tx) => tx,
+                Err(store::FenceError::Fenced) => return Ok(Vec::new()),
+                Err(store::FenceError::Store(e)) => return Err(unavailable(e)),
+            };
+            let now = now_ms();
+            let rows = outbox::claim(
+                &mut tx,
+                self.store.backend(),
+                channel.as_str(),
+                now,
+                i64::from(limit),
+                now + DELIVERY_LEASE_MS,
+            )
+            .await
+            .map_err(unavailable)?;
+            tx.commit().await.map_err(unavailable)?;
             Ok(rows
                 .into_iter()
                 .map(|(id, payload, attempts)| Due {
@@ -502,7 +770,7 @@ mod tests {
             data: json!({ "key": key }),
             files: Vec::new(),
         };
-        (job, oneshot::channel().0)
+        (job, None, oneshot::channel().0)
     }
 
     #[tokio::test]
@@ -527,10 +795,10 @@ mod tests {
         assert_eq!(
             answers,
             [
-                new.clone(),
-                Recorded::Duplicate,
-                new,
-                Recorded::UnknownContact
+                Ok(new.clone()),
+                Ok(Recorded::Duplicate),
+                Ok(new),
+                Ok(Recorded::UnknownContact)
             ]
         );
         // Delivered again in a later group: a duplicate; every new one is in the history
@@ -538,7 +806,7 @@ mod tests {
         let again = commit_events(&store, &[event("e2", "<m1@x>"), event("e3", "<nobody@x>")])
             .await
             .unwrap();
-        assert_eq!(again, [Recorded::Duplicate, Recorded::Duplicate]);
+        assert_eq!(again, [Ok(Recorded::Duplicate), Ok(Recorded::Duplicate)]);
         let history: Vec<(String, String)> = sqlx::query_as(
             "SELECT actor, data FROM history WHERE kind = 'email_received' ORDER BY seq",
         )
@@ -552,5 +820,54 @@ mod tests {
                 ("email".to_string(), r#"{"key":"e2"}"#.to_string())
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn a_known_key_with_another_fingerprint_is_refused_as_reused_and_changes_nothing() {
+        let (store, _dir) = store().await;
+        one_group(&store, vec![contact("<m1@x>", "a@example.com", "Hi")]).await;
+        let with = |key: &str, fingerprint: Option<&str>| {
+            let (job, _, reply) = event(key, "<m1@x>");
+            (job, fingerprint.map(str::to_string), reply)
+        };
+        let first = commit_events(&store, &[with("m", Some("f1"))])
+            .await
+            .unwrap();
+        assert!(matches!(first[0], Ok(Recorded::New { .. })));
+        let answers = commit_events(
+            &store,
+            &[
+                with("m", Some("f1")),
+                with("m", Some("f2")),
+                with("m", None),
+                with("n", Some("g1")),
+                with("n", Some("g2")),
+            ],
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            answers[0],
+            Ok(Recorded::Duplicate),
+            "the same message again"
+        );
+        assert_eq!(answers[1], Err(IntakeError::KeyReused), "another message");
+        assert_eq!(
+            answers[2],
+            Ok(Recorded::Duplicate),
+            "no fingerprint to tell"
+        );
+        assert!(matches!(answers[3], Ok(Recorded::New { .. })));
+        assert_eq!(
+            answers[4],
+            Err(IntakeError::KeyReused),
+            "within one group too"
+        );
+        let recorded: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM history WHERE kind = 'email_received'")
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+        assert_eq!(recorded, 2);
     }
 }

@@ -65,6 +65,10 @@ pub enum ClientMessage {
         interaction_id: String,
         /// The text of the reply.
         body: String,
+        /// The same reply as HTML, for an email written as rich text: sent beside the
+        /// text as its alternative, never alone.
+        #[serde(default)]
+        html: Option<String>,
         /// The desktop's own id for this reply: sending it again (after a reconnect) does
         /// not send the reply twice.
         #[serde(default)]
@@ -80,6 +84,11 @@ pub struct Resume {
     pub session: String,
     /// The last `seq` the desktop processed.
     pub last_seq: u64,
+    /// The presence the desktop had: a session the server no longer knows (its node
+    /// restarted, or another node took over the routing) starts again in it rather than
+    /// away.
+    #[serde(default)]
+    pub presence: Option<PresenceRequest>,
 }
 
 /// Presence an agent can ask for (offline is leaving).
@@ -193,7 +202,8 @@ mod tests {
                 token: "t".into(),
                 resume: Some(Resume {
                     session: "s".into(),
-                    last_seq: 7
+                    last_seq: 7,
+                    presence: None,
                 })
             })
         );

@@ -8,6 +8,11 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use switchboard_contract::ChannelKind;
 
+use crate::service::calendar::CalendarDoc;
+use crate::service::rules::{
+    CallbackRules, ClosedRules, ComplaintRules, HoursRule, Policy, SatisfactionRules,
+};
+
 /// The default rules, as shipped in `config/routing.toml`.
 pub const DEFAULT_TOML: &str = include_str!("../../config/routing.toml");
 
@@ -37,6 +42,27 @@ pub struct Rules {
     /// Ring plans, by tier (or `*`) and optional topic.
     #[serde(default)]
     pub rings: Vec<RingPlan>,
+    /// Calendars, by name: when the centre is open (see [`crate::service`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub calendars: BTreeMap<String, CalendarDoc>,
+    /// Which calendar serves which contacts; none: every contact around the clock.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hours: Vec<HoursRule>,
+    /// What each channel does while closed.
+    #[serde(default)]
+    pub closed: ClosedRules,
+    /// Service targets by tier, topic and channel.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<Policy>,
+    /// Complaints: their topics and deadline.
+    #[serde(default)]
+    pub complaints: ComplaintRules,
+    /// Calling customers back.
+    #[serde(default)]
+    pub callbacks: CallbackRules,
+    /// Asking customers how it went.
+    #[serde(default)]
+    pub satisfaction: SatisfactionRules,
 }
 
 /// How waiting interactions are ordered (see [`super::order`]).
@@ -258,18 +284,21 @@ impl Rules {
     /// The rules file's text and a name for it: `path`, else `config/routing.toml` when
     /// it exists, else the built-in copy.
     pub fn read_source(path: Option<&Path>) -> Result<(String, String), Report> {
+        Self::read_source_or(path, Path::new(DEFAULT_PATH))
+    }
+
+    /// [`Rules::read_source`], with `default` in `config/routing.toml`'s place.
+    fn read_source_or(path: Option<&Path>, default: &Path) -> Result<(String, String), Report> {
+        let read = |p: &Path| {
+            std::fs::read_to_string(p).map_err(|e| Report {
+                errors: vec![format!("{}: cannot be read: {e}", p.display())],
+                warnings: Vec::new(),
+            })
+        };
         Ok(match path {
-            Some(p) => (
-                std::fs::read_to_string(p).map_err(|e| Report {
-                    errors: vec![format!("{}: cannot be read: {e}", p.display())],
-                    warnings: Vec::new(),
-                })?,
-                p.display().to_string(),
-            ),
-            None if Path::new(DEFAULT_PATH).is_file() => (
-                std::fs::read_to_string(DEFAULT_PATH).unwrap_or_default(),
-                DEFAULT_PATH.to_string(),
-            ),
+            Some(p) => (read(p)?, p.display().to_string()),
+            // There, but unreadable: an error, never an empty document.
+            None if default.is_file() => (read(default)?, default.display().to_string()),
             None => (
                 DEFAULT_TOML.to_string(),
                 "built-in routing rules".to_string(),

@@ -185,8 +185,7 @@ pub async fn simulate(
             .map(|(t, s)| (t.clone(), *s as i64 * 1000))
             .collect();
         let judge = |rules: &Rules| -> Result<Report, SimError> {
-            let left = limit.saturating_sub(started.elapsed());
-            let run = engine::replay(&scenario, rules, left)?;
+            let run = replay_within(&scenario, rules, started, limit)?;
             Ok(figures::estimate(&scenario.arrivals, &run, &targets_ms))
         };
         let active_report = judge(&active.rules)?;
@@ -241,6 +240,19 @@ pub fn service_targets(rules: &Rules) -> BTreeMap<String, u64> {
         .collect()
 }
 
+/// Replays `rules` in what is left of `limit` since `started` (the active rules and the
+/// candidate and FIFO share one limit). Past it, the error states the configured limit, not what
+/// was left of it when this replay began.
+pub(crate) fn replay_within(
+    scenario: &Scenario,
+    rules: &Rules,
+    started: Instant,
+    limit: Duration,
+) -> Result<engine::Run, SimError> {
+    engine::replay(scenario, rules, limit.saturating_sub(started.elapsed()))
+        .map_err(|SimError::TimeLimit(_)| SimError::TimeLimit(limit.as_secs()))
+}
+
 /// Runs `f` on a thread of its own at a lower scheduling priority, so that on a busy
 /// machine the threads serving live traffic (the router above all) win the cores.
 async fn in_background<T: Send + 'static>(
@@ -251,6 +263,7 @@ async fn in_background<T: Send + 'static>(
         .name("simulation".into())
         .spawn(move || {
             lower_priority();
+            // The caller that went away gets nothing, and needs nothing.
             let _ = tx.send(f());
         })
         .map_err(|e| Refused::Failed(format!("no thread for it: {e}")))?;

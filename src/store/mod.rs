@@ -12,12 +12,16 @@ pub mod channel;
 pub mod customers;
 pub mod history;
 pub mod interactions;
+pub mod kept_aside;
 pub mod outbox;
 pub mod presence;
 pub mod rules;
+pub mod service;
 
 use std::borrow::Cow;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
@@ -31,10 +35,12 @@ pub use sqlx::AnyConnection as Conn;
 /// Set on every SQLite connection. WAL lets readers work beside the one writer; FULL
 /// makes every commit durable before it returns, which every contact's acknowledgement
 /// relies on. A 64 MiB page cache and memory-mapped reads keep the hot indexes out of
-/// read system calls.
+/// read system calls. Secure delete overwrites what a change removes, so data taken out
+/// of the store (a secret, an erased customer) is not left readable in the file.
 const SQLITE_PRAGMAS: &str =
     "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
-     PRAGMA busy_timeout = 5000; PRAGMA cache_size = -65536; PRAGMA mmap_size = 268435456;";
+     PRAGMA busy_timeout = 5000; PRAGMA cache_size = -65536; PRAGMA mmap_size = 268435456; \
+     PRAGMA secure_delete = ON;";
 
 /// Which database is behind the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +60,33 @@ pub struct Store {
     /// previous one ends, rather than in SQLite's busy handler, which sleeps and retries
     /// (up to 100 ms a time) and so left contacts waiting for nothing under load.
     writer: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// The router's fence: the epoch of the lead this node holds (0: a single node, no
+    /// fence; -1: this node does not lead). See [`Store::begin_fenced`].
+    fence: Arc<AtomicI64>,
+}
+
+/// Why a fenced write could not begin.
+#[derive(Debug)]
+pub enum FenceError {
+    /// A newer leader holds the lead: this node must stop routing.
+    Fenced,
+    /// The store could not be reached.
+    Store(sqlx::Error),
+}
+
+impl From<sqlx::Error> for FenceError {
+    fn from(e: sqlx::Error) -> Self {
+        FenceError::Store(e)
+    }
+}
+
+impl std::fmt::Display for FenceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FenceError::Fenced => f.write_str("a newer leader holds the lead"),
+            FenceError::Store(e) => e.fmt(f),
+        }
+    }
 }
 
 /// A transaction that writes. On SQLite it holds the writer's turn until it ends.
@@ -93,8 +126,8 @@ macro_rules! migrations {
         &[$(($version, $name, include_str!(concat!("../../migrations/", $dir, "/", $file)))),*]
     };
 }
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = migrations!("sqlite": 1 "core" "0001_core.sql", 2 "agents" "0002_agents.sql", 3 "routing" "0003_routing.sql", 4 "rule versions" "0004_rule_versions.sql", 5 "audit" "0005_audit.sql", 6 "roles" "0006_roles.sql", 7 "presence" "0007_presence.sql", 8 "channel events" "0008_channel_events.sql", 9 "email" "0009_email.sql");
-const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = migrations!("postgres": 1 "core" "0001_core.sql", 2 "agents" "0002_agents.sql", 3 "routing" "0003_routing.sql", 4 "rule versions" "0004_rule_versions.sql", 5 "audit" "0005_audit.sql", 6 "roles" "0006_roles.sql", 7 "presence" "0007_presence.sql", 8 "channel events" "0008_channel_events.sql", 9 "email" "0009_email.sql");
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = migrations!("sqlite": 1 "core" "0001_core.sql", 2 "agents" "0002_agents.sql", 3 "routing" "0003_routing.sql", 4 "rule versions" "0004_rule_versions.sql", 5 "audit" "0005_audit.sql", 6 "roles" "0006_roles.sql", 7 "presence" "0007_presence.sql", 8 "channel events" "0008_channel_events.sql", 9 "email" "0009_email.sql", 10 "chat secrets" "0010_chat_secrets.sql", 11 "kept aside" "0011_kept_aside.sql", 13 "cluster" "0013_cluster.sql", 14 "service" "0014_service.sql");
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = migrations!("postgres": 1 "core" "0001_core.sql", 2 "agents" "0002_agents.sql", 3 "routing" "0003_routing.sql", 4 "rule versions" "0004_rule_versions.sql", 5 "audit" "0005_audit.sql", 6 "roles" "0006_roles.sql", 7 "presence" "0007_presence.sql", 8 "channel events" "0008_channel_events.sql", 9 "email" "0009_email.sql", 10 "chat secrets" "0010_chat_secrets.sql", 11 "kept aside" "0011_kept_aside.sql", 12 "no truncate" "0012_no_truncate.sql", 13 "cluster" "0013_cluster.sql", 14 "service" "0014_service.sql");
 
 /// The migrations of one backend, built into the binary.
 #[derive(Debug)]
@@ -136,14 +169,8 @@ impl Store {
             Backend::Postgres
         };
         if backend == Backend::Sqlite {
-            if let Some(dir) = sqlite_path(url)
-                .and_then(|p| std::path::Path::new(&p).parent().map(|d| d.to_path_buf()))
-            {
-                if !dir.as_os_str().is_empty() {
-                    std::fs::create_dir_all(&dir).with_context(|| {
-                        format!("Creating the data directory {}", dir.display())
-                    })?;
-                }
+            if let Some(file) = sqlite_path(url) {
+                private_database(std::path::Path::new(&file))?;
             }
         }
         let options = AnyConnectOptions::from_str(url)
@@ -155,8 +182,17 @@ impl Store {
             .acquire_timeout(Duration::from_secs(5))
             .after_connect(move |conn, _| {
                 Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        conn.execute(SQLITE_PRAGMAS).await?;
+                    match backend {
+                        Backend::Sqlite => {
+                            conn.execute(SQLITE_PRAGMAS).await?;
+                        }
+                        // A transaction left open by a node that stopped (paused, cut
+                        // off) is ended by the database: it cannot hold the leader row's
+                        // lock, and a new leader's takeover, waiting on it, for long.
+                        Backend::Postgres => {
+                            conn.execute("SET idle_in_transaction_session_timeout = 15000")
+                                .await?;
+                        }
                     }
                     Ok(())
                 })
@@ -168,6 +204,7 @@ impl Store {
             pool,
             backend,
             writer: Default::default(),
+            fence: Arc::new(AtomicI64::new(0)),
         };
         store.migrate().await?;
         Ok(store)
@@ -222,6 +259,48 @@ impl Store {
         }
     }
 
+    /// Begins a write the router (or another task that must run once) makes while it
+    /// leads: in the same transaction, the lead's epoch is checked against the
+    /// database's, under a share lock on the leader row. A newer leader's takeover bumps
+    /// that row, so it waits for this transaction, and every transaction after it is
+    /// refused here: a paused or cut-off old leader can never write once another leads.
+    pub async fn begin_fenced(&self) -> Result<WriteTx, FenceError> {
+        let epoch = self.fence.load(Ordering::SeqCst);
+        if epoch < 0 {
+            tracing::debug!("A fenced write refused: this node does not lead");
+            return Err(FenceError::Fenced);
+        }
+        let mut tx = self.begin_write().await?;
+        if epoch > 0 {
+            let current: i64 =
+                sqlx::query_scalar("SELECT epoch FROM cluster_leader WHERE id = 1 FOR SHARE")
+                    .fetch_one(&mut *tx)
+                    .await?;
+            if current != epoch {
+                tracing::warn!(
+                    epoch,
+                    current,
+                    "A newer leader's epoch fences this node's writes"
+                );
+                tx.rollback().await?;
+                self.fence.store(-1, Ordering::SeqCst);
+                return Err(FenceError::Fenced);
+            }
+        }
+        Ok(tx)
+    }
+
+    /// Whether this node's fenced writes are refused (it does not lead, or a newer leader
+    /// fenced it).
+    pub fn fenced(&self) -> bool {
+        self.fence.load(Ordering::SeqCst) < 0
+    }
+
+    /// Sets the epoch this node's fenced writes carry (`-1`: it does not lead).
+    pub fn set_fence(&self, epoch: i64) {
+        self.fence.store(epoch, Ordering::SeqCst);
+    }
+
     /// The pool, for queries outside a transaction.
     pub fn pool(&self) -> &AnyPool {
         &self.pool
@@ -232,14 +311,102 @@ impl Store {
         self.backend
     }
 
-    /// Closes every connection (at shutdown, after the last write).
+    /// Closes every connection (at shutdown, after the last write). On SQLite every
+    /// commit is first copied from the write-ahead log into the database file, which is
+    /// then whole by itself (and holds no page a change replaced): closing the pool does
+    /// not wait for each connection's own last checkpoint, so it is not left to them.
     pub async fn close(&self) {
+        if self.backend == Backend::Sqlite {
+            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&self.pool)
+                .await
+            {
+                // The log stays beside the file and SQLite replays it at the next start:
+                // nothing is lost, the file alone is just not yet complete.
+                tracing::warn!(error = %e, "Could not copy the write-ahead log into the database file at shutdown");
+            }
+        }
         self.pool.close().await;
     }
 }
 
+/// Creates a directory (and its parents) readable by this user only; one that exists
+/// already loses what other users could do with it.
+pub fn private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    if dir.as_os_str().is_empty() {
+        return Ok(());
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("Creating the data directory {}", dir.display()))?;
+    }
+    #[cfg(not(unix))]
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("Creating the data directory {}", dir.display()))?;
+    keep_from_others(dir)
+}
+
+/// The SQLite database file and its directory, readable by this user only: the file is
+/// created `0600` before SQLite opens it (SQLite gives its WAL and shared-memory files
+/// the database's permissions), and files an earlier version left readable by every
+/// local user are closed to them.
+fn private_database(file: &std::path::Path) -> anyhow::Result<()> {
+    if let Some(dir) = file.parent() {
+        private_dir(dir)?;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(file)
+            .with_context(|| format!("Creating the database file {}", file.display()))?;
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = file.as_os_str().to_owned();
+        name.push(suffix);
+        let path = std::path::PathBuf::from(name);
+        if path.exists() {
+            keep_from_others(&path)?;
+        }
+    }
+    Ok(())
+}
+
+/// Takes away every permission of users other than the owner (and the owner's group).
+fn keep_from_others(path: &std::path::Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(path)
+            .with_context(|| format!("Reading the permissions of {}", path.display()))?;
+        let mode = meta.permissions().mode();
+        if mode & 0o007 != 0 {
+            match std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & !0o007)) {
+                Ok(()) => tracing::warn!(
+                    path = %path.display(),
+                    "Other users could read this store file; they no longer can"
+                ),
+                // Not ours to change (a directory the system made): said, not fatal.
+                Err(e) => tracing::warn!(
+                    path = %path.display(), error = %e,
+                    "Other users can read this store file, and its permissions could not be changed"
+                ),
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The file path inside a `sqlite:` URL.
-fn sqlite_path(url: &str) -> Option<String> {
+pub fn sqlite_path(url: &str) -> Option<String> {
     let rest = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))?;
@@ -264,12 +431,50 @@ pub fn is_unavailable(e: &sqlx::Error) -> bool {
     }
 }
 
-/// Now, in milliseconds since the Unix epoch.
+/// How far this machine's clock is behind the database's, in ms (0 on SQLite). Every
+/// node of a cluster reads the time as the database's, so nodes whose clocks differ
+/// still agree on every wait and deadline.
+static CLOCK_OFFSET_MS: AtomicI64 = AtomicI64::new(0);
+/// How far tests have moved this server's clock forward (`service.test_clock`).
+static TEST_SHIFT_MS: AtomicI64 = AtomicI64::new(0);
+
+/// Now, in milliseconds since the Unix epoch, by the database's clock (see
+/// [`set_clock_offset`]).
 pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+        + CLOCK_OFFSET_MS.load(Ordering::Relaxed)
+}
+
+/// The time service commitments are counted in — openings, deadlines, booked
+/// callbacks, survey links — at the moment `now` (from [`now_ms`]): the same, unless a
+/// test moved it forward ([`shift_test_clock`]). Liveness (heartbeats, offer timeouts)
+/// stays on the real clock, so moving it disconnects nobody.
+pub fn service_time(now: i64) -> i64 {
+    now + TEST_SHIFT_MS.load(Ordering::Relaxed)
+}
+
+/// [`service_time`] now.
+pub fn service_now() -> i64 {
+    service_time(now_ms())
+}
+
+/// Moves the service clock forward by `ms` (a test's control of time). Only with
+/// `service.test_clock`.
+pub fn shift_test_clock(ms: i64) {
+    TEST_SHIFT_MS.fetch_add(ms.max(0), Ordering::Relaxed);
+}
+
+/// Moves this machine's reading of the time by `ms` more, toward the database's.
+pub fn add_clock_offset(ms: i64) {
+    CLOCK_OFFSET_MS.fetch_add(ms, Ordering::Relaxed);
+}
+
+/// How far this machine's clock is behind the database's, in ms.
+pub fn clock_offset() -> i64 {
+    CLOCK_OFFSET_MS.load(Ordering::Relaxed)
 }
 
 /// Milliseconds since the epoch as RFC 3339 (UTC, milliseconds).

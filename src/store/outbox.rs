@@ -23,6 +23,8 @@ pub struct EventRow<'a> {
     pub kind: &'a str,
     /// Its details (JSON).
     pub data: String,
+    /// A digest of the message it carries, when it carries one.
+    pub fingerprint: Option<&'a str>,
 }
 
 /// Records channel events, each key once, in as few statements as fit: answers the
@@ -43,13 +45,14 @@ pub async fn record_events(
                 Arg::from(r.kind),
                 Arg::from(r.data.clone()),
                 Arg::from(now),
+                Arg::from(r.fingerprint.map(str::to_string)),
             ]
         })
         .collect();
     let returned = bulk::insert_returning(
         conn,
-        "INSERT INTO channel_events (channel, event_key, contact_key, interaction_id, kind, data, at)",
-        7,
+        "INSERT INTO channel_events (channel, event_key, contact_key, interaction_id, kind, data, at, fingerprint)",
+        8,
         args,
         "ON CONFLICT (channel, event_key) DO NOTHING RETURNING channel, event_key",
     )
@@ -59,6 +62,22 @@ pub async fn record_events(
         recorded.insert((row.try_get(0)?, row.try_get(1)?));
     }
     Ok(recorded)
+}
+
+/// The fingerprint an event was recorded with (`None`: none, or no such event).
+pub async fn fingerprint(
+    conn: &mut Conn,
+    channel: &str,
+    event_key: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    Ok(sqlx::query_scalar::<_, Option<String>>(
+        "SELECT fingerprint FROM channel_events WHERE channel = $1 AND event_key = $2",
+    )
+    .bind(channel)
+    .bind(event_key)
+    .fetch_optional(&mut *conn)
+    .await?
+    .flatten())
 }
 
 /// Stores a command once: false when its id was stored before. A command `delivered`
@@ -158,6 +177,55 @@ pub async fn due(
             ))
         })
         .collect()
+}
+
+/// Claims the commands of `channel` due at `now`, oldest first, until `until`: they are
+/// due again then if their delivery is neither recorded nor given up by that time (the
+/// deliverer died). Inside the leader's fenced transaction, so only one node delivers.
+pub async fn claim(
+    conn: &mut Conn,
+    backend: super::Backend,
+    channel: &str,
+    now: i64,
+    limit: i64,
+    until: i64,
+) -> Result<Vec<DueRow>, sqlx::Error> {
+    // PostgreSQL: rows another transaction has claimed are passed over, not waited for.
+    let lock = match backend {
+        super::Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+        super::Backend::Sqlite => "",
+    };
+    let rows = sqlx::query(&format!(
+        "SELECT id, payload, attempts FROM outbox WHERE channel = $1 AND next_at IS NOT NULL \
+         AND next_at <= $2 ORDER BY next_at, created_at LIMIT $3{lock}"
+    ))
+    .bind(channel)
+    .bind(now)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    let due: Vec<DueRow> = rows
+        .iter()
+        .map(|r| {
+            Ok((
+                r.try_get("id")?,
+                r.try_get("payload")?,
+                r.try_get("attempts")?,
+            ))
+        })
+        .collect::<Result<_, sqlx::Error>>()?;
+    if !due.is_empty() {
+        let sql = format!(
+            "UPDATE outbox SET next_at = $1 WHERE id IN ({})",
+            bulk::list(2, due.len())
+        );
+        let mut q = sqlx::query(&sql).bind(until);
+        for (id, _, _) in &due {
+            q = q.bind(id.as_str());
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(due)
 }
 
 /// A command was delivered.

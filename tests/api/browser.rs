@@ -14,25 +14,18 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::agent_client::{create_agent, Desktop};
 use crate::helpers::{spawn_app, Backend};
 
-/// The browser: Chromium where Debian puts it. Missing outside CI, the test is skipped;
-/// in CI (`.ci/run` installs it), it fails.
-fn chromium() -> Option<&'static str> {
-    let found = ["chromium", "chromium-browser", "google-chrome"]
+/// The browser: Chromium where Debian puts it. The test that needs it is ignored unless
+/// asked for; asked for without it, it fails.
+fn chromium() -> &'static str {
+    ["chromium", "chromium-browser", "google-chrome"]
         .into_iter()
         .find(|b| {
             Command::new(b)
                 .arg("--version")
                 .output()
                 .is_ok_and(|o| o.status.success())
-        });
-    if found.is_none() {
-        assert!(
-            std::env::var("CI").is_err(),
-            "Chromium must be installed in CI (.ci/run installs it)"
-        );
-        eprintln!("Chromium is not installed; skipped (bash .ci/run installs it)");
-    }
-    found
+        })
+        .expect("Chromium is installed (bash .ci/run installs it)")
 }
 
 struct Browser {
@@ -156,8 +149,9 @@ async fn open(binary: &str, dir: &Path, url: &str) -> (Browser, Page) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Chromium: bash .ci/run installs it"]
 async fn the_widget_chats_in_a_real_browser() {
-    let Some(binary) = chromium() else { return };
+    let binary = chromium();
     let app = spawn_app(Backend::Sqlite).await;
     let (_, token) = create_agent(&app, json!({ "name": "Lin Wu" })).await;
     let mut lin = Desktop::available(&app.base, &token).await;

@@ -23,19 +23,16 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// The PostgreSQL backend from `SWITCHBOARD_TEST_PG_URL`. Under CI a missing URL
-    /// fails the test: PostgreSQL tests must run there. Elsewhere the test says it
-    /// skipped PostgreSQL and returns `None`.
-    pub fn postgres() -> Option<Backend> {
+    /// The PostgreSQL backend from `SWITCHBOARD_TEST_PG_URL`. A test that asks for it
+    /// fails without it: PostgreSQL tests are marked ignored, so a run that includes them
+    /// (`--include-ignored`, as `.ci/run` does) must have PostgreSQL to say they passed.
+    pub fn postgres() -> Backend {
         match std::env::var("SWITCHBOARD_TEST_PG_URL") {
-            Ok(url) if !url.is_empty() => Some(Backend::Postgres(url)),
-            _ if std::env::var_os("CI").is_some() => {
-                panic!("SWITCHBOARD_TEST_PG_URL is not set: under CI every store test runs on PostgreSQL too (bash .ci/run sets it)")
-            }
-            _ => {
-                eprintln!("SKIPPED the PostgreSQL variant: set SWITCHBOARD_TEST_PG_URL (bash .ci/run does)");
-                None
-            }
+            Ok(url) if !url.is_empty() => Backend::Postgres(url),
+            _ => panic!(
+                "SWITCHBOARD_TEST_PG_URL is not set: this test runs on PostgreSQL \
+                 (bash .ci/run starts it and sets the URL)"
+            ),
         }
     }
 
@@ -94,6 +91,19 @@ pub struct TestApp {
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     _dir: Option<TempDir>,
+}
+
+/// A client for a server running elsewhere (another process), at `base`.
+pub fn remote_app(base: &str) -> TestApp {
+    TestApp {
+        base: base.to_string(),
+        client: reqwest::Client::new(),
+        database_url: String::new(),
+        smtp: None,
+        stop: None,
+        task: None,
+        _dir: None,
+    }
 }
 
 /// Starts a server on `backend` with the test defaults.
@@ -207,6 +217,27 @@ pub struct ServerProcess {
     pub child: Child,
     /// `http://127.0.0.1:PORT`.
     pub base: String,
+    /// Every line it has written (its log, on standard output and error), each also
+    /// passed on to the test's own.
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl ServerProcess {
+    /// Waits until the server has logged a line containing `needle` (fails the test
+    /// after 10 s); answers the line.
+    pub async fn until_logged(&self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if let Some(line) = self.log.lock().unwrap().iter().find(|l| l.contains(needle)) {
+                return line.clone();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the server did not log {needle:?} within 10 s"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
 }
 
 impl Drop for ServerProcess {
@@ -229,9 +260,37 @@ pub fn start_process_with(
     data_dir: &std::path::Path,
     env: &[(&str, &str)],
 ) -> ServerProcess {
+    start_process_limited(database_url, data_dir, env, None)
+}
+
+/// Like [`start_process_with`], with the process's open-file limit (soft and hard) set to
+/// `files` when given, as a small `ulimit -n` would.
+pub fn start_process_limited(
+    database_url: &str,
+    data_dir: &std::path::Path,
+    env: &[(&str, &str)],
+    files: Option<u64>,
+) -> ServerProcess {
     use std::io::{BufRead, BufReader};
+    use std::os::unix::process::CommandExt;
     let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
     command.envs(env.iter().copied());
+    if let Some(files) = files {
+        // SAFETY: setrlimit is async-signal-safe; it only reads the struct passed.
+        unsafe {
+            command.pre_exec(move || {
+                let lim = libc::rlimit {
+                    rlim_cur: files as libc::rlim_t,
+                    rlim_max: files as libc::rlim_t,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+    }
     let mut child = command
         .arg("serve")
         .env(
@@ -245,9 +304,18 @@ pub fn start_process_with(
         .env("SWITCHBOARD__EMAIL__SMTP_ADDR", "127.0.0.1:0")
         .env("SWITCHBOARD__LOG__LEVEL", "warn")
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("start the switchboard binary");
+    let log: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+    let stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let kept = log.clone();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            eprintln!("{line}");
+            kept.lock().unwrap().push(line);
+        }
+    });
     let stdout = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(stdout).lines();
     let base = loop {
@@ -260,12 +328,21 @@ pub fn start_process_with(
         }
     };
     // Keep draining stdout so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines.by_ref() {});
-    ServerProcess { child, base }
+    let kept = log.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            eprintln!("{line}");
+            kept.lock().unwrap().push(line);
+        }
+    });
+    ServerProcess { child, base, log }
 }
 
 /// Runs a test body once on SQLite and once on PostgreSQL: `both_backends!(name);`
-/// expands to `name::sqlite` and `name::postgres` tests calling `name(backend)`.
+/// expands to `name::sqlite` and `name::postgres` tests calling `name(backend)`. The
+/// PostgreSQL variant is ignored unless asked for (`--include-ignored`), so a plain
+/// `cargo test` reports it as not run rather than passed; asked for without
+/// `SWITCHBOARD_TEST_PG_URL`, it fails.
 #[macro_export]
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {$(
@@ -275,10 +352,9 @@ macro_rules! both_backends {
                 super::$name($crate::helpers::Backend::Sqlite).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[ignore = "needs PostgreSQL (SWITCHBOARD_TEST_PG_URL): bash .ci/run starts it"]
             async fn postgres() {
-                if let Some(pg) = $crate::helpers::Backend::postgres() {
-                    super::$name(pg).await
-                }
+                super::$name($crate::helpers::Backend::postgres()).await
             }
         }
     )*};
@@ -362,4 +438,148 @@ pub fn event<'a>(interaction: &'a Value, kind: &str) -> &'a Value {
         .iter()
         .find(|e| e["kind"] == kind)
         .unwrap_or_else(|| panic!("no {kind} event in {interaction}"))
+}
+
+/// Every row of every table of the store at `database_url`, as text, sorted: what a test
+/// compares before and after something that must change nothing.
+pub async fn store_contents(database_url: &str) -> std::collections::BTreeMap<String, Vec<String>> {
+    use sqlx::{Connection, Row};
+    let mut contents = std::collections::BTreeMap::new();
+    if database_url.starts_with("sqlite:") {
+        let mut db = sqlx::SqliteConnection::connect(database_url)
+            .await
+            .expect("open the test database");
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+        )
+        .fetch_all(&mut db)
+        .await
+        .unwrap();
+        for table in tables {
+            let columns: Vec<String> = sqlx::query_scalar("SELECT name FROM pragma_table_info($1)")
+                .bind(&table)
+                .fetch_all(&mut db)
+                .await
+                .unwrap();
+            let row = columns
+                .iter()
+                .map(|c| format!("quote(\"{c}\")"))
+                .collect::<Vec<_>>()
+                .join(" || ',' || ");
+            let mut rows: Vec<String> =
+                sqlx::query_scalar(&format!("SELECT {row} FROM \"{table}\""))
+                    .fetch_all(&mut db)
+                    .await
+                    .unwrap();
+            rows.sort();
+            contents.insert(table, rows);
+        }
+        db.close().await.unwrap();
+    } else {
+        let mut db = sqlx::PgConnection::connect(database_url)
+            .await
+            .expect("open the test database");
+        let tables: Vec<String> =
+            sqlx::query_scalar("SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'")
+                .fetch_all(&mut db)
+                .await
+                .unwrap();
+        for table in tables {
+            let mut rows: Vec<String> = sqlx::query(&format!("SELECT t::text FROM \"{table}\" t"))
+                .fetch_all(&mut db)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get::<String, _>(0))
+                .collect();
+            rows.sort();
+            contents.insert(table, rows);
+        }
+        db.close().await.unwrap();
+    }
+    contents
+}
+
+/// Asserts the store holds what it held in `before` (taken by [`store_contents`]),
+/// naming each table that changed and the rows that came or went.
+pub async fn assert_store_unchanged(
+    database_url: &str,
+    before: &std::collections::BTreeMap<String, Vec<String>>,
+    what: &str,
+) {
+    let after = store_contents(database_url).await;
+    let mut changes = Vec::new();
+    for (table, rows) in &after {
+        let old = before.get(table).cloned().unwrap_or_default();
+        let gone: Vec<&String> = old.iter().filter(|r| !rows.contains(r)).collect();
+        let came: Vec<&String> = rows.iter().filter(|r| !old.contains(r)).collect();
+        if !gone.is_empty() || !came.is_empty() {
+            changes.push(format!("{table}: gone {gone:?}, came {came:?}"));
+        }
+    }
+    assert!(
+        changes.is_empty(),
+        "{what} changed the store:\n{}",
+        changes.join("\n")
+    );
+}
+
+/// A time the API wrote (RFC 3339), in milliseconds since the epoch.
+pub fn at_ms(v: &Value) -> i64 {
+    let s = v.as_str().unwrap_or_else(|| panic!("a time, not {v}"));
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|e| panic!("{s}: {e}"));
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// Every event of `kind` in an interaction's `history`, oldest first.
+pub fn events<'a>(interaction: &'a Value, kind: &str) -> Vec<&'a Value> {
+    interaction["history"]
+        .as_array()
+        .expect("a history")
+        .iter()
+        .filter(|e| e["kind"] == kind)
+        .collect()
+}
+
+/// Runs SQL on a test server's database from outside, as another client would: how a
+/// test injects a store fault (a trigger that refuses a write, a table out of reach) at
+/// the moment it chooses. `sqlite` runs on SQLite, `postgres` on PostgreSQL.
+pub async fn db_exec(database_url: &str, sqlite: &str, postgres: &str) {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let sql = if database_url.starts_with("sqlite:") {
+        sqlite
+    } else {
+        postgres
+    };
+    let mut conn = sqlx::AnyConnection::connect(database_url)
+        .await
+        .expect("the test reaches the server's database");
+    sqlx::raw_sql(sql)
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    conn.close().await.expect("close");
+}
+
+/// The value of a counter or gauge in the server's `/metrics` (summed over its labels
+/// matching `labels`, e.g. `channel="chat"`), 0 when absent.
+pub async fn metric(app: &TestApp, name: &str, labels: &str) -> f64 {
+    let text = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            l.split([' ', '{']).next() == Some(name) && (labels.is_empty() || l.contains(labels))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }

@@ -3,7 +3,7 @@
 use serde_json::{json, Value};
 
 use crate::both_backends;
-use crate::helpers::{send, spawn_app, Backend, TestApp};
+use crate::helpers::{assert_store_unchanged, send, spawn_app, store_contents, Backend, TestApp};
 
 both_backends!(
     a_csv_of_thousands_of_customers_imports_in_one_request,
@@ -51,6 +51,7 @@ async fn a_csv_of_thousands_of_customers_imports_in_one_request(backend: Backend
 
 async fn one_bad_row_refuses_the_whole_import_and_every_bad_row_is_reported(backend: Backend) {
     let app = spawn_app(backend).await;
+    let before = store_contents(&app.database_url).await;
     let csv = "email,phone,tier,lifetime_value\n\
                good@example.com,,,\n\
                not-an-email,,,\n\
@@ -91,6 +92,7 @@ async fn one_bad_row_refuses_the_whole_import_and_every_bad_row_is_reported(back
     assert_eq!((status, err["field"].as_str().unwrap()), (400, "shoe_size"));
     let (status, _) = import(&app, "application/xml", "<x/>".into()).await;
     assert_eq!(status, 415);
+    assert_store_unchanged(&app.database_url, &before, "the refused imports").await;
     app.stop().await;
 }
 

@@ -12,6 +12,7 @@ both_backends!(
     a_reused_key_with_different_content_is_refused_409,
     tiers_are_high_medium_and_low_from_value_data,
     a_customer_reached_by_email_and_by_phone_has_one_history,
+    a_contact_naming_two_customers_is_noted_as_a_possible_duplicate_and_merges_nothing,
     bad_input_is_answered_with_a_json_error_naming_the_problem,
 );
 
@@ -314,6 +315,82 @@ async fn a_customer_reached_by_email_and_by_phone_has_one_history(backend: Backe
         (200, a_id),
         "the merged id answers as the survivor"
     );
+    app.stop().await;
+}
+
+async fn a_contact_naming_two_customers_is_noted_as_a_possible_duplicate_and_merges_nothing(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    let (_, by_mail) = app
+        .post("/api/customers", &json!({ "tier": "high", "identities": [{ "kind": "email", "value": "kai@example.com" }] }))
+        .await;
+    let (_, by_phone) = app
+        .post(
+            "/api/customers",
+            &json!({ "identities": [{ "kind": "phone", "value": "+14155550142" }] }),
+        )
+        .await;
+    let (mail_id, phone_id) = (
+        by_mail["id"].as_str().unwrap(),
+        by_phone["id"].as_str().unwrap(),
+    );
+
+    // A web form gives both: the email, more trusted, decides whose contact it is.
+    let i = app
+        .contact(json!({ "customer": { "email": "KAI@example.com", "phone": "+1 415 555 0142" }, "subject": "Both" }))
+        .await;
+    assert_eq!(i["customer_id"], mail_id);
+    assert_eq!(i["tier"], "high");
+    let (_, h) = app.get(&format!("/api/customers/{mail_id}/history")).await;
+    let noted: Vec<&Value> = h["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "possible_duplicate")
+        .collect();
+    assert_eq!(noted.len(), 1, "{h}");
+    let d = &noted[0]["data"];
+    assert_eq!(
+        (
+            d["kind"].as_str(),
+            d["value"].as_str(),
+            d["other_customer_id"].as_str()
+        ),
+        (Some("phone"), Some("+14155550142"), Some(phone_id)),
+        "{d}"
+    );
+    assert_eq!(noted[0]["actor"], "system");
+
+    // Nothing was merged or moved: each keeps its own identity, the phone still finds
+    // its customer, and the other customer's history has no contact.
+    let (_, c) = app.get(&format!("/api/customers/{mail_id}")).await;
+    assert_eq!(
+        c["identities"],
+        json!([{ "kind": "email", "value": "kai@example.com" }])
+    );
+    let (_, found) = app.get("/api/customers?phone=%2B14155550142").await;
+    assert_eq!(found["id"], phone_id);
+    let (_, other) = app.get(&format!("/api/customers/{phone_id}/history")).await;
+    assert!(
+        !other["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "interaction_received"),
+        "{other}"
+    );
+    // A contact naming identities of one customer notes nothing.
+    app.contact(json!({ "customer": { "email": "kai@example.com" }, "subject": "Only mine" }))
+        .await;
+    let (_, h) = app.get(&format!("/api/customers/{mail_id}/history")).await;
+    let count = h["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "possible_duplicate")
+        .count();
+    assert_eq!(count, 1);
     app.stop().await;
 }
 

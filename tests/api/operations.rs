@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use crate::both_backends;
 use crate::helpers::{assert_all_queued, send, spawn_app, start_process, Backend, Load};
 
 #[tokio::test]
@@ -42,10 +43,11 @@ async fn health_readiness_and_metrics_answer_without_a_token() {
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_mid_load_stops_cleanly_and_keeps_every_contact_it_acknowledged() {
+both_backends!(sigterm_mid_load_stops_cleanly_and_keeps_every_contact_it_acknowledged);
+
+async fn sigterm_mid_load_stops_cleanly_and_keeps_every_contact_it_acknowledged(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let url = Backend::Sqlite.fresh_database(dir.path()).await;
+    let url = backend.fresh_database(dir.path()).await;
     let server = start_process(&url, dir.path());
     let load = Load::start(&server.base, 16, "term");
     load.until_acknowledged(200).await;

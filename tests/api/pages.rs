@@ -3,10 +3,12 @@
 //! the live queue's longest waits, and the service level hour by hour.
 
 use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 use crate::agent_client::{create_agent, Desktop};
 use crate::both_backends;
-use crate::helpers::{spawn_app, Backend};
+use crate::helpers::{spawn_app, Backend, TestApp, TOKEN};
 
 async fn pages_are_served_with_a_strict_policy(backend: Backend) {
     let app = spawn_app(backend).await;
@@ -30,7 +32,13 @@ async fn pages_are_served_with_a_strict_policy(backend: Backend) {
         let html = r.text().await.unwrap();
         assert!(html.contains(marker), "{path} loads its script");
     }
-    for asset in ["app.css", "common.js", "desktop.js", "console.js"] {
+    for asset in [
+        "app.css",
+        "common.js",
+        "desktop.js",
+        "console.js",
+        "kept-aside.js",
+    ] {
         let r = client
             .get(format!("{}/ui/{asset}", app.base))
             .send()
@@ -39,12 +47,70 @@ async fn pages_are_served_with_a_strict_policy(backend: Backend) {
         assert_eq!(r.status(), 200, "{asset}");
         assert!(r.text().await.unwrap().len() > 1000, "{asset} has content");
     }
-    let missing = client
-        .get(format!("{}/ui/../Cargo.toml", app.base))
-        .send()
+    app.stop().await;
+}
+
+/// Sends `GET target` exactly as written (an HTTP library would tidy `..` away before
+/// sending); answers the status and what came back.
+async fn raw_get(app: &TestApp, target: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(app.base.trim_start_matches("http://"))
         .await
         .unwrap();
-    assert_eq!(missing.status(), 404);
+    s.write_all(
+        format!("GET {target} HTTP/1.1\r\nHost: switchboard\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8_lossy(&out).to_string();
+    let status = text
+        .get(9..12)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("an HTTP answer to {target}: {text:?}"));
+    (status, text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_path_reaches_a_file_outside_what_the_server_serves() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let contact = app
+        .contact(json!({ "customer": { "email": "files@example.com" } }))
+        .await;
+    let id = contact["id"].as_str().unwrap();
+    // Files a traversal would reach from where the server runs (the workspace: the tests
+    // run in it) or from the root, each with a line only that file has.
+    let workspace = std::fs::read_to_string("Cargo.toml").expect("the tests run in the workspace");
+    assert!(workspace.contains("[workspace]"));
+    let secrets = ["[workspace]", "root:x:0:0"];
+    let mut targets = Vec::new();
+    for dots in ["..", "%2e%2e", "%2E%2E", ".%2e"] {
+        for slash in ["/", "%2f", "%2F", "%5c", "\\"] {
+            for (up, file) in [(1, "Cargo.toml"), (12, "etc/passwd")] {
+                let path = format!("{dots}{slash}").repeat(up) + &file.replace('/', slash);
+                targets.push(format!("/ui/{path}"));
+                targets.push(format!("/api/interactions/{id}/attachments/{path}"));
+                targets.push(format!("/chat/{path}"));
+            }
+        }
+    }
+    targets.push("/ui/../Cargo.toml".into());
+    targets.push("/../Cargo.toml".into());
+    targets.push("/ui/%00../Cargo.toml".into());
+    for target in &targets {
+        let (status, text) = raw_get(&app, target).await;
+        assert!(
+            (400..500).contains(&status),
+            "{target} is answered as not found or refused: {text}"
+        );
+        for secret in secrets {
+            assert!(!text.contains(secret), "{target} served a file: {text}");
+        }
+    }
+    // The same client reads a page, so the answers above are not for want of asking right.
+    let (status, text) = raw_get(&app, "/ui/app.css").await;
+    assert_eq!(status, 200, "{text}");
     app.stop().await;
 }
 

@@ -6,7 +6,10 @@ use crate::agent_client::{create_agent, Desktop};
 use crate::both_backends;
 use crate::helpers::{send, spawn_app, Backend, TestApp};
 
-both_backends!(each_role_is_refused_what_it_must_not_do);
+both_backends!(
+    each_role_is_refused_what_it_must_not_do,
+    an_agent_gets_neither_another_agents_attachment_nor_the_live_queue,
+);
 
 async fn call(
     app: &TestApp,
@@ -86,21 +89,21 @@ async fn each_role_is_refused_what_it_must_not_do(backend: Backend) {
             M::GET,
             format!("/api/interactions/{their_id}"),
             None,
-            403,
+            404,
         ),
         (
             &agent,
             M::GET,
             format!("/api/customers/{their_customer}"),
             None,
-            403,
+            404,
         ),
         (
             &agent,
             M::GET,
             format!("/api/customers/{their_customer}/history"),
             None,
-            403,
+            404,
         ),
         (&agent, M::GET, "/api/queue".into(), None, 403),
         (&agent, M::GET, "/api/agents".into(), None, 403),
@@ -235,6 +238,44 @@ async fn each_role_is_refused_what_it_must_not_do(backend: Backend) {
         (403, Some("forbidden"))
     );
 
+    // What an agent may not see is answered as what does not exist: the answer tells
+    // nothing of whether the id exists.
+    let nobody = "0190c0de-0000-7000-8000-000000000000";
+    for (theirs, unknown) in [
+        (
+            format!("/api/interactions/{their_id}"),
+            format!("/api/interactions/{nobody}"),
+        ),
+        (
+            format!("/api/customers/{their_customer}"),
+            format!("/api/customers/{nobody}"),
+        ),
+        (
+            format!("/api/interactions/{their_id}/attachments/x"),
+            format!("/api/interactions/{nobody}/attachments/x"),
+        ),
+    ] {
+        let get = |path: String| {
+            send(
+                app.client
+                    .get(format!("{}{path}", app.base))
+                    .bearer_auth(&agent),
+            )
+        };
+        let (a, b) = (get(theirs.clone()).await, get(unknown).await);
+        assert_eq!((a.0, b.0), (404, 404), "{theirs}: {} / {}", a.1, b.1);
+        assert_eq!(a.1["error"], b.1["error"]);
+        assert_eq!(
+            a.1["message"]
+                .as_str()
+                .unwrap()
+                .replace(their_id, "ID")
+                .replace(their_customer, "ID"),
+            b.1["message"].as_str().unwrap().replace(nobody, "ID"),
+            "{theirs}"
+        );
+    }
+
     let (_, audit) = app.get("/api/audit?action=customer.update").await;
     assert_eq!(
         audit["entries"][0]["actor"],
@@ -310,8 +351,6 @@ async fn supervisors_move_work_and_set_agents_away() {
         .as_str()
         .unwrap()
         .to_string();
-    a.expect_none("offer", std::time::Duration::from_millis(400))
-        .await;
     let moved = send(
         app.client
             .post(format!("{}/api/interactions/{second}/move", app.base))
@@ -326,6 +365,19 @@ async fn supervisors_move_work_and_set_agents_away() {
         moved.1
     );
     assert_eq!(a.take_offer().await, second);
+    // Away, A was offered nothing by routing: the one offer of it is the move's.
+    let (_, i) = app.get(&format!("/api/interactions/{second}")).await;
+    let offers: Vec<&Value> = i["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "offered")
+        .collect();
+    assert_eq!(offers.len(), 1, "{i}");
+    let reason = offers[0]["data"]["decision"]["considered"][0]["reason"]
+        .as_str()
+        .unwrap();
+    assert!(reason.starts_with("moved here by"), "{reason}");
 
     // Not for agents; not to nobody.
     let refused = send(
@@ -353,5 +405,105 @@ async fn supervisors_move_work_and_set_agents_away() {
     assert_eq!((status, e["field"].as_str()), (400, Some("agent_id")));
     let (_, audit) = app.get("/api/audit?action=interaction.move").await;
     assert_eq!(audit["entries"].as_array().unwrap().len(), 2);
+    app.stop().await;
+}
+
+async fn an_agent_gets_neither_another_agents_attachment_nor_the_live_queue(backend: Backend) {
+    use futures_util::{SinkExt, StreamExt};
+    use lettre::message::{header::ContentType, Attachment, MultiPart};
+    use lettre::AsyncTransport;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let app = spawn_app(backend).await;
+    let (_, holder) = create_agent(&app, json!({ "name": "Holder" })).await;
+    let (_, other) = create_agent(&app, json!({ "name": "Other" })).await;
+    let (_, supervisor) =
+        create_agent(&app, json!({ "name": "Supervisor", "role": "supervisor" })).await;
+    let mut desk = Desktop::available(&app.base, &holder).await;
+    let mail = lettre::Message::builder()
+        .from("ivy@example.com".parse().unwrap())
+        .to("support@example.com".parse().unwrap())
+        .subject("My contract")
+        .multipart(
+            MultiPart::mixed()
+                .singlepart(lettre::message::SinglePart::plain("Attached.".to_string()))
+                .singlepart(Attachment::new("contract.pdf".into()).body(
+                    b"%PDF-1.4 private".to_vec(),
+                    ContentType::parse("application/pdf").unwrap(),
+                )),
+        )
+        .unwrap();
+    lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::builder_dangerous("127.0.0.1")
+        .port(app.smtp.unwrap().port())
+        .build()
+        .send(mail)
+        .await
+        .unwrap();
+    let id = desk.take_offer().await;
+    let (_, i) = app.get(&format!("/api/interactions/{id}")).await;
+    let url = i["attachments"][0]["url"].as_str().unwrap().to_string();
+    let get = |token: &str, path: &str| {
+        app.client
+            .get(format!("{}{path}", app.base))
+            .bearer_auth(token.to_string())
+            .send()
+    };
+
+    // The agent holding it, and a supervisor, download it.
+    for token in [&holder, &supervisor] {
+        let r = get(token, &url).await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(&r.bytes().await.unwrap()[..], b"%PDF-1.4 private");
+    }
+    // Another agent is told what it would be told of a file that does not exist.
+    let file = url.rsplit('/').next().unwrap();
+    let nobody = "0190c0de-0000-7000-8000-000000000000";
+    let theirs = get(&other, &url).await.unwrap();
+    let missing = get(
+        &other,
+        &format!("/api/interactions/{nobody}/attachments/{file}"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (theirs.status().as_u16(), missing.status().as_u16()),
+        (404, 404)
+    );
+    let (theirs, missing): (Value, Value) =
+        (theirs.json().await.unwrap(), missing.json().await.unwrap());
+    assert_eq!(
+        theirs["message"].as_str().unwrap().replace(&id, "ID"),
+        missing["message"].as_str().unwrap().replace(nobody, "ID"),
+    );
+    assert!(!theirs.to_string().contains("PDF"), "{theirs}");
+
+    // The live queue: a supervisor's token is let in, an agent's is closed with 4001.
+    let url = format!("{}/supervisor/ws", app.base.replacen("http://", "ws://", 1));
+    for (token, allowed) in [(&supervisor, true), (&holder, false), (&other, false)] {
+        let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+        ws.send(Message::Text(
+            json!({ "type": "login", "token": token })
+                .to_string()
+                .into(),
+        ))
+        .await
+        .unwrap();
+        let frame = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
+            .await
+            .expect("an answer within 10 s");
+        match frame {
+            Some(Ok(Message::Text(t))) if allowed => {
+                let q: Value = serde_json::from_str(&t).unwrap();
+                assert_eq!(q["type"], "queue", "{q}");
+            }
+            Some(Ok(Message::Close(Some(c)))) if !allowed => {
+                assert_eq!(
+                    (u16::from(c.code), c.reason.as_str()),
+                    (4001, "invalid token")
+                );
+            }
+            other => panic!("allowed: {allowed}, got {other:?}"),
+        }
+    }
     app.stop().await;
 }

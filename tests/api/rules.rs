@@ -189,14 +189,16 @@ async fn an_edited_rules_file_applies_on_sighup() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(seen, 2, "the edited file became version 2");
-    // A broken file is refused and the active version stays.
+    // A broken file is refused, as the server's log says, and the active version stays.
     std::fs::write(&rules, "not = = toml").unwrap();
     assert!(Command::new("kill")
         .args(["-HUP", &pid])
         .status()
         .unwrap()
         .success());
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    server
+        .until_logged("The routing rules file was not reloaded")
+        .await;
     assert_eq!(version().await, 2);
     // `switchboard reload` asks the running server to do the same.
     std::fs::write(

@@ -156,7 +156,9 @@ async fn the_simulator_replays_the_live_run_and_shows_a_better_rule_set(backend:
     assert_eq!(live["by_tier"]["high"]["contacts"], 5);
     assert_eq!(live["by_tier"]["low"]["contacts"], 7);
 
-    // The same rules replayed: the simulated waits match the recorded ones closely.
+    // The same rules replayed: the simulated waits are the recorded ones within a tenth of
+    // a second, as the README says (the replay does not spend the moments the live router
+    // took to commit between one contact and the next: a few milliseconds each).
     let same = &sim["active"];
     assert_eq!(same["overall"]["answered"], 12, "{same}");
     for tier in ["high", "low"] {
@@ -166,7 +168,7 @@ async fn the_simulator_replays_the_live_run_and_shows_a_better_rule_set(backend:
                 secs(&same["by_tier"][tier][figure]),
             );
             assert!(
-                (l - s).abs() <= 0.3,
+                (l - s).abs() <= 0.1,
                 "{tier} {figure}: recorded {l} s, replayed {s} s\n{sim}"
             );
         }

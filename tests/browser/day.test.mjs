@@ -4,7 +4,8 @@
 // sees the customer's history and completes; an email arrives (sent by swaks, a real
 // SMTP client) and the agent replies from the desktop, the reply reaching a mail relay;
 // the admin saves a rule set with an error (shown in place), fixes it, simulates,
-// applies it and finds the version in the audit trail. Screenshots of each page go to
+// applies it and finds the version in the audit trail; a customer's mail kept aside is
+// made a contact from the console. Screenshots of each page go to
 // tests/browser/screenshots/.
 //
 // Run by .ci/run after the Rust tests; by hand: `cargo build && cd tests/browser &&
@@ -243,13 +244,15 @@ test("a working day in the desktop and the console", async (t) => {
     assert.equal(await messages.getByText("Hello again?").count(), 1);
   });
 
-  await t.test("the agent completes with a disposition; the wrap-up timer shows", async () => {
+  await t.test("the agent completes with a disposition; the wrap-up timer shows; the visitor is told", async () => {
     await desk.locator(".workspace select[name=disposition]").selectOption("resolved");
     await desk.locator(".workspace input[name=notes]").fill("Parcel re-sent");
     await desk.locator(".workspace button[name=complete]").click();
     await desk.locator(".workspace").waitFor({ state: "detached" });
     await desk.locator("#wrapup").getByText("Wrap-up").waitFor();
-    await visitor.getByText(/ended|closed/i).first().waitFor().catch(() => {});
+    // The visitor's page says the chat has ended, once.
+    await visitor.getByText("The chat has ended.").waitFor();
+    assert.equal(await visitor.getByText("The chat has ended.").count(), 1);
   });
 
   await t.test("an email arrives over SMTP; the agent replies from the desktop", async () => {
@@ -401,6 +404,31 @@ test("a working day in the desktop and the console", async (t) => {
     await row.locator("input").press("Enter");
     await until("the desktop shows the agent away", async () => (await desk.locator("#presence").inputValue()) === "away");
     await row.getByText("离开").waitFor();
+  });
+
+  await t.test("a customer's mail kept aside as bulk mail is made a contact from the console", async () => {
+    // Sent through a mailing tool that marks it bulk: kept aside, never routed.
+    execFileSync("swaks", ["--silent", "2", "--server", `127.0.0.1:${smtpPort}`,
+      "--from", "lena.berg@example.com", "--to", "support@example.com",
+      "--header", "Subject: Refund for order 5521", "--header", "Precedence: bulk",
+      "--body", "Please refund order 5521, it never arrived."]);
+    // The console is in Chinese now.
+    await admin.keyboard.press("Alt+6");
+    await admin.locator("#tabs").getByText("搁置的邮件").waitFor();
+    const row = admin.locator("#kept-aside tbody tr", { hasText: "Refund for order 5521" });
+    await row.waitFor();
+    await row.getByText("自动回复").waitFor();
+    await row.getByText("lena.berg@example.com").waitFor();
+    await shot(admin, "console-kept-aside-zh");
+    await row.getByRole("button", { name: "转为联系" }).click();
+    await admin.locator("#kept-aside tbody tr", { hasText: "Refund for order 5521" }).getByText("已转为联系").waitFor();
+    const headers = { Authorization: `Bearer ${ADMIN}` };
+    const kept = await (await fetch(`${base}/api/email/kept-aside`, { headers })).json();
+    const made = kept.messages.find((m) => m.subject === "Refund for order 5521").contact;
+    const i = await (await fetch(`${base}/api/interactions/${made.interaction_id}`, { headers })).json();
+    assert.equal(i.channel, "email");
+    assert.equal(i.body, "Please refund order 5521, it never arrived.");
+    assert.equal(i.state, "queued", "the agent is away: it waits to be routed");
   });
 
   await t.test("a narrow window still shows the desktop", async () => {

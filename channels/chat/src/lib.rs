@@ -9,9 +9,11 @@
 //! - [`protocol`]: the frames, documented in `docs/chat-protocol.md`;
 //! - [`room`]: one chat's live state and its numbered, recorded events;
 //! - [`ws`]: the websocket and its limits;
+//! - [`limit`]: rate limits per chat and per client address;
 //! - [`token`]: the signed customer token;
 //! - the widget (`/chat/widget.js`) and its demo page (`/chat/demo`).
 
+pub mod limit;
 pub mod protocol;
 pub mod room;
 pub mod token;
@@ -42,8 +44,13 @@ pub struct ChatSettings {
     pub customer_token_secret: String,
     /// The longest message, in bytes.
     pub max_message_bytes: usize,
-    /// Messages one connection may send per minute.
+    /// Messages one chat may send per minute, whatever connections it uses.
     pub messages_per_minute: u32,
+    /// Messages one client address may send per minute, across all its chats (0: no
+    /// limit).
+    pub messages_per_minute_per_address: u32,
+    /// Chats one client address may start per minute (0: no limit).
+    pub chats_per_minute_per_address: u32,
     /// Seconds a connection may stay silent (the widget pings every 20).
     pub idle_timeout_secs: u64,
     /// Seconds a waiting chat whose visitor has gone stays before it is abandoned.
@@ -59,6 +66,10 @@ pub struct Chat {
     settings: ChatSettings,
     core: Arc<dyn Core>,
     rooms: Mutex<HashMap<String, Arc<Room>>>,
+    /// Chats started, per client address.
+    starts: limit::PerAddress,
+    /// Messages sent, per client address.
+    messages: limit::PerAddress,
 }
 
 impl Chat {
@@ -68,6 +79,8 @@ impl Chat {
             settings,
             core,
             rooms: Mutex::default(),
+            starts: limit::PerAddress::default(),
+            messages: limit::PerAddress::default(),
         })
     }
 
@@ -132,10 +145,15 @@ pub async fn run(chat: Arc<Chat>, shutdown: impl std::future::Future<Output = ()
             a = assignments.recv() => match a {
                 Ok(a) if a.channel == ChannelKind::Chat => {
                     if let Some(room) = chat.room(&a.contact_key) {
-                        room.agent_joined(&chat, &a.agent_name).await;
+                        room.agent_joined(&chat, &a.agent_id, &a.agent_name).await;
                     }
                 }
-                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Ok(_) => {}
+                // Fell behind: what was missed is read from the store.
+                Err(RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "The chat channel fell behind the assignments; catching up from the store");
+                    room::catch_up(&chat).await;
+                }
                 Err(RecvError::Closed) => return,
             },
             c = completions.recv() => match c {
@@ -144,7 +162,11 @@ pub async fn run(chat: Arc<Chat>, shutdown: impl std::future::Future<Output = ()
                         room.close(&chat, "agent", "the agent ended the chat", false).await;
                     }
                 }
-                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Ok(_) => {}
+                Err(RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "The chat channel fell behind the completions; catching up from the store");
+                    room::catch_up(&chat).await;
+                }
                 Err(RecvError::Closed) => return,
             },
             t = typing.recv() => match t {
@@ -162,6 +184,7 @@ pub async fn run(chat: Arc<Chat>, shutdown: impl std::future::Future<Output = ()
                 Err(RecvError::Closed) => return,
             },
             _ = tick.tick() => {
+                room::settle_owed(&chat).await;
                 room::deliver_agents(&chat).await;
                 room::watch_waiting(&chat).await;
             }

@@ -8,15 +8,25 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use switchboard_contract::{ChannelEvent, ChannelKind, Position, Recorded};
+use switchboard_contract::{ChannelEvent, ChannelKind, Due, Position, Recorded};
 use tokio::sync::mpsc;
 
+use crate::limit::Bucket;
 use crate::Chat;
 
 /// The history kind of the events a visitor sees.
 pub const EVENT: &str = "chat";
-/// The history kind of a chat's start (its resume secret, not shown to agents' pages).
+/// The history kind of a chat's start (its resume secret's digest is kept privately).
 pub const STARTED: &str = "chat_started";
+
+/// The digest a resume secret is kept as (hex SHA-256).
+pub fn digest(secret: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(secret.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
 
 /// A chat.
 pub struct Room {
@@ -42,6 +52,35 @@ struct State {
     started: Option<Instant>,
     last_position: Option<Position>,
     last_typing: Option<Instant>,
+    /// The visitor's messages per minute, over every connection the chat has had.
+    rate: Option<Bucket>,
+    /// Events the visitor is owed that the store could not record yet (an agent joining,
+    /// the chat's end): recorded and sent at the next pass.
+    owed: Vec<Owed>,
+}
+
+/// An event the visitor is owed.
+#[derive(Debug, Clone)]
+enum Owed {
+    /// An agent (by id and first name) joined.
+    Joined { agent_id: String, name: String },
+    /// The chat ended; an agent's completion asks the visitor how it went.
+    Closed {
+        by: String,
+        reason: String,
+        survey: Option<String>,
+    },
+}
+
+/// Why a visitor's message was not taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// The chat has ended.
+    Ended,
+    /// Over the chat's or the address's rate: send it again shortly.
+    SlowDown,
+    /// The store could not take it: send it again.
+    Unavailable(String),
 }
 
 /// A room's connection id, and where its frames go.
@@ -82,7 +121,16 @@ impl Room {
             return Ok(None);
         };
         if let Some(t) = token {
-            if first["resume_token"].as_str() != Some(t) {
+            // Compared as digests of equal length, whole: the time taken says nothing of
+            // the secret. A chat started before secrets were kept as digests has none,
+            // and cannot be resumed.
+            let Some(kept) = first["private"]["resume_digest"].as_str() else {
+                return Ok(None);
+            };
+            if !bool::from(subtle::ConstantTimeEq::ct_eq(
+                kept.as_bytes(),
+                digest(t).as_bytes(),
+            )) {
                 return Ok(None);
             }
         }
@@ -210,19 +258,27 @@ impl Room {
         chat: &Chat,
         id: &str,
         text: &str,
-    ) -> Result<Value, String> {
+        address_allows: impl FnOnce(Instant) -> bool,
+    ) -> Result<Value, Refused> {
         let seq = {
             let mut s = self.state.lock().await;
             if let Some(seq) = s.sent.get(id).copied() {
                 return Ok(json!({ "type": "ack", "id": id, "seq": seq }));
             }
             if s.ended {
-                return Err("this chat has ended".into());
+                return Err(Refused::Ended);
+            }
+            let now = Instant::now();
+            let per_minute = chat.settings.messages_per_minute;
+            let rate = s.rate.get_or_insert_with(|| Bucket::full(per_minute, now));
+            if !rate.take(per_minute, now) || !address_allows(now) {
+                return Err(Refused::SlowDown);
             }
             let event = json!({ "type": "message", "from": "visitor", "id": id, "text": text });
             let seq = self
                 .publish_in(&mut s, chat, format!("visitor:{id}"), event)
-                .await?;
+                .await
+                .map_err(Refused::Unavailable)?;
             s.sent.insert(id.to_string(), seq);
             // Before an agent has joined, the message reaches the agent with the rest of
             // the transcript when it joins (see `agent_joined`); after, at once.
@@ -263,18 +319,22 @@ impl Room {
     }
 
     /// An agent took the chat: the visitor is told, and the agent is told what the
-    /// visitor wrote while the chat waited.
-    pub async fn agent_joined(&self, chat: &Chat, name: &str) {
+    /// visitor wrote while the chat waited. A store that cannot record it now leaves it
+    /// owed, recorded and told at a later pass.
+    pub async fn agent_joined(&self, chat: &Chat, agent_id: &str, name: &str) {
         let first = name.split_whitespace().next().unwrap_or("An agent");
         let mut s = self.state.lock().await;
         // Under the lock: every message published before this point is in the store and
         // is told below; every one after is told as it comes.
         s.assigned = true;
-        let joined = json!({ "type": "agent_joined", "name": first });
-        let key = format!("joined:{}", uuid::Uuid::now_v7());
-        if let Err(e) = self.publish_in(&mut s, chat, key, joined).await {
-            tracing::warn!(error = %e, "Could not record an agent joining a chat");
+        let owed = Owed::Joined {
+            agent_id: agent_id.to_string(),
+            name: first.to_string(),
+        };
+        if !self.settle(&mut s, chat, owed).await {
+            return;
         }
+        drop(s);
         match self.since(chat, 0).await {
             Ok(events) => {
                 for e in events
@@ -288,36 +348,99 @@ impl Room {
                         .await;
                 }
             }
+            // The agent reads the transcript in the interaction's history instead.
             Err(e) => {
                 tracing::warn!(error = %e, "Could not read a chat's transcript for its agent")
             }
         }
     }
 
+    /// Records and tells an event the visitor is owed; when the store cannot take it
+    /// now, it stays owed (answers false) and a later pass tries again.
+    async fn settle(&self, s: &mut State, chat: &Chat, owed: Owed) -> bool {
+        let (key, event) = match &owed {
+            // Once per agent: the same agent joining again is the same news.
+            Owed::Joined { agent_id, name } => (
+                format!("joined:{agent_id}"),
+                json!({ "type": "agent_joined", "name": name }),
+            ),
+            Owed::Closed { by, reason, survey } => (
+                "closed".to_string(),
+                match survey {
+                    Some(question) => json!({ "type": "closed", "by": by, "reason": reason,
+                                              "survey": { "question": question, "scale": [1, 5] } }),
+                    None => json!({ "type": "closed", "by": by, "reason": reason }),
+                },
+            ),
+        };
+        match self.publish_in(s, chat, key, event).await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "Could not record a chat event; it is tried again shortly");
+                metrics::counter!("switchboard_chat_events_owed_total").increment(1);
+                s.owed.push(owed);
+                false
+            }
+        }
+    }
+
+    /// Records the events the store could not take before, in order.
+    pub async fn settle_owed(&self, chat: &Chat) {
+        let mut s = self.state.lock().await;
+        let owed = std::mem::take(&mut s.owed);
+        let mut rest = owed.into_iter();
+        for o in rest.by_ref() {
+            if !self.settle(&mut s, chat, o).await {
+                break;
+            }
+        }
+        s.owed.extend(rest);
+        let closed = s.ended && s.owed.is_empty();
+        drop(s);
+        if closed {
+            chat.rooms().remove(&self.key);
+        }
+    }
+
     /// Ends the chat: recorded and told (`closed`), and, when `end` is true, the
-    /// interaction ends too (abandoned if it was still waiting).
+    /// interaction ended as the customer's (abandoned if it waited). A store that cannot
+    /// record the end now leaves it owed: the room stays until it is told.
     pub async fn close(&self, chat: &Chat, by: &str, reason: &str, end: bool) {
         if self.ended().await {
             return;
         }
         if end {
             if let Err(e) = chat.core.end(ChannelKind::Chat, &self.key, reason).await {
+                // Nothing changed: the next pass that finds it gone or waiting too long
+                // ends it again.
                 tracing::warn!(error = %e, "Could not end a chat's interaction");
                 return;
             }
         }
-        if let Err(e) = self
-            .publish(
-                chat,
-                "closed".into(),
-                json!({ "type": "closed", "by": by, "reason": reason }),
-            )
-            .await
-        {
-            tracing::warn!(error = %e, "Could not record a chat's end");
+        // Completed by its agent: the visitor is asked how it went (in the widget).
+        let survey = if by == "agent" {
+            chat.core
+                .service(ChannelKind::Chat, None)
+                .await
+                .survey_question
+        } else {
+            None
+        };
+        let mut s = self.state.lock().await;
+        if s.ended {
+            return;
         }
-        self.state.lock().await.ended = true;
-        chat.rooms().remove(&self.key);
+        s.ended = true;
+        let owed = Owed::Closed {
+            by: by.to_string(),
+            reason: reason.to_string(),
+            survey,
+        };
+        let told = self.settle(&mut s, chat, owed).await;
+        drop(s);
+        if told {
+            chat.rooms().remove(&self.key);
+        }
         metrics::counter!("switchboard_chats_closed_total", "by" => by.to_string()).increment(1);
     }
 
@@ -339,47 +462,108 @@ fn visitor_said(text: &str, seq: u64) -> Value {
     json!({ "type": "message", "channel": "chat", "from": "visitor", "text": text, "chat_seq": seq })
 }
 
-/// Delivers agents' messages (stored by the router with the agent's other writes):
-/// each recorded and numbered in its chat, sent to the visitor, and the agent told.
+/// Attempts at delivering an agent's chat message before it is given up (about a quarter
+/// of an hour with the backoff below).
+const REPLY_ATTEMPTS: u32 = 30;
+
+/// Delivers the agents' messages due: each is published in its chat (recorded and sent
+/// to the visitor's pages), and the agent is told it was sent. A store that cannot be
+/// read or written now is retried with backoff, the agent told it is retrying; only a
+/// chat that does not exist, or a message that failed every attempt, is given up — the
+/// agent told, the give-up counted and logged.
 pub async fn deliver_agents(chat: &Chat) {
     let due = match chat.core.due(ChannelKind::Chat, 64).await {
         Ok(d) => d,
         Err(e) => {
-            tracing::warn!(error = %e, "Could not read agents' chat messages");
+            tracing::warn!(error = %e, "Could not read agents' chat messages; retrying shortly");
             return;
         }
     };
     for d in due {
         let p = &d.command.payload;
-        let key = p["contact_key"].as_str().unwrap_or_default();
-        let room = match chat.room(key) {
-            Some(r) => Some(r),
-            None => Room::load(chat, key, None).await.ok().flatten(),
-        };
-        let Some(room) = room else {
-            let _ = chat.core.failed(&d.command.id, None, "no such chat").await;
-            continue;
-        };
+        let id = &d.command.id;
+        let interaction = p["interaction_id"].as_str().unwrap_or_default();
         let reply_id = p["reply_id"].as_str().unwrap_or_default();
-        let event =
-            json!({ "type": "message", "from": "agent", "id": reply_id, "text": p["body"] });
-        match room.publish(chat, format!("agent:{reply_id}"), event).await {
-            Ok(seq) => {
+        match deliver_agent(chat, &d).await {
+            Ok((room, seq)) => {
                 metrics::counter!("switchboard_chat_messages_total", "from" => "agent")
                     .increment(1);
-                let _ = chat.core.delivered(&d.command.id).await;
                 chat.core
                     .tell_agent(
                         &room.interaction_id,
                         json!({ "type": "reply_sent", "reply_id": reply_id, "chat_seq": seq }),
                     )
                     .await;
+                // Not marked: it is due again, and publishing it again is a duplicate
+                // (its event key is recorded), so the visitor sees it once either way.
+                if let Err(e) = chat.core.delivered(id).await {
+                    tracing::warn!(error = %e, "Could not mark an agent's chat message sent; it is checked again");
+                }
             }
-            Err(e) => {
-                let _ = chat.core.failed(&d.command.id, Some(500), &e).await;
+            Err(failure) => {
+                let attempts = d.attempts + 1;
+                let (error, retry) = match failure {
+                    Failure::Retry(e) if attempts < REPLY_ATTEMPTS => {
+                        (e, Some((500u64 << attempts.min(6)).min(30_000)))
+                    }
+                    Failure::Retry(e) | Failure::GiveUp(e) => (e, None),
+                };
+                let outcome = if retry.is_some() {
+                    "retried"
+                } else {
+                    "given_up"
+                };
+                metrics::counter!("switchboard_chat_replies_total", "outcome" => outcome)
+                    .increment(1);
+                if retry.is_some() {
+                    tracing::warn!(attempts, error = %error, "An agent's chat message was not delivered; retrying");
+                } else {
+                    tracing::error!(attempts, error = %error, "Gave up an agent's chat message");
+                }
+                chat.core
+                    .tell_agent(
+                        interaction,
+                        json!({ "type": "reply_failed", "reply_id": reply_id, "error": error,
+                                "retrying": retry.is_some(), "attempts": attempts }),
+                    )
+                    .await;
+                // Not recorded: it stays due and is tried again at the next pass.
+                if let Err(e) = chat.core.failed(id, retry, &error).await {
+                    tracing::warn!(error = %e, "Could not record a failed chat delivery; it is tried again");
+                }
             }
         }
     }
+}
+
+/// Why an agent's chat message was not delivered.
+enum Failure {
+    /// Worth another try (the store could not be reached).
+    Retry(String),
+    /// Never going to work.
+    GiveUp(String),
+}
+
+/// One attempt at an agent's chat message: its chat (from memory, or the store after a
+/// restart), then the message published in it; answers the room and its number.
+async fn deliver_agent(chat: &Chat, d: &Due) -> Result<(Arc<Room>, u64), Failure> {
+    let p = &d.command.payload;
+    let key = p["contact_key"].as_str().unwrap_or_default();
+    let room = match chat.room(key) {
+        Some(r) => r,
+        None => match Room::load(chat, key, None).await {
+            Ok(Some(r)) => r,
+            Ok(None) => return Err(Failure::GiveUp("no such chat".into())),
+            Err(e) => return Err(Failure::Retry(format!("the chat could not be read: {e}"))),
+        },
+    };
+    let reply_id = p["reply_id"].as_str().unwrap_or_default();
+    let event = json!({ "type": "message", "from": "agent", "id": reply_id, "text": p["body"] });
+    let seq = room
+        .publish(chat, format!("agent:{reply_id}"), event)
+        .await
+        .map_err(Failure::Retry)?;
+    Ok((room, seq))
 }
 
 /// The most chats taken up again at start.
@@ -417,6 +601,64 @@ pub async fn take_up_open_chats(chat: &Chat) {
     }
     if taken > 0 {
         tracing::info!(chats = taken, "Open chats taken up again after the start");
+    }
+}
+
+/// Records in each chat what the store could not take before (an agent joining, the
+/// chat's end).
+pub async fn settle_owed(chat: &Chat) {
+    let rooms: Vec<Arc<Room>> = chat.rooms().values().cloned().collect();
+    for room in rooms {
+        let owing = !room.state.lock().await.owed.is_empty();
+        if owing {
+            room.settle_owed(chat).await;
+        }
+    }
+}
+
+/// Takes every open chat's state from the store, after the channel fell behind the
+/// router's announcements: a chat an agent took is told the agent joined, one that
+/// ended is closed. Nothing announced is lost to a channel that was slow to listen.
+pub async fn catch_up(chat: &Chat) {
+    let rooms: Vec<Arc<Room>> = chat.rooms().values().cloned().collect();
+    metrics::counter!("switchboard_channel_caught_up_total", "channel" => "chat").increment(1);
+    for room in rooms {
+        let (assigned, ended) = {
+            let s = room.state.lock().await;
+            (s.assigned, s.ended)
+        };
+        if ended {
+            continue;
+        }
+        let contact = match chat
+            .core
+            .find_contact(ChannelKind::Chat, std::slice::from_ref(&room.key))
+            .await
+        {
+            Ok(Some(c)) => c,
+            Ok(None) => continue,
+            Err(e) => {
+                // Caught up at the next lag, or when the visitor resumes (from the store).
+                tracing::warn!(error = %e, "Could not read a chat's state to catch up");
+                continue;
+            }
+        };
+        match contact.state.as_str() {
+            "assigned" if !assigned => {
+                let agent = contact.agent_id.clone().unwrap_or_default();
+                let name = contact.agent_name.clone().unwrap_or_default();
+                room.agent_joined(chat, &agent, &name).await;
+            }
+            "completed" => {
+                room.close(chat, "agent", "the agent ended the chat", false)
+                    .await
+            }
+            "abandoned" => {
+                room.close(chat, "system", "the chat has ended", false)
+                    .await
+            }
+            _ => {}
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 //! chats are capped, and the page's origin must be allowed. Bad frames get an `error`
 //! frame, never a dropped connection for other visitors, never a panic.
 
-use std::collections::VecDeque;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,11 +13,14 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use serde_json::{json, Value};
-use switchboard_contract::{ChannelEvent, ChannelKind, CustomerHint, IntakeError, NewInteraction};
+use switchboard_contract::{
+    ChannelEvent, ChannelKind, ClientAddr, CustomerHint, IntakeError, NewInteraction, Rated,
+};
 
 use crate::protocol::{decode, ClientFrame};
-use crate::room::{Room, STARTED};
+use crate::room::{Refused, Room, STARTED};
 use crate::{token, Chat};
 
 /// How long a new connection has to start or resume.
@@ -28,9 +31,11 @@ const SEND_STALL: Duration = Duration::from_secs(20);
 /// `GET /channels/chat/ws`.
 pub async fn upgrade(
     State(chat): State<Arc<Chat>>,
+    client: Option<Extension<ClientAddr>>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
+    let client = client.map(|Extension(ClientAddr(a))| a);
     let allowed = &chat.settings.allowed_origins;
     if !allowed.is_empty() {
         let origin = headers
@@ -52,7 +57,7 @@ pub async fn upgrade(
         .max_frame_size(max)
         .read_buffer_size(4096)
         .write_buffer_size(4096)
-        .on_upgrade(move |socket| connection(chat, socket))
+        .on_upgrade(move |socket| connection(chat, socket, client))
 }
 
 fn error(code: &str, message: &str) -> Message {
@@ -70,7 +75,7 @@ fn close(code: u16, reason: &str) -> Message {
     }))
 }
 
-async fn connection(chat: Arc<Chat>, mut socket: WebSocket) {
+async fn connection(chat: Arc<Chat>, mut socket: WebSocket, client: Option<IpAddr>) {
     // The first frame: start or resume.
     let room = loop {
         let frame = match tokio::time::timeout(HELLO_WITHIN, socket.recv()).await {
@@ -99,7 +104,17 @@ async fn connection(chat: Arc<Chat>, mut socket: WebSocket) {
                 email,
                 name,
                 topic,
-            }) => match start(&chat, visitor_id, customer_token, email, name, topic).await {
+            }) => match start(
+                &chat,
+                client,
+                visitor_id,
+                customer_token,
+                email,
+                name,
+                topic,
+            )
+            .await
+            {
                 Ok((room, started)) => {
                     if !send(&mut socket, Message::Text(started.to_string().into())).await {
                         return;
@@ -165,7 +180,7 @@ async fn connection(chat: Arc<Chat>, mut socket: WebSocket) {
         }
     };
     let (room, (conn, mut events), replayed) = room;
-    serve(&chat, &room, &mut socket, &mut events, replayed).await;
+    serve(&chat, &room, &mut socket, &mut events, replayed, client).await;
     room.detach(conn).await;
 }
 
@@ -176,10 +191,10 @@ async fn serve(
     socket: &mut WebSocket,
     events: &mut tokio::sync::mpsc::Receiver<String>,
     mut replayed: u64,
+    client: Option<IpAddr>,
 ) {
     let s = &chat.settings;
     let idle = Duration::from_secs(s.idle_timeout_secs.max(5));
-    let mut recent: VecDeque<Instant> = VecDeque::new();
     loop {
         let frame = tokio::select! {
             e = events.recv() => match e {
@@ -224,19 +239,7 @@ async fn serve(
         let answer: Option<Message> = match decode(&text) {
             Err(e) => Some(error("bad_frame", &e)),
             Ok(ClientFrame::Message { id, text }) => {
-                let now = Instant::now();
-                while recent
-                    .front()
-                    .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(60))
-                {
-                    recent.pop_front();
-                }
-                if recent.len() as u32 >= s.messages_per_minute {
-                    Some(error(
-                        "slow_down",
-                        "too many messages; this one was not sent, send it again shortly",
-                    ))
-                } else if id.is_empty() || id.len() > 64 {
+                if id.is_empty() || id.len() > 64 {
                     Some(error(
                         "bad_field",
                         "id: give each message an id of 1 to 64 characters",
@@ -249,14 +252,30 @@ async fn serve(
                         &format!("text: at most {} bytes", s.max_message_bytes),
                     ))
                 } else {
-                    recent.push_back(now);
+                    // A message sent again after a reconnect is answered with its ack and
+                    // counts against nothing; a new one counts against its chat and its
+                    // address.
+                    let address_allows = |now| {
+                        client.is_none_or(|a| {
+                            chat.messages
+                                .take(a, s.messages_per_minute_per_address, now)
+                        })
+                    };
                     match room
-                        .visitor_message(chat, &id, &text.replace('\0', ""))
+                        .visitor_message(chat, &id, &text.replace('\0', ""), address_allows)
                         .await
                     {
                         Ok(ack) => Some(Message::Text(ack.to_string().into())),
-                        Err(e) if e == "this chat has ended" => Some(error("ended", &e)),
-                        Err(_) => Some(error(
+                        Err(Refused::Ended) => Some(error("ended", "this chat has ended")),
+                        Err(Refused::SlowDown) => {
+                            metrics::counter!("switchboard_chat_refused_total", "reason" => "rate")
+                                .increment(1);
+                            Some(error(
+                                "slow_down",
+                                "too many messages; this one was not sent, send it again shortly",
+                            ))
+                        }
+                        Err(Refused::Unavailable(_)) => Some(error(
                             "unavailable",
                             "the message was not sent; send it again",
                         )),
@@ -274,6 +293,33 @@ async fn serve(
             }
             Ok(ClientFrame::Ping {}) => {
                 Some(Message::Text(json!({ "type": "pong" }).to_string().into()))
+            }
+            Ok(ClientFrame::Rating { score, comment }) => {
+                let comment = comment.map(|c| c.chars().take(2000).collect::<String>());
+                Some(
+                    match chat
+                        .core
+                        .rate(ChannelKind::Chat, &room.key, score, comment.as_deref())
+                        .await
+                    {
+                        Ok(Rated::Recorded { .. }) => Message::Text(
+                            json!({ "type": "rated", "score": score })
+                                .to_string()
+                                .into(),
+                        ),
+                        Ok(Rated::AlreadyAnswered) => {
+                            error("already_rated", "this chat was scored before; thank you")
+                        }
+                        Ok(Rated::Unknown) => error(
+                            "not_completed",
+                            "a chat is scored once its agent has completed it",
+                        ),
+                        Err(IntakeError::Invalid { message, .. }) => {
+                            error("bad_field", &format!("score: {message}"))
+                        }
+                        Err(e) => error("unavailable", &format!("{e}; send it again")),
+                    },
+                )
             }
             Ok(ClientFrame::Start { .. } | ClientFrame::Resume { .. }) => Some(error(
                 "already_started",
@@ -316,6 +362,7 @@ type Refusal = (&'static str, String);
 /// visitor id), the interaction committed and queued.
 async fn start(
     chat: &Chat,
+    client: Option<IpAddr>,
     visitor_id: String,
     customer_token: Option<String>,
     email: Option<String>,
@@ -328,6 +375,19 @@ async fn start(
             "bad_field",
             "visitor_id: 1 to 100 printable characters".into(),
         ));
+    }
+    if let Some(a) = client {
+        if !chat.starts.take(
+            a,
+            chat.settings.chats_per_minute_per_address,
+            Instant::now(),
+        ) {
+            metrics::counter!("switchboard_chat_refused_total", "reason" => "starts").increment(1);
+            return Err((
+                "slow_down",
+                "too many chats started from here; try again in a minute".into(),
+            ));
+        }
     }
     let open = chat
         .rooms()
@@ -378,6 +438,7 @@ async fn start(
             subject: Some("Web chat".into()),
             body: None,
             preferred_agent: None,
+            not_before_ms: None,
         })
         .await
         .map_err(|e| match e {
@@ -400,7 +461,11 @@ async fn start(
             contact_key: key.clone(),
             event_key: format!("{key}:started"),
             kind: STARTED.into(),
-            data: json!({ "resume_token": resume_token, "visitor_id": visitor_id }),
+            // Only the secret's digest is kept, and privately: the history, the API and
+            // the agents' desktops never see it, and the secret itself stays on the
+            // visitor's page.
+            data: json!({ "visitor_id": visitor_id,
+                          "private": { "resume_digest": crate::room::digest(&resume_token) } }),
             files: Vec::new(),
         })
         .await
@@ -408,10 +473,21 @@ async fn start(
     let room = Room::new(key.clone(), accepted.interaction_id, visitor_id);
     chat.rooms().insert(key.clone(), room.clone());
     metrics::counter!("switchboard_chats_started_total").increment(1);
-    Ok((
-        room,
-        json!({ "type": "started", "chat_id": key, "resume_token": resume_token, "seq": 0 }),
-    ))
+    let mut started =
+        json!({ "type": "started", "chat_id": key, "resume_token": resume_token, "seq": 0 });
+    // Taken while closed: the visitor leaves a message, answered from the opening.
+    if accepted.opens_at_ms.is_some() {
+        metrics::counter!("switchboard_chats_closed_total").increment(1);
+        let info = chat
+            .core
+            .service(ChannelKind::Chat, Some(&accepted.tier))
+            .await;
+        started["closed"] = json!({
+            "message": info.closed_message, "opens_at": info.opens_at,
+            "opens_at_local": info.opens_at_local, "hours": info.hours,
+        });
+    }
+    Ok((room, started))
 }
 
 /// The number of a numbered event's frame (`None` for frames not kept: queue, typing).

@@ -22,12 +22,40 @@ pub struct ChannelEvent {
     pub event_key: String,
     /// The history event's kind (`call_answered`).
     pub kind: String,
-    /// Its details (never logged).
+    /// Its details (never logged). A member named `private` is kept with the event for
+    /// the channel's own checks (a resume secret's digest) and read back by
+    /// [`Core::events_of`], but never written to the history: nobody else sees it.
     pub data: serde_json::Value,
     /// Files that came with it, stored with its interaction in the same commit (each
     /// once: their ids derive from the interaction and the event key).
     #[serde(skip)]
     pub files: Vec<Attachment>,
+}
+
+/// A message a channel keeps aside instead of making a contact of it (an auto-reply
+/// that answers no conversation, mail with no usable sender, mail that cannot be read):
+/// kept whole, once per key, for supervisors to see and to turn into a contact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeptAside {
+    /// The channel.
+    pub channel: ChannelKind,
+    /// Unique per message in the channel: the same key twice is kept once.
+    pub key: String,
+    /// A digest of what the message says: the same key with another digest is another
+    /// message (a reused Message-ID), kept too.
+    pub fingerprint: String,
+    /// Why, as a short fixed label (`auto_reply`, `bounce`, `no_sender`…).
+    pub reason: String,
+    /// Why, as a sentence.
+    pub detail: String,
+    /// Who sent it, when that is known.
+    pub sender: Option<String>,
+    /// Its subject.
+    pub subject: Option<String>,
+    /// The start of its text.
+    pub preview: Option<String>,
+    /// The message as it came.
+    pub raw: Vec<u8>,
 }
 
 /// What recording an event came to.
@@ -59,15 +87,56 @@ pub enum Ending {
         /// Seconds it waited.
         waited_secs: f64,
     },
-    /// An agent holds it: the agent was told.
+    /// It had been answered: the agent holding it was told (and completes it as
+    /// usual); one answered outside Switchboard (no agent) is completed with it.
     WhileHeld {
         /// The interaction.
         interaction_id: String,
-        /// The agent.
-        agent_id: String,
+        /// The agent, or `None` when it was answered outside Switchboard.
+        agent_id: Option<String>,
     },
     /// It had ended already.
     Already {
+        /// The interaction.
+        interaction_id: String,
+    },
+    /// The caller asked to be called back: it keeps its place, waiting for an agent who
+    /// calls back.
+    CallbackKept {
+        /// The interaction.
+        interaction_id: String,
+    },
+    /// No contact has that key.
+    Unknown,
+}
+
+/// What a channel's report that its own system connected a contact came to (a phone
+/// system saying a call was answered at an extension, or moved to another).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Connected {
+    /// It is now this agent's: it was waiting (and is never offered again), or another
+    /// agent held it. It counts against the agent's capacity and shows on their desktop.
+    Assigned {
+        /// The interaction.
+        interaction_id: String,
+        /// The agent who has it now.
+        agent_id: String,
+        /// The agent who held it before, when it was held.
+        from: Option<String>,
+    },
+    /// It was waiting and was answered by someone Switchboard does not know (an
+    /// extension of no agent): it is never offered again, and ends with the call.
+    Outside {
+        /// The interaction.
+        interaction_id: String,
+    },
+    /// The agent (or nobody named) held it already: nothing changed.
+    AlreadyHeld {
+        /// The interaction.
+        interaction_id: String,
+    },
+    /// It had ended already: nothing changed.
+    Ended {
         /// The interaction.
         interaction_id: String,
     },
@@ -90,6 +159,11 @@ pub struct Assignment {
     pub agent_name: String,
     /// The agent's phone extension, if it has one.
     pub extension: Option<String>,
+    /// When the contact arrived (ms since the epoch, by the database's clock): a call
+    /// that arrived within its answer window may still be ringing on another node, whose
+    /// answer carries the dial.
+    #[serde(default)]
+    pub arrived_at_ms: i64,
 }
 
 /// An interaction an agent completed (announced after it is committed).
@@ -124,6 +198,38 @@ pub struct Command {
     pub payload: serde_json::Value,
 }
 
+/// A command for an interaction and agent a channel does not know yet (the core fills
+/// them in when it decides them): its id is `{prefix}{interaction id}:{agent id}`, and
+/// its payload `payload` with both added. Plain data, so it crosses to the router of
+/// another node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommandFor {
+    /// The id's prefix (`dial:`).
+    pub prefix: String,
+    /// The channel the command is for.
+    pub channel: ChannelKind,
+    /// What the command says besides the interaction and agent.
+    pub payload: serde_json::Value,
+}
+
+impl CommandFor {
+    /// The command for `interaction_id` and `agent_id`.
+    pub fn command(&self, interaction_id: &str, agent_id: &str) -> Command {
+        let mut payload = self.payload.clone();
+        let id = format!("{}{interaction_id}:{agent_id}", self.prefix);
+        if let Some(o) = payload.as_object_mut() {
+            o.insert("command_id".into(), id.clone().into());
+            o.insert("interaction_id".into(), interaction_id.into());
+            o.insert("agent_id".into(), agent_id.into());
+        }
+        Command {
+            id,
+            channel: self.channel,
+            payload,
+        }
+    }
+}
+
 /// A command due for delivery.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Due {
@@ -144,6 +250,8 @@ pub struct Contact {
     pub state: String,
     /// The agent holding it, or who held it last.
     pub agent_id: Option<String>,
+    /// That agent's name, as customers may be told it.
+    pub agent_name: Option<String>,
 }
 
 /// A file that came with a contact.
@@ -157,6 +265,90 @@ pub struct Attachment {
     pub size: u64,
     /// Its content; `None` when it was over the size limit (listed, not kept).
     pub data: Option<Vec<u8>>,
+}
+
+/// What a channel tells a customer of the service it is offered: whether it is open, when
+/// it opens, the hours, and what to say while closed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceInfo {
+    /// Open now (a contact is served at once).
+    pub open_now: bool,
+    /// The next opening, while closed (ms since the epoch).
+    pub opens_at_ms: Option<i64>,
+    /// The same, as RFC 3339.
+    pub opens_at: Option<String>,
+    /// That opening as the calendar's readers write it (`Mon 2026-12-07 08:00
+    /// (Europe/Berlin)`).
+    pub opens_at_local: Option<String>,
+    /// The opening hours, a line a day (`Monday 08:00-18:00`), with the time zone; empty
+    /// when served around the clock.
+    pub hours: Vec<String>,
+    /// What to say while closed, on this channel.
+    pub closed_message: String,
+    /// A call while closed: `callback`, `voicemail` or `message`.
+    pub closed_call: String,
+    /// When mail is acknowledged: `closed`, `always` or `never`.
+    pub email_acknowledge: String,
+    /// The acknowledgement's subject template (`{subject}`).
+    pub email_subject: String,
+    /// Its text template (`{due}`, `{opens}`).
+    pub email_text: String,
+    /// Seconds a caller waits before being offered a callback.
+    pub callback_offer_after_secs: u32,
+    /// The satisfaction question, when this channel asks it.
+    pub survey_question: Option<String>,
+}
+
+/// A callback to book: a customer to call back, when their turn comes (or at a time).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewCallback {
+    /// Unique per callback: booking it again changes nothing.
+    pub key: String,
+    /// The number to call.
+    pub number: String,
+    /// Who it is (the number itself, or more).
+    pub customer: crate::CustomerHint,
+    /// What it is about.
+    pub topic: Option<String>,
+    /// Why (`missed`: a missed call; `voicemail`; `api`; `retry`).
+    pub source: String,
+    /// A note for the agent (never logged).
+    pub note: Option<String>,
+    /// Not before this moment (ms since the epoch).
+    pub not_before_ms: Option<i64>,
+    /// Attempts made before this one.
+    pub attempts: u32,
+    /// The contact it follows (the missed call, the voicemail, the attempt before).
+    pub follows: Option<String>,
+}
+
+/// What a customer's satisfaction answer came to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Rated {
+    /// Recorded; a low score opened a follow-up (its interaction).
+    Recorded {
+        /// The interaction scored.
+        interaction_id: String,
+        /// The follow-up opened for its owner, for a low score.
+        follow_up: Option<String>,
+    },
+    /// The contact was scored before: nothing changed.
+    AlreadyAnswered,
+    /// No contact has that key, or it is not completed.
+    Unknown,
+}
+
+/// A callback an agent was given.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallbackTask {
+    /// The interaction.
+    pub interaction_id: String,
+    /// The number to call.
+    pub number: String,
+    /// Why it was booked.
+    pub source: String,
+    /// Attempts made before this one.
+    pub attempts: u32,
 }
 
 /// The core's side for channels that follow their contacts' lives.
@@ -211,6 +403,35 @@ pub trait Core: Intake {
 
     /// Records `event` in its contact's history, once per event key.
     fn record(&self, event: ChannelEvent) -> BoxFuture<'_, Result<Recorded, IntakeError>>;
+
+    /// The channel's own system connected a contact to `agent_id` (an agent's id, as
+    /// [`Core::find_agent`] answers it), or to someone Switchboard does not know (`None`).
+    /// The channel's system is the authority on its contacts: a waiting contact is
+    /// assigned there and then (its offer, if any, withdrawn), one held by another agent
+    /// moves. `done` names commands the channel's system needs no longer (the dial of a
+    /// call already connected), by the interaction and agent they would be for; they are
+    /// stored as carried out in the same commit. Nothing is announced as an assignment:
+    /// the channel knows already.
+    fn connected<'a>(
+        &'a self,
+        channel: ChannelKind,
+        contact_key: &'a str,
+        agent_id: Option<&'a str>,
+        done: Option<CommandFor>,
+    ) -> BoxFuture<'a, Result<Connected, IntakeError>>;
+
+    /// Records an event that carries a message (an email), once per event key and
+    /// content: the same key with the same `fingerprint` again is a duplicate; with
+    /// another fingerprint it is answered [`IntakeError::KeyReused`] and nothing changes.
+    fn record_message(
+        &self,
+        event: ChannelEvent,
+        fingerprint: String,
+    ) -> BoxFuture<'_, Result<Recorded, IntakeError>>;
+
+    /// Keeps a message aside, once per key (and content): answers false when it was kept
+    /// before.
+    fn keep_aside(&self, kept: KeptAside) -> BoxFuture<'_, Result<bool, IntakeError>>;
 
     /// The customer ended the contact: abandoned if it waited, its agent told if held.
     fn end<'a>(
@@ -273,6 +494,68 @@ pub trait Core: Intake {
         channel: ChannelKind,
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<String>, IntakeError>>;
+
+    /// What the service offers a customer of `tier` (its default when `None`) on
+    /// `channel` now.
+    fn service(&self, channel: ChannelKind, tier: Option<&str>) -> BoxFuture<'_, ServiceInfo>;
+
+    /// The caller of a waiting call asked to be called back at `number`: the contact
+    /// keeps its place, and an agent is given it as a callback when its turn comes.
+    /// Answers false when it was not waiting.
+    fn request_callback<'a>(
+        &'a self,
+        channel: ChannelKind,
+        contact_key: &'a str,
+        number: &'a str,
+    ) -> BoxFuture<'a, Result<bool, IntakeError>>;
+
+    /// Books a callback as a contact of its own (a missed call, a voicemail, the next
+    /// attempt, one asked for over the API), once per key; answers its interaction, or
+    /// `None` when the tier's rules call no missed calls back.
+    fn book_callback(
+        &self,
+        callback: NewCallback,
+    ) -> BoxFuture<'_, Result<Option<String>, IntakeError>>;
+
+    /// The callback an interaction is, when it is one.
+    fn callback<'a>(
+        &'a self,
+        interaction_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<CallbackTask>, IntakeError>>;
+
+    /// How a callback's dial went (`answered`, `no_answer`, `busy`, `failed`): recorded;
+    /// one not answered is booked again after the rules' pause while attempts are left.
+    /// Answers the next attempt's interaction when one was booked.
+    fn callback_result<'a>(
+        &'a self,
+        interaction_id: &'a str,
+        result: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, IntakeError>>;
+
+    /// The acknowledgement a new message of interaction `interaction_id` gets, as the
+    /// rules say (`closed[email_acknowledge]`): its subject and text, with when an answer
+    /// is due; `None` when it gets none.
+    fn acknowledgement<'a>(
+        &'a self,
+        interaction_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<(String, String)>, IntakeError>>;
+
+    /// The survey mail of a completed interaction: its subject and text, with a signed
+    /// link to a one-question page; `None` when its channel is not asked (or there is no
+    /// public address for the link).
+    fn survey<'a>(
+        &'a self,
+        interaction_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<(String, String)>, IntakeError>>;
+
+    /// The customer scored a completed contact (1 to 5), by its channel's key; once.
+    fn rate<'a>(
+        &'a self,
+        channel: ChannelKind,
+        contact_key: &'a str,
+        score: u8,
+        comment: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Rated, IntakeError>>;
 
     /// Stores a command once (by its id): answers false when it was stored before. One
     /// already carried out another way (`delivered`) is kept only so it is not repeated.

@@ -6,17 +6,22 @@
 //!   message on the interaction it answers; a reply to a closed one reopens it or starts
 //!   a linked one (`email.reply_to_closed`), offered first to the agent who handled it;
 //! - **noise** (an auto-reply, a bounce, Switchboard's own mail come back): recorded on
-//!   the conversation it answers, or kept aside, never routed and never answered;
-//! - **unroutable** (not a message, no sender, absurd headers): kept aside with why.
+//!   the conversation it answers, or kept aside ([`crate::kept`]), never routed and never
+//!   answered;
+//! - **unroutable** (not a message, no sender, a sender that is not an address): kept
+//!   aside with why.
 //!
 //! Everything is idempotent by the message's key (its Message-ID, or its digest): the
 //! same message delivered twice — a retried SMTP session, a re-polled mailbox — changes
-//! nothing the second time. The message is acknowledged only after this is committed.
+//! nothing the second time. Another message reusing a Message-ID (its fingerprint
+//! differs) is another message: it is taken under its id and its fingerprint, and its
+//! history says the id was reused. The message is acknowledged only after this is
+//! committed.
 
 use serde_json::json;
 use switchboard_contract::{
-    Attachment, ChannelEvent, ChannelKind, Contact, CustomerHint, IntakeError, NewInteraction,
-    Recorded,
+    Attachment, ChannelEvent, ChannelKind, Command, Contact, CustomerHint, IntakeError,
+    NewInteraction, Recorded,
 };
 
 use crate::parse::{self, Mail};
@@ -60,20 +65,38 @@ impl From<IntakeError> for Refused {
 pub const RECEIVED: &str = "email_received";
 /// The history kind of a reply sent by an agent.
 pub const SENT: &str = "email_sent";
+/// The history kind of an acknowledgement sent (not an answer: it meets no target).
+pub const ACKNOWLEDGED: &str = "email_acknowledged";
+/// The history kind of a satisfaction survey sent.
+pub const SURVEYED: &str = "email_survey_sent";
 
 /// The keys an email is known by in the channel's events.
 pub(crate) fn message_key(id: &str) -> String {
     format!("msg:{id}")
 }
 
-/// The key a new conversation is submitted under.
+/// The key a new conversation is submitted under: its message's id, or that id's digest
+/// when it is too long for a key.
 pub(crate) fn contact_key(id: &str) -> String {
-    format!("email:{id}")
+    if id.len() <= 200 {
+        return format!("email:{id}");
+    }
+    use sha2::{Digest, Sha256};
+    let digest: String = Sha256::digest(id.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("email:sha256:{digest}")
 }
 
 /// The key of a conversation's subject token.
 pub(crate) fn token_key(token: &str) -> String {
     format!("token:{token}")
+}
+
+/// The key of a message that reuses another's Message-ID: its id and its fingerprint.
+pub(crate) fn reused_key(mail: &Mail) -> String {
+    format!("{}#{}", mail.key, &mail.fingerprint[..16])
 }
 
 /// The keys under which the conversation a message answers may be known, best first:
@@ -91,6 +114,16 @@ pub fn thread_keys(mail: &Mail) -> Vec<String> {
     keys
 }
 
+/// What opening a conversation came to.
+pub(crate) enum Opened {
+    /// A new interaction.
+    Created(String),
+    /// The interaction this message opened before.
+    Known(String),
+    /// The core refuses it (a sender that is not an address), and why.
+    Invalid(String),
+}
+
 impl Email {
     /// Takes one raw message, delivered by SMTP (`envelope_from`, `recipients`) or IMAP.
     pub async fn take(
@@ -103,11 +136,7 @@ impl Email {
             Ok(m) => m,
             Err(why) => {
                 return self
-                    .aside(
-                        &format!("unreadable:{}", digest(raw)),
-                        "email_unroutable",
-                        json!({ "reason": why.to_string(), "size": raw.len() }),
-                    )
+                    .aside(raw, None, envelope_from, "unreadable", why.to_string())
                     .await
             }
         };
@@ -118,31 +147,39 @@ impl Email {
             .or_else(|| (envelope_from == Some("")).then_some(parse::Noise::Bounce));
         let thread = self.thread_of(&mail).await?;
         if let Some(noise) = noise {
+            let why = match &noise {
+                parse::Noise::AutoReply(why) => why.clone(),
+                parse::Noise::Bounce => "a delivery report".into(),
+                parse::Noise::Loop => "Switchboard's own mail".into(),
+            };
+            let Some(t) = thread else {
+                return self
+                    .aside(raw, Some(&mail), envelope_from, noise.reason(), why)
+                    .await;
+            };
             metrics::counter!("switchboard_email_messages_total", "outcome" => noise.kind())
                 .increment(1);
             let data = json!({
                 "message_id": mail.message_id, "from": mail.from, "subject": mail.subject,
-                "reason": match &noise { parse::Noise::AutoReply(why) => why.clone(), parse::Noise::Bounce => "a delivery report".into(), parse::Noise::Loop => "Switchboard's own mail".into() },
+                "reason": why,
             });
-            return match thread {
-                Some(t) => self
-                    .on(&t.contact_key, &mail, noise.kind(), data)
-                    .await
-                    .map(|r| match r {
-                        Recorded::Duplicate => Outcome::Duplicate,
-                        _ => Outcome::Recorded(noise.kind().into()),
-                    }),
-                None => {
-                    self.aside(&format!("noise:{}", mail.key), noise.kind(), data)
-                        .await
-                }
-            };
+            return self
+                .on(&t.contact_key, &mail, noise.kind(), data)
+                .await
+                .map(|r| match r {
+                    Recorded::Duplicate => Outcome::Duplicate,
+                    _ => Outcome::Recorded(noise.kind().into()),
+                });
         }
         let Some(from) = mail.from.clone() else {
-            metrics::counter!("switchboard_email_messages_total", "outcome" => "unroutable")
-                .increment(1);
             return self
-                .aside(&format!("unroutable:{}", mail.key), "email_unroutable", json!({ "reason": "the message has no sender (From)", "message_id": mail.message_id, "subject": mail.subject }))
+                .aside(
+                    raw,
+                    Some(&mail),
+                    envelope_from,
+                    "no_sender",
+                    "the message has no sender (From)".into(),
+                )
                 .await;
         };
         let recipients = if recipients.is_empty() {
@@ -152,13 +189,14 @@ impl Email {
         };
         match thread {
             Some(t) if matches!(t.state.as_str(), "completed" | "abandoned") => {
-                self.closed_thread(t, &mail, &from, &recipients).await
+                self.closed_thread(raw, t, &mail, &from, &recipients).await
             }
             Some(t) => {
                 let data = self.received(&mail, &recipients);
                 match self.on(&t.contact_key, &mail, RECEIVED, data).await? {
                     Recorded::Duplicate => Ok(Outcome::Duplicate),
                     _ => {
+                        self.acknowledge(&t.contact_key, &t.interaction_id).await;
                         metrics::counter!("switchboard_email_messages_total", "outcome" => "threaded").increment(1);
                         self.core
                             .tell_agent(&t.interaction_id, json!({ "type": "message", "channel": "email", "subject": mail.subject }))
@@ -170,7 +208,7 @@ impl Email {
                     }
                 }
             }
-            None => self.start(&mail, &from, &recipients, None, None).await,
+            None => self.start(raw, &mail, &from, &recipients, None, None).await,
         }
     }
 
@@ -186,6 +224,7 @@ impl Email {
     /// A reply to a conversation that has ended.
     async fn closed_thread(
         &self,
+        raw: &[u8],
         t: Contact,
         mail: &Mail,
         from: &str,
@@ -194,7 +233,7 @@ impl Email {
         let agent = t.agent_id.clone();
         if self.settings.reply_to_closed == "new" {
             return self
-                .start(mail, from, recipients, agent, Some(t.interaction_id))
+                .start(raw, mail, from, recipients, agent, Some(t.interaction_id))
                 .await;
         }
         // Reopen: the message is recorded first (once), then the interaction waits again.
@@ -221,58 +260,137 @@ impl Email {
     /// A new conversation (linked to `follows` when it continues a closed one).
     async fn start(
         &self,
+        raw: &[u8],
         mail: &Mail,
         from: &str,
         recipients: &[String],
         preferred_agent: Option<String>,
         follows: Option<String>,
     ) -> Result<Outcome, Refused> {
-        let key = contact_key(&mail.key);
-        let accepted = self
-            .core
-            .submit(NewInteraction {
-                channel: ChannelKind::Email,
-                idempotency_key: key.clone(),
-                customer: CustomerHint {
-                    email: Some(from.to_string()),
-                    name: mail.from_name.clone(),
-                    ..CustomerHint::default()
-                },
-                topic: None,
-                subject: mail
-                    .subject
-                    .clone()
-                    .filter(|s| !s.is_empty())
-                    .map(|s| truncate(&s, 900)),
-                body: Some(truncate(&mail.text, 1 << 20)).filter(|b| !b.is_empty()),
-                preferred_agent,
-            })
-            .await;
-        let accepted = match accepted {
-            Ok(a) => a,
-            // A sender address the core refuses (not an address): kept aside with why.
-            Err(IntakeError::Invalid { field, message }) => {
-                return self
-                    .aside(&format!("unroutable:{}", mail.key), "email_unroutable", json!({ "reason": format!("{field}: {message}"), "message_id": mail.message_id }))
+        let extra = follows.map(|f| json!({ "follows": f }));
+        match self
+            .open(mail, from, recipients, preferred_agent, extra)
+            .await?
+        {
+            Opened::Created(interaction_id) => {
+                metrics::counter!("switchboard_email_messages_total", "outcome" => "new")
+                    .increment(1);
+                Ok(Outcome::New { interaction_id })
+            }
+            Opened::Known(_) => Ok(Outcome::Duplicate),
+            Opened::Invalid(why) => {
+                self.aside(raw, Some(mail), Some(from), "bad_sender", why)
                     .await
             }
-            Err(e) => return Err(e.into()),
+        }
+    }
+
+    /// Opens a conversation with `mail`: its interaction (under the message's key, or
+    /// under its key and fingerprint when another message took the key first), then the
+    /// message in its history with `extra` beside the message's own details.
+    pub(crate) async fn open(
+        &self,
+        mail: &Mail,
+        from: &str,
+        recipients: &[String],
+        preferred_agent: Option<String>,
+        extra: Option<serde_json::Value>,
+    ) -> Result<Opened, Refused> {
+        let mut reused = false;
+        let (key, accepted) = loop {
+            let key = if reused {
+                contact_key(&reused_key(mail))
+            } else {
+                contact_key(&mail.key)
+            };
+            let submitted = self
+                .core
+                .submit(NewInteraction {
+                    channel: ChannelKind::Email,
+                    idempotency_key: key.clone(),
+                    customer: CustomerHint {
+                        email: Some(from.to_string()),
+                        name: mail.from_name.as_deref().map(|n| truncate_chars(n, 200)),
+                        ..CustomerHint::default()
+                    },
+                    topic: None,
+                    subject: mail
+                        .subject
+                        .clone()
+                        .filter(|s| !s.is_empty())
+                        .map(|s| truncate(&s, 900)),
+                    body: Some(truncate(&mail.text, 1 << 20)).filter(|b| !b.is_empty()),
+                    preferred_agent: preferred_agent.clone(),
+                    not_before_ms: None,
+                })
+                .await;
+            match submitted {
+                Ok(a) => break (key, a),
+                // Another message took this Message-ID first: this one is its own.
+                Err(IntakeError::KeyReused) if !reused => reused = true,
+                // A sender address the core refuses (not an address).
+                Err(IntakeError::Invalid { field, message }) => {
+                    return Ok(Opened::Invalid(format!("{field}: {message}")))
+                }
+                Err(e) => return Err(e.into()),
+            }
         };
         let mut data = self.received(mail, recipients);
-        if let Some(f) = follows {
-            data["follows"] = json!(f);
+        if let Some(serde_json::Value::Object(extra)) = extra {
+            for (k, v) in extra {
+                data[k] = v;
+            }
         }
-        let recorded = self.on(&key, mail, RECEIVED, data).await?;
-        if !accepted.created && recorded == Recorded::Duplicate {
-            return Ok(Outcome::Duplicate);
-        }
-        metrics::counter!("switchboard_email_messages_total", "outcome" => "new").increment(1);
-        Ok(Outcome::New {
-            interaction_id: accepted.interaction_id,
+        let recorded = self
+            .record_received(&key, mail, RECEIVED, data, reused)
+            .await?;
+        Ok(if !accepted.created && recorded == Recorded::Duplicate {
+            Opened::Known(accepted.interaction_id)
+        } else {
+            self.acknowledge(&key, &accepted.interaction_id).await;
+            Opened::Created(accepted.interaction_id)
         })
     }
 
-    /// The history data of an arriving message (its files added by [`with_files`]).
+    /// Acknowledges a customer's message with when an answer is due, when the rules say
+    /// to: at most once a conversation a day (the command's id says which day). Noise
+    /// (auto-replies, lists, bounces, loops) never comes here. An acknowledgement that
+    /// cannot be stored is counted and logged; the message itself is taken all the same.
+    pub(crate) async fn acknowledge(&self, contact_key: &str, interaction_id: &str) {
+        let ack = match self.core.acknowledgement(interaction_id).await {
+            Ok(Some(a)) => a,
+            Ok(None) => return,
+            Err(e) => {
+                metrics::counter!("switchboard_email_acknowledgements_total", "outcome" => "failed").increment(1);
+                tracing::warn!(error = %e, "Could not work out a message's acknowledgement; it is not sent");
+                return;
+            }
+        };
+        let day = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() / 86_400)
+            .unwrap_or(0);
+        let command = Command {
+            id: format!("ack:{contact_key}:{day}"),
+            channel: ChannelKind::Email,
+            payload: json!({
+                "action": "acknowledge", "contact_key": contact_key, "interaction_id": interaction_id,
+                "subject": ack.0, "body": ack.1,
+            }),
+        };
+        match self.core.command(command, false).await {
+            Ok(true) => {
+                metrics::counter!("switchboard_email_acknowledgements_total", "outcome" => "queued").increment(1);
+            }
+            Ok(false) => {}
+            Err(e) => {
+                metrics::counter!("switchboard_email_acknowledgements_total", "outcome" => "failed").increment(1);
+                tracing::warn!(error = %e, "Could not store a message's acknowledgement; it is not sent");
+            }
+        }
+    }
+
+    /// The history data of an arriving message (its files added by [`Email::on`]).
     fn received(&self, mail: &Mail, recipients: &[String]) -> serde_json::Value {
         json!({
             "message_id": mail.message_id, "from": mail.from, "from_name": mail.from_name,
@@ -292,6 +410,20 @@ impl Email {
         kind: &str,
         data: serde_json::Value,
     ) -> Result<Recorded, Refused> {
+        self.record_received(contact, mail, kind, data, false).await
+    }
+
+    /// As [`Email::on`]; `reused` when the message is known to reuse another's
+    /// Message-ID (it is recorded under its id and fingerprint, and says so). A message
+    /// whose id turns out to be taken by another is recorded so too.
+    async fn record_received(
+        &self,
+        contact: &str,
+        mail: &Mail,
+        kind: &str,
+        mut data: serde_json::Value,
+        reused: bool,
+    ) -> Result<Recorded, Refused> {
         let max = self.settings.max_attachment_bytes;
         let files = if kind == RECEIVED {
             mail.files
@@ -306,41 +438,31 @@ impl Email {
         } else {
             Vec::new()
         };
-        Ok(self
+        if reused {
+            data["message_id_reused"] = json!(true);
+        }
+        let event = ChannelEvent {
+            channel: ChannelKind::Email,
+            contact_key: contact.to_string(),
+            event_key: message_key(&if reused {
+                reused_key(mail)
+            } else {
+                mail.key.clone()
+            }),
+            kind: kind.into(),
+            data: data.clone(),
+            files,
+        };
+        match self
             .core
-            .record(ChannelEvent {
-                channel: ChannelKind::Email,
-                contact_key: contact.to_string(),
-                event_key: message_key(&mail.key),
-                kind: kind.into(),
-                data,
-                files,
-            })
-            .await?)
-    }
-
-    /// Keeps a message aside (no conversation: noise, unroutable), once.
-    async fn aside(
-        &self,
-        key: &str,
-        kind: &str,
-        data: serde_json::Value,
-    ) -> Result<Outcome, Refused> {
-        let r = self
-            .core
-            .record(ChannelEvent {
-                channel: ChannelKind::Email,
-                contact_key: key.to_string(),
-                event_key: key.to_string(),
-                kind: kind.into(),
-                data,
-                files: Vec::new(),
-            })
-            .await?;
-        Ok(match r {
-            Recorded::Duplicate => Outcome::Duplicate,
-            _ => Outcome::Recorded(kind.into()),
-        })
+            .record_message(event, mail.fingerprint.clone())
+            .await
+        {
+            Err(IntakeError::KeyReused) if !reused => {
+                Box::pin(self.record_received(contact, mail, kind, data, true)).await
+            }
+            other => Ok(other?),
+        }
     }
 }
 
@@ -356,10 +478,7 @@ pub(crate) fn truncate(s: &str, max: usize) -> String {
     s[..end].to_string()
 }
 
-fn digest(raw: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(raw)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+/// At most `max` characters of `s`.
+pub(crate) fn truncate_chars(s: &str, max: usize) -> String {
+    s.chars().take(max).collect()
 }

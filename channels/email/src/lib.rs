@@ -6,14 +6,20 @@
 //! thread.
 //!
 //! - [`parse`]: a message read with mail-parser;
+//! - [`headers`]: its header block put right first (a missing blank line, charsets);
+//! - [`charset`]: text in whatever charset it declares, or is really in;
 //! - [`smtp`]: the SMTP listener;
 //! - [`inbound`]: what a message means (new, threaded, noise, unreadable);
+//! - [`kept`]: mail kept aside (no conversation, no usable sender), and contacts made of it;
 //! - [`outbound`]: agents' replies, stored first and sent with retries.
 //!
 //! The adapter reaches the core only through [`switchboard_contract::Core`].
 
+pub mod charset;
+pub mod headers;
 pub mod imap;
 pub mod inbound;
+pub mod kept;
 pub mod outbound;
 pub mod parse;
 pub mod smtp;
@@ -75,6 +81,9 @@ pub struct Email {
     limits: parse::Limits,
     /// STARTTLS, when a certificate is configured.
     tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Replies the relay took whose sending could not yet be recorded, by command id:
+    /// only the record is tried again, never the sending.
+    sent: std::sync::Mutex<std::collections::HashMap<String, outbound::Sent>>,
 }
 
 /// The listener's TLS from its PEM files.
@@ -124,6 +133,7 @@ impl Email {
             core,
             limits,
             tls,
+            sent: std::sync::Mutex::default(),
         }))
     }
 

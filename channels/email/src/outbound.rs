@@ -3,23 +3,26 @@
 //! (`email.relay_url`) with lettre: to the customer, from the mailbox the customer wrote
 //! to, with `In-Reply-To` and `References` naming the thread's messages and the
 //! conversation's `[#token]` in the subject, so the customer's answer comes back to the
-//! same interaction. A sent reply is recorded in the history; a failed one is retried
-//! with backoff (up to ten minutes apart, `email.send_max_attempts` attempts) and the agent
-//! is told each time.
+//! same interaction. Each reply is MIME (lettre writes it): `text/plain; charset=utf-8`
+//! with its transfer encoding, an encoded-word subject when it is not ASCII, and a
+//! `multipart/alternative` of the text and the agent's HTML when they wrote rich text
+//! (the HTML never goes without its text). A sent reply is recorded in the history; a
+//! failed one is retried with backoff (up to ten minutes apart, `email.send_max_attempts`
+//! attempts) and the agent is told each time.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use lettre::message::header::{Header, HeaderName, HeaderValue};
-use lettre::message::Mailbox;
+use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use switchboard_contract::{ChannelEvent, ChannelKind, Due};
 
-use crate::inbound::{message_key, token_key, truncate, RECEIVED, SENT};
+use crate::inbound::{message_key, token_key, truncate, ACKNOWLEDGED, RECEIVED, SENT, SURVEYED};
 use crate::parse::LOOP_HEADER;
 use crate::Email;
 
@@ -44,6 +47,24 @@ impl Header for Loop {
     }
 }
 
+/// `Auto-Submitted: auto-replied` (RFC 3834), on acknowledgements.
+#[derive(Debug, Clone)]
+struct AutoSubmitted;
+
+impl Header for AutoSubmitted {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("Auto-Submitted")
+    }
+
+    fn parse(_: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(AutoSubmitted)
+    }
+
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), "auto-replied".into())
+    }
+}
+
 /// The conversation's token, for subjects: stable for an interaction.
 pub fn token(interaction_id: &str) -> String {
     Sha256::digest(interaction_id.as_bytes())[..5]
@@ -55,9 +76,20 @@ pub fn token(interaction_id: &str) -> String {
 /// Sends replies until `shutdown` completes.
 pub async fn run(email: Arc<Email>, shutdown: impl Future<Output = ()> + Send) {
     tokio::pin!(shutdown);
+    let mut completions = email.core.completions();
     loop {
         tokio::select! {
             () = &mut shutdown => return,
+            c = completions.recv() => match c {
+                Ok(c) if c.channel == ChannelKind::Email => email.ask(&c).await,
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    // A survey is a courtesy: those missed are not sent, and counted.
+                    metrics::counter!("switchboard_email_surveys_total", "outcome" => "missed").increment(n);
+                    tracing::warn!(missed = n, "Fell behind the completions; their surveys are not sent");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            },
             () = tokio::time::sleep(Duration::from_millis(250)) => email.send_due().await,
         }
     }
@@ -72,6 +104,34 @@ enum Failure {
 }
 
 impl Email {
+    /// A completed conversation: its customer is sent the survey, when the rules ask
+    /// mail contacts (once: the command's id is the interaction's).
+    async fn ask(&self, c: &switchboard_contract::Completed) {
+        let survey = match self.core.survey(&c.interaction_id).await {
+            Ok(Some(s)) => s,
+            Ok(None) => return,
+            Err(e) => {
+                metrics::counter!("switchboard_email_surveys_total", "outcome" => "failed")
+                    .increment(1);
+                tracing::warn!(error = %e, "Could not write a survey; it is not sent");
+                return;
+            }
+        };
+        let command = switchboard_contract::Command {
+            id: format!("survey:{}", c.interaction_id),
+            channel: ChannelKind::Email,
+            payload: json!({
+                "action": "survey", "contact_key": c.contact_key, "interaction_id": c.interaction_id,
+                "subject": survey.0, "body": survey.1,
+            }),
+        };
+        if let Err(e) = self.core.command(command, false).await {
+            metrics::counter!("switchboard_email_surveys_total", "outcome" => "failed")
+                .increment(1);
+            tracing::warn!(error = %e, "Could not store a survey; it is not sent");
+        }
+    }
+
     fn transport(&self) -> Result<AsyncSmtpTransport<Tokio1Executor>, String> {
         let s = &self.settings;
         if s.relay_url.is_empty() {
@@ -93,7 +153,7 @@ impl Email {
         let due = match self.core.due(ChannelKind::Email, BATCH).await {
             Ok(d) => d,
             Err(e) => {
-                tracing::warn!(error = %e, "Could not read the replies due");
+                tracing::warn!(error = %e, "Could not read the replies due; retrying shortly");
                 return;
             }
         };
@@ -101,14 +161,30 @@ impl Email {
             let p = &d.command.payload;
             let interaction = p["interaction_id"].as_str().unwrap_or_default().to_string();
             let reply_id = p["reply_id"].clone();
-            let result = match self.send(&d).await {
-                Ok(message_id) => {
+            // A reply the relay took before is not sent again: only its record is.
+            let taken = self.sent_lock().get(&d.command.id).cloned();
+            let sent = match taken {
+                Some(sent) => Ok(sent),
+                None => self.send(&d).await,
+            };
+            let result = match sent {
+                Ok(sent) => {
+                    if let Err(e) = self.settle(&d, &sent).await {
+                        tracing::warn!(error = %e, "A reply was sent but could not be recorded; recording it again shortly");
+                        self.sent_lock().insert(d.command.id.clone(), sent);
+                        continue;
+                    }
+                    self.sent_lock().remove(&d.command.id);
+                    if p["action"] == "acknowledge" || p["action"] == "survey" {
+                        metrics::counter!("switchboard_email_courtesies_total", "kind" => p["action"].as_str().unwrap_or_default().to_string(), "outcome" => "sent").increment(1);
+                        continue;
+                    }
                     metrics::counter!("switchboard_email_replies_total", "outcome" => "sent")
                         .increment(1);
                     self.core
-                        .tell_agent(&interaction, json!({ "type": "reply_sent", "reply_id": reply_id, "message_id": message_id }))
+                        .tell_agent(&interaction, json!({ "type": "reply_sent", "reply_id": reply_id, "message_id": sent.message_id }))
                         .await;
-                    self.core.delivered(&d.command.id).await
+                    Ok(())
                 }
                 Err(failure) => {
                     let attempts = d.attempts + 1;
@@ -119,6 +195,14 @@ impl Email {
                         Failure::Transient(e) | Failure::Permanent(e) => (e, None),
                     };
                     let outcome = if retry.is_some() { "retried" } else { "failed" };
+                    if p["action"] == "acknowledge" || p["action"] == "survey" {
+                        metrics::counter!("switchboard_email_courtesies_total", "kind" => p["action"].as_str().unwrap_or_default().to_string(), "outcome" => outcome).increment(1);
+                        tracing::warn!(attempts, error = %error, retrying = retry.is_some(), "An acknowledgement or survey was not sent");
+                        if let Err(e) = self.core.failed(&d.command.id, retry, &error).await {
+                            tracing::warn!(error = %e, "Could not record an acknowledgement's failure");
+                        }
+                        continue;
+                    }
                     metrics::counter!("switchboard_email_replies_total", "outcome" => outcome)
                         .increment(1);
                     tracing::warn!(attempts, error = %error, retrying = retry.is_some(), "A reply was not sent");
@@ -134,18 +218,47 @@ impl Email {
                     self.core.failed(&d.command.id, retry, &error).await
                 }
             };
+            // Not recorded: the reply stays due, and its next pass records it.
             if let Err(e) = result {
                 tracing::warn!(error = %e, "Could not record a reply's delivery");
             }
         }
     }
 
-    /// One attempt at a reply; answers its Message-ID.
-    async fn send(&self, due: &Due) -> Result<String, Failure> {
+    fn sent_lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Sent>> {
+        self.sent.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records a reply the relay took: its events in the history, then the command
+    /// delivered. Either may be done already (a second pass after a failure): each is
+    /// recorded once.
+    async fn settle(
+        &self,
+        due: &Due,
+        sent: &Sent,
+    ) -> Result<(), switchboard_contract::IntakeError> {
+        for (event_key, kind, data) in &sent.events {
+            self.core
+                .record(ChannelEvent {
+                    channel: ChannelKind::Email,
+                    contact_key: sent.contact_key.clone(),
+                    event_key: event_key.clone(),
+                    kind: kind.to_string(),
+                    data: data.clone(),
+                    files: Vec::new(),
+                })
+                .await?;
+        }
+        self.core.delivered(&due.command.id).await
+    }
+
+    /// One attempt at a reply: answers what was sent, to be recorded.
+    async fn send(&self, due: &Due) -> Result<Sent, Failure> {
         let p = &due.command.payload;
         let contact = p["contact_key"].as_str().unwrap_or_default();
         let interaction = p["interaction_id"].as_str().unwrap_or_default();
         let body = p["body"].as_str().unwrap_or_default();
+        let html = p["html"].as_str().filter(|h| !h.trim().is_empty());
         let core_err = |e: switchboard_contract::IntakeError| Failure::Transient(e.to_string());
         let received = self
             .core
@@ -172,17 +285,30 @@ impl Email {
             .find(|a| self.accepts(a))
             .map(str::to_string)
             .unwrap_or_else(|| self.settings.from_address.clone());
-        let subject = first["subject"].as_str().unwrap_or("your message");
+        // An acknowledgement or a survey: written by Switchboard, not an agent's answer.
+        let ack = p["action"] == "acknowledge" || p["action"] == "survey";
+        let subject = if ack {
+            p["subject"].as_str().unwrap_or("We have your message")
+        } else {
+            first["subject"].as_str().unwrap_or("your message")
+        };
         let token = token(interaction);
-        let subject = format!(
-            "{}{} [#{token}]",
-            if subject.to_ascii_lowercase().starts_with("re:") {
-                ""
-            } else {
-                "Re: "
-            },
-            subject.replace(&format!(" [#{token}]"), "")
-        );
+        let subject = if ack {
+            format!(
+                "{} [#{token}]",
+                subject.replace(&format!(" [#{token}]"), "")
+            )
+        } else {
+            format!(
+                "{}{} [#{token}]",
+                if subject.to_ascii_lowercase().starts_with("re:") {
+                    ""
+                } else {
+                    "Re: "
+                },
+                subject.replace(&format!(" [#{token}]"), "")
+            )
+        };
         // The thread: every message of it, oldest first; the reply answers the latest
         // message from the customer.
         let thread: Vec<String> = received
@@ -197,7 +323,7 @@ impl Email {
             .find_map(|e| e["message_id"].as_str())
             .map(|id| format!("<{id}>"));
         let references = thread[thread.len().saturating_sub(20)..].join(" ");
-        let message_id = format!("{}@{}", uuid::Uuid::now_v7(), self.settings.hostname);
+        let message_id = reply_message_id(&due.command.id, &self.settings.hostname);
         let from: Mailbox = ours.parse().map_err(|e| {
             Failure::Permanent(format!(
                 "the reply's sender '{ours}' is not an address: {e}"
@@ -218,9 +344,18 @@ impl Email {
         if !references.is_empty() {
             builder = builder.references(references);
         }
-        let message = builder
-            .body(body.to_string())
-            .map_err(|e| Failure::Permanent(format!("the reply could not be written: {e}")))?;
+        if ack {
+            // RFC 3834: an automatic answer, which well-behaved responders do not answer.
+            builder = builder.header(AutoSubmitted);
+        }
+        let message = match html {
+            Some(html) => builder.multipart(MultiPart::alternative_plain_html(
+                body.to_string(),
+                html.to_string(),
+            )),
+            None => builder.singlepart(SinglePart::plain(body.to_string())),
+        }
+        .map_err(|e| Failure::Permanent(format!("the reply could not be written: {e}")))?;
         let transport = self.transport().map_err(Failure::Permanent)?;
         transport.send(message).await.map_err(|e| {
             if e.is_permanent() {
@@ -229,42 +364,69 @@ impl Email {
                 Failure::Transient(format!("the relay could not take the reply: {e}"))
             }
         })?;
-        // Recorded in the history; the customer's answer finds the thread by its
+        // To be recorded in the history; the customer's answer finds the thread by its
         // Message-ID, or by the token in the subject.
-        for (event_key, kind, data) in [
-            (
-                message_key(&message_id),
-                SENT,
-                json!({
-                    "message_id": message_id, "from": ours, "to": [customer], "subject": subject,
-                    "text": truncate(body, 1 << 20), "agent_id": p["agent_id"], "reply_id": p["reply_id"],
-                }),
-            ),
-            (
-                token_key(&token),
-                "email_reference",
-                json!({ "token": token }),
-            ),
-        ] {
-            self.core
-                .record(ChannelEvent {
-                    channel: ChannelKind::Email,
-                    contact_key: contact.to_string(),
-                    event_key,
-                    kind: kind.into(),
-                    data,
-                    files: Vec::new(),
-                })
-                .await
-                .map_err(core_err)?;
-        }
-        Ok(message_id)
+        Ok(Sent {
+            message_id: message_id.clone(),
+            contact_key: contact.to_string(),
+            events: vec![
+                (
+                    message_key(&message_id),
+                    match p["action"].as_str() {
+                        Some("acknowledge") => ACKNOWLEDGED,
+                        Some("survey") => SURVEYED,
+                        _ => SENT,
+                    },
+                    json!({
+                        "message_id": message_id, "from": ours, "to": [customer], "subject": subject,
+                        "text": truncate(body, 1 << 20), "html": html.map(|h| truncate(h, 1 << 20)),
+                        "agent_id": p["agent_id"], "reply_id": p["reply_id"],
+                    }),
+                ),
+                (
+                    token_key(&token),
+                    "email_reference",
+                    json!({ "token": token }),
+                ),
+            ],
+        })
     }
+}
+
+/// A reply the relay took, and what is to be recorded of it.
+#[derive(Debug, Clone)]
+pub(crate) struct Sent {
+    message_id: String,
+    contact_key: String,
+    /// (event key, kind, data) of each event to record.
+    events: Vec<(String, &'static str, Value)>,
+}
+
+/// A reply's Message-ID, from its command's id: the same reply always has the same one,
+/// so a reply sent again (after a crash between the relay taking it and its record) is
+/// the same message to the customer's mail system, which shows it once.
+pub fn reply_message_id(command_id: &str, hostname: &str) -> String {
+    let digest: String = Sha256::digest(command_id.as_bytes())[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("reply-{digest}@{hostname}")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_replys_message_id_is_the_same_every_time_it_is_sent() {
+        let a = reply_message_id("reply:agent-1:r1", "sb.example.com");
+        assert_eq!(a, reply_message_id("reply:agent-1:r1", "sb.example.com"));
+        assert_ne!(a, reply_message_id("reply:agent-1:r2", "sb.example.com"));
+        assert!(
+            a.starts_with("reply-") && a.ends_with("@sb.example.com"),
+            "{a}"
+        );
+    }
 
     #[test]
     fn tokens_are_stable_and_short() {

@@ -37,6 +37,7 @@ pub async fn serve(email: Arc<Email>, listener: TcpListener, shutdown: Cancellat
                 }
             },
         };
+        // Only latency is at stake: replies are flushed either way.
         let _ = stream.set_nodelay(true);
         let (email, shutdown) = (email.clone(), shutdown.clone());
         tokio::spawn(async move {
@@ -155,6 +156,7 @@ pub fn session<'a>(
         if let Some(tls) = dialogue(email, &mut r, &mut w, &shutdown, secured).await {
             // STARTTLS: nothing may follow it unencrypted.
             if !r.buffer().is_empty() {
+                // Best effort: the session ends either way, and nothing was accepted.
                 let _ = reply(
                     &mut w,
                     "503 5.5.1 nothing may follow STARTTLS before the handshake",
@@ -193,6 +195,7 @@ where
     loop {
         let line = tokio::select! {
             () = shutdown.cancelled() => {
+                // Best effort: the session ends either way, and nothing was accepted.
                 let _ = reply(&mut w, "421 4.3.2 shutting down; try again shortly").await;
                 return None;
             }
@@ -200,6 +203,7 @@ where
         };
         let line = match line {
             Err(_) => {
+                // Best effort: the session ends either way, and nothing was accepted.
                 let _ = reply(&mut w, "421 4.4.2 idle too long; closing").await;
                 return None;
             }
@@ -210,6 +214,7 @@ where
                     return None;
                 }
                 if errors >= MAX_ERRORS {
+                    // Best effort: the session ends either way, and nothing was accepted.
                     let _ = reply(&mut w, "421 4.7.0 too many errors; closing").await;
                     return None;
                 }
@@ -321,6 +326,7 @@ where
             "VRFY" => "252 2.5.0 cannot verify, but will take the message".into(),
             "HELP" => "214 2.0.0 EHLO HELO MAIL RCPT DATA RSET NOOP VRFY QUIT".into(),
             "QUIT" => {
+                // Best effort: the session ends either way, and nothing was accepted.
                 let _ = reply(&mut w, "221 2.0.0 bye").await;
                 return None;
             }
@@ -344,6 +350,7 @@ where
             return None;
         }
         if errors >= MAX_ERRORS {
+            // Best effort: the session ends either way, and nothing was accepted.
             let _ = reply(&mut w, "421 4.7.0 too many errors; closing").await;
             return None;
         }

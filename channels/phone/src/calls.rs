@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use switchboard_contract::{
-    ChannelEvent, ChannelKind, Command, CustomerHint, Ending, IntakeError, NewInteraction,
-    Position, Recorded,
+    ChannelEvent, ChannelKind, Command, CommandFor, Connected, CustomerHint, Ending, IntakeError,
+    NewCallback, NewInteraction, Position, Recorded, ServiceInfo,
 };
 
 use crate::{Phone, PhoneError};
@@ -130,6 +130,29 @@ pub enum CallEvent {
         /// Where the recording is.
         recording_url: Option<String>,
     },
+    /// The caller in the queue (or hearing the closed message) asked to be called back.
+    CallbackRequested {
+        /// The phone system's id of the call.
+        call_id: String,
+        /// The number to call, when not the caller's own.
+        number: Option<String>,
+    },
+    /// How a callback's dial went.
+    CallbackResult {
+        /// The callback (its interaction's id, as the command named it).
+        callback_id: String,
+        /// `answered`, `no_answer`, `busy` or `failed`.
+        result: String,
+    },
+    /// The caller scored the call in the phone system's survey (1 to 5).
+    Satisfaction {
+        /// The phone system's id of the call.
+        call_id: String,
+        /// The score.
+        score: u8,
+        /// What they said, when recorded as text.
+        comment: Option<String>,
+    },
     /// Nothing to do: an agent's own outbound call, or a status that changes nothing.
     Ignored {
         /// The phone system's id of the call.
@@ -146,7 +169,10 @@ impl CallEvent {
             | CallEvent::Transferred { call_id, .. }
             | CallEvent::Ended { call_id, .. }
             | CallEvent::Voicemail { call_id, .. }
+            | CallEvent::CallbackRequested { call_id, .. }
+            | CallEvent::Satisfaction { call_id, .. }
             | CallEvent::Ignored { call_id } => call_id,
+            CallEvent::CallbackResult { callback_id, .. } => callback_id,
         }
     }
 }
@@ -177,6 +203,45 @@ pub enum Route {
         /// The interaction.
         interaction_id: String,
     },
+    /// The phone system reported the call answered before it reported it ringing: it is
+    /// connected already, and nothing is to be done with it.
+    Connected {
+        /// The interaction.
+        interaction_id: String,
+    },
+    /// The call came while its calendar is closed: play the closed message, then offer
+    /// a callback, take a voicemail or end, as `info.closed_call` says. It waits for the
+    /// opening (and ends, missed, if the caller hangs up).
+    Closed {
+        /// The interaction.
+        interaction_id: String,
+        /// The hours, the opening and the message.
+        info: ServiceInfo,
+    },
+}
+
+/// The result names a callback's dial may have.
+pub const CALLBACK_RESULTS: [&str; 4] = ["answered", "no_answer", "busy", "failed"];
+
+/// Checks a satisfaction score.
+pub(crate) fn score(field: &str, value: Option<&str>) -> Result<u8, PhoneError> {
+    value
+        .and_then(|v| v.trim().parse::<u8>().ok())
+        .filter(|s| (1..=5).contains(s))
+        .ok_or_else(|| PhoneError::invalid(field, "is required: a score from 1 to 5"))
+}
+
+/// Checks a callback result.
+pub(crate) fn callback_result(field: &str, value: Option<&str>) -> Result<String, PhoneError> {
+    let v = value.map(str::trim).unwrap_or_default();
+    if CALLBACK_RESULTS.contains(&v) {
+        Ok(v.to_string())
+    } else {
+        Err(PhoneError::invalid(
+            field,
+            "is required: answered, no_answer, busy or failed",
+        ))
+    }
 }
 
 fn core_error(e: IntakeError, from_field: &str) -> PhoneError {
@@ -233,6 +298,29 @@ fn withheld(number: &str) -> bool {
 
 /// The prefix of dial commands' ids.
 pub(crate) const DIAL: &str = "dial:";
+
+/// What the phone system's word that a call is connected came to, for its history
+/// event and metrics.
+fn outcome(c: &Connected) -> &'static str {
+    match c {
+        Connected::Assigned { from: None, .. } => "assigned",
+        Connected::Assigned { from: Some(_), .. } => "moved",
+        Connected::Outside { .. } => "answered_outside",
+        Connected::AlreadyHeld { .. } => "already_held",
+        Connected::Ended { .. } => "already_ended",
+        Connected::Unknown => "unknown_call",
+    }
+}
+
+/// The dial command of a call the phone system connected itself, stored as carried out
+/// so it is never sent (its payload says why). Its id is the one [`dial_command`] gives.
+fn connected_dial() -> CommandFor {
+    CommandFor {
+        prefix: DIAL.into(),
+        channel: ChannelKind::Phone,
+        payload: json!({ "action": "dial", "connected_by_phone_system": true }),
+    }
+}
 
 /// The id of the command that connects an interaction's call to an agent: one per
 /// interaction and agent, whoever sends it (the answer to the ringing event, or a
@@ -327,6 +415,7 @@ impl Phone {
                 subject: Some("Inbound call".into()),
                 body: None,
                 preferred_agent: None,
+                not_before_ms: None,
             })
             .await
             .map_err(|e| core_error(e, r.from_field))?;
@@ -345,8 +434,27 @@ impl Phone {
                 return Ok(Route::Over { interaction_id });
             }
         }
+        if accepted.opens_at_ms.is_some() {
+            drop(window_open);
+            metrics::counter!("switchboard_phone_calls_total", "format" => format.as_str(), "outcome" => "closed").increment(1);
+            let info = self
+                .core
+                .service(ChannelKind::Phone, Some(&accepted.tier))
+                .await;
+            return Ok(Route::Closed {
+                interaction_id,
+                info,
+            });
+        }
         if accepted.created {
             metrics::counter!("switchboard_phone_calls_total", "format" => format.as_str(), "outcome" => "accepted").increment(1);
+            // An answer that overtook this ringing event was kept aside: the call is
+            // connected already, and must not wait in the queue.
+            if let Some(early) = self.answered_early(&key).await? {
+                let agent = early["agent_id"].as_str();
+                self.connect(format, &r.call_id, agent).await?;
+                return Ok(Route::Connected { interaction_id });
+            }
         }
         if format == Format::Zammad {
             // Zammad's protocol takes no routing answer: its phone system routes the call.
@@ -389,11 +497,16 @@ impl Phone {
                 a.extension.as_deref(),
             );
             let delivered_here = a.extension.is_some();
-            let stored = self
-                .core
-                .command(cmd, delivered_here)
-                .await
-                .map_err(|e| core_error(e, r.from_field))?;
+            let stored = match self.core.command(cmd, delivered_here).await {
+                Ok(stored) => stored,
+                // The agent has the call, but the dial could not be stored: the caller
+                // waits, and the channel's catch-up sends the dial by callback within
+                // seconds (the call is held with no dial command).
+                Err(e) => {
+                    tracing::warn!(error = %e, "Could not store a call's dial; it follows by callback");
+                    false
+                }
+            };
             match a.extension {
                 Some(extension) if stored => {
                     return Ok(Route::Dial {
@@ -412,6 +525,16 @@ impl Phone {
             interaction_id,
             position,
         })
+    }
+
+    /// The answer of a call recorded before its ringing event, if there was one.
+    async fn answered_early(&self, key: &str) -> Result<Option<Value>, PhoneError> {
+        let early = self
+            .core
+            .events_of(ChannelKind::Phone, key, "call_answered")
+            .await
+            .map_err(|e| core_error(e, "call_id"))?;
+        Ok(early.into_iter().next())
     }
 
     /// Records an event of a call in its history, once per (call, event).
@@ -437,29 +560,29 @@ impl Phone {
             .map_err(|e| core_error(e, "from"))
     }
 
-    /// The call was answered, at `extension` when the phone system says: matched to
-    /// its agent.
+    /// The call was answered, at `extension` when the phone system says. The phone
+    /// system is the authority on its calls: a call still waiting is assigned there and
+    /// then to the agent of that extension, or, at an extension of no agent, recorded as
+    /// answered outside Switchboard; either way it is never offered again, and its
+    /// hang-up is a completed call, not a missed one. A call another agent held moves to
+    /// the one who answered. With no extension said (a Twilio status), the call is
+    /// answered where Switchboard sent it, or outside when it was still waiting.
     pub(crate) async fn answered(
         &self,
         format: Format,
         call_id: &str,
         extension: Option<&str>,
     ) -> Result<Recorded, PhoneError> {
-        let agent = match extension {
-            Some(e) => self
-                .core
-                .find_agent(e)
-                .await
-                .map_err(|e| core_error(e, "extension"))?,
-            None => None,
-        };
+        let extension = extension.map(str::trim).filter(|e| !e.is_empty());
+        let agent = self.agent_at(extension, "extension").await?;
+        let connected = self.connect(format, call_id, agent.as_deref()).await?;
         let recorded = self
             .record(
                 format,
                 call_id,
                 "answered",
                 "call_answered",
-                json!({ "extension": extension, "agent_id": agent }),
+                json!({ "extension": extension, "agent_id": agent, "outcome": outcome(&connected) }),
             )
             .await?;
         // The agent's desktop shows the call connected.
@@ -474,25 +597,64 @@ impl Phone {
         Ok(recorded)
     }
 
-    /// The call was transferred to another extension.
+    /// The active agent at an extension, when one is named.
+    async fn agent_at(
+        &self,
+        extension: Option<&str>,
+        field: &str,
+    ) -> Result<Option<String>, PhoneError> {
+        match extension {
+            Some(e) => self
+                .core
+                .find_agent(e)
+                .await
+                .map_err(|e| core_error(e, field)),
+            None => Ok(None),
+        }
+    }
+
+    /// Carries out the phone system's word that the call is connected to `agent` (or to
+    /// someone Switchboard does not know). The dial command Switchboard would have sent
+    /// for that agent is stored as carried out with it: the call is there already.
+    async fn connect(
+        &self,
+        format: Format,
+        call_id: &str,
+        agent: Option<&str>,
+    ) -> Result<Connected, PhoneError> {
+        let key = format.key(call_id);
+        let connected = self
+            .core
+            .connected(ChannelKind::Phone, &key, agent, Some(connected_dial()))
+            .await
+            .map_err(|e| core_error(e, "call_id"))?;
+        let outcome = outcome(&connected);
+        metrics::counter!("switchboard_phone_connected_total", "format" => format.as_str(), "outcome" => outcome).increment(1);
+        Ok(connected)
+    }
+
+    /// The call was transferred to another extension: the interaction follows it to that
+    /// extension's agent, as it follows an answer.
     pub(crate) async fn transferred(
         &self,
         format: Format,
         call_id: &str,
         to_extension: &str,
     ) -> Result<Recorded, PhoneError> {
-        let agent = self
-            .core
-            .find_agent(to_extension)
-            .await
-            .map_err(|e| core_error(e, "to_extension"))?;
+        let agent = self.agent_at(Some(to_extension), "to_extension").await?;
+        let connected = match &agent {
+            Some(a) => Some(self.connect(format, call_id, Some(a)).await?),
+            // Transferred to someone Switchboard does not know: the last agent stays
+            // responsible for the interaction.
+            None => None,
+        };
         // Each transfer is its own event: a call may be transferred more than once.
         self.record(
             format,
             call_id,
             &format!("transferred:{to_extension}"),
             "call_transferred",
-            json!({ "to_extension": to_extension, "agent_id": agent }),
+            json!({ "to_extension": to_extension, "agent_id": agent, "outcome": connected.as_ref().map(outcome) }),
         )
         .await
     }
@@ -542,6 +704,7 @@ impl Phone {
                         subject: Some("Inbound call".into()),
                         body: None,
                         preferred_agent: None,
+                        not_before_ms: None,
                     })
                     .await
                     .map_err(|e| core_error(e, r.from_field))?;
@@ -558,11 +721,18 @@ impl Phone {
         }
         let (missed, waited_secs, agent_id) = match &ending {
             Ending::Abandoned { waited_secs, .. } => (true, Some(*waited_secs), None),
-            Ending::WhileHeld { agent_id, .. } => (false, None, Some(agent_id.clone())),
-            Ending::Already { .. } | Ending::Unknown => (false, None, None),
+            Ending::WhileHeld { agent_id, .. } => (false, None, agent_id.clone()),
+            Ending::Already { .. } | Ending::Unknown | Ending::CallbackKept { .. } => {
+                (false, None, None)
+            }
         };
+        let kept = matches!(ending, Ending::CallbackKept { .. });
+        let mut callback = None;
         if missed {
             metrics::counter!("switchboard_phone_calls_total", "format" => format.as_str(), "outcome" => "missed").increment(1);
+            if let Ending::Abandoned { interaction_id, .. } = &ending {
+                callback = self.call_back(&key, interaction_id, "missed", None).await?;
+            }
         }
         self.record(
             format,
@@ -571,7 +741,8 @@ impl Phone {
             "call_ended",
             json!({
                 "cause": cause, "duration_secs": duration_secs, "missed": missed,
-                "waited_secs": waited_secs, "agent_id": agent_id, "follow_up": missed,
+                "waited_secs": waited_secs, "agent_id": agent_id,
+                "follow_up": missed || kept, "callback_kept": kept, "callback": callback,
             }),
         )
         .await
@@ -591,18 +762,119 @@ impl Phone {
             .end(ChannelKind::Phone, &key, "caller left a voicemail")
             .await
             .map_err(|e| core_error(e, "call_id"))?;
-        let waited_secs = match ending {
-            Ending::Abandoned { waited_secs, .. } => Some(waited_secs),
-            _ => None,
+        let (waited_secs, callback) = match &ending {
+            Ending::Abandoned {
+                waited_secs,
+                interaction_id,
+            } => {
+                let note = recording_url.map(|u| format!("Voicemail: {u}"));
+                (
+                    Some(*waited_secs),
+                    self.call_back(&key, interaction_id, "voicemail", note)
+                        .await?,
+                )
+            }
+            _ => (None, None),
         };
         self.record(
             format,
             call_id,
             "voicemail",
             "voicemail",
-            json!({ "duration_secs": duration_secs, "recording_url": recording_url, "waited_secs": waited_secs, "follow_up": true }),
+            json!({ "duration_secs": duration_secs, "recording_url": recording_url, "waited_secs": waited_secs, "follow_up": true, "callback": callback }),
         )
         .await
+    }
+
+    /// Books a callback for the caller of a call that was missed or left a voicemail
+    /// (as the rules say for its tier); answers its interaction. A withheld number has
+    /// none to call.
+    async fn call_back(
+        &self,
+        key: &str,
+        missed: &str,
+        source: &str,
+        note: Option<String>,
+    ) -> Result<Option<String>, PhoneError> {
+        let booked = self
+            .core
+            .book_callback(NewCallback {
+                key: key.to_string(),
+                number: String::new(),
+                customer: CustomerHint::default(),
+                topic: None,
+                source: source.into(),
+                note,
+                not_before_ms: None,
+                attempts: 0,
+                follows: Some(missed.to_string()),
+            })
+            .await;
+        match booked {
+            Ok(id) => Ok(id),
+            // No number to call (withheld): the missed call stays marked for follow-up.
+            Err(IntakeError::Invalid { .. }) => Ok(None),
+            Err(e) => Err(core_error(e, "call_id")),
+        }
+    }
+
+    /// The caller asked to be called back: the call keeps its place, and is called back
+    /// when its turn comes.
+    pub(crate) async fn callback_requested(
+        &self,
+        format: Format,
+        call_id: &str,
+        number: Option<&str>,
+    ) -> Result<Recorded, PhoneError> {
+        let key = format.key(call_id);
+        let kept = self
+            .core
+            .request_callback(ChannelKind::Phone, &key, number.unwrap_or_default())
+            .await
+            .map_err(|e| core_error(e, "number"))?;
+        if !kept {
+            return Ok(Recorded::UnknownContact);
+        }
+        Ok(Recorded::New {
+            interaction_id: String::new(),
+            state: "queued".into(),
+            agent_id: None,
+        })
+    }
+
+    /// The caller scored the call in the phone system's survey.
+    pub(crate) async fn satisfaction(
+        &self,
+        format: Format,
+        call_id: &str,
+        score: u8,
+        comment: Option<&str>,
+    ) -> Result<switchboard_contract::Rated, PhoneError> {
+        let key = format.key(call_id);
+        self.core
+            .rate(ChannelKind::Phone, &key, score, comment)
+            .await
+            .map_err(|e| core_error(e, "score"))
+    }
+
+    /// How a callback's dial went: recorded, the agent told (with the next attempt).
+    pub(crate) async fn callback_done(
+        &self,
+        callback_id: &str,
+        result: &str,
+    ) -> Result<Option<String>, PhoneError> {
+        let next = self
+            .core
+            .callback_result(callback_id, result)
+            .await
+            .map_err(|e| core_error(e, "callback_id"))?;
+        self.core
+            .tell_agent(
+                callback_id,
+                json!({ "type": "callback_result", "result": result, "next_attempt": next }),
+            )
+            .await;
+        Ok(next)
     }
 }
 

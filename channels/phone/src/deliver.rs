@@ -9,15 +9,21 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use switchboard_contract::{ChannelKind, Due};
+use switchboard_contract::{CallbackTask, ChannelKind, Due};
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::calls::{dial_command, Format};
+use crate::calls::{dial_command, Format, DIAL};
 use crate::signature::{self, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use crate::{twilio, unix_now, Phone};
 
 /// Commands handled per pass.
 const BATCH: u32 = 32;
+
+/// How often the store is asked for calls taken without a dial command. An assignment
+/// can pass the channel by — announced while it was behind, while a ringing event's
+/// answer was carrying it and then could not store it, before a restart — and is found
+/// here within this time.
+const CATCH_UP_EVERY: Duration = Duration::from_secs(5);
 
 /// Runs the channel's background work until `shutdown` completes: turning assignments
 /// of waiting calls into dial commands, and delivering them.
@@ -26,12 +32,27 @@ pub async fn run(phone: Arc<Phone>, shutdown: impl Future<Output = ()> + Send) {
     // Calls taken while the channel was not listening (before a restart) still get
     // their dial command.
     phone.catch_up().await;
+    let mut catch_up = tokio::time::interval(CATCH_UP_EVERY);
+    catch_up.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => return,
             a = assignments.recv() => match a {
-                Ok(a) if a.channel == ChannelKind::Phone => phone.assigned(a).await,
+                Ok(a) if a.channel == ChannelKind::Phone => {
+                    // A call that may still be ringing on another node: that node's answer
+                    // carries the dial if it can; the callback waits out its window.
+                    let left = phone.window_left_elsewhere(&a);
+                    if left.is_zero() {
+                        phone.assigned(a).await;
+                    } else {
+                        let phone = phone.clone();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(left).await;
+                            phone.assigned(a).await;
+                        });
+                    }
+                }
                 Ok(_) => {}
                 Err(RecvError::Lagged(n)) => {
                     tracing::warn!(missed = n, "The phone channel fell behind the assignments; catching up from the store");
@@ -39,6 +60,7 @@ pub async fn run(phone: Arc<Phone>, shutdown: impl Future<Output = ()> + Send) {
                 }
                 Err(RecvError::Closed) => return,
             },
+            _ = catch_up.tick() => phone.catch_up().await,
             () = phone.wake.notified() => phone.deliver_due().await,
             () = tokio::time::sleep(Duration::from_secs(1)) => phone.deliver_due().await,
         }
@@ -46,6 +68,20 @@ pub async fn run(phone: Arc<Phone>, shutdown: impl Future<Output = ()> + Send) {
 }
 
 impl Phone {
+    /// How long a call assigned now may still be ringing on another node (nothing on a
+    /// single node, whose own ringing calls are known here).
+    fn window_left_elsewhere(&self, a: &switchboard_contract::Assignment) -> Duration {
+        if !self.clustered.load(std::sync::atomic::Ordering::Relaxed) {
+            return Duration::ZERO;
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        let until = a.arrived_at_ms + self.settings.answer_window_ms as i64 + 250;
+        Duration::from_millis((until - now).max(0) as u64)
+    }
+
     /// Stores the dial commands of calls held by an agent that have none and have not
     /// ended: assignments announced while nobody listened.
     async fn catch_up(&self) {
@@ -68,6 +104,16 @@ impl Phone {
     /// A call was taken by an agent: unless the answer to its ringing event carries the
     /// dial already, a dial command is stored for delivery.
     async fn assigned(&self, a: switchboard_contract::Assignment) {
+        // A callback: the phone system calls the customer and connects the agent.
+        match self.core.callback(&a.interaction_id).await {
+            Ok(Some(task)) => return self.dial_out(a, task).await,
+            Ok(None) => {}
+            Err(e) => {
+                // The catch-up comes back to it within seconds.
+                tracing::warn!(error = %e, "Could not read whether a call is a callback");
+                return;
+            }
+        }
         if self.within_window(&a.contact_key) {
             return;
         }
@@ -93,7 +139,42 @@ impl Phone {
         match self.core.command(cmd, false).await {
             Ok(true) => self.wake.notify_one(),
             Ok(false) => {}
-            Err(e) => tracing::warn!(error = %e, "Could not store a dial command"),
+            // Not stored: the next catch-up finds the call still without its command.
+            Err(e) => {
+                tracing::warn!(error = %e, "Could not store a dial command; it is stored at the next catch-up")
+            }
+        }
+    }
+
+    /// An agent took a callback: the command that has the phone system call the customer
+    /// and connect the agent is stored for delivery (Twilio's REST API, or the native
+    /// command URL); with neither, the agent dials (the desktop shows the number).
+    async fn dial_out(&self, a: switchboard_contract::Assignment, task: CallbackTask) {
+        let s = &self.settings;
+        let format = if !s.twilio_account_sid.is_empty() && !s.twilio_caller_id.is_empty() {
+            Format::Twilio
+        } else if !s.callback_url.is_empty() {
+            Format::Native
+        } else {
+            return;
+        };
+        let id = format!("{DIAL}{}:{}", a.interaction_id, a.agent_id);
+        let cmd = switchboard_contract::Command {
+            payload: serde_json::json!({
+                "command_id": id, "action": "callback", "format": format.as_str(),
+                "callback_id": a.interaction_id, "number": task.number,
+                "attempt": task.attempts + 1, "interaction_id": a.interaction_id,
+                "agent_id": a.agent_id, "extension": a.extension,
+            }),
+            id,
+            channel: ChannelKind::Phone,
+        };
+        match self.core.command(cmd, false).await {
+            Ok(true) => self.wake.notify_one(),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "Could not store a callback command; it is stored at the next catch-up")
+            }
         }
     }
 
@@ -143,6 +224,31 @@ impl Phone {
     async fn deliver(&self, due: &Due) -> Result<(), String> {
         let p = &due.command.payload;
         let format = p["format"].as_str().unwrap_or_default();
+        if format == Format::Twilio.as_str() && p["action"] == "callback" {
+            let s = &self.settings;
+            let extension = p["extension"]
+                .as_str()
+                .ok_or("the agent has no extension to connect the callback to")?;
+            let (path, body) = twilio::callback_call(
+                s,
+                p["number"].as_str().unwrap_or_default(),
+                extension,
+                p["callback_id"].as_str().unwrap_or_default(),
+            );
+            let resp = self
+                .http
+                .post(format!("{}{path}", s.twilio_api_url.trim_end_matches('/')))
+                .basic_auth(&s.twilio_account_sid, Some(&s.twilio_auth_token))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| format!("Twilio could not be reached: {e}"))?;
+            return match resp.status() {
+                s if s.is_success() => Ok(()),
+                s => Err(format!("Twilio answered {s}")),
+            };
+        }
         if format == Format::Twilio.as_str() {
             let s = &self.settings;
             let extension = p["extension"]
@@ -156,7 +262,10 @@ impl Phone {
                 call
             );
             let body = form_urlencoded::Serializer::new(String::new())
-                .append_pair("Twiml", &twilio::dial(&s.twilio_dial, extension))
+                .append_pair(
+                    "Twiml",
+                    &twilio::dial(&s.twilio_dial, extension, twilio::status_url(s).as_deref()),
+                )
                 .finish();
             let resp = self
                 .http

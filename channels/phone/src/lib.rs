@@ -57,6 +57,10 @@ pub struct PhoneSettings {
     pub twilio_account_sid: String,
     /// The Twilio account's auth token, which signs Twilio's webhooks; empty refuses them.
     pub twilio_auth_token: String,
+    /// The secret of a Twilio webhook shared key, when Twilio signs webhooks with one;
+    /// empty: the auth token signs them.
+    #[serde(default)]
+    pub twilio_webhook_key: String,
     /// The public base URL Twilio calls (`https://switchboard.example.com`): signatures
     /// cover the URL as Twilio sent it, not as a proxy passed it on.
     pub twilio_public_url: String,
@@ -67,6 +71,9 @@ pub struct PhoneSettings {
     pub twilio_dial: String,
     /// The Twilio queue callers wait in (`<Enqueue>`).
     pub twilio_queue: String,
+    /// The number Twilio makes callbacks from; empty: none are dialled by Twilio.
+    #[serde(default)]
+    pub twilio_caller_id: String,
     /// Callers answered with a refusal (the numbers as the phone system sends them).
     pub blocked_numbers: Vec<String>,
     /// The largest event body accepted, in bytes.
@@ -83,6 +90,9 @@ pub struct Phone {
     /// Calls (by contact key) whose ringing event is still waiting for an agent: the
     /// answer to that event carries the dial, not a callback.
     ringing: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Other nodes take ringing events too (a cluster): a call may be ringing on one of
+    /// them, so a fresh assignment's callback waits out the answer window.
+    clustered: std::sync::atomic::AtomicBool,
 }
 
 impl Phone {
@@ -98,7 +108,14 @@ impl Phone {
             http,
             wake: Notify::new(),
             ringing: std::sync::Mutex::default(),
+            clustered: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Says other nodes take ringing events too (see [`Phone`]'s `clustered`).
+    pub fn set_clustered(&self, clustered: bool) {
+        self.clustered
+            .store(clustered, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn ringing_set(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
@@ -119,6 +136,8 @@ pub fn routes<S: Clone + Send + Sync + 'static>(phone: Arc<Phone>) -> Router<S> 
         .route("/channels/phone/zammad/{token}", post(zammad::events))
         .route("/channels/phone/twilio/voice", post(twilio::voice))
         .route("/channels/phone/twilio/status", post(twilio::status))
+        .route("/channels/phone/twilio/wait", post(twilio::wait))
+        .route("/channels/phone/twilio/gather", post(twilio::gather))
         .with_state(phone)
 }
 
@@ -129,6 +148,14 @@ pub enum PhoneError {
     Unauthorized(String),
     /// 400: the event is wrong; `field` names the part at fault.
     Invalid {
+        /// The field.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// 422: the event is well formed but names something the format does not have (a
+    /// Zammad call's `direction` other than `in` or `out`, as Zammad answers it).
+    Unprocessable {
         /// The field.
         field: String,
         /// What is wrong.
@@ -156,6 +183,12 @@ impl IntoResponse for PhoneError {
             PhoneError::Invalid { field, message } => (
                 StatusCode::BAD_REQUEST,
                 "bad_request",
+                format!("{field}: {message}"),
+                Some(field),
+            ),
+            PhoneError::Unprocessable { field, message } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unprocessable",
                 format!("{field}: {message}"),
                 Some(field),
             ),

@@ -97,42 +97,133 @@ pub fn native_verify(
         .map_err(|_| Refused::Mismatch)
 }
 
-fn twilio_mac(auth_token: &str, url: &str, params: &[(String, String)]) -> Hmac<Sha1> {
+/// The algorithms Twilio signs webhooks with: HMAC-SHA1 keyed with the auth token (the
+/// default), or HMAC-SHA256 when the request's `X-Twilio-Webhooks-Signature-Settings`
+/// names it (webhooks signed with a shared key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TwilioAlgorithm {
+    /// HMAC-SHA1.
+    Sha1,
+    /// HMAC-SHA256.
+    Sha256,
+}
+
+impl TwilioAlgorithm {
+    /// The algorithm `X-Twilio-Webhooks-Signature-Settings` names (`key=…,algorithm=…`),
+    /// as Twilio's validator reads it: none, or none named, is HMAC-SHA1; one it does not
+    /// know is `None` (refused).
+    pub fn from_settings(header: Option<&str>) -> Option<TwilioAlgorithm> {
+        let named = header.unwrap_or_default().split(',').find_map(|part| {
+            let (name, value) = part.split_once('=')?;
+            (name.trim() == "algorithm" && !value.trim().is_empty()).then(|| value.trim())
+        });
+        match named.map(str::to_ascii_uppercase).as_deref() {
+            None | Some("HMAC_SHA1") => Some(TwilioAlgorithm::Sha1),
+            Some("HMAC_SHA256") => Some(TwilioAlgorithm::Sha256),
+            Some(_) => None,
+        }
+    }
+}
+
+/// What Twilio signs: the URL, then each parameter's name and value, names sorted and
+/// each name's values sorted, each distinct pair once (as Twilio's own validator
+/// computes it).
+fn twilio_data(url: &str, params: &[(String, String)]) -> String {
     let mut sorted: Vec<&(String, String)> = params.iter().collect();
     sorted.sort();
-    let mut mac =
-        Hmac::<Sha1>::new_from_slice(auth_token.as_bytes()).expect("HMAC takes keys of any length");
-    mac.update(url.as_bytes());
+    sorted.dedup();
+    let mut data = url.to_string();
     for (k, v) in sorted {
-        mac.update(k.as_bytes());
-        mac.update(v.as_bytes());
+        data.push_str(k);
+        data.push_str(v);
     }
-    mac
+    data
 }
 
-/// Twilio's signature of a request to `url` with form `params`.
+/// Twilio's signature of a request to `url` with form `params`, with `algorithm`.
+pub fn twilio_sign_with(
+    algorithm: TwilioAlgorithm,
+    key: &str,
+    url: &str,
+    params: &[(String, String)],
+) -> String {
+    let data = twilio_data(url, params);
+    let digest = match algorithm {
+        TwilioAlgorithm::Sha1 => {
+            let mut mac = Hmac::<Sha1>::new_from_slice(key.as_bytes())
+                .expect("HMAC takes keys of any length");
+            mac.update(data.as_bytes());
+            mac.finalize().into_bytes().to_vec()
+        }
+        TwilioAlgorithm::Sha256 => {
+            let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes())
+                .expect("HMAC takes keys of any length");
+            mac.update(data.as_bytes());
+            mac.finalize().into_bytes().to_vec()
+        }
+    };
+    base64::engine::general_purpose::STANDARD.encode(digest)
+}
+
+/// Twilio's (HMAC-SHA1) signature of a request to `url` with form `params`.
 pub fn twilio_sign(auth_token: &str, url: &str, params: &[(String, String)]) -> String {
-    let mac = twilio_mac(auth_token, url, params);
-    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    twilio_sign_with(TwilioAlgorithm::Sha1, auth_token, url, params)
 }
 
-/// Checks `X-Twilio-Signature` (in constant time).
+/// The two forms of a URL Twilio's validator checks a signature against: without its
+/// port, and with it (the scheme's default added when it has none), since Twilio signs
+/// some requests one way and some the other.
+pub fn twilio_url_forms(url: &str) -> [String; 2] {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return [url.to_string(), url.to_string()];
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()) => (h, Some(p)),
+        _ => (authority, None),
+    };
+    let default_port = if scheme.eq_ignore_ascii_case("https") {
+        "443"
+    } else {
+        "80"
+    };
+    [
+        format!("{scheme}://{host}{tail}"),
+        format!("{scheme}://{host}:{}{tail}", port.unwrap_or(default_port)),
+    ]
+}
+
+/// Checks `X-Twilio-Signature` as Twilio's validator does: computed with `algorithm`
+/// over `url` without its port and with it, compared in constant time.
 pub fn twilio_verify(
-    auth_token: &str,
+    algorithm: TwilioAlgorithm,
+    key: &str,
     url: &str,
     params: &[(String, String)],
     signature: Option<&str>,
 ) -> Result<(), Refused> {
     let given = signature
-        .and_then(|s| {
-            base64::engine::general_purpose::STANDARD
-                .decode(s.trim())
-                .ok()
-        })
+        .filter(|s| !s.is_empty())
         .ok_or(Refused::Missing("X-Twilio-Signature"))?;
-    twilio_mac(auth_token, url, params)
-        .verify_slice(&given)
-        .map_err(|_| Refused::Mismatch)
+    let mut valid = false;
+    for form in twilio_url_forms(url) {
+        valid |= same(&twilio_sign_with(algorithm, key, &form, params), given);
+    }
+    if valid {
+        Ok(())
+    } else {
+        Err(Refused::Mismatch)
+    }
+}
+
+/// Compares two strings in time that depends only on their lengths.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |diff, (x, y)| diff | (x ^ y))
+            == 0
 }
 
 #[cfg(test)]
@@ -186,14 +277,19 @@ mod tests {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
         let expected = TWILIO_EXAMPLE;
+        let sha1 = TwilioAlgorithm::Sha1;
         assert_eq!(twilio_sign("12345", url, &params), expected);
-        assert_eq!(twilio_verify("12345", url, &params, Some(expected)), Ok(()));
         assert_eq!(
-            twilio_verify("12346", url, &params, Some(expected)),
+            twilio_verify(sha1, "12345", url, &params, Some(expected)),
+            Ok(())
+        );
+        assert_eq!(
+            twilio_verify(sha1, "12346", url, &params, Some(expected)),
             Err(Refused::Mismatch)
         );
         assert_eq!(
             twilio_verify(
+                sha1,
                 "12345",
                 "https://mycompany.com/myapp.php",
                 &params,
@@ -201,6 +297,43 @@ mod tests {
             ),
             Err(Refused::Mismatch)
         );
+    }
+
+    #[test]
+    fn twilio_urls_are_checked_with_and_without_their_port() {
+        assert_eq!(
+            twilio_url_forms("https://x.example.com/a?b=1"),
+            [
+                "https://x.example.com/a?b=1".to_string(),
+                "https://x.example.com:443/a?b=1".to_string()
+            ]
+        );
+        assert_eq!(
+            twilio_url_forms("http://x.example.com:8080/a"),
+            [
+                "http://x.example.com/a".to_string(),
+                "http://x.example.com:8080/a".to_string()
+            ]
+        );
+        assert_eq!(
+            twilio_url_forms("http://x.example.com"),
+            [
+                "http://x.example.com".to_string(),
+                "http://x.example.com:80".to_string()
+            ]
+        );
+    }
+
+    #[test]
+    fn the_signature_settings_header_names_the_algorithm() {
+        let alg = TwilioAlgorithm::from_settings;
+        assert_eq!(alg(None), Some(TwilioAlgorithm::Sha1));
+        assert_eq!(alg(Some("key=k1")), Some(TwilioAlgorithm::Sha1));
+        assert_eq!(
+            alg(Some("key=k1, algorithm=HMAC_SHA256")),
+            Some(TwilioAlgorithm::Sha256)
+        );
+        assert_eq!(alg(Some("algorithm=HMAC_MD5")), None);
     }
 
     const TWILIO_EXAMPLE: &str = "0/KCTR6DLpKmkAf8muzZqo1nDgQ=";

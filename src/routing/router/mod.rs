@@ -11,24 +11,32 @@
 //! gets them back on login.
 //!
 //! # Layout
-//! - this file: the handle, the task's loop, and the turn's grouped commit (`flush`);
+//! - `handle`: the handle (local, or the leader's on a cluster's follower), desktops'
+//!   links, the commands, and the announcements;
+//! - this file: the task's loop, and the turn's grouped commit (`flush`);
 //! - `session`: one desktop's session and its numbered events;
 //! - `sessions`: login, resume, messages, vanishing, expiry;
 //! - `offers`: offers and their outcomes, and contacts ended by the customer;
+//! - `connected`: contacts a channel's own system connected (a call answered at the
+//!   phone system);
 //! - `live`: the supervisors' view.
 
+mod connected;
+mod handle;
 mod live;
 mod offers;
 mod session;
 mod sessions;
 mod supervise;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use switchboard_contract::{Assignment, ChannelKind, Completed, Position};
+use switchboard_contract::{
+    Assignment, ChannelKind, Command as ChannelCommand, CommandFor, Completed, Connected, Position,
+};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -45,334 +53,18 @@ use crate::store::{customers, new_id, now_ms, presence, rfc3339, Store};
 use crate::telemetry;
 use session::{agent_json, interaction_json, view, Session};
 
+pub use handle::{
+    Announcement, Call, DesktopLink, Ended, Moved, Outbound, Relay, Remote, Reply, RouterHandle,
+    SessionTimes, DESKTOP_INBOX, DESKTOP_OUTBOX,
+};
+use handle::{Announcer, Command};
+
 /// Events kept per agent for a reconnecting desktop.
 const RESUME_LOG: usize = 1000;
 /// The longest reply an agent may send, in bytes.
 const MAX_REPLY_BYTES: usize = 256 * 1024;
 /// History events sent with an offer.
 const OFFER_HISTORY: i64 = 10;
-
-/// What the router sends a desktop's connection.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Outbound {
-    /// A text frame.
-    Frame(String),
-    /// Close with a code and reason.
-    Close(u16, String),
-}
-
-/// Frames that may wait for one desktop: a resume's whole replay and as much again. A
-/// desktop further behind is not reading: its connection is cut rather than its frames
-/// kept without bound, and it gets what it missed from the log when it resumes.
-pub const DESKTOP_OUTBOX: usize = 2 * RESUME_LOG;
-
-/// The router's end of one desktop's connection: a bounded queue of frames, and the
-/// signal that cuts the connection when that queue is full.
-#[derive(Debug, Clone)]
-pub struct DesktopLink {
-    tx: mpsc::Sender<Outbound>,
-    cut: CancellationToken,
-}
-
-impl DesktopLink {
-    /// A link, and the end the connection's writer reads.
-    pub fn new() -> (DesktopLink, mpsc::Receiver<Outbound>) {
-        let (tx, rx) = mpsc::channel(DESKTOP_OUTBOX);
-        let link = DesktopLink {
-            tx,
-            cut: CancellationToken::new(),
-        };
-        (link, rx)
-    }
-
-    /// Queues a frame without waiting; a desktop that has fallen a whole outbox behind
-    /// is cut off instead (its connection ends, and the router hears of it as of any
-    /// dropped desktop).
-    pub fn send(&self, out: Outbound) {
-        match self.tx.try_send(out) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                if !self.cut.is_cancelled() {
-                    tracing::warn!(
-                        frames = DESKTOP_OUTBOX,
-                        "A desktop is not reading its frames; its connection is cut"
-                    );
-                    telemetry::agent_event("cut_off");
-                }
-                self.cut.cancel();
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
-        }
-    }
-
-    /// Completes when the connection has been cut.
-    pub async fn cut(&self) {
-        self.cut.cancelled().await;
-    }
-}
-
-/// How long agents' sessions live without word from them.
-#[derive(Debug, Clone, Copy)]
-pub struct SessionTimes {
-    /// A connected desktop silent this long is disconnected.
-    pub heartbeat_timeout: Duration,
-    /// A disconnected agent may resume within this.
-    pub resume_grace: Duration,
-}
-
-enum Command {
-    Connect {
-        agent: AgentRow,
-        resume: Option<Resume>,
-        out: DesktopLink,
-        reply: oneshot::Sender<u64>,
-    },
-    Message {
-        agent_id: String,
-        conn: u64,
-        msg: ClientMessage,
-    },
-    Disconnect {
-        agent_id: String,
-        conn: u64,
-    },
-    Snapshot {
-        reply: oneshot::Sender<Value>,
-    },
-    AgentChanged {
-        agent: AgentRow,
-        log_out: bool,
-    },
-    CustomersChanged(Vec<String>),
-    SetRules {
-        rules: Arc<Rules>,
-        version: i64,
-    },
-    End {
-        interaction_id: String,
-        reason: String,
-        reply: oneshot::Sender<Result<Ended, sqlx::Error>>,
-    },
-    Move {
-        interaction_id: String,
-        to: String,
-        by: String,
-        reply: oneshot::Sender<Result<Moved, sqlx::Error>>,
-    },
-    SetAway {
-        agent_id: String,
-        reason: Option<String>,
-        reply: oneshot::Sender<bool>,
-    },
-    Positions {
-        ids: Vec<String>,
-        reply: oneshot::Sender<HashMap<String, Position>>,
-    },
-    Tell {
-        interaction_id: String,
-        event: Value,
-    },
-}
-
-/// What moving an interaction came to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Moved {
-    /// It was waiting: it is now offered to the agent.
-    Offered,
-    /// It was assigned: it now belongs to the agent, and `from` was told.
-    Reassigned {
-        /// Who held it.
-        from: String,
-    },
-    /// It cannot be moved there, and why.
-    Refused(String),
-    /// No such interaction.
-    Unknown,
-}
-
-/// What ending an interaction came to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Ended {
-    /// It was waiting: now abandoned, with its wait logged.
-    Abandoned {
-        /// How long it waited (ms).
-        waited_ms: i64,
-    },
-    /// An agent holds it: the agent was told, and completes it as usual.
-    WhileHeld {
-        /// The agent.
-        agent_id: Option<String>,
-    },
-    /// It had ended already.
-    Already,
-    /// No such interaction.
-    Unknown,
-}
-
-/// Talks to the router task. Cheap to clone.
-#[derive(Clone)]
-pub struct RouterHandle {
-    tx: mpsc::UnboundedSender<Command>,
-    changes: watch::Receiver<u64>,
-    assignments: broadcast::Sender<Assignment>,
-    completions: broadcast::Sender<Completed>,
-    commands: broadcast::Sender<ChannelKind>,
-    typing: broadcast::Sender<String>,
-}
-
-impl RouterHandle {
-    /// Attaches a logged-in desktop; answers the connection's id.
-    pub async fn connect(
-        &self,
-        agent: AgentRow,
-        resume: Option<Resume>,
-        out: DesktopLink,
-    ) -> Option<u64> {
-        let (reply, answer) = oneshot::channel();
-        self.tx
-            .send(Command::Connect {
-                agent,
-                resume,
-                out,
-                reply,
-            })
-            .ok()?;
-        answer.await.ok()
-    }
-
-    /// Hands the router a message from a desktop.
-    pub fn message(&self, agent_id: &str, conn: u64, msg: ClientMessage) {
-        let _ = self.tx.send(Command::Message {
-            agent_id: agent_id.into(),
-            conn,
-            msg,
-        });
-    }
-
-    /// Tells the router a desktop's connection ended.
-    pub fn disconnect(&self, agent_id: &str, conn: u64) {
-        let _ = self.tx.send(Command::Disconnect {
-            agent_id: agent_id.into(),
-            conn,
-        });
-    }
-
-    /// Ends an interaction on the customer's side, wherever it is.
-    pub async fn end(
-        &self,
-        interaction_id: &str,
-        reason: &str,
-    ) -> Option<Result<Ended, sqlx::Error>> {
-        let (reply, answer) = oneshot::channel();
-        let cmd = Command::End {
-            interaction_id: interaction_id.into(),
-            reason: reason.into(),
-            reply,
-        };
-        self.tx.send(cmd).ok()?;
-        answer.await.ok()
-    }
-
-    /// Moves an interaction to agent `to` (a supervisor's action).
-    pub async fn move_to(
-        &self,
-        interaction_id: &str,
-        to: &str,
-        by: &str,
-    ) -> Option<Result<Moved, sqlx::Error>> {
-        let (reply, answer) = oneshot::channel();
-        let cmd = Command::Move {
-            interaction_id: interaction_id.into(),
-            to: to.into(),
-            by: by.into(),
-            reply,
-        };
-        self.tx.send(cmd).ok()?;
-        answer.await.ok()
-    }
-
-    /// Sets a logged-in agent away (a supervisor's action); false when it is not logged in.
-    pub async fn set_away(&self, agent_id: &str, reason: Option<String>) -> Option<bool> {
-        let (reply, answer) = oneshot::channel();
-        self.tx
-            .send(Command::SetAway {
-                agent_id: agent_id.into(),
-                reason,
-                reply,
-            })
-            .ok()?;
-        answer.await.ok()
-    }
-
-    /// Where each of these waiting interactions stands (those not waiting are left out).
-    pub async fn positions(&self, ids: Vec<String>) -> HashMap<String, Position> {
-        let (reply, answer) = oneshot::channel();
-        if self.tx.send(Command::Positions { ids, reply }).is_err() {
-            return HashMap::new();
-        }
-        answer.await.unwrap_or_default()
-    }
-
-    /// Tells the agent holding an interaction `event` (a numbered event on its desktop,
-    /// kept for a resume); nobody is told when nobody holds it.
-    pub fn tell_holder(&self, interaction_id: &str, event: Value) {
-        let _ = self.tx.send(Command::Tell {
-            interaction_id: interaction_id.into(),
-            event,
-        });
-    }
-
-    /// Every assignment from now on, announced once committed.
-    pub fn assignments(&self) -> broadcast::Receiver<Assignment> {
-        self.assignments.subscribe()
-    }
-
-    /// Every completion from now on, announced once committed.
-    pub fn completions(&self) -> broadcast::Receiver<Completed> {
-        self.completions.subscribe()
-    }
-
-    /// The channel of every command the router stores from now on, once committed.
-    pub fn commands_stored(&self) -> broadcast::Receiver<ChannelKind> {
-        self.commands.subscribe()
-    }
-
-    /// Chats whose agent is typing, from now on.
-    pub fn agents_typing(&self) -> broadcast::Receiver<String> {
-        self.typing.subscribe()
-    }
-
-    /// Changes each time the live state may have changed.
-    pub fn changes(&self) -> watch::Receiver<u64> {
-        self.changes.clone()
-    }
-
-    /// Routes by `rules` (version `version`) from now on, for waiting interactions too.
-    pub fn set_rules(&self, rules: Arc<Rules>, version: i64) {
-        let _ = self.tx.send(Command::SetRules { rules, version });
-    }
-
-    /// An agent's record changed: a logged-in agent is routed by the new one at once; one
-    /// removed, or whose token was reset (`log_out`), is disconnected (close code 4004).
-    pub fn agent_changed(&self, agent: AgentRow, log_out: bool) {
-        let _ = self.tx.send(Command::AgentChanged { agent, log_out });
-    }
-
-    /// Tells the router that customers changed: the waiting contacts to read again from
-    /// the store (those [`crate::customers::waiting::refresh`] answered, once committed).
-    pub fn customers_changed(&self, interaction_ids: Vec<String>) {
-        if !interaction_ids.is_empty() {
-            let _ = self.tx.send(Command::CustomersChanged(interaction_ids));
-        }
-    }
-
-    /// The live queue and agents, as `GET /api/queue` shows them.
-    pub async fn snapshot(&self) -> Option<Value> {
-        let (reply, answer) = oneshot::channel();
-        self.tx.send(Command::Snapshot { reply }).ok()?;
-        answer.await.ok()
-    }
-}
 
 /// A waiting interaction in the router.
 struct Item {
@@ -393,21 +85,18 @@ struct Offer {
     expires_at: i64,
 }
 
-/// Starts the router task.
+/// Starts the router task behind `handle`: from now until it stops (at `shutdown`, or
+/// when this node stops leading), the handle's callers talk to it.
 pub fn start(
+    handle: &RouterHandle,
     store: Store,
     rules: Arc<Rules>,
     rules_version: i64,
     queue: Arc<Queue>,
     times: SessionTimes,
     shutdown: CancellationToken,
-) -> (RouterHandle, tokio::task::JoinHandle<()>) {
-    let (changes_tx, changes_rx) = watch::channel(0u64);
+) -> tokio::task::JoinHandle<()> {
     let (tx, rx) = mpsc::unbounded_channel();
-    let (assignments, _) = broadcast::channel(ANNOUNCED);
-    let (completions, _) = broadcast::channel(ANNOUNCED);
-    let (commands, _) = broadcast::channel(ANNOUNCED);
-    let (typing, _) = broadcast::channel(ANNOUNCED);
     let router = Router {
         store,
         rules,
@@ -419,7 +108,7 @@ pub fn start(
         agents: HashMap::new(),
         offers: HashMap::new(),
         next_conn: 0,
-        changes: changes_tx,
+        changes: handle.changes_sender().clone(),
         changed: true,
         answered: VecDeque::new(),
         idle: live::IdleWhileWaiting::default(),
@@ -428,25 +117,18 @@ pub fn start(
         presence_log: Vec::new(),
         announced: Vec::new(),
         leaving: Vec::new(),
-        assignments: assignments.clone(),
-        completions: completions.clone(),
-        commands: commands.clone(),
-        typing: typing.clone(),
+        announcer: handle.announcer(),
         completed: Vec::new(),
         replies: Vec::new(),
         stop: shutdown.clone(),
+        fenced: false,
     };
-    (
-        RouterHandle {
-            tx,
-            changes: changes_rx,
-            assignments,
-            completions,
-            commands,
-            typing,
-        },
-        tokio::spawn(router.run(rx, shutdown)),
-    )
+    handle.attach(tx);
+    let handle = handle.clone();
+    tokio::spawn(async move {
+        router.run(rx, shutdown).await;
+        handle.detach();
+    })
 }
 
 struct Router {
@@ -482,17 +164,14 @@ struct Router {
     leaving: Vec<String>,
     /// Completions of this turn, announced once committed.
     completed: Vec<Completed>,
-    completions: broadcast::Sender<Completed>,
-    commands: broadcast::Sender<ChannelKind>,
-    typing: broadcast::Sender<String>,
-    assignments: broadcast::Sender<Assignment>,
+    /// Tells the channels (of every node) what was committed.
+    announcer: Arc<Announcer>,
+    /// A newer leader holds the lead: this router stops.
+    fenced: bool,
     /// Answers to give once this turn's writes are committed.
-    replies: Vec<(oneshot::Sender<EndResult>, EndResult)>,
+    replies: Vec<Box<dyn FnOnce() + Send + Sync>>,
     stop: CancellationToken,
 }
-
-/// What ending an interaction answers.
-type EndResult = Result<Ended, sqlx::Error>;
 
 /// A write the router has decided and not yet committed.
 enum Pending {
@@ -508,16 +187,38 @@ enum Pending {
         disposition: String,
         notes: Option<String>,
     },
-    /// A command for a channel's external system (an email reply to send).
+    /// A command for a channel's external system (an email reply to send), or one its
+    /// system needs no longer (`delivered`: kept only so it is never sent). `about`: the
+    /// interaction whose change it depends on (it is not stored when that change is
+    /// refused); none for a reply, which stands either way.
     Command {
         id: String,
         channel: ChannelKind,
         payload: Value,
+        delivered: bool,
+        about: Option<String>,
     },
 }
 
-/// Assignments an adapter may fall behind by before it misses some.
-const ANNOUNCED: usize = 4096;
+impl Pending {
+    /// The interaction whose state this write changes or depends on.
+    fn about(&self) -> Option<&str> {
+        match self {
+            Pending::Transition { id, .. } | Pending::Complete { id, .. } => Some(id),
+            Pending::Command { about, .. } => about.as_deref(),
+        }
+    }
+}
+
+/// What writing a turn came to.
+enum Written {
+    /// Everything was committed.
+    All,
+    /// Nothing was committed: the store refused changes of these interactions.
+    Refused(Vec<String>),
+    /// Nothing was committed: a newer leader holds the lead.
+    Fenced,
+}
 
 /// The most commands taken in one turn of the loop (one commit).
 const TURN: usize = 256;
@@ -567,10 +268,23 @@ impl Router {
             self.dispatch(now).await;
             self.note_idle(now);
             self.flush().await;
+            if self.fenced {
+                // Another node leads: its desktops reconnect to it (through their node).
+                for s in self.agents.values_mut() {
+                    if let Some((_, out)) = s.conn.take() {
+                        out.send(Outbound::Close(
+                            1012,
+                            "another node leads now; reconnect".into(),
+                        ));
+                    }
+                }
+                return;
+            }
             // Supervisors are woken only when what they see may have changed.
             if std::mem::take(&mut self.changed) {
                 self.changes.send_modify(|v| *v += 1);
             }
+            telemetry::router_inbox(rx.len());
         }
     }
 
@@ -702,6 +416,9 @@ impl Router {
         crate::customers::waiting::current(&mut conn, ids).await
     }
 
+    /// Handles one command. Answers go back on the command's own channel; a caller that
+    /// has gone away (`reply.send` failing) has nothing left to be told, and what it asked
+    /// is committed or not as for any other caller.
     async fn handle(&mut self, cmd: Command) {
         self.changed |= !matches!(cmd, Command::Snapshot { .. });
         match cmd {
@@ -723,6 +440,7 @@ impl Router {
                 agent_id,
                 conn,
                 msg,
+                ..
             } => {
                 let now = now_ms();
                 match self.agents.get_mut(&agent_id) {
@@ -806,7 +524,14 @@ impl Router {
                     .find(|s| s.held.contains_key(&interaction_id))
                 {
                     event["interaction_id"] = json!(interaction_id);
-                    s.emit(event);
+                    // Told by a channel about its own doings: stands whatever the router
+                    // decides this turn.
+                    s.emit_always(event);
+                }
+            }
+            Command::TellAgent { agent_id, event } => {
+                if let Some(s) = self.agents.get_mut(&agent_id) {
+                    s.emit_always(event);
                 }
             }
             Command::Positions { ids, reply } => {
@@ -820,9 +545,38 @@ impl Router {
             } => {
                 self.take_fresh().await;
                 let result = self.end(&interaction_id, &reason, now_ms()).await;
-                self.replies.push((reply, result));
+                self.after_commit(move || {
+                    let _ = reply.send(result);
+                });
+            }
+            Command::Connected {
+                interaction_id,
+                agent_id,
+                channel,
+                done,
+                reply,
+            } => {
+                self.take_fresh().await;
+                let result = self
+                    .connected(
+                        &interaction_id,
+                        agent_id.as_deref(),
+                        channel,
+                        done,
+                        now_ms(),
+                    )
+                    .await;
+                self.after_commit(move || {
+                    let _ = reply.send(result);
+                });
             }
         }
+    }
+
+    /// Answers a caller once this turn's writes are committed (a caller that has gone
+    /// away loses nothing: the answer only reports what the store holds).
+    fn after_commit(&mut self, reply: impl FnOnce() + Send + Sync + 'static) {
+        self.replies.push(Box::new(reply));
     }
 
     /// Decides a move of an interaction and its history event; both are committed with
@@ -875,12 +629,41 @@ impl Router {
     /// anyway.
     async fn flush(&mut self) {
         self.note_presence();
+        let mut refused = HashSet::new();
         if !self.pending.is_empty() || !self.events.is_empty() || !self.presence_log.is_empty() {
             let started = now_ms();
             let mut delay = Duration::from_millis(50);
             loop {
-                match self.write_pending().await {
-                    Ok(()) => break,
+                match self.write_pending(&refused).await {
+                    Ok(Written::All) => break,
+                    // Writes of these interactions were refused: their state is not what
+                    // the router held. The turn is written again without any of their
+                    // writes, events or messages, and they are read again from the store.
+                    Ok(Written::Refused(ids)) => {
+                        tracing::error!(
+                            interactions = ids.len(),
+                            "The store refused a routing change: an interaction was not in the state the router held; it is read again"
+                        );
+                        telemetry::router_refused(ids.len());
+                        refused.extend(ids);
+                    }
+                    // A newer leader holds the lead: nothing of this turn was written, and
+                    // this router stops (its loop ends after this turn).
+                    Ok(Written::Fenced) => {
+                        tracing::warn!("A newer leader fenced this router's writes; it stops");
+                        self.fenced = true;
+                        self.pending.clear();
+                        self.events.clear();
+                        self.presence_log.clear();
+                        self.announced.clear();
+                        self.leaving.clear();
+                        self.completed.clear();
+                        for s in self.agents.values_mut() {
+                            s.staged.clear();
+                        }
+                        self.replies.clear();
+                        return;
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "The router could not commit; retrying");
                         tokio::select! {
@@ -891,29 +674,41 @@ impl Router {
                     }
                 }
             }
-            let stored: Vec<ChannelKind> = self
+            // What was committed is announced to the channels of every node: commands
+            // stored, assignments and completions (none about a refused interaction).
+            let mut told: Vec<Announcement> = self
                 .pending
                 .iter()
                 .filter_map(|p| match p {
-                    Pending::Command { channel, .. } => Some(*channel),
+                    Pending::Command {
+                        channel,
+                        delivered: false,
+                        ..
+                    } => Some(Announcement::CommandStored { channel: *channel }),
                     _ => None,
                 })
                 .collect();
-            for channel in stored {
-                let _ = self.commands.send(channel);
-            }
             self.pending.clear();
             self.events.clear();
             self.presence_log.clear();
-            for a in self.announced.drain(..) {
-                let _ = self.assignments.send(a);
-            }
+            told.extend(
+                self.announced
+                    .drain(..)
+                    .filter(|a| !refused.contains(&a.interaction_id))
+                    .map(Announcement::Assigned),
+            );
             for id in self.leaving.drain(..) {
-                self.queue.remove(&id);
+                if !refused.contains(&id) {
+                    self.queue.remove(&id);
+                }
             }
-            for c in self.completed.drain(..) {
-                let _ = self.completions.send(c);
-            }
+            told.extend(
+                self.completed
+                    .drain(..)
+                    .filter(|c| !refused.contains(&c.interaction_id))
+                    .map(Announcement::Completed),
+            );
+            self.announcer.announce(told);
             // While the store stalled, nobody's messages were read: a stall must not
             // count against agents' heartbeats or offers.
             let stalled = now_ms() - started;
@@ -927,21 +722,39 @@ impl Router {
             }
         }
         for s in self.agents.values_mut() {
-            if !s.unsent.is_empty() {
+            if !s.staged.is_empty() {
                 self.changed = true;
             }
-            s.send_unsent();
+            s.release(&refused);
         }
-        for (reply, result) in self.replies.drain(..) {
-            let _ = reply.send(result);
+        if !refused.is_empty() {
+            self.resync(refused.into_iter().collect()).await;
+            for s in self.agents.values_mut() {
+                s.release(&HashSet::new());
+            }
+        }
+        for reply in self.replies.drain(..) {
+            reply();
         }
     }
 
-    async fn write_pending(&self) -> Result<(), sqlx::Error> {
+    /// Writes this turn's decisions in one transaction, leaving out those about the
+    /// interactions in `skip`. When the store refuses a state change (the interaction is
+    /// not in the state the router held), nothing is committed, and the interactions it
+    /// refused are answered so the turn is written again without them.
+    async fn write_pending(&self, skip: &HashSet<String>) -> Result<Written, sqlx::Error> {
         let now = now_ms();
-        let mut tx = self.store.begin_write().await?;
+        let mut tx = match self.store.begin_fenced().await {
+            Ok(tx) => tx,
+            Err(crate::store::FenceError::Fenced) => return Ok(Written::Fenced),
+            Err(crate::store::FenceError::Store(e)) => return Err(e),
+        };
+        let mut refused = Vec::new();
         for p in &self.pending {
-            let moved = match p {
+            if p.about().is_some_and(|id| skip.contains(id)) {
+                continue;
+            }
+            let applied = match p {
                 Pending::Transition {
                     id,
                     from,
@@ -961,6 +774,8 @@ impl Router {
                     id,
                     channel,
                     payload,
+                    delivered,
+                    ..
                 } => {
                     // Stored once: a reply sent again under the same id is not repeated.
                     crate::store::outbox::put(
@@ -968,22 +783,115 @@ impl Router {
                         id,
                         channel.as_str(),
                         &payload.to_string(),
-                        false,
+                        *delivered,
                         now,
                     )
                     .await?;
                     true
                 }
             };
-            if !moved {
-                tracing::warn!(
-                    "An interaction was not in the state the router expected; its move was skipped"
-                );
+            if !applied {
+                refused.extend(p.about().map(str::to_string));
             }
         }
-        history::append(&mut tx, &self.events, now).await?;
+        if !refused.is_empty() {
+            tx.rollback().await?;
+            return Ok(Written::Refused(refused));
+        }
+        let events: Vec<&NewEvent> = self
+            .events
+            .iter()
+            .filter(|e| {
+                !e.interaction_id
+                    .as_ref()
+                    .is_some_and(|id| skip.contains(id))
+            })
+            .collect();
+        history::append(&mut tx, events, now).await?;
         presence::append(&mut tx, &self.presence_log, now).await?;
-        tx.commit().await
+        tx.commit().await?;
+        Ok(Written::All)
+    }
+
+    /// Interactions whose writes the store refused, taken as the store has them: out of
+    /// the queue, offers and desktops they were in, back where the store says they are.
+    async fn resync(&mut self, ids: Vec<String>) {
+        let rows = async {
+            let mut conn = self.store.pool().acquire().await?;
+            let mut rows = Vec::with_capacity(ids.len());
+            for id in &ids {
+                rows.push(interactions::get(&mut conn, id).await?);
+            }
+            Ok::<_, sqlx::Error>(rows)
+        }
+        .await;
+        let rows = match rows {
+            Ok(rows) => rows,
+            Err(e) => {
+                // They are read again at the next refusal or restart; meanwhile the store
+                // keeps refusing what does not match it, so nothing wrong is written.
+                tracing::error!(error = %e, "Could not read refused interactions again");
+                return;
+            }
+        };
+        for (id, row) in ids.iter().zip(rows) {
+            self.waiting.remove(id);
+            self.index.remove(id);
+            self.queue.remove(id);
+            let offers: Vec<String> = self
+                .offers
+                .iter()
+                .filter(|(_, o)| &o.interaction_id == id)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for offer_id in offers {
+                if let Some(o) = self.offers.remove(&offer_id) {
+                    if let Some(s) = self.agents.get_mut(&o.agent_id) {
+                        s.offer = None;
+                        s.emit(json!({ "type": "offer_ended", "offer_id": offer_id, "interaction_id": id, "reason": "changed" }));
+                    }
+                }
+            }
+            let holder = row
+                .as_ref()
+                .filter(|r| r.state == "assigned")
+                .and_then(|r| r.agent_id.clone());
+            for (agent_id, s) in self.agents.iter_mut() {
+                let held = s.held.contains_key(id);
+                if held && holder.as_deref() != Some(agent_id.as_str()) {
+                    s.held.remove(id);
+                    s.emit(json!({ "type": "interaction_ended", "interaction_id": id, "reason": "changed" }));
+                } else if !held && holder.as_deref() == Some(agent_id.as_str()) {
+                    if let Some(r) = &row {
+                        s.held.insert(
+                            id.clone(),
+                            ChannelKind::parse(&r.channel).unwrap_or(ChannelKind::Api),
+                        );
+                        s.emit(json!({ "type": "assigned", "interaction_id": id }));
+                    }
+                }
+            }
+            match row {
+                // Waiting in the store: it waits here too, from the queue.
+                Some(r) if r.state == "queued" => {
+                    self.queue.push_all([crate::intake::waiting(&r)]);
+                }
+                // On offer in the store, but to nobody here: it waits again.
+                Some(r) if r.state == "offered" => {
+                    let event = NewEvent {
+                        customer_id: r.customer_id.clone(),
+                        interaction_id: Some(id.clone()),
+                        kind: "offer_withdrawn",
+                        actor: "system".into(),
+                        data: json!({ "agent_id": r.agent_id, "reason": "read again after a refused change" }),
+                    };
+                    self.stage(id, &["offered"], "queued", None, event);
+                    self.queue.push_all([crate::intake::waiting(&r)]);
+                }
+                _ => {}
+            }
+        }
+        self.changed = true;
     }
 
     /// Stages a presence-log entry for every agent whose presence changed since the last.

@@ -52,6 +52,7 @@ impl Router {
             agent_id: agent_id.to_string(),
             agent_name: s.row.name.clone(),
             extension: s.row.extension.clone(),
+            arrived_at_ms: now - waited_ms,
         });
         s.emit(
             json!({ "type": "assigned", "offer_id": offer_id, "interaction_id": interaction_id }),
@@ -151,6 +152,7 @@ impl Router {
         agent_id: &str,
         interaction_id: &str,
         body: String,
+        html: Option<String>,
         reply_id: Option<String>,
     ) {
         let Some(s) = self.agents.get(agent_id) else {
@@ -172,6 +174,24 @@ impl Router {
                 "bad_field",
                 &format!("body: write the reply, at most {MAX_REPLY_BYTES} bytes"),
             );
+        }
+        // Rich text rides beside the text (its alternative), as the agent wrote it.
+        let html = html
+            .map(|h| h.replace('\0', ""))
+            .filter(|h| !h.trim().is_empty());
+        if let Some(h) = &html {
+            if channel != ChannelKind::Email {
+                return s.error(
+                    "bad_field",
+                    "html: rich text is for email replies; a chat takes the text",
+                );
+            }
+            if body.len() + h.len() > MAX_REPLY_BYTES {
+                return s.error(
+                    "bad_field",
+                    &format!("html: the reply, text and HTML together, is at most {MAX_REPLY_BYTES} bytes"),
+                );
+            }
         }
         let reply_id = reply_id
             .map(|r| {
@@ -200,15 +220,21 @@ impl Router {
                 )
             }
         };
+        let mut payload = json!({
+            "interaction_id": interaction_id, "contact_key": row.idempotency_key,
+            "agent_id": agent_id, "reply_id": reply_id, "body": body,
+        });
+        if let Some(h) = html {
+            payload["html"] = json!(h);
+        }
         self.pending.push(Pending::Command {
             id: format!("reply:{agent_id}:{reply_id}"),
+            delivered: false,
+            about: None,
             channel,
-            payload: json!({
-                "interaction_id": interaction_id, "contact_key": row.idempotency_key,
-                "agent_id": agent_id, "reply_id": reply_id, "body": body,
-            }),
+            payload,
         });
-        s.emit(json!({ "type": "reply_queued", "interaction_id": interaction_id, "reply_id": reply_id }));
+        s.emit_always(json!({ "type": "reply_queued", "interaction_id": interaction_id, "reply_id": reply_id }));
     }
 
     /// The contact ended on the customer's side: abandoned if it was waiting (its offer
@@ -260,6 +286,19 @@ impl Router {
         if row.state != "assigned" {
             return Ok(Ended::Already);
         }
+        if row.agent_id.is_none() {
+            // Answered outside Switchboard: nobody is here to complete it, so it ends
+            // with the call, as completed (never as missed).
+            let event = NewEvent {
+                customer_id: row.customer_id.clone(),
+                interaction_id: Some(id.to_string()),
+                kind: "completed",
+                actor: "customer".into(),
+                data: json!({ "agent_id": null, "disposition": "answered_outside", "reason": reason }),
+            };
+            self.stage(id, &["assigned"], "completed", None, event);
+            return Ok(Ended::WhileHeld { agent_id: None });
+        }
         let event = NewEvent {
             customer_id: row.customer_id.clone(),
             interaction_id: Some(id.to_string()),
@@ -310,7 +349,7 @@ impl Router {
         if let Some(s) = self.agents.get_mut(&offer.agent_id) {
             s.offer = None;
             s.misses += 1;
-            s.emit(json!({ "type": "offer_ended", "offer_id": offer_id, "interaction_id": offer.interaction_id, "reason": what }));
+            s.emit_always(json!({ "type": "offer_ended", "offer_id": offer_id, "interaction_id": offer.interaction_id, "reason": what }));
             if s.misses >= misses_before_away && s.presence == Presence::Available {
                 s.presence = Presence::Away;
                 s.emit(json!({ "type": "presence", "status": "away", "reason": format!("{} offers missed in a row", s.misses) }));
@@ -331,7 +370,7 @@ impl Router {
         );
         if let Some(s) = self.agents.get_mut(&offer.agent_id) {
             s.offer = None;
-            s.emit(json!({ "type": "offer_ended", "offer_id": offer_id, "interaction_id": offer.interaction_id, "reason": reason }));
+            s.emit_always(json!({ "type": "offer_ended", "offer_id": offer_id, "interaction_id": offer.interaction_id, "reason": reason }));
         }
     }
 

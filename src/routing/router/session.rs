@@ -23,30 +23,53 @@ pub(super) struct Session {
     pub(super) idle_since: i64,
     pub(super) last_offered_at: i64,
     pub(super) misses: u32,
-    /// Events numbered but not yet sent: they go out once the router's writes for them
-    /// are committed.
-    pub(super) unsent: Vec<String>,
+    /// Events decided this turn: they are numbered and go out once the router's writes
+    /// for them are committed, and not at all when a write they report was refused.
+    pub(super) staged: Vec<Staged>,
+}
+
+/// An event for the desktop, waiting for the commit of what it reports.
+pub(super) struct Staged {
+    event: Value,
+    /// The interaction it is about, if any: when a write of that interaction is refused
+    /// in this turn, the event did not happen and is not sent.
+    about: Option<String>,
 }
 
 impl Session {
-    /// Numbers an event and keeps it for a resume; it is sent at the next flush, after
-    /// the writes it reports are committed.
-    pub(super) fn emit(&mut self, mut event: Value) {
-        self.seq += 1;
-        event["seq"] = json!(self.seq);
-        let text = event.to_string();
-        self.log.push_back((self.seq, text.clone()));
-        while self.log.len() > RESUME_LOG {
-            self.log.pop_front();
-        }
-        self.unsent.push(text);
+    /// Stages an event about what this turn decided: it is numbered, kept for a resume
+    /// and sent at the next flush, after the writes it reports are committed; it is
+    /// dropped if the store refused a write of the interaction it is about.
+    pub(super) fn emit(&mut self, event: Value) {
+        let about = event["interaction_id"]
+            .as_str()
+            .or_else(|| event["interaction"]["id"].as_str())
+            .map(str::to_string);
+        self.staged.push(Staged { event, about });
     }
 
-    /// Sends the events committed since the last flush.
-    pub(super) fn send_unsent(&mut self) {
-        let unsent = std::mem::take(&mut self.unsent);
-        if let Some((_, out)) = &self.conn {
-            for text in unsent {
+    /// Stages an event that stands whatever the store refused this turn: a reply queued
+    /// in the outbox (written either way), or the agent's own offer gone from the
+    /// router's hands (it is gone whether or not the interaction's change was written).
+    pub(super) fn emit_always(&mut self, event: Value) {
+        self.staged.push(Staged { event, about: None });
+    }
+
+    /// Numbers and sends the events staged since the last flush, leaving out those about
+    /// interactions whose writes were refused.
+    pub(super) fn release(&mut self, refused: &std::collections::HashSet<String>) {
+        for Staged { mut event, about } in std::mem::take(&mut self.staged) {
+            if about.is_some_and(|id| refused.contains(&id)) {
+                continue;
+            }
+            self.seq += 1;
+            event["seq"] = json!(self.seq);
+            let text = event.to_string();
+            self.log.push_back((self.seq, text.clone()));
+            while self.log.len() > RESUME_LOG {
+                self.log.pop_front();
+            }
+            if let Some((_, out)) = &self.conn {
                 out.send(Outbound::Frame(text));
             }
         }

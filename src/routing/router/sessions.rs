@@ -99,8 +99,17 @@ impl Router {
             idle_since: now,
             last_offered_at: 0,
             misses: 0,
-            unsent: Vec::new(),
+            staged: Vec::new(),
         };
+        // A desktop resuming a session this router never knew (its node restarted, or
+        // another node took over the routing) starts again in the presence it had.
+        let unknown = !self.agents.contains_key(&id);
+        if let Some(p) = resume.as_ref().and_then(|r| r.presence).filter(|_| unknown) {
+            s.presence = match p {
+                PresenceRequest::Available => Presence::Available,
+                PresenceRequest::Away => Presence::Away,
+            };
+        }
         if let Some(old) = self.agents.remove(&id) {
             s.offer = None;
             s.logged = old.logged;
@@ -137,7 +146,9 @@ impl Router {
                     .get(agent_id)
                     .is_some_and(|s| s.held.get(&interaction_id) == Some(&ChannelKind::Chat))
                 {
-                    let _ = self.typing.send(interaction_id);
+                    // Not kept: a typing notice nobody listens to is lost by design.
+                    self.announcer
+                        .announce(vec![Announcement::Typing { interaction_id }]);
                 }
             }
             ClientMessage::Heartbeat {} => {
@@ -183,8 +194,12 @@ impl Router {
             ClientMessage::Reply {
                 interaction_id,
                 body,
+                html,
                 reply_id,
-            } => self.reply(agent_id, &interaction_id, body, reply_id).await,
+            } => {
+                self.reply(agent_id, &interaction_id, body, html, reply_id)
+                    .await
+            }
         }
     }
 

@@ -80,6 +80,7 @@ impl Router {
                 agent_id: to.to_string(),
                 agent_name: s.row.name.clone(),
                 extension: s.row.extension.clone(),
+                arrived_at_ms: row.created_at,
             });
         }
         self.changed = true;

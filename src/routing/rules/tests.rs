@@ -99,6 +99,18 @@ fn doubtful_rules_are_warned_about() {
 }
 
 #[test]
+fn a_rules_file_that_cannot_be_read_is_an_error_not_an_empty_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("routing.toml");
+    // There, and not text: it cannot be read as a rules document.
+    std::fs::write(&file, [0xff, 0xfe, 0x00]).unwrap();
+    for given in [Some(file.as_path()), None] {
+        let err = Rules::read_source_or(given, &file).unwrap_err();
+        assert!(err.errors[0].contains("cannot be read"), "{err:?}");
+    }
+}
+
+#[test]
 fn numbers_too_large_for_the_router_are_errors_not_overflows() {
     // Capacities were summed as u32 to see that one is not 0: these overflowed (a
     // panic with overflow checks, a wrong "every channel is 0" without).

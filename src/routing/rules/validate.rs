@@ -96,6 +96,7 @@ impl Rules {
                 ));
             }
         }
+        crate::service::rules::validate(self, tiers, &mut r);
         for tier in tiers {
             let served = self
                 .rings

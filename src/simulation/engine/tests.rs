@@ -244,3 +244,22 @@ fn figures_count_service_level_waits_and_estimated_abandonment() {
     assert_eq!(sim.overall.p95_wait_secs, Some(30.0));
     assert_eq!(sim.occupancy, None);
 }
+
+#[test]
+fn a_replay_past_the_time_limit_says_the_configured_limit() {
+    let arrivals: Vec<Arrival> = (0..5000)
+        .map(|i| call(&format!("c{i}"), "low", i * S, 10 * S))
+        .collect();
+    let mut s = scenario(arrivals, 1);
+    s.horizon_ms = 100_000 * S;
+    // Most of the limit was spent already (on the active rules): the candidate stops at
+    // once, and says the limit configured, 20 s, not the 0 s that were left.
+    let started = Instant::now() - Duration::from_secs(25);
+    let limit = Duration::from_secs(20);
+    let refused = crate::simulation::replay_within(&s, &rules(), started, limit);
+    assert_eq!(refused.err(), Some(SimError::TimeLimit(20)));
+    assert_eq!(
+        SimError::TimeLimit(20).to_string(),
+        "the simulation ran past its limit of 20 s; replay a shorter window"
+    );
+}

@@ -14,16 +14,22 @@ use serde_json::{json, Value};
 
 use crate::agent_client::{create_agent, Desktop};
 use crate::both_backends;
-use crate::helpers::{event, send, spawn_app_with, start_process_with, Backend, TestApp, TOKEN};
+use crate::helpers::{
+    assert_store_unchanged, event, send, spawn_app_with, start_process_with, store_contents,
+    Backend, TestApp, TOKEN,
+};
 
-const SECRET: &str = "phone-test-secret";
-const ZAMMAD_TOKEN: &str = "zammad-token-123";
+mod answered;
+mod vendors;
+
+pub(crate) const SECRET: &str = "phone-test-secret";
+pub(crate) const ZAMMAD_TOKEN: &str = "zammad-token-123";
 const TWILIO_TOKEN: &str = "twilio-auth-token";
-const TWILIO_SID: &str = "AC0123456789abcdef0123456789abcdef";
+pub(crate) const TWILIO_SID: &str = "AC0123456789abcdef0123456789abcdef";
 const TWILIO_PUBLIC: &str = "https://switchboard.example.com";
 
 /// What a fake phone system (or Twilio's API) received: (path, headers, body).
-type Received = Arc<Mutex<Vec<(String, HeaderMap, String)>>>;
+pub(crate) type Received = Arc<Mutex<Vec<(String, HeaderMap, String)>>>;
 
 /// A fake phone system: records every request; refuses the first `failures` with 500.
 async fn phone_system(failures: usize) -> (String, Received) {
@@ -53,26 +59,65 @@ async fn phone_system(failures: usize) -> (String, Received) {
     (url, received)
 }
 
+/// Every phone format enabled, calling back to `callback`.
+pub(crate) fn configure(s: &mut switchboard::config::Settings, callback: &str, window_ms: u64) {
+    let p = &mut s.phone;
+    p.secret = SECRET.into();
+    p.callback_url = format!("{callback}/switchboard/commands");
+    p.answer_window_ms = window_ms;
+    p.zammad_token = ZAMMAD_TOKEN.into();
+    p.twilio_account_sid = TWILIO_SID.into();
+    p.twilio_auth_token = TWILIO_TOKEN.into();
+    p.twilio_public_url = TWILIO_PUBLIC.into();
+    p.twilio_api_url = callback.to_string();
+    p.blocked_numbers = vec!["+44 20 7946 0999".into()];
+    p.max_body_bytes = 4096;
+}
+
+/// A fake phone system that takes every request (for tests elsewhere).
+pub(crate) async fn fake_phone_system() -> (String, Received) {
+    phone_system(0).await
+}
+
+/// A server with every phone format enabled (for tests elsewhere).
+pub(crate) async fn phone_app(backend: Backend, callback: &str, window_ms: u64) -> TestApp {
+    app(backend, callback, window_ms).await
+}
+
+/// Posts a signed native event in the background (its answer may wait for an agent);
+/// answers (status, body) when it comes.
+pub(crate) fn native_in_background(
+    app: &TestApp,
+    body: Value,
+) -> tokio::task::JoinHandle<(u16, Value)> {
+    let (client, base) = (app.client.clone(), app.base.clone());
+    tokio::spawn(async move {
+        let text = body.to_string();
+        let ts = now();
+        let resp = client
+            .post(format!("{base}/channels/phone/events"))
+            .header("content-type", "application/json")
+            .header("x-switchboard-timestamp", ts.to_string())
+            .header(
+                "x-switchboard-signature",
+                native_signature(SECRET, ts, &text),
+            )
+            .body(text)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    })
+}
+
 /// A server with every phone format enabled, calling back to `callback`.
 async fn app(backend: Backend, callback: &str, window_ms: u64) -> TestApp {
     let callback = callback.to_string();
-    spawn_app_with(backend, move |s| {
-        let p = &mut s.phone;
-        p.secret = SECRET.into();
-        p.callback_url = format!("{callback}/switchboard/commands");
-        p.answer_window_ms = window_ms;
-        p.zammad_token = ZAMMAD_TOKEN.into();
-        p.twilio_account_sid = TWILIO_SID.into();
-        p.twilio_auth_token = TWILIO_TOKEN.into();
-        p.twilio_public_url = TWILIO_PUBLIC.into();
-        p.twilio_api_url = callback.clone();
-        p.blocked_numbers = vec!["+44 20 7946 0999".into()];
-        p.max_body_bytes = 4096;
-    })
-    .await
+    spawn_app_with(backend, move |s| configure(s, &callback, window_ms)).await
 }
 
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -93,7 +138,12 @@ fn native_signature(secret: &str, timestamp: u64, body: &str) -> String {
 }
 
 /// Posts a native event signed with `secret` at `timestamp`.
-async fn native_at(app: &TestApp, body: &Value, secret: &str, timestamp: u64) -> (u16, Value) {
+pub(crate) async fn native_at(
+    app: &TestApp,
+    body: &Value,
+    secret: &str,
+    timestamp: u64,
+) -> (u16, Value) {
     let text = body.to_string();
     let resp = app
         .client
@@ -112,7 +162,7 @@ async fn native_at(app: &TestApp, body: &Value, secret: &str, timestamp: u64) ->
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
-async fn native(app: &TestApp, body: Value) -> (u16, Value) {
+pub(crate) async fn native(app: &TestApp, body: Value) -> (u16, Value) {
     native_at(app, &body, SECRET, now()).await
 }
 
@@ -130,7 +180,7 @@ fn twilio_signature(url: &str, params: &[(&str, &str)]) -> String {
     base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
 }
 
-async fn twilio(
+pub(crate) async fn twilio(
     app: &TestApp,
     path: &str,
     params: &[(&str, &str)],
@@ -157,7 +207,7 @@ fn form(params: &[(&str, &str)]) -> String {
         .finish()
 }
 
-async fn zammad(app: &TestApp, token: &str, params: &[(&str, &str)]) -> (u16, Value) {
+pub(crate) async fn zammad(app: &TestApp, token: &str, params: &[(&str, &str)]) -> (u16, Value) {
     let resp = app
         .client
         .post(format!("{}/channels/phone/zammad/{token}", app.base))
@@ -362,12 +412,6 @@ async fn a_queued_native_call_is_dialled_by_a_signed_callback_retried_until_take
         json!({ "event": "answered", "call_id": "call-2", "extension": "202" }),
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(
-        log.lock().unwrap().len(),
-        2,
-        "delivered once accepted, not again"
-    );
 
     // A supervisor moves the call to another agent: the phone system is told to
     // transfer it, by a command of its own.
@@ -381,7 +425,10 @@ async fn a_queued_native_call_is_dialled_by_a_signed_callback_retried_until_take
         .await;
     assert_eq!(status, 200, "{moved}");
     cy_desk.expect("assigned").await;
+    // Delivered once accepted, not again: the next request the phone system gets is the
+    // transfer (a dial still due would have gone before it).
     let got = received(&log, 3).await;
+    assert_eq!(got.len(), 3, "delivered once accepted, not again");
     let transfer: Value = serde_json::from_str(&got[2].2).unwrap();
     assert_eq!(
         (
@@ -505,6 +552,7 @@ async fn bad_call_events_are_refused_and_change_nothing(backend: Backend) {
     let (url, _) = phone_system(0).await;
     let app = app(backend, &url, 100).await;
     let ringing = json!({ "event": "ringing", "call_id": "bad-1", "from": "+4930111111" });
+    let before = store_contents(&app.database_url).await;
 
     // Wrong secret, stale or future timestamp, no signature: 401, nothing processed.
     let (status, r) = native_at(&app, &ringing, "wrong-secret", now()).await;
@@ -568,6 +616,7 @@ async fn bad_call_events_are_refused_and_change_nothing(backend: Backend) {
     )
     .await;
     assert_eq!((status, r["action"].as_str()), (200, Some("reject")), "{r}");
+    assert_store_unchanged(&app.database_url, &before, "bad call events").await;
 
     // The server still routes: a good event after all the bad ones.
     let (status, r) = native(&app, ringing).await;
@@ -575,7 +624,12 @@ async fn bad_call_events_are_refused_and_change_nothing(backend: Backend) {
     app.stop().await;
 }
 
-async fn send_raw(app: &TestApp, path: &str, body: &str, headers: &[(&str, &str)]) -> (u16, Value) {
+pub(crate) async fn send_raw(
+    app: &TestApp,
+    path: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> (u16, Value) {
     let mut req = app
         .client
         .post(format!("{}{path}", app.base))
@@ -690,7 +744,11 @@ async fn zammad_generic_cti_events_work_unchanged(backend: Backend) {
     let (status, r) = zammad(
         &app,
         ZAMMAD_TOKEN,
-        &[("event", "ring"), ("callId", "zammad-4")],
+        &[
+            ("event", "ring"),
+            ("direction", "in"),
+            ("callId", "zammad-4"),
+        ],
     )
     .await;
     assert_eq!((status, r["field"].as_str()), (400, Some("event")), "{r}");
@@ -729,7 +787,35 @@ async fn twilio_calls_are_answered_with_twiml_and_updated_when_taken(backend: Ba
     // Nobody is ready: the caller waits in the Twilio queue.
     let (status, twiml) = twilio(&app, "/channels/phone/twilio/voice", &call, None).await;
     assert_eq!(status, 200, "{twiml}");
-    assert!(twiml.contains("<Enqueue>switchboard</Enqueue>"), "{twiml}");
+    assert!(
+        twiml.contains(&format!(
+            "<Enqueue waitUrl=\"{TWILIO_PUBLIC}/channels/phone/twilio/wait\">switchboard</Enqueue>"
+        )),
+        "{twiml}"
+    );
+    // While it waits, Twilio asks what to play: a pause at first, then the offer to be
+    // called back (press 1), which Twilio posts to the gather URL.
+    let waiting = [
+        ("CallSid", "CA11111111111111111111111111111111"),
+        ("QueueTime", "3"),
+    ];
+    let (status, twiml) = twilio(&app, "/channels/phone/twilio/wait", &waiting, None).await;
+    assert!(
+        status == 200 && twiml.contains("<Pause length=") && !twiml.contains("<Gather"),
+        "{twiml}"
+    );
+    let waiting = [
+        ("CallSid", "CA11111111111111111111111111111111"),
+        ("QueueTime", "3600"),
+    ];
+    let (status, twiml) = twilio(&app, "/channels/phone/twilio/wait", &waiting, None).await;
+    assert!(
+        status == 200
+            && twiml.contains(&format!(
+                "<Gather numDigits=\"1\" timeout=\"5\" action=\"{TWILIO_PUBLIC}/channels/phone/twilio/gather\">"
+            )),
+        "{twiml}"
+    );
 
     // An agent takes it: Switchboard updates the live call with a <Dial> to the agent.
     let (_, token) = create_agent(&app, json!({ "name": "Lee", "extension": "301" })).await;
@@ -748,10 +834,44 @@ async fn twilio_calls_are_answered_with_twiml_and_updated_when_taken(backend: Ba
         format!("Basic {basic}")
     );
     let twiml: String = form_value(body, "Twiml");
+    // The <Dial> asks Twilio to report the agent's answer, naming the extension dialled.
+    let report = format!("{TWILIO_PUBLIC}/channels/phone/twilio/status?extension=301");
     assert!(
-        twiml.contains("<Dial><Sip>sip:301@pbx.example.com</Sip></Dial>"),
+        twiml.contains(&format!(
+            "<Dial><Sip statusCallbackEvent=\"answered\" statusCallback=\"{report}\">sip:301@pbx.example.com</Sip></Dial>"
+        )),
         "{twiml}"
     );
+    // Twilio reports the dialled leg answered, as its status callbacks do: a child call
+    // of the caller's, to the URL the <Dial> gave, signed over that URL.
+    let (status, r) = twilio(
+        &app,
+        "/channels/phone/twilio/status?extension=301",
+        &[
+            ("AccountSid", TWILIO_SID),
+            ("ApiVersion", "2010-04-01"),
+            ("CallSid", "CA99999999999999999999999999999999"),
+            ("ParentCallSid", "CA11111111111111111111111111111111"),
+            ("CallStatus", "in-progress"),
+            ("CallbackSource", "call-progress-events"),
+            ("Direction", "outbound-dial"),
+            ("From", "+14155550100"),
+            ("SequenceNumber", "0"),
+            ("StatusCallbackEvent", "answered"),
+            ("To", "sip:301@pbx.example.com"),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(status, 204, "{r}");
+    let (i, _) = history_kinds(&app, &interaction_id).await;
+    let answered = &event(&i, "call_answered")["data"];
+    assert_eq!(
+        (answered["extension"].as_str(), answered["outcome"].as_str()),
+        (Some("301"), Some("already_held")),
+        "{answered}"
+    );
+    assert_eq!(answered["agent_id"], i["agent_id"]);
 
     // The status callback ends it.
     let (status, _) = twilio(
@@ -772,7 +892,13 @@ async fn twilio_calls_are_answered_with_twiml_and_updated_when_taken(backend: Ba
     let (i, kinds) = history_kinds(&app, &interaction_id).await;
     assert_in_order(
         &kinds,
-        &["interaction_received", "offered", "assigned", "call_ended"],
+        &[
+            "interaction_received",
+            "offered",
+            "assigned",
+            "call_answered",
+            "call_ended",
+        ],
     );
     assert_eq!(event(&i, "call_ended")["data"]["duration_secs"], 61);
     let (status, c) = app.get("/api/customers?phone=%2B14155550100").await;
@@ -809,17 +935,36 @@ async fn twilio_calls_are_answered_with_twiml_and_updated_when_taken(backend: Ba
                 .unwrap()
         })
     };
-    ready.take_offer().await;
+    let second_call = ready.take_offer().await;
     let twiml = pending.await.unwrap();
     assert!(
-        twiml.contains("<Dial><Sip>sip:302@pbx.example.com</Sip></Dial>"),
+        twiml.contains(">sip:302@pbx.example.com</Sip></Dial>"),
         "{twiml}"
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(
-        log.lock().unwrap().len(),
-        1,
-        "dialled in the answer: no call update"
+    // Dialled in the answer: no call update. A supervisor then moves the call, and the
+    // next update Twilio gets is that move's (a dial update would have gone before it).
+    let (other, other_token) =
+        create_agent(&app, json!({ "name": "Ola", "extension": "303" })).await;
+    let mut other_desk = Desktop::available(&app.base, &other_token).await;
+    let (status, moved) = app
+        .post(
+            &format!("/api/interactions/{second_call}/move"),
+            &json!({ "agent_id": other }),
+        )
+        .await;
+    assert_eq!(status, 200, "{moved}");
+    other_desk.expect("assigned").await;
+    let got = received(&log, 2).await;
+    assert_eq!(got.len(), 2, "dialled in the answer: no call update");
+    let (path, _, body) = &got[1];
+    assert!(
+        path.ends_with("/Calls/CA22222222222222222222222222222222.json"),
+        "{path}"
+    );
+    let moved_to = form_value(body, "Twiml");
+    assert!(
+        moved_to.contains(">sip:303@pbx.example.com</Sip></Dial>"),
+        "{moved_to}"
     );
     app.stop().await;
 }

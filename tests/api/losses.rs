@@ -1,0 +1,366 @@
+//! Nothing lost on a bad moment: each test injects a fault from outside, at the moment
+//! that used to lose work — a store that cannot read a chat, a dial command the store
+//! refuses, a state change the store refuses, a channel that falls behind the router —
+//! and shows nothing is lost, nothing is done twice, and nobody is told what did not
+//! happen.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::agent_client::{create_agent, Desktop};
+use crate::both_backends;
+use crate::chat::Visitor;
+use crate::helpers::{
+    db_exec, metric, spawn_app, spawn_app_with, spawn_settings, test_settings, Backend,
+};
+
+/// Waits (up to 20 s) until `check` holds, asking again every 50 ms.
+async fn until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..400 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{what} did not happen within 20 s");
+}
+
+async fn an_agents_chat_reply_survives_a_store_that_cannot_read_the_chat(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = test_settings(&backend, &dir).await;
+    let app = spawn_settings(settings.clone()).await;
+    let (_, token) = create_agent(&app, json!({ "name": "Ana" })).await;
+    let mut ana = Desktop::available(&app.base, &token).await;
+    let mut page = Visitor::connect(&app).await;
+    let (chat_id, secret) = page
+        .start(json!({ "type": "start", "visitor_id": "v-fault" }))
+        .await;
+    let interaction = ana.take_offer().await;
+    page.expect("agent_joined").await;
+    drop(page);
+    drop(ana);
+    app.stop().await;
+    // The store cannot read chats for a while: the server restarts meanwhile, so the
+    // chat is not in memory and must be read when the agent's reply goes out.
+    db_exec(
+        &app_url(&settings),
+        "ALTER TABLE channel_events RENAME TO channel_events_away",
+        "ALTER TABLE channel_events RENAME TO channel_events_away",
+    )
+    .await;
+    let app = spawn_settings(settings.clone()).await;
+    let mut ana = Desktop::login(&app.base, &token, None).await;
+    ana.send(json!({ "type": "reply", "interaction_id": interaction, "body": "Still here?", "reply_id": "r-fault" }))
+        .await;
+    assert_eq!(ana.expect("reply_queued").await["reply_id"], "r-fault");
+    // The agent is told it did not go yet, and that it is being retried.
+    let failed = ana.expect("reply_failed").await;
+    assert_eq!(
+        (failed["reply_id"].as_str(), failed["retrying"].as_bool()),
+        (Some("r-fault"), Some(true)),
+        "{failed}"
+    );
+    // The store comes back: the reply goes out, once, and the agent hears it did.
+    db_exec(
+        &app_url(&settings),
+        "ALTER TABLE channel_events_away RENAME TO channel_events",
+        "ALTER TABLE channel_events_away RENAME TO channel_events",
+    )
+    .await;
+    loop {
+        let v = ana.next().await;
+        if v["type"] == "reply_sent" {
+            assert_eq!(v["reply_id"], "r-fault");
+            break;
+        }
+    }
+    let mut page = Visitor::connect(&app).await;
+    page.send(
+        json!({ "type": "resume", "chat_id": chat_id, "resume_token": secret, "last_seq": 0 }),
+    )
+    .await;
+    page.expect("resumed").await;
+    let said = page.agent_message().await;
+    assert_eq!(said["text"], "Still here?");
+    let (_, i) = app.get(&format!("/api/interactions/{interaction}")).await;
+    let sent: Vec<&Value> = i["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "chat" && e["data"]["id"] == "r-fault")
+        .collect();
+    assert_eq!(sent.len(), 1, "recorded once: {sent:?}");
+    app.stop().await;
+}
+
+fn app_url(settings: &switchboard::config::Settings) -> String {
+    settings.database_url()
+}
+
+async fn a_change_the_store_refuses_is_neither_told_nor_recorded(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (_, token) = create_agent(&app, json!({ "name": "Ana" })).await;
+    let mut ana = Desktop::login(&app.base, &token, None).await;
+    let contact = app
+        .contact(json!({ "customer": { "email": "refused@example.com" } }))
+        .await;
+    let id = contact["id"].as_str().unwrap().to_string();
+    // The store skips, without an error, any change putting this contact on offer: the
+    // router's change does not apply.
+    db_exec(
+        &app.database_url,
+        &format!(
+            "CREATE TRIGGER sb_refuse BEFORE UPDATE ON interactions \
+             WHEN OLD.id = '{id}' AND NEW.state = 'offered' BEGIN SELECT RAISE(IGNORE); END"
+        ),
+        &format!(
+            "CREATE FUNCTION sb_refuse() RETURNS trigger AS $$ BEGIN \
+               IF OLD.id = '{id}' AND NEW.state = 'offered' THEN RETURN NULL; END IF; \
+               RETURN NEW; END $$ LANGUAGE plpgsql; \
+             CREATE TRIGGER sb_refuse BEFORE UPDATE ON interactions \
+             FOR EACH ROW EXECUTE FUNCTION sb_refuse()"
+        ),
+    )
+    .await;
+    ana.send(json!({ "type": "presence", "status": "available" }))
+        .await;
+    until("the router's offer refused", || async {
+        metric(&app, "switchboard_router_refused_total", "").await >= 1.0
+    })
+    .await;
+    // Nothing of the refused offer is in the history, and the store still has it waiting.
+    let (_, i) = app.get(&format!("/api/interactions/{id}")).await;
+    assert_eq!(i["state"], "queued", "{i}");
+    let kinds: Vec<&str> = i["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert!(!kinds.contains(&"offered"), "{kinds:?}");
+    // The store takes changes again: the contact is offered, and that offer is the first
+    // the agent hears of it (the desktop client checks events come without gaps).
+    db_exec(
+        &app.database_url,
+        "DROP TRIGGER sb_refuse",
+        "DROP TRIGGER sb_refuse ON interactions; DROP FUNCTION sb_refuse()",
+    )
+    .await;
+    // A new turn of the router: the agent says again it is available.
+    ana.send(json!({ "type": "presence", "status": "available" }))
+        .await;
+    let offer = ana.expect("offer").await;
+    assert_eq!(offer["interaction"]["id"], id.as_str());
+    ana.accept(&offer).await;
+    let (_, i) = app.get(&format!("/api/interactions/{id}")).await;
+    let offered = i["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "offered")
+        .count();
+    assert_eq!((i["state"].as_str(), offered), (Some("assigned"), 1), "{i}");
+    app.stop().await;
+}
+
+async fn a_chat_channel_that_falls_behind_the_router_tells_every_visitor_their_agent(
+    backend: Backend,
+) {
+    // The router keeps a single assignment for the channels: any burst leaves the chat
+    // channel behind, and it must catch up from the store.
+    let app = spawn_app_with(backend, |s| s.routing.announcements_buffer = 1).await;
+    const CHATS: usize = 8;
+    let mut rounds = 0;
+    while metric(
+        &app,
+        "switchboard_channel_caught_up_total",
+        "channel=\"chat\"",
+    )
+    .await
+        < 1.0
+    {
+        rounds += 1;
+        assert!(
+            rounds <= 5,
+            "the chat channel never fell behind in 5 bursts"
+        );
+        let mut desks = Vec::new();
+        let mut pages = Vec::new();
+        for i in 0..CHATS {
+            let mut page = Visitor::connect(&app).await;
+            page.start(json!({ "type": "start", "visitor_id": format!("v-burst-{rounds}-{i}") }))
+                .await;
+            pages.push(page);
+            let (_, token) =
+                create_agent(&app, json!({ "name": format!("Agent {rounds}-{i}") })).await;
+            desks.push(Desktop::available(&app.base, &token).await);
+        }
+        // Every agent accepts at once: the assignments come in a burst.
+        let mut offers = Vec::new();
+        for d in desks.iter_mut() {
+            offers.push(d.expect("offer").await);
+        }
+        for (d, offer) in desks.iter_mut().zip(&offers) {
+            d.send(json!({ "type": "accept", "offer_id": offer["offer_id"] }))
+                .await;
+        }
+        for d in desks.iter_mut() {
+            d.expect("assigned").await;
+        }
+        // Every visitor is told an agent joined.
+        for page in pages.iter_mut() {
+            page.expect("agent_joined").await;
+        }
+    }
+    app.stop().await;
+}
+
+async fn a_dial_the_store_could_not_take_is_sent_by_callback(backend: Backend) {
+    let (url, log) = crate::phone::fake_phone_system().await;
+    let app = crate::phone::phone_app(backend, &url, 5000).await;
+    let (_, token) = create_agent(&app, json!({ "name": "Ann", "extension": "201" })).await;
+    let mut desk = Desktop::available(&app.base, &token).await;
+    // The store refuses every dial command for now.
+    db_exec(
+        &app.database_url,
+        "CREATE TRIGGER sb_no_dial BEFORE INSERT ON outbox WHEN NEW.id LIKE 'dial:%' \
+         BEGIN SELECT RAISE(ABORT, 'injected: no dial commands'); END",
+        "CREATE FUNCTION sb_no_dial() RETURNS trigger AS $$ BEGIN \
+           IF NEW.id LIKE 'dial:%' THEN RAISE EXCEPTION 'injected: no dial commands'; END IF; \
+           RETURN NEW; END $$ LANGUAGE plpgsql; \
+         CREATE TRIGGER sb_no_dial BEFORE INSERT ON outbox \
+         FOR EACH ROW EXECUTE FUNCTION sb_no_dial()",
+    )
+    .await;
+    let ringing = crate::phone::native_in_background(
+        &app,
+        json!({ "event": "ringing", "call_id": "lost-dial", "from": "+4930123480" }),
+    );
+    // The agent takes the call within the answer window; its dial cannot be stored.
+    let interaction = desk.take_offer().await;
+    let (status, answer) = ringing.await.unwrap();
+    // The caller is told to wait rather than refused (the call is taken: a retried
+    // ringing would hear "queue" anyway).
+    assert_eq!(
+        (status, answer["action"].as_str()),
+        (200, Some("queue")),
+        "{answer}"
+    );
+    db_exec(
+        &app.database_url,
+        "DROP TRIGGER sb_no_dial",
+        "DROP TRIGGER sb_no_dial ON outbox; DROP FUNCTION sb_no_dial()",
+    )
+    .await;
+    // Within seconds the phone system is told to connect the caller to the agent.
+    until("the dial callback", || async {
+        !log.lock().unwrap().is_empty()
+    })
+    .await;
+    let dial: Value = serde_json::from_str(&log.lock().unwrap()[0].2).unwrap();
+    assert_eq!(
+        (dial["interaction_id"].as_str(), dial["extension"].as_str()),
+        (Some(interaction.as_str()), Some("201"))
+    );
+    app.stop().await;
+}
+
+/// A desktop that sends as fast as it can never has more than its few places in the
+/// router's inbox: the rest waits in its own socket, not in the server's memory, and
+/// every message is still handled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_desktop_cannot_grow_the_routers_inbox() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    const REPLIES: usize = 3000;
+    let app = spawn_app(Backend::Sqlite).await;
+    let (_, token) = create_agent(&app, json!({ "name": "Ana" })).await;
+    let mut ana = Desktop::available(&app.base, &token).await;
+    let mut page = Visitor::connect(&app).await;
+    page.start(json!({ "type": "start", "visitor_id": "v-flood" }))
+        .await;
+    let interaction = ana.take_offer().await;
+    drop(ana);
+    // The same agent's desktop again, as a raw client that writes without pause and
+    // reads on its own.
+    let url = format!("{}/agent/ws", app.base.replacen("http://", "ws://", 1));
+    let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let (mut tx, mut rx) = ws.split();
+    tx.send(Message::Text(
+        json!({ "type": "login", "token": token })
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    let queued = tokio::spawn(async move {
+        let mut n = 0;
+        while let Some(Ok(Message::Text(t))) = rx.next().await {
+            if serde_json::from_str::<Value>(&t).unwrap()["type"] == "reply_queued" {
+                n += 1;
+                if n == REPLIES {
+                    break;
+                }
+            }
+        }
+        n
+    });
+    let highest = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let sampler = {
+        let (app_base, highest) = (app.base.clone(), highest.clone());
+        let client = reqwest::Client::new();
+        tokio::spawn(async move {
+            loop {
+                let text = client
+                    .get(format!("{app_base}/metrics"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap();
+                let inbox = text
+                    .lines()
+                    .find(|l| l.starts_with("switchboard_router_inbox "))
+                    .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                    .unwrap_or(0.0);
+                highest.fetch_max(inbox as u64, std::sync::atomic::Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    for i in 0..REPLIES {
+        let frame = json!({ "type": "reply", "interaction_id": interaction, "body": format!("line {i}"), "reply_id": format!("f{i}") });
+        tx.feed(Message::Text(frame.to_string().into()))
+            .await
+            .unwrap();
+    }
+    tx.flush().await.unwrap();
+    let handled = tokio::time::timeout(Duration::from_secs(60), queued)
+        .await
+        .expect("every reply handled within a minute")
+        .unwrap();
+    sampler.abort();
+    assert_eq!(handled, REPLIES, "every message was handled");
+    // This desktop's places, and the chat channel's notices of the replies it delivers
+    // (a batch at a time); without the bound the inbox held most of the flood (thousands).
+    let highest = highest.load(std::sync::atomic::Ordering::SeqCst);
+    let bound = 2 * switchboard::routing::router::DESKTOP_INBOX as u64 + 32;
+    assert!(
+        highest <= bound,
+        "the router's inbox reached {highest} (bound {bound})"
+    );
+    app.stop().await;
+}
+
+both_backends!(
+    an_agents_chat_reply_survives_a_store_that_cannot_read_the_chat,
+    a_change_the_store_refuses_is_neither_told_nor_recorded,
+    a_chat_channel_that_falls_behind_the_router_tells_every_visitor_their_agent,
+    a_dial_the_store_could_not_take_is_sent_by_callback,
+);

@@ -1,0 +1,182 @@
+//! The channels' drivers, each playing what sends contacts on that channel: a phone
+//! system posting a signed `ringing` event, a mail server delivering one message over a
+//! whole SMTP session, a chat visitor starting a chat and writing. Each counts its
+//! contact as sent, then as accepted (with the channel's acknowledgement: the webhook's
+//! 2xx, the `250` after DATA, the chat's `started`) or as failed. On several nodes the
+//! contacts are dealt to the nodes in turn.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::server::Server;
+use crate::tally::{Accepted, Shared};
+
+/// How long a contact may take to be acknowledged before it counts as failed.
+const ANSWER_WITHIN: Duration = Duration::from_secs(10);
+
+fn accepted(tally: &Shared, channel: &'static str, key: String, customer: String, sent: Instant) {
+    tally.lock().unwrap().accepted(Accepted {
+        channel,
+        key,
+        customer,
+        sent_at: sent,
+        ack: sent.elapsed(),
+    });
+}
+
+fn failed(tally: &Shared, channel: &'static str) {
+    tally.lock().unwrap().failed(channel);
+}
+
+/// A phone system announces call `n` ringing, signed as the native webhook requires.
+pub async fn phone_call(server: &Server, client: &reqwest::Client, tally: &Shared, n: u64) {
+    let call = format!("load-{n}");
+    let number = format!("+4930{:07}", n % 100_000);
+    let body = json!({ "event": "ringing", "call_id": call, "from": number, "to": "+4930999000" })
+        .to_string();
+    let ts = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let signature =
+        switchboard_phone::signature::native_sign(&server.phone_secret, ts, body.as_bytes());
+    tally.lock().unwrap().sending("phone");
+    let began = Instant::now();
+    let sent = client
+        .post(format!("{}/channels/phone/events", server.node(n).base))
+        .header("x-switchboard-timestamp", ts.to_string())
+        .header("x-switchboard-signature", signature)
+        .body(body)
+        .timeout(ANSWER_WITHIN)
+        .send()
+        .await;
+    match sent {
+        Ok(r) if r.status().is_success() => accepted(
+            tally,
+            "phone",
+            format!("native:{call}"),
+            format!("phone={}", number.replace('+', "%2B")),
+            began,
+        ),
+        _ => failed(tally, "phone"),
+    }
+}
+
+/// One SMTP reply, with its continuation lines.
+async fn reply(r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> String {
+    let mut full = String::new();
+    loop {
+        let mut l = String::new();
+        if r.read_line(&mut l).await.unwrap_or(0) == 0 {
+            return full;
+        }
+        full.push_str(&l);
+        if l.len() < 4 || l.as_bytes()[3] != b'-' {
+            return full;
+        }
+    }
+}
+
+/// A mail server delivers message `n` over a session of its own.
+pub async fn email(server: &Server, tally: &Shared, n: u64) {
+    let id = format!("load-{n}@load.example");
+    let sender = format!("c{}@load.example", n % 100_000);
+    tally.lock().unwrap().sending("email");
+    let began = Instant::now();
+    let session = async {
+        let stream = tokio::net::TcpStream::connect(&server.node(n).smtp)
+            .await
+            .ok()?;
+        stream.set_nodelay(true).ok()?;
+        let (r, mut w) = stream.into_split();
+        let mut r = BufReader::new(r);
+        reply(&mut r).await;
+        let commands = [
+            "EHLO load.example\r\n".to_string(),
+            format!("MAIL FROM:<{sender}>\r\n"),
+            "RCPT TO:<support@example.com>\r\n".into(),
+            "DATA\r\n".into(),
+        ];
+        for cmd in commands {
+            w.write_all(cmd.as_bytes()).await.ok()?;
+            let a = reply(&mut r).await;
+            if !(a.starts_with('2') || a.starts_with('3')) {
+                return None;
+            }
+        }
+        let msg = format!(
+            "From: Customer <{sender}>\r\nTo: support@example.com\r\nSubject: Order {n}\r\nMessage-ID: <{id}>\r\n\r\nWhere is my order {n}?\r\n.\r\n"
+        );
+        w.write_all(msg.as_bytes()).await.ok()?;
+        let a = reply(&mut r).await;
+        // The message is taken (or not) by now: a lost QUIT changes nothing.
+        let _ = w.write_all(b"QUIT\r\n").await;
+        a.starts_with("250").then_some(())
+    };
+    match tokio::time::timeout(ANSWER_WITHIN, session).await {
+        Ok(Some(())) => accepted(
+            tally,
+            "email",
+            format!("email:{id}"),
+            format!("email={sender}"),
+            began,
+        ),
+        _ => failed(tally, "email"),
+    }
+}
+
+/// A visitor starts chat `n`, writes once, and stays until the chat is closed or the
+/// run stops.
+pub async fn chat(server: &Server, tally: &Shared, n: u64, mut stop: watch::Receiver<bool>) {
+    let url = format!(
+        "{}/channels/chat/ws",
+        server.node(n).base.replacen("http", "ws", 1)
+    );
+    tally.lock().unwrap().sending("chat");
+    let began = Instant::now();
+    let start = json!({ "type": "start", "visitor_id": format!("load-{n}") }).to_string();
+    let started = async {
+        let (mut ws, _) = tokio_tungstenite::connect_async(url).await.ok()?;
+        ws.send(Message::Text(start.into())).await.ok()?;
+        while let Some(Ok(frame)) = ws.next().await {
+            if let Message::Text(t) = frame {
+                let v: Value = serde_json::from_str(&t).unwrap_or_default();
+                match v["type"].as_str() {
+                    Some("started") => return Some((ws, v["chat_id"].as_str()?.to_string())),
+                    Some("error") => return None,
+                    _ => {}
+                }
+            }
+        }
+        None
+    };
+    let Ok(Some((mut ws, chat_id))) = tokio::time::timeout(ANSWER_WITHIN, started).await else {
+        return failed(tally, "chat");
+    };
+    accepted(
+        tally,
+        "chat",
+        chat_id,
+        format!("visitor_id=load-{n}"),
+        began,
+    );
+    let hello = json!({ "type": "message", "id": "m1", "text": "Hello, I need help." });
+    // The chat is the contact, accepted above; its first message is the visitor's talk,
+    // not counted, and a visitor whose connection broke has nothing more to do.
+    let _ = ws.send(Message::Text(hello.to_string().into())).await;
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            frame = ws.next() => match frame {
+                Some(Ok(Message::Text(t))) if t.contains("\"closed\"") => return,
+                None | Some(Err(_)) => return,
+                _ => {}
+            },
+        }
+    }
+}
