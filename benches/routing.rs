@@ -5,47 +5,76 @@
 //!     cargo bench --bench routing
 //!
 //! The case is the common one: 1,000 agents, all busy but one who has just freed up, and
-//! 1k, 10k or 100k interactions waiting across tiers, channels, topics and owners.
+//! 1k, 10k or 100k interactions waiting across tiers, channels, topics and owners; under
+//! the shipped target order, then under the head-start order shipped before it.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use switchboard::routing::index::{self, WaitingIndex};
-use switchboard::routing::policy::{self, AgentView, Load, Presence, WaitingInteraction};
+use switchboard::routing::order;
+use switchboard::routing::policy::{AgentView, Load, Presence, WaitingInteraction};
 use switchboard::routing::rules::{Rules, DEFAULT_TOML};
 use switchboard_contract::ChannelKind;
 
 const NOW: i64 = 1_800_000_000_000;
 const AGENTS: usize = 1000;
 
+/// The rules shipped before the target order.
+const HEAD_START: &str = include_str!("../config/routing-head-start.toml");
+
 fn main() {
-    let rules = Rules::parse(DEFAULT_TOML, "default").unwrap();
-    let agents = agents(&rules);
     println!("# Routing benchmark ({AGENTS} agents, one free)\n");
-    println!("| waiting | per decision | scan of every waiting interaction (baseline) | decision / scan | decision vs 1k |");
-    println!("|---:|---:|---:|---:|---:|");
+    println!("| order | waiting | per decision | scan of every waiting interaction (baseline) | decision / scan | decision vs 1k |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for (name, text) in [
+        ("targets (default)", DEFAULT_TOML),
+        ("head_start", HEAD_START),
+    ] {
+        let rules = Rules::parse(text, name).unwrap();
+        run(name, &rules);
+    }
+}
+
+fn run(name: &str, rules: &Rules) {
+    let rules = rules.clone();
+    let agents = agents(&rules);
     let mut first = None;
     for n in [1_000usize, 10_000, 100_000] {
-        let waiting = waiting(n);
+        let mut waiting = waiting(n);
+        // As they arrived.
+        waiting.sort_by_key(|w| w.enqueued_at_ms);
         let mut idx = WaitingIndex::default();
         for w in &waiting {
             idx.insert(w.clone());
         }
+        // As the router does before each round of offers.
+        idx.observe(&rules, NOW);
         let decision = time_per_call(|| {
             let d = index::route(&idx, &agents, &rules, NOW);
             assert_eq!(d.len(), 1, "the free agent gets an offer");
             black_box(d);
         });
+        let fair: Vec<_> = ChannelKind::ALL
+            .iter()
+            .map(|c| idx.fair_wait(*c, &rules, NOW))
+            .collect();
         let scan = time_per_call(|| {
             let best = waiting
                 .iter()
-                .map(|w| policy::score(w, &rules, NOW).0)
+                .map(|w| {
+                    let f = fair[ChannelKind::ALL
+                        .iter()
+                        .position(|c| *c == w.channel)
+                        .unwrap()];
+                    order::key(w, &rules, f.as_ref(), NOW).value
+                })
                 .fold(f64::MIN, f64::max);
             black_box(best);
         });
         let base = *first.get_or_insert(decision);
         println!(
-            "| {n} | {:.1} µs | {:.1} µs | {:.3} | {:.2}× |",
+            "| {name} | {n} | {:.1} µs | {:.1} µs | {:.3} | {:.2}× |",
             decision.as_secs_f64() * 1e6,
             scan.as_secs_f64() * 1e6,
             decision.as_secs_f64() / scan.as_secs_f64(),

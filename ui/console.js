@@ -185,7 +185,9 @@ function drawLive() {
         h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, t("tier")), h("th", {}, t("answered")), h("th", {}, t("withinTarget")), h("th", {}, t("target")))),
           h("tbody", {}, Object.entries(s.service_level || {}).map(([tier, v]) =>
             h("tr", {}, h("td", {}, tierPill(tier)), h("td", {}, String(v.answered)),
-              h("td", {}, `${Math.round(v.share * 100)}%`), h("td", {}, `${v.target_secs ?? "—"} s`))))),
+              h("td", {}, v.share === null || v.share === undefined ? "—" : `${Math.round(v.share * 100)}%`),
+              h("td", {}, v.target_secs === null || v.target_secs === undefined ? "—" : `${v.target_secs} s`))))),
+        idleWhileWaiting(s.idle_while_waiting),
         h("h3", {}, t("today")),
         serviceLevelChart())),
     h("div", { class: "card" },
@@ -208,6 +210,15 @@ function drawLive() {
           h("td", {}, a.presence === "available" && awayControl(a.id)))))))),
     s.cluster && nodesCard(s.cluster));
   if (focusedId) { const el = document.getElementById(focusedId); if (el) el.focus(); }
+}
+
+/** Agent time idle while contacts waited that those agents were not offered: what the
+ * rings cost in service, over the live view's window, and the agents idle so now. */
+function idleWhileWaiting(idle) {
+  if (!idle) return null;
+  const minutes = (idle.agent_secs / 60).toFixed(1);
+  return h("p", { id: "idle-while-waiting", class: idle.agents_now > 0 ? "error small" : "muted small" },
+    `${t("idleWhileWaiting")} (${t("last15")}): ${minutes} ${t("agentMinutes")} · ${t("idleNow")}: ${idle.agents_now}`);
 }
 
 // The cluster's nodes (PostgreSQL): which leads, and when each was last heard from.
@@ -580,7 +591,7 @@ function drawSimulation() {
   const s = con.simulation;
   if (!s) return fill(simEl);
   if (s.failed) return fill(simEl, h("p", { class: "error", id: "simulation-error" }, s.failed));
-  const columns = [["recorded", s.recorded], ["active", s.active], ["candidate", s.candidate]].filter(([, r]) => r);
+  const columns = [["recorded", s.recorded], ["active", s.active], ["candidate", s.candidate], ["fifo", s.fifo]].filter(([, r]) => r);
   const tiers = Object.keys(s.active.by_tier || {});
   const pct = (v) => (v === null || v === undefined ? "—" : `${Math.round(v * 100)}%`);
   const secs = (v) => (v === null || v === undefined ? "—" : `${Math.round(v)} s`);
@@ -596,17 +607,21 @@ function drawSimulation() {
   }
   fill(simEl,
     h("p", { class: "muted small" }, `${s.contacts} ${t("contacts")} · ${t("agents")} ${s.agents_on_duty} · ${s.elapsed_ms} ms`),
-    simulationChart(tiers, columns),
+    // Tiers without a target have no service level to draw.
+    simulationChart(tiers.filter((tier) => columns.some(([, r]) => ((r.by_tier || {})[tier] || {}).service_level != null)), columns),
     h("div", { class: "scroll" }, h("table", { id: "simulation-table" },
       h("thead", {}, h("tr", {}, h("th", {}, t("tier")), h("th", {}), h("th", {}, t("contacts")), h("th", {}, t("serviceLevel")),
         h("th", {}, t("meanWait")), h("th", {}, t("p95Wait")), h("th", {}, t("longest")), h("th", {}, t("abandonment")))),
-      h("tbody", {}, rows))));
+      h("tbody", {}, rows))),
+    h("p", { class: "muted small", id: "simulation-idle" }, `${t("idleWhileWaiting")}: `,
+      columns.filter(([, r]) => r.idle_while_waiting_secs !== null && r.idle_while_waiting_secs !== undefined)
+        .map(([name, r]) => `${t(name)} ${(r.idle_while_waiting_secs / 60).toFixed(1)} ${t("agentMinutes")}`).join(" · ")));
 }
 
-/** Service level per tier, one bar per column (recorded, active, candidate). */
+/** Service level per tier, one bar per column (recorded, active, candidate, FIFO). */
 function simulationChart(tiers, columns) {
   const W = 480, H = 150, B = 20;
-  const colours = { recorded: "#8a94a6", active: "#1f5fbf", candidate: "#1c7c3a" };
+  const colours = { recorded: "#8a94a6", active: "#1f5fbf", candidate: "#1c7c3a", fifo: "#b26a00" };
   const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
   svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
   svg.setAttribute("class", "chart");

@@ -4,7 +4,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use switchboard::routing::policy::rings_open;
+use switchboard::routing::rings::rings_open;
+use switchboard::routing::rules::Ring;
 use switchboard::routing::rules::Rules;
 
 fuzz_target!(|data: &[u8]| {
@@ -25,7 +26,8 @@ fuzz_target!(|data: &[u8]| {
     for plan in &rules.rings {
         let mut last = 0;
         for waited_ms in [i64::MIN, -1, 0, 1, 999, 60_000, 86_400_000, i64::MAX] {
-            let open = rings_open(&plan.steps, waited_ms);
+            let steps: Vec<&Ring> = plan.steps.iter().collect();
+            let open = rings_open(&steps, waited_ms);
             assert!((1..=plan.steps.len()).contains(&open));
             assert!(open >= last, "rings close as the wait grows");
             last = open;
@@ -43,8 +45,13 @@ fuzz_target!(|data: &[u8]| {
         .rings
         .iter()
         .flat_map(|p| p.steps.iter().filter_map(|r| r.timeout_secs));
-    let tier_secs = rules.tiers.values().map(|t| t.max_wait_secs);
-    for secs in [rules.offer.timeout_secs, rules.offer.wrap_up_secs]
+    let tier_secs = rules
+        .tiers
+        .values()
+        .flat_map(|t| [t.target_secs, t.head_start_secs, t.max_wait_secs])
+        .flatten();
+    let window_secs = rules.fair_wait.window_hours.saturating_mul(3600);
+    for secs in [rules.offer.timeout_secs, rules.offer.wrap_up_secs, window_secs]
         .into_iter()
         .chain(tier_secs)
         .chain(ring_secs)

@@ -387,7 +387,7 @@ fn api_routes() -> Routes {
             agents::set_away,
         )
         .add(
-            Op::get("/api/queue", "the live queue: waiting by tier, channel and topic, agents, service level")
+            Op::get("/api/queue", "the live queue: waiting by tier, channel and topic, agents, service level, agent time idle while contacts waited")
                 .access(Supervisor)
                 .responses(&[(200, "the live queue")]),
             queue,
@@ -461,7 +461,7 @@ fn api_routes() -> Routes {
             Op::post("/api/routing/simulate", "replay a window of recorded history under the active rules and a candidate")
                 .access(Supervisor)
                 .json::<simulate::SimulateIn>()
-                .responses(&[(200, "per tier and topic: service level, waits, abandonment, occupancy — recorded, active and candidate"), (422, "the candidate does not validate, or the window is empty or too long"), (429, "a simulation is already running")]),
+                .responses(&[(200, "per tier and topic: service level, waits, abandonment, occupancy, agent time idle while contacts waited — recorded, active, candidate and first come first served"), (422, "the candidate does not validate, or the window is empty or too long"), (429, "a simulation is already running")]),
             simulate::simulate,
         )
 }

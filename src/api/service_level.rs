@@ -27,8 +27,9 @@ pub struct Window {
 }
 
 /// Counts per tier and hour slot from `since`: [answered, answered within the tier's
-/// target, abandoned]. A wait the event does not state is the time from the contact's
-/// arrival to its answer, never taken as within the target for want of a figure.
+/// target, abandoned]; a tier not in `targets` has none, and nothing is within it. A wait
+/// the event does not state is the time from the contact's arrival to its answer, never
+/// taken as within the target for want of a figure.
 fn tally(
     rows: Vec<(String, String, i64, String, i64)>,
     since: i64,
@@ -52,15 +53,15 @@ fn tally(
             .ok()
             .and_then(|d| d["waited_secs"].as_f64())
             .unwrap_or((at - created_at).max(0) as f64 / 1000.0);
-        let target = targets.get(&tier).copied().unwrap_or(f64::INFINITY);
         row[slot][0] += 1;
-        row[slot][1] += u64::from(waited <= target);
+        row[slot][1] += u64::from(targets.get(&tier).is_some_and(|t| waited <= *t));
     }
     per
 }
 
-/// Per tier and hour: contacts answered, answered within the tier's maximum wait under
-/// the active rules, and abandoned while waiting.
+/// Per tier and hour: contacts answered, answered within the tier's target under the
+/// active rules (its maximum wait under the head-start order), and abandoned while
+/// waiting.
 pub async fn by_hour(
     State(state): State<AppState>,
     _: Supervisor,
@@ -86,25 +87,26 @@ pub async fn by_hour(
     .bind(since - 7 * 24 * HOUR_MS)
     .fetch_all(&mut *conn)
     .await?;
+    // A tier without a target has no service level: nothing counts as within it.
     let targets: BTreeMap<String, f64> = active
         .rules
         .tiers
-        .iter()
-        .map(|(t, r)| (t.clone(), r.max_wait_secs as f64))
+        .keys()
+        .filter_map(|t| Some((t.clone(), active.rules.service_target_secs(t)? as f64)))
         .collect();
     let per = tally(rows, since, hours as usize, &targets);
     let hours_out: Vec<String> = (0..hours).map(|h| rfc3339(since + h * HOUR_MS)).collect();
     let tiers: serde_json::Map<String, Value> = per
         .into_iter()
         .map(|(tier, slots)| {
-            let target = active.rules.tiers.get(&tier).map(|t| t.max_wait_secs);
+            let target = active.rules.service_target_secs(&tier);
             let points: Vec<Value> = slots
                 .iter()
                 .map(|[n, within, abandoned]| {
                     let offered = n + abandoned;
                     json!({
                         "answered": n, "within_target": within, "abandoned": abandoned,
-                        "share": (offered > 0).then(|| *within as f64 / offered as f64),
+                        "share": (offered > 0 && target.is_some()).then(|| *within as f64 / offered as f64),
                     })
                 })
                 .collect();
@@ -159,5 +161,20 @@ mod tests {
         ];
         let per = tally(rows, 10 * HOUR_MS, 1, &targets);
         assert_eq!(per["high"], vec![[3, 2, 1]]);
+    }
+
+    #[test]
+    fn a_tier_without_a_target_counts_its_answers_and_none_within() {
+        let targets = BTreeMap::from([("high".to_string(), 20.0)]);
+        let at = 10 * HOUR_MS + 5_000;
+        let rows = vec![(
+            "low".into(),
+            "assigned".into(),
+            at,
+            r#"{"waited_secs": 1.0}"#.into(),
+            at - 1_000,
+        )];
+        let per = tally(rows, 10 * HOUR_MS, 1, &targets);
+        assert_eq!(per["low"], vec![[1, 0, 0]]);
     }
 }

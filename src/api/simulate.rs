@@ -26,7 +26,8 @@ pub struct SimulateIn {
     /// A candidate rule set: the same TOML document as `config/routing.toml`.
     rules: Option<String>,
     /// Target wait per tier in seconds, for the service level (default: each tier's
-    /// `max_wait_secs` in the active rules).
+    /// target in the active rules: `target_secs`, or `max_wait_secs` under the head-start
+    /// order).
     #[serde(default)]
     targets_secs: BTreeMap<String, u64>,
 }

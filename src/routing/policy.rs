@@ -9,7 +9,10 @@ use serde::Serialize;
 use switchboard_contract::ChannelKind;
 
 use super::index::WaitingIndex;
-use super::rules::{Capacity, Ring, Rules, Strategy};
+use super::order::{FairWait, Key, Standing};
+use super::rings::{in_ring, passed_over, rings_of, rings_open, PassedOver, Staffed};
+use super::rules::{Capacity, Order, Ring, Rules, Strategy};
+use explain::explain;
 
 /// A waiting interaction, as the policy sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -135,14 +138,29 @@ pub struct Decision {
     pub agent_id: String,
     /// The tier it was ordered by.
     pub tier: String,
-    /// Its score when decided: seconds waited plus the tier's head start.
+    /// The order it was taken in (`targets` or `head_start`).
+    pub order: Order,
+    /// Where it stood in that order (see [`super::order`]).
+    pub standing: Standing,
+    /// Seconds it had waited.
+    pub waited_secs: f64,
+    /// Its tier's target (target order).
+    pub target_secs: Option<u64>,
+    /// Its value within its standing: seconds waited plus the head start (head-start
+    /// order); seconds waited, or within a target seconds past it (negative) (target
+    /// order).
     pub score_secs: f64,
-    /// It had waited past its tier's maximum wait.
+    /// It had waited past its tier's maximum wait, or past the fair limit.
     pub overdue: bool,
-    /// The ring the agent was found in (0 is innermost).
+    /// Its channel's fair wait when decided (target order).
+    pub fair_wait: Option<FairWait>,
+    /// The ring the agent was found in (0 is innermost), among those not passed over.
     pub ring: usize,
-    /// Rings open when decided.
+    /// Rings open when decided, among those not passed over.
     pub rings_open: usize,
+    /// Rings of its plan passed over at once, and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub passed_over: Vec<PassedOver>,
     /// Agents of the open rings considered, and why each was or was not chosen (at most
     /// [`MAX_LISTED`]; the rest are counted in `others`).
     pub considered: Vec<Considered>,
@@ -150,13 +168,55 @@ pub struct Decision {
     pub others: BTreeMap<String, usize>,
 }
 
+impl Decision {
+    /// A decision made by hand (a supervisor's move): `w` goes to `agent_id`, for `why`.
+    pub fn by_hand(
+        w: &WaitingInteraction,
+        key: &Key,
+        fair: Option<FairWait>,
+        rules: &Rules,
+        agent_id: &str,
+        why: String,
+    ) -> Decision {
+        Decision {
+            interaction_id: w.id.clone(),
+            agent_id: agent_id.to_string(),
+            tier: w.tier.clone(),
+            order: rules.order,
+            standing: key.standing,
+            waited_secs: key.waited_secs,
+            target_secs: target_of(w, rules),
+            score_secs: key.value,
+            overdue: key.standing.overdue(),
+            fair_wait: fair,
+            ring: 0,
+            rings_open: 0,
+            passed_over: Vec::new(),
+            considered: vec![Considered {
+                agent_id: agent_id.to_string(),
+                chosen: true,
+                reason: why,
+            }],
+            others: BTreeMap::new(),
+        }
+    }
+}
+
+/// The target `w` is ordered by (target order only).
+fn target_of(w: &WaitingInteraction, rules: &Rules) -> Option<u64> {
+    match rules.order {
+        Order::Targets => rules.tiers.get(&w.tier).and_then(|t| t.target_secs),
+        Order::HeadStart => None,
+    }
+}
+
 /// Most agents listed by name in one decision's explanation.
 pub const MAX_LISTED: usize = 20;
 
-/// The offers to make now. Interactions are taken in order (overdue first, then by
-/// score); each goes to an agent of its innermost open ring that can take it, chosen by
-/// the strategy. An agent gets at most one offer per call. (The router keeps a
-/// [`WaitingIndex`] and calls [`super::index::route`] directly; this builds one.)
+/// The offers to make now. Interactions are taken in the rules' order (see
+/// [`super::order`]); each goes to an agent of its innermost open ring that can take it,
+/// chosen by the strategy. An agent gets at most one offer per call. (The router keeps
+/// a [`WaitingIndex`] and calls [`super::index::route`] directly; this builds one.)
 pub fn route(
     waiting: &[WaitingInteraction],
     agents: &[AgentView],
@@ -171,16 +231,18 @@ pub fn route(
 }
 
 /// The decision for one interaction among the `free` agents, if any can take it.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn decide_one(
     w: &WaitingInteraction,
-    overdue: bool,
-    score_secs: f64,
+    key: &Key,
+    fair: Option<&FairWait>,
     free: &[&AgentView],
     agents: &[AgentView],
+    staffed: &Staffed<'_>,
     rules: &Rules,
     now_ms: i64,
 ) -> Option<Decision> {
-    let rings = rings_of(w, rules);
+    let rings = rings_of(w, rules, staffed);
     let open = rings_open(&rings, now_ms - w.enqueued_at_ms);
     let (ring, chosen) = choose(w, &rings[..open], free, rules)?;
     let (considered, others) = explain(w, &rings[..open], agents, chosen, ring, rules, now_ms);
@@ -188,64 +250,28 @@ pub(super) fn decide_one(
         interaction_id: w.id.clone(),
         agent_id: chosen.id.clone(),
         tier: w.tier.clone(),
-        score_secs,
-        overdue,
+        order: rules.order,
+        standing: key.standing,
+        waited_secs: key.waited_secs,
+        target_secs: target_of(w, rules),
+        score_secs: key.value,
+        overdue: key.standing.overdue(),
+        fair_wait: fair.copied(),
         ring,
         rings_open: open,
+        passed_over: passed_over(w, rules, staffed),
         considered,
         others,
     })
 }
 
-/// Seconds waited plus the tier's head start, and whether it is past its maximum wait.
-pub fn score(w: &WaitingInteraction, rules: &Rules, now_ms: i64) -> (f64, bool) {
-    let waited = (now_ms - w.enqueued_at_ms).max(0) as f64 / 1000.0;
-    match rules.tiers.get(&w.tier) {
-        Some(t) => (
-            waited + t.head_start_secs as f64,
-            waited > t.max_wait_secs as f64,
-        ),
-        None => (waited, false),
-    }
-}
-
-/// The interaction's rings, less those that can match nobody for it (an owner ring when
-/// the customer has no owner, a topic ring when it has no topic): those are passed over
-/// at once instead of holding it for their timeout.
-pub fn rings_of(w: &WaitingInteraction, rules: &Rules) -> Vec<Ring> {
-    rules
-        .rings_for(&w.tier, w.topic.as_deref())
-        .iter()
-        .filter(|r| !(r.owner && w.owner.is_none() || r.topic_skill && w.topic.is_none()))
-        .cloned()
-        .collect()
-}
-
-/// How many rings are open after `waited_ms`: the first at once, each next one when the
-/// timeouts before it have passed.
-pub fn rings_open(rings: &[Ring], waited_ms: i64) -> usize {
-    let mut until_ms = 0i64;
-    for (i, ring) in rings.iter().enumerate() {
-        match ring.timeout_secs {
-            Some(t) if i + 1 < rings.len() => {
-                until_ms += (t as i64) * 1000;
-                if waited_ms < until_ms {
-                    return i + 1;
-                }
-            }
-            _ => return rings.len(),
-        }
-    }
-    rings.len()
-}
-
 /// Could the agent take any work now?
-pub(super) fn ready(a: &AgentView, now_ms: i64) -> bool {
+pub fn ready(a: &AgentView, now_ms: i64) -> bool {
     free_now(a.presence, a.has_pending_offer, a.wrap_up_until_ms, now_ms)
 }
 
 /// Available, with no offer waiting for an answer, and out of wrap-up.
-pub(super) fn free_now(
+pub fn free_now(
     presence: Presence,
     has_pending_offer: bool,
     wrap_up_until_ms: Option<i64>,
@@ -254,14 +280,6 @@ pub(super) fn free_now(
     presence == Presence::Available
         && !has_pending_offer
         && wrap_up_until_ms.is_none_or(|t| t <= now_ms)
-}
-
-/// Is the agent in this ring for this interaction?
-fn in_ring(ring: &Ring, a: &AgentView, w: &WaitingInteraction) -> bool {
-    (!ring.owner || w.owner.as_deref() == Some(a.id.as_str()))
-        && ring.min_level.is_none_or(|l| a.level >= l)
-        && ring.skills.iter().all(|s| a.skills.contains(s))
-        && (!ring.topic_skill || w.topic.as_ref().is_some_and(|t| a.skills.contains(t)))
 }
 
 /// Why a ready agent cannot take this interaction, if it cannot.
@@ -291,10 +309,27 @@ impl Obstacle {
 }
 
 /// Has the agent room for work on `channel` (not at capacity, not blocked by a call)?
-pub(super) fn has_room(a: &AgentView, channel: ChannelKind, rules: &Rules) -> bool {
+pub fn has_room(a: &AgentView, channel: ChannelKind, rules: &Rules) -> bool {
+    room_for(&a.load, &a.capacity, channel, rules)
+}
+
+/// With this load and capacity, is there room for work on `channel`?
+pub fn room_for(load: &Load, capacity: &Capacity, channel: ChannelKind, rules: &Rules) -> bool {
     let blocked =
-        rules.capacity.calls_block_other_work && channel != ChannelKind::Phone && a.load.phone > 0;
-    !blocked && a.load.of(channel) < a.capacity.of(channel)
+        rules.capacity.calls_block_other_work && channel != ChannelKind::Phone && load.phone > 0;
+    !blocked && load.of(channel) < capacity.of(channel)
+}
+
+/// Is the agent free now, with room for a contact of a channel on which contacts wait
+/// (`waiting`)? After a round of offers such an agent was held back from every one of
+/// them by its rings: capacity the rules left unused.
+pub fn idle_while_waiting(
+    a: &AgentView,
+    waiting: &[ChannelKind],
+    rules: &Rules,
+    now_ms: i64,
+) -> bool {
+    ready(a, now_ms) && waiting.iter().any(|c| has_room(a, *c, rules))
 }
 
 fn cannot_take(a: &AgentView, w: &WaitingInteraction, rules: &Rules) -> Option<Obstacle> {
@@ -315,7 +350,7 @@ fn cannot_take(a: &AgentView, w: &WaitingInteraction, rules: &Rules) -> Option<O
 /// The innermost open ring with an agent who can take it, and the agent the strategy picks.
 fn choose<'a>(
     w: &WaitingInteraction,
-    open: &[Ring],
+    open: &[&Ring],
     free: &[&'a AgentView],
     rules: &Rules,
 ) -> Option<(usize, &'a AgentView)> {
@@ -345,88 +380,7 @@ fn prefer(a: &AgentView, b: &AgentView, strategy: Strategy) -> std::cmp::Orderin
         .then(a.id.cmp(&b.id))
 }
 
-fn explain(
-    w: &WaitingInteraction,
-    open: &[Ring],
-    agents: &[AgentView],
-    chosen: &AgentView,
-    ring: usize,
-    rules: &Rules,
-    now_ms: i64,
-) -> (Vec<Considered>, BTreeMap<String, usize>) {
-    let mut considered = vec![Considered {
-        agent_id: chosen.id.clone(),
-        chosen: true,
-        reason: format!(
-            "ring {ring}, {}",
-            strategy_reason(chosen, rules.selection.strategy, now_ms)
-        ),
-    }];
-    // Every agent is accounted for, but only the first few are described in words: a
-    // centre of a thousand agents must not cost a thousand sentences per decision.
-    let mut others: BTreeMap<&'static str, usize> = BTreeMap::new();
-    for a in agents.iter().filter(|a| a.id != chosen.id) {
-        let in_open = open.iter().position(|r| in_ring(r, a, w));
-        let obstacle = in_open.and_then(|_| cannot_take(a, w, rules));
-        let category = match in_open {
-            None => "not in an open ring",
-            Some(_) if a.presence == Presence::Away => "away",
-            Some(_) if a.presence == Presence::Offline => "offline",
-            Some(_) if a.has_pending_offer => "already has an offer",
-            Some(_) if a.wrap_up_until_ms.is_some_and(|t| t > now_ms) => "in wrap-up",
-            Some(_) if obstacle.is_some() => obstacle.map_or("", Obstacle::category),
-            Some(r) if r > ring => "in a later ring",
-            Some(_) => "another agent comes first",
-        };
-        if considered.len() < MAX_LISTED && category != "not in an open ring" {
-            // Only the listed few are described in words.
-            let reason = match (category, obstacle, in_open) {
-                ("in a later ring", _, Some(r)) => format!("in ring {r}, after ring {ring}"),
-                ("another agent comes first", _, Some(r)) => {
-                    format!(
-                        "ring {r}, {} comes first",
-                        rules_word(rules.selection.strategy)
-                    )
-                }
-                (_, Some(o), _) if category == o.category() => o.describe(w.channel),
-                _ => category.to_string(),
-            };
-            considered.push(Considered {
-                agent_id: a.id.clone(),
-                chosen: false,
-                reason,
-            });
-        } else {
-            *others.entry(category).or_default() += 1;
-        }
-    }
-    (
-        considered,
-        others
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect(),
-    )
-}
-
-fn strategy_reason(a: &AgentView, strategy: Strategy, now_ms: i64) -> String {
-    match strategy {
-        Strategy::LongestIdle => format!(
-            "longest idle ({} s)",
-            (now_ms - a.idle_since_ms).max(0) / 1000
-        ),
-        Strategy::LeastBusy => format!("least busy ({} in progress)", a.load.total()),
-        Strategy::RoundRobin => "next in turn".into(),
-    }
-}
-
-fn rules_word(strategy: Strategy) -> &'static str {
-    match strategy {
-        Strategy::LongestIdle => "a longer-idle agent",
-        Strategy::LeastBusy => "a less busy agent",
-        Strategy::RoundRobin => "an agent earlier in turn",
-    }
-}
+mod explain;
 
 #[cfg(test)]
 mod tests;

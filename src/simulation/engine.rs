@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use switchboard_contract::ChannelKind;
 
 use crate::routing::index::{self, WaitingIndex};
-use crate::routing::policy::{AgentView, Load, Presence, WaitingInteraction};
+use crate::routing::policy::{self, AgentView, Load, Presence, WaitingInteraction};
+use crate::routing::rings::Staffed;
 use crate::routing::rules::Rules;
 use crate::store::agents::CapacityOverride;
 
@@ -119,6 +120,12 @@ pub struct Scenario {
     pub presence: Vec<PresenceChange>,
     /// Work held at the start.
     pub held: Vec<Held>,
+    /// When not empty, the n-th contact taken is held for the n-th of these (ms) rather
+    /// than for its own handling time: a synthetic workload whose handling time does not
+    /// depend on the contact. Every rule set that keeps agents as busy then meets the
+    /// same work at the same moments, so a comparison measures the rules, not which
+    /// contact happened to draw a long call.
+    pub handling_in_order: Vec<i64>,
 }
 
 /// What a replay came to.
@@ -130,6 +137,9 @@ pub struct Run {
     pub staffed_ms: i64,
     /// Agent-time working: holding work, in wrap-up, or with an offer out (ms).
     pub busy_ms: i64,
+    /// Agent-time idle while a contact waited that the agent had room for but was not
+    /// offered — held back by its rings (ms): service the rules cost.
+    pub idle_while_waiting_ms: i64,
     /// Offers made.
     pub offers: usize,
 }
@@ -179,7 +189,10 @@ struct Sim<'a> {
     now: i64,
     staffed_ms: i64,
     busy_ms: i64,
+    idle_while_waiting_ms: i64,
     offers: usize,
+    /// Contacts taken so far.
+    taken: usize,
 }
 
 fn slot(channel: ChannelKind) -> usize {
@@ -240,7 +253,9 @@ impl<'a> Sim<'a> {
             now: s.from_ms,
             staffed_ms: 0,
             busy_ms: 0,
+            idle_while_waiting_ms: 0,
             offers: 0,
+            taken: 0,
         };
         for (i, p) in s.presence.iter().enumerate() {
             sim.push(p.at_ms.max(s.from_ms), Event::Presence(i));
@@ -311,15 +326,21 @@ impl<'a> Sim<'a> {
             outcomes,
             staffed_ms: self.staffed_ms,
             busy_ms: self.busy_ms,
+            idle_while_waiting_ms: self.idle_while_waiting_ms,
             offers: self.offers,
         })
     }
 
-    /// Adds the time since the last instant to the agents' staffed and busy time, within
-    /// the window (after it, the replay only follows the contacts still waiting).
+    /// Adds the time since the last instant to the agents' staffed and busy time, and to
+    /// the time agents sat idle while a contact they had room for waited, within the
+    /// window (after it, the replay only follows the contacts still waiting).
     fn account(&mut self, until: i64) {
         let dt = until.min(self.s.to_ms) - self.now.min(self.s.to_ms);
         if dt > 0 {
+            let waiting: Vec<ChannelKind> = ChannelKind::ALL
+                .into_iter()
+                .filter(|c| self.index.waiting_on(*c) > 0)
+                .collect();
             for v in &self.views {
                 let busy = v.load.total() > 0
                     || v.has_pending_offer
@@ -329,6 +350,9 @@ impl<'a> Sim<'a> {
                     self.staffed_ms += dt;
                 } else if v.presence == Presence::Available {
                     self.staffed_ms += dt;
+                }
+                if policy::idle_while_waiting(v, &waiting, self.rules, self.now) {
+                    self.idle_while_waiting_ms += dt;
                 }
             }
         }
@@ -370,7 +394,9 @@ impl<'a> Sim<'a> {
                 let v = &mut self.views[agent];
                 v.has_pending_offer = false;
                 *load_mut(&mut v.load, a.channel) += 1;
-                if let Some(h) = a.handling_ms {
+                let in_order = self.s.handling_in_order.get(self.taken).copied();
+                self.taken += 1;
+                if let Some(h) = in_order.or(a.handling_ms) {
                     let channel = slot(a.channel);
                     self.push(at + h.max(0), Event::Release { agent, channel });
                 }
@@ -406,6 +432,7 @@ impl<'a> Sim<'a> {
         if self.index.is_empty() {
             return;
         }
+        self.index.observe(self.rules, at);
         for d in index::route(&self.index, &self.views, self.rules, at) {
             let (Some(&i), Some(&agent)) = (
                 self.by_id.get(d.interaction_id.as_str()),
@@ -422,12 +449,25 @@ impl<'a> Sim<'a> {
             let delay = self.s.arrivals[i].accept_ms.max(0);
             self.push(at + delay, Event::Accept { arrival: i, agent });
         }
-        if let Some(next) = self.index.next_ring_opening(self.rules, at) {
+        let staffed = Staffed::new(&self.views);
+        if let Some(next) = self.index.next_ring_opening(self.rules, &staffed, at) {
             if next > at && next < self.s.horizon_ms && self.wakes.insert(next) {
                 self.push(next, Event::Wake);
             }
         }
     }
+}
+
+/// Is the agent free now, with room for a contact of a channel on which contacts wait?
+/// After each instant's offers such an agent was held back from all of them by their
+/// rings: capacity the rules left unused.
+pub fn idle_while_waiting(
+    v: &AgentView,
+    waiting: &[ChannelKind],
+    rules: &Rules,
+    now_ms: i64,
+) -> bool {
+    policy::ready(v, now_ms) && waiting.iter().any(|c| policy::has_room(v, *c, rules))
 }
 
 #[cfg(test)]

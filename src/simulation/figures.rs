@@ -19,7 +19,8 @@ pub struct Figures {
     pub abandoned: f64,
     /// Still waiting at the horizon.
     pub unanswered: usize,
-    /// Share of contacts answered within their tier's target wait.
+    /// Share of contacts answered within their tier's target wait (of those whose tier
+    /// has a target).
     pub service_level: Option<f64>,
     /// Mean wait of the answered.
     pub mean_wait_secs: Option<f64>,
@@ -44,11 +45,16 @@ pub struct Report {
     pub occupancy: Option<f64>,
     /// Offers made (for a simulation).
     pub offers: Option<usize>,
+    /// Agent-seconds spent idle while a contact the agent had room for waited, held
+    /// back by its rings (for a simulation): what the rings cost in service.
+    pub idle_while_waiting_secs: Option<f64>,
 }
 
 #[derive(Default)]
 struct Tally {
     contacts: usize,
+    /// Contacts whose tier has a target.
+    targeted: usize,
     answered: Vec<i64>,
     within: usize,
     abandoned: f64,
@@ -57,13 +63,14 @@ struct Tally {
 }
 
 impl Tally {
-    fn add(&mut self, outcome: Outcome, target_ms: i64, abandon_chance: f64) {
+    fn add(&mut self, outcome: Outcome, target_ms: Option<i64>, abandon_chance: f64) {
         self.contacts += 1;
+        self.targeted += usize::from(target_ms.is_some());
         self.longest = self.longest.max(outcome.wait_ms());
         match outcome {
             Outcome::Answered(w) => {
                 self.answered.push(w);
-                self.within += usize::from(w <= target_ms);
+                self.within += usize::from(target_ms.is_some_and(|t| w <= t));
             }
             Outcome::Abandoned(_) => self.abandoned += 1.0,
             Outcome::Unanswered(_) => self.unanswered += 1,
@@ -84,7 +91,8 @@ impl Tally {
             answered: self.answered.len(),
             abandoned: round(self.abandoned),
             unanswered: self.unanswered,
-            service_level: (self.contacts > 0).then(|| round(self.within as f64 / n)),
+            service_level: (self.targeted > 0)
+                .then(|| round(self.within as f64 / self.targeted as f64)),
             mean_wait_secs: (!self.answered.is_empty()).then(|| {
                 round(secs(self.answered.iter().sum::<i64>()) / self.answered.len() as f64)
             }),
@@ -100,8 +108,9 @@ fn round(x: f64) -> f64 {
 }
 
 /// The figures of `outcomes` (one per arrival), counting only arrivals of the window.
-/// `targets` gives each tier's target wait (ms); `abandon_chance` the estimated chance,
-/// per arrival, that its customer gave up where the outcome does not say so.
+/// `targets` gives each tier's target wait (ms; a tier without one has no service level);
+/// `abandon_chance` the estimated chance, per arrival, that its customer gave up where
+/// the outcome does not say so.
 pub fn report(
     arrivals: &[Arrival],
     outcomes: &[Outcome],
@@ -115,7 +124,7 @@ pub fn report(
         if !a.counted {
             continue;
         }
-        let target = targets.get(&a.tier).copied().unwrap_or(i64::MAX);
+        let target = targets.get(&a.tier).copied();
         let chance = abandon_chance.get(i).copied().unwrap_or(0.0);
         overall.add(*o, target, chance);
         by_tier
@@ -136,6 +145,7 @@ pub fn report(
             .collect(),
         occupancy: None,
         offers: None,
+        idle_while_waiting_secs: None,
     }
 }
 
@@ -169,6 +179,7 @@ pub fn estimate(arrivals: &[Arrival], run: &Run, targets: &BTreeMap<String, i64>
     let mut r = report(arrivals, &run.outcomes, targets, &chance);
     r.occupancy = (run.staffed_ms > 0).then(|| round(run.busy_ms as f64 / run.staffed_ms as f64));
     r.offers = Some(run.offers);
+    r.idle_while_waiting_secs = Some(round(run.idle_while_waiting_ms as f64 / 1000.0));
     r
 }
 

@@ -6,11 +6,13 @@
 //!
 //! - [`engine`]: the discrete-event replay (pure, no I/O);
 //! - [`figures`]: service level, waits, abandonment and occupancy from its outcomes;
-//! - [`record`]: the window read from the store.
+//! - [`record`]: the window read from the store;
+//! - [`workload`]: a synthetic workload (the field's standard case) to replay instead.
 
 pub mod engine;
 pub mod figures;
 pub mod record;
+pub mod workload;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -18,7 +20,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::config::RoutingSettings;
-use crate::routing::rules::Rules;
+use crate::routing::rules::{Order, Rules, TierRouting, MAX_SECS};
 use crate::store::{rfc3339, Store};
 use engine::{Scenario, SimError};
 use figures::Report;
@@ -33,7 +35,8 @@ pub struct Request {
     /// The rule set to try, beside the active one.
     pub candidate: Option<Rules>,
     /// Target wait per tier (seconds) for the service level; by default each tier's
-    /// `max_wait_secs` in the active rules. The same targets judge both rule sets.
+    /// target in the active rules (`target_secs`, or `max_wait_secs` under the head-start
+    /// order). The same targets judge every rule set.
     pub targets_secs: BTreeMap<String, u64>,
 }
 
@@ -121,6 +124,9 @@ pub struct Comparison {
     pub active_version: i64,
     /// The candidate replayed, when one was given.
     pub candidate: Option<Report>,
+    /// Plain first-come-first-served replayed over the same window: the yardstick (the
+    /// active rules' capacity and offers, every tier alike, one ring of everyone).
+    pub fifo: Report,
     /// Wall time the replays took (ms).
     pub elapsed_ms: u64,
 }
@@ -167,17 +173,12 @@ pub async fn simulate(
     if !scenario.arrivals.iter().any(|a| a.counted) {
         return Err(Refused::Empty(rfc3339(from), rfc3339(to)));
     }
-    let mut targets_secs: BTreeMap<String, u64> = active
-        .rules
-        .tiers
-        .iter()
-        .map(|(t, r)| (t.clone(), r.max_wait_secs))
-        .collect();
+    let mut targets_secs = service_targets(&active.rules);
     targets_secs.extend(request.targets_secs);
     let agents_on_duty = on_duty(&scenario);
     let limit = Duration::from_secs(limits.simulation_time_limit_secs);
     let targets = targets_secs.clone();
-    let (recorded, active_report, candidate, elapsed) = in_background(move || {
+    let (recorded, active_report, candidate, fifo, elapsed) = in_background(move || {
         let started = Instant::now();
         let targets_ms: BTreeMap<String, i64> = targets
             .iter()
@@ -189,8 +190,9 @@ pub async fn simulate(
         };
         let active_report = judge(&active.rules)?;
         let candidate = request.candidate.as_ref().map(judge).transpose()?;
+        let fifo = judge(&fifo_rules(&active.rules))?;
         let recorded = figures::recorded(&scenario.arrivals, &targets_ms);
-        Ok::<_, SimError>((recorded, active_report, candidate, started.elapsed()))
+        Ok::<_, SimError>((recorded, active_report, candidate, fifo, started.elapsed()))
     })
     .await??;
     Ok(Comparison {
@@ -206,12 +208,40 @@ pub async fn simulate(
         active: active_report,
         active_version: active.version,
         candidate,
+        fifo,
         elapsed_ms: elapsed.as_millis() as u64,
     })
 }
 
+/// The rules of plain first-come-first-served beside `rules`: the same capacity, offers
+/// and selection, but every tier ordered alike, purely by arrival, and one ring of
+/// everyone. The yardstick a rule set is judged against.
+pub fn fifo_rules(rules: &Rules) -> Rules {
+    let mut fifo = rules.clone();
+    // The head-start order with nothing added and nothing overdue is arrival order.
+    fifo.order = Order::HeadStart;
+    for t in fifo.tiers.values_mut() {
+        *t = TierRouting {
+            head_start_secs: Some(0),
+            max_wait_secs: Some(MAX_SECS),
+            ..TierRouting::default()
+        };
+    }
+    fifo.rings.clear();
+    fifo
+}
+
+/// Each tier's service-level target in `rules`, in seconds (tiers without one left out).
+pub fn service_targets(rules: &Rules) -> BTreeMap<String, u64> {
+    rules
+        .tiers
+        .keys()
+        .filter_map(|t| Some((t.clone(), rules.service_target_secs(t)?)))
+        .collect()
+}
+
 /// Replays `rules` in what is left of `limit` since `started` (the active rules and the
-/// candidate share one limit). Past it, the error states the configured limit, not what
+/// candidate and FIFO share one limit). Past it, the error states the configured limit, not what
 /// was left of it when this replay began.
 pub(crate) fn replay_within(
     scenario: &Scenario,
@@ -297,6 +327,7 @@ pub fn table(c: &Comparison) -> String {
     if let Some(cand) = &c.candidate {
         columns.push(("candidate", cand));
     }
+    columns.push(("FIFO", &c.fifo));
     // Occupancy is the whole centre's: shown once, with all contacts.
     let mut group = |title: String, pick: &dyn Fn(&Report) -> Option<&figures::Figures>| {
         let whole = title == "all contacts";
@@ -330,5 +361,17 @@ pub fn table(c: &Comparison) -> String {
     for topic in c.recorded.by_topic.keys() {
         group(format!("topic {topic}"), &|r| r.by_topic.get(topic));
     }
+    let _ = writeln!(
+        out,
+        "\nAgent time idle while a contact waited (held by its rings): {}.",
+        columns
+            .iter()
+            .filter_map(|(name, r)| {
+                r.idle_while_waiting_secs
+                    .map(|s| format!("{name} {:.1} agent-minutes", s / 60.0))
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     out
 }

@@ -115,7 +115,7 @@ fn check_config_names_what_is_wrong_and_where() {
             .unwrap();
     std::fs::write(
         &rules,
-        shipped.replace("{ owner = true, timeout_secs = 15 },", "{ owner = true },"),
+        shipped.replace("{ owner = true, timeout_secs = 10 },", "{ owner = true },"),
     )
     .unwrap();
     let with_rules = dir.path().join("with-rules.toml");

@@ -188,6 +188,14 @@ async fn the_desktop_learns_capacity_open_matters_and_deadlines(backend: Backend
 
 async fn the_console_sees_the_longest_waits_and_the_service_level_by_hour(backend: Backend) {
     let app = spawn_app(backend).await;
+    // A medium-tier customer: the shipped rules give the medium tier a 60 s target.
+    let (status, c) = app
+        .post(
+            "/api/customers",
+            &json!({ "tier": "medium", "identities": [{ "kind": "email", "value": "lin@example.com" }] }),
+        )
+        .await;
+    assert_eq!(status, 201, "{c}");
     let waiting = app
         .contact(json!({ "customer": { "email": "lin@example.com" }, "topic": "billing", "subject": "Where is my refund?" }))
         .await;
@@ -213,9 +221,9 @@ async fn the_console_sees_the_longest_waits_and_the_service_level_by_hour(backen
     let (_, sl) = app.get("/api/queue/service-level?hours=3").await;
     let hours = sl["hours"].as_array().unwrap();
     assert_eq!(hours.len(), 3);
-    let low = &sl["tiers"]["low"];
-    assert_eq!(low["target_secs"], 600, "{sl}");
-    let points = low["hours"].as_array().unwrap();
+    let medium = &sl["tiers"]["medium"];
+    assert_eq!(medium["target_secs"], 60, "{sl}");
+    let points = medium["hours"].as_array().unwrap();
     // The answer falls in the current hour, the last of the window (or the one before,
     // when an hour turned between the answer and the question).
     let answered: Vec<usize> = (0..3).filter(|&h| points[h]["answered"] == 1).collect();

@@ -44,18 +44,19 @@ async fn a_rule_change_reorders_what_is_already_waiting_and_rolls_back(backend: 
         .unwrap()
         .to_string();
 
-    // The low tier now starts 1,000 s ahead: valid, with a warning.
-    let changed = SHIPPED.replace(
-        "[tiers.low]\nhead_start_secs = 0",
-        "[tiers.low]\nhead_start_secs = 1000",
-    );
+    // The low tier now has an urgent target and the high tier's is not: valid, with a
+    // warning.
+    let changed = SHIPPED
+        .replace("target_secs = 20\nurgent = true\n", "target_secs = 20\n")
+        .replace(
+            "[tiers.low]\n",
+            "[tiers.low]\ntarget_secs = 30\nurgent = true\n",
+        );
     assert_ne!(changed, SHIPPED);
     let (status, v) = put_rules(&app, &changed).await;
     assert_eq!((status, v["version"].as_i64()), (200, Some(2)), "{v}");
     assert!(
-        v["warnings"]
-            .to_string()
-            .contains("tiers.medium.head_start_secs"),
+        v["warnings"].to_string().contains("tiers.low.urgent"),
         "{v}"
     );
 
@@ -106,7 +107,7 @@ async fn rules_with_errors_are_refused_whole_with_every_error_located() {
     let app = spawn_app(Backend::Sqlite).await;
     let broken = SHIPPED
         .replace("timeout_secs = 20\n", "timeout_secs = 0\n")
-        .replace("{ owner = true, timeout_secs = 15 },", "{ owner = true },");
+        .replace("{ owner = true, timeout_secs = 10 },", "{ owner = true },");
     let (status, err) = put_rules(&app, &broken).await;
     assert_eq!(
         (status, err["error"].as_str()),

@@ -204,6 +204,22 @@ async fn the_simulator_replays_the_live_run_and_shows_a_better_rule_set(backend:
     );
     assert_eq!(better["overall"]["answered"], 12);
 
+    // First come, first served replayed beside them: with no head starts and no rings
+    // the active rules are just that, and the candidate's high tier beats it.
+    let fifo = &sim["fifo"];
+    for tier in ["high", "low"] {
+        assert_eq!(
+            fifo["by_tier"][tier]["mean_wait_secs"], same["by_tier"][tier]["mean_wait_secs"],
+            "{sim}"
+        );
+    }
+    assert!(
+        secs(&better["by_tier"]["high"]["mean_wait_secs"])
+            < secs(&fifo["by_tier"]["high"]["mean_wait_secs"]) - 1.0,
+        "{sim}"
+    );
+    assert_eq!(fifo["idle_while_waiting_secs"], 0.0, "{fifo}");
+
     // The command line replays the same window to the same figures.
     let candidate = dir.path().join("candidate.toml");
     std::fs::write(&candidate, rules(300)).unwrap();
@@ -227,13 +243,16 @@ async fn the_simulator_replays_the_live_run_and_shows_a_better_rule_set(backend:
         String::from_utf8_lossy(&out.stderr)
     );
     let from_cli: Value = serde_json::from_slice(&out.stdout).unwrap();
-    for report in ["recorded", "active", "candidate"] {
+    for report in ["recorded", "active", "candidate", "fifo"] {
         assert_eq!(from_cli[report], sim[report], "{report}");
     }
     let out = cli(false);
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(
-        out.status.success() && table.contains("tier high") && table.contains("candidate"),
+        out.status.success()
+            && table.contains("tier high")
+            && table.contains("candidate")
+            && table.contains("FIFO"),
         "{table}"
     );
     app.stop().await;

@@ -313,36 +313,42 @@ test("a working day in the desktop and the console", async (t) => {
     const editor = admin.locator("#rules-editor");
     await until("the active rules load", async () => (await editor.inputValue()).includes("[tiers.high]"));
     const good = await editor.inputValue();
-    const broken = good.replace(/(\[tiers\.high\][^[]*?max_wait_secs = )20/, "$10");
+    const broken = good.replace(/(\[tiers\.high\][^[]*?target_secs = )20/, "$10");
     assert.notEqual(broken, good);
     await editor.fill(broken);
     await admin.click("#apply");
     const errors = admin.locator("#rules-errors");
-    await errors.getByText("tiers.high.max_wait_secs").waitFor();
+    await errors.getByText("tiers.high.target_secs").waitFor();
     // In place: the error names its line, and the editor's gutter marks that line.
-    const line = broken.split("\n").findIndex((l, i, all) => l.startsWith("max_wait_secs = 0") && all.slice(0, i).reverse().find((x) => x.startsWith("[")) === "[tiers.high]") + 1;
+    const line = broken.split("\n").findIndex((l, i, all) => l.startsWith("target_secs = 0") && all.slice(0, i).reverse().find((x) => x.startsWith("[")) === "[tiers.high]") + 1;
     assert.ok(line > 0);
     await admin.locator(`.gutter .bad[data-line="${line}"]`).waitFor();
     await errors.getByRole("button", { name: `Line ${line}` }).waitFor();
     await shot(admin, "console-rules-error");
-    const fixed = good.replace(/(\[tiers\.high\][^[]*?max_wait_secs = )20/, "$125");
+    const fixed = good.replace(/(\[tiers\.high\][^[]*?target_secs = )20/, "$125");
     await editor.fill(fixed);
     await admin.click("#validate");
     await admin.locator("#rules-problems").getByText("The rules are valid.").waitFor();
-    await admin.locator("#rules-diff .add").getByText("max_wait_secs = 25").waitFor();
+    await admin.locator("#rules-diff .add").getByText("target_secs = 25").waitFor();
     await admin.selectOption("#sim-hours", "1");
     await admin.click("#simulate");
     const table = admin.locator("#simulation-table");
     await table.waitFor({ timeout: 30000 });
     assert.match(await table.textContent(), /This draft/);
     assert.match(await table.textContent(), /Recorded/);
+    // First come, first served beside them, replayed over the same window, in the table
+    // and the chart's legend, with the agent time each left idle while contacts waited.
+    const fifoRows = table.locator("tbody tr").filter({ hasText: "First come, first served" });
+    assert.ok(await fifoRows.count() >= 2, "a FIFO row per tier and overall");
+    await admin.locator("#simulation .legend").getByText("First come, first served").waitFor();
+    assert.match(await admin.locator("#simulation-idle").textContent(), /First come, first served 0\.0 agent-min/);
     await admin.fill("#rules-comment", "high tier: 25 s");
     await admin.click("#apply");
     await admin.locator("#rules-applied").getByText("Applied as version 2.").waitFor();
     await shot(admin, "console-rules");
     const active = await (await fetch(`${base}/api/routing/rules`, { headers: { Authorization: `Bearer ${ADMIN}` } })).json();
     assert.equal(active.version, 2);
-    assert.match(active.document, /max_wait_secs = 25/);
+    assert.match(active.document, /target_secs = 25/);
   });
 
   await t.test("the admin finds the new version in the audit trail, filtered", async () => {

@@ -1,15 +1,22 @@
-//! The policy, case by case, against the shipped rules (`config/routing.toml`):
-//! high: owner 15 s → level ≥ 3 for 10 s → everyone; head starts high 300 s, medium 60 s,
-//! low 0 s; maximum waits high 20 s, medium 180 s, low 600 s; complaints to the
-//! `complaints` skill; other topics to agents with that skill.
+//! The policy, case by case, against the head-start rules shipped before the target order
+//! (`config/routing-head-start.toml`): high: owner 15 s → level ≥ 3 for 10 s → everyone;
+//! head starts high 300 s, medium 60 s, low 0 s; maximum waits high 20 s, medium 180 s,
+//! low 600 s; complaints to the `complaints` skill; other topics to agents with that
+//! skill. Eligibility, capacity and selection are the same under either order; the
+//! target order's own cases are in `order/tests.rs`, and the randomized comparison with a
+//! reference that sorts everything runs under both.
 
 use super::*;
+use crate::routing::order;
 use crate::routing::rules::{Rules, DEFAULT_TOML};
 
 const NOW: i64 = 1_800_000_000_000;
 
+/// The head-start rules.
+const HEAD_START_TOML: &str = include_str!("../../../config/routing-head-start.toml");
+
 fn rules() -> Rules {
-    Rules::parse(DEFAULT_TOML, "default").unwrap()
+    Rules::parse(HEAD_START_TOML, "head start").unwrap()
 }
 
 fn agent(id: &str, level: u8, idle_secs: i64) -> AgentView {
@@ -68,6 +75,10 @@ fn eligibility_widens_ring_by_ring() {
     let senior = agent("senior", 3, 10);
     let mut busy_senior = senior.clone();
     busy_senior.load.chat = 3;
+    let mut away_senior = senior.clone();
+    away_senior.presence = Presence::Away;
+    let mut gone_senior = senior.clone();
+    gone_senior.presence = Presence::Offline;
     let mut am = agent("am", 1, 1);
     am.id = "am".into();
     let with_owner = |waited| WaitingInteraction {
@@ -119,6 +130,36 @@ fn eligibility_widens_ring_by_ring() {
             vec![with_owner(30)],
             vec![junior.clone(), senior.clone(), am.clone()],
             pairs(&[("h", "am")]),
+        ),
+        (
+            "no senior logged in: the senior ring is passed over at once",
+            vec![waiting("h", "high", ChannelKind::Chat, 1)],
+            vec![junior.clone()],
+            pairs(&[("h", "junior")]),
+        ),
+        (
+            "a senior who has logged out holds nothing",
+            vec![waiting("h", "high", ChannelKind::Chat, 1)],
+            vec![junior.clone(), gone_senior],
+            pairs(&[("h", "junior")]),
+        ),
+        (
+            "a senior logged in but away still holds it for the ring's timeout",
+            vec![waiting("h", "high", ChannelKind::Chat, 1)],
+            vec![junior.clone(), away_senior],
+            pairs(&[]),
+        ),
+        (
+            "the owner not logged in: straight to the senior ring",
+            vec![with_owner(1)],
+            vec![junior.clone(), senior.clone()],
+            pairs(&[("h", "senior")]),
+        ),
+        (
+            "neither owner nor senior logged in: to everyone at once",
+            vec![with_owner(1)],
+            vec![junior.clone()],
+            pairs(&[("h", "junior")]),
         ),
     ];
     for (what, w, a, expected) in cases {
@@ -278,6 +319,9 @@ fn topics_go_to_agents_with_the_skill_first() {
         topic: Some(t.into()),
         ..waiting("i", "medium", ChannelKind::Email, waited)
     };
+    let mut shipping = agent("shipping", 1, 5);
+    shipping.skills = vec!["shipping".into()];
+    shipping.load.email = 5;
     let all = vec![billing, complaints, other];
     assert_eq!(
         offers(&[topic("billing", 1)], &all, &r),
@@ -289,11 +333,17 @@ fn topics_go_to_agents_with_the_skill_first() {
     );
     assert_eq!(
         offers(&[topic("shipping", 1)], &all, &r),
+        pairs(&[("i", "other")]),
+        "nobody logged in has the skill: the skill ring is passed over at once"
+    );
+    let with_busy_shipping = [all.clone(), vec![shipping]].concat();
+    assert_eq!(
+        offers(&[topic("shipping", 1)], &with_busy_shipping, &r),
         pairs(&[]),
-        "no agent has the skill: held for 30 s"
+        "an agent with the skill is logged in but busy: held for 30 s"
     );
     assert_eq!(
-        offers(&[topic("shipping", 31)], &all, &r),
+        offers(&[topic("shipping", 31)], &with_busy_shipping, &r),
         pairs(&[("i", "other")])
     );
 }
@@ -350,6 +400,10 @@ fn every_decision_says_why() {
         ("senior", 0, 1, false)
     );
     assert_eq!(d.score_secs, 302.0);
+    assert_eq!(
+        (d.order, d.standing, d.waited_secs, d.target_secs),
+        (Order::HeadStart, Standing::Waiting, 2.0, None)
+    );
     let why: BTreeMap<&str, &str> = d
         .considered
         .iter()
@@ -367,12 +421,96 @@ fn every_decision_says_why() {
 }
 
 #[test]
+fn a_decision_names_the_rings_it_passed_over_and_why() {
+    let r = rules();
+    let with_owner = WaitingInteraction {
+        owner: Some("gone".into()),
+        ..waiting("h", "high", ChannelKind::Chat, 1)
+    };
+    let d = &route(
+        &[with_owner, waiting("n", "high", ChannelKind::Email, 1)],
+        &[agent("junior", 1, 60), agent("junior2", 1, 30)],
+        &r,
+        NOW,
+    );
+    let why = |id: &str| -> Vec<(usize, &str)> {
+        d.iter()
+            .find(|d| d.interaction_id == id)
+            .unwrap()
+            .passed_over
+            .iter()
+            .map(|p| (p.step, p.reason))
+            .collect()
+    };
+    assert_eq!(
+        why("h"),
+        [
+            (0, "no agent of this ring is logged in"),
+            (1, "no agent of this ring is logged in")
+        ],
+        "the owner and every senior are logged out"
+    );
+    assert_eq!(
+        why("n"),
+        [
+            (0, "the customer has no account manager"),
+            (1, "no agent of this ring is logged in")
+        ]
+    );
+    let data = serde_json::to_value(&d[0]).unwrap();
+    assert_eq!(data["passed_over"][0]["step"], 0, "{data}");
+}
+
+#[test]
+fn every_decision_under_the_target_order_says_where_it_stood() {
+    let r = Rules::parse(DEFAULT_TOML, "default").unwrap();
+    let decisions = route(
+        &[
+            waiting("late", "medium", ChannelKind::Email, 90),
+            waiting("fresh", "medium", ChannelKind::Email, 10),
+        ],
+        &[agent("a", 1, 30)],
+        &r,
+        NOW,
+    );
+    // Within its 60 s target it goes before the one past it, though younger.
+    let d = &decisions[0];
+    assert_eq!(d.interaction_id, "fresh");
+    assert_eq!(
+        (
+            d.order,
+            d.standing,
+            d.waited_secs,
+            d.target_secs,
+            d.score_secs
+        ),
+        (
+            Order::Targets,
+            Standing::WithinTarget,
+            10.0,
+            Some(60),
+            -50.0
+        )
+    );
+    let fair = d.fair_wait.expect("the target order records the fair wait");
+    assert_eq!(
+        fair.fifo_now_secs, 90.0,
+        "FIFO would answer the oldest next"
+    );
+    let data = serde_json::to_value(d).unwrap();
+    assert_eq!(data["standing"], "within_target");
+    assert_eq!(data["order"], "targets");
+}
+
+#[test]
 fn rings_open_one_after_another() {
-    let rings = rules().rings_for("high", None).to_vec();
-    assert_eq!(rings_open(&rings, 0), 1);
-    assert_eq!(rings_open(&rings, 14_999), 1);
-    assert_eq!(rings_open(&rings, 15_000), 2);
-    assert_eq!(rings_open(&rings, 25_000), 3);
+    let r = rules();
+    let rings: Vec<&Ring> = r.rings_for("high", None).iter().collect();
+    let rings = rings.as_slice();
+    assert_eq!(rings_open(rings, 0), 1);
+    assert_eq!(rings_open(rings, 14_999), 1);
+    assert_eq!(rings_open(rings, 15_000), 2);
+    assert_eq!(rings_open(rings, 25_000), 3);
     assert_eq!(rings_open(&rings[2..], 0), 1);
 }
 
@@ -390,30 +528,32 @@ fn nobody_free_means_nothing_to_decide() {
     assert!(route(&[], &[agent("a", 3, 60)], &rules(), NOW).is_empty());
 }
 
-/// The policy without the index: every interaction scored and sorted, each tried in turn.
+/// The policy without the index's runs: every interaction keyed and sorted, each tried
+/// in turn (the fair wait read from the same index).
 fn reference(
+    index: &WaitingIndex,
     waiting: &[WaitingInteraction],
     agents: &[AgentView],
     rules: &Rules,
     now: i64,
 ) -> Vec<(String, String)> {
     let mut free: Vec<&AgentView> = agents.iter().filter(|a| ready(a, now)).collect();
-    let mut order: Vec<(bool, f64, &WaitingInteraction)> = waiting
+    let staffed = Staffed::new(agents);
+    let fair = |w: &WaitingInteraction| index.fair_wait(w.channel, rules, now);
+    let mut order: Vec<(order::Key, &WaitingInteraction)> = waiting
         .iter()
-        .map(|w| {
-            let (s, o) = score(w, rules, now);
-            (o, s, w)
-        })
+        .map(|w| (order::key(w, rules, fair(w).as_ref(), now), w))
         .collect();
-    order.sort_by(|a, b| {
-        b.0.cmp(&a.0)
-            .then(b.1.total_cmp(&a.1))
-            .then(a.2.enqueued_at_ms.cmp(&b.2.enqueued_at_ms))
-            .then(a.2.id.cmp(&b.2.id))
-    });
+    order.sort_by(|(ka, a), (kb, b)| kb.cmp(b, ka, a));
     let mut out = Vec::new();
-    for (o, s, w) in order {
-        if let Some(d) = decide_one(w, o, s, &free, agents, rules, now) {
+    for (k, w) in order {
+        let on_channel: Vec<&AgentView> = free
+            .iter()
+            .copied()
+            .filter(|a| has_room(a, w.channel, rules))
+            .collect();
+        let f = fair(w);
+        if let Some(d) = decide_one(w, &k, f.as_ref(), &on_channel, agents, &staffed, rules, now) {
             free.retain(|a| a.id != d.agent_id);
             out.push((d.interaction_id, d.agent_id));
         }
@@ -422,8 +562,9 @@ fn reference(
 }
 
 #[test]
-fn the_index_decides_exactly_as_scoring_every_interaction_would() {
-    let r = rules();
+fn the_index_decides_exactly_as_keying_every_interaction_would() {
+    let head_start = rules();
+    let targets = Rules::parse(DEFAULT_TOML, "default").unwrap();
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     let mut next = |n: u64| {
         seed ^= seed << 13;
@@ -431,7 +572,13 @@ fn the_index_decides_exactly_as_scoring_every_interaction_would() {
         seed ^= seed << 17;
         seed % n
     };
-    for round in 0..300 {
+    let mut seen: std::collections::BTreeSet<Standing> = Default::default();
+    for round in 0..600 {
+        let r = if round % 2 == 0 {
+            &head_start
+        } else {
+            &targets
+        };
         let agents: Vec<AgentView> = (0..next(6) + 1)
             .map(|i| {
                 let mut a = agent(&format!("a{i}"), (next(5) + 1) as u8, next(900) as i64);
@@ -469,10 +616,38 @@ fn the_index_decides_exactly_as_scoring_every_interaction_would() {
                 w
             })
             .collect();
+        let mut index = WaitingIndex::default();
+        // Contacts already answered, newer than those waiting: FIFO would be further on,
+        // so the old ones waiting are behind it and near or past the fair limit.
+        let answered = next(30) as i64;
+        for i in 0..answered {
+            let mut w = self::waiting(&format!("done{i}"), "low", ChannelKind::Chat, i * 10);
+            w.channel = [ChannelKind::Chat, ChannelKind::Email, ChannelKind::Phone][i as usize % 3];
+            index.insert(w);
+        }
+        index.observe(r, NOW - 60_000);
+        for i in 0..answered {
+            index.remove(&format!("done{i}"));
+        }
+        for w in &waiting {
+            index.insert(w.clone());
+        }
+        index.observe(r, NOW);
+        for w in &waiting {
+            seen.insert(index.key_of(w, r, NOW).standing);
+        }
         assert_eq!(
-            offers(&waiting, &agents, &r),
-            reference(&waiting, &agents, &r, NOW),
+            super::super::index::route(&index, &agents, r, NOW)
+                .into_iter()
+                .map(|d| (d.interaction_id, d.agent_id))
+                .collect::<Vec<_>>(),
+            reference(&index, &waiting, &agents, r, NOW),
             "round {round}"
         );
     }
+    assert_eq!(
+        seen.len(),
+        6,
+        "every standing of both orders was exercised: {seen:?}"
+    );
 }

@@ -1,11 +1,87 @@
 //! The live view supervisors read: the queue, the agents, service levels.
 
 use super::*;
+use crate::routing::order::{self, FairWait, Standing};
+use crate::routing::rings::{Member, Staffed};
 
 /// How many of the longest-waiting interactions the live view lists one by one.
 const WAITING_LISTED: usize = 100;
 
+/// Agents' time spent idle while a contact they had room for waited — held back by its
+/// rings, since every agent who may take a contact is offered one at each turn: the
+/// service the rings cost, over the last [`SERVICE_WINDOW_MS`].
+#[derive(Debug, Default)]
+pub(super) struct IdleWhileWaiting {
+    /// When it was last counted (ms).
+    counted_at: i64,
+    /// Agents idle while contacts waited then.
+    agents: usize,
+    /// Agent-time since, in slices: (end of the slice, agent-ms in it).
+    slices: VecDeque<(i64, i64)>,
+}
+
+impl IdleWhileWaiting {
+    /// Agent-seconds over the window up to `now`.
+    fn agent_secs(&self, now: i64) -> f64 {
+        let past: i64 = self
+            .slices
+            .iter()
+            .filter(|(end, _)| *end + SERVICE_WINDOW_MS >= now)
+            .map(|(_, ms)| ms)
+            .sum();
+        let open = (now - self.counted_at).max(0) * self.agents as i64;
+        (past + open) as f64 / 1000.0
+    }
+}
+
 impl Router {
+    /// Which rings the agents with a session could fill, for the rings' timetable.
+    pub(super) fn staffed(&self) -> Staffed<'_> {
+        Staffed::of(self.agents.values().map(|s| Member {
+            id: &s.row.id,
+            level: s.row.level,
+            skills: &s.row.skills,
+            logged_in: s.presence != Presence::Offline,
+        }))
+    }
+
+    /// After a round of offers: adds the time since the last round during which agents
+    /// sat idle while contacts they had room for waited, and counts them anew.
+    pub(super) fn note_idle(&mut self, now: i64) {
+        let idle = &mut self.idle;
+        let elapsed = (now - idle.counted_at).max(0);
+        if idle.counted_at > 0 && idle.agents > 0 && elapsed > 0 {
+            idle.slices.push_back((now, elapsed * idle.agents as i64));
+        }
+        while idle
+            .slices
+            .front()
+            .is_some_and(|(end, _)| *end + SERVICE_WINDOW_MS < now)
+        {
+            idle.slices.pop_front();
+        }
+        idle.counted_at = now;
+        let waiting: Vec<ChannelKind> = ChannelKind::ALL
+            .into_iter()
+            .filter(|c| self.index.waiting_on(*c) > 0)
+            .collect();
+        idle.agents = if waiting.is_empty() {
+            0
+        } else {
+            let rules = &self.rules;
+            self.agents
+                .values()
+                .filter(|s| {
+                    let (load, capacity) = (s.load(), s.row.capacity.over(rules.capacity));
+                    policy::free_now(s.presence, s.offer.is_some(), s.wrap_up_until, now)
+                        && waiting
+                            .iter()
+                            .any(|c| policy::room_for(&load, &capacity, *c, rules))
+                })
+                .count()
+        };
+    }
+
     pub(super) fn snapshot(&self, now: i64) -> Value {
         let mut by_tier: BTreeMap<String, Vec<i64>> = BTreeMap::new();
         let mut by_channel: BTreeMap<&str, usize> = BTreeMap::new();
@@ -52,21 +128,32 @@ impl Router {
                         "waited_secs": (now - w.enqueued_at_ms) / 1000 })
             })
             .collect();
+        let idle = json!({
+            "window_secs": SERVICE_WINDOW_MS / 1000,
+            "agent_secs": (self.idle.agent_secs(now) * 10.0).round() / 10.0,
+            "agents_now": self.idle.agents,
+        });
         json!({ "waiting": self.waiting.len(), "by_tier": tiers, "by_channel": by_channel, "by_topic": by_topic,
-                "oldest": list, "agents": agents, "service_level": self.service_level(now) })
+                "oldest": list, "agents": agents, "service_level": self.service_level(now),
+                "idle_while_waiting": idle })
     }
 
     /// Where waiting interactions stand: each one's place among the waiting interactions
-    /// of its channel in routing order (overdue first, then by score; equals share a
-    /// place), and an estimate of its wait from the rate of answers over the last 15
-    /// minutes (Little's law). One sort per channel asked about, however many are asked.
+    /// of its channel in routing order (by standing, then value; equals share a place),
+    /// and an estimate of its wait from the rate of answers over the last 15 minutes
+    /// (Little's law). One sort per channel asked about, however many are asked.
     pub(super) fn positions(&self, ids: &[String], now: i64) -> HashMap<String, Position> {
+        let fair: HashMap<ChannelKind, Option<FairWait>> = ChannelKind::ALL
+            .into_iter()
+            .zip(self.index.fair_waits_now(&self.rules, now))
+            .collect();
         let key = |w: &WaitingInteraction| {
-            let (score, overdue) = policy::score(w, &self.rules, now);
-            (overdue, score)
+            let k = order::key(w, &self.rules, fair[&w.channel].as_ref(), now);
+            (k.standing, k.value)
         };
-        let descending = |a: &(bool, f64), b: &(bool, f64)| b.0.cmp(&a.0).then(b.1.total_cmp(&a.1));
-        let mut by_channel: HashMap<ChannelKind, Vec<(bool, f64)>> = HashMap::new();
+        let descending =
+            |a: &(Standing, f64), b: &(Standing, f64)| b.0.cmp(&a.0).then(b.1.total_cmp(&a.1));
+        let mut by_channel: HashMap<ChannelKind, Vec<(Standing, f64)>> = HashMap::new();
         for id in ids {
             if let Some(item) = self.waiting.get(id) {
                 by_channel.entry(item.w.channel).or_default();
@@ -114,19 +201,17 @@ impl Router {
             if *at + SERVICE_WINDOW_MS < now {
                 continue;
             }
-            let target = self
-                .rules
-                .tiers
-                .get(tier)
-                .map_or(i64::MAX, |t| t.max_wait_secs as i64 * 1000);
+            // A tier without a target has no service level: nothing counts as within it.
+            let target = self.rules.service_target_secs(tier);
             let e = per.entry(tier.as_str()).or_default();
             e.0 += 1;
-            e.1 += usize::from(*waited <= target);
+            e.1 += usize::from(target.is_some_and(|t| *waited <= t as i64 * 1000));
         }
         per.into_iter()
             .map(|(tier, (n, within))| {
-                let target = self.rules.tiers.get(tier).map(|t| t.max_wait_secs);
-                (tier.to_string(), json!({ "answered": n, "within_target": within, "target_secs": target, "share": within as f64 / n as f64 }))
+                let target = self.rules.service_target_secs(tier);
+                let share = target.map(|_| within as f64 / n as f64);
+                (tier.to_string(), json!({ "answered": n, "within_target": within, "target_secs": target, "share": share }))
             })
             .collect::<serde_json::Map<String, Value>>()
             .into()

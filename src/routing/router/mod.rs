@@ -111,6 +111,7 @@ pub fn start(
         changes: handle.changes_sender().clone(),
         changed: true,
         answered: VecDeque::new(),
+        idle: live::IdleWhileWaiting::default(),
         pending: Vec::new(),
         events: Vec::new(),
         presence_log: Vec::new(),
@@ -149,6 +150,8 @@ struct Router {
     changed: bool,
     /// Answered interactions of the last [`SERVICE_WINDOW_MS`]: (when, tier, wait).
     answered: VecDeque<(i64, String, i64)>,
+    /// Agents' time idle while contacts they had room for waited, for the live view.
+    idle: live::IdleWhileWaiting,
     /// Writes decided this turn of the loop, committed together at its end.
     pending: Vec<Pending>,
     /// History events decided this turn, committed with them.
@@ -261,7 +264,9 @@ impl Router {
             self.take_fresh().await;
             let now = now_ms();
             self.expire(now).await;
+            self.index.observe(&self.rules, now);
             self.dispatch(now).await;
+            self.note_idle(now);
             self.flush().await;
             if self.fenced {
                 // Another node leads: its desktops reconnect to it (through their node).
@@ -304,12 +309,16 @@ impl Router {
             }
         }
         // Rings open on a timetable: wake when the next one does, if anyone could take it.
-        if self
-            .agents
-            .values()
-            .any(|s| s.presence == Presence::Available)
+        if !self.index.is_empty()
+            && self
+                .agents
+                .values()
+                .any(|s| s.presence == Presence::Available)
         {
-            if let Some(at) = self.index.next_ring_opening(&self.rules, now) {
+            if let Some(at) = self
+                .index
+                .next_ring_opening(&self.rules, &self.staffed(), now)
+            {
                 next = next.min(at);
             }
         }

@@ -29,22 +29,16 @@ impl Router {
             let Some(item) = self.waiting.get(id) else {
                 return Ok(Moved::Refused("it is no longer waiting".into()));
             };
-            let (score_secs, overdue) = policy::score(&item.w, &self.rules, now);
-            let decision = policy::Decision {
-                interaction_id: id.to_string(),
-                agent_id: to.to_string(),
-                tier: item.w.tier.clone(),
-                score_secs,
-                overdue,
-                ring: 0,
-                rings_open: 0,
-                considered: vec![policy::Considered {
-                    agent_id: to.to_string(),
-                    chosen: true,
-                    reason: format!("moved here by {by}"),
-                }],
-                others: Default::default(),
-            };
+            let fair = self.index.fair_wait(item.w.channel, &self.rules, now);
+            let key = crate::routing::order::key(&item.w, &self.rules, fair.as_ref(), now);
+            let decision = policy::Decision::by_hand(
+                &item.w,
+                &key,
+                fair,
+                &self.rules,
+                to,
+                format!("moved here by {by}"),
+            );
             self.offer(decision, now).await;
             self.changed = true;
             return Ok(Moved::Offered);

@@ -58,6 +58,7 @@ fn scenario(arrivals: Vec<Arrival>, agents: usize) -> Scenario {
         agents: (0..agents).map(|i| agent(&format!("a{i}"))).collect(),
         presence: on_duty(agents, 0),
         held: Vec::new(),
+        handling_in_order: Vec::new(),
     }
 }
 
@@ -82,7 +83,7 @@ fn one_agent_serves_calls_in_turn() {
 }
 
 #[test]
-fn a_head_start_puts_the_high_tier_first() {
+fn the_high_tier_within_its_target_goes_first() {
     let arrivals = vec![
         call("busy", "low", 0, 10 * S),
         call("low", "low", S, 10 * S),
@@ -94,12 +95,8 @@ fn a_head_start_puts_the_high_tier_first() {
     assert_eq!(run.outcomes[2], Outcome::Answered(8 * S));
     assert_eq!(run.outcomes[1], Outcome::Answered(19 * S));
 
-    let mut flat = rules();
-    for t in flat.tiers.values_mut() {
-        t.head_start_secs = 0;
-        t.max_wait_secs = 10_000;
-    }
-    let run = replay(&s, &flat, LIMIT).unwrap();
+    // First come, first served: the low one first.
+    let run = replay(&s, &crate::simulation::fifo_rules(&rules()), LIMIT).unwrap();
     assert_eq!(run.outcomes[1], Outcome::Answered(9 * S));
     assert_eq!(run.outcomes[2], Outcome::Answered(18 * S));
 }
@@ -162,15 +159,27 @@ fn work_held_when_the_window_opens_keeps_its_agent_busy() {
 }
 
 #[test]
-fn rings_open_on_their_timetable() {
+fn rings_open_on_their_timetable_and_cost_idle_time() {
     let mut r = rules();
     r.rings = Rules::parse(DEFAULT_TOML, "test").unwrap().rings;
-    // The default plan for the high tier: owner (15 s), level 3 (10 s), everyone. A
-    // level-1 agent without an owner ring to pass (no owner) waits for the level-3 ring's
-    // timeout: 10 s.
-    let s = scenario(vec![call("c1", "high", 0, S)], 1);
+    // The default plan for the high tier: owner (10 s), level 3 (5 s), everyone. With a
+    // level-3 agent logged in but busy, a level-1 agent waits for the level-3 ring's
+    // timeout (there is no owner ring to pass: no owner): 5 s, idle all the while.
+    let mut s = scenario(vec![call("c1", "high", 0, S)], 2);
+    s.agents[1].level = 3;
+    s.held.push(Held {
+        agent: 1,
+        channel: ChannelKind::Phone,
+        until_ms: Some(60 * S),
+    });
     let run = replay(&s, &r, LIMIT).unwrap();
-    assert_eq!(run.outcomes[0], Outcome::Answered(10 * S));
+    assert_eq!(run.outcomes[0], Outcome::Answered(5 * S));
+    assert_eq!(run.idle_while_waiting_ms, 5 * S);
+    // With no level-3 agent logged in, the ring could hold nobody: passed over at once.
+    s.presence.retain(|p| p.agent != 1);
+    let run = replay(&s, &r, LIMIT).unwrap();
+    assert_eq!(run.outcomes[0], Outcome::Answered(0));
+    assert_eq!(run.idle_while_waiting_ms, 0);
 }
 
 #[test]
@@ -226,6 +235,7 @@ fn figures_count_service_level_waits_and_estimated_abandonment() {
         ],
         staffed_ms: 0,
         busy_ms: 0,
+        idle_while_waiting_ms: 0,
         offers: 3,
     };
     let sim = figures::estimate(&arrivals, &run, &targets);
