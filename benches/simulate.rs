@@ -82,6 +82,7 @@ fn scenario(agents: usize, hours: i64, seed: u64) -> Scenario {
             topic: Some(SKILLS[(rng.next() % 3) as usize].into()),
             owner: None,
             at_ms: t as i64,
+            not_before_ms: None,
             counted: true,
             handling_ms: Some(rng.exp(handling_mean) as i64),
             accept_ms: 1500,

@@ -615,7 +615,11 @@ function drawSimulation() {
       h("tbody", {}, rows))),
     h("p", { class: "muted small", id: "simulation-idle" }, `${t("idleWhileWaiting")}: `,
       columns.filter(([, r]) => r.idle_while_waiting_secs !== null && r.idle_while_waiting_secs !== undefined)
-        .map(([name, r]) => `${t(name)} ${(r.idle_while_waiting_secs / 60).toFixed(1)} ${t("agentMinutes")}`).join(" · ")));
+        .map(([name, r]) => `${t(name)} ${(r.idle_while_waiting_secs / 60).toFixed(1)} ${t("agentMinutes")}`).join(" · ")),
+    // What the calendars of each rule set kept waiting for an opening.
+    columns.some(([, r]) => r.held_for_opening) ? h("p", { class: "muted small", id: "simulation-held" }, `${t("heldForOpening")}: `,
+      columns.filter(([, r]) => r.held_for_opening !== null && r.held_for_opening !== undefined)
+        .map(([name, r]) => `${t(name)} ${r.held_for_opening}`).join(" · ")) : null);
 }
 
 /** Service level per tier, one bar per column (recorded, active, candidate, FIFO). */

@@ -7,6 +7,11 @@
 //! its agent took live (or the window's median for contacts nobody took); a contact takes
 //! the handling time it took live, whoever takes it; agents keep the skills, levels and
 //! capacity they have now; customers keep their current account manager.
+//!
+//! Opening hours and callbacks are the rule set's own: a contact arriving while its
+//! calendar (under the rules replayed) is closed waits for the opening, a callback waits
+//! for its booked time, and its wait counts from then, as live. So a change of hours
+//! shows what it would have done.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap};
@@ -35,6 +40,8 @@ pub struct Arrival {
     pub owner: Option<String>,
     /// When it entered the queue (ms).
     pub at_ms: i64,
+    /// A callback booked for a time: not routed before it (ms).
+    pub not_before_ms: Option<i64>,
     /// It arrived in the window, and counts in the figures; false for one already waiting
     /// when the window opened (it takes part, but is not counted).
     pub counted: bool,
@@ -142,6 +149,8 @@ pub struct Run {
     pub idle_while_waiting_ms: i64,
     /// Offers made.
     pub offers: usize,
+    /// Contacts that arrived while their calendar was closed and waited for the opening.
+    pub held_for_opening: usize,
 }
 
 /// Why a replay stopped short.
@@ -178,6 +187,10 @@ pub fn replay(scenario: &Scenario, rules: &Rules, limit: Duration) -> Result<Run
 struct Sim<'a> {
     s: &'a Scenario,
     rules: &'a Rules,
+    /// When each arrival may be routed: its arrival, its booked time, or the opening of
+    /// its calendar under these rules, whichever is last.
+    ready: Vec<i64>,
+    held_for_opening: usize,
     views: Vec<AgentView>,
     index: WaitingIndex,
     states: Vec<State>,
@@ -229,9 +242,27 @@ impl<'a> Sim<'a> {
                 last_offered_at_ms: 0,
             })
             .collect();
+        let service = crate::service::Service::new(std::sync::Arc::new(rules.clone()));
+        let mut held_for_opening = 0;
+        let ready: Vec<i64> = s
+            .arrivals
+            .iter()
+            .map(|a| {
+                let at = a.at_ms.max(a.not_before_ms.unwrap_or(a.at_ms));
+                match service.calendar_for(&a.tier, a.channel) {
+                    Some((_, c)) if !c.is_open(at) => {
+                        held_for_opening += usize::from(a.counted);
+                        c.next_open(at).unwrap_or(i64::MAX)
+                    }
+                    _ => at,
+                }
+            })
+            .collect();
         let mut sim = Sim {
             s,
             rules,
+            ready,
+            held_for_opening,
             views,
             index: WaitingIndex::default(),
             states: vec![State::Coming; s.arrivals.len()],
@@ -261,7 +292,10 @@ impl<'a> Sim<'a> {
             sim.push(p.at_ms.max(s.from_ms), Event::Presence(i));
         }
         for (i, a) in s.arrivals.iter().enumerate() {
-            sim.push(a.at_ms.max(s.from_ms), Event::Arrive(i));
+            let ready = sim.ready[i];
+            if ready < s.horizon_ms {
+                sim.push(ready.max(s.from_ms), Event::Arrive(i));
+            }
             if let Some(p) = a.patience_ms {
                 sim.push((a.at_ms + p).max(s.from_ms), Event::Abandon(i));
             }
@@ -316,10 +350,10 @@ impl<'a> Sim<'a> {
         let outcomes = self
             .states
             .iter()
-            .zip(&self.s.arrivals)
-            .map(|(state, a)| match state {
+            .zip(&self.ready)
+            .map(|(state, ready)| match state {
                 State::Done(o) => *o,
-                _ => Outcome::Unanswered((horizon - a.at_ms).max(0)),
+                _ => Outcome::Unanswered((horizon - ready).max(0)),
             })
             .collect();
         Ok(Run {
@@ -328,6 +362,7 @@ impl<'a> Sim<'a> {
             busy_ms: self.busy_ms,
             idle_while_waiting_ms: self.idle_while_waiting_ms,
             offers: self.offers,
+            held_for_opening: self.held_for_opening,
         })
     }
 
@@ -380,7 +415,7 @@ impl<'a> Sim<'a> {
                         channel: a.channel,
                         topic: a.topic.clone(),
                         owner: a.owner.clone(),
-                        enqueued_at_ms: a.at_ms,
+                        enqueued_at_ms: self.ready[i],
                         excluded: Vec::new(),
                     });
                 }
@@ -390,7 +425,7 @@ impl<'a> Sim<'a> {
                     return;
                 }
                 let a = &self.s.arrivals[arrival];
-                self.states[arrival] = State::Done(Outcome::Answered(at - a.at_ms));
+                self.states[arrival] = State::Done(Outcome::Answered(at - self.ready[arrival]));
                 let v = &mut self.views[agent];
                 v.has_pending_offer = false;
                 *load_mut(&mut v.load, a.channel) += 1;
@@ -419,9 +454,15 @@ impl<'a> Sim<'a> {
                         self.index.remove(&a.id);
                     }
                     State::Offered(agent) => self.views[agent].has_pending_offer = false,
-                    State::Coming | State::Done(_) => return,
+                    // Gave up before it could be routed (closed, or before its booked
+                    // time): never waited in the queue.
+                    State::Coming => {
+                        self.states[i] = State::Done(Outcome::Abandoned(0));
+                        return;
+                    }
+                    State::Done(_) => return,
                 }
-                self.states[i] = State::Done(Outcome::Abandoned(at - a.at_ms));
+                self.states[i] = State::Done(Outcome::Abandoned((at - self.ready[i]).max(0)));
             }
             Event::Wake => {}
         }

@@ -48,6 +48,9 @@ pub struct Report {
     /// Agent-seconds spent idle while a contact the agent had room for waited, held
     /// back by its rings (for a simulation): what the rings cost in service.
     pub idle_while_waiting_secs: Option<f64>,
+    /// Contacts that arrived while their calendar was closed under these rules and
+    /// waited for the opening (for a simulation).
+    pub held_for_opening: Option<usize>,
 }
 
 #[derive(Default)]
@@ -146,6 +149,7 @@ pub fn report(
         occupancy: None,
         offers: None,
         idle_while_waiting_secs: None,
+        held_for_opening: None,
     }
 }
 
@@ -180,6 +184,7 @@ pub fn estimate(arrivals: &[Arrival], run: &Run, targets: &BTreeMap<String, i64>
     r.occupancy = (run.staffed_ms > 0).then(|| round(run.busy_ms as f64 / run.staffed_ms as f64));
     r.offers = Some(run.offers);
     r.idle_while_waiting_secs = Some(round(run.idle_while_waiting_ms as f64 / 1000.0));
+    r.held_for_opening = Some(run.held_for_opening);
     r
 }
 

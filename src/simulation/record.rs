@@ -47,7 +47,8 @@ pub async fn load(
     max_contacts: usize,
 ) -> Result<Loaded, sqlx::Error> {
     let rows = sqlx::query(&format!(
-        "SELECT i.id, i.tier, i.channel, i.topic, i.created_at, c.owner_agent_id \
+        "SELECT i.id, i.tier, i.channel, i.topic, i.created_at, i.opens_at, i.idempotency_key, \
+         c.owner_agent_id \
          FROM interactions i JOIN customers c ON c.id = i.customer_id \
          WHERE {TAKING_PART} ORDER BY i.created_at, i.id LIMIT $4"
     ))
@@ -173,10 +174,14 @@ pub async fn load(
                 _ => {}
             }
         }
+        // Live, a contact held for an opening or a booked time waited from then.
+        let opens_at: Option<i64> = r.try_get("opens_at")?;
+        let key: String = r.try_get("idempotency_key")?;
+        let live_ready = opens_at.unwrap_or(created).max(created);
         let recorded = match (&assigned, abandoned) {
-            (Some((at, _)), _) => Outcome::Answered(at - created),
-            (None, Some(at)) => Outcome::Abandoned(at - created),
-            (None, None) => Outcome::Unanswered((horizon - created).max(0)),
+            (Some((at, _)), _) => Outcome::Answered((at - live_ready).max(0)),
+            (None, Some(at)) => Outcome::Abandoned((at - live_ready).max(0)),
+            (None, None) => Outcome::Unanswered((horizon - live_ready).max(0)),
         };
         let handling_ms = match (&assigned, completed) {
             (Some(_), _) => l.and_then(handled_for),
@@ -189,13 +194,14 @@ pub async fn load(
             topic: r.try_get("topic")?,
             owner: r.try_get("owner_agent_id")?,
             at_ms: created,
+            // A callback booked for a time keeps it under any rules; a wait for an
+            // opening is the rules' own, worked out again in the replay.
+            not_before_ms: opens_at.filter(|_| key.starts_with("callback:")),
             counted: created >= from,
             handling_ms,
             accept_ms: l.and_then(accept_delay).unwrap_or(median_accept),
-            patience_ms: match recorded {
-                Outcome::Abandoned(w) => Some(w),
-                _ => None,
-            },
+            // When the customer gave up, from their arrival.
+            patience_ms: abandoned.map(|at| (at - created).max(0)),
             recorded,
         });
     }

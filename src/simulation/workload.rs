@@ -122,6 +122,7 @@ impl Workload {
                 topic: None,
                 owner: None,
                 at_ms: t as i64,
+                not_before_ms: None,
                 counted: true,
                 handling_ms: None,
                 accept_ms: 0,

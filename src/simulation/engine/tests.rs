@@ -31,6 +31,7 @@ fn call(id: &str, tier: &str, at: i64, handling: i64) -> Arrival {
         topic: None,
         owner: None,
         at_ms: at,
+        not_before_ms: None,
         counted: true,
         handling_ms: Some(handling),
         accept_ms: 0,
@@ -237,6 +238,7 @@ fn figures_count_service_level_waits_and_estimated_abandonment() {
         busy_ms: 0,
         idle_while_waiting_ms: 0,
         offers: 3,
+        held_for_opening: 0,
     };
     let sim = figures::estimate(&arrivals, &run, &targets);
     assert_eq!(sim.overall.abandoned, 2.0);
@@ -261,5 +263,68 @@ fn a_replay_past_the_time_limit_says_the_configured_limit() {
     assert_eq!(
         SimError::TimeLimit(20).to_string(),
         "the simulation ran past its limit of 20 s; replay a shorter window"
+    );
+}
+
+/// The test rules with a calendar that opens a minute into the window (1970-01-01, a
+/// Thursday, at 00:01 UTC) serving every contact.
+fn opening_a_minute_in() -> Rules {
+    let doc = format!(
+        "{DEFAULT_TOML}\n[calendars.desk]\ntime_zone = \"UTC\"\nthursday = [\"00:01-24:00\"]\n\n[[hours]]\ncalendar = \"desk\"\n"
+    );
+    let mut r = Rules::parse(&doc, "test").expect("the rules with hours parse");
+    r.rings.clear();
+    r.offer.wrap_up_secs = 0;
+    r
+}
+
+#[test]
+fn a_contact_arriving_closed_waits_for_the_opening_under_the_rules_replayed() {
+    let s = scenario(
+        vec![
+            call("night", "low", 0, 10 * S),
+            call("day", "low", 65 * S, 10 * S),
+        ],
+        1,
+    );
+    // Open around the clock: both are taken as they come.
+    let run = replay(&s, &rules(), LIMIT).unwrap();
+    assert_eq!(
+        run.outcomes,
+        vec![Outcome::Answered(0), Outcome::Answered(0)]
+    );
+    assert_eq!(run.held_for_opening, 0);
+    // Opening at 00:01: the first waits for it, and its wait counts from then; the agent,
+    // busy with it until 70 s, takes the second 5 s late.
+    let run = replay(&s, &opening_a_minute_in(), LIMIT).unwrap();
+    assert_eq!(
+        run.outcomes,
+        vec![Outcome::Answered(0), Outcome::Answered(5 * S)]
+    );
+    assert_eq!(run.held_for_opening, 1);
+    // A caller who gave up before the opening never waited in the queue.
+    let mut gone = call("gone", "low", 0, 10 * S);
+    gone.patience_ms = Some(30 * S);
+    let run = replay(&scenario(vec![gone], 1), &opening_a_minute_in(), LIMIT).unwrap();
+    assert_eq!(run.outcomes, vec![Outcome::Abandoned(0)]);
+}
+
+#[test]
+fn a_callback_booked_for_a_time_is_not_routed_before_it() {
+    let mut callback = call("callback", "high", 0, 10 * S);
+    callback.not_before_ms = Some(30 * S);
+    let s = scenario(vec![callback, call("later", "low", 10 * S, 10 * S)], 1);
+    let run = replay(&s, &rules(), LIMIT).unwrap();
+    // The later contact is taken at once; the callback at its time, its wait from then.
+    assert_eq!(
+        run.outcomes,
+        vec![Outcome::Answered(0), Outcome::Answered(0)]
+    );
+    let mut s = s;
+    s.arrivals[1].handling_ms = Some(40 * S);
+    let run = replay(&s, &rules(), LIMIT).unwrap();
+    assert_eq!(
+        run.outcomes,
+        vec![Outcome::Answered(20 * S), Outcome::Answered(0)]
     );
 }
