@@ -310,6 +310,19 @@ async fn a_complaint_keeps_one_owner_across_channels_and_their_substitute_while_
     .await;
     let mut ann = Desktop::available(&centre.app.base, &ann_token).await;
 
+    // The customer, known by mail and by phone.
+    let (status, c) = centre
+        .app
+        .post(
+            "/api/customers",
+            &json!({ "name": "Quinn", "identities": [
+                { "kind": "email", "value": "quinn@example.org" },
+                { "kind": "phone", "value": "+49 30 5557777" },
+            ] }),
+        )
+        .await;
+    assert_eq!(status, 201, "{c}");
+
     // A complaint by the API: Ann answers it first and owns it.
     let first = centre
         .app
@@ -330,27 +343,29 @@ async fn a_complaint_keeps_one_owner_across_channels_and_their_substitute_while_
         (due - opened - 24 * 60 * MIN).abs() < 5_000,
         "24 hours: {complaint}"
     );
+    // Bob comes to his desk while Ann still works on it: he has been idle longer.
+    let mut bob = Desktop::available(&centre.app.base, &bob_token).await;
     ann.send(json!({ "type": "complete", "interaction_id": first_id, "disposition": "follow_up" }))
         .await;
+    ann.expect("completed").await;
 
-    // Bob is at his desk and idle longer; the customer writes in the chat about the same
-    // complaint: it goes to Ann, its owner.
-    let mut bob = Desktop::available(&centre.app.base, &bob_token).await;
-    let chat = centre
-        .app
-        .contact(json!({
-            "idempotency_key": "complaint-2", "topic": "complaint",
-            "customer": { "email": "quinn@example.org" }, "subject": "Still waiting",
-        }))
-        .await;
-    let chat_id = chat["id"].as_str().unwrap().to_string();
-    assert_eq!(ann.take_offer().await, chat_id, "the owner is offered it");
+    // The customer calls about the same complaint: the call goes to Ann, its owner, not
+    // to Bob, who would be next by idle time.
+    let ringing = json!({
+        "event": "ringing", "call_id": "complaint-call", "from": "+49 30 5557777",
+        "topic": "complaint",
+    });
+    let call = native_at(&centre.app, &ringing, PHONE_SECRET, now());
+    let (answer, offer) = tokio::join!(call, ann.expect("offer"));
+    assert_eq!(answer.0, 200, "{answer:?}");
+    assert_eq!(offer["interaction"]["channel"], "phone", "{offer}");
+    let call_id = ann.accept(&offer).await;
     let (_, i) = centre
         .app
-        .get(&format!("/api/interactions/{chat_id}"))
+        .get(&format!("/api/interactions/{call_id}"))
         .await;
     assert_eq!(i["complaint_id"], complaint_id.as_str(), "{i}");
-    ann.send(json!({ "type": "complete", "interaction_id": chat_id, "disposition": "follow_up" }))
+    ann.send(json!({ "type": "complete", "interaction_id": call_id, "disposition": "follow_up" }))
         .await;
 
     // Ann is away for a week, Bob stands in: the next contact of the complaint is his,
