@@ -185,6 +185,24 @@ pub fn effect(kind: &str, actor: &str, data: impl FnOnce() -> serde_json::Value)
     })
 }
 
+/// Marks targets met by `sql` (an UPDATE of `$1` the interaction at `$2` the time,
+/// returning each target and channel met), and counts them in
+/// `switchboard_sla_total{outcome="met"}` as they are written.
+async fn met(conn: &mut Conn, sql: &str, id: &str, now: i64) -> Result<(), sqlx::Error> {
+    use sqlx::Row;
+    let rows = sqlx::query(sql)
+        .bind(id)
+        .bind(now)
+        .fetch_all(&mut *conn)
+        .await?;
+    for r in rows {
+        let target: String = r.try_get("target")?;
+        let channel: String = r.try_get("channel")?;
+        metrics::counter!("switchboard_sla_total", "target" => target, "outcome" => "met", "channel" => channel, "tier" => "any").increment(1);
+    }
+    Ok(())
+}
+
 /// Moves the targets of contacts as `effects` (interaction, effect) say, in the
 /// transaction that appends the events they come from.
 pub async fn apply(
@@ -197,14 +215,14 @@ pub async fn apply(
         let id = *id;
         match effect {
             Effect::Assigned { agent } => {
-                sqlx::query(
+                met(
+                    conn,
                     "UPDATE interaction_deadlines SET state = 'met', met_at = $2, updated_at = $2 \
                      WHERE interaction_id = $1 AND target = 'first_response' \
-                     AND state IN ('pending', 'warned') AND channel IN ('phone', 'api')",
+                     AND state IN ('pending', 'warned') AND channel IN ('phone', 'api') RETURNING target, channel",
+                    id,
+                    now,
                 )
-                .bind(id)
-                .bind(now)
-                .execute(&mut *conn)
                 .await?;
                 // The first agent who answers a complaint owns it.
                 sqlx::query(
@@ -219,14 +237,14 @@ pub async fn apply(
                 .await?;
             }
             Effect::Answered => {
-                sqlx::query(
+                met(
+                    conn,
                     "UPDATE interaction_deadlines SET state = 'met', met_at = $2, updated_at = $2 \
                      WHERE interaction_id = $1 AND target IN ('first_response', 'next_response') \
-                     AND state IN ('pending', 'warned')",
+                     AND state IN ('pending', 'warned') RETURNING target, channel",
+                    id,
+                    now,
                 )
-                .bind(id)
-                .bind(now)
-                .execute(&mut *conn)
                 .await?;
                 sqlx::query(
                     "UPDATE interaction_deadlines SET state = 'paused', paused_at = $2, updated_at = $2 \
@@ -265,13 +283,13 @@ pub async fn apply(
                 .await?;
             }
             Effect::Completed { agent, resolved } => {
-                sqlx::query(
+                met(
+                    conn,
                     "UPDATE interaction_deadlines SET state = 'met', met_at = $2, updated_at = $2 \
-                     WHERE interaction_id = $1 AND state IN ('pending', 'warned', 'paused')",
+                     WHERE interaction_id = $1 AND state IN ('pending', 'warned', 'paused') RETURNING target, channel",
+                    id,
+                    now,
                 )
-                .bind(id)
-                .bind(now)
-                .execute(&mut *conn)
                 .await?;
                 if *resolved {
                     // Its owner says it is resolved: so is the complaint.

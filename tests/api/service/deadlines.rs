@@ -368,4 +368,14 @@ async fn an_email_threads_next_response_waits_out_a_holiday_then_breaches_and_es
                 && l.contains("outcome=\"breached\"")),
         "{metrics}"
     );
+    // Attainment beside the breaches: the first response was met.
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("switchboard_sla_total")
+                && l.contains("target=\"first_response\"")
+                && l.contains("channel=\"email\"")
+                && l.contains("outcome=\"met\"")),
+        "{metrics}"
+    );
 }
