@@ -165,6 +165,18 @@ impl Queue {
             .map(|(at, _)| *at)
     }
 
+    /// Counts an interaction the router put back to waiting itself (a transfer): kept
+    /// for the depth and a resync, not handed to the router again.
+    pub fn track(&self, w: Waiting) {
+        let mut inner = self.inner.lock().expect("queue lock");
+        if inner.inactive || inner.waiting.contains_key(&w.interaction_id) {
+            return;
+        }
+        *inner.depth.entry(w.tier.clone()).or_default() += 1;
+        telemetry::queue_depth(&inner.depth);
+        inner.waiting.insert(w.interaction_id.clone(), w);
+    }
+
     /// Whether this interaction waits for its time (not yet handed to the router).
     pub fn is_held(&self, interaction_id: &str) -> bool {
         let inner = self.inner.lock().expect("queue lock");

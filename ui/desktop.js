@@ -123,14 +123,16 @@ function onFrame(m) {
     case "presence": desk.presence = m.status; return drawStatus();
     case "offer": return onOffer(m);
     case "offer_ended":
-      if (desk.offer && desk.offer.offer_id === m.offer_id) { desk.offer = null; drawOffer(); }
+      if (desk.offer && desk.offer.offer_id === m.offer_id) { onMissed(m, desk.offer); desk.offer = null; drawOffer(); }
       return;
     case "assigned":
       if (desk.offer && desk.offer.interaction.id === m.interaction_id) { desk.offer = null; drawOffer(); }
+      refreshWork();
       return openWorkspace(m.interaction_id);
-    case "completed": return onCompleted(m);
-    case "interaction_ended": return onEnded(m);
-    case "message": return onMessage(m);
+    case "completed": work.unread.delete(m.interaction_id); onCompleted(m); return refreshWork();
+    case "interaction_ended": onEnded(m); return refreshWork();
+    case "message": markUnread(m.interaction_id); return onMessage(m);
+    case "note": case "mention": return onNote(m);
     case "typing": return onTyping(m);
     case "call_state": return withWorkspace(m.interaction_id, (w) => { w.call = m.state; drawWorkspace(w); });
     case "reply_queued": case "reply_sent": case "reply_failed": return onReplyState(m);
@@ -186,14 +188,19 @@ function layout() {
     capacity: h("span", { id: "capacity", class: "muted" }),
     wrap: h("span", { id: "wrapup", class: "wrapup warning" }),
     offer: h("section", { id: "offer", "aria-live": "assertive" }),
+    missed: h("div", { id: "missed" }),
     empty: h("p", { id: "empty", class: "muted" }, t("noWork")),
     list: h("div", { id: "workspaces", class: "workspaces" }),
+    work: h("aside", { id: "work", class: "card work", "aria-label": t("myWork") }),
   };
   fill(main,
     h("div", { class: "card status" },
       h("strong", {}, t("presence")), presence, reason, setBtn, view.capacity, view.wrap,
-      h("span", { class: "muted small" }, t("keyboard"))),
-    view.offer, view.empty, view.list);
+      h("span", { class: "muted small" }, t("keyboard"), " ? ", t("shortcuts"))),
+    view.offer, view.missed,
+    h("div", { class: "desk" }, h("div", { class: "main-column" }, view.empty, view.list), view.work));
+  drawMissed();
+  refreshWork();
 }
 
 function redraw() {
@@ -270,7 +277,12 @@ function drawOffer() {
     accept, decline);
   tick();
   drawStatus();
-  accept.focus();
+  // Never take the keyboard from an agent who is writing: A and D work from anywhere
+  // else, and the button is one Tab away.
+  const active = document.activeElement;
+  const typing = active && (active instanceof HTMLTextAreaElement || active instanceof HTMLInputElement
+    || active instanceof HTMLSelectElement || active.isContentEditable);
+  if (!typing) accept.focus();
 }
 
 function acceptOffer() {
@@ -300,7 +312,9 @@ function chime() {
 
 function keys(e) {
   if (!view) return;
-  const typing = e.target instanceof HTMLTextAreaElement || e.target instanceof HTMLInputElement;
+  const typing = e.target instanceof HTMLTextAreaElement || e.target instanceof HTMLInputElement
+    || e.target instanceof HTMLSelectElement || (e.target && e.target.isContentEditable);
+  if (workKeys(e, typing)) return;
   if (!typing && !e.ctrlKey && !e.metaKey && !e.altKey && desk.offer) {
     if (e.key === "a" || e.key === "A") { e.preventDefault(); return acceptOffer(); }
     if (e.key === "d" || e.key === "D") { e.preventDefault(); return declineOffer(); }
@@ -370,6 +384,7 @@ function onCompleted(m) {
 function onEnded(m) {
   if (desk.offer && desk.offer.interaction.id === m.interaction_id) { desk.offer = null; drawOffer(); }
   if (m.reason === "moved") { closeWorkspace(m.interaction_id); return toast(t("movedAway")); }
+  if (m.reason === "transferred") { closeWorkspace(m.interaction_id); return; }
   withWorkspace(m.interaction_id, (w) => {
     w.ended = m.reason || t("endedBy");
     if (w.interaction && w.interaction.channel === "phone") w.call = "ended";
@@ -430,7 +445,10 @@ function drawWorkspace(w) {
   if (!i) {
     fresh.append(h("p", { class: w.problem ? "error" : "muted" }, w.problem || t("loading")));
   } else {
-    fresh.append(h("div", {}, head(w), body(w), completeForm(w)), customerPanel(w));
+    const held = i.state === "assigned";
+    fresh.append(h("div", {}, head(w), body(w), workTools(w), held ? completeForm(w) : closeButton(w)), customerPanel(w));
+    // A completed conversation is for reading: nothing in it can be sent.
+    if (!held) for (const el of fresh.querySelectorAll("textarea, input, select, button:not([name=close])")) el.disabled = true;
   }
   // Keep what the agent was writing, and where the focus was, across a redraw.
   const kept = w.el ? [...w.el.querySelectorAll("textarea, input, select")].map((el) => [el.name, el.value]) : [];
@@ -444,6 +462,10 @@ function drawWorkspace(w) {
   if (focused) { const el = fresh.querySelector(`[name="${focused}"]`); if (el) el.focus(); }
   const list = fresh.querySelector(".messages");
   if (list) list.scrollTop = list.scrollHeight;
+}
+
+function closeButton(w) {
+  return h("button", { type: "button", name: "close", onclick: () => closeWorkspace(w.id) }, t("close"));
 }
 
 function head(w) {

@@ -20,6 +20,7 @@ mod simulate;
 mod supervisor_ws;
 mod survey;
 mod views;
+mod work;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -168,6 +169,18 @@ fn api_routes() -> Routes {
                 .query::<interactions::KeyQuery>()
                 .responses(&[(200, "the interaction with its history"), (404, "no interaction has that key")]),
             interactions::by_key,
+        )
+        .add(
+            Op::get("/api/me/work", "the caller's open conversations, most urgent first, and those it completed in the last seven days")
+                .access(Anyone)
+                .responses(&[(200, "open and recent"), (400, "the admin token has no work of its own")]),
+            work::mine,
+        )
+        .add(
+            Op::get("/api/colleagues", "the active agents work can be handed to: id, name, skills, level")
+                .access(Anyone)
+                .responses(&[(200, "the agents")]),
+            work::colleagues,
         )
         .add(
             Op::get("/api/interactions/{id}", "an interaction with its history (agents: only their own)")

@@ -33,6 +33,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("../../ui/kept-aside.js"),
     ),
     (
+        "work.js",
+        "text/javascript",
+        include_str!("../../ui/work.js"),
+    ),
+    (
         "service.js",
         "text/javascript",
         include_str!("../../ui/service.js"),

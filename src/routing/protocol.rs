@@ -80,6 +80,29 @@ pub enum ClientMessage {
         #[serde(default)]
         reply_id: Option<String>,
     },
+    /// Hand an assigned interaction to a named agent, to the agents of a skill or team,
+    /// or back to the queue (neither named), with a note for whoever takes it.
+    Transfer {
+        /// The interaction.
+        interaction_id: String,
+        /// The agent to offer it to first.
+        #[serde(default)]
+        to_agent: Option<String>,
+        /// The skill or team to offer it to first.
+        #[serde(default)]
+        to_skill: Option<String>,
+        /// For whoever takes it (never sent to the customer).
+        #[serde(default)]
+        note: Option<String>,
+    },
+    /// An internal note on an interaction the agent holds: kept in its history, shown to
+    /// agents and supervisors, never sent to the customer; `@name` tells that agent.
+    Note {
+        /// The interaction.
+        interaction_id: String,
+        /// The note.
+        text: String,
+    },
 }
 
 /// Where a reconnecting desktop left off.
@@ -137,7 +160,7 @@ pub fn decode(text: &str) -> Result<ClientMessage, DecodeError> {
     if text.len() > MAX_CLIENT_FRAME && kind.as_deref() != Some("reply") {
         return Err(too_large());
     }
-    const KNOWN: [&str; 8] = [
+    const KNOWN: [&str; 10] = [
         "login",
         "presence",
         "heartbeat",
@@ -146,6 +169,8 @@ pub fn decode(text: &str) -> Result<ClientMessage, DecodeError> {
         "complete",
         "reply",
         "typing",
+        "transfer",
+        "note",
     ];
     match kind.as_deref() {
         None => {

@@ -29,3 +29,4 @@ mod rules;
 mod service;
 mod sessions;
 mod simulate;
+mod work;

@@ -461,6 +461,61 @@ test("a working day in the desktop and the console", async (t) => {
     await shot(admin, "console-service-zh");
   });
 
+  await t.test("an offer arriving while the agent types takes no keystroke; notes and the work list", async () => {
+    const headers = { Authorization: `Bearer ${ADMIN}`, "Content-Type": "application/json" };
+    const contact = (key, subject) => fetch(`${base}/api/interactions`, {
+      method: "POST", headers,
+      body: JSON.stringify({ idempotency_key: key, customer: { email: `${key}@example.com` }, subject }),
+    });
+    await desk.selectOption("#presence", "available");
+    await desk.locator("#set-presence").click();
+    // Back at work: the mail made a contact from the console comes first.
+    const offer = desk.locator("#offer");
+    await offer.getByText("Refund for order 5521").waitFor({ timeout: 20000 });
+    await desk.keyboard.press("a");
+    await desk.locator(".workspace", { hasText: "Refund for order 5521" }).waitFor();
+    await contact("typing-1", "Address change");
+    await offer.getByText("Address change").waitFor({ timeout: 20000 });
+    await desk.keyboard.press("a");
+    const ws = desk.locator(".workspace", { hasText: "Address change" });
+    await ws.waitFor();
+    await desk.locator("#work-open").getByText("Address change").waitFor();
+    // The agent writes a note full of a's and d's; a second contact is offered mid-sentence.
+    await ws.locator("summary").click();
+    const note = ws.locator("textarea[name=note]");
+    await note.click();
+    const sentence = "a damaged parcel and a delayed refund: added, as agreed";
+    const typing = note.pressSequentially(sentence, { delay: 40 });
+    await new Promise((r) => setTimeout(r, 600));
+    await contact("typing-2", "Second contact");
+    await typing;
+    await offer.getByText("Second contact").waitFor();
+    assert.equal(await note.inputValue(), sentence, "every keystroke reached the note");
+    const byKey = async (key) => (await (await fetch(`${base}/api/interactions?channel=api&key=${key}`, { headers })).json());
+    assert.equal((await byKey("typing-2")).state, "offered", "the keystrokes accepted and declined nothing");
+    // The note is kept, shown to agents only.
+    await note.press("Control+Enter");
+    await ws.locator(".notes li", { hasText: sentence }).waitFor();
+    const held = await byKey("typing-1");
+    const detail = await (await fetch(`${base}/api/interactions/${held.id}`, { headers })).json();
+    assert.ok(detail.history.some((e) => e.kind === "note" && e.data.text === sentence));
+    // The shortcut sheet, then the offer taken with the mouse.
+    await desk.locator("body").click({ position: { x: 5, y: 5 } });
+    await desk.keyboard.press("?");
+    await desk.locator("#shortcuts").waitFor();
+    await shot(desk, "desktop-shortcuts");
+    await desk.keyboard.press("Escape");
+    await desk.locator("#accept").click();
+    await desk.locator("#work-open").getByText("Second contact").waitFor();
+    await shot(desk, "desktop-work-list");
+    for (const subject of ["Refund for order 5521", "Address change", "Second contact"]) {
+      const w = desk.locator(".workspace", { hasText: subject });
+      await w.locator("button[name=complete]").click();
+      await w.waitFor({ state: "detached" });
+    }
+    await desk.locator("#work-recent").getByText("Second contact").waitFor();
+  });
+
   await t.test("a narrow window still shows the desktop", async () => {
     await desk.setViewportSize({ width: 420, height: 800 });
     await desk.locator("#presence").waitFor();

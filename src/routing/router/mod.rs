@@ -28,6 +28,7 @@ mod offers;
 mod session;
 mod sessions;
 mod supervise;
+mod transfer;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;

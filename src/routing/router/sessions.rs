@@ -200,6 +200,19 @@ impl Router {
                 self.reply(agent_id, &interaction_id, body, html, reply_id)
                     .await
             }
+            ClientMessage::Transfer {
+                interaction_id,
+                to_agent,
+                to_skill,
+                note,
+            } => {
+                self.transfer(agent_id, &interaction_id, to_agent, to_skill, note, now)
+                    .await
+            }
+            ClientMessage::Note {
+                interaction_id,
+                text,
+            } => self.note(agent_id, &interaction_id, &text, now).await,
         }
     }
 

@@ -1,0 +1,152 @@
+//! An agent's own work: internal notes with mentions, handing a conversation to a
+//! colleague, a skill or the queue, and the work list.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::agent_client::{create_agent, Desktop};
+use crate::both_backends;
+use crate::helpers::{events, spawn_app, Backend};
+
+both_backends!(a_conversation_is_noted_with_a_mention_and_handed_to_a_colleague_then_a_team);
+
+async fn a_conversation_is_noted_with_a_mention_and_handed_to_a_colleague_then_a_team(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    let (ann_id, ann_token) = create_agent(&app, json!({ "name": "Ann Lee" })).await;
+    let mut ann = Desktop::available(&app.base, &ann_token).await;
+    let contact = app
+        .contact(json!({ "idempotency_key": "refund-1", "customer": { "email": "kim@example.org" }, "subject": "Refund" }))
+        .await;
+    let id = contact["id"].as_str().unwrap().to_string();
+    assert_eq!(ann.take_offer().await, id);
+    let (bob_id, bob_token) = create_agent(&app, json!({ "name": "Bob Wu" })).await;
+    let (_, cai_token) = create_agent(&app, json!({ "name": "蔡明", "skills": ["billing"] })).await;
+    let mut bob = Desktop::available(&app.base, &bob_token).await;
+
+    // A note naming Bob: kept in the history, shown to Ann, told to Bob; never to the
+    // customer (an API contact has no channel to leak to, and the note is no reply).
+    ann.send(json!({ "type": "note", "interaction_id": id, "text": "@bob the refund is approved, see ticket 88" }))
+        .await;
+    let mine = ann.expect("note").await;
+    assert_eq!(mine["mentions"], json!([bob_id]), "{mine}");
+    let told = bob.expect("mention").await;
+    assert_eq!(told["interaction_id"], id.as_str());
+    assert_eq!(told["from_name"], "Ann Lee");
+    assert_eq!(told["text"], "@bob the refund is approved, see ticket 88");
+    // Bad notes and transfers are answered, and change nothing.
+    ann.send(json!({ "type": "note", "interaction_id": id, "text": "  " }))
+        .await;
+    assert_eq!(ann.expect("error").await["code"], "bad_field");
+    ann.send(json!({ "type": "transfer", "interaction_id": id, "to_agent": "no-such-agent" }))
+        .await;
+    assert_eq!(ann.expect("error").await["code"], "bad_field");
+    ann.send(json!({ "type": "transfer", "interaction_id": id, "to_agent": bob_id, "to_skill": "billing" }))
+        .await;
+    assert_eq!(ann.expect("error").await["code"], "bad_field");
+    bob.send(json!({ "type": "transfer", "interaction_id": id, "to_agent": ann_id }))
+        .await;
+    assert_eq!(bob.expect("error").await["code"], "not_yours");
+
+    // Ann hands it to Bob with a note: it leaves her desk, and Bob is offered it.
+    ann.send(json!({ "type": "transfer", "interaction_id": id, "to_agent": bob_id, "note": "Customer prefers mail" }))
+        .await;
+    let ended = ann.expect("interaction_ended").await;
+    assert_eq!(
+        (ended["interaction_id"].as_str(), ended["reason"].as_str()),
+        (Some(id.as_str()), Some("transferred"))
+    );
+    assert_eq!(bob.take_offer().await, id);
+    let (_, i) = app.get(&format!("/api/interactions/{id}")).await;
+    assert_eq!(
+        (i["state"].as_str(), i["agent_id"].as_str()),
+        (Some("assigned"), Some(bob_id.as_str())),
+        "{i}"
+    );
+    let handed = events(&i, "transferred");
+    assert_eq!(handed.len(), 1, "{i}");
+    assert_eq!(handed[0]["data"]["note"], "Customer prefers mail");
+    assert_eq!(handed[0]["data"]["to"]["agent_id"], bob_id.as_str());
+    assert_eq!(handed[0]["actor"], ann_id.as_str());
+    let notes = events(&i, "note");
+    assert_eq!(notes[0]["data"]["mentions"], json!([bob_id]));
+
+    // Bob's work list has it; Ann's no longer does.
+    let (status, w) = crate::helpers::send(
+        reqwest::Client::new()
+            .get(format!("{}/api/me/work", app.base))
+            .bearer_auth(&bob_token),
+    )
+    .await;
+    assert_eq!(status, 200, "{w}");
+    assert_eq!(w["open"][0]["id"], id.as_str(), "{w}");
+    assert_eq!(w["open"][0]["subject"], "Refund");
+    let (_, w) = crate::helpers::send(
+        reqwest::Client::new()
+            .get(format!("{}/api/me/work", app.base))
+            .bearer_auth(&ann_token),
+    )
+    .await;
+    assert_eq!(w["open"], json!([]), "{w}");
+    let (status, _) = app.get("/api/me/work").await;
+    assert_eq!(status, 400, "the admin token has no work of its own");
+
+    // Bob hands it to the billing team: 蔡明, the one agent with that skill, is offered
+    // it, though Ann was idle longer.
+    let mut cai = Desktop::available(&app.base, &cai_token).await;
+    bob.send(json!({ "type": "transfer", "interaction_id": id, "to_skill": "billing" }))
+        .await;
+    bob.expect("interaction_ended").await;
+    assert_eq!(cai.take_offer().await, id);
+    assert!(
+        ann.next_within(Duration::from_millis(300))
+            .await
+            .filter(|f| f["type"] == "offer")
+            .is_none(),
+        "the team was offered it, not Ann"
+    );
+
+    // Back to the queue: never offered again to the one who handed it on.
+    cai.send(json!({ "type": "transfer", "interaction_id": id }))
+        .await;
+    cai.expect("interaction_ended").await;
+    let offer = loop {
+        let f = ann.next().await;
+        if f["type"] == "offer" {
+            break f;
+        }
+    };
+    assert_eq!(offer["interaction"]["id"], id.as_str());
+    let id = ann.accept(&offer).await;
+    ann.send(json!({ "type": "complete", "interaction_id": id, "disposition": "resolved" }))
+        .await;
+    ann.expect("completed").await;
+    let (_, w) = crate::helpers::send(
+        reqwest::Client::new()
+            .get(format!("{}/api/me/work", app.base))
+            .bearer_auth(&ann_token),
+    )
+    .await;
+    assert_eq!(
+        w["recent"][0]["id"],
+        id.as_str(),
+        "completed this week: {w}"
+    );
+    let (_, c) = crate::helpers::send(
+        reqwest::Client::new()
+            .get(format!("{}/api/colleagues", app.base))
+            .bearer_auth(&ann_token),
+    )
+    .await;
+    let names: Vec<&str> = c["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"蔡明") && names.contains(&"Bob Wu"), "{c}");
+    assert!(!c.to_string().contains("token"), "{c}");
+    app.stop().await;
+}
