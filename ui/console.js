@@ -45,9 +45,9 @@ function start() {
     });
   }
   document.addEventListener("keydown", (e) => {
-    if (e.altKey && /^[1-7]$/.test(e.key) && session.token) {
+    if (e.altKey && /^[1-8]$/.test(e.key) && session.token) {
       e.preventDefault();
-      show(["live", "rules", "agents", "customers", "audit", "mail", "service"][Number(e.key) - 1]);
+      show(["live", "rules", "agents", "customers", "audit", "mail", "service", "canned"][Number(e.key) - 1]);
     }
   });
   if (session.token) tryToken(session.token).then((ok) => { if (ok !== true) showLogin(main, tryToken, ok); });
@@ -85,6 +85,7 @@ function buildPanes() {
   panes.audit = h("section", { id: "pane-audit", role: "tabpanel" });
   panes.mail = h("section", { id: "pane-mail", role: "tabpanel" });
   panes.service = h("section", { id: "pane-service", role: "tabpanel" });
+  panes.canned = h("section", { id: "pane-canned", role: "tabpanel" });
   fill(main, Object.values(panes));
   drawLive();
   buildRules();
@@ -108,6 +109,7 @@ function show(tab) {
   if (tab === "audit") loadAudit();
   if (tab === "mail") loadKeptAside();
   if (tab === "service") loadService();
+  if (tab === "canned") buildCanned(panes.canned);
   if (tab === "agents") loadAgents();
   if (tab === "live") loadServiceLevel();
 }

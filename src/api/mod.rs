@@ -5,6 +5,7 @@ mod agent_ws;
 mod agents;
 mod audit;
 pub mod auth;
+mod canned;
 mod customers;
 pub mod error;
 mod import;
@@ -175,6 +176,32 @@ fn api_routes() -> Routes {
                 .access(Anyone)
                 .responses(&[(200, "open and recent"), (400, "the admin token has no work of its own")]),
             work::mine,
+        )
+        .add(
+            Op::get("/api/canned", "the shared canned answers and the caller's own, with the variables they may use")
+                .access(Anyone)
+                .responses(&[(200, "the answers")]),
+            canned::list,
+        )
+        .add(
+            Op::post("/api/canned", "a new canned answer: shared (admins) or the caller's own (personal)")
+                .access(Anyone)
+                .json::<canned::CannedBody>()
+                .responses(&[(201, "the answer"), (400, "a field is wrong")]),
+            canned::create,
+        )
+        .add(
+            Op::put("/api/canned/{id}", "replace a canned answer (its owner; admins for shared ones)")
+                .access(Anyone)
+                .json::<canned::CannedBody>()
+                .responses(&[(200, "the answer"), (403, "a shared answer, and not an admin"), (404, "no such answer")]),
+            canned::replace,
+        )
+        .add(
+            Op::delete("/api/canned/{id}", "remove a canned answer (its owner; admins for shared ones)")
+                .access(Anyone)
+                .responses(&[(204, "removed"), (403, "a shared answer, and not an admin"), (404, "no such answer")]),
+            canned::remove,
         )
         .add(
             Op::get("/api/colleagues", "the active agents work can be handed to: id, name, skills, level")

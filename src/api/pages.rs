@@ -33,6 +33,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("../../ui/kept-aside.js"),
     ),
     (
+        "canned.js",
+        "text/javascript",
+        include_str!("../../ui/canned.js"),
+    ),
+    (
         "work.js",
         "text/javascript",
         include_str!("../../ui/work.js"),

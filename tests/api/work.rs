@@ -150,3 +150,121 @@ async fn a_conversation_is_noted_with_a_mention_and_handed_to_a_colleague_then_a
     assert!(!c.to_string().contains("token"), "{c}");
     app.stop().await;
 }
+
+both_backends!(canned_answers_are_shared_by_admins_and_personal_for_agents);
+
+async fn canned_answers_are_shared_by_admins_and_personal_for_agents(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (_, ann) = create_agent(&app, json!({ "name": "Ann" })).await;
+    let (_, bob) = create_agent(&app, json!({ "name": "Bob" })).await;
+    let as_agent = |token: &str, method: reqwest::Method, path: &str| {
+        reqwest::Client::new()
+            .request(method, format!("{}{path}", app.base))
+            .bearer_auth(token)
+    };
+    // Shared, by the admin: in Chinese, with its variables.
+    let (status, shared) = app
+        .post(
+            "/api/canned",
+            &json!({ "shortcut": "退款", "title": "退款已处理", "body": "您好 {customer_name}，退款已处理。——{agent_name}", "language": "zh-CN", "team": "billing" }),
+        )
+        .await;
+    assert_eq!(status, 201, "{shared}");
+    assert_eq!(shared["personal"], false);
+    // Bad ones: a shortcut with a space, a variable that does not exist, an empty text.
+    for (body, field) in [
+        (
+            json!({ "shortcut": "two words", "title": "x", "body": "x" }),
+            "shortcut",
+        ),
+        (
+            json!({ "shortcut": "x", "title": "x", "body": "Hi {customer_email}" }),
+            "body",
+        ),
+        (
+            json!({ "shortcut": "x", "title": "x", "body": "  " }),
+            "body",
+        ),
+        (
+            json!({ "shortcut": "x", "title": "", "body": "x" }),
+            "title",
+        ),
+    ] {
+        let (status, e) = app.post("/api/canned", &body).await;
+        assert_eq!((status, e["field"].as_str()), (400, Some(field)), "{e}");
+    }
+    // Ann's own: personal, whatever she asks.
+    let (status, mine) = crate::helpers::send(
+        as_agent(&ann, reqwest::Method::POST, "/api/canned")
+            .json(&json!({ "shortcut": "thanks", "title": "Thanks", "body": "Thank you, {customer_name}!" })),
+    )
+    .await;
+    assert_eq!(
+        (status, mine["personal"].as_bool()),
+        (201, Some(true)),
+        "{mine}"
+    );
+    // Each agent sees the shared ones and their own.
+    let (_, a) = crate::helpers::send(as_agent(&ann, reqwest::Method::GET, "/api/canned")).await;
+    let (_, b) = crate::helpers::send(as_agent(&bob, reqwest::Method::GET, "/api/canned")).await;
+    let shortcuts = |v: &serde_json::Value| -> Vec<String> {
+        v["answers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["shortcut"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(shortcuts(&a), vec!["thanks", "退款"]);
+    assert_eq!(shortcuts(&b), vec!["退款"]);
+    // Agents do not change shared answers, nor another agent's own.
+    let shared_id = shared["id"].as_str().unwrap();
+    let mine_id = mine["id"].as_str().unwrap();
+    let (status, _) = crate::helpers::send(
+        as_agent(
+            &ann,
+            reqwest::Method::PUT,
+            &format!("/api/canned/{shared_id}"),
+        )
+        .json(&json!({ "shortcut": "x", "title": "x", "body": "x" })),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, _) = crate::helpers::send(as_agent(
+        &bob,
+        reqwest::Method::DELETE,
+        &format!("/api/canned/{mine_id}"),
+    ))
+    .await;
+    assert_eq!(status, 404, "another agent's answer is not Bob's to see");
+    let gone = as_agent(
+        &ann,
+        reqwest::Method::DELETE,
+        &format!("/api/canned/{mine_id}"),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(gone.status(), 204);
+    // Changes to shared answers are audited.
+    let (status, edited) = app
+        .put(
+            &format!("/api/canned/{shared_id}"),
+            &json!({ "shortcut": "退款", "title": "退款", "body": "退款已处理。", "language": "zh-CN" }),
+        )
+        .await;
+    assert_eq!(
+        (status, edited["title"].as_str()),
+        (200, Some("退款")),
+        "{edited}"
+    );
+    let (_, audit) = app.get("/api/audit?action=canned.").await;
+    let actions: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, vec!["canned.update", "canned.create"], "{audit}");
+    app.stop().await;
+}

@@ -508,6 +508,28 @@ test("a working day in the desktop and the console", async (t) => {
     await desk.locator("#accept").click();
     await desk.locator("#work-open").getByText("Second contact").waitFor();
     await shot(desk, "desktop-work-list");
+    // A shared canned answer in Chinese, made in the console, inserted in the reply.
+    await admin.keyboard.press("Alt+8");
+    const cannedPane = admin.locator("#pane-canned");
+    await cannedPane.getByRole("button", { name: "新建回复" }).click();
+    const form = cannedPane.locator("#canned-editor");
+    await form.locator("input[name=shortcut]").fill("退款");
+    await form.locator("input[name=title]").fill("退款已处理");
+    await form.locator("textarea[name=body]").fill("您好，您的退款已处理，编号 {interaction_number}。——{agent_name}");
+    await form.locator("input[name=language]").fill("zh-CN");
+    await form.getByRole("button", { name: "保存" }).click();
+    await cannedPane.locator('#canned tr[data-canned="退款"]').waitFor();
+    await shot(admin, "console-canned-zh");
+    const refund = desk.locator(".workspace", { hasText: "Refund for order 5521" });
+    const reply = refund.locator("textarea[name=reply]");
+    await reply.click();
+    await reply.pressSequentially("/退", { delay: 30 });
+    await refund.locator(".canned-menu").getByText("退款已处理").waitFor();
+    await reply.press("Tab");
+    const written = await reply.inputValue();
+    assert.match(written, /^您好，您的退款已处理，编号 [0-9A-F-]{8}。——Wang Fang$/, written);
+    await refund.getByRole("button", { name: "Send" }).click();
+    await refund.getByText("sent", { exact: true }).waitFor({ timeout: 20000 });
     for (const subject of ["Refund for order 5521", "Address change", "Second contact"]) {
       const w = desk.locator(".workspace", { hasText: subject });
       await w.locator("button[name=complete]").click();
