@@ -50,11 +50,12 @@ const STRINGS = {
     anything: "name or any identity", noneFound: "No customer found.", pick: "Several customers match: pick one.",
     explicitTier: "Explicit tier", automatic: "(automatic)", import: "Import CSV", importDone: "Imported {n} rows: {c} created, {u} updated.",
     row: "Row", line: "Line {n}", field: "Field", problem: "Problem", uploading: "Uploading…", actor: "Actor", action: "Action",
-    target: "Target", since: "Since", until: "Until", filter: "Filter", more: "More", when: "When", change: "Change",
+    auditTarget: "Target", since: "Since", until: "Until", filter: "Filter", more: "More", when: "When", change: "Change",
     loading: "Loading…", saved: "Saved.", confirmRemove: "Remove this agent? Its record stays, it can no longer log in.",
     keyboard: "Keys: A accept, D decline, Alt+1…9 go to a workspace.", interaction: "Interaction",
     endedBy: "ended", supervisorOnly: "The console is for supervisors and admins.", noneWaiting: "Nobody is waiting.",
     logged: "logged in", offline: "offline", wrapping: "wrap-up",
+    confirmRollback: "Make version {v} the active rules again (as a new version)?",
     keptAside: "Mail kept aside", text: "Text", makeContact: "Make a contact", contactMade: "Contact made",
     customerEmail: "Customer's email", noneKept: "No mail is kept aside.",
     keptAsideHelp: "Mail that became no contact and answers no conversation. Make a contact of a customer's mail found here: it is queued and routed like any new mail.",
@@ -115,11 +116,12 @@ const STRINGS = {
     anything: "姓名或任意标识", noneFound: "未找到客户。", pick: "有多位客户符合,请选择一位。",
     explicitTier: "指定等级", automatic: "（自动）", import: "导入 CSV", importDone: "已导入 {n} 行：新建 {c}，更新 {u}。",
     row: "行", line: "第 {n} 行", field: "字段", problem: "问题", uploading: "正在上传…", actor: "操作人", action: "操作",
-    target: "对象", since: "起始", until: "截止", filter: "筛选", more: "更多", when: "时间", change: "变更",
+    auditTarget: "对象", since: "起始", until: "截止", filter: "筛选", more: "更多", when: "时间", change: "变更",
     loading: "正在加载…", saved: "已保存。", confirmRemove: "删除此坐席？记录会保留，但无法再登录。",
     keyboard: "快捷键：A 接受，D 拒绝，Alt+1…9 切换工作区。", interaction: "联系",
     endedBy: "已结束", supervisorOnly: "控制台仅供主管和管理员使用。", noneWaiting: "没有人在等待。",
     logged: "已登录", offline: "离线", wrapping: "话后整理",
+    confirmRollback: "将第 {v} 版重新设为当前规则（作为新版本）？",
     keptAside: "搁置的邮件", text: "正文", makeContact: "转为联系", contactMade: "已转为联系",
     customerEmail: "客户邮箱", noneKept: "没有搁置的邮件。",
     keptAsideHelp: "未成为联系、也不属于任何会话的邮件。若其中有客户的邮件，可将其转为联系：它会像新邮件一样排队并分配。",
@@ -132,6 +134,8 @@ const STRINGS = {
     callbackRetry: "回拨：{r}。已安排再次拨打。", callbackDone: "回拨：{r}。",
     callback_answered: "已接通", callback_no_answer: "无人接听", callback_busy: "占线", callback_failed: "失败",
     callbackTask: "回拨：电话系统会呼叫客户并为您接通。",
+    tier_high: "高", tier_medium: "中", tier_low: "低",
+    ev_interaction_received: "收到联系", ev_tier_decided: "确定等级", ev_tier_changed: "等级变更", ev_queued: "排队", ev_offered: "已分配", ev_offer_declined: "拒绝分配", ev_offer_timed_out: "分配超时", ev_offer_withdrawn: "撤回分配", ev_assigned: "已接手", ev_completed: "已完成", ev_abandoned: "已放弃", ev_ended_by_customer: "客户结束", ev_moved: "已转移", ev_transferred: "已转交", ev_note: "备注", ev_email_received: "收到邮件", ev_email_sent: "已发送邮件", ev_email_acknowledged: "已发送确认邮件", ev_email_survey_sent: "已发送满意度调查", ev_call_ringing: "来电振铃", ev_call_answered: "来电接通", ev_call_ended: "通话结束", ev_call_transferred: "通话转接", ev_voicemail: "语音留言", ev_customer_created: "新建客户", ev_identity_added: "添加身份", ev_identity_removed: "移除身份", ev_customer_updated: "客户信息更新", ev_purchase_recorded: "记录购买", ev_customers_merged: "客户合并", ev_sla_warning: "服务目标预警", ev_sla_breached: "服务目标超时", ev_complaint_opened: "投诉已登记", ev_complaint_owner: "投诉负责人", ev_complaint_resolved: "投诉已解决", ev_held_until_open: "等待营业", ev_callback_requested: "请求回拨", ev_callback_booked: "已安排回拨", ev_callback_result: "回拨结果", ev_satisfaction: "满意度评分", ev_reopened: "重新打开",
   },
 };
 
@@ -249,9 +253,15 @@ function span(secs) {
   return `${secs} s`;
 }
 
-/** A tier as a coloured label. */
+/** A tier as a coloured label, its name in the reader's language when it is a known one. */
 function tierPill(tier) {
-  return h("span", { class: `pill tier-${tier}` }, tier || "?");
+  const known = STRINGS[lang] && STRINGS[lang][`tier_${tier}`];
+  return h("span", { class: `pill tier-${tier}`, title: tier }, known || tier || "?");
+}
+
+/** A history event's kind as a reader says it ("email received", "邮件已收到"). */
+function eventName(kind) {
+  return (STRINGS[lang] && STRINGS[lang][`ev_${kind}`]) || String(kind).replace(/_/g, " ");
 }
 
 /** A short message in the corner, gone after a few seconds. */

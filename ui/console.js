@@ -569,6 +569,7 @@ async function loadVersions() {
 }
 
 async function rollback(version) {
+  if (!confirm(t("confirmRollback", { v: version }))) return;
   try {
     const r = await api("POST", "/api/routing/rules/rollback", { version });
     await loadRules();
@@ -701,7 +702,12 @@ function agentForm(a, onSave) {
       skills: f.skills.value.split(/[,，\s]+/).map((s) => s.trim()).filter(Boolean),
       capacity: JSON.parse(JSON.stringify(capacity)),
     };
-    try { await onSave(body); fill(problem); } catch (err) { fill(problem, err.message); }
+    try {
+      await onSave(body);
+      fill(problem);
+      // A new agent made: the form is ready for the next one.
+      if (!a) form.reset();
+    } catch (err) { fill(problem, err.message); }
   });
   return form;
 }
@@ -877,7 +883,7 @@ function buildAudit() {
   };
   const form = h("form", { class: "row", id: "audit-filter" },
     h("label", {}, t("actor"), inputs.actor), h("label", {}, t("action"), inputs.action),
-    h("label", {}, t("target"), inputs.target_kind), h("label", {}, t("since"), inputs.since), h("label", {}, t("until"), inputs.until),
+    h("label", {}, t("auditTarget"), inputs.target_kind), h("label", {}, t("since"), inputs.since), h("label", {}, t("until"), inputs.until),
     h("button", { type: "submit", class: "primary" }, t("filter")));
   form.addEventListener("submit", (e) => {
     e.preventDefault();
@@ -894,7 +900,7 @@ function buildAudit() {
   auditMore = h("button", { type: "button", class: "hidden" }, t("more"));
   fill(panes.audit, h("div", { class: "card" }, h("h2", {}, t("audit")), form,
     h("div", { class: "scroll" }, h("table", { id: "audit-table" },
-      h("thead", {}, h("tr", {}, h("th", {}, t("when")), h("th", {}, t("actor")), h("th", {}, t("action")), h("th", {}, t("target")), h("th", {}, t("change")))),
+      h("thead", {}, h("tr", {}, h("th", {}, t("when")), h("th", {}, t("actor")), h("th", {}, t("action")), h("th", {}, t("auditTarget")), h("th", {}, t("change")))),
       auditEl)), auditMore));
 }
 

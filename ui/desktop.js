@@ -581,7 +581,8 @@ function emailBody(w) {
   const files = i.attachments || [];
   const composer = h("textarea", { name: "reply", rows: 5, placeholder: t("reply"), "aria-label": t("reply") });
   const button = h("button", { type: "button", class: "primary" }, t("send"));
-  const go = () => sendReply(w, composer);
+  const mail = mailComposer(w, composer, mails);
+  const go = () => sendMail(w, composer, mail);
   button.addEventListener("click", go);
   composer.addEventListener("keydown", (e) => { if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); go(); } });
   return h("div", {},
@@ -595,7 +596,7 @@ function emailBody(w) {
       h("div", { class: "meta" }, `${t("reply")} · `, h("span", { class: r.state === "sent" ? "okay" : r.state === "failed" ? "error" : "warning" },
         t(r.state === "sending" ? "queued" : r.state)), r.error ? ` — ${r.error}` : ""),
       h("pre", {}, r.body))),
-    h("div", {}, composer, h("div", { class: "row" }, button, h("span", { class: "muted small" }, "Ctrl+Enter"))));
+    h("div", {}, mail.head, composer, mail.foot, h("div", { class: "row" }, button, h("span", { class: "muted small" }, "Ctrl+Enter"))));
 }
 
 function mailBlock(w, e) {
@@ -700,10 +701,10 @@ function customerPanel(w) {
 
 function eventText(e) {
   const d = e.data || {};
-  if (e.kind === "chat" && d.type === "message") return `chat · ${d.from}: ${String(d.text || "").slice(0, 120)}`;
-  if (e.kind === "chat") return `chat · ${String(d.type || "").replace(/_/g, " ")}`;
+  if (e.kind === "chat" && d.type === "message") return `${t("chat")} · ${d.from}: ${String(d.text || "").slice(0, 120)}`;
+  if (e.kind === "chat") return `${t("chat")} · ${String(d.type || "").replace(/_/g, " ")}`;
   const detail = d.subject || d.text || d.disposition || d.reason || d.notes || "";
-  return `${e.kind.replace(/_/g, " ")}${detail ? ": " + String(detail).slice(0, 120) : ""}`;
+  return `${eventName(e.kind)}${detail ? ": " + String(detail).slice(0, 120) : ""}`;
 }
 
 window.addEventListener("DOMContentLoaded", start);

@@ -60,7 +60,22 @@ function drawWork(r) {
       : h("p", { class: "muted small" }, t("noOpenWork")),
     h("h3", {}, t("recentWork")),
     r.recent.length ? h("ul", { class: "worklist", id: "work-recent" }, r.recent.map((i) => row(i, true)))
-      : h("p", { class: "muted small" }, t("noRecentWork")));
+      : h("p", { class: "muted small" }, t("noRecentWork")),
+    signatureEditor());
+}
+
+/** The agent's own mail signature, edited beside the work list. */
+function signatureEditor() {
+  const text = h("textarea", { name: "signature", rows: 3, "aria-label": t("signature") });
+  mySignature().then((s) => { if (!text.value) text.value = s; });
+  const save = h("button", { type: "button", name: "save-signature" }, t("saveSignature"));
+  save.addEventListener("click", async () => {
+    try {
+      work.signature = (await api("PUT", "/api/me/signature", { signature: text.value })).signature;
+      toast(t("saved"));
+    } catch (e) { toast(e.message); }
+  });
+  return h("details", { class: "signature" }, h("summary", {}, t("signature")), text, save);
 }
 
 function focusWorkspace(id) {
@@ -212,4 +227,98 @@ function workKeys(e, typing) {
     if (el) { e.preventDefault(); el.click(); return true; }
   }
   return false;
+}
+
+// ---- the mail composer: recipients, copies, files, the quoted original, a signature,
+// and a draft kept across reloads ----
+
+Object.assign(STRINGS.en, {
+  to: "To", cc: "Cc", attach: "Attach files", quote: "Quote the customer's message", wrote: "On {at}, {who} wrote:",
+  uploading: "Uploading…", removeFile: "Remove", signature: "Signature", saveSignature: "Save signature",
+});
+Object.assign(STRINGS.zh, {
+  to: "收件人", cc: "抄送", attach: "添加附件", quote: "引用客户的邮件", wrote: "{at}，{who} 写道：",
+  uploading: "正在上传…", removeFile: "移除", signature: "签名", saveSignature: "保存签名",
+});
+
+/** The agent's signature, read once. */
+async function mySignature() {
+  if (work.signature === undefined) {
+    try { work.signature = (await api("GET", "/api/me/signature")).signature || ""; } catch (_) { work.signature = ""; }
+  }
+  return work.signature;
+}
+
+const splitAddresses = (s) => s.split(/[,;\s]+/).map((x) => x.trim()).filter(Boolean);
+
+/** The parts around a mail reply's text box: To and Cc above; files and the quote below. */
+function mailComposer(w, composer, mails) {
+  const received = mails.filter((e) => e.kind === "email_received");
+  const last = received[received.length - 1];
+  const customer = last && last.data ? last.data.from : "";
+  w.outFiles = w.outFiles || [];
+  const to = h("input", { name: "mail-to", value: customer || "", size: 40, "aria-label": t("to") });
+  const cc = h("input", { name: "mail-cc", size: 40, "aria-label": t("cc"), placeholder: "name@example.com" });
+  const quote = h("input", { type: "checkbox", name: "mail-quote" });
+  quote.checked = true;
+  const chips = h("span", { class: "files" });
+  const drawChips = () => fill(chips, w.outFiles.map((f, k) => h("span", { class: "pill file" }, f.name,
+    h("button", { type: "button", class: "link small", "aria-label": `${t("removeFile")} ${f.name}`,
+      onclick: () => { w.outFiles.splice(k, 1); drawChips(); } }, " ×"))));
+  drawChips();
+  const picker = h("input", { type: "file", name: "mail-files", multiple: true, "aria-label": t("attach") });
+  picker.addEventListener("change", async () => {
+    for (const file of [...picker.files]) {
+      try {
+        const r = await fetch(`/api/interactions/${w.id}/files?name=${encodeURIComponent(file.name)}`, {
+          method: "POST", body: file,
+          headers: { Authorization: `Bearer ${session.token}`, "Content-Type": file.type || "application/octet-stream" },
+        });
+        const body = await r.json();
+        if (!r.ok) throw new Error(body.message || `HTTP ${r.status}`);
+        w.outFiles.push(body);
+      } catch (e) {
+        toast(`${file.name}: ${e.message}`);
+      }
+    }
+    picker.value = "";
+    drawChips();
+  });
+  // The draft, kept in this browser until sent; a new reply starts with the signature.
+  const key = `sb.draft.${w.id}`;
+  const draft = localStorage.getItem(key);
+  if (draft) composer.value = draft;
+  else mySignature().then((s) => { if (s && !composer.value) { composer.value = `\n\n-- \n${s}`; composer.setSelectionRange(0, 0); } });
+  composer.addEventListener("input", () => localStorage.setItem(key, composer.value));
+  return {
+    to, cc, quote, last,
+    head: h("div", { class: "mail-head" }, h("label", {}, t("to"), to), h("label", {}, t("cc"), cc)),
+    foot: h("div", { class: "row mail-foot" }, h("label", {}, picker, t("attach")), chips,
+      h("label", {}, quote, t("quote"))),
+  };
+}
+
+/** Sends a mail reply with its recipients, copies, files and the quoted original. */
+function sendMail(w, composer, mail) {
+  let body = composer.value.trim();
+  if (!body) return;
+  if (mail.quote.checked && mail.last && mail.last.data && mail.last.data.text) {
+    const d = mail.last.data;
+    const quoted = String(d.text).trimEnd().split(/\r?\n/).map((l) => `> ${l}`).join("\n");
+    body += `\n\n${t("wrote", { at: clock(mail.last.at), who: d.from_name || d.from || "" })}\n${quoted}`;
+  }
+  const replyId = `r-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+  const frame = { type: "reply", interaction_id: w.id, body, reply_id: replyId };
+  const to = splitAddresses(mail.to.value);
+  const cc = splitAddresses(mail.cc.value);
+  const customer = mail.last && mail.last.data ? mail.last.data.from : null;
+  if (to.length && !(to.length === 1 && to[0] === customer)) frame.to = to;
+  if (cc.length) frame.cc = cc;
+  if (w.outFiles.length) frame.attachments = w.outFiles.map((f) => f.id);
+  if (!send(frame)) return;
+  composer.value = "";
+  localStorage.removeItem(`sb.draft.${w.id}`);
+  w.outFiles = [];
+  w.replies.set(replyId, { body, state: "sending", at: new Date().toISOString() });
+  drawWorkspace(w);
 }

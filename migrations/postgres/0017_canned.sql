@@ -14,3 +14,6 @@ CREATE TABLE canned_answers (
     updated_at     BIGINT NOT NULL
 );
 CREATE INDEX canned_answers_owner ON canned_answers (owner_agent_id, shortcut);
+
+-- Each agent's mail signature, added below a reply as it is begun.
+ALTER TABLE agents ADD COLUMN signature TEXT;

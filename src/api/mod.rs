@@ -90,6 +90,11 @@ pub fn router(state: AppState) -> Router {
         .merge(
             import_routes().map(|r| r.layer(DefaultBodyLimit::max(settings.api.max_import_bytes))),
         )
+        .merge(upload_routes().map(|r| {
+            r.layer(DefaultBodyLimit::max(
+                settings.email.max_attachment_bytes as usize,
+            ))
+        }))
         .map(|r| {
             r.route_layer(middleware::from_fn_with_state(
                 auth_state,
@@ -154,6 +159,24 @@ fn import_routes() -> Routes {
     )
 }
 
+/// Files an agent attaches to a reply: bodies up to the largest attachment kept.
+fn upload_routes() -> Routes {
+    use openapi::Access::Anyone;
+    Routes::default().add(
+        Op::post(
+            "/api/interactions/{id}/files",
+            "a file the agent holding the interaction attaches to its next mail reply (?name=, the body is the file)",
+        )
+        .access(Anyone)
+        .responses(&[
+            (201, "the file's id, for the reply's attachments"),
+            (404, "no such interaction held by the caller"),
+            (413, "larger than the largest attachment kept"),
+        ]),
+        work::upload,
+    )
+}
+
 /// Everything else under `/api`, each with who may call it.
 fn api_routes() -> Routes {
     use Access::{Anyone, Supervisor};
@@ -202,6 +225,19 @@ fn api_routes() -> Routes {
                 .access(Anyone)
                 .responses(&[(204, "removed"), (403, "a shared answer, and not an admin"), (404, "no such answer")]),
             canned::remove,
+        )
+        .add(
+            Op::get("/api/me/signature", "the caller's mail signature")
+                .access(Anyone)
+                .responses(&[(200, "the signature")]),
+            work::signature,
+        )
+        .add(
+            Op::put("/api/me/signature", "set the caller's mail signature")
+                .access(Anyone)
+                .json::<work::Signature>()
+                .responses(&[(200, "the signature")]),
+            work::set_signature,
         )
         .add(
             Op::get("/api/colleagues", "the active agents work can be handed to: id, name, skills, level")

@@ -117,3 +117,157 @@ pub async fn colleagues(State(state): State<AppState>, _: Anyone) -> Result<Json
         .collect();
     Ok(Json(json!({ "agents": agents })))
 }
+
+/// The body of `PUT /api/me/signature`.
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Signature {
+    /// Added below each mail reply as it is begun; empty: none. At most 2,000 characters.
+    pub signature: String,
+}
+
+/// `GET /api/me/signature`: the caller's mail signature.
+pub async fn signature(
+    State(state): State<AppState>,
+    who: Anyone,
+) -> Result<Json<Value>, ApiError> {
+    let agent_id = own(&who)?;
+    let mut conn = state.store.pool().acquire().await?;
+    let row = sqlx::query("SELECT signature FROM agents WHERE id = $1")
+        .bind(&agent_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let signature: Option<String> = match row {
+        Some(r) => r.try_get("signature")?,
+        None => None,
+    };
+    Ok(Json(json!({ "signature": signature.unwrap_or_default() })))
+}
+
+/// `PUT /api/me/signature`: sets it.
+pub async fn set_signature(
+    State(state): State<AppState>,
+    who: Anyone,
+    super::error::ApiJson(s): super::error::ApiJson<Signature>,
+) -> Result<Json<Value>, ApiError> {
+    let agent_id = own(&who)?;
+    let text = s.signature.replace('\0', "");
+    if text.chars().count() > 2000 {
+        return Err(ApiError::field("signature", "at most 2,000 characters"));
+    }
+    let text = text.trim_end().to_string();
+    let mut tx = state.store.begin_write().await?;
+    sqlx::query("UPDATE agents SET signature = $2 WHERE id = $1")
+        .bind(&agent_id)
+        .bind(if text.is_empty() {
+            None
+        } else {
+            Some(text.clone())
+        })
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(Json(json!({ "signature": text })))
+}
+
+/// The caller's agent id; the admin token has none.
+fn own(who: &Anyone) -> Result<String, ApiError> {
+    who.0.agent_id.clone().ok_or_else(|| {
+        ApiError::field(
+            "token",
+            "the admin token has no work of its own: use an agent's token",
+        )
+    })
+}
+
+/// `POST /api/interactions/{id}/files?name=…`: a file the agent holding the interaction
+/// attaches to its next mail reply (the body is the file; its `Content-Type` kept).
+/// Answers its id, named in the reply's `attachments`.
+pub async fn upload(
+    State(state): State<AppState>,
+    who: Anyone,
+    super::error::ApiPath(id): super::error::ApiPath<String>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+    req: axum::extract::Request,
+) -> Result<(axum::http::StatusCode, Json<Value>), ApiError> {
+    let name: String = q
+        .get("name")
+        .map(|n| {
+            n.trim()
+                .chars()
+                .filter(|c| !c.is_control() && !matches!(c, '/' | '\\'))
+                .take(200)
+                .collect()
+        })
+        .filter(|n: &String| !n.is_empty())
+        .ok_or_else(|| ApiError::field("name", "the file's name, such as invoice.pdf"))?;
+    let content_type = req
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.parse::<mime_guard::Check>().is_ok())
+        .unwrap_or("application/octet-stream")
+        .to_string();
+    let data = super::error::read_body(req, &state).await?;
+    if data.is_empty() {
+        return Err(ApiError::field("body", "the file is empty"));
+    }
+    let mut tx = state.store.begin_write().await?;
+    let row = store::interactions::get(&mut tx, &id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no interaction has the id '{id}'")))?;
+    let holds = row.state == "assigned" && row.agent_id == who.0.agent_id;
+    if !holds {
+        // An agent learns nothing of interactions it does not hold.
+        return Err(if who.0.role == store::agents::Role::Agent {
+            ApiError::NotFound(format!("no interaction has the id '{id}'"))
+        } else {
+            ApiError::Conflict {
+                field: None,
+                message: "files are attached by the agent holding the interaction".into(),
+            }
+        });
+    }
+    let file_id = format!("out-{}", store::new_id());
+    sqlx::query(
+        "INSERT INTO attachments (id, interaction_id, name, content_type, size, data, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&file_id)
+    .bind(&id)
+    .bind(&name)
+    .bind(&content_type)
+    .bind(data.len() as i64)
+    .bind(data.to_vec())
+    .bind(now_ms())
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok((
+        axum::http::StatusCode::CREATED,
+        Json(
+            json!({ "id": file_id, "name": name, "content_type": content_type, "size": data.len() }),
+        ),
+    ))
+}
+
+/// A content type as a header may carry it: `type/subtype` and parameters, printable.
+mod mime_guard {
+    pub struct Check;
+    impl std::str::FromStr for Check {
+        type Err = ();
+        fn from_str(s: &str) -> Result<Check, ()> {
+            let main = s.split(';').next().unwrap_or_default().trim();
+            let ok = s.len() <= 200
+                && s.chars().all(|c| c.is_ascii_graphic() || c == ' ')
+                && main
+                    .split_once('/')
+                    .is_some_and(|(a, b)| !a.is_empty() && !b.is_empty());
+            if ok {
+                Ok(Check)
+            } else {
+                Err(())
+            }
+        }
+    }
+}

@@ -545,6 +545,20 @@ impl Core for CoreService {
         })
     }
 
+    fn file<'a>(
+        &'a self,
+        interaction_id: &'a str,
+        file_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<(String, String, Vec<u8>)>, IntakeError>> {
+        Box::pin(async move {
+            let mut conn = self.store.pool().acquire().await.map_err(unavailable)?;
+            Ok(store::channel::file(&mut conn, interaction_id, file_id)
+                .await
+                .map_err(unavailable)?
+                .and_then(|(name, content_type, data)| Some((name, content_type, data?))))
+        })
+    }
+
     fn tell_agent<'a>(
         &'a self,
         interaction_id: &'a str,

@@ -79,6 +79,15 @@ pub enum ClientMessage {
         /// not send the reply twice.
         #[serde(default)]
         reply_id: Option<String>,
+        /// A mail's recipients, when not the customer alone (at most 20).
+        #[serde(default)]
+        to: Option<Vec<String>>,
+        /// A mail's copies (at most 20).
+        #[serde(default)]
+        cc: Option<Vec<String>>,
+        /// Files the agent uploaded to the interaction, by id, sent with a mail (at most 10).
+        #[serde(default)]
+        attachments: Option<Vec<String>>,
     },
     /// Hand an assigned interaction to a named agent, to the agents of a skill or team,
     /// or back to the queue (neither named), with a note for whoever takes it.

@@ -528,8 +528,17 @@ test("a working day in the desktop and the console", async (t) => {
     await reply.press("Tab");
     const written = await reply.inputValue();
     assert.match(written, /^您好，您的退款已处理，编号 [0-9A-F-]{8}。——Wang Fang$/, written);
+    // The accountant in copy, a file attached; the customer's words quoted below.
+    await refund.locator("input[name=mail-cc]").fill("accounts@example.com");
+    const receipt = join(dataDir, "receipt-5521.txt");
+    writeFileSync(receipt, "Refund 5521: 49.90 EUR\n");
+    await refund.locator("input[name=mail-files]").setInputFiles(receipt);
+    await refund.locator(".pill.file", { hasText: "receipt-5521.txt" }).waitFor();
     await refund.getByRole("button", { name: "Send" }).click();
     await refund.getByText("sent", { exact: true }).waitFor({ timeout: 20000 });
+    const sentMail = await until("the reply with its file reaches the relay", () => relay.messages.find((m) => m.includes("receipt-5521.txt")));
+    assert.match(sentMail, /^Cc: accounts@example\.com/mi);
+    assert.match(sentMail, /> Please refund order 5521, it never arrived\./);
     for (const subject of ["Refund for order 5521", "Address change", "Second contact"]) {
       const w = desk.locator(".workspace", { hasText: subject });
       await w.locator("button[name=complete]").click();

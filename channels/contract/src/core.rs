@@ -393,6 +393,14 @@ pub trait Core: Intake {
         value: &'a str,
     ) -> BoxFuture<'a, Result<(), IntakeError>>;
 
+    /// A file an agent attached to a reply on an interaction (uploaded before the reply
+    /// named it): its name, content type and bytes; `None` when there is no such file.
+    fn file<'a>(
+        &'a self,
+        interaction_id: &'a str,
+        file_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<(String, String, Vec<u8>)>, IntakeError>>;
+
     /// Tells the agent holding an interaction something about it (a reply delivered or
     /// not), as a numbered event on the agent's desktop.
     fn tell_agent<'a>(

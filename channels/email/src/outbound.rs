@@ -329,15 +329,38 @@ impl Email {
                 "the reply's sender '{ours}' is not an address: {e}"
             ))
         })?;
-        let to: Mailbox = customer.parse().map_err(|e| {
-            Failure::Permanent(format!("the customer's address is not usable: {e}"))
-        })?;
+        // The agent's recipients and copies, when it named any; else the customer.
+        let listed = |key: &str| -> Vec<String> {
+            p[key]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        };
+        let mut recipients = listed("to");
+        if recipients.is_empty() {
+            recipients.push(customer.to_string());
+        }
+        let copies = listed("cc");
         let mut builder = Message::builder()
             .from(from)
-            .to(to)
             .subject(subject.clone())
             .message_id(Some(format!("<{message_id}>")))
             .header(Loop(self.settings.hostname.clone()));
+        for a in &recipients {
+            let to: Mailbox = a.parse().map_err(|e| {
+                Failure::Permanent(format!("a recipient's address is not usable: {e}"))
+            })?;
+            builder = builder.to(to);
+        }
+        for a in &copies {
+            let cc: Mailbox = a
+                .parse()
+                .map_err(|e| Failure::Permanent(format!("a copy's address is not usable: {e}")))?;
+            builder = builder.cc(cc);
+        }
         if let Some(irt) = &in_reply_to {
             builder = builder.in_reply_to(irt.clone());
         }
@@ -348,12 +371,41 @@ impl Email {
             // RFC 3834: an automatic answer, which well-behaved responders do not answer.
             builder = builder.header(AutoSubmitted);
         }
-        let message = match html {
-            Some(html) => builder.multipart(MultiPart::alternative_plain_html(
-                body.to_string(),
-                html.to_string(),
-            )),
-            None => builder.singlepart(SinglePart::plain(body.to_string())),
+        // The files the agent attached, read from the store as they were uploaded.
+        let mut files = Vec::new();
+        for id in listed("attachments") {
+            match self.core.file(interaction, &id).await.map_err(core_err)? {
+                Some(f) => files.push(f),
+                None => {
+                    return Err(Failure::Permanent(format!(
+                        "the attached file '{id}' is no longer there"
+                    )))
+                }
+            }
+        }
+        let text =
+            html.map(|html| MultiPart::alternative_plain_html(body.to_string(), html.to_string()));
+        let message = if files.is_empty() {
+            match text {
+                Some(text) => builder.multipart(text),
+                None => builder.singlepart(SinglePart::plain(body.to_string())),
+            }
+        } else {
+            // The text (or its alternatives) first, then each file.
+            let mut mixed = match text {
+                Some(text) => MultiPart::mixed().multipart(text),
+                None => MultiPart::mixed().singlepart(SinglePart::plain(body.to_string())),
+            };
+            for (name, content_type, data) in &files {
+                let ct = lettre::message::header::ContentType::parse(content_type).unwrap_or(
+                    lettre::message::header::ContentType::parse("application/octet-stream")
+                        .expect("a valid content type"),
+                );
+                mixed = mixed.singlepart(
+                    lettre::message::Attachment::new(name.clone()).body(data.clone(), ct),
+                );
+            }
+            builder.multipart(mixed)
         }
         .map_err(|e| Failure::Permanent(format!("the reply could not be written: {e}")))?;
         let transport = self.transport().map_err(Failure::Permanent)?;
@@ -378,7 +430,8 @@ impl Email {
                         _ => SENT,
                     },
                     json!({
-                        "message_id": message_id, "from": ours, "to": [customer], "subject": subject,
+                        "message_id": message_id, "from": ours, "to": recipients, "cc": copies, "subject": subject,
+                        "attachments": files.iter().map(|(n, c, d)| json!({ "name": n, "content_type": c, "size": d.len() })).collect::<Vec<_>>(),
                         "text": truncate(body, 1 << 20), "html": html.map(|h| truncate(h, 1 << 20)),
                         "agent_id": p["agent_id"], "reply_id": p["reply_id"],
                     }),

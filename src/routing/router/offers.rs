@@ -154,6 +154,7 @@ impl Router {
         body: String,
         html: Option<String>,
         reply_id: Option<String>,
+        mail: MailParts,
     ) {
         let Some(s) = self.agents.get(agent_id) else {
             return;
@@ -193,6 +194,15 @@ impl Router {
                 );
             }
         }
+        if !mail.is_empty() && channel != ChannelKind::Email {
+            return s.error(
+                "bad_field",
+                "to, cc, attachments: a chat reply is the text alone",
+            );
+        }
+        if let Err(e) = mail.check() {
+            return s.error("bad_field", &e);
+        }
         let reply_id = reply_id
             .map(|r| {
                 r.chars()
@@ -204,14 +214,32 @@ impl Router {
             .unwrap_or_else(new_id);
         let row = async {
             let mut conn = self.store.pool().acquire().await?;
-            interactions::get(&mut conn, interaction_id).await
+            let row = interactions::get(&mut conn, interaction_id).await?;
+            let mut missing = None;
+            for f in &mail.attachments {
+                if crate::store::channel::file(&mut conn, interaction_id, f)
+                    .await?
+                    .and_then(|(_, _, data)| data)
+                    .is_none()
+                {
+                    missing = Some(f.clone());
+                    break;
+                }
+            }
+            Ok::<_, sqlx::Error>(row.map(|r| (r, missing)))
         }
         .await;
         let Some(s) = self.agents.get_mut(agent_id) else {
             return;
         };
         let row = match row {
-            Ok(Some(row)) => row,
+            Ok(Some((_, Some(missing)))) => {
+                return s.error(
+                    "bad_field",
+                    &format!("attachments: no file '{missing}' was uploaded to this interaction"),
+                )
+            }
+            Ok(Some((row, None))) => row,
             Ok(None) => return s.error("not_yours", "that interaction is no longer yours"),
             Err(_) => {
                 return s.error(
@@ -226,6 +254,15 @@ impl Router {
         });
         if let Some(h) = html {
             payload["html"] = json!(h);
+        }
+        if !mail.to.is_empty() {
+            payload["to"] = json!(mail.to);
+        }
+        if !mail.cc.is_empty() {
+            payload["cc"] = json!(mail.cc);
+        }
+        if !mail.attachments.is_empty() {
+            payload["attachments"] = json!(mail.attachments);
         }
         self.pending.push(Pending::Command {
             id: format!("reply:{agent_id}:{reply_id}"),
@@ -498,5 +535,43 @@ impl Router {
             .map(|e| json!({ "seq": e.seq, "kind": e.kind, "at": rfc3339(e.occurred_at), "interaction_id": e.interaction_id, "data": e.data }))
             .collect();
         Ok(v)
+    }
+}
+
+/// A mail reply's recipients, copies and files, beside its text.
+#[derive(Debug, Default)]
+pub(super) struct MailParts {
+    /// Recipients instead of the customer alone.
+    pub to: Vec<String>,
+    /// Copies.
+    pub cc: Vec<String>,
+    /// Uploaded files' ids.
+    pub attachments: Vec<String>,
+}
+
+impl MailParts {
+    fn is_empty(&self) -> bool {
+        self.to.is_empty() && self.cc.is_empty() && self.attachments.is_empty()
+    }
+
+    /// Each address an address, each list bounded; the message names the field.
+    fn check(&self) -> Result<(), String> {
+        for (field, list) in [("to", &self.to), ("cc", &self.cc)] {
+            if list.len() > 20 {
+                return Err(format!("{field}: at most 20 addresses"));
+            }
+            for a in list {
+                if a.parse::<email_address::EmailAddress>().is_err() {
+                    return Err(format!(
+                        "{field}: '{}' is not an email address",
+                        a.chars().take(80).collect::<String>()
+                    ));
+                }
+            }
+        }
+        if self.attachments.len() > 10 {
+            return Err("attachments: at most 10 files".into());
+        }
+        Ok(())
     }
 }

@@ -196,8 +196,16 @@ impl Router {
                 body,
                 html,
                 reply_id,
+                to,
+                cc,
+                attachments,
             } => {
-                self.reply(agent_id, &interaction_id, body, html, reply_id)
+                let mail = super::offers::MailParts {
+                    to: to.unwrap_or_default(),
+                    cc: cc.unwrap_or_default(),
+                    attachments: attachments.unwrap_or_default(),
+                };
+                self.reply(agent_id, &interaction_id, body, html, reply_id, mail)
                     .await
             }
             ClientMessage::Transfer {

@@ -32,4 +32,12 @@ print(json.dumps({
     "plain": body("plain"),
     "html": body("html"),
     "defects": [type(d).__name__ for part in message.walk() for d in part.defects],
+    "to": message.get_all("To"),
+    "cc": message.get_all("Cc"),
+    "attachments": [
+        {"filename": part.get_filename(), "content_type": part.get_content_type(),
+         "content": part.get_content() if part.get_content_maintype() == "text" else None,
+         "size": len(part.get_payload(decode=True) or b"")}
+        for part in message.iter_attachments()
+    ] if message.is_multipart() else [],
 }))

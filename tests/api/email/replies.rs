@@ -157,3 +157,117 @@ async fn html_on_a_chat_reply_is_refused() {
 }
 
 both_backends!(a_reply_is_mime_that_a_standard_parser_reads_in_chinese_and_as_rich_text);
+
+both_backends!(a_reply_goes_to_its_recipients_and_copies_with_the_agents_files);
+
+/// The composer's mail: recipients and copies the agent chose, and files it uploaded,
+/// as a mail client reads them; the agent's signature kept for it.
+async fn a_reply_goes_to_its_recipients_and_copies_with_the_agents_files(backend: Backend) {
+    let (relay, sink) = smtp_sink().await;
+    let (app, _dir) = app(backend, relay, |_| {}).await;
+    let (_, token) = create_agent(&app, json!({ "name": "Li Na" })).await;
+    let mut li = Desktop::available(&app.base, &token).await;
+    let client = reqwest::Client::new();
+    let first = Message::builder()
+        .from("Ola Berg <ola@example.no>".parse().unwrap())
+        .to("support@shop.test".parse().unwrap())
+        .subject("Invoice copy")
+        .body("Please send me the invoice, with my accountant in copy.".to_string())
+        .unwrap();
+    mailer(&app).send(first).await.unwrap();
+    let interaction = li.take_offer().await;
+
+    // The signature is the agent's own.
+    let (status, s) = crate::helpers::send(
+        client
+            .put(format!("{}/api/me/signature", app.base))
+            .bearer_auth(&token)
+            .json(&json!({ "signature": "Li Na\nShop support" })),
+    )
+    .await;
+    assert_eq!(
+        (status, s["signature"].as_str()),
+        (200, Some("Li Na\nShop support"))
+    );
+    let (status, _) = app.get("/api/me/signature").await;
+    assert_eq!(status, 400, "the admin token has no signature");
+
+    // Two files: a PDF and a text in Chinese, uploaded to the interaction.
+    let pdf = b"%PDF-1.4\n% invoice 42\n".repeat(200);
+    let upload = |name: &str, content_type: &str, body: Vec<u8>, bearer: &str| {
+        client
+            .post(format!("{}/api/interactions/{interaction}/files", app.base))
+            .query(&[("name", name)])
+            .header("content-type", content_type)
+            .bearer_auth(bearer)
+            .body(body)
+    };
+    let (status, a) = crate::helpers::send(upload(
+        "invoice-42.pdf",
+        "application/pdf",
+        pdf.clone(),
+        &token,
+    ))
+    .await;
+    assert_eq!(status, 201, "{a}");
+    let (status, b) = crate::helpers::send(upload(
+        "说明.txt",
+        "text/plain; charset=utf-8",
+        "发票已附上。".as_bytes().to_vec(),
+        &token,
+    ))
+    .await;
+    assert_eq!(status, 201, "{b}");
+    // Not the holder: no such interaction to attach to.
+    let (_, other) = create_agent(&app, json!({ "name": "Mo" })).await;
+    let (status, _) =
+        crate::helpers::send(upload("x.txt", "text/plain", b"x".to_vec(), &other)).await;
+    assert_eq!(status, 404);
+
+    // Bad recipients and unknown files are refused; nothing is sent.
+    li.send(json!({ "type": "reply", "interaction_id": interaction, "body": "x", "cc": ["not an address"] }))
+        .await;
+    assert_eq!(li.expect("error").await["code"], "bad_field");
+    li.send(json!({ "type": "reply", "interaction_id": interaction, "body": "x", "attachments": ["out-nope"] }))
+        .await;
+    assert_eq!(li.expect("error").await["code"], "bad_field");
+
+    li.send(json!({
+        "type": "reply", "interaction_id": interaction, "reply_id": "files-1",
+        "body": "Here is your invoice.\n\n-- \nLi Na",
+        "to": ["ola@example.no"], "cc": ["accountant@example.no"],
+        "attachments": [a["id"], b["id"]],
+    }))
+    .await;
+    li.expect("reply_sent").await;
+    let (_, recipients, data) = sink.lock().unwrap()[0].clone();
+    assert_eq!(
+        recipients,
+        vec![
+            "<ola@example.no>".to_string(),
+            "<accountant@example.no>".to_string()
+        ]
+    );
+    let read = python_reads(&data);
+    assert_eq!(read["defects"], json!([]), "{read}");
+    assert_eq!(read["cc"], json!(["accountant@example.no"]), "{read}");
+    assert_eq!(
+        read["plain"]["content"]
+            .as_str()
+            .unwrap()
+            .trim_end()
+            .replace("\r\n", "\n"),
+        "Here is your invoice.\n\n-- \nLi Na"
+    );
+    let files = read["attachments"].as_array().unwrap();
+    assert_eq!(files.len(), 2, "{read}");
+    assert_eq!(files[0]["filename"], "invoice-42.pdf");
+    assert_eq!(files[0]["content_type"], "application/pdf");
+    assert_eq!(files[0]["size"], pdf.len());
+    assert_eq!(files[1]["filename"], "说明.txt");
+    assert_eq!(
+        files[1]["content"].as_str().unwrap().trim_end(),
+        "发票已附上。"
+    );
+    app.stop().await;
+}
