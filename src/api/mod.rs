@@ -90,11 +90,10 @@ pub fn router(state: AppState) -> Router {
         .merge(
             import_routes().map(|r| r.layer(DefaultBodyLimit::max(settings.api.max_import_bytes))),
         )
-        .merge(upload_routes().map(|r| {
-            r.layer(DefaultBodyLimit::max(
-                settings.email.max_attachment_bytes as usize,
-            ))
-        }))
+        .merge(
+            upload_routes()
+                .map(|r| r.layer(DefaultBodyLimit::max(settings.email.max_attachment_bytes))),
+        )
         .map(|r| {
             r.route_layer(middleware::from_fn_with_state(
                 auth_state,

@@ -549,7 +549,7 @@ impl Core for CoreService {
         &'a self,
         interaction_id: &'a str,
         file_id: &'a str,
-    ) -> BoxFuture<'a, Result<Option<(String, String, Vec<u8>)>, IntakeError>> {
+    ) -> BoxFuture<'a, Result<Option<switchboard_contract::StoredFile>, IntakeError>> {
         Box::pin(async move {
             let mut conn = self.store.pool().acquire().await.map_err(unavailable)?;
             Ok(store::channel::file(&mut conn, interaction_id, file_id)

@@ -351,6 +351,9 @@ pub struct CallbackTask {
     pub attempts: u32,
 }
 
+/// A stored file: its name, content type and bytes.
+pub type StoredFile = (String, String, Vec<u8>);
+
 /// The core's side for channels that follow their contacts' lives.
 pub trait Core: Intake {
     /// The contact a key names: the key it was submitted under, or the event key of any
@@ -399,7 +402,7 @@ pub trait Core: Intake {
         &'a self,
         interaction_id: &'a str,
         file_id: &'a str,
-    ) -> BoxFuture<'a, Result<Option<(String, String, Vec<u8>)>, IntakeError>>;
+    ) -> BoxFuture<'a, Result<Option<StoredFile>, IntakeError>>;
 
     /// Tells the agent holding an interaction something about it (a reply delivered or
     /// not), as a numbered event on the agent's desktop.

@@ -22,6 +22,7 @@ mod core;
 pub use crate::core::{
     Assignment, Attachment, CallbackTask, ChannelEvent, Command, CommandFor, Completed, Connected,
     Contact, Core, Due, Ending, KeptAside, NewCallback, Position, Rated, Recorded, ServiceInfo,
+    StoredFile,
 };
 
 use std::fmt;
