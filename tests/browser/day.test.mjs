@@ -545,6 +545,20 @@ test("a working day in the desktop and the console", async (t) => {
       await w.waitFor({ state: "detached" });
     }
     await desk.locator("#work-recent").getByText("Second contact").waitFor();
+
+    // A visitor on a Chinese page: the widget speaks Chinese, and the visitor ends the
+    // chat themselves.
+    await visitor.goto(`${base}/chat/demo/zh`);
+    await visitor.evaluate(() => localStorage.clear());
+    await visitor.reload();
+    await visitor.getByRole("button", { name: "在线咨询" }).click();
+    await visitor.locator("#sb-text").fill("请问可以开发票吗？");
+    await visitor.getByRole("button", { name: "发送" }).click();
+    await offer.getByText("Chats").waitFor({ timeout: 20000 });
+    await visitor.getByRole("button", { name: "结束对话" }).click();
+    await visitor.getByText("对话已结束。").waitFor();
+    await offer.getByText("Chats").waitFor({ state: "detached" });
+    await shot(visitor, "widget-zh");
   });
 
   await t.test("a narrow window still shows the desktop", async () => {

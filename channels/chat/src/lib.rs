@@ -126,6 +126,18 @@ pub fn routes<S: Clone + Send + Sync + 'static>(chat: Arc<Chat>) -> Router<S> {
                 ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], DEMO).into_response()
             }),
         )
+        // The same page in Chinese: the widget speaks the page's language.
+        .route(
+            "/chat/demo/zh",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                    DEMO.replacen("<html lang=\"en\">", "<html lang=\"zh-CN\">", 1)
+                        .replacen(" data-title=\"Chat with us\"", "", 1),
+                )
+                    .into_response()
+            }),
+        )
         .with_state(chat)
 }
 

@@ -1,14 +1,31 @@
 /* Switchboard web chat widget. Drop into any page:
  *   <script src="https://switchboard.example.com/chat/widget.js" async></script>
  * Optional attributes on the tag: data-title, data-customer-token (signed by your site),
- * data-topic. No dependencies. It keeps the chat across reloads (localStorage), resends
- * what was not acknowledged, and reconnects by itself. */
+ * data-topic, data-lang ("en" or "zh"; by default the page's language). No dependencies.
+ * It keeps the chat across reloads (localStorage), resends what was not acknowledged,
+ * and reconnects by itself. */
 (function () {
   "use strict";
   var script = document.currentScript;
   var origin = new URL(script.src, location.href).origin;
   var wsUrl = origin.replace(/^http/, "ws") + "/channels/chat/ws";
-  var title = script.getAttribute("data-title") || "Chat with us";
+  var zh = /^zh/i.test(script.getAttribute("data-lang") || document.documentElement.lang || navigator.language || "");
+  var L = zh ? {
+    title: "在线咨询", send: "发送", message: "消息", end: "结束对话", ended: "对话已结束。",
+    joined: function (n) { return n + " 已加入对话"; },
+    line: function (p, m) { return m ? "您排在第 " + p + " 位（约 " + m + " 分钟）" : "您排在第 " + p + " 位"; },
+    reconnecting: "正在重新连接…", opens: function (w) { return "我们将于 " + w + " 重新营业。"; },
+    leave: "请留言：我们营业后会回复您。", thanks: "感谢您的评价。", comment: "意见",
+    score: function (n) { return n + " 分（满分 5 分）"; }
+  } : {
+    title: "Chat with us", send: "Send", message: "Message", end: "End chat", ended: "The chat has ended.",
+    joined: function (n) { return n + " joined the chat"; },
+    line: function (p, m) { return m ? "You are number " + p + " in line (about " + m + " min)" : "You are number " + p + " in line"; },
+    reconnecting: "Reconnecting…", opens: function (w) { return "We open again " + w + "."; },
+    leave: "Leave your message: we answer it when we open.", thanks: "Thank you for your answer.", comment: "Comment",
+    score: function (n) { return "Score " + n + " of 5"; }
+  };
+  var title = script.getAttribute("data-title") || L.title;
   var token = script.getAttribute("data-customer-token") || null;
   var topic = script.getAttribute("data-topic") || null;
   var store = {
@@ -25,7 +42,8 @@
   var css = "#sb-chat{position:fixed;right:16px;bottom:16px;font:14px/1.4 system-ui,sans-serif;z-index:2147483000}" +
     "#sb-chat button{cursor:pointer}#sb-toggle{border:0;border-radius:20px;padding:10px 16px;background:#1f6feb;color:#fff}" +
     "#sb-panel{display:none;flex-direction:column;width:300px;height:400px;background:#fff;border:1px solid #ccc;border-radius:8px;box-shadow:0 4px 16px rgba(0,0,0,.2)}" +
-    "#sb-panel.open{display:flex}#sb-head{padding:8px 12px;background:#1f6feb;color:#fff;border-radius:8px 8px 0 0}" +
+    "#sb-panel.open{display:flex}#sb-head{display:flex;align-items:center;padding:8px 12px;background:#1f6feb;color:#fff;border-radius:8px 8px 0 0}" +
+    "#sb-title{flex:1}#sb-end{border:1px solid #fff;background:transparent;color:#fff;border-radius:4px;font-size:12px}" +
     "#sb-log{flex:1;overflow:auto;padding:8px}#sb-log div{margin:4px 0}.sb-agent{color:#0a3069}.sb-visitor{text-align:right}" +
     ".sb-note{color:#666;font-size:12px;text-align:center}#sb-form{display:flex;border-top:1px solid #eee}" +
     "#sb-text{flex:1;border:0;padding:8px}#sb-send{border:0;background:#1f6feb;color:#fff;padding:0 12px}" +
@@ -33,14 +51,20 @@
   var root = document.createElement("div");
   root.id = "sb-chat";
   root.innerHTML = "<style>" + css + "</style><div id='sb-panel' role='dialog' aria-label='Chat'>" +
-    "<div id='sb-head'></div><div id='sb-log' aria-live='polite'></div><div id='sb-status' class='sb-note'></div>" +
-    "<form id='sb-form'><input id='sb-text' autocomplete='off' aria-label='Message' maxlength='4000'>" +
-    "<button id='sb-send' type='submit'>Send</button></form></div><button id='sb-toggle' type='button'></button>";
+    "<div id='sb-head'><span id='sb-title'></span><button id='sb-end' type='button'></button></div>" +
+    "<div id='sb-log' aria-live='polite'></div><div id='sb-status' class='sb-note'></div>" +
+    "<form id='sb-form'><input id='sb-text' autocomplete='off' maxlength='4000'>" +
+    "<button id='sb-send' type='submit'></button></form></div><button id='sb-toggle' type='button'></button>";
   function $(id) { return root.querySelector("#" + id); }
   function mount() {
     document.body.appendChild(root);
-    $("sb-head").textContent = title;
+    $("sb-title").textContent = title;
     $("sb-toggle").textContent = title;
+    $("sb-send").textContent = L.send;
+    $("sb-text").setAttribute("aria-label", L.message);
+    $("sb-end").textContent = L.end;
+    /* The visitor ends the chat: a waiting one is withdrawn, a served one closed. */
+    $("sb-end").onclick = function () { if (chat) send({ type: "close" }); else { end(); $("sb-panel").classList.remove("open"); } };
     $("sb-toggle").onclick = function () { $("sb-panel").classList.toggle("open"); if (!ws) connect(); };
     $("sb-form").onsubmit = function (e) {
       e.preventDefault();
@@ -92,18 +116,20 @@
         pending = pending.filter(function (m) { return m.id !== f.id; });
         store.set("pending", pending);
       } else if (f.type === "queue") {
-        status(f.estimated_wait_secs ? "You are number " + f.position + " in line (about " + Math.ceil(f.estimated_wait_secs / 60) + " min)" : "You are number " + f.position + " in line");
+        status(L.line(f.position, f.estimated_wait_secs ? Math.ceil(f.estimated_wait_secs / 60) : 0));
       }
       if (typeof f.seq === "number" && f.seq > 0 && f.type !== "ack") {
         if (chat) { chat.last_seq = Math.max(chat.last_seq || 0, f.seq); store.set("chat", chat); }
         if (f.type === "message") line(f.from, f.text, f.from + ":" + f.id);
-        if (f.type === "agent_joined") { status(""); line("note", f.name + " joined the chat"); }
+        if (f.type === "agent_joined") { status(""); line("note", L.joined(f.name)); }
         if (f.type === "closed") {
-          line("note", "The chat has ended.");
-          if (f.survey) survey(f.survey.question); else end();
+          line("note", L.ended);
+          status("");
+          $("sb-end").style.display = "none";
+          if (f.survey) survey(f.survey.question); else { $("sb-form").style.display = "none"; end(); }
         }
       }
-      if (f.type === "rated") { $("sb-survey").textContent = "Thank you for your answer."; setTimeout(end, 1500); }
+      if (f.type === "rated") { $("sb-survey").textContent = L.thanks; setTimeout(end, 1500); }
       if (f.type === "error" && (f.code === "already_rated" || f.code === "not_completed")) end();
       if (f.type === "error" && f.code === "unknown_chat") { store.del("chat"); chat = null; ws.close(); }
     };
@@ -111,7 +137,7 @@
       open = false;
       clearInterval(pinger);
       if (ended) return;
-      status("Reconnecting…");
+      status(L.reconnecting);
       setTimeout(connect, backoff);
       backoff = Math.min(backoff * 2, 15000);
     };
@@ -119,9 +145,9 @@
   /* Taken while closed: the hours, and the message is kept for the opening. */
   function closedNow(c) {
     line("note", c.message);
-    if (c.opens_at_local) line("note", "We open again " + c.opens_at_local + ".");
+    if (c.opens_at_local) line("note", L.opens(c.opens_at_local));
     (c.hours || []).forEach(function (h) { line("note", h); });
-    status("Leave your message: we answer it when we open.");
+    status(L.leave);
   }
   /* Completed by its agent: one question, a score of 1 to 5 and a comment. */
   function survey(question) {
@@ -131,14 +157,14 @@
     q.textContent = question;
     box.appendChild(q);
     var comment = document.createElement("input");
-    comment.setAttribute("aria-label", "Comment");
+    comment.setAttribute("aria-label", L.comment);
     comment.maxLength = 2000;
     for (var n = 1; n <= 5; n++) {
       (function (score) {
         var b = document.createElement("button");
         b.type = "button";
         b.textContent = String(score);
-        b.setAttribute("aria-label", "Score " + score + " of 5");
+        b.setAttribute("aria-label", L.score(score));
         b.onclick = function () { send({ type: "rating", score: score, comment: comment.value.trim() || null }); };
         box.appendChild(b);
       })(n);
