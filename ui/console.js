@@ -423,14 +423,17 @@ async function applyRules() {
 function locate(doc, message) {
   const parse = /line (\d+)/.exec(message);
   if (parse) return Number(parse[1]);
-  const m = /^([A-Za-z_][\w\-]*(?:\[\d+\])?(?:\.[\w\-]+(?:\[\d+\])?)*)\s*:/.exec(message);
-  if (!m) return null;
+  // The path of the key at fault, wherever the message names it: after the document's
+  // name ("the rules: offer.timeout_secs: invalid type…"), or first. A misspelled key is
+  // found where it is written.
   const where = linesByPath(doc);
-  let path = m[1];
-  while (path) {
-    if (where.has(path)) return where.get(path);
-    const cut = Math.max(path.lastIndexOf("."), path.lastIndexOf("["));
-    path = cut > 0 ? path.slice(0, cut) : "";
+  const paths = [...message.matchAll(/(?:^|: )([A-Za-z_][\w\-]*(?:\[\d+\])?(?:\.[\w\-]+(?:\[\d+\])?)*)\s*:/g)].map((m) => m[1]);
+  for (let path of paths) {
+    while (path) {
+      if (where.has(path)) return where.get(path);
+      const cut = Math.max(path.lastIndexOf("."), path.lastIndexOf("["));
+      path = cut > 0 ? path.slice(0, cut) : "";
+    }
   }
   return null;
 }
@@ -813,7 +816,37 @@ function buildCustomers() {
   go.addEventListener("click", () => importCsv(file, progress, result));
   fill(panes.customers,
     h("div", { class: "card" }, h("h2", {}, t("customers")), search, customerEl),
+    newCustomerCard(),
     h("div", { class: "card" }, h("h2", {}, t("import")), h("div", { class: "row" }, file, go), progress, result));
+}
+
+/** A customer made by hand: a name, an email and a phone (either or both), a tier. */
+function newCustomerCard() {
+  const name = h("input", { name: "new-name", size: 20, "aria-label": t("name") });
+  const email = h("input", { name: "new-email", type: "email", size: 24, "aria-label": "email" });
+  const phone = h("input", { name: "new-phone", size: 16, "aria-label": t("phone") });
+  const tier = h("input", { name: "new-tier", size: 8, "aria-label": t("tier"), placeholder: t("automatic") });
+  const problem = h("span", { class: "error small", role: "alert" });
+  const form = h("form", { class: "row", id: "new-customer" },
+    h("label", {}, t("name"), name), h("label", {}, "Email", email), h("label", {}, t("phone"), phone),
+    h("label", {}, t("tier"), tier), h("button", { type: "submit", class: "primary" }, t("create")), problem);
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const identities = [];
+    if (email.value.trim()) identities.push({ kind: "email", value: email.value.trim() });
+    if (phone.value.trim()) identities.push({ kind: "phone", value: phone.value.trim() });
+    const body = { identities };
+    if (name.value.trim()) body.name = name.value.trim();
+    if (tier.value.trim()) body.tier = tier.value.trim();
+    try {
+      const c = await api("POST", "/api/customers", body);
+      fill(problem);
+      form.reset();
+      drawCustomer(await api("GET", `/api/customers/${c.id}`));
+      toast(t("saved"));
+    } catch (err) { fill(problem, err.message); }
+  });
+  return h("div", { class: "card" }, h("h2", {}, t("newCustomer")), form);
 }
 
 function drawCustomer(c) {

@@ -325,6 +325,16 @@ test("a working day in the desktop and the console", async (t) => {
     await admin.locator(`.gutter .bad[data-line="${line}"]`).waitFor();
     await errors.getByRole("button", { name: `Line ${line}` }).waitFor();
     await shot(admin, "console-rules-error");
+    // A misspelled key, and a value of the wrong type, are marked at their lines too.
+    for (const [from, to] of [["misses_before_away = 3", "misses_before_awya = 3"], ["\ntimeout_secs = 20\n", '\ntimeout_secs = "twenty"\n']]) {
+      const wrong = good.replace(from, to);
+      assert.notEqual(wrong, good);
+      await editor.fill(wrong);
+      await admin.click("#validate");
+      const at = wrong.split("\n").findIndex((l) => l === to.trim()) + 1;
+      assert.ok(at > 0);
+      await admin.locator(`.gutter .bad[data-line="${at}"]`).waitFor();
+    }
     const fixed = good.replace(/(\[tiers\.high\][^[]*?target_secs = )20/, "$125");
     await editor.fill(fixed);
     await admin.click("#validate");
@@ -374,6 +384,16 @@ test("a working day in the desktop and the console", async (t) => {
     assert.equal(await admin.locator("#customer-kind").inputValue(), "email");
     await admin.press("#customer-value", "Enter");
     await admin.locator("#customer").getByText("Mei Chen").waitFor();
+    // A customer made by hand, then found by the phone number given.
+    const made = admin.locator("#new-customer");
+    await made.locator("input[name=new-name]").fill("Jonas Berg");
+    await made.locator("input[name=new-phone]").fill("+46 70 123 45 67");
+    await made.getByRole("button", { name: "Create" }).click();
+    await admin.locator("#customer").getByText("Jonas Berg").waitFor();
+    assert.equal(await made.locator("input[name=new-name]").inputValue(), "", "the form is ready for the next one");
+    await admin.fill("#customer-value", "+46701234567");
+    await admin.press("#customer-value", "Enter");
+    await admin.locator("#customer").getByText("Jonas Berg").waitFor();
     await admin.locator("#customer select[name=tier]").selectOption("high");
     await admin.locator("#customer").getByRole("button", { name: "Save" }).click();
     await admin.locator("#customer .pill.tier-high").waitFor();
