@@ -652,3 +652,60 @@ async fn a_pre_chat_email_is_the_visitors_word_and_names_no_customer(backend: Ba
     assert!(e["message"].as_str().unwrap().starts_with("email:"), "{e}");
     app.stop().await;
 }
+
+both_backends!(a_visitor_gets_the_transcript_by_mail_once);
+
+async fn a_visitor_gets_the_transcript_by_mail_once(backend: Backend) {
+    let (relay, sink) = crate::email::smtp_sink().await;
+    let app = app(backend, |s| {
+        s.email.relay_url = format!("smtp://127.0.0.1:{relay}");
+        s.email.from_address = "support@shop.test".into();
+        s.email.hostname = "switchboard.test".into();
+    })
+    .await;
+    let (_, token) = create_agent(&app, json!({ "name": "Lin" })).await;
+    let mut lin = Desktop::available(&app.base, &token).await;
+    let mut page = Visitor::connect(&app).await;
+    page.start(json!({ "type": "start", "visitor_id": "transcript-visitor" }))
+        .await;
+    page.send(json!({ "type": "message", "id": "m1", "text": "我的包裹在哪里？" }))
+        .await;
+    let id = lin.take_offer().await;
+    lin.send(json!({ "type": "reply", "interaction_id": id, "body": "It left today.", "reply_id": "a1" }))
+        .await;
+    page.agent_message().await;
+    // Bad addresses are refused; nothing is sent.
+    page.send(json!({ "type": "transcript", "email": "not an address" }))
+        .await;
+    assert_eq!(page.answer().await["code"], "bad_field");
+    page.send(json!({ "type": "transcript", "email": "nina@example.org" }))
+        .await;
+    assert_eq!(
+        page.expect("transcript_queued").await["type"],
+        "transcript_queued"
+    );
+    page.send(json!({ "type": "transcript", "email": "nina@example.org" }))
+        .await;
+    assert_eq!(page.answer().await["code"], "already_sent", "once per chat");
+    // The mail: to the address given, both sides of the chat, marked automatic, read
+    // by Python's email package.
+    let mut raw = None;
+    for _ in 0..200 {
+        if let Some(m) = sink.lock().unwrap().first() {
+            raw = Some(m.clone());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_, to, data) = raw.expect("the transcript reaches the relay");
+    assert_eq!(to, vec!["<nina@example.org>".to_string()]);
+    let read = crate::email::python_reads(&data);
+    assert_eq!(read["defects"], json!([]), "{read}");
+    let text = read["plain"]["content"].as_str().unwrap();
+    assert!(
+        text.contains("You: 我的包裹在哪里？") && text.contains("Agent: It left today."),
+        "{text}"
+    );
+    assert!(data.contains("Auto-Submitted: auto-replied"), "{data}");
+    app.stop().await;
+}

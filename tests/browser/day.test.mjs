@@ -384,6 +384,10 @@ test("a working day in the desktop and the console", async (t) => {
     assert.equal(await admin.locator("#customer-kind").inputValue(), "email");
     await admin.press("#customer-value", "Enter");
     await admin.locator("#customer").getByText("Mei Chen").waitFor();
+    await admin.locator("#customer select[name=tier]").selectOption("high");
+    await admin.locator("#customer").getByRole("button", { name: "Save" }).click();
+    await admin.locator("#customer .pill.tier-high").waitFor();
+    await shot(admin, "console-customers");
     // A customer made by hand, then found by the phone number given.
     const made = admin.locator("#new-customer");
     await made.locator("input[name=new-name]").fill("Jonas Berg");
@@ -394,10 +398,6 @@ test("a working day in the desktop and the console", async (t) => {
     await admin.fill("#customer-value", "+46701234567");
     await admin.press("#customer-value", "Enter");
     await admin.locator("#customer").getByText("Jonas Berg").waitFor();
-    await admin.locator("#customer select[name=tier]").selectOption("high");
-    await admin.locator("#customer").getByRole("button", { name: "Save" }).click();
-    await admin.locator("#customer .pill.tier-high").waitFor();
-    await shot(admin, "console-customers");
     // An import with a bad row is refused whole, the row's error shown.
     const csv = join(dataDir, "customers.csv");
     writeFileSync(csv, "email,name,tier\nana@example.com,Ana Lima,high\nnot-an-address,Bo,low\n");
@@ -578,6 +578,12 @@ test("a working day in the desktop and the console", async (t) => {
     await visitor.getByRole("button", { name: "结束对话" }).click();
     await visitor.getByText("对话已结束。").waitFor();
     await offer.getByText("Chats").waitFor({ state: "detached" });
+    // The transcript, by mail, to the address the visitor gives.
+    await visitor.getByLabel("您的邮箱").fill("li.lei@example.com");
+    await visitor.getByRole("button", { name: "把聊天记录发到我的邮箱" }).click();
+    await visitor.getByText("聊天记录已发送到您的邮箱。").waitFor();
+    const transcript = await until("the transcript reaches the relay", () => relay.messages.find((m) => /^To: .*li\.lei@example\.com/mi.test(m)));
+    assert.match(transcript, /^Auto-Submitted: auto-replied/mi);
     await shot(visitor, "widget-zh");
   });
 

@@ -17,6 +17,7 @@ pub mod limit;
 pub mod protocol;
 pub mod room;
 pub mod token;
+pub mod transcript;
 pub mod ws;
 
 use std::collections::HashMap;

@@ -55,6 +55,11 @@ pub enum ClientFrame {
         #[serde(default)]
         comment: Option<String>,
     },
+    /// Mail the chat's transcript to this address (once per chat).
+    Transcript {
+        /// Where to send it.
+        email: String,
+    },
 }
 
 /// Decodes one text frame from a visitor's page, or says why it is not a chat frame.

@@ -60,6 +60,11 @@ pub async fn upgrade(
         .on_upgrade(move |socket| connection(chat, socket, client))
 }
 
+/// An error frame for the page.
+pub(crate) fn error_frame(code: &str, message: &str) -> Message {
+    error(code, message)
+}
+
 fn error(code: &str, message: &str) -> Message {
     Message::Text(
         json!({ "type": "error", "code": code, "message": message })
@@ -320,6 +325,9 @@ async fn serve(
                         Err(e) => error("unavailable", &format!("{e}; send it again")),
                     },
                 )
+            }
+            Ok(ClientFrame::Transcript { email }) => {
+                Some(crate::transcript::request(&chat, &room.key, &email).await)
             }
             Ok(ClientFrame::Start { .. } | ClientFrame::Resume { .. }) => Some(error(
                 "already_started",

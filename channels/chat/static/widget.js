@@ -16,14 +16,16 @@
     line: function (p, m) { return m ? "您排在第 " + p + " 位（约 " + m + " 分钟）" : "您排在第 " + p + " 位"; },
     reconnecting: "正在重新连接…", opens: function (w) { return "我们将于 " + w + " 重新营业。"; },
     leave: "请留言：我们营业后会回复您。", thanks: "感谢您的评价。", comment: "意见",
-    score: function (n) { return n + " 分（满分 5 分）"; }
+    score: function (n) { return n + " 分（满分 5 分）"; },
+    yourEmail: "您的邮箱", transcript: "把聊天记录发到我的邮箱", transcriptSent: "聊天记录已发送到您的邮箱。"
   } : {
     title: "Chat with us", send: "Send", message: "Message", end: "End chat", ended: "The chat has ended.",
     joined: function (n) { return n + " joined the chat"; },
     line: function (p, m) { return m ? "You are number " + p + " in line (about " + m + " min)" : "You are number " + p + " in line"; },
     reconnecting: "Reconnecting…", opens: function (w) { return "We open again " + w + "."; },
     leave: "Leave your message: we answer it when we open.", thanks: "Thank you for your answer.", comment: "Comment",
-    score: function (n) { return "Score " + n + " of 5"; }
+    score: function (n) { return "Score " + n + " of 5"; },
+    yourEmail: "Your email", transcript: "Email me the transcript", transcriptSent: "The transcript is on its way to your inbox."
   };
   var title = script.getAttribute("data-title") || L.title;
   var token = script.getAttribute("data-customer-token") || null;
@@ -47,7 +49,8 @@
     "#sb-log{flex:1;overflow:auto;padding:8px}#sb-log div{margin:4px 0}.sb-agent{color:#0a3069}.sb-visitor{text-align:right}" +
     ".sb-note{color:#666;font-size:12px;text-align:center}#sb-form{display:flex;border-top:1px solid #eee}" +
     "#sb-text{flex:1;border:0;padding:8px}#sb-send{border:0;background:#1f6feb;color:#fff;padding:0 12px}" +
-    "#sb-survey{padding:8px;border-top:1px solid #eee}#sb-survey button{margin:2px;min-width:32px}#sb-survey input{width:100%;box-sizing:border-box;margin-top:4px}";
+    "#sb-survey{padding:8px;border-top:1px solid #eee}#sb-survey button{margin:2px;min-width:32px}#sb-survey input{width:100%;box-sizing:border-box;margin-top:4px}" +
+    "#sb-transcript{display:flex;gap:4px;padding:4px 8px;border-top:1px solid #eee}#sb-transcript input{flex:1;min-width:0}";
   var root = document.createElement("div");
   root.id = "sb-chat";
   root.innerHTML = "<style>" + css + "</style><div id='sb-panel' role='dialog' aria-label='Chat'>" +
@@ -126,10 +129,15 @@
           line("note", L.ended);
           status("");
           $("sb-end").style.display = "none";
-          if (f.survey) survey(f.survey.question); else { $("sb-form").style.display = "none"; end(); }
+          /* The chat is over: nothing to resume after a reload; the page may still ask
+             for the transcript and answer the survey for a while. */
+          store.del("chat");
+          transcriptForm();
+          if (f.survey) survey(f.survey.question); else { $("sb-form").style.display = "none"; setTimeout(function () { if (!ended) end(); }, 300000); }
         }
       }
-      if (f.type === "rated") { $("sb-survey").textContent = L.thanks; setTimeout(end, 1500); }
+      if (f.type === "transcript_queued") { var tb = $("sb-transcript"); if (tb) tb.textContent = L.transcriptSent; }
+      if (f.type === "rated") { $("sb-survey").textContent = L.thanks; setTimeout(end, $("sb-transcript") && $("sb-transcript").querySelector("input") ? 120000 : 1500); }
       if (f.type === "error" && (f.code === "already_rated" || f.code === "not_completed")) end();
       if (f.type === "error" && f.code === "unknown_chat") { store.del("chat"); chat = null; ws.close(); }
     };
@@ -148,6 +156,23 @@
     if (c.opens_at_local) line("note", L.opens(c.opens_at_local));
     (c.hours || []).forEach(function (h) { line("note", h); });
     status(L.leave);
+  }
+  /* After the chat: its transcript mailed to the visitor, once. */
+  function transcriptForm() {
+    if ($("sb-transcript")) return;
+    var box = document.createElement("form");
+    box.id = "sb-transcript";
+    var input = document.createElement("input");
+    input.type = "email";
+    input.placeholder = L.yourEmail;
+    input.setAttribute("aria-label", L.yourEmail);
+    var b = document.createElement("button");
+    b.type = "submit";
+    b.textContent = L.transcript;
+    box.onsubmit = function (e) { e.preventDefault(); if (input.value.trim()) send({ type: "transcript", email: input.value.trim() }); };
+    box.appendChild(input);
+    box.appendChild(b);
+    $("sb-panel").insertBefore(box, $("sb-status"));
   }
   /* Completed by its agent: one question, a score of 1 to 5 and a comment. */
   function survey(question) {

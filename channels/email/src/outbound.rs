@@ -175,7 +175,10 @@ impl Email {
                         continue;
                     }
                     self.sent_lock().remove(&d.command.id);
-                    if p["action"] == "acknowledge" || p["action"] == "survey" {
+                    if p["action"] == "acknowledge"
+                        || p["action"] == "survey"
+                        || p["action"] == "transcript"
+                    {
                         metrics::counter!("switchboard_email_courtesies_total", "kind" => p["action"].as_str().unwrap_or_default().to_string(), "outcome" => "sent").increment(1);
                         continue;
                     }
@@ -195,9 +198,12 @@ impl Email {
                         Failure::Transient(e) | Failure::Permanent(e) => (e, None),
                     };
                     let outcome = if retry.is_some() { "retried" } else { "failed" };
-                    if p["action"] == "acknowledge" || p["action"] == "survey" {
+                    if p["action"] == "acknowledge"
+                        || p["action"] == "survey"
+                        || p["action"] == "transcript"
+                    {
                         metrics::counter!("switchboard_email_courtesies_total", "kind" => p["action"].as_str().unwrap_or_default().to_string(), "outcome" => outcome).increment(1);
-                        tracing::warn!(attempts, error = %error, retrying = retry.is_some(), "An acknowledgement or survey was not sent");
+                        tracing::warn!(attempts, error = %error, retrying = retry.is_some(), "An acknowledgement, survey or transcript was not sent");
                         if let Err(e) = self.core.failed(&d.command.id, retry, &error).await {
                             tracing::warn!(error = %e, "Could not record an acknowledgement's failure");
                         }
@@ -252,9 +258,50 @@ impl Email {
         self.core.delivered(&due.command.id).await
     }
 
+    /// A chat's transcript, to the address its visitor gave: not part of any mail
+    /// thread, marked as automatic; nothing to record beside the command delivered.
+    async fn send_transcript(&self, due: &Due) -> Result<Sent, Failure> {
+        let p = &due.command.payload;
+        let to = p["to"][0].as_str().unwrap_or_default();
+        let to: Mailbox = to.parse().map_err(|e| {
+            Failure::Permanent(format!("the transcript's address is not usable: {e}"))
+        })?;
+        let from: Mailbox = self.settings.from_address.parse().map_err(|e| {
+            Failure::Permanent(format!("email.from_address is not an address: {e}"))
+        })?;
+        let message_id = reply_message_id(&due.command.id, &self.settings.hostname);
+        let message = Message::builder()
+            .from(from)
+            .to(to)
+            .subject(p["subject"].as_str().unwrap_or("Your chat transcript"))
+            .message_id(Some(format!("<{message_id}>")))
+            .header(Loop(self.settings.hostname.clone()))
+            .header(AutoSubmitted)
+            .singlepart(SinglePart::plain(
+                p["body"].as_str().unwrap_or_default().to_string(),
+            ))
+            .map_err(|e| Failure::Permanent(format!("the transcript could not be written: {e}")))?;
+        let transport = self.transport().map_err(Failure::Permanent)?;
+        transport.send(message).await.map_err(|e| {
+            if e.is_permanent() {
+                Failure::Permanent(format!("the relay refused the transcript: {e}"))
+            } else {
+                Failure::Transient(format!("the relay could not take the transcript: {e}"))
+            }
+        })?;
+        Ok(Sent {
+            message_id,
+            contact_key: String::new(),
+            events: Vec::new(),
+        })
+    }
+
     /// One attempt at a reply: answers what was sent, to be recorded.
     async fn send(&self, due: &Due) -> Result<Sent, Failure> {
         let p = &due.command.payload;
+        if p["action"] == "transcript" {
+            return self.send_transcript(due).await;
+        }
         let contact = p["contact_key"].as_str().unwrap_or_default();
         let interaction = p["interaction_id"].as_str().unwrap_or_default();
         let body = p["body"].as_str().unwrap_or_default();
