@@ -427,7 +427,7 @@ async fn a_complaint_keeps_one_owner_across_channels_and_their_substitute_while_
     assert_eq!(open["complaints"], json!([]), "{open}");
     let (_, c) = centre
         .app
-        .get(&format!("/api/customers?email=quinn@example.org"))
+        .get("/api/customers?email=quinn@example.org")
         .await;
     let (_, h) = centre
         .app
