@@ -28,6 +28,7 @@ const STRINGS = {
     attachments: "Attachments", showHtml: "Show formatted", showText: "Show text",
     callState: "Call", ringing: "Ringing", connectedCall: "Connected", ended: "Ended",
     caller: "Caller", customerEnded: "The customer ended the contact ({r}).", movedAway: "A supervisor moved this contact to another agent.",
+    closedByAdmin: "An administrator closed this contact (its customer's data was erased).",
     subject: "Subject", topic: "Topic", channel: "Channel", from: "From", to: "To", received: "received",
     console: "Console", desktop: "Agent desktop", live: "Live queue", rules: "Routing rules",
     agents: "Agents", customers: "Customers", audit: "Audit",
@@ -67,6 +68,10 @@ const STRINGS = {
     callbackRetry: "Callback: {r}. Another attempt is booked.", callbackDone: "Callback: {r}.",
     callback_answered: "answered", callback_no_answer: "no answer", callback_busy: "busy", callback_failed: "failed",
     callbackTask: "Call back: the phone system calls the customer and connects you.",
+    retention: "Retention", kept: "Content kept", keptForever: "forever", keptDays: "{d} days",
+    removedBefore: "Removed from before", lastRun: "Last run", lastRemoved: "Removed then",
+    waitingForEnd: "Contacts waiting to end",
+    retentionHelp: "Message bodies, subjects, files, chat texts, notes and recordings' links older than a channel's period are removed by the server; each contact's channel, tier, times and agents stay for reports. Set in the configuration file ([retention]).",
   },
   zh: {
     language: "语言", logIn: "登录", logOut: "退出", token: "登录令牌",
@@ -93,6 +98,7 @@ const STRINGS = {
     attachments: "附件", showHtml: "显示格式", showText: "显示纯文本",
     callState: "通话", ringing: "振铃中", connectedCall: "通话中", ended: "已结束",
     caller: "来电号码", customerEnded: "客户已结束此联系（{r}）。", movedAway: "主管已将此联系转给其他坐席。",
+    closedByAdmin: "管理员已关闭此联系（该客户的数据已被删除）。",
     subject: "主题", topic: "话题", channel: "渠道", from: "发件人", to: "收件人", received: "收到",
     console: "管理控制台", desktop: "坐席工作台", live: "实时队列", rules: "路由规则",
     agents: "坐席", customers: "客户", audit: "审计",
@@ -132,6 +138,10 @@ const STRINGS = {
     callbackRetry: "回拨：{r}。已安排再次拨打。", callbackDone: "回拨：{r}。",
     callback_answered: "已接通", callback_no_answer: "无人接听", callback_busy: "占线", callback_failed: "失败",
     callbackTask: "回拨：电话系统会呼叫客户并为您接通。",
+    retention: "数据保留", kept: "内容保留", keptForever: "永久", keptDays: "{d} 天",
+    removedBefore: "已删除此前内容", lastRun: "上次运行", lastRemoved: "当次删除",
+    waitingForEnd: "待结束的联系",
+    retentionHelp: "超过各渠道保留期限的邮件正文、主题、附件、聊天内容、备注和录音链接由服务器删除；每个联系的渠道、等级、时间和坐席会保留，用于报表。在配置文件中设置（[retention]）。",
   },
 };
 
