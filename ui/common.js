@@ -69,7 +69,7 @@ const STRINGS = {
     callback_answered: "answered", callback_no_answer: "no answer", callback_busy: "busy", callback_failed: "failed",
     callbackTask: "Call back: the phone system calls the customer and connects you.",
     retention: "Retention", kept: "Content kept", keptForever: "forever", keptDays: "{d} days",
-    removedBefore: "Removed from before", lastRun: "Last run", lastRemoved: "Removed then",
+    removedBefore: "Removed from before", lastRun: "Last run", lastRemoved: "Removed by that run",
     waitingForEnd: "Contacts waiting to end",
     retentionHelp: "Message bodies, subjects, files, chat texts, notes and recordings' links older than a channel's period are removed by the server; each contact's channel, tier, times and agents stay for reports. Set in the configuration file ([retention]).",
   },
