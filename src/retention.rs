@@ -125,6 +125,9 @@ pub async fn run_once(
         };
         audit::record(&mut tx, &[change], crate::store::now_ms()).await?;
         tx.commit().await?;
+        // No older copy of a changed page stays in SQLite's log; one held up by a reader
+        // goes at the next run that removes anything, or at shutdown.
+        store.truncate_log().await;
         tracing::info!(removed = total, "The retention removed old content");
     }
     telemetry::retention_run("done");

@@ -124,7 +124,18 @@ pub async fn erase(
     tx.commit().await?;
     let log_truncated = state.store.truncate_log().await;
     if !log_truncated {
-        tracing::warn!("A customer was erased, but the write-ahead log could not be emptied yet: older copies of its pages stay in it until a later checkpoint");
+        tracing::warn!("A customer was erased, but the write-ahead log could not be emptied yet: older copies of its pages stay in it until it is; trying again");
+        let store = state.store.clone();
+        tokio::spawn(async move {
+            for _ in 0..60 {
+                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                if store.truncate_log().await {
+                    tracing::info!("The write-ahead log was emptied after an erasure");
+                    return;
+                }
+            }
+            tracing::warn!("The write-ahead log could not be emptied within five minutes of an erasure; it will be at shutdown");
+        });
     }
     telemetry::customer_erased("erased");
     tracing::info!(

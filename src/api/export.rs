@@ -277,9 +277,10 @@ async fn write(store: &Store, target: &Target, out: &mut Out) -> Result<(), Stop
     out.text("]").await?;
 
     // Mail kept aside from or about them: one message at a time, its bytes in base64.
-    let found = erasure::elsewhere(&mut conn, target).await?;
+    let kept_aside = erasure::kept_aside_about(&mut conn, target).await?;
     out.text(",\"mail_kept_aside\":[").await?;
-    for (i, id) in found.kept_aside.iter().enumerate() {
+    let mut first = true;
+    for id in &kept_aside {
         let row = sqlx::query(
             "SELECT id, reason, detail, sender, subject, preview, size, received_at, interaction_id, raw \
              FROM kept_aside WHERE id = $1",
@@ -287,10 +288,12 @@ async fn write(store: &Store, target: &Target, out: &mut Out) -> Result<(), Stop
         .bind(id.as_str())
         .fetch_optional(&mut *conn)
         .await?;
+        // Removed since it was found: not held any more.
         let Some(r) = row else { continue };
-        if i > 0 {
+        if !first {
             out.text(",").await?;
         }
+        first = false;
         let raw: Option<Vec<u8>> = r.try_get("raw")?;
         out.json(&json!({
             "id": r.try_get::<String, _>("id")?, "reason": r.try_get::<String, _>("reason")?,

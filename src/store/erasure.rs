@@ -112,25 +112,42 @@ pub struct Elsewhere {
     pub kept_aside: Vec<String>,
 }
 
-/// Looks for what names the customer (`ids`, with their identities) elsewhere.
-pub async fn elsewhere(conn: &mut Conn, target: &Target) -> Result<Elsewhere, sqlx::Error> {
-    let sql = format!(
-        "SELECT value FROM customer_identities WHERE customer_id IN ({}) AND kind IN ('email', 'phone')",
-        bulk::list(1, target.ids.len())
-    );
-    let identities: Vec<String> = bulk::bind_all(sqlx::query(&sql), args(&target.ids))
-        .fetch_all(&mut *conn)
-        .await?
-        .iter()
-        .map(|r| r.try_get::<String, _>(0).map(|v| v.to_lowercase()))
-        .collect::<Result<_, _>>()?;
-    // Addresses and numbers are matched in any case, ids as written. CRM ids and chat
-    // visitor ids are not looked for: a short CRM id ("42") would match unrelated text.
-    let names = |text: &str| {
+/// What text names the customer: their ids as written, and their addresses and numbers in
+/// any case. CRM ids and chat visitor ids are not looked for: a short CRM id ("42") would
+/// match unrelated text.
+struct Names {
+    ids: Vec<String>,
+    identities: Vec<String>,
+}
+
+impl Names {
+    async fn of(conn: &mut Conn, target: &Target) -> Result<Names, sqlx::Error> {
+        let sql = format!(
+            "SELECT value FROM customer_identities WHERE customer_id IN ({}) AND kind IN ('email', 'phone')",
+            bulk::list(1, target.ids.len())
+        );
+        let identities = bulk::bind_all(sqlx::query(&sql), args(&target.ids))
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(|r| r.try_get::<String, _>(0).map(|v| v.to_lowercase()))
+            .collect::<Result<_, _>>()?;
+        Ok(Names {
+            ids: target.ids.clone(),
+            identities,
+        })
+    }
+
+    fn in_text(&self, text: &str) -> bool {
         let lower = text.to_lowercase();
-        target.ids.iter().any(|id| text.contains(id.as_str()))
-            || identities.iter().any(|v| lower.contains(v.as_str()))
-    };
+        self.ids.iter().any(|id| text.contains(id.as_str()))
+            || self.identities.iter().any(|v| lower.contains(v.as_str()))
+    }
+}
+
+/// Looks for what names the customer elsewhere: see [`Elsewhere`].
+pub async fn elsewhere(conn: &mut Conn, target: &Target) -> Result<Elsewhere, sqlx::Error> {
+    let names = Names::of(conn, target).await?;
     let mut found = Elsewhere::default();
     let rows = sqlx::query(
         "SELECT seq, customer_id, data FROM history WHERE kind IN ('possible_duplicate', 'email_claimed')",
@@ -140,7 +157,7 @@ pub async fn elsewhere(conn: &mut Conn, target: &Target) -> Result<Elsewhere, sq
     for r in rows {
         let customer: String = r.try_get("customer_id")?;
         let data: String = r.try_get("data")?;
-        if !target.ids.contains(&customer) && names(&data) {
+        if !target.ids.contains(&customer) && names.in_text(&data) {
             found.history.push(r.try_get("seq")?);
         }
     }
@@ -152,13 +169,29 @@ pub async fn elsewhere(conn: &mut Conn, target: &Target) -> Result<Elsewhere, sq
     for r in rows {
         let data: String = r.try_get("data")?;
         let contact: String = r.try_get("contact_key")?;
-        if names(&data) || names(&contact) {
+        if names.in_text(&data) || names.in_text(&contact) {
             found
                 .channel_events
                 .push((r.try_get("channel")?, r.try_get("event_key")?));
         }
     }
-    // Mail kept aside is read one message at a time: its bytes may be large.
+    found.kept_aside = kept_aside_naming(conn, &names).await?;
+    Ok(found)
+}
+
+/// Mail kept aside from the customer or naming their address or number (by id): what an
+/// export shows and an erasure removes.
+pub async fn kept_aside_about(
+    conn: &mut Conn,
+    target: &Target,
+) -> Result<Vec<String>, sqlx::Error> {
+    let names = Names::of(conn, target).await?;
+    kept_aside_naming(conn, &names).await
+}
+
+async fn kept_aside_naming(conn: &mut Conn, names: &Names) -> Result<Vec<String>, sqlx::Error> {
+    let mut found = Vec::new();
+    // Read one message at a time: its bytes may be large.
     let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM kept_aside ORDER BY id")
         .fetch_all(&mut *conn)
         .await?;
@@ -173,12 +206,12 @@ pub async fn elsewhere(conn: &mut Conn, target: &Target) -> Result<Elsewhere, sq
         };
         let raw: Option<Vec<u8>> = r.try_get("raw")?;
         let raw = raw.map(|b| String::from_utf8_lossy(&b).into_owned());
-        if names(&text("sender")?)
-            || names(&text("subject")?)
-            || names(&text("preview")?)
-            || raw.as_deref().is_some_and(names)
+        if names.in_text(&text("sender")?)
+            || names.in_text(&text("subject")?)
+            || names.in_text(&text("preview")?)
+            || raw.as_deref().is_some_and(|r| names.in_text(r))
         {
-            found.kept_aside.push(id);
+            found.push(id);
         }
     }
     Ok(found)

@@ -317,17 +317,14 @@ impl Store {
     /// Empties SQLite's write-ahead log into the database file and truncates it, so that
     /// what a change removed (an erased customer, content past its retention) is in no
     /// older copy of a page left in the log; the file itself keeps no removed content
-    /// (`secure_delete`). Readers still on an older snapshot hold it up: it is tried a few
-    /// times, and answers whether it was done (on PostgreSQL, where the write-ahead log is
-    /// the server's, always true).
+    /// (`secure_delete`). Readers still on an older snapshot hold it up (SQLite waits for
+    /// them up to `busy_timeout` each time): it is tried three times, and answers whether
+    /// it was done (on PostgreSQL, where the write-ahead log is the server's, always true).
     pub async fn truncate_log(&self) -> bool {
         if self.backend != Backend::Sqlite {
             return true;
         }
-        for attempt in 0..20 {
-            if attempt > 0 {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+        for _ in 0..3 {
             match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(TRUNCATE)")
                 .fetch_one(&self.pool)
                 .await
