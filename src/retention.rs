@@ -3,8 +3,8 @@
 //! reports. The node that leads runs it (a single node always, a cluster's leader only:
 //! its writes are fenced), when it takes the lead and then every `interval_mins`; an admin
 //! may also run it at once (`POST /api/retention/run`). What is removed, and how the
-//! store keeps track, is in [`crate::store::retention`]. A run that removed anything is
-//! audited with its counts, never with what it removed.
+//! store keeps track, is in [`crate::store::retention`]. A run that removed anything, and
+//! every admin's run, is audited with its counts, never with what it removed.
 
 use std::time::Duration;
 
@@ -113,7 +113,9 @@ pub async fn run_once(
         });
     }
     let total = run.total();
-    if total > 0 {
+    // The leader's runs are audited when they removed something (an hourly run that found
+    // nothing old changed nothing); an admin's always, as every admin's action is.
+    if total > 0 || !fenced {
         let mut tx = begin(store, fenced).await?;
         let change = audit::Change {
             actor: actor.to_string(),
