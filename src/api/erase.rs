@@ -87,7 +87,7 @@ pub async fn erase(
         telemetry::customer_erased("refused_in_progress");
         return Err(in_progress(
             &open,
-            "a contact arrived while the others were ended; erase again",
+            "still in progress after ending them (a contact that arrived meanwhile, or one the router could not close); erase again",
         ));
     }
     let removed =

@@ -347,6 +347,16 @@ pub async fn erase(
         )
         .await?;
     }
+    // Commands a node of an earlier version stored (during a rolling upgrade) name their
+    // interaction only in their payload.
+    for id in &interactions {
+        removed.commands +=
+            sqlx::query("DELETE FROM outbox WHERE interaction_id IS NULL AND payload LIKE $1")
+                .bind(format!("%\"interaction_id\":\"{id}\"%"))
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+    }
     // Events a channel recorded under a contact's key before it had an interaction.
     for (channel, key) in &contact_keys {
         removed.channel_events +=
