@@ -46,6 +46,8 @@ pub struct Settings {
     pub cluster: ClusterSettings,
     /// Service commitments: escalations.
     pub service: ServiceSettings,
+    /// How long what customers and agents wrote is kept, per channel.
+    pub retention: RetentionSettings,
     /// Logging.
     pub log: LogSettings,
 }
@@ -72,6 +74,53 @@ pub struct ServiceSettings {
     pub public_url: String,
     /// Lets tests move the clock forward over `POST /internal/clock`.
     pub test_clock: bool,
+}
+
+/// Retention: per channel, how many days what customers and agents wrote is kept before
+/// the leader removes it (keeping each contact's metadata for reports).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSettings {
+    /// Days mail's content is kept (0: forever).
+    pub email_days: u32,
+    /// Days chats' texts are kept (0: forever).
+    pub chat_days: u32,
+    /// Days calls' content (voicemail recordings, notes) is kept (0: forever).
+    pub phone_days: u32,
+    /// Days the content of contacts made over the API is kept (0: forever).
+    pub api_days: u32,
+    /// Minutes between two runs of the retention.
+    pub interval_mins: u32,
+}
+
+/// The longest retention period a channel may be given, in days (about a century).
+pub const MAX_RETENTION_DAYS: u32 = 36_500;
+
+impl RetentionSettings {
+    /// The days a channel's content is kept (0: forever).
+    pub fn days(&self, channel: switchboard_contract::ChannelKind) -> u32 {
+        use switchboard_contract::ChannelKind;
+        match channel {
+            ChannelKind::Email => self.email_days,
+            ChannelKind::Chat => self.chat_days,
+            ChannelKind::Phone => self.phone_days,
+            ChannelKind::Api => self.api_days,
+        }
+    }
+
+    fn check(&self, problems: &mut Vec<String>) {
+        for channel in switchboard_contract::ChannelKind::ALL {
+            let days = self.days(channel);
+            if days > MAX_RETENTION_DAYS {
+                problems.push(format!(
+                    "retention.{channel}_days: {days} is over {MAX_RETENTION_DAYS}; give 0 to keep forever, or 1 to {MAX_RETENTION_DAYS} days"
+                ));
+            }
+        }
+        if !(1..=1440).contains(&self.interval_mins) {
+            problems.push("retention.interval_mins: must be from 1 to 1440 (a day)".into());
+        }
+    }
 }
 
 /// Agent sessions.
@@ -434,6 +483,7 @@ impl Settings {
             }
         }
         self.tiers.check(&mut problems);
+        self.retention.check(&mut problems);
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             problems.push(format!(
                 "log.level: '{}' is not a valid log filter",
@@ -625,6 +675,42 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("customers.phone_default_region"), "{err}");
+    }
+
+    #[test]
+    fn retention_periods_are_bounded_and_named_when_wrong() {
+        let s = load_str("[retention]\nemail_days = 30\n").unwrap();
+        assert_eq!(
+            (
+                s.retention.email_days,
+                s.retention.chat_days,
+                s.retention.interval_mins
+            ),
+            (30, 0, 60),
+            "a channel left out keeps its content forever"
+        );
+        let err = load_str("[retention]\nchat_days = 40000\ninterval_mins = 0\n").unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("retention.chat_days: 40000 is over 36500"),
+            "{text}"
+        );
+        assert!(
+            text.contains("retention.interval_mins: must be from 1 to 1440"),
+            "{text}"
+        );
+        assert_eq!(err.problems.len(), 2, "{text}");
+        let err = load_str("[retention]\nphone_days = -1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("retention.phone_days"), "{err}");
+        let err = load_str("[retention]\nsms_days = 3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("retention") && err.contains("sms_days"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //!   between nodes, calls to the leader's router, websockets relayed to the leader.
 //! - [`routing`]: the routing rules and the pure routing policy.
 //! - [`service`]: service commitments: calendars, targets, callbacks, satisfaction.
+//! - [`retention`]: old content removed per channel on the leader's schedule.
 //! - [`simulation`]: the replay simulator — recorded history replayed through the policy.
 //! - [`api`]: the HTTP interface (axum): the API channel, customer admin, history,
 //!   health and metrics, and the OpenAPI document built from the same route table.
@@ -33,6 +34,7 @@ pub mod config;
 pub mod customers;
 pub mod intake;
 pub mod queue;
+pub mod retention;
 pub mod routing;
 pub mod serve;
 pub mod service;

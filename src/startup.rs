@@ -53,7 +53,7 @@ pub struct Application {
 
 /// What a node runs while it leads (a single node, always): the router over the live
 /// state taken over from the store, and the tasks that must run once — the channels'
-/// outboxes, mailbox polling, the chats' timers.
+/// outboxes, mailbox polling, the chats' timers, the deadline watch, the retention.
 struct LeaderDuties {
     settings: Arc<Settings>,
     store: Store,
@@ -133,6 +133,11 @@ impl Duties for LeaderDuties {
                 tokio::spawn(switchboard_phone::run(
                     self.phone.clone(),
                     stop.clone().cancelled_owned(),
+                )),
+                tokio::spawn(crate::retention::run(
+                    self.store.clone(),
+                    self.settings.retention.clone(),
+                    stop.clone(),
                 )),
             ];
             for mailbox in &self.settings.email.imap {

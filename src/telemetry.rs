@@ -124,6 +124,46 @@ fn describe() {
         "switchboard_agent_sessions_total",
         "Agent desktop logins, disconnections, and connections cut off for not reading."
     );
+    metrics::describe_counter!(
+        "switchboard_customers_erased_total",
+        "Customers erased (their data removed for good), by outcome."
+    );
+    metrics::describe_counter!(
+        "switchboard_customer_exports_total",
+        "Exports of everything held about a customer, by outcome."
+    );
+    metrics::describe_counter!(
+        "switchboard_retention_runs_total",
+        "Runs of the retention, by outcome (done, failed, not_leader)."
+    );
+    metrics::describe_counter!(
+        "switchboard_retention_removed_total",
+        "Old content removed by the retention, by channel and what (bodies, history_events, attachments…)."
+    );
+}
+
+/// A customer was erased (`outcome`: `erased`, `refused_in_progress`, `already_erased`,
+/// `failed`); counted, never who.
+pub fn customer_erased(outcome: &'static str) {
+    counter!("switchboard_customers_erased_total", "outcome" => outcome).increment(1);
+}
+
+/// A customer's data was exported (`outcome`: `sent`, `failed`).
+pub fn customer_exported(outcome: &'static str) {
+    counter!("switchboard_customer_exports_total", "outcome" => outcome).increment(1);
+}
+
+/// A retention run ended (`outcome`: `done`, `failed`, `not_leader`).
+pub fn retention_run(outcome: &'static str) {
+    counter!("switchboard_retention_runs_total", "outcome" => outcome).increment(1);
+}
+
+/// A retention run removed `n` pieces of `what` from `channel`'s contacts.
+pub fn retention_removed(channel: &str, what: &'static str, n: u64) {
+    if n > 0 {
+        counter!("switchboard_retention_removed_total", "channel" => channel.to_string(), "what" => what)
+            .increment(n);
+    }
 }
 
 /// A new interaction was committed and queued.

@@ -28,6 +28,7 @@ const STRINGS = {
     attachments: "Attachments", showHtml: "Show formatted", showText: "Show text",
     callState: "Call", ringing: "Ringing", connectedCall: "Connected", ended: "Ended",
     caller: "Caller", customerEnded: "The customer ended the contact ({r}).", movedAway: "A supervisor moved this contact to another agent.",
+    closedByAdmin: "An administrator closed this contact (its customer's data was erased).",
     subject: "Subject", topic: "Topic", channel: "Channel", from: "From", to: "To", received: "received",
     console: "Console", desktop: "Agent desktop", live: "Live queue", rules: "Routing rules",
     agents: "Agents", customers: "Customers", audit: "Audit",
@@ -68,6 +69,10 @@ const STRINGS = {
     callbackRetry: "Callback: {r}. Another attempt is booked.", callbackDone: "Callback: {r}.",
     callback_answered: "answered", callback_no_answer: "no answer", callback_busy: "busy", callback_failed: "failed",
     callbackTask: "Call back: the phone system calls the customer and connects you.",
+    retention: "Retention", kept: "Content kept", keptForever: "forever", keptDays: "{d} days",
+    removedBefore: "Removed from before", lastRun: "Last run", lastRemoved: "Removed by that run",
+    waitingForEnd: "Contacts waiting to end",
+    retentionHelp: "Message bodies, subjects, files, chat texts, notes and recordings' links older than a channel's period are removed by the server; each contact's channel, tier, times and agents stay for reports. Set in the configuration file ([retention]).",
   },
   zh: {
     language: "语言", logIn: "登录", logOut: "退出", token: "登录令牌",
@@ -94,6 +99,7 @@ const STRINGS = {
     attachments: "附件", showHtml: "显示格式", showText: "显示纯文本",
     callState: "通话", ringing: "振铃中", connectedCall: "通话中", ended: "已结束",
     caller: "来电号码", customerEnded: "客户已结束此联系（{r}）。", movedAway: "主管已将此联系转给其他坐席。",
+    closedByAdmin: "管理员已关闭此联系（该客户的数据已被删除）。",
     subject: "主题", topic: "话题", channel: "渠道", from: "发件人", to: "收件人", received: "收到",
     console: "管理控制台", desktop: "坐席工作台", live: "实时队列", rules: "路由规则",
     agents: "坐席", customers: "客户", audit: "审计",
@@ -136,6 +142,10 @@ const STRINGS = {
     callbackTask: "回拨：电话系统会呼叫客户并为您接通。",
     tier_high: "高", tier_medium: "中", tier_low: "低",
     ev_interaction_received: "收到联系", ev_tier_decided: "确定等级", ev_tier_changed: "等级变更", ev_queued: "排队", ev_offered: "已分配", ev_offer_declined: "拒绝分配", ev_offer_timed_out: "分配超时", ev_offer_withdrawn: "撤回分配", ev_assigned: "已接手", ev_completed: "已完成", ev_abandoned: "已放弃", ev_ended_by_customer: "客户结束", ev_moved: "已转移", ev_transferred: "已转交", ev_note: "备注", ev_email_received: "收到邮件", ev_email_sent: "已发送邮件", ev_email_acknowledged: "已发送确认邮件", ev_email_survey_sent: "已发送满意度调查", ev_call_ringing: "来电振铃", ev_call_answered: "来电接通", ev_call_ended: "通话结束", ev_call_transferred: "通话转接", ev_voicemail: "语音留言", ev_customer_created: "新建客户", ev_identity_added: "添加身份", ev_identity_removed: "移除身份", ev_customer_updated: "客户信息更新", ev_purchase_recorded: "记录购买", ev_customers_merged: "客户合并", ev_sla_warning: "服务目标预警", ev_sla_breached: "服务目标超时", ev_complaint_opened: "投诉已登记", ev_complaint_owner: "投诉负责人", ev_complaint_resolved: "投诉已解决", ev_held_until_open: "等待营业", ev_callback_requested: "请求回拨", ev_callback_booked: "已安排回拨", ev_callback_result: "回拨结果", ev_satisfaction: "满意度评分", ev_reopened: "重新打开",
+    retention: "数据保留", kept: "内容保留", keptForever: "永久", keptDays: "{d} 天",
+    removedBefore: "已删除此前内容", lastRun: "上次运行", lastRemoved: "当次删除",
+    waitingForEnd: "待结束的联系",
+    retentionHelp: "超过各渠道保留期限的邮件正文、主题、附件、聊天内容、备注和录音链接由服务器删除；每个联系的渠道、等级、时间和坐席会保留，用于报表。在配置文件中设置（[retention]）。",
   },
 };
 

@@ -1,7 +1,7 @@
 // The console, for supervisors and admins: the live queue (pushed over /supervisor/ws),
 // the routing rules (edit, validate in place, diff, simulate, apply, roll back), agents,
-// customers, the audit trail, mail kept aside (kept-aside.js) and hours & service
-// (service.js). Everything goes through
+// customers, the audit trail with the retention (retention.js), mail kept aside
+// (kept-aside.js) and hours & service (service.js). Everything goes through
 // the public API.
 "use strict";
 
@@ -106,7 +106,7 @@ function show(tab) {
     b.tabIndex = b.dataset.tab === tab ? 0 : -1;
   }
   if (tab === "rules" && !con.active) loadRules();
-  if (tab === "audit") loadAudit();
+  if (tab === "audit") { loadAudit(); loadRetention(); }
   if (tab === "mail") loadKeptAside();
   if (tab === "service") loadService();
   if (tab === "canned") buildCanned(panes.canned);
@@ -934,7 +934,7 @@ function buildAudit() {
   fill(panes.audit, h("div", { class: "card" }, h("h2", {}, t("audit")), form,
     h("div", { class: "scroll" }, h("table", { id: "audit-table" },
       h("thead", {}, h("tr", {}, h("th", {}, t("when")), h("th", {}, t("actor")), h("th", {}, t("action")), h("th", {}, t("auditTarget")), h("th", {}, t("change")))),
-      auditEl)), auditMore));
+      auditEl)), auditMore), buildRetention());
 }
 
 async function loadAudit(before) {

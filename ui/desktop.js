@@ -385,6 +385,7 @@ function onEnded(m) {
   if (desk.offer && desk.offer.interaction.id === m.interaction_id) { desk.offer = null; drawOffer(); }
   if (m.reason === "moved") { closeWorkspace(m.interaction_id); return toast(t("movedAway")); }
   if (m.reason === "transferred") { closeWorkspace(m.interaction_id); return; }
+  if (m.closed) { closeWorkspace(m.interaction_id); return toast(t("closedByAdmin")); }
   withWorkspace(m.interaction_id, (w) => {
     w.ended = m.reason || t("endedBy");
     if (w.interaction && w.interaction.channel === "phone") w.call = "ended";

@@ -717,8 +717,14 @@ pub async fn view(state: &AppState, conn: &mut Conn, id: &str) -> Result<Custome
         }
         None => None,
     };
+    let erased_at: Option<i64> =
+        sqlx::query_scalar("SELECT erased_at FROM customers WHERE id = $1")
+            .bind(c.id.as_str())
+            .fetch_one(&mut *conn)
+            .await?;
     let mut view = CustomerView::new(c, decision, identities, purchases, open);
     view.set_owner_name(owner_name);
+    view.set_erased_at(erased_at);
     Ok(view)
 }
 

@@ -59,6 +59,17 @@ pub enum ApiError {
         /// What conflicts.
         message: String,
     },
+    /// 409: the customer has contacts in progress, listed, which must end first.
+    #[error("{message}")]
+    InProgress {
+        /// What to do.
+        message: String,
+        /// The contacts in progress.
+        open: Vec<serde_json::Value>,
+    },
+    /// 410: the thing named existed and was removed for good (an erased customer).
+    #[error("{0}")]
+    Gone(String),
     /// 413: the body is larger than allowed.
     #[error("{0}")]
     TooLarge(String),
@@ -118,6 +129,8 @@ impl ApiError {
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Timeout => (StatusCode::REQUEST_TIMEOUT, "timeout"),
             ApiError::Conflict { .. } => (StatusCode::CONFLICT, "conflict"),
+            ApiError::InProgress { .. } => (StatusCode::CONFLICT, "in_progress"),
+            ApiError::Gone(_) => (StatusCode::GONE, "gone"),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             ApiError::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
@@ -146,6 +159,7 @@ impl IntoResponse for ApiError {
                 body["field"] = json!(f);
             }
             ApiError::Rows { errors, .. } => body["errors"] = json!(errors),
+            ApiError::InProgress { open, .. } => body["open"] = json!(open),
             ApiError::InvalidRules { errors, warnings } => {
                 body["errors"] = json!(errors);
                 body["warnings"] = json!(warnings);

@@ -140,7 +140,7 @@ pub async fn end(
                 message: "the interaction has already ended".into(),
             })
         }
-        Ended::Abandoned { .. } | Ended::WhileHeld { .. } => {}
+        Ended::Abandoned { .. } | Ended::WhileHeld { .. } | Ended::Closed { .. } => {}
     }
     let mut conn = state.store.pool().acquire().await?;
     view(&mut conn, &id).await

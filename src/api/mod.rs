@@ -7,13 +7,16 @@ mod audit;
 pub mod auth;
 mod canned;
 mod customers;
+mod erase;
 pub mod error;
+mod export;
 mod import;
 mod interactions;
 mod kept_aside;
 pub mod openapi;
 mod ops;
 mod pages;
+mod retention;
 mod rules;
 mod service;
 mod service_level;
@@ -414,6 +417,17 @@ fn api_routes() -> Routes {
             customers::merge,
         )
         .add(
+            Op::post("/api/customers/{id}/erase", "erase a customer for good: identities, name, what they and the agents wrote, files, numbers, mail kept aside; interactions stay, anonymous, for the counts")
+                .query::<erase::EraseQuery>()
+                .responses(&[(200, "erased: what was removed, counted"), (404, "no such customer"), (409, "contacts in progress, listed (end them, or ?end_open=true)"), (410, "erased already")]),
+            erase::erase,
+        )
+        .add(
+            Op::get("/api/customers/{id}/export", "everything held about a customer, as one JSON document (streamed; files in base64)")
+                .responses(&[(200, "the document"), (404, "no such customer"), (410, "erased")]),
+            export::export,
+        )
+        .add(
             Op::get("/api/customers/{id}/history", "the customer's history across every channel, newest first")
                 .access(Anyone)
                 .query::<customers::HistoryQuery>()
@@ -487,6 +501,17 @@ fn api_routes() -> Routes {
                 .json::<kept_aside::MakeContact>()
                 .responses(&[(201, "the interaction made and the message"), (400, "the message names no usable sender: give `email`"), (404, "no such message"), (409, "a contact was made of it already")]),
             kept_aside::contact,
+        )
+        .add(
+            Op::get("/api/retention", "how long each channel's content is kept, and how far old content has been removed")
+                .access(Supervisor)
+                .responses(&[(200, "per channel: days, removed_before, last run, contacts deferred")]),
+            retention::get,
+        )
+        .add(
+            Op::post("/api/retention/run", "remove content past its retention now, on this node")
+                .responses(&[(200, "per channel: what was removed, counted")]),
+            retention::run,
         )
         .add(
             Op::get("/api/audit", "the audit trail, newest first")

@@ -47,6 +47,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         "text/javascript",
         include_str!("../../ui/service.js"),
     ),
+    (
+        "retention.js",
+        "text/javascript",
+        include_str!("../../ui/retention.js"),
+    ),
 ];
 
 const DESKTOP: &str = include_str!("../../ui/desktop.html");

@@ -132,6 +132,9 @@ pub struct CustomerView {
     open_matters: Vec<Value>,
     created_at: String,
     updated_at: String,
+    /// When it was erased: nothing about the person is left, only this anonymous record.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    erased_at: Option<String>,
 }
 
 /// What a customer bought, in sum.
@@ -146,6 +149,11 @@ impl CustomerView {
     /// Names the account manager.
     pub fn set_owner_name(&mut self, name: Option<String>) {
         self.owner_name = name;
+    }
+
+    /// Says when it was erased (ms), if it was.
+    pub fn set_erased_at(&mut self, at: Option<i64>) {
+        self.erased_at = at.map(rfc3339);
     }
 
     /// Puts a customer's parts together.
@@ -173,6 +181,7 @@ impl CustomerView {
             open_matters,
             created_at: rfc3339(c.created_at),
             updated_at: rfc3339(c.updated_at),
+            erased_at: None,
         }
     }
 }

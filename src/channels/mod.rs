@@ -338,6 +338,10 @@ impl Core for CoreService {
                     interaction_id,
                     agent_id,
                 },
+                Ended::Closed { agent_id } => Ending::WhileHeld {
+                    interaction_id,
+                    agent_id: Some(agent_id),
+                },
                 Ended::Already => Ending::Already { interaction_id },
                 Ended::Unknown => Ending::Unknown,
             })

@@ -153,7 +153,12 @@ async fn answer(state: &AppState, call: Call) -> Option<Reply> {
         Call::End {
             interaction_id,
             reason,
-        } => match router.end(&interaction_id, &reason).await? {
+            close,
+        } => match if close {
+            router.close(&interaction_id, &reason).await?
+        } else {
+            router.end(&interaction_id, &reason).await?
+        } {
             Ok(ended) => Reply::Ended { ended },
             Err(e) => unavailable(e),
         },

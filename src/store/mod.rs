@@ -10,11 +10,14 @@ pub mod audit;
 pub mod bulk;
 pub mod channel;
 pub mod customers;
+pub mod erasure;
 pub mod history;
 pub mod interactions;
 pub mod kept_aside;
 pub mod outbox;
 pub mod presence;
+pub mod redact;
+pub mod retention;
 pub mod rules;
 pub mod service;
 
@@ -126,8 +129,8 @@ macro_rules! migrations {
         &[$(($version, $name, include_str!(concat!("../../migrations/", $dir, "/", $file)))),*]
     };
 }
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = migrations!("sqlite": 1 "core" "0001_core.sql", 2 "agents" "0002_agents.sql", 3 "routing" "0003_routing.sql", 4 "rule versions" "0004_rule_versions.sql", 5 "audit" "0005_audit.sql", 6 "roles" "0006_roles.sql", 7 "presence" "0007_presence.sql", 8 "channel events" "0008_channel_events.sql", 9 "email" "0009_email.sql", 10 "chat secrets" "0010_chat_secrets.sql", 11 "kept aside" "0011_kept_aside.sql", 13 "cluster" "0013_cluster.sql", 14 "service" "0014_service.sql", 17 "canned answers and signatures" "0017_canned.sql");
-const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = migrations!("postgres": 1 "core" "0001_core.sql", 2 "agents" "0002_agents.sql", 3 "routing" "0003_routing.sql", 4 "rule versions" "0004_rule_versions.sql", 5 "audit" "0005_audit.sql", 6 "roles" "0006_roles.sql", 7 "presence" "0007_presence.sql", 8 "channel events" "0008_channel_events.sql", 9 "email" "0009_email.sql", 10 "chat secrets" "0010_chat_secrets.sql", 11 "kept aside" "0011_kept_aside.sql", 12 "no truncate" "0012_no_truncate.sql", 13 "cluster" "0013_cluster.sql", 14 "service" "0014_service.sql", 17 "canned answers and signatures" "0017_canned.sql");
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = migrations!("sqlite": 1 "core" "0001_core.sql", 2 "agents" "0002_agents.sql", 3 "routing" "0003_routing.sql", 4 "rule versions" "0004_rule_versions.sql", 5 "audit" "0005_audit.sql", 6 "roles" "0006_roles.sql", 7 "presence" "0007_presence.sql", 8 "channel events" "0008_channel_events.sql", 9 "email" "0009_email.sql", 10 "chat secrets" "0010_chat_secrets.sql", 11 "kept aside" "0011_kept_aside.sql", 13 "cluster" "0013_cluster.sql", 14 "service" "0014_service.sql", 15 "customer data" "0015_customer_data.sql", 17 "canned answers and signatures" "0017_canned.sql");
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = migrations!("postgres": 1 "core" "0001_core.sql", 2 "agents" "0002_agents.sql", 3 "routing" "0003_routing.sql", 4 "rule versions" "0004_rule_versions.sql", 5 "audit" "0005_audit.sql", 6 "roles" "0006_roles.sql", 7 "presence" "0007_presence.sql", 8 "channel events" "0008_channel_events.sql", 9 "email" "0009_email.sql", 10 "chat secrets" "0010_chat_secrets.sql", 11 "kept aside" "0011_kept_aside.sql", 12 "no truncate" "0012_no_truncate.sql", 13 "cluster" "0013_cluster.sql", 14 "service" "0014_service.sql", 15 "customer data" "0015_customer_data.sql", 17 "canned answers and signatures" "0017_canned.sql");
 
 /// The migrations of one backend, built into the binary.
 #[derive(Debug)]
@@ -309,6 +312,32 @@ impl Store {
     /// Which database this is.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Empties SQLite's write-ahead log into the database file and truncates it, so that
+    /// what a change removed (an erased customer, content past its retention) is in no
+    /// older copy of a page left in the log; the file itself keeps no removed content
+    /// (`secure_delete`). Readers still on an older snapshot hold it up (SQLite waits for
+    /// them up to `busy_timeout` each time): it is tried three times, and answers whether
+    /// it was done (on PostgreSQL, where the write-ahead log is the server's, always true).
+    pub async fn truncate_log(&self) -> bool {
+        if self.backend != Backend::Sqlite {
+            return true;
+        }
+        for _ in 0..3 {
+            match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(TRUNCATE)")
+                .fetch_one(&self.pool)
+                .await
+            {
+                Ok((0, _, _)) => return true,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "Could not empty the write-ahead log");
+                    return false;
+                }
+            }
+        }
+        false
     }
 
     /// Closes every connection (at shutdown, after the last write). On SQLite every

@@ -95,9 +95,18 @@ pub async fn put(
     } else {
         (Some(now), None)
     };
+    // The interaction it is about, so that erasure and retention find a customer's
+    // commands without reading every payload.
+    #[derive(serde::Deserialize)]
+    struct About {
+        interaction_id: Option<String>,
+    }
+    let about = serde_json::from_str::<About>(payload)
+        .ok()
+        .and_then(|a| a.interaction_id);
     let done = sqlx::query(
-        "INSERT INTO outbox (id, channel, payload, attempts, next_at, created_at, delivered_at) \
-         VALUES ($1, $2, $3, 0, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
+        "INSERT INTO outbox (id, channel, payload, attempts, next_at, created_at, delivered_at, interaction_id) \
+         VALUES ($1, $2, $3, 0, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
     )
     .bind(id)
     .bind(channel)
@@ -105,6 +114,7 @@ pub async fn put(
     .bind(next_at)
     .bind(now)
     .bind(delivered_at)
+    .bind(about)
     .execute(&mut *conn)
     .await?;
     Ok(done.rows_affected() == 1)

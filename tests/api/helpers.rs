@@ -223,6 +223,11 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
+    /// Every line the server has written so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
     /// Waits until the server has logged a line containing `needle` (fails the test
     /// after 10 s); answers the line.
     pub async fn until_logged(&self, needle: &str) -> String {

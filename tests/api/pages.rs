@@ -41,6 +41,7 @@ async fn pages_are_served_with_a_strict_policy(backend: Backend) {
         "service.js",
         "work.js",
         "canned.js",
+        "retention.js",
     ] {
         let r = client
             .get(format!("{}/ui/{asset}", app.base))

@@ -372,6 +372,10 @@ test("a working day in the desktop and the console", async (t) => {
       return rows.length === 2 && rows.every((r) => r.includes("rules.apply")) &&
         rows[0].includes("high tier: 25 s") && rows[0].includes("rules 2") && rows[1].includes("rules 1");
     });
+    // Beside the trail, the retention: every channel keeps its content (the default).
+    const retention = admin.locator("#retention-table tbody tr");
+    await until("the retention card lists every channel", async () => (await retention.count()) === 4);
+    for (const row of await retention.allTextContents()) assert.match(row, /forever/);
     await shot(admin, "console-audit");
   });
 

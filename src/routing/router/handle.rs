@@ -113,6 +113,8 @@ pub(super) enum Command {
     End {
         interaction_id: String,
         reason: String,
+        /// One an agent holds is completed on the agent's behalf.
+        close: bool,
         reply: oneshot::Sender<Result<Ended, sqlx::Error>>,
     },
     Move {
@@ -176,6 +178,12 @@ pub enum Ended {
         /// The agent.
         agent_id: Option<String>,
     },
+    /// An agent held it: it was completed on the agent's behalf (an admin closing it,
+    /// [`RouterHandle::close`]), and the agent was told.
+    Closed {
+        /// The agent.
+        agent_id: String,
+    },
     /// It had ended already.
     Already,
     /// No such interaction.
@@ -201,6 +209,9 @@ pub enum Call {
         interaction_id: String,
         /// Why.
         reason: String,
+        /// One an agent holds is completed on the agent's behalf.
+        #[serde(default)]
+        close: bool,
     },
     /// Move an interaction to an agent.
     Move {
@@ -576,15 +587,37 @@ impl RouterHandle {
         interaction_id: &str,
         reason: &str,
     ) -> Option<Result<Ended, sqlx::Error>> {
+        self.end_as(interaction_id, reason, false).await
+    }
+
+    /// Ends an interaction for an admin, wherever it is: a waiting one is abandoned (as
+    /// [`RouterHandle::end`] does), one an agent holds is completed on the agent's behalf
+    /// (disposition `closed_by_admin`), the agent told and its capacity freed.
+    pub async fn close(
+        &self,
+        interaction_id: &str,
+        reason: &str,
+    ) -> Option<Result<Ended, sqlx::Error>> {
+        self.end_as(interaction_id, reason, true).await
+    }
+
+    async fn end_as(
+        &self,
+        interaction_id: &str,
+        reason: &str,
+        close: bool,
+    ) -> Option<Result<Ended, sqlx::Error>> {
         self.ask(
             |reply| Command::End {
                 interaction_id: interaction_id.into(),
                 reason: reason.into(),
+                close,
                 reply,
             },
             || Call::End {
                 interaction_id: interaction_id.into(),
                 reason: reason.into(),
+                close,
             },
             |r| match r {
                 Reply::Ended { ended } => Some(Ok(ended)),

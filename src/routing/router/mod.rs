@@ -542,10 +542,11 @@ impl Router {
             Command::End {
                 interaction_id,
                 reason,
+                close,
                 reply,
             } => {
                 self.take_fresh().await;
-                let result = self.end(&interaction_id, &reason, now_ms()).await;
+                let result = self.end(&interaction_id, &reason, close, now_ms()).await;
                 self.after_commit(move || {
                     let _ = reply.send(result);
                 });

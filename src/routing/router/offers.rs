@@ -280,6 +280,7 @@ impl Router {
         &mut self,
         id: &str,
         reason: &str,
+        close: bool,
         now: i64,
     ) -> Result<Ended, sqlx::Error> {
         if let Some(item) = self.waiting.get(id) {
@@ -351,6 +352,9 @@ impl Router {
             self.stage(id, &["assigned"], "completed", None, event);
             return Ok(Ended::WhileHeld { agent_id: None });
         }
+        if let (true, Some(agent)) = (close, row.agent_id.clone()) {
+            return Ok(self.close_held(&row, &agent, reason));
+        }
         let event = NewEvent {
             customer_id: row.customer_id.clone(),
             interaction_id: Some(id.to_string()),
@@ -365,6 +369,45 @@ impl Router {
         Ok(Ended::WhileHeld {
             agent_id: row.agent_id,
         })
+    }
+
+    /// Completes an interaction `agent` holds on the agent's behalf (an admin closing it,
+    /// before erasing its customer): its capacity is freed at once, with no wrap-up, and
+    /// its desktop told to close it.
+    fn close_held(&mut self, row: &InteractionRow, agent: &str, reason: &str) -> Ended {
+        const DISPOSITION: &str = "closed_by_admin";
+        self.events.push(NewEvent {
+            customer_id: row.customer_id.clone(),
+            interaction_id: Some(row.id.clone()),
+            kind: "completed",
+            actor: "admin".into(),
+            data: json!({ "agent_id": agent, "disposition": DISPOSITION, "reason": reason }),
+        });
+        self.pending.push(Pending::Complete {
+            id: row.id.clone(),
+            agent: agent.to_string(),
+            disposition: DISPOSITION.into(),
+            notes: None,
+        });
+        let channel = self
+            .agents
+            .get_mut(agent)
+            .and_then(|s| {
+                let channel = s.held.remove(&row.id);
+                s.emit(json!({ "type": "interaction_ended", "interaction_id": row.id, "reason": reason, "closed": true }));
+                channel
+            })
+            .or_else(|| ChannelKind::parse(&row.channel));
+        if let Some(channel) = channel {
+            self.completed.push(Completed {
+                interaction_id: row.id.clone(),
+                contact_key: row.idempotency_key.clone(),
+                channel,
+            });
+        }
+        Ended::Closed {
+            agent_id: agent.to_string(),
+        }
     }
 
     /// An offer declined or timed out: the interaction waits again, not for this agent,
