@@ -11,8 +11,9 @@ use crate::Chat;
 /// The history kind of a chat's events.
 const CHAT_KIND: &str = "chat";
 
-/// Queues the transcript of chat `key` for `email`; answers the frame to send back.
-pub async fn request(chat: &Chat, key: &str, email: &str) -> Message {
+/// Queues the transcript of chat `key` (interaction `interaction_id`) for `email`;
+/// answers the frame to send back.
+pub async fn request(chat: &Chat, key: &str, interaction_id: &str, email: &str) -> Message {
     let email = email.trim();
     if email.len() > 254 || email.parse::<email_address::EmailAddress>().is_err() {
         return crate::ws::error_frame("bad_field", "email: not an email address");
@@ -37,7 +38,8 @@ pub async fn request(chat: &Chat, key: &str, email: &str) -> Message {
         id: format!("transcript:{key}"),
         channel: ChannelKind::Email,
         payload: json!({
-            "action": "transcript", "to": [email], "chat": key,
+            // Named, so that erasure and retention find it with the customer's contact.
+            "action": "transcript", "to": [email], "chat": key, "interaction_id": interaction_id,
             "subject": "Your chat transcript",
             "body": format!("The transcript of your chat with us:\n\n{}\n", lines.join("\n")),
         }),

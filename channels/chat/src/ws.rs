@@ -327,7 +327,7 @@ async fn serve(
                 )
             }
             Ok(ClientFrame::Transcript { email }) => {
-                Some(crate::transcript::request(chat, &room.key, &email).await)
+                Some(crate::transcript::request(chat, &room.key, &room.interaction_id, &email).await)
             }
             Ok(ClientFrame::Start { .. } | ClientFrame::Resume { .. }) => Some(error(
                 "already_started",
