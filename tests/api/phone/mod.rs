@@ -761,7 +761,7 @@ async fn zammad_generic_cti_events_work_unchanged(backend: Backend) {
 async fn twilio_calls_are_answered_with_twiml_and_updated_when_taken(backend: Backend) {
     let (twilio_api, log) = phone_system(0).await;
     // A wide answer window: the agent below must accept within it even on a busy machine.
-    let app = app(backend, &twilio_api, 3000).await;
+    let app = app(backend, &twilio_api, 8000).await;
     let call = [
         ("AccountSid", TWILIO_SID),
         ("ApiVersion", "2010-04-01"),
