@@ -18,6 +18,7 @@ use crate::store::agents;
 
 /// How long a new connection has to log in.
 const LOGIN_WITHIN: Duration = Duration::from_secs(10);
+pub(super) const READ_BUFFER: usize = 512;
 
 /// `GET /agent/ws`: upgrades to the agent protocol.
 pub async fn upgrade(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
