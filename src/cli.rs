@@ -357,6 +357,9 @@ fn serve(config: Option<PathBuf>) -> std::process::ExitCode {
     let result = runtime.block_on(async move {
         let app = Application::build(settings).await?;
         println!("Switchboard listening on http://{}", app.local_addr());
+        if let Some(smtp) = app.smtp_addr() {
+            println!("SMTP listening on {smtp}");
+        }
         println!("Data: {}", app.data_location());
         if let Some(path) = app.token_location() {
             println!("Admin API token: in {}", path.display());

@@ -44,6 +44,8 @@ pub struct Settings {
     pub chat: switchboard_chat::ChatSettings,
     /// Several nodes on PostgreSQL.
     pub cluster: ClusterSettings,
+    /// Service commitments: escalations.
+    pub service: ServiceSettings,
     /// Logging.
     pub log: LogSettings,
 }
@@ -55,6 +57,21 @@ pub struct ClusterSettings {
     /// Where the other nodes reach this one (`http://10.0.0.5:8080`); empty: the address
     /// it listens on.
     pub advertise_url: String,
+}
+
+/// Service commitments: where escalations go (the commitments themselves are in the
+/// routing rules).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSettings {
+    /// Where breaches are posted (empty: nowhere).
+    pub escalation_webhook_url: String,
+    /// The secret they are signed with.
+    pub escalation_webhook_secret: String,
+    /// Where customers reach this server, for survey links in mail (empty: none sent).
+    pub public_url: String,
+    /// Lets tests move the clock forward over `POST /internal/clock`.
+    pub test_clock: bool,
 }
 
 /// Agent sessions.
@@ -155,8 +172,9 @@ pub struct ApiSettings {
 pub struct CustomerSettings {
     /// ISO 3166 region for phone numbers without a country code; empty for none.
     pub phone_default_region: String,
-    /// Topics whose contacts are matters with a deadline, and the deadline in hours
-    /// from the contact (complaints: 24 h by default).
+    /// No longer read: deadlines are the service policies and `[complaints]` of the
+    /// routing rules. Accepted so an older configuration still starts (with a warning).
+    #[serde(default)]
     pub matter_deadline_hours: std::collections::BTreeMap<String, u32>,
 }
 
@@ -396,6 +414,24 @@ impl Settings {
         }
         if chat.idle_timeout_secs < 30 {
             problems.push("chat.idle_timeout_secs: at least 30 (the widget pings every 20)".into());
+        }
+        let service = &self.service;
+        if !service.public_url.is_empty() && reqwest::Url::parse(&service.public_url).is_err() {
+            problems.push(format!(
+                "service.public_url: '{}' is not a URL",
+                service.public_url
+            ));
+        }
+        if !service.escalation_webhook_url.is_empty() {
+            if reqwest::Url::parse(&service.escalation_webhook_url).is_err() {
+                problems.push(format!(
+                    "service.escalation_webhook_url: '{}' is not a URL",
+                    service.escalation_webhook_url
+                ));
+            }
+            if service.escalation_webhook_secret.is_empty() {
+                problems.push("service.escalation_webhook_url: escalations are signed; set service.escalation_webhook_secret too".into());
+            }
         }
         self.tiers.check(&mut problems);
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {

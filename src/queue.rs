@@ -2,7 +2,7 @@
 //! them. The store is the authority (every entry here was committed first); this is
 //! rebuilt from the interactions in state `queued` whenever the server starts.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 
 use tokio::sync::Notify;
@@ -30,6 +30,9 @@ pub struct Waiting {
     pub preferred_agent: Option<String>,
     /// When it was accepted (ms): its wait counts from here.
     pub enqueued_at: i64,
+    /// Not handed to the router before this moment (ms): a contact taken while closed
+    /// waits for the opening, a callback for its time.
+    pub not_before: Option<i64>,
 }
 
 /// The waiting interactions, by id, with their count per tier kept as they change.
@@ -53,6 +56,8 @@ struct Inner {
     depth: BTreeMap<String, usize>,
     /// Arrived since the router last looked.
     fresh: Vec<Waiting>,
+    /// Waiting, but not handed to the router before their time: (time, id).
+    held: BTreeSet<(i64, String)>,
 }
 
 impl Queue {
@@ -63,6 +68,7 @@ impl Queue {
             waiting: HashMap::new(),
             depth: tiers.into_iter().map(|t| (t, 0)).collect(),
             fresh: Vec::new(),
+            held: BTreeSet::new(),
         };
         let q = Queue {
             inner: Mutex::new(inner),
@@ -73,8 +79,10 @@ impl Queue {
         q
     }
 
-    /// Adds committed interactions; one already waiting is not added twice.
+    /// Adds committed interactions; one already waiting is not added twice. One whose
+    /// time has not come is held (it waits, and counts) until [`Queue::release_due`].
     pub fn push_all(&self, entries: impl IntoIterator<Item = Waiting>) {
+        let now = crate::store::service_now();
         let mut inner = self.inner.lock().expect("queue lock");
         if inner.inactive {
             return;
@@ -85,9 +93,16 @@ impl Queue {
                 continue;
             }
             *inner.depth.entry(w.tier.clone()).or_default() += 1;
-            inner.fresh.push(w.clone());
+            match w.not_before {
+                Some(at) if at > now => {
+                    inner.held.insert((at, w.interaction_id.clone()));
+                }
+                _ => {
+                    inner.fresh.push(w.clone());
+                    changed = true;
+                }
+            }
             inner.waiting.insert(w.interaction_id.clone(), w);
-            changed = true;
         }
         if changed {
             telemetry::queue_depth(&inner.depth);
@@ -120,10 +135,52 @@ impl Queue {
         inner.inactive = inactive;
         inner.waiting.clear();
         inner.fresh.clear();
+        inner.held.clear();
         for n in inner.depth.values_mut() {
             *n = 0;
         }
         telemetry::queue_depth(&inner.depth);
+    }
+
+    /// Hands the router the held interactions whose time has come by `now` (the service
+    /// clock's); answers how many.
+    pub fn release_due(&self, now: i64) -> usize {
+        let mut inner = self.inner.lock().expect("queue lock");
+        let mut released = 0;
+        while let Some((at, _)) = inner.held.first() {
+            if *at > now {
+                break;
+            }
+            let (_, id) = inner.held.pop_first().expect("a first entry");
+            if let Some(w) = inner.waiting.get(&id).cloned() {
+                // Its wait counts from its time, by the router's clock.
+                let w = Waiting {
+                    enqueued_at: w.enqueued_at.min(crate::store::now_ms()),
+                    ..w
+                };
+                inner.fresh.push(w);
+                released += 1;
+            }
+        }
+        if released > 0 {
+            self.arrived.notify_one();
+        }
+        released
+    }
+
+    /// When the next held interaction's time comes.
+    pub fn next_release(&self) -> Option<i64> {
+        self.inner
+            .lock()
+            .expect("queue lock")
+            .held
+            .first()
+            .map(|(at, _)| *at)
+    }
+
+    /// How many wait for their time (closed hours, a booked callback).
+    pub fn held(&self) -> usize {
+        self.inner.lock().expect("queue lock").held.len()
     }
 
     /// Takes the interactions that arrived since the last call.
@@ -142,6 +199,9 @@ impl Queue {
         let Some(w) = inner.waiting.remove(interaction_id) else {
             return false;
         };
+        if let Some(at) = w.not_before {
+            inner.held.remove(&(at, w.interaction_id.clone()));
+        }
         if let Some(n) = inner.depth.get_mut(&w.tier) {
             *n = n.saturating_sub(1);
         }
@@ -196,6 +256,7 @@ mod tests {
             contact_key: format!("key-{id}"),
             preferred_agent: None,
             enqueued_at: at,
+            not_before: None,
         }
     }
 
@@ -209,6 +270,32 @@ mod tests {
         assert!(q.remove("a"));
         let depth = q.depth();
         assert_eq!((depth["high"], depth["low"]), (0, 0));
+    }
+
+    #[test]
+    fn a_held_interaction_waits_and_counts_but_reaches_the_router_at_its_time() {
+        let q = Queue::new(vec!["low".into()], []);
+        let now = crate::store::service_now();
+        let later = Waiting {
+            not_before: Some(now + 60_000),
+            ..w("night", "low", now)
+        };
+        q.push_all([later, w("day", "low", now)]);
+        assert_eq!(q.depth()["low"], 2, "both wait");
+        let ids = |v: Vec<Waiting>| v.into_iter().map(|w| w.interaction_id).collect::<Vec<_>>();
+        assert_eq!(ids(q.take_fresh()), ["day"]);
+        assert_eq!(q.release_due(now + 59_999), 0);
+        assert_eq!(q.next_release(), Some(now + 60_000));
+        assert_eq!(q.release_due(now + 60_000), 1);
+        assert_eq!(ids(q.take_fresh()), ["night"]);
+        assert_eq!(q.held(), 0);
+        // One removed while held (its caller hung up) is never handed over.
+        q.push_all([Waiting {
+            not_before: Some(now + 1_000),
+            ..w("gone", "low", now)
+        }]);
+        assert!(q.remove("gone"));
+        assert_eq!(q.release_due(now + 2_000), 0);
     }
 
     #[test]

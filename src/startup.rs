@@ -25,6 +25,7 @@ use crate::customers::identity::IdentityParser;
 use crate::queue::Queue;
 use crate::routing::router::{self, RouterHandle, SessionTimes};
 use crate::routing::versions::{self, FromFile};
+use crate::service::Services;
 use crate::simulation::Active;
 use crate::store::{interactions, Backend, Store};
 use crate::{intake, telemetry};
@@ -62,6 +63,7 @@ struct LeaderDuties {
     chat: Arc<switchboard_chat::Chat>,
     email: Arc<switchboard_email::Email>,
     times: SessionTimes,
+    services: Arc<Services>,
 }
 
 impl LeaderDuties {
@@ -110,6 +112,16 @@ impl Duties for LeaderDuties {
                 stop.clone(),
             );
             let mut tasks = vec![
+                tokio::spawn(crate::service::watch::run(
+                    crate::service::watch::Watch {
+                        store: self.store.clone(),
+                        services: self.services.clone(),
+                        queue: self.queue.clone(),
+                        router: self.router.clone(),
+                        settings: self.settings.clone(),
+                    },
+                    stop.clone(),
+                )),
                 tokio::spawn(switchboard_chat::run(
                     self.chat.clone(),
                     stop.clone().cancelled_owned(),
@@ -235,6 +247,10 @@ impl Application {
         for w in &active.report.warnings {
             tracing::warn!(warning = %w, "The routing rules are doubtful");
         }
+        let services = Services::new(active.version, Arc::new(active.rules.clone()));
+        if !settings.customers.matter_deadline_hours.is_empty() {
+            tracing::warn!("customers.matter_deadline_hours is no longer read: deadlines are the [[policies]] and [complaints] of the routing rules");
+        }
         let addr: SocketAddr = settings
             .server
             .http_addr
@@ -264,8 +280,13 @@ impl Application {
             queue.deactivate();
         }
         let writer_stop = CancellationToken::new();
-        let (intake, writer) =
-            intake::start(store.clone(), &settings, queue.clone(), writer_stop.clone());
+        let (intake, writer) = intake::start(
+            store.clone(),
+            &settings,
+            queue.clone(),
+            services.clone(),
+            writer_stop.clone(),
+        );
         let lead_stop = CancellationToken::new();
         let times = SessionTimes {
             heartbeat_timeout: Duration::from_secs(settings.agents.heartbeat_timeout_secs),
@@ -290,6 +311,7 @@ impl Application {
             store.clone(),
             settings.clone(),
             router_handle.clone(),
+            services.clone(),
             rules_lock.clone(),
             lead_stop.clone(),
         ));
@@ -307,13 +329,25 @@ impl Application {
         };
         // The channels: each serves here (webhooks, SMTP, websockets); what runs once
         // (outboxes, mailbox polling, chats' timers) runs where the lead is.
+        // Survey links are signed with a secret every node shares.
+        let survey_key = cluster::shared_secret(&store, "survey")
+            .await
+            .context("Reading the survey links' secret")?;
         let core = Arc::new(crate::channels::CoreService::new(
             intake.clone(),
             store.clone(),
             router_handle.clone(),
             queue.clone(),
+            crate::channels::ServiceParts {
+                services: services.clone(),
+                default_tier: settings.tiers.default.clone(),
+                parser: IdentityParser::new(&settings.customers.phone_default_region),
+                survey_key,
+                public_url: settings.service.public_url.clone(),
+            },
         ));
         let phone = switchboard_phone::Phone::new(settings.phone.clone(), core.clone());
+        let channels_core = core.clone();
         phone.set_clustered(cluster.is_some());
         let channels_stop = CancellationToken::new();
         let chat = switchboard_chat::Chat::new(settings.chat.clone(), core.clone());
@@ -348,6 +382,7 @@ impl Application {
             chat: chat.clone(),
             email: email.clone(),
             times,
+            services: services.clone(),
         });
         let lead_done = match &cluster {
             // A single node leads from the start: it takes over before it serves.
@@ -361,6 +396,24 @@ impl Application {
                 })
             }
             Some(c) => {
+                // Rules applied on another node reach this node's intake within seconds.
+                let (st, sv, tiers, stop) = (
+                    store.clone(),
+                    services.clone(),
+                    settings.tiers.order.clone(),
+                    lead_stop.clone(),
+                );
+                tokio::spawn(async move {
+                    loop {
+                        tokio::select! {
+                            () = tokio::time::sleep(Duration::from_secs(2)) => {}
+                            () = stop.cancelled() => return,
+                        }
+                        if let Err(e) = sv.refresh(&st, &tiers).await {
+                            tracing::warn!(error = %e, "Could not read the newest rules version; trying again");
+                        }
+                    }
+                });
                 tokio::spawn(cluster::bus::listen(
                     c.clone(),
                     url.clone(),
@@ -399,6 +452,8 @@ impl Application {
             simulations: Arc::new(tokio::sync::Semaphore::new(1)),
             router: router_handle.clone(),
             cluster: cluster.clone(),
+            services: services.clone(),
+            core: channels_core,
         };
         Ok(Application {
             listener,
@@ -507,6 +562,7 @@ async fn reload_on_sighup(
     store: Store,
     settings: Arc<Settings>,
     router: router::RouterHandle,
+    services: Arc<Services>,
     lock: Arc<tokio::sync::Mutex<()>>,
     stop: CancellationToken,
 ) {
@@ -523,6 +579,7 @@ async fn reload_on_sighup(
             settings.routing.path(),
             &settings.tiers.order,
             &router,
+            &services,
             &lock,
         )
         .await

@@ -71,5 +71,7 @@ fn raw_row(customer: &str) -> InteractionRow {
         disposition: None,
         notes: None,
         preferred_agent_id: None,
+        opens_at: None,
+        complaint_id: None,
     }
 }

@@ -93,6 +93,18 @@ fn encode(event: &CallEvent) -> serde_json::Value {
             "event": "voicemail", "call_id": call_id, "duration_secs": duration_secs,
             "recording_url": recording_url,
         }),
+        CallEvent::CallbackRequested { call_id, number } => {
+            json!({ "event": "callback", "call_id": call_id, "number": number })
+        }
+        CallEvent::CallbackResult {
+            callback_id,
+            result,
+        } => json!({ "event": "callback_result", "callback_id": callback_id, "result": result }),
+        CallEvent::Satisfaction {
+            call_id,
+            score,
+            comment,
+        } => json!({ "event": "satisfaction", "call_id": call_id, "score": score, "comment": comment }),
         CallEvent::Ignored { .. } => panic!("no native event is ignored"),
     }
 }

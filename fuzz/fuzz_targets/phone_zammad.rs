@@ -16,6 +16,10 @@ fuzz_target!(|body: &[u8]| {
             Err(PhoneError::Invalid { field, message }) => {
                 assert!(!field.is_empty() && !message.is_empty())
             }
+            // Zammad answers a direction other than in or out with 422, before anything else.
+            Err(PhoneError::Unprocessable { field, message }) => {
+                assert!(field == "direction" && !message.is_empty())
+            }
             Err(other) => panic!("a body is invalid or an event, not {other:?}"),
             Ok(event) => check(&event),
         }
@@ -28,9 +32,12 @@ fn check(event: &CallEvent) {
     assert!(!id.chars().any(char::is_control));
     if matches!(
         event,
-        CallEvent::Transferred { .. } | CallEvent::Voicemail { .. }
+        CallEvent::Transferred { .. }
+            | CallEvent::Voicemail { .. }
+            | CallEvent::CallbackResult { .. }
+            | CallEvent::Satisfaction { .. }
     ) {
-        panic!("Zammad has no transfers or voicemail: {event:?}");
+        panic!("Zammad has no transfers, voicemail, callback results or surveys: {event:?}");
     }
     // A caller's number made of blanks is read as an empty (withheld) number, which a
     // form cannot say again; every other event, written back as a form and as JSON,
@@ -73,7 +80,7 @@ fn encode(event: &CallEvent) -> Vec<(&'static str, String)> {
             f.push(("queue", q.clone()));
         }
     }
-    let mut f = vec![("callId", event.call_id().to_string())];
+    let mut f = vec![("callId", event.call_id().to_string()), ("direction", "in".into())];
     match event {
         CallEvent::Ringing(r) => {
             f.push(("event", "newCall".into()));
@@ -92,11 +99,20 @@ fn encode(event: &CallEvent) -> Vec<(&'static str, String)> {
                 caller(&mut f, r);
             }
         }
+        CallEvent::CallbackRequested { number, .. } => {
+            f.push(("event", "callback".into()));
+            if let Some(n) = number {
+                f.push(("callbackNumber", n.clone()));
+            }
+        }
         CallEvent::Ignored { .. } => {
             f.push(("event", "hangup".into()));
-            f.push(("direction", "out".into()));
+            f[1].1 = "out".into();
         }
-        CallEvent::Transferred { .. } | CallEvent::Voicemail { .. } => unreachable!(),
+        CallEvent::Transferred { .. }
+        | CallEvent::Voicemail { .. }
+        | CallEvent::CallbackResult { .. }
+        | CallEvent::Satisfaction { .. } => unreachable!(),
     }
     f
 }

@@ -707,7 +707,7 @@ pub async fn view(state: &AppState, conn: &mut Conn, id: &str) -> Result<Custome
     let decision = tier::decide(&state.settings.tiers, &value, now);
     let identities = store::identities(conn, &c.id).await?;
     let purchases = store::purchase_summary(conn, &c.id).await?;
-    let open = open_matters(state, conn, &c.id).await?;
+    let open = open_matters(conn, &c.id).await?;
     let owner_name: Option<String> = match &c.owner_agent_id {
         Some(owner) => {
             sqlx::query_scalar("SELECT name FROM agents WHERE id = $1")
@@ -734,13 +734,10 @@ type MatterRow = (
     i64,
 );
 
-/// The customer's interactions not yet completed, oldest first; those whose topic has a
-/// deadline (`customers.matter_deadline_hours`, complaints by default) carry it.
-async fn open_matters(
-    state: &AppState,
-    conn: &mut Conn,
-    id: &str,
-) -> Result<Vec<serde_json::Value>, ApiError> {
+/// The customer's interactions not yet completed, oldest first, each with its next
+/// deadline (its earliest service target still running, or its complaint's), and the
+/// customer's open complaints with their owners.
+async fn open_matters(conn: &mut Conn, id: &str) -> Result<Vec<serde_json::Value>, ApiError> {
     let rows: Vec<MatterRow> = sqlx::query_as(
         "SELECT id, channel, state, topic, subject, agent_id, created_at FROM interactions \
              WHERE state IN ('queued', 'offered', 'assigned') \
@@ -748,20 +745,33 @@ async fn open_matters(
              ORDER BY created_at LIMIT 50",
     )
     .bind(id)
-    .fetch_all(conn)
+    .fetch_all(&mut *conn)
     .await?;
-    let deadlines = &state.settings.customers.matter_deadline_hours;
+    let ids: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
+    let targets = crate::store::service::deadlines_of(conn, &ids).await?;
+    let complaints = crate::store::service::complaints_of_interactions(conn, &ids).await?;
     Ok(rows
         .into_iter()
         .map(|(id, channel, st, topic, subject, agent_id, created_at)| {
-            let deadline = topic
-                .as_deref()
-                .and_then(|t| deadlines.get(t))
-                .map(|h| rfc3339(created_at + i64::from(*h) * 3_600_000));
+            let running = targets
+                .iter()
+                .filter(|d| d.interaction_id == id && matches!(d.state.as_str(), "pending" | "warned" | "breached"))
+                .filter(|d| d.state != "breached" || d.target != "first_response" || st != "assigned")
+                .filter_map(|d| Some((d.due_at.filter(|t| *t < i64::MAX)?, d.target.clone())))
+                .min();
+            let complaint = complaints.get(&id);
+            let (deadline, target) = match (running, complaint) {
+                (Some((at, _)), Some(c)) if c.due_at < at => (Some(c.due_at), "complaint".to_string()),
+                (Some((at, t)), _) => (Some(at), t),
+                (None, Some(c)) => (Some(c.due_at), "complaint".into()),
+                (None, None) => (None, String::new()),
+            };
             serde_json::json!({
                 "interaction_id": id, "channel": channel, "state": st, "topic": topic,
                 "subject": subject, "agent_id": agent_id, "created_at": rfc3339(created_at),
-                "deadline": deadline,
+                "deadline": deadline.map(rfc3339), "deadline_target": (!target.is_empty()).then_some(target),
+                "complaint_id": complaint.map(|c| c.id.clone()),
+                "complaint_owner": complaint.and_then(|c| c.owner_agent_id.clone()),
             })
         })
         .collect())

@@ -73,6 +73,7 @@ pub async fn create(
             subject: req.subject,
             body: req.body,
             preferred_agent: None,
+            not_before_ms: None,
         })
         .await?;
     let status = if committed.created {
@@ -213,6 +214,13 @@ async fn view(conn: &mut crate::store::Conn, id: &str) -> Result<Json<Interactio
     let events = history::of_interaction(conn, id).await?;
     let files = crate::store::channel::files_of(conn, id).await?;
     let mut view = InteractionView::new(row, Some(events));
+    let deadlines = crate::store::service::deadlines_of(conn, &[id.to_string()]).await?;
+    view.set_deadlines(
+        deadlines
+            .iter()
+            .map(super::service::deadline_json)
+            .collect(),
+    );
     view.set_attachments(
         files
             .into_iter()

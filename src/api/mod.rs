@@ -14,9 +14,11 @@ pub mod openapi;
 mod ops;
 mod pages;
 mod rules;
+mod service;
 mod service_level;
 mod simulate;
 mod supervisor_ws;
+mod survey;
 mod views;
 
 use std::sync::Arc;
@@ -70,6 +72,10 @@ pub struct AppState {
     pub email: Arc<switchboard_email::Email>,
     /// This node in its cluster (PostgreSQL); `None` for a single node.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// The service commitments in force (hours, targets, callbacks, surveys).
+    pub services: Arc<crate::service::Services>,
+    /// The core as channels see it (callbacks, scores).
+    pub core: Arc<crate::channels::CoreService>,
 }
 
 /// The whole HTTP router. Every route is added with its entry in the OpenAPI document
@@ -105,6 +111,7 @@ pub fn router(state: AppState) -> Router {
         .merge(switchboard_phone::routes(state.phone.clone()))
         .merge(switchboard_chat::routes(state.chat.clone()))
         .merge(pages::routes())
+        .route("/survey/{token}", get(survey::page).post(survey::answer))
         .merge(api)
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
@@ -186,6 +193,101 @@ fn api_routes() -> Routes {
                 .json::<interactions::MoveInteraction>()
                 .responses(&[(200, "moved"), (404, "no such interaction"), (409, "it cannot go to that agent now")]),
             interactions::move_to,
+        )
+        .add(
+            Op::get("/api/service", "the service commitments in force: calendars (open now?), hours, closed answers, policies, complaints, callbacks, survey")
+                .access(Supervisor)
+                .responses(&[(200, "the commitments")]),
+            service::get,
+        )
+        .add(
+            Op::put("/api/service/calendars/{name}", "add or replace a calendar (a new version of the rules)")
+                .json::<service::CalendarEdit>()
+                .responses(&[(200, "the new version"), (422, "the rules would not be valid: every error named")]),
+            service::put_calendar,
+        )
+        .add(
+            Op::delete("/api/service/calendars/{name}", "remove a calendar no rule names (a new version of the rules)")
+                .responses(&[(200, "the new version"), (404, "no such calendar"), (422, "a rule still names it")]),
+            service::delete_calendar,
+        )
+        .add(
+            Op::put("/api/service/hours", "replace which calendar serves which contacts (a new version of the rules)")
+                .json::<service::HoursEdit>()
+                .responses(&[(200, "the new version"), (422, "the rules would not be valid")]),
+            service::put_hours,
+        )
+        .add(
+            Op::put("/api/service/policies", "replace the service policies (a new version of the rules)")
+                .json::<service::PoliciesEdit>()
+                .responses(&[(200, "the new version"), (422, "the rules would not be valid")]),
+            service::put_policies,
+        )
+        .add(
+            Op::get("/api/service/breaches", "service targets breached or warned of, and complaints late or near their deadline")
+                .access(Supervisor)
+                .query::<service::BreachQuery>()
+                .responses(&[(200, "the targets and complaints")]),
+            service::breaches,
+        )
+        .add(
+            Op::get("/api/complaints", "complaints with their owners and deadlines")
+                .access(Supervisor)
+                .query::<service::ComplaintQuery>()
+                .responses(&[(200, "the complaints")]),
+            service::complaints,
+        )
+        .add(
+            Op::post("/api/complaints/{id}/owner", "name a complaint's owner")
+                .access(Supervisor)
+                .json::<service::OwnerBody>()
+                .responses(&[(200, "the complaint"), (404, "no such complaint"), (409, "it is resolved")]),
+            service::set_owner,
+        )
+        .add(
+            Op::post("/api/complaints/{id}/resolve", "the complaint is resolved (its owner, or a supervisor)")
+                .access(Anyone)
+                .responses(&[(200, "the complaint"), (404, "no such complaint (or not the agent's)"), (409, "resolved already")]),
+            service::resolve,
+        )
+        .add(
+            Op::post("/api/callbacks", "book a callback: routed like a call when its time comes, dialled when an agent takes it")
+                .access(Supervisor)
+                .json::<service::BookCallback>()
+                .responses(&[(201, "booked (or booked before under that key)"), (400, "a number that cannot be parsed, or is blocked")]),
+            service::book_callback,
+        )
+        .add(
+            Op::post("/api/interactions/{id}/satisfaction", "a customer's score (1 to 5) of a completed contact, from another system")
+                .json::<service::Score>()
+                .responses(&[(200, "recorded (and a follow-up opened for a low score)"), (404, "no completed interaction"), (409, "scored before")]),
+            service::satisfaction,
+        )
+        .add(
+            Op::get("/api/reports/satisfaction", "scores by agent, tier, topic or channel over a range")
+                .access(Supervisor)
+                .query::<service::SatisfactionQuery>()
+                .responses(&[(200, "the groups: answers, average, each score's count")]),
+            service::satisfaction_report,
+        )
+        .add(
+            Op::put("/api/agents/{id}/absence", "an agent away until a time, with a substitute for their customers and complaints")
+                .access(Supervisor)
+                .json::<service::Absence>()
+                .responses(&[(200, "set"), (404, "no such agent")]),
+            service::set_absence,
+        )
+        .add(
+            Op::delete("/api/agents/{id}/absence", "the agent is back")
+                .access(Supervisor)
+                .responses(&[(204, "cleared"), (404, "no such agent")]),
+            service::clear_absence,
+        )
+        .add(
+            Op::post("/api/test/clock", "move the server's clock forward: only with service.test_clock, for tests")
+                .json::<service::ClockBody>()
+                .responses(&[(200, "the server's time now"), (404, "the test clock is off")]),
+            service::clock,
         )
         .add(
             Op::post("/api/customers", "a new customer")

@@ -127,7 +127,7 @@ pub async fn rollback(
     .await
 }
 
-async fn apply(
+pub(super) async fn apply(
     state: &AppState,
     actor: String,
     text: String,
@@ -156,7 +156,9 @@ async fn apply(
         );
         store::audit::record(&mut tx, &[change], now_ms()).await?;
         tx.commit().await?;
-        state.router.set_rules(Arc::new(rules), version);
+        let rules = Arc::new(rules);
+        state.services.set(version, rules.clone());
+        state.router.set_rules(rules, version);
         Ok::<i64, sqlx::Error>(version)
     });
     let version = task
@@ -193,6 +195,7 @@ pub async fn reload(State(state): State<AppState>, _: Admin) -> Result<Json<Valu
             s.routing.path(),
             &s.tiers.order,
             &state.router,
+            &state.services,
             &state.rules_lock,
         )
         .await

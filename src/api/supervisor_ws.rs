@@ -2,7 +2,8 @@
 //! pushed as it changes. The first frame logs in with the admin token or a supervisor's
 //! or admin's own token:
 //! `{"type": "login", "token": "…"}`; then every frame is `{"type": "queue", …}`, at
-//! most four a second.
+//! most four a second, or `{"type": "notice", "notice": "sla_breached", …}` when a
+//! service target or complaint is warned of or breached.
 
 use std::time::Duration;
 
@@ -62,6 +63,7 @@ async fn session(mut socket: WebSocket, state: AppState) {
         return;
     }
     let mut changes = state.router.changes();
+    let mut notices = state.services.notices();
     loop {
         let Some(snapshot) = state.router.snapshot().await else {
             break;
@@ -77,6 +79,19 @@ async fn session(mut socket: WebSocket, state: AppState) {
         }
         tokio::select! {
             changed = changes.changed() => if changed.is_err() { break },
+            notice = notices.recv() => match notice {
+                Ok(mut n) => {
+                    n["notice"] = n["type"].take();
+                    n["type"] = "notice".into();
+                    if socket.send(Message::Text(n.to_string().into())).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
+                // Missed notices are in the history; the view goes on.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            },
             frame = socket.recv() => match frame {
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
                 // Anything else a supervisor sends is ignored; the view is read-only.

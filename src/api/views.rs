@@ -35,11 +35,25 @@ pub struct InteractionView {
     /// Files that came with it.
     #[serde(skip_serializing_if = "Option::is_none")]
     attachments: Option<Vec<serde_json::Value>>,
+    /// When it is first routed, when it arrived while its calendar was closed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    opens_at: Option<String>,
+    /// The complaint it belongs to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    complaint_id: Option<String>,
+    /// Its service targets: when each is due, and whether it was met.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deadlines: Option<Vec<serde_json::Value>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     history: Option<Vec<EventView>>,
 }
 
 impl InteractionView {
+    /// Lists its service targets.
+    pub fn set_deadlines(&mut self, deadlines: Vec<serde_json::Value>) {
+        self.deadlines = Some(deadlines);
+    }
+
     /// Lists the files that came with it.
     pub fn set_attachments(&mut self, files: Vec<serde_json::Value>) {
         self.attachments = Some(files);
@@ -65,6 +79,9 @@ impl InteractionView {
             disposition: i.disposition,
             notes: i.notes,
             preferred_agent_id: i.preferred_agent_id,
+            opens_at: i.opens_at.map(rfc3339),
+            complaint_id: i.complaint_id,
+            deadlines: None,
             attachments: None,
             history: history.map(|h| h.into_iter().map(EventView::from).collect()),
         }

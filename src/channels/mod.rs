@@ -9,11 +9,13 @@ use std::sync::Arc;
 
 use serde_json::json;
 use switchboard_contract::{
-    Accepted, Assignment, BoxFuture, ChannelEvent, ChannelKind, Command, CommandFor, Completed,
-    Connected, Contact, Core, Due, Ending, Intake, IntakeError, KeptAside, NewInteraction,
-    Position, Recorded,
+    Accepted, Assignment, BoxFuture, CallbackTask, ChannelEvent, ChannelKind, Command, CommandFor,
+    Completed, Connected, Contact, Core, Due, Ending, Intake, IntakeError, KeptAside, NewCallback,
+    NewInteraction, Position, Rated, Recorded, ServiceInfo,
 };
 use tokio::sync::{broadcast, mpsc, oneshot};
+
+pub mod service;
 
 use crate::intake::IntakeService;
 use crate::queue::Queue;
@@ -28,6 +30,27 @@ pub struct CoreService {
     router: RouterHandle,
     queue: Arc<Queue>,
     events: mpsc::Sender<EventJob>,
+    services: Arc<crate::service::Services>,
+    default_tier: String,
+    parser: crate::customers::identity::IdentityParser,
+    /// Signs survey links.
+    survey_key: String,
+    /// Where customers reach this server (survey links); empty: no links.
+    public_url: String,
+}
+
+/// What the core needs for the centre's service commitments (hours, callbacks, surveys).
+pub struct ServiceParts {
+    /// The calendars, policies and rules in force.
+    pub services: Arc<crate::service::Services>,
+    /// The tier of a customer the store does not know.
+    pub default_tier: String,
+    /// Reads callback numbers as identities.
+    pub parser: crate::customers::identity::IdentityParser,
+    /// Signs survey links.
+    pub survey_key: String,
+    /// Where customers reach this server (survey links); empty: no links.
+    pub public_url: String,
 }
 
 /// Channel events waiting for the event writer before new ones are refused (retry).
@@ -46,7 +69,15 @@ impl CoreService {
         store: Store,
         router: RouterHandle,
         queue: Arc<Queue>,
+        service: ServiceParts,
     ) -> Self {
+        let ServiceParts {
+            services,
+            default_tier,
+            parser,
+            survey_key,
+            public_url,
+        } = service;
         let (events, rx) = mpsc::channel(EVENT_QUEUE);
         tokio::spawn(write_events(store.clone(), rx));
         CoreService {
@@ -55,6 +86,11 @@ impl CoreService {
             router,
             queue,
             events,
+            services,
+            default_tier,
+            parser,
+            survey_key,
+            public_url,
         }
     }
 }
@@ -275,6 +311,16 @@ impl Core for CoreService {
             else {
                 return Ok(Ending::Unknown);
             };
+            // A caller who asked to be called back keeps the place: nothing ends.
+            if matches!(row.state.as_str(), "queued" | "offered")
+                && crate::store::service::callback_waiting(&mut conn, &row.id)
+                    .await
+                    .map_err(unavailable)?
+            {
+                return Ok(Ending::CallbackKept {
+                    interaction_id: row.id,
+                });
+            }
             drop(conn);
             let ended = self
                 .router
@@ -539,6 +585,81 @@ impl Core for CoreService {
                     },
                 )
                 .collect())
+        })
+    }
+
+    fn service(&self, channel: ChannelKind, tier: Option<&str>) -> BoxFuture<'_, ServiceInfo> {
+        let info = self.service_info(channel, tier);
+        Box::pin(async move { info })
+    }
+
+    fn request_callback<'a>(
+        &'a self,
+        channel: ChannelKind,
+        contact_key: &'a str,
+        number: &'a str,
+    ) -> BoxFuture<'a, Result<bool, IntakeError>> {
+        Box::pin(self.keep_for_callback(channel, contact_key, number))
+    }
+
+    fn book_callback(
+        &self,
+        callback: NewCallback,
+    ) -> BoxFuture<'_, Result<Option<String>, IntakeError>> {
+        Box::pin(self.book(callback))
+    }
+
+    fn callback<'a>(
+        &'a self,
+        interaction_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<CallbackTask>, IntakeError>> {
+        Box::pin(self.callback_of(interaction_id))
+    }
+
+    fn callback_result<'a>(
+        &'a self,
+        interaction_id: &'a str,
+        result: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, IntakeError>> {
+        Box::pin(self.record_callback_result(interaction_id, result))
+    }
+
+    fn acknowledgement<'a>(
+        &'a self,
+        interaction_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<(String, String)>, IntakeError>> {
+        Box::pin(self.acknowledgement_of(interaction_id))
+    }
+
+    fn survey<'a>(
+        &'a self,
+        interaction_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<(String, String)>, IntakeError>> {
+        Box::pin(async move { Ok(self.survey_mail(interaction_id)) })
+    }
+
+    fn rate<'a>(
+        &'a self,
+        channel: ChannelKind,
+        contact_key: &'a str,
+        score: u8,
+        comment: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Rated, IntakeError>> {
+        Box::pin(async move {
+            let id = {
+                let mut conn = self.store.pool().acquire().await.map_err(unavailable)?;
+                interactions::by_key(&mut conn, channel.as_str(), contact_key)
+                    .await
+                    .map_err(unavailable)?
+                    .map(|r| r.id)
+            };
+            match id {
+                Some(id) => {
+                    self.rate_interaction(&id, channel.as_str(), score, comment)
+                        .await
+                }
+                None => Ok(Rated::Unknown),
+            }
         })
     }
 

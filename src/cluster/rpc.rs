@@ -178,6 +178,10 @@ async fn answer(state: &AppState, call: Call) -> Option<Reply> {
             router.tell_holder(&interaction_id, event);
             Reply::Done
         }
+        Call::TellAgent { agent_id, event } => {
+            router.tell_agent(&agent_id, event);
+            Reply::Done
+        }
         Call::Connected {
             interaction_id,
             agent_id,
@@ -212,7 +216,9 @@ async fn answer(state: &AppState, call: Call) -> Option<Reply> {
         Call::RulesChanged => {
             match Active::latest(&state.store, &state.settings.tiers.order).await {
                 Ok(active) => {
-                    router.set_rules(Arc::new(active.rules), active.version);
+                    let rules = Arc::new(active.rules);
+                    state.services.set(active.version, rules.clone());
+                    router.set_rules(rules, active.version);
                     Reply::Done
                 }
                 Err(e) => Reply::Unavailable {

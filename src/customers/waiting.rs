@@ -138,11 +138,15 @@ pub async fn refresh(
 /// The interactions of `ids` still waiting, as the store has them now: tier, customer
 /// (following merges) and that customer's account manager.
 pub async fn current(conn: &mut Conn, ids: &[String]) -> Result<Vec<WaitingNow>, sqlx::Error> {
-    bulk::fetch_in(conn, &[], ids, |list| {
+    // An account manager away names a substitute, who takes their place meanwhile.
+    let now = bulk::Arg::from(crate::store::service_now());
+    bulk::fetch_in(conn, &[now], ids, |list| {
         format!(
-            "SELECT i.id, COALESCE(s.id, c.id), i.tier, COALESCE(s.owner_agent_id, c.owner_agent_id) \
+            "SELECT i.id, COALESCE(s.id, c.id), i.tier, \
+             COALESCE(a.substitute_id, COALESCE(s.owner_agent_id, c.owner_agent_id)) \
              FROM interactions i JOIN customers c ON c.id = i.customer_id \
              LEFT JOIN customers s ON s.id = c.merged_into \
+             LEFT JOIN agents a ON a.id = COALESCE(s.owner_agent_id, c.owner_agent_id) AND a.absent_until > $1 \
              WHERE i.id IN ({list}) AND i.state IN ('queued', 'offered')"
         )
     })

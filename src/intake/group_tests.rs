@@ -24,6 +24,7 @@ pub(crate) fn contact(key: &str, email: &str, subject: &str) -> NewInteraction {
         subject: Some(subject.into()),
         body: None,
         preferred_agent: None,
+        not_before_ms: None,
     }
 }
 
@@ -34,7 +35,18 @@ pub(crate) async fn one_group(
 ) -> (Vec<Result<Committed, IntakeError>>, Arc<Queue>) {
     let settings = Settings::defaults();
     let queue = Arc::new(Queue::new(settings.tiers.order.clone(), []));
-    let (service, writer, jobs) = parts(store.clone(), &settings, queue.clone());
+    let (service, writer, jobs) = parts(
+        store.clone(),
+        &settings,
+        queue.clone(),
+        crate::service::Services::new(
+            0,
+            std::sync::Arc::new(
+                crate::routing::rules::Rules::parse(crate::routing::rules::DEFAULT_TOML, "default")
+                    .unwrap(),
+            ),
+        ),
+    );
     let service = Arc::new(service);
     let n = contacts.len();
     let mut answers = Vec::new();

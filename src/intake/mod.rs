@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Settings;
 use crate::customers::identity::{Identity, IdentityKind, IdentityParser};
 use crate::queue::Queue;
+use crate::service::Services;
 use crate::store::interactions::InteractionRow;
 use crate::store::Store;
 use crate::telemetry;
@@ -65,9 +66,10 @@ pub fn start(
     store: Store,
     settings: &Settings,
     queue: Arc<Queue>,
+    services: Arc<Services>,
     shutdown: CancellationToken,
 ) -> (Arc<IntakeService>, JoinHandle<()>) {
-    let (service, writer, jobs) = parts(store, settings, queue);
+    let (service, writer, jobs) = parts(store, settings, queue, services);
     let handle = tokio::spawn(writer.run(jobs, shutdown));
     (Arc::new(service), handle)
 }
@@ -77,12 +79,14 @@ fn parts(
     store: Store,
     settings: &Settings,
     queue: Arc<Queue>,
+    services: Arc<Services>,
 ) -> (IntakeService, writer::Writer, mpsc::Receiver<Job>) {
     let (tx, rx) = mpsc::channel(settings.intake.max_pending);
     let writer = writer::Writer::new(
         store,
         settings.tiers.clone(),
         queue,
+        services,
         settings.intake.max_batch,
     );
     let service = IntakeService {
@@ -152,6 +156,7 @@ impl Intake for IntakeService {
                 customer_id: c.interaction.customer_id,
                 tier: c.interaction.tier,
                 created: c.created,
+                opens_at_ms: c.interaction.opens_at,
             })
         })
     }
@@ -279,6 +284,7 @@ mod tests {
             subject: Some("  ".into()),
             body: Some(" Hello ".into()),
             preferred_agent: None,
+            not_before_ms: None,
         }
     }
 
@@ -314,6 +320,7 @@ mod tests {
                 NewInteraction {
                     body: Some("a\0b".into()),
                     preferred_agent: None,
+                    not_before_ms: None,
                     ..new("k")
                 },
                 "body",
@@ -334,6 +341,7 @@ mod tests {
         let c = normalise(NewInteraction {
             body: Some("Other".into()),
             preferred_agent: None,
+            not_before_ms: None,
             ..new("k")
         })
         .unwrap();

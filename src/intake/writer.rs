@@ -23,6 +23,7 @@ use crate::config::TierSettings;
 use crate::customers::identity::Identity;
 use crate::customers::tier::{self, ValueData};
 use crate::queue::{Queue, Waiting};
+use crate::service::Services;
 use crate::store::customers::CustomerRow;
 use crate::store::history::NewEvent;
 use crate::store::interactions::InteractionRow;
@@ -35,6 +36,7 @@ pub(super) struct Writer {
     store: Store,
     tiers: TierSettings,
     queue: Arc<Queue>,
+    services: Arc<Services>,
     max_batch: usize,
     /// Set when a commit failed in a way that leaves its outcome unknown.
     uncertain: AtomicBool,
@@ -53,12 +55,14 @@ impl Writer {
         store: Store,
         tiers: TierSettings,
         queue: Arc<Queue>,
+        services: Arc<Services>,
         max_batch: usize,
     ) -> Self {
         Writer {
             store,
             tiers,
             queue,
+            services,
             max_batch,
             uncertain: AtomicBool::new(false),
         }
@@ -262,6 +266,21 @@ impl Writer {
                 .map(|(c, v)| (c.id.clone(), (c, v)))
                 .collect();
 
+        // The commitments in force when these contacts arrived: their calendars decide
+        // when they are routed, their policies when each answer is due.
+        let service = self.services.get();
+        let served_at = store::service_time(now);
+        let complaint_customers: Vec<String> = pending
+            .iter()
+            .filter(|(i, _, _, _)| service.is_complaint(jobs[*i].new.topic.as_deref()))
+            .map(|(_, c, _, _)| c.clone())
+            .collect();
+        let mut complaints = if complaint_customers.is_empty() {
+            HashMap::new()
+        } else {
+            store::service::open_complaints(conn, &complaint_customers).await?
+        };
+        let mut deadlines = Vec::new();
         let mut rows = Vec::with_capacity(pending.len());
         let mut events = Vec::with_capacity(pending.len() * 3);
         for (i, customer_id, customer_events, claim) in pending {
@@ -274,8 +293,54 @@ impl Writer {
                 customer.name = Some(name.clone());
             }
             let decision = tier::decide(&self.tiers, value, now);
+            let channel = job.new.channel;
+            let opens_at = service
+                .opens_at(&decision.tier, channel, served_at)
+                .max(job.new.not_before_ms.filter(|t| *t > served_at));
+            let id = new_id();
+            // A complaint joins the customer's open one (its owner goes first), or opens
+            // one with its deadline.
+            let mut preferred = job.new.preferred_agent.clone();
+            let mut complaint_event = None;
+            let complaint_id = if service.is_complaint(job.new.topic.as_deref()) {
+                let topic = job.new.topic.clone().unwrap_or_default();
+                let open = match complaints.get(&customer_id) {
+                    Some(c) => c.clone(),
+                    None => {
+                        let c = store::service::open_complaint(
+                            conn,
+                            &service,
+                            &customer_id,
+                            &topic,
+                            served_at,
+                        )
+                        .await?;
+                        complaint_event = Some(
+                            json!({ "complaint_id": c.id, "due_at": store::rfc3339(c.due_at) }),
+                        );
+                        complaints.insert(customer_id.clone(), c.clone());
+                        c
+                    }
+                };
+                if let Some(owner) = &open.owner_agent_id {
+                    preferred = crate::service::watch::substitute(conn, owner, served_at).await?;
+                }
+                Some(open.id)
+            } else {
+                None
+            };
+            // Targets count from when it is served: the opening, for one taken while
+            // closed.
+            for d in service.deadlines(
+                &decision.tier,
+                job.new.topic.as_deref(),
+                channel,
+                opens_at.unwrap_or(served_at),
+            ) {
+                deadlines.push((id.clone(), channel, d));
+            }
             let row = InteractionRow {
-                id: new_id(),
+                id,
                 channel: job.new.channel.as_str().to_string(),
                 idempotency_key: job.new.idempotency_key.clone(),
                 request_hash: job.hash.clone(),
@@ -292,7 +357,9 @@ impl Writer {
                 agent_id: None,
                 disposition: None,
                 notes: None,
-                preferred_agent_id: job.new.preferred_agent.clone(),
+                preferred_agent_id: preferred,
+                opens_at,
+                complaint_id,
             };
             events.extend(customer_events);
             let about = |kind, data| NewEvent {
@@ -309,11 +376,21 @@ impl Writer {
             if let Some(claim) = claim {
                 events.push(about("email_claimed", claim));
             }
+            if let Some(opened) = complaint_event {
+                events.push(about("complaint_opened", opened));
+            }
+            if let Some(at) = opens_at {
+                events.push(about(
+                    "held_until_open",
+                    json!({ "opens_at": store::rfc3339(at) }),
+                ));
+            }
             events.push(about("tier_decided", json!({ "tier": decision.tier, "source": decision.source, "reason": decision.reason })));
             events.push(about("queued", json!({ "tier": decision.tier })));
             rows.push(row);
         }
         interactions::insert_many(conn, &rows).await?;
+        store::service::insert_deadlines(conn, &deadlines, served_at).await?;
         history::append(conn, &events, now).await?;
         // On a cluster, the leader takes them up at this commit, whichever node it is.
         let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
@@ -375,7 +452,12 @@ pub fn waiting(i: &InteractionRow) -> Waiting {
         topic: i.topic.clone(),
         contact_key: i.idempotency_key.clone(),
         preferred_agent: i.preferred_agent_id.clone(),
-        enqueued_at: i.created_at,
+        // One taken while closed waits from the opening: its wait, as the router orders
+        // by it and the service level counts it, is in open time.
+        enqueued_at: i.opens_at.map_or(i.created_at, |o| {
+            o.max(i.created_at).min(crate::store::now_ms())
+        }),
+        not_before: i.opens_at,
     }
 }
 

@@ -8,6 +8,11 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use switchboard_contract::ChannelKind;
 
+use crate::service::calendar::CalendarDoc;
+use crate::service::rules::{
+    CallbackRules, ClosedRules, ComplaintRules, HoursRule, Policy, SatisfactionRules,
+};
+
 /// The default rules, as shipped in `config/routing.toml`.
 pub const DEFAULT_TOML: &str = include_str!("../../config/routing.toml");
 
@@ -29,6 +34,27 @@ pub struct Rules {
     /// Ring plans, by tier (or `*`) and optional topic.
     #[serde(default)]
     pub rings: Vec<RingPlan>,
+    /// Calendars, by name: when the centre is open (see [`crate::service`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub calendars: BTreeMap<String, CalendarDoc>,
+    /// Which calendar serves which contacts; none: every contact around the clock.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hours: Vec<HoursRule>,
+    /// What each channel does while closed.
+    #[serde(default)]
+    pub closed: ClosedRules,
+    /// Service targets by tier, topic and channel.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<Policy>,
+    /// Complaints: their topics and deadline.
+    #[serde(default)]
+    pub complaints: ComplaintRules,
+    /// Calling customers back.
+    #[serde(default)]
+    pub callbacks: CallbackRules,
+    /// Asking customers how it went.
+    #[serde(default)]
+    pub satisfaction: SatisfactionRules,
 }
 
 /// How an agent is chosen among the eligible.
@@ -311,6 +337,7 @@ impl Rules {
                 ));
             }
         }
+        crate::service::rules::validate(self, tiers, &mut r);
         for tier in tiers {
             let served = self
                 .rings

@@ -108,12 +108,15 @@ pub async fn reload(
     path: Option<&Path>,
     tiers: &[String],
     router: &super::router::RouterHandle,
+    services: &crate::service::Services,
     lock: &tokio::sync::Mutex<()>,
 ) -> Result<(i64, bool), FileError> {
     let _one_at_a_time = lock.lock().await;
     match from_file(store, path, tiers).await? {
         FromFile::Changed(a) => {
-            router.set_rules(std::sync::Arc::new(a.rules), a.version);
+            let rules = std::sync::Arc::new(a.rules);
+            services.set(a.version, rules.clone());
+            router.set_rules(rules, a.version);
             Ok((a.version, true))
         }
         FromFile::Unchanged(a) => Ok((a.version, false)),

@@ -11,7 +11,7 @@ use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
 
 /// A calendar as the rules document writes it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CalendarDoc {
     /// An IANA time zone (`Europe/Berlin`, `Asia/Shanghai`, `UTC`).
@@ -153,6 +153,20 @@ impl Calendar {
             dates: BTreeSet::new(),
             yearly: BTreeSet::new(),
         }
+    }
+
+    /// The calendar's time zone's name.
+    pub fn time_zone(&self) -> &str {
+        self.tz.iana_name().unwrap_or("UTC")
+    }
+
+    /// `at` as a reader of the calendar's time zone writes it: `Mon 2026-12-07 08:00
+    /// (Europe/Berlin)`.
+    pub fn local(&self, at: i64) -> String {
+        let z = jiff::Timestamp::from_millisecond(at)
+            .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+            .to_zoned(self.tz.clone());
+        format!("{} ({})", z.strftime("%a %Y-%m-%d %H:%M"), self.time_zone())
     }
 
     /// Whether it is open at `at`.

@@ -4,7 +4,7 @@
 use sqlx::Row;
 
 use super::bulk::Arg;
-use super::{bulk, Conn};
+use super::{bulk, service, Conn};
 
 /// One event to append.
 #[derive(Debug, Clone)]
@@ -46,8 +46,17 @@ pub async fn append<'a>(
     events: impl IntoIterator<Item = &'a NewEvent>,
     now: i64,
 ) -> Result<(), sqlx::Error> {
+    let events: Vec<&NewEvent> = events.into_iter().collect();
+    // The targets these events answer move in the same commit.
+    let effects: Vec<(&str, service::Effect)> = events
+        .iter()
+        .filter_map(|e| {
+            let id = e.interaction_id.as_deref()?;
+            Some((id, service::effect(e.kind, &e.actor, || e.data.clone())?))
+        })
+        .collect();
     let args = events
-        .into_iter()
+        .iter()
         .flat_map(|e| {
             [
                 Arg::from(e.customer_id.as_str()),
@@ -59,7 +68,8 @@ pub async fn append<'a>(
             ]
         })
         .collect();
-    insert(conn, args).await
+    insert(conn, args).await?;
+    service::apply(conn, &effects, now).await
 }
 
 /// Writes history rows of six values each (see [`append`]).
@@ -95,6 +105,13 @@ pub async fn append_channel(
     entries: &[ChannelEntry<'_>],
     now: i64,
 ) -> Result<(), sqlx::Error> {
+    let effects: Vec<(&str, service::Effect)> = entries
+        .iter()
+        .filter_map(|e| {
+            let data = || serde_json::from_str(e.data).unwrap_or_default();
+            Some((e.interaction_id, service::effect(e.kind, e.actor, data)?))
+        })
+        .collect();
     let args = entries
         .iter()
         .flat_map(|e| {
@@ -108,7 +125,8 @@ pub async fn append_channel(
             ]
         })
         .collect();
-    insert(conn, args).await
+    insert(conn, args).await?;
+    service::apply(conn, &effects, now).await
 }
 
 /// A page of the customer's history (including customers merged into it), newest

@@ -46,15 +46,19 @@ pub struct InteractionRow {
     pub notes: Option<String>,
     /// The agent to offer it to first.
     pub preferred_agent_id: Option<String>,
+    /// When it is first routed, when it arrived while its calendar was closed (ms).
+    pub opens_at: Option<i64>,
+    /// The complaint it belongs to.
+    pub complaint_id: Option<String>,
 }
 
 /// The columns written when an interaction is accepted.
 const INSERT_COLUMNS: &str =
     "id, channel, idempotency_key, request_hash, customer_id, tier, tier_source, tier_reason, \
-                              topic, subject, body, state, created_at, updated_at, preferred_agent_id";
+                              topic, subject, body, state, created_at, updated_at, preferred_agent_id, opens_at, complaint_id";
 /// Every column read.
 const COLUMNS: &str = "id, channel, idempotency_key, request_hash, customer_id, tier, tier_source, tier_reason, \
-                       topic, subject, body, state, created_at, updated_at, agent_id, disposition, notes, preferred_agent_id";
+                       topic, subject, body, state, created_at, updated_at, agent_id, disposition, notes, preferred_agent_id, opens_at, complaint_id";
 
 fn row_to_interaction(row: &AnyRow) -> Result<InteractionRow, sqlx::Error> {
     Ok(InteractionRow {
@@ -76,6 +80,8 @@ fn row_to_interaction(row: &AnyRow) -> Result<InteractionRow, sqlx::Error> {
         disposition: row.try_get("disposition")?,
         notes: row.try_get("notes")?,
         preferred_agent_id: row.try_get("preferred_agent_id")?,
+        opens_at: row.try_get("opens_at")?,
+        complaint_id: row.try_get("complaint_id")?,
     })
 }
 
@@ -100,13 +106,15 @@ pub async fn insert_many(conn: &mut Conn, rows: &[InteractionRow]) -> Result<(),
                 Arg::from(i.created_at),
                 Arg::from(i.updated_at),
                 Arg::from(i.preferred_agent_id.clone()),
+                Arg::from(i.opens_at),
+                Arg::from(i.complaint_id.clone()),
             ]
         })
         .collect();
     bulk::insert(
         conn,
         &format!("INSERT INTO interactions ({INSERT_COLUMNS})"),
-        15,
+        17,
         args,
         "",
     )

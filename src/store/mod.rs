@@ -16,6 +16,7 @@ pub mod kept_aside;
 pub mod outbox;
 pub mod presence;
 pub mod rules;
+pub mod service;
 
 use std::borrow::Cow;
 use std::str::FromStr;
@@ -125,8 +126,8 @@ macro_rules! migrations {
         &[$(($version, $name, include_str!(concat!("../../migrations/", $dir, "/", $file)))),*]
     };
 }
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = migrations!("sqlite": 1 "core" "0001_core.sql", 2 "agents" "0002_agents.sql", 3 "routing" "0003_routing.sql", 4 "rule versions" "0004_rule_versions.sql", 5 "audit" "0005_audit.sql", 6 "roles" "0006_roles.sql", 7 "presence" "0007_presence.sql", 8 "channel events" "0008_channel_events.sql", 9 "email" "0009_email.sql", 10 "chat secrets" "0010_chat_secrets.sql", 11 "kept aside" "0011_kept_aside.sql", 13 "cluster" "0013_cluster.sql");
-const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = migrations!("postgres": 1 "core" "0001_core.sql", 2 "agents" "0002_agents.sql", 3 "routing" "0003_routing.sql", 4 "rule versions" "0004_rule_versions.sql", 5 "audit" "0005_audit.sql", 6 "roles" "0006_roles.sql", 7 "presence" "0007_presence.sql", 8 "channel events" "0008_channel_events.sql", 9 "email" "0009_email.sql", 10 "chat secrets" "0010_chat_secrets.sql", 11 "kept aside" "0011_kept_aside.sql", 12 "no truncate" "0012_no_truncate.sql", 13 "cluster" "0013_cluster.sql");
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = migrations!("sqlite": 1 "core" "0001_core.sql", 2 "agents" "0002_agents.sql", 3 "routing" "0003_routing.sql", 4 "rule versions" "0004_rule_versions.sql", 5 "audit" "0005_audit.sql", 6 "roles" "0006_roles.sql", 7 "presence" "0007_presence.sql", 8 "channel events" "0008_channel_events.sql", 9 "email" "0009_email.sql", 10 "chat secrets" "0010_chat_secrets.sql", 11 "kept aside" "0011_kept_aside.sql", 13 "cluster" "0013_cluster.sql", 14 "service" "0014_service.sql");
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = migrations!("postgres": 1 "core" "0001_core.sql", 2 "agents" "0002_agents.sql", 3 "routing" "0003_routing.sql", 4 "rule versions" "0004_rule_versions.sql", 5 "audit" "0005_audit.sql", 6 "roles" "0006_roles.sql", 7 "presence" "0007_presence.sql", 8 "channel events" "0008_channel_events.sql", 9 "email" "0009_email.sql", 10 "chat secrets" "0010_chat_secrets.sql", 11 "kept aside" "0011_kept_aside.sql", 12 "no truncate" "0012_no_truncate.sql", 13 "cluster" "0013_cluster.sql", 14 "service" "0014_service.sql");
 
 /// The migrations of one backend, built into the binary.
 #[derive(Debug)]
@@ -434,6 +435,8 @@ pub fn is_unavailable(e: &sqlx::Error) -> bool {
 /// node of a cluster reads the time as the database's, so nodes whose clocks differ
 /// still agree on every wait and deadline.
 static CLOCK_OFFSET_MS: AtomicI64 = AtomicI64::new(0);
+/// How far tests have moved this server's clock forward (`service.test_clock`).
+static TEST_SHIFT_MS: AtomicI64 = AtomicI64::new(0);
 
 /// Now, in milliseconds since the Unix epoch, by the database's clock (see
 /// [`set_clock_offset`]).
@@ -443,6 +446,25 @@ pub fn now_ms() -> i64 {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
         + CLOCK_OFFSET_MS.load(Ordering::Relaxed)
+}
+
+/// The time service commitments are counted in — openings, deadlines, booked
+/// callbacks, survey links — at the moment `now` (from [`now_ms`]): the same, unless a
+/// test moved it forward ([`shift_test_clock`]). Liveness (heartbeats, offer timeouts)
+/// stays on the real clock, so moving it disconnects nobody.
+pub fn service_time(now: i64) -> i64 {
+    now + TEST_SHIFT_MS.load(Ordering::Relaxed)
+}
+
+/// [`service_time`] now.
+pub fn service_now() -> i64 {
+    service_time(now_ms())
+}
+
+/// Moves the service clock forward by `ms` (a test's control of time). Only with
+/// `service.test_clock`.
+pub fn shift_test_clock(ms: i64) {
+    TEST_SHIFT_MS.fetch_add(ms.max(0), Ordering::Relaxed);
 }
 
 /// Moves this machine's reading of the time by `ms` more, toward the database's.

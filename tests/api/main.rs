@@ -26,5 +26,6 @@ mod refusals;
 mod roles;
 mod routing;
 mod rules;
+mod service;
 mod sessions;
 mod simulate;

@@ -46,6 +46,15 @@ pub enum ClientFrame {
     Close {},
     /// Keeps the connection alive; answered with `pong`.
     Ping {},
+    /// The visitor's answer to the survey of a chat its agent completed: a score of 1
+    /// to 5, and what they want to say.
+    Rating {
+        /// 1 to 5.
+        score: u8,
+        /// A comment.
+        #[serde(default)]
+        comment: Option<String>,
+    },
 }
 
 /// Decodes one text frame from a visitor's page, or says why it is not a chat frame.

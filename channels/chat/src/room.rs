@@ -65,8 +65,12 @@ struct State {
 enum Owed {
     /// An agent (by id and first name) joined.
     Joined { agent_id: String, name: String },
-    /// The chat ended.
-    Closed { by: String, reason: String },
+    /// The chat ended; an agent's completion asks the visitor how it went.
+    Closed {
+        by: String,
+        reason: String,
+        survey: Option<String>,
+    },
 }
 
 /// Why a visitor's message was not taken.
@@ -356,9 +360,13 @@ impl Room {
                 format!("joined:{agent_id}"),
                 json!({ "type": "agent_joined", "name": name }),
             ),
-            Owed::Closed { by, reason } => (
+            Owed::Closed { by, reason, survey } => (
                 "closed".to_string(),
-                json!({ "type": "closed", "by": by, "reason": reason }),
+                match survey {
+                    Some(question) => json!({ "type": "closed", "by": by, "reason": reason,
+                                              "survey": { "question": question, "scale": [1, 5] } }),
+                    None => json!({ "type": "closed", "by": by, "reason": reason }),
+                },
             ),
         };
         match self.publish_in(s, chat, key, event).await {
@@ -405,6 +413,15 @@ impl Room {
                 return;
             }
         }
+        // Completed by its agent: the visitor is asked how it went (in the widget).
+        let survey = if by == "agent" {
+            chat.core
+                .service(ChannelKind::Chat, None)
+                .await
+                .survey_question
+        } else {
+            None
+        };
         let mut s = self.state.lock().await;
         if s.ended {
             return;
@@ -413,6 +430,7 @@ impl Room {
         let owed = Owed::Closed {
             by: by.to_string(),
             reason: reason.to_string(),
+            survey,
         };
         let told = self.settle(&mut s, chat, owed).await;
         drop(s);

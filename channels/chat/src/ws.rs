@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use serde_json::{json, Value};
 use switchboard_contract::{
-    ChannelEvent, ChannelKind, ClientAddr, CustomerHint, IntakeError, NewInteraction,
+    ChannelEvent, ChannelKind, ClientAddr, CustomerHint, IntakeError, NewInteraction, Rated,
 };
 
 use crate::protocol::{decode, ClientFrame};
@@ -323,6 +323,33 @@ async fn answer(
         Ok(ClientFrame::Ping {}) => {
             Some(Message::Text(json!({ "type": "pong" }).to_string().into()))
         }
+        Ok(ClientFrame::Rating { score, comment }) => {
+            let comment = comment.map(|c| c.chars().take(2000).collect::<String>());
+            Some(
+                match chat
+                    .core
+                    .rate(ChannelKind::Chat, &room.key, score, comment.as_deref())
+                    .await
+                {
+                    Ok(Rated::Recorded { .. }) => Message::Text(
+                        json!({ "type": "rated", "score": score })
+                            .to_string()
+                            .into(),
+                    ),
+                    Ok(Rated::AlreadyAnswered) => {
+                        error("already_rated", "this chat was scored before; thank you")
+                    }
+                    Ok(Rated::Unknown) => error(
+                        "not_completed",
+                        "a chat is scored once its agent has completed it",
+                    ),
+                    Err(IntakeError::Invalid { message, .. }) => {
+                        error("bad_field", &format!("score: {message}"))
+                    }
+                    Err(e) => error("unavailable", &format!("{e}; send it again")),
+                },
+            )
+        }
         Ok(ClientFrame::Start { .. } | ClientFrame::Resume { .. }) => Some(error(
             "already_started",
             "this connection already carries a chat",
@@ -430,6 +457,7 @@ async fn start(
             subject: Some("Web chat".into()),
             body: None,
             preferred_agent: None,
+            not_before_ms: None,
         })
         .await
         .map_err(|e| match e {
@@ -464,10 +492,21 @@ async fn start(
     let room = Room::new(key.clone(), accepted.interaction_id, visitor_id);
     chat.rooms().insert_if_absent(room.clone());
     metrics::counter!("switchboard_chats_started_total").increment(1);
-    Ok((
-        room,
-        json!({ "type": "started", "chat_id": key, "resume_token": resume_token, "seq": 0 }),
-    ))
+    let mut started =
+        json!({ "type": "started", "chat_id": key, "resume_token": resume_token, "seq": 0 });
+    // Taken while closed: the visitor leaves a message, answered from the opening.
+    if accepted.opens_at_ms.is_some() {
+        metrics::counter!("switchboard_chats_closed_total").increment(1);
+        let info = chat
+            .core
+            .service(ChannelKind::Chat, Some(&accepted.tier))
+            .await;
+        started["closed"] = json!({
+            "message": info.closed_message, "opens_at": info.opens_at,
+            "opens_at_local": info.opens_at_local, "hours": info.hours,
+        });
+    }
+    Ok((room, started))
 }
 
 /// The number of a numbered event's frame (`None` for frames not kept: queue, typing).

@@ -28,7 +28,8 @@
     "#sb-panel.open{display:flex}#sb-head{padding:8px 12px;background:#1f6feb;color:#fff;border-radius:8px 8px 0 0}" +
     "#sb-log{flex:1;overflow:auto;padding:8px}#sb-log div{margin:4px 0}.sb-agent{color:#0a3069}.sb-visitor{text-align:right}" +
     ".sb-note{color:#666;font-size:12px;text-align:center}#sb-form{display:flex;border-top:1px solid #eee}" +
-    "#sb-text{flex:1;border:0;padding:8px}#sb-send{border:0;background:#1f6feb;color:#fff;padding:0 12px}";
+    "#sb-text{flex:1;border:0;padding:8px}#sb-send{border:0;background:#1f6feb;color:#fff;padding:0 12px}" +
+    "#sb-survey{padding:8px;border-top:1px solid #eee}#sb-survey button{margin:2px;min-width:32px}#sb-survey input{width:100%;box-sizing:border-box;margin-top:4px}";
   var root = document.createElement("div");
   root.id = "sb-chat";
   root.innerHTML = "<style>" + css + "</style><div id='sb-panel' role='dialog' aria-label='Chat'>" +
@@ -84,6 +85,7 @@
         chat = { chat_id: f.chat_id, resume_token: f.resume_token, last_seq: 0 };
         store.set("chat", chat);
         flush();
+        if (f.closed) closedNow(f.closed);
       } else if (f.type === "resumed") {
         flush();
       } else if (f.type === "ack") {
@@ -96,8 +98,13 @@
         if (chat) { chat.last_seq = Math.max(chat.last_seq || 0, f.seq); store.set("chat", chat); }
         if (f.type === "message") line(f.from, f.text, f.from + ":" + f.id);
         if (f.type === "agent_joined") { status(""); line("note", f.name + " joined the chat"); }
-        if (f.type === "closed") { line("note", "The chat has ended."); end(); }
+        if (f.type === "closed") {
+          line("note", "The chat has ended.");
+          if (f.survey) survey(f.survey.question); else end();
+        }
       }
+      if (f.type === "rated") { $("sb-survey").textContent = "Thank you for your answer."; setTimeout(end, 1500); }
+      if (f.type === "error" && (f.code === "already_rated" || f.code === "not_completed")) end();
       if (f.type === "error" && f.code === "unknown_chat") { store.del("chat"); chat = null; ws.close(); }
     };
     ws.onclose = function () {
@@ -108,6 +115,37 @@
       setTimeout(connect, backoff);
       backoff = Math.min(backoff * 2, 15000);
     };
+  }
+  /* Taken while closed: the hours, and the message is kept for the opening. */
+  function closedNow(c) {
+    line("note", c.message);
+    if (c.opens_at_local) line("note", "We open again " + c.opens_at_local + ".");
+    (c.hours || []).forEach(function (h) { line("note", h); });
+    status("Leave your message: we answer it when we open.");
+  }
+  /* Completed by its agent: one question, a score of 1 to 5 and a comment. */
+  function survey(question) {
+    var box = document.createElement("div");
+    box.id = "sb-survey";
+    var q = document.createElement("div");
+    q.textContent = question;
+    box.appendChild(q);
+    var comment = document.createElement("input");
+    comment.setAttribute("aria-label", "Comment");
+    comment.maxLength = 2000;
+    for (var n = 1; n <= 5; n++) {
+      (function (score) {
+        var b = document.createElement("button");
+        b.type = "button";
+        b.textContent = String(score);
+        b.setAttribute("aria-label", "Score " + score + " of 5");
+        b.onclick = function () { send({ type: "rating", score: score, comment: comment.value.trim() || null }); };
+        box.appendChild(b);
+      })(n);
+    }
+    box.appendChild(comment);
+    $("sb-form").replaceWith(box);
+    setTimeout(function () { if (!ended) end(); }, 300000);
   }
   function flush() { status(""); pending.forEach(function (m) { send({ type: "message", id: m.id, text: m.text }); }); }
   function end() { ended = true; store.del("chat"); store.del("pending"); pending = []; if (ws) ws.close(); }

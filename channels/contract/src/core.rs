@@ -100,6 +100,12 @@ pub enum Ending {
         /// The interaction.
         interaction_id: String,
     },
+    /// The caller asked to be called back: it keeps its place, waiting for an agent who
+    /// calls back.
+    CallbackKept {
+        /// The interaction.
+        interaction_id: String,
+    },
     /// No contact has that key.
     Unknown,
 }
@@ -261,6 +267,90 @@ pub struct Attachment {
     pub data: Option<Vec<u8>>,
 }
 
+/// What a channel tells a customer of the service it is offered: whether it is open, when
+/// it opens, the hours, and what to say while closed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceInfo {
+    /// Open now (a contact is served at once).
+    pub open_now: bool,
+    /// The next opening, while closed (ms since the epoch).
+    pub opens_at_ms: Option<i64>,
+    /// The same, as RFC 3339.
+    pub opens_at: Option<String>,
+    /// That opening as the calendar's readers write it (`Mon 2026-12-07 08:00
+    /// (Europe/Berlin)`).
+    pub opens_at_local: Option<String>,
+    /// The opening hours, a line a day (`Monday 08:00-18:00`), with the time zone; empty
+    /// when served around the clock.
+    pub hours: Vec<String>,
+    /// What to say while closed, on this channel.
+    pub closed_message: String,
+    /// A call while closed: `callback`, `voicemail` or `message`.
+    pub closed_call: String,
+    /// When mail is acknowledged: `closed`, `always` or `never`.
+    pub email_acknowledge: String,
+    /// The acknowledgement's subject template (`{subject}`).
+    pub email_subject: String,
+    /// Its text template (`{due}`, `{opens}`).
+    pub email_text: String,
+    /// Seconds a caller waits before being offered a callback.
+    pub callback_offer_after_secs: u32,
+    /// The satisfaction question, when this channel asks it.
+    pub survey_question: Option<String>,
+}
+
+/// A callback to book: a customer to call back, when their turn comes (or at a time).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewCallback {
+    /// Unique per callback: booking it again changes nothing.
+    pub key: String,
+    /// The number to call.
+    pub number: String,
+    /// Who it is (the number itself, or more).
+    pub customer: crate::CustomerHint,
+    /// What it is about.
+    pub topic: Option<String>,
+    /// Why (`missed`: a missed call; `voicemail`; `api`; `retry`).
+    pub source: String,
+    /// A note for the agent (never logged).
+    pub note: Option<String>,
+    /// Not before this moment (ms since the epoch).
+    pub not_before_ms: Option<i64>,
+    /// Attempts made before this one.
+    pub attempts: u32,
+    /// The contact it follows (the missed call, the voicemail, the attempt before).
+    pub follows: Option<String>,
+}
+
+/// What a customer's satisfaction answer came to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Rated {
+    /// Recorded; a low score opened a follow-up (its interaction).
+    Recorded {
+        /// The interaction scored.
+        interaction_id: String,
+        /// The follow-up opened for its owner, for a low score.
+        follow_up: Option<String>,
+    },
+    /// The contact was scored before: nothing changed.
+    AlreadyAnswered,
+    /// No contact has that key, or it is not completed.
+    Unknown,
+}
+
+/// A callback an agent was given.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallbackTask {
+    /// The interaction.
+    pub interaction_id: String,
+    /// The number to call.
+    pub number: String,
+    /// Why it was booked.
+    pub source: String,
+    /// Attempts made before this one.
+    pub attempts: u32,
+}
+
 /// The core's side for channels that follow their contacts' lives.
 pub trait Core: Intake {
     /// The contact a key names: the key it was submitted under, or the event key of any
@@ -404,6 +494,68 @@ pub trait Core: Intake {
         channel: ChannelKind,
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<String>, IntakeError>>;
+
+    /// What the service offers a customer of `tier` (its default when `None`) on
+    /// `channel` now.
+    fn service(&self, channel: ChannelKind, tier: Option<&str>) -> BoxFuture<'_, ServiceInfo>;
+
+    /// The caller of a waiting call asked to be called back at `number`: the contact
+    /// keeps its place, and an agent is given it as a callback when its turn comes.
+    /// Answers false when it was not waiting.
+    fn request_callback<'a>(
+        &'a self,
+        channel: ChannelKind,
+        contact_key: &'a str,
+        number: &'a str,
+    ) -> BoxFuture<'a, Result<bool, IntakeError>>;
+
+    /// Books a callback as a contact of its own (a missed call, a voicemail, the next
+    /// attempt, one asked for over the API), once per key; answers its interaction, or
+    /// `None` when the tier's rules call no missed calls back.
+    fn book_callback(
+        &self,
+        callback: NewCallback,
+    ) -> BoxFuture<'_, Result<Option<String>, IntakeError>>;
+
+    /// The callback an interaction is, when it is one.
+    fn callback<'a>(
+        &'a self,
+        interaction_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<CallbackTask>, IntakeError>>;
+
+    /// How a callback's dial went (`answered`, `no_answer`, `busy`, `failed`): recorded;
+    /// one not answered is booked again after the rules' pause while attempts are left.
+    /// Answers the next attempt's interaction when one was booked.
+    fn callback_result<'a>(
+        &'a self,
+        interaction_id: &'a str,
+        result: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, IntakeError>>;
+
+    /// The acknowledgement a new message of interaction `interaction_id` gets, as the
+    /// rules say (`closed[email_acknowledge]`): its subject and text, with when an answer
+    /// is due; `None` when it gets none.
+    fn acknowledgement<'a>(
+        &'a self,
+        interaction_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<(String, String)>, IntakeError>>;
+
+    /// The survey mail of a completed interaction: its subject and text, with a signed
+    /// link to a one-question page; `None` when its channel is not asked (or there is no
+    /// public address for the link).
+    fn survey<'a>(
+        &'a self,
+        interaction_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<(String, String)>, IntakeError>>;
+
+    /// The customer scored a completed contact (1 to 5), by its channel's key; once.
+    fn rate<'a>(
+        &'a self,
+        channel: ChannelKind,
+        contact_key: &'a str,
+        score: u8,
+        comment: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Rated, IntakeError>>;
 
     /// Stores a command once (by its id): answers false when it was stored before. One
     /// already carried out another way (`delivered`) is kept only so it is not repeated.

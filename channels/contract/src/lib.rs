@@ -20,8 +20,8 @@
 mod core;
 
 pub use crate::core::{
-    Assignment, Attachment, ChannelEvent, Command, CommandFor, Completed, Connected, Contact, Core,
-    Due, Ending, KeptAside, Position, Recorded,
+    Assignment, Attachment, CallbackTask, ChannelEvent, Command, CommandFor, Completed, Connected,
+    Contact, Core, Due, Ending, KeptAside, NewCallback, Position, Rated, Recorded, ServiceInfo,
 };
 
 use std::fmt;
@@ -139,6 +139,10 @@ pub struct NewInteraction {
     /// continues one that agent handled (a reply to a closed email thread).
     #[serde(default)]
     pub preferred_agent: Option<String>,
+    /// Not to be routed before this moment (ms since the epoch): a callback booked for
+    /// a time.
+    #[serde(default)]
+    pub not_before_ms: Option<i64>,
 }
 
 /// What the core answers when it has committed an interaction.
@@ -152,6 +156,10 @@ pub struct Accepted {
     pub tier: String,
     /// False when the idempotency key was seen before and this is the earlier interaction.
     pub created: bool,
+    /// When it is served, when it arrived while its calendar was closed (ms since the
+    /// epoch): it waits for that opening, and the channel says so.
+    #[serde(default)]
+    pub opens_at_ms: Option<i64>,
 }
 
 /// Why the core did not accept a contact. Each adapter answers it in its own protocol.
@@ -274,6 +282,7 @@ mod tests {
             subject: Some("Hello".into()),
             body: None,
             preferred_agent: None,
+            not_before_ms: None,
         };
         let sent = new.clone();
         let adapter = tokio::spawn(async move { ctx.intake.submit(sent).await });
@@ -284,6 +293,7 @@ mod tests {
             customer_id: "c1".into(),
             tier: "low".into(),
             created: true,
+            opens_at_ms: None,
         };
         got.reply.send(Ok(accepted.clone())).unwrap();
         assert_eq!(adapter.await.unwrap(), Ok(accepted));
@@ -302,6 +312,7 @@ mod tests {
                     subject: None,
                     body: None,
                     preferred_agent: None,
+                    not_before_ms: None,
                 })
                 .await
         });

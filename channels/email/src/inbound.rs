@@ -20,8 +20,8 @@
 
 use serde_json::json;
 use switchboard_contract::{
-    Attachment, ChannelEvent, ChannelKind, Contact, CustomerHint, IntakeError, NewInteraction,
-    Recorded,
+    Attachment, ChannelEvent, ChannelKind, Command, Contact, CustomerHint, IntakeError,
+    NewInteraction, Recorded,
 };
 
 use crate::parse::{self, Mail};
@@ -65,6 +65,10 @@ impl From<IntakeError> for Refused {
 pub const RECEIVED: &str = "email_received";
 /// The history kind of a reply sent by an agent.
 pub const SENT: &str = "email_sent";
+/// The history kind of an acknowledgement sent (not an answer: it meets no target).
+pub const ACKNOWLEDGED: &str = "email_acknowledged";
+/// The history kind of a satisfaction survey sent.
+pub const SURVEYED: &str = "email_survey_sent";
 
 /// The keys an email is known by in the channel's events.
 pub(crate) fn message_key(id: &str) -> String {
@@ -192,6 +196,7 @@ impl Email {
                 match self.on(&t.contact_key, &mail, RECEIVED, data).await? {
                     Recorded::Duplicate => Ok(Outcome::Duplicate),
                     _ => {
+                        self.acknowledge(&t.contact_key, &t.interaction_id).await;
                         metrics::counter!("switchboard_email_messages_total", "outcome" => "threaded").increment(1);
                         self.core
                             .tell_agent(&t.interaction_id, json!({ "type": "message", "channel": "email", "subject": mail.subject }))
@@ -316,6 +321,7 @@ impl Email {
                         .map(|s| truncate(&s, 900)),
                     body: Some(truncate(&mail.text, 1 << 20)).filter(|b| !b.is_empty()),
                     preferred_agent: preferred_agent.clone(),
+                    not_before_ms: None,
                 })
                 .await;
             match submitted {
@@ -341,8 +347,47 @@ impl Email {
         Ok(if !accepted.created && recorded == Recorded::Duplicate {
             Opened::Known(accepted.interaction_id)
         } else {
+            self.acknowledge(&key, &accepted.interaction_id).await;
             Opened::Created(accepted.interaction_id)
         })
+    }
+
+    /// Acknowledges a customer's message with when an answer is due, when the rules say
+    /// to: at most once a conversation a day (the command's id says which day). Noise
+    /// (auto-replies, lists, bounces, loops) never comes here. An acknowledgement that
+    /// cannot be stored is counted and logged; the message itself is taken all the same.
+    pub(crate) async fn acknowledge(&self, contact_key: &str, interaction_id: &str) {
+        let ack = match self.core.acknowledgement(interaction_id).await {
+            Ok(Some(a)) => a,
+            Ok(None) => return,
+            Err(e) => {
+                metrics::counter!("switchboard_email_acknowledgements_total", "outcome" => "failed").increment(1);
+                tracing::warn!(error = %e, "Could not work out a message's acknowledgement; it is not sent");
+                return;
+            }
+        };
+        let day = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() / 86_400)
+            .unwrap_or(0);
+        let command = Command {
+            id: format!("ack:{contact_key}:{day}"),
+            channel: ChannelKind::Email,
+            payload: json!({
+                "action": "acknowledge", "contact_key": contact_key, "interaction_id": interaction_id,
+                "subject": ack.0, "body": ack.1,
+            }),
+        };
+        match self.core.command(command, false).await {
+            Ok(true) => {
+                metrics::counter!("switchboard_email_acknowledgements_total", "outcome" => "queued").increment(1);
+            }
+            Ok(false) => {}
+            Err(e) => {
+                metrics::counter!("switchboard_email_acknowledgements_total", "outcome" => "failed").increment(1);
+                tracing::warn!(error = %e, "Could not store a message's acknowledgement; it is not sent");
+            }
+        }
     }
 
     /// The history data of an arriving message (its files added by [`Email::on`]).

@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use switchboard_contract::{ChannelEvent, ChannelKind, Due};
 
-use crate::inbound::{message_key, token_key, truncate, RECEIVED, SENT};
+use crate::inbound::{message_key, token_key, truncate, ACKNOWLEDGED, RECEIVED, SENT, SURVEYED};
 use crate::parse::LOOP_HEADER;
 use crate::Email;
 
@@ -47,6 +47,24 @@ impl Header for Loop {
     }
 }
 
+/// `Auto-Submitted: auto-replied` (RFC 3834), on acknowledgements.
+#[derive(Debug, Clone)]
+struct AutoSubmitted;
+
+impl Header for AutoSubmitted {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("Auto-Submitted")
+    }
+
+    fn parse(_: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(AutoSubmitted)
+    }
+
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), "auto-replied".into())
+    }
+}
+
 /// The conversation's token, for subjects: stable for an interaction.
 pub fn token(interaction_id: &str) -> String {
     Sha256::digest(interaction_id.as_bytes())[..5]
@@ -58,9 +76,20 @@ pub fn token(interaction_id: &str) -> String {
 /// Sends replies until `shutdown` completes.
 pub async fn run(email: Arc<Email>, shutdown: impl Future<Output = ()> + Send) {
     tokio::pin!(shutdown);
+    let mut completions = email.core.completions();
     loop {
         tokio::select! {
             () = &mut shutdown => return,
+            c = completions.recv() => match c {
+                Ok(c) if c.channel == ChannelKind::Email => email.ask(&c).await,
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    // A survey is a courtesy: those missed are not sent, and counted.
+                    metrics::counter!("switchboard_email_surveys_total", "outcome" => "missed").increment(n);
+                    tracing::warn!(missed = n, "Fell behind the completions; their surveys are not sent");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            },
             () = tokio::time::sleep(Duration::from_millis(250)) => email.send_due().await,
         }
     }
@@ -75,6 +104,34 @@ enum Failure {
 }
 
 impl Email {
+    /// A completed conversation: its customer is sent the survey, when the rules ask
+    /// mail contacts (once: the command's id is the interaction's).
+    async fn ask(&self, c: &switchboard_contract::Completed) {
+        let survey = match self.core.survey(&c.interaction_id).await {
+            Ok(Some(s)) => s,
+            Ok(None) => return,
+            Err(e) => {
+                metrics::counter!("switchboard_email_surveys_total", "outcome" => "failed")
+                    .increment(1);
+                tracing::warn!(error = %e, "Could not write a survey; it is not sent");
+                return;
+            }
+        };
+        let command = switchboard_contract::Command {
+            id: format!("survey:{}", c.interaction_id),
+            channel: ChannelKind::Email,
+            payload: json!({
+                "action": "survey", "contact_key": c.contact_key, "interaction_id": c.interaction_id,
+                "subject": survey.0, "body": survey.1,
+            }),
+        };
+        if let Err(e) = self.core.command(command, false).await {
+            metrics::counter!("switchboard_email_surveys_total", "outcome" => "failed")
+                .increment(1);
+            tracing::warn!(error = %e, "Could not store a survey; it is not sent");
+        }
+    }
+
     fn transport(&self) -> Result<AsyncSmtpTransport<Tokio1Executor>, String> {
         let s = &self.settings;
         if s.relay_url.is_empty() {
@@ -118,6 +175,10 @@ impl Email {
                         continue;
                     }
                     self.sent_lock().remove(&d.command.id);
+                    if p["action"] == "acknowledge" || p["action"] == "survey" {
+                        metrics::counter!("switchboard_email_courtesies_total", "kind" => p["action"].as_str().unwrap_or_default().to_string(), "outcome" => "sent").increment(1);
+                        continue;
+                    }
                     metrics::counter!("switchboard_email_replies_total", "outcome" => "sent")
                         .increment(1);
                     self.core
@@ -134,6 +195,14 @@ impl Email {
                         Failure::Transient(e) | Failure::Permanent(e) => (e, None),
                     };
                     let outcome = if retry.is_some() { "retried" } else { "failed" };
+                    if p["action"] == "acknowledge" || p["action"] == "survey" {
+                        metrics::counter!("switchboard_email_courtesies_total", "kind" => p["action"].as_str().unwrap_or_default().to_string(), "outcome" => outcome).increment(1);
+                        tracing::warn!(attempts, error = %error, retrying = retry.is_some(), "An acknowledgement or survey was not sent");
+                        if let Err(e) = self.core.failed(&d.command.id, retry, &error).await {
+                            tracing::warn!(error = %e, "Could not record an acknowledgement's failure");
+                        }
+                        continue;
+                    }
                     metrics::counter!("switchboard_email_replies_total", "outcome" => outcome)
                         .increment(1);
                     tracing::warn!(attempts, error = %error, retrying = retry.is_some(), "A reply was not sent");
@@ -216,17 +285,30 @@ impl Email {
             .find(|a| self.accepts(a))
             .map(str::to_string)
             .unwrap_or_else(|| self.settings.from_address.clone());
-        let subject = first["subject"].as_str().unwrap_or("your message");
+        // An acknowledgement or a survey: written by Switchboard, not an agent's answer.
+        let ack = p["action"] == "acknowledge" || p["action"] == "survey";
+        let subject = if ack {
+            p["subject"].as_str().unwrap_or("We have your message")
+        } else {
+            first["subject"].as_str().unwrap_or("your message")
+        };
         let token = token(interaction);
-        let subject = format!(
-            "{}{} [#{token}]",
-            if subject.to_ascii_lowercase().starts_with("re:") {
-                ""
-            } else {
-                "Re: "
-            },
-            subject.replace(&format!(" [#{token}]"), "")
-        );
+        let subject = if ack {
+            format!(
+                "{} [#{token}]",
+                subject.replace(&format!(" [#{token}]"), "")
+            )
+        } else {
+            format!(
+                "{}{} [#{token}]",
+                if subject.to_ascii_lowercase().starts_with("re:") {
+                    ""
+                } else {
+                    "Re: "
+                },
+                subject.replace(&format!(" [#{token}]"), "")
+            )
+        };
         // The thread: every message of it, oldest first; the reply answers the latest
         // message from the customer.
         let thread: Vec<String> = received
@@ -262,6 +344,10 @@ impl Email {
         if !references.is_empty() {
             builder = builder.references(references);
         }
+        if ack {
+            // RFC 3834: an automatic answer, which well-behaved responders do not answer.
+            builder = builder.header(AutoSubmitted);
+        }
         let message = match html {
             Some(html) => builder.multipart(MultiPart::alternative_plain_html(
                 body.to_string(),
@@ -286,7 +372,11 @@ impl Email {
             events: vec![
                 (
                     message_key(&message_id),
-                    SENT,
+                    match p["action"].as_str() {
+                        Some("acknowledge") => ACKNOWLEDGED,
+                        Some("survey") => SURVEYED,
+                        _ => SENT,
+                    },
                     json!({
                         "message_id": message_id, "from": ours, "to": [customer], "subject": subject,
                         "text": truncate(body, 1 << 20), "html": html.map(|h| truncate(h, 1 << 20)),

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use switchboard_contract::{
     ChannelEvent, ChannelKind, Command, CommandFor, Connected, CustomerHint, Ending, IntakeError,
-    NewInteraction, Position, Recorded,
+    NewCallback, NewInteraction, Position, Recorded, ServiceInfo,
 };
 
 use crate::{Phone, PhoneError};
@@ -130,6 +130,29 @@ pub enum CallEvent {
         /// Where the recording is.
         recording_url: Option<String>,
     },
+    /// The caller in the queue (or hearing the closed message) asked to be called back.
+    CallbackRequested {
+        /// The phone system's id of the call.
+        call_id: String,
+        /// The number to call, when not the caller's own.
+        number: Option<String>,
+    },
+    /// How a callback's dial went.
+    CallbackResult {
+        /// The callback (its interaction's id, as the command named it).
+        callback_id: String,
+        /// `answered`, `no_answer`, `busy` or `failed`.
+        result: String,
+    },
+    /// The caller scored the call in the phone system's survey (1 to 5).
+    Satisfaction {
+        /// The phone system's id of the call.
+        call_id: String,
+        /// The score.
+        score: u8,
+        /// What they said, when recorded as text.
+        comment: Option<String>,
+    },
     /// Nothing to do: an agent's own outbound call, or a status that changes nothing.
     Ignored {
         /// The phone system's id of the call.
@@ -146,7 +169,10 @@ impl CallEvent {
             | CallEvent::Transferred { call_id, .. }
             | CallEvent::Ended { call_id, .. }
             | CallEvent::Voicemail { call_id, .. }
+            | CallEvent::CallbackRequested { call_id, .. }
+            | CallEvent::Satisfaction { call_id, .. }
             | CallEvent::Ignored { call_id } => call_id,
+            CallEvent::CallbackResult { callback_id, .. } => callback_id,
         }
     }
 }
@@ -183,6 +209,39 @@ pub enum Route {
         /// The interaction.
         interaction_id: String,
     },
+    /// The call came while its calendar is closed: play the closed message, then offer
+    /// a callback, take a voicemail or end, as `info.closed_call` says. It waits for the
+    /// opening (and ends, missed, if the caller hangs up).
+    Closed {
+        /// The interaction.
+        interaction_id: String,
+        /// The hours, the opening and the message.
+        info: ServiceInfo,
+    },
+}
+
+/// The result names a callback's dial may have.
+pub const CALLBACK_RESULTS: [&str; 4] = ["answered", "no_answer", "busy", "failed"];
+
+/// Checks a satisfaction score.
+pub(crate) fn score(field: &str, value: Option<&str>) -> Result<u8, PhoneError> {
+    value
+        .and_then(|v| v.trim().parse::<u8>().ok())
+        .filter(|s| (1..=5).contains(s))
+        .ok_or_else(|| PhoneError::invalid(field, "is required: a score from 1 to 5"))
+}
+
+/// Checks a callback result.
+pub(crate) fn callback_result(field: &str, value: Option<&str>) -> Result<String, PhoneError> {
+    let v = value.map(str::trim).unwrap_or_default();
+    if CALLBACK_RESULTS.contains(&v) {
+        Ok(v.to_string())
+    } else {
+        Err(PhoneError::invalid(
+            field,
+            "is required: answered, no_answer, busy or failed",
+        ))
+    }
 }
 
 fn core_error(e: IntakeError, from_field: &str) -> PhoneError {
@@ -356,6 +415,7 @@ impl Phone {
                 subject: Some("Inbound call".into()),
                 body: None,
                 preferred_agent: None,
+                not_before_ms: None,
             })
             .await
             .map_err(|e| core_error(e, r.from_field))?;
@@ -373,6 +433,18 @@ impl Phone {
             if matches!(state.as_str(), "abandoned" | "completed") {
                 return Ok(Route::Over { interaction_id });
             }
+        }
+        if accepted.opens_at_ms.is_some() {
+            drop(window_open);
+            metrics::counter!("switchboard_phone_calls_total", "format" => format.as_str(), "outcome" => "closed").increment(1);
+            let info = self
+                .core
+                .service(ChannelKind::Phone, Some(&accepted.tier))
+                .await;
+            return Ok(Route::Closed {
+                interaction_id,
+                info,
+            });
         }
         if accepted.created {
             metrics::counter!("switchboard_phone_calls_total", "format" => format.as_str(), "outcome" => "accepted").increment(1);
@@ -632,6 +704,7 @@ impl Phone {
                         subject: Some("Inbound call".into()),
                         body: None,
                         preferred_agent: None,
+                        not_before_ms: None,
                     })
                     .await
                     .map_err(|e| core_error(e, r.from_field))?;
@@ -649,10 +722,17 @@ impl Phone {
         let (missed, waited_secs, agent_id) = match &ending {
             Ending::Abandoned { waited_secs, .. } => (true, Some(*waited_secs), None),
             Ending::WhileHeld { agent_id, .. } => (false, None, agent_id.clone()),
-            Ending::Already { .. } | Ending::Unknown => (false, None, None),
+            Ending::Already { .. } | Ending::Unknown | Ending::CallbackKept { .. } => {
+                (false, None, None)
+            }
         };
+        let kept = matches!(ending, Ending::CallbackKept { .. });
+        let mut callback = None;
         if missed {
             metrics::counter!("switchboard_phone_calls_total", "format" => format.as_str(), "outcome" => "missed").increment(1);
+            if let Ending::Abandoned { interaction_id, .. } = &ending {
+                callback = self.call_back(&key, interaction_id, "missed", None).await?;
+            }
         }
         self.record(
             format,
@@ -661,7 +741,8 @@ impl Phone {
             "call_ended",
             json!({
                 "cause": cause, "duration_secs": duration_secs, "missed": missed,
-                "waited_secs": waited_secs, "agent_id": agent_id, "follow_up": missed,
+                "waited_secs": waited_secs, "agent_id": agent_id,
+                "follow_up": missed || kept, "callback_kept": kept, "callback": callback,
             }),
         )
         .await
@@ -681,18 +762,119 @@ impl Phone {
             .end(ChannelKind::Phone, &key, "caller left a voicemail")
             .await
             .map_err(|e| core_error(e, "call_id"))?;
-        let waited_secs = match ending {
-            Ending::Abandoned { waited_secs, .. } => Some(waited_secs),
-            _ => None,
+        let (waited_secs, callback) = match &ending {
+            Ending::Abandoned {
+                waited_secs,
+                interaction_id,
+            } => {
+                let note = recording_url.map(|u| format!("Voicemail: {u}"));
+                (
+                    Some(*waited_secs),
+                    self.call_back(&key, interaction_id, "voicemail", note)
+                        .await?,
+                )
+            }
+            _ => (None, None),
         };
         self.record(
             format,
             call_id,
             "voicemail",
             "voicemail",
-            json!({ "duration_secs": duration_secs, "recording_url": recording_url, "waited_secs": waited_secs, "follow_up": true }),
+            json!({ "duration_secs": duration_secs, "recording_url": recording_url, "waited_secs": waited_secs, "follow_up": true, "callback": callback }),
         )
         .await
+    }
+
+    /// Books a callback for the caller of a call that was missed or left a voicemail
+    /// (as the rules say for its tier); answers its interaction. A withheld number has
+    /// none to call.
+    async fn call_back(
+        &self,
+        key: &str,
+        missed: &str,
+        source: &str,
+        note: Option<String>,
+    ) -> Result<Option<String>, PhoneError> {
+        let booked = self
+            .core
+            .book_callback(NewCallback {
+                key: key.to_string(),
+                number: String::new(),
+                customer: CustomerHint::default(),
+                topic: None,
+                source: source.into(),
+                note,
+                not_before_ms: None,
+                attempts: 0,
+                follows: Some(missed.to_string()),
+            })
+            .await;
+        match booked {
+            Ok(id) => Ok(id),
+            // No number to call (withheld): the missed call stays marked for follow-up.
+            Err(IntakeError::Invalid { .. }) => Ok(None),
+            Err(e) => Err(core_error(e, "call_id")),
+        }
+    }
+
+    /// The caller asked to be called back: the call keeps its place, and is called back
+    /// when its turn comes.
+    pub(crate) async fn callback_requested(
+        &self,
+        format: Format,
+        call_id: &str,
+        number: Option<&str>,
+    ) -> Result<Recorded, PhoneError> {
+        let key = format.key(call_id);
+        let kept = self
+            .core
+            .request_callback(ChannelKind::Phone, &key, number.unwrap_or_default())
+            .await
+            .map_err(|e| core_error(e, "number"))?;
+        if !kept {
+            return Ok(Recorded::UnknownContact);
+        }
+        Ok(Recorded::New {
+            interaction_id: String::new(),
+            state: "queued".into(),
+            agent_id: None,
+        })
+    }
+
+    /// The caller scored the call in the phone system's survey.
+    pub(crate) async fn satisfaction(
+        &self,
+        format: Format,
+        call_id: &str,
+        score: u8,
+        comment: Option<&str>,
+    ) -> Result<switchboard_contract::Rated, PhoneError> {
+        let key = format.key(call_id);
+        self.core
+            .rate(ChannelKind::Phone, &key, score, comment)
+            .await
+            .map_err(|e| core_error(e, "score"))
+    }
+
+    /// How a callback's dial went: recorded, the agent told (with the next attempt).
+    pub(crate) async fn callback_done(
+        &self,
+        callback_id: &str,
+        result: &str,
+    ) -> Result<Option<String>, PhoneError> {
+        let next = self
+            .core
+            .callback_result(callback_id, result)
+            .await
+            .map_err(|e| core_error(e, "callback_id"))?;
+        self.core
+            .tell_agent(
+                callback_id,
+                json!({ "type": "callback_result", "result": result, "next_attempt": next }),
+            )
+            .await;
+        Ok(next)
     }
 }
 

@@ -9,10 +9,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use switchboard_contract::{ChannelKind, Due};
+use switchboard_contract::{CallbackTask, ChannelKind, Due};
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::calls::{dial_command, Format};
+use crate::calls::{dial_command, Format, DIAL};
 use crate::signature::{self, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use crate::{twilio, unix_now, Phone};
 
@@ -104,6 +104,16 @@ impl Phone {
     /// A call was taken by an agent: unless the answer to its ringing event carries the
     /// dial already, a dial command is stored for delivery.
     async fn assigned(&self, a: switchboard_contract::Assignment) {
+        // A callback: the phone system calls the customer and connects the agent.
+        match self.core.callback(&a.interaction_id).await {
+            Ok(Some(task)) => return self.dial_out(a, task).await,
+            Ok(None) => {}
+            Err(e) => {
+                // The catch-up comes back to it within seconds.
+                tracing::warn!(error = %e, "Could not read whether a call is a callback");
+                return;
+            }
+        }
         if self.within_window(&a.contact_key) {
             return;
         }
@@ -132,6 +142,38 @@ impl Phone {
             // Not stored: the next catch-up finds the call still without its command.
             Err(e) => {
                 tracing::warn!(error = %e, "Could not store a dial command; it is stored at the next catch-up")
+            }
+        }
+    }
+
+    /// An agent took a callback: the command that has the phone system call the customer
+    /// and connect the agent is stored for delivery (Twilio's REST API, or the native
+    /// command URL); with neither, the agent dials (the desktop shows the number).
+    async fn dial_out(&self, a: switchboard_contract::Assignment, task: CallbackTask) {
+        let s = &self.settings;
+        let format = if !s.twilio_account_sid.is_empty() && !s.twilio_caller_id.is_empty() {
+            Format::Twilio
+        } else if !s.callback_url.is_empty() {
+            Format::Native
+        } else {
+            return;
+        };
+        let id = format!("{DIAL}{}:{}", a.interaction_id, a.agent_id);
+        let cmd = switchboard_contract::Command {
+            payload: serde_json::json!({
+                "command_id": id, "action": "callback", "format": format.as_str(),
+                "callback_id": a.interaction_id, "number": task.number,
+                "attempt": task.attempts + 1, "interaction_id": a.interaction_id,
+                "agent_id": a.agent_id, "extension": a.extension,
+            }),
+            id,
+            channel: ChannelKind::Phone,
+        };
+        match self.core.command(cmd, false).await {
+            Ok(true) => self.wake.notify_one(),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "Could not store a callback command; it is stored at the next catch-up")
             }
         }
     }
@@ -182,6 +224,31 @@ impl Phone {
     async fn deliver(&self, due: &Due) -> Result<(), String> {
         let p = &due.command.payload;
         let format = p["format"].as_str().unwrap_or_default();
+        if format == Format::Twilio.as_str() && p["action"] == "callback" {
+            let s = &self.settings;
+            let extension = p["extension"]
+                .as_str()
+                .ok_or("the agent has no extension to connect the callback to")?;
+            let (path, body) = twilio::callback_call(
+                s,
+                p["number"].as_str().unwrap_or_default(),
+                extension,
+                p["callback_id"].as_str().unwrap_or_default(),
+            );
+            let resp = self
+                .http
+                .post(format!("{}{path}", s.twilio_api_url.trim_end_matches('/')))
+                .basic_auth(&s.twilio_account_sid, Some(&s.twilio_auth_token))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| format!("Twilio could not be reached: {e}"))?;
+            return match resp.status() {
+                s if s.is_success() => Ok(()),
+                s => Err(format!("Twilio answered {s}")),
+            };
+        }
         if format == Format::Twilio.as_str() {
             let s = &self.settings;
             let extension = p["extension"]

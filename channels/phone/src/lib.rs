@@ -71,6 +71,9 @@ pub struct PhoneSettings {
     pub twilio_dial: String,
     /// The Twilio queue callers wait in (`<Enqueue>`).
     pub twilio_queue: String,
+    /// The number Twilio makes callbacks from; empty: none are dialled by Twilio.
+    #[serde(default)]
+    pub twilio_caller_id: String,
     /// Callers answered with a refusal (the numbers as the phone system sends them).
     pub blocked_numbers: Vec<String>,
     /// The largest event body accepted, in bytes.
@@ -133,6 +136,8 @@ pub fn routes<S: Clone + Send + Sync + 'static>(phone: Arc<Phone>) -> Router<S> 
         .route("/channels/phone/zammad/{token}", post(zammad::events))
         .route("/channels/phone/twilio/voice", post(twilio::voice))
         .route("/channels/phone/twilio/status", post(twilio::status))
+        .route("/channels/phone/twilio/wait", post(twilio::wait))
+        .route("/channels/phone/twilio/gather", post(twilio::gather))
         .with_state(phone)
 }
 

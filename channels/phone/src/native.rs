@@ -7,7 +7,15 @@
 //! {"event": "transferred", "call_id": "c-1", "to_extension": "305"}
 //! {"event": "ended", "call_id": "c-1", "cause": "normal_clearing", "duration_secs": 184}
 //! {"event": "voicemail", "call_id": "c-1", "duration_secs": 31, "recording_url": "https://…"}
+//! {"event": "callback", "call_id": "c-1"}                  (the caller asks to be called back; "number" to call another)
+//! {"event": "callback_result", "callback_id": "…", "result": "no_answer"}
+//! {"event": "satisfaction", "call_id": "c-1", "score": 4}
 //! ```
+//!
+//! While the caller's calendar is closed, `ringing` is answered `{"action": "closed",
+//! "message": …, "then": "callback" | "voicemail" | "message", "opens_at": …,
+//! "opens_at_local": …, "hours": […]}`: play the message, then offer a callback (post
+//! `callback` when the caller takes it), record a voicemail (post `voicemail`), or end.
 //!
 //! The answer to `ringing` says what to do now: `{"action": "dial", "extension": "201",
 //! "agent_id": …, "interaction_id": …}` when an agent took the call within the answer
@@ -26,7 +34,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
-use switchboard_contract::Recorded;
+use switchboard_contract::{Rated, Recorded};
 
 use crate::calls::{call_id, CallEvent, Format, Ringing, Route};
 use crate::signature::{self, SIGNATURE_HEADER, TIMESTAMP_HEADER};
@@ -46,6 +54,11 @@ struct Event {
     cause: Option<String>,
     duration_secs: Option<u64>,
     recording_url: Option<String>,
+    number: Option<String>,
+    callback_id: Option<String>,
+    result: Option<String>,
+    score: Option<serde_json::Value>,
+    comment: Option<String>,
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -75,11 +88,29 @@ pub fn decode(body: &[u8]) -> Result<CallEvent, PhoneError> {
     let event = e.event.as_deref().ok_or_else(|| {
         PhoneError::invalid(
             "event",
-            "is required: ringing, answered, transferred, ended or voicemail",
+            "is required: ringing, answered, transferred, ended, voicemail, callback, callback_result or satisfaction",
         )
     })?;
+    if event == "callback_result" {
+        return Ok(CallEvent::CallbackResult {
+            callback_id: call_id("callback_id", e.callback_id.as_deref())?,
+            result: crate::calls::callback_result("result", e.result.as_deref())?,
+        });
+    }
     let id = call_id("call_id", e.call_id.as_deref())?;
     Ok(match event {
+        "callback" => CallEvent::CallbackRequested {
+            call_id: id,
+            number: e.number.filter(|n| !n.trim().is_empty()),
+        },
+        "satisfaction" => CallEvent::Satisfaction {
+            call_id: id,
+            score: crate::calls::score(
+                "score",
+                e.score.as_ref().map(|v| v.to_string()).as_deref().map(|s| s.trim_matches('"')),
+            )?,
+            comment: e.comment.filter(|c| !c.trim().is_empty()),
+        },
         "ringing" => {
             let from = e.from.ok_or_else(|| {
                 PhoneError::invalid("from", "is required: the caller's number, or \"anonymous\"")
@@ -131,7 +162,7 @@ pub fn decode(body: &[u8]) -> Result<CallEvent, PhoneError> {
             return Err(PhoneError::invalid(
                 "event",
                 format!(
-                    "'{}' is not one of ringing, answered, transferred, ended, voicemail",
+                    "'{}' is not one of ringing, answered, transferred, ended, voicemail, callback, callback_result, satisfaction",
                     other.chars().take(40).collect::<String>()
                 ),
             ))
@@ -184,6 +215,44 @@ pub async fn events(
             }
             Route::Over { interaction_id } => {
                 json!({ "action": "none", "reason": "the call has ended", "interaction_id": interaction_id })
+            }
+            Route::Closed {
+                interaction_id,
+                info,
+            } => json!({
+                "action": "closed", "interaction_id": interaction_id, "message": info.closed_message,
+                "then": info.closed_call, "opens_at": info.opens_at,
+                "opens_at_local": info.opens_at_local, "hours": info.hours,
+            }),
+        },
+        CallEvent::CallbackRequested { call_id, number } => recorded(
+            &phone
+                .callback_requested(f, &call_id, number.as_deref())
+                .await?,
+        ),
+        CallEvent::CallbackResult {
+            callback_id,
+            result,
+        } => {
+            let next = phone.callback_done(&callback_id, &result).await?;
+            json!({ "recorded": true, "next_attempt": next })
+        }
+        CallEvent::Satisfaction {
+            call_id,
+            score,
+            comment,
+        } => match phone
+            .satisfaction(f, &call_id, score, comment.as_deref())
+            .await?
+        {
+            Rated::Recorded { interaction_id, .. } => {
+                json!({ "recorded": true, "interaction_id": interaction_id })
+            }
+            Rated::AlreadyAnswered => {
+                json!({ "recorded": false, "reason": "this call was scored before" })
+            }
+            Rated::Unknown => {
+                json!({ "recorded": false, "reason": "no completed call has that id" })
             }
         },
         CallEvent::Answered { call_id, extension } => {

@@ -251,14 +251,101 @@ pub async fn voice(
     };
     let route = phone.ringing(Format::Twilio, ringing).await?;
     let s = &phone.settings;
+    let base = s.twilio_public_url.trim_end_matches('/');
     Ok(xml_response(match route {
         Route::Dial { extension, .. } => dial(&s.twilio_dial, &extension, status_url(s).as_deref()),
-        Route::Queue { .. } => twiml(&format!("<Enqueue>{}</Enqueue>", xml(&s.twilio_queue))),
+        // While waiting, the caller is offered a callback (see `wait`).
+        Route::Queue { .. } => twiml(&format!(
+            "<Enqueue waitUrl=\"{}\">{}</Enqueue>",
+            xml(&format!("{base}/channels/phone/twilio/wait")),
+            xml(&s.twilio_queue)
+        )),
         Route::Reject => twiml("<Reject reason=\"busy\"/>"),
         Route::Over { .. } => twiml("<Hangup/>"),
         // Connected already: nothing more for Twilio to do with the caller here.
         Route::Connected { .. } => twiml(""),
+        Route::Closed { info, .. } => closed(base, &info),
     }))
+}
+
+/// The TwiML of a call while closed: the message, then a callback offered, a voicemail
+/// recorded, or the end.
+fn closed(base: &str, info: &switchboard_contract::ServiceInfo) -> String {
+    let gather = xml(&format!("{base}/channels/phone/twilio/gather"));
+    let mut verbs = format!("<Say>{}</Say>", xml(&info.closed_message));
+    if let Some(when) = &info.opens_at_local {
+        verbs.push_str(&format!("<Say>We open again {}.</Say>", xml(when)));
+    }
+    match info.closed_call.as_str() {
+        "callback" => verbs.push_str(&format!(
+            "<Gather numDigits=\"1\" timeout=\"8\" action=\"{gather}\"><Say>To be called back when we open, press 1.</Say></Gather><Say>Goodbye.</Say><Hangup/>"
+        )),
+        "voicemail" => verbs.push_str(&format!(
+            "<Say>Please leave a message after the tone.</Say><Record maxLength=\"120\" playBeep=\"true\" action=\"{gather}\"/><Hangup/>"
+        )),
+        _ => verbs.push_str("<Hangup/>"),
+    }
+    twiml(&verbs)
+}
+
+/// `POST /channels/phone/twilio/wait`: what a caller waiting in the queue hears (Twilio
+/// asks again each time it ends): after the rules' wait, the offer of a callback that
+/// keeps their place.
+pub async fn wait(
+    State(phone): State<Arc<Phone>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<Response, PhoneError> {
+    let params = authentic(&phone, &uri, &headers, body).await?;
+    let waited: u32 = param(&params, "QueueTime")
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0);
+    let offer_after = phone
+        .core
+        .service(switchboard_contract::ChannelKind::Phone, None)
+        .await
+        .callback_offer_after_secs;
+    let base = phone.settings.twilio_public_url.trim_end_matches('/');
+    let gather = xml(&format!("{base}/channels/phone/twilio/gather"));
+    Ok(xml_response(if waited >= offer_after {
+        twiml(&format!(
+            "<Gather numDigits=\"1\" timeout=\"5\" action=\"{gather}\"><Say>To keep your place and be called back, press 1.</Say></Gather><Pause length=\"20\"/>"
+        ))
+    } else {
+        twiml(&format!(
+            "<Pause length=\"{}\"/>",
+            (offer_after - waited).min(20)
+        ))
+    }))
+}
+
+/// `POST /channels/phone/twilio/gather`: the caller's key press (1: call me back) or
+/// their voicemail, from the closed message or the queue.
+pub async fn gather(
+    State(phone): State<Arc<Phone>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<Response, PhoneError> {
+    let params = authentic(&phone, &uri, &headers, body).await?;
+    let call = call_id("CallSid", param(&params, "CallSid"))?;
+    let f = Format::Twilio;
+    if let Some(recording) = param(&params, "RecordingUrl") {
+        let duration = param(&params, "RecordingDuration").and_then(|d| d.parse().ok());
+        phone.voicemail(f, &call, duration, Some(recording)).await?;
+        return Ok(xml_response(twiml(
+            "<Say>Thank you. Goodbye.</Say><Hangup/>",
+        )));
+    }
+    if param(&params, "Digits") == Some("1") {
+        phone.callback_requested(f, &call, None).await?;
+        return Ok(xml_response(twiml(
+            "<Say>Thank you. We will call you back when it is your turn.</Say><Hangup/>",
+        )));
+    }
+    // Any other key in the queue: back to waiting.
+    Ok(xml_response(twiml("")))
 }
 
 /// `POST /channels/phone/twilio/status`: the call's status changed.
@@ -272,11 +359,21 @@ pub async fn status(
     let f = Format::Twilio;
     // The extension Switchboard dialled, in the query of the status URL it gave Twilio
     // (signed with the rest of the URL).
-    let extension = uri.query().and_then(|q| {
-        form_urlencoded::parse(q.as_bytes())
-            .find(|(k, _)| k == "extension")
-            .map(|(_, v)| v.into_owned())
-    });
+    let query = |name: &str| {
+        uri.query().and_then(|q| {
+            form_urlencoded::parse(q.as_bytes())
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.into_owned())
+        })
+    };
+    // A callback Switchboard had Twilio dial: how it went.
+    if let Some(callback) = query("callback") {
+        if let Some(result) = callback_outcome(&params)? {
+            phone.callback_done(&callback, result).await?;
+        }
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    let extension = query("extension");
     match decode_status(&params, extension.as_deref())? {
         CallEvent::Answered { call_id, extension } => {
             phone.answered(f, &call_id, extension.as_deref()).await?;
@@ -294,9 +391,64 @@ pub async fn status(
         CallEvent::Ringing(_)
         | CallEvent::Transferred { .. }
         | CallEvent::Voicemail { .. }
+        | CallEvent::CallbackRequested { .. }
+        | CallEvent::CallbackResult { .. }
+        | CallEvent::Satisfaction { .. }
         | CallEvent::Ignored { .. } => {}
     }
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// What a status callback of a callback's outbound call says of it: its result once the
+/// call is over (`None` while it goes on).
+pub fn callback_outcome(params: &[(String, String)]) -> Result<Option<&'static str>, PhoneError> {
+    let status = param(params, "CallStatus")
+        .ok_or_else(|| PhoneError::invalid("CallStatus", "is required"))?;
+    Ok(match status {
+        "completed" => Some(
+            if param(params, "CallDuration").and_then(|d| d.parse::<u64>().ok()) == Some(0) {
+                "no_answer"
+            } else {
+                "answered"
+            },
+        ),
+        "busy" => Some("busy"),
+        "no-answer" => Some("no_answer"),
+        "failed" | "canceled" => Some("failed"),
+        known if STATUSES.contains(&known) => None,
+        other => return Err(unknown_status(other)),
+    })
+}
+
+/// The REST request that has Twilio call a customer back and connect them to the agent
+/// at `extension`: (URL path under the API, form body).
+pub(crate) fn callback_call(
+    settings: &crate::PhoneSettings,
+    number: &str,
+    extension: &str,
+    callback_id: &str,
+) -> (String, String) {
+    let base = settings.twilio_public_url.trim_end_matches('/');
+    let status = format!(
+        "{base}/channels/phone/twilio/status?{}",
+        form_urlencoded::Serializer::new(String::new())
+            .append_pair("callback", callback_id)
+            .finish()
+    );
+    let body = form_urlencoded::Serializer::new(String::new())
+        .append_pair("To", number)
+        .append_pair("From", &settings.twilio_caller_id)
+        .append_pair("Twiml", &dial(&settings.twilio_dial, extension, None))
+        .append_pair("StatusCallback", &status)
+        .append_pair("StatusCallbackEvent", "completed")
+        .finish();
+    (
+        format!(
+            "/2010-04-01/Accounts/{}/Calls.json",
+            settings.twilio_account_sid
+        ),
+        body,
+    )
 }
 
 #[cfg(test)]

@@ -2,7 +2,10 @@
 //! `newCall`, `answer` and `hangup`, as JSON or form-encoded, with Zammad's fields
 //! (`from`, `to`, `direction`, `callId`, `user` / `user[]`, `queue`, `cause`,
 //! `answeringNumber`) and its replies: `{}`, or `{"action": "reject", "reason": "busy"}`
-//! for a blocked caller. A phone system configured for Zammad works unchanged; the
+//! for a blocked caller (and while closed). A fourth event, `callback` (the caller asks
+//! to be called back, keeping their place; `callbackNumber` to call another number), is
+//! Switchboard's own, for phone systems whose IVR offers it. A phone system configured
+//! for Zammad works unchanged; the
 //! token in the path authenticates it, as in Zammad. Outbound calls (`direction=out`)
 //! are an agent's own calls, not contacts: they are answered and not queued.
 
@@ -81,7 +84,9 @@ pub async fn events(
     let fmt = Format::Zammad;
     match decode(content_type, &body)? {
         CallEvent::Ringing(ringing) => Ok(Json(match phone.ringing(fmt, ringing).await? {
-            Route::Reject => json!({ "action": "reject", "reason": "busy" }),
+            // Zammad's protocol has one answer for a call not to take: a closed centre's
+            // phone system plays its own closed message on it.
+            Route::Reject | Route::Closed { .. } => json!({ "action": "reject", "reason": "busy" }),
             Route::Dial { .. }
             | Route::Queue { .. }
             | Route::Over { .. }
@@ -104,9 +109,17 @@ pub async fn events(
                 .await?;
             Ok(Json(json!({})))
         }
-        CallEvent::Transferred { .. } | CallEvent::Voicemail { .. } | CallEvent::Ignored { .. } => {
+        CallEvent::CallbackRequested { call_id, number } => {
+            phone
+                .callback_requested(fmt, &call_id, number.as_deref())
+                .await?;
             Ok(Json(json!({})))
         }
+        CallEvent::Transferred { .. }
+        | CallEvent::Voicemail { .. }
+        | CallEvent::CallbackResult { .. }
+        | CallEvent::Satisfaction { .. }
+        | CallEvent::Ignored { .. } => Ok(Json(json!({}))),
     }
 }
 
@@ -131,9 +144,9 @@ pub fn decode(content_type: Option<&str>, body: &[u8]) -> Result<CallEvent, Phon
             })
         }
     };
-    let event = f
-        .get("event")
-        .ok_or_else(|| PhoneError::invalid("event", "is required: newCall, answer or hangup"))?;
+    let event = f.get("event").ok_or_else(|| {
+        PhoneError::invalid("event", "is required: newCall, answer, hangup or callback")
+    })?;
     let id = call_id("callId", f.get("callId"))?;
     let ringing = |from: &str| Ringing {
         call_id: id.clone(),
@@ -144,7 +157,15 @@ pub fn decode(content_type: Option<&str>, body: &[u8]) -> Result<CallEvent, Phon
         from_field: "from",
     };
     Ok(match event {
-        "newCall" | "answer" | "hangup" if outbound => CallEvent::Ignored { call_id: id },
+        "newCall" | "answer" | "hangup" | "callback" if outbound => {
+            CallEvent::Ignored { call_id: id }
+        }
+        // Not Zammad's own: a phone system whose IVR offers callbacks posts it, with the
+        // same fields, when the caller takes the offer.
+        "callback" => CallEvent::CallbackRequested {
+            number: f.get("callbackNumber").map(international),
+            call_id: id,
+        },
         "newCall" => {
             let from = f.get("from").ok_or_else(|| {
                 PhoneError::invalid("from", "is required: the caller's number, or anonymous")
@@ -170,7 +191,7 @@ pub fn decode(content_type: Option<&str>, body: &[u8]) -> Result<CallEvent, Phon
             return Err(PhoneError::invalid(
                 "event",
                 format!(
-                    "'{}' is not one of newCall, answer, hangup",
+                    "'{}' is not one of newCall, answer, hangup, callback",
                     other.chars().take(40).collect::<String>()
                 ),
             ))

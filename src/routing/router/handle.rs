@@ -134,6 +134,10 @@ pub(super) enum Command {
         interaction_id: String,
         event: Value,
     },
+    TellAgent {
+        agent_id: String,
+        event: Value,
+    },
     Connected {
         interaction_id: String,
         agent_id: Option<String>,
@@ -223,6 +227,13 @@ pub enum Call {
     Tell {
         /// The interaction.
         interaction_id: String,
+        /// What.
+        event: Value,
+    },
+    /// Tell an agent something (a deadline of work it owns).
+    TellAgent {
+        /// The agent.
+        agent_id: String,
         /// What.
         event: Value,
     },
@@ -692,6 +703,22 @@ impl RouterHandle {
             },
             move || Call::Tell {
                 interaction_id: id,
+                event: ev,
+            },
+        );
+    }
+
+    /// Tells an agent `event` on its desktop (a numbered event, kept for a resume), when
+    /// it is logged in.
+    pub fn tell_agent(&self, agent_id: &str, event: Value) {
+        let (id, ev) = (agent_id.to_string(), event.clone());
+        self.tell(
+            Command::TellAgent {
+                agent_id: agent_id.into(),
+                event,
+            },
+            move || Call::TellAgent {
+                agent_id: id,
                 event: ev,
             },
         );

@@ -520,6 +520,11 @@ impl Router {
                     s.emit_always(event);
                 }
             }
+            Command::TellAgent { agent_id, event } => {
+                if let Some(s) = self.agents.get_mut(&agent_id) {
+                    s.emit_always(event);
+                }
+            }
             Command::Positions { ids, reply } => {
                 self.take_fresh().await;
                 let _ = reply.send(self.positions(&ids, now_ms()));

@@ -307,7 +307,10 @@ async fn a_twilio_call_reported_in_progress_while_it_waits_is_answered_outside(b
         None,
     )
     .await;
-    assert!(status == 200 && twiml.contains("<Enqueue>"), "{twiml}");
+    assert!(
+        status == 200 && twiml.contains(">switchboard</Enqueue>"),
+        "{twiml}"
+    );
     // Another application took the caller out of the queue and Twilio reports the call
     // answered: nobody Switchboard knows has it.
     let (status, _) = twilio(

@@ -787,7 +787,35 @@ async fn twilio_calls_are_answered_with_twiml_and_updated_when_taken(backend: Ba
     // Nobody is ready: the caller waits in the Twilio queue.
     let (status, twiml) = twilio(&app, "/channels/phone/twilio/voice", &call, None).await;
     assert_eq!(status, 200, "{twiml}");
-    assert!(twiml.contains("<Enqueue>switchboard</Enqueue>"), "{twiml}");
+    assert!(
+        twiml.contains(&format!(
+            "<Enqueue waitUrl=\"{TWILIO_PUBLIC}/channels/phone/twilio/wait\">switchboard</Enqueue>"
+        )),
+        "{twiml}"
+    );
+    // While it waits, Twilio asks what to play: a pause at first, then the offer to be
+    // called back (press 1), which Twilio posts to the gather URL.
+    let waiting = [
+        ("CallSid", "CA11111111111111111111111111111111"),
+        ("QueueTime", "3"),
+    ];
+    let (status, twiml) = twilio(&app, "/channels/phone/twilio/wait", &waiting, None).await;
+    assert!(
+        status == 200 && twiml.contains("<Pause length=") && !twiml.contains("<Gather"),
+        "{twiml}"
+    );
+    let waiting = [
+        ("CallSid", "CA11111111111111111111111111111111"),
+        ("QueueTime", "3600"),
+    ];
+    let (status, twiml) = twilio(&app, "/channels/phone/twilio/wait", &waiting, None).await;
+    assert!(
+        status == 200
+            && twiml.contains(&format!(
+                "<Gather numDigits=\"1\" timeout=\"5\" action=\"{TWILIO_PUBLIC}/channels/phone/twilio/gather\">"
+            )),
+        "{twiml}"
+    );
 
     // An agent takes it: Switchboard updates the live call with a <Dial> to the agent.
     let (_, token) = create_agent(&app, json!({ "name": "Lee", "extension": "301" })).await;
