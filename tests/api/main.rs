@@ -10,6 +10,7 @@ mod browser;
 mod chat;
 mod chat_security;
 mod cluster;
+mod connections;
 mod customers;
 mod durability;
 mod email;
