@@ -96,8 +96,10 @@ impl Receiver {
     pub fn try_recv(&mut self) -> Option<String> {
         let mut s = self.0.lock();
         let frame = s.frames.pop_front();
-        // A long queue's room is given back once it has been read.
-        if s.frames.is_empty() && s.frames.capacity() > 16 {
+        // The room is given back once every frame has been read: a quiet chat's outbox
+        // holds nothing between its frames (a frame's slot is a small allocation again
+        // when the next comes).
+        if s.frames.is_empty() && s.frames.capacity() > 0 {
             s.frames = VecDeque::new();
         }
         frame

@@ -507,7 +507,7 @@ pub async fn deliver_agents(chat: &Arc<Chat>) {
 }
 
 /// Delivers one agent's message, or records why not.
-async fn deliver_one(chat: &Chat, d: Due) {
+async fn deliver_one(chat: &Arc<Chat>, d: Due) {
     let p = &d.command.payload;
     let id = &d.command.id;
     let interaction = p["interaction_id"].as_str().unwrap_or_default();
@@ -515,17 +515,24 @@ async fn deliver_one(chat: &Chat, d: Due) {
     match deliver_agent(chat, &d).await {
         Ok((room, seq)) => {
             metrics::counter!("switchboard_chat_messages_total", "from" => "agent").increment(1);
-            chat.core
-                .tell_agent(
-                    &room.interaction_id,
-                    json!({ "type": "reply_sent", "reply_id": reply_id, "chat_seq": seq }),
-                )
-                .await;
-            // Not marked: it is due again, and publishing it again is a duplicate
-            // (its event key is recorded), so the visitor sees it once either way.
-            if let Err(e) = chat.core.delivered(id).await {
-                tracing::warn!(error = %e, "Could not mark an agent's chat message sent; it is checked again");
-            }
+            // The visitor has it. Telling the agent and marking it sent (a commit) go on
+            // apart, so the messages due next are not held up behind that commit; the
+            // chat's next message is published after this one all the same (it is
+            // claimed by a later pass, and this one stays claimed meanwhile).
+            let (chat, id, reply_id) = (chat.clone(), id.clone(), reply_id.to_string());
+            tokio::spawn(async move {
+                chat.core
+                    .tell_agent(
+                        &room.interaction_id,
+                        json!({ "type": "reply_sent", "reply_id": reply_id, "chat_seq": seq }),
+                    )
+                    .await;
+                // Not marked: it is due again, and publishing it again is a duplicate
+                // (its event key is recorded), so the visitor sees it once either way.
+                if let Err(e) = chat.core.delivered(&id).await {
+                    tracing::warn!(error = %e, "Could not mark an agent's chat message sent; it is checked again");
+                }
+            });
         }
         Err(failure) => {
             let attempts = d.attempts + 1;

@@ -58,8 +58,7 @@ pub async fn upgrade(
                 .into_response();
         }
     }
-    // A frame a little over the longest message (the JSON around it) is the most read.
-    let max = chat.settings.max_message_bytes * 2 + 1024;
+    let max = max_frame(chat.settings.max_message_bytes);
     // Chats are many and mostly quiet: a small read buffer, grown only while a frame needs
     // it, and no write buffering (each frame is written and flushed on its own).
     ws.max_message_size(max)
@@ -69,6 +68,45 @@ pub async fn upgrade(
         .max_write_buffer_size(MAX_UNSENT)
         .on_upgrade(move |socket| connection(chat, socket, client))
 }
+
+/// The largest frame read: the longest message allowed however its page writes it (JSON
+/// may escape a byte of text in up to six: a control character as `\u0001`; an emoji's
+/// four bytes as two escaped halves, twelve), and the frame around it. It costs nothing
+/// until a frame that long comes: the read buffer grows only for the frame it reads.
+fn max_frame(max_message_bytes: usize) -> usize {
+    max_message_bytes * 6 + 1024
+}
+
+/// Answers a frame that was not read because it is over [`max_frame`]: the page is told
+/// why, and the connection closed with the websocket's own code for it (1009), since the
+/// rest of that frame is not read. Other errors (a connection that broke, a frame that
+/// breaks the websocket protocol) end the connection as they are.
+async fn too_large(socket: &mut WebSocket, e: axum::Error) {
+    let inner = e.into_inner();
+    if let Some(tungstenite::Error::Capacity(_)) = inner.downcast_ref::<tungstenite::Error>() {
+        metrics::counter!("switchboard_chat_refused_total", "reason" => "frame_too_large")
+            .increment(1);
+        if send(
+            socket,
+            error(
+                "too_large",
+                "this frame is longer than any message allowed; it was not read",
+            ),
+        )
+        .await
+            && send(socket, close(1009, "frame too large")).await
+        {
+            // The rest of the frame is still on its way and is never read; closing now
+            // would reset the connection, and a page that had not read the answer yet
+            // would lose it. It is given a moment to.
+            tokio::time::sleep(LINGER).await;
+        }
+    }
+}
+
+/// How long a connection closed for a frame too large stays open, unread, so that the page
+/// reads why before the connection is reset.
+const LINGER: Duration = Duration::from_secs(1);
 
 fn error(code: &str, message: &str) -> Message {
     Message::Text(
@@ -111,7 +149,11 @@ async fn hello(chat: &Arc<Chat>, socket: &mut WebSocket, client: Option<IpAddr>)
                 send(socket, close(4001, "start or resume a chat first")).await;
                 return None;
             }
-            Ok(None) | Ok(Some(Err(_))) => return None,
+            Ok(None) => return None,
+            Ok(Some(Err(e))) => {
+                too_large(socket, e).await;
+                return None;
+            }
             Ok(Some(Ok(f))) => f,
         };
         let text = match frame {
@@ -231,7 +273,11 @@ async fn serve(
                     send(socket, close(4000, "idle too long")).await;
                     return;
                 }
-                Ok(None) | Ok(Some(Err(_))) => return,
+                Ok(None) => return,
+                Ok(Some(Err(e))) => {
+                    too_large(socket, e).await;
+                    return;
+                }
                 Ok(Some(Ok(f))) => f,
             },
         };
