@@ -20,10 +20,10 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
-#[path = "common/latency.rs"]
-mod latency;
 #[path = "common/echo.rs"]
 mod echo;
+#[path = "common/latency.rs"]
+mod latency;
 #[path = "common/process.rs"]
 mod process;
 // The bare stack of the load generator, whose chat socket is the insert-only baseline

@@ -29,8 +29,9 @@
 //!   timed the same way on its 60 own connections.
 //! - A held connection that the server closed, or that broke, is counted as dropped.
 //!
-//! Every process raises its soft open-file limit to its hard limit; a size the hard limit
-//! cannot hold (the server needs a file per chat) is skipped, and says so.
+//! Every process raises its open-file limit as far as the system lets it (as root, the
+//! hard limit too, to `fs.nr_open`); a size the limit cannot hold (the server needs a file
+//! per chat) is skipped, and says so.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -45,12 +46,12 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
+#[path = "common/echo.rs"]
+mod echo;
 #[path = "common/latency.rs"]
 mod latency;
 #[path = "common/process.rs"]
 mod process;
-#[path = "common/echo.rs"]
-mod echo;
 
 use latency::Latencies;
 use process::{anon_kib, Process};
@@ -82,8 +83,14 @@ fn env_u64(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// Raises this process's soft open-file limit to its hard limit; answers the limit.
+/// Raises this process's open-file limit as far as the system lets it (the processes it
+/// starts, the server among them, inherit it): the hard limit too where this process may
+/// (as root, up to `fs.nr_open`), else the soft limit to the hard one. Answers the limit.
 fn raise_file_limit() -> u64 {
+    let most: u64 = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(1 << 20);
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -93,10 +100,15 @@ fn raise_file_limit() -> u64 {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
             return 1024;
         }
-        lim.rlim_cur = lim.rlim_max;
-        if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-            libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        let raised = libc::rlimit {
+            rlim_cur: most.max(lim.rlim_max),
+            rlim_max: most.max(lim.rlim_max),
+        };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) != 0 {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         }
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
     }
     lim.rlim_cur
 }
