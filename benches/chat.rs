@@ -13,18 +13,19 @@
 //! so its memory is read from /proc apart from the load generator's.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{Message as AxMessage, WebSocketUpgrade};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
+#[path = "common/echo.rs"]
+mod echo;
 #[path = "common/latency.rs"]
 mod latency;
+#[path = "common/process.rs"]
+mod process;
 // The bare stack of the load generator, whose chat socket is the insert-only baseline
 // (its webhook and SMTP listener are not used here).
 #[allow(dead_code)]
@@ -32,6 +33,7 @@ mod latency;
 mod bare;
 
 use latency::Latencies;
+use process::{rss_kib, Process};
 
 const TOKEN: &str = "bench-token";
 
@@ -45,53 +47,20 @@ fn env(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_server(dir: &std::path::Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .env("SWITCHBOARD__SERVER__HTTP_ADDR", "127.0.0.1:0")
-        .env("SWITCHBOARD__STORAGE__DATA_DIR", dir)
-        .env("SWITCHBOARD__API__ADMIN_TOKEN", TOKEN)
-        .env("SWITCHBOARD__EMAIL__SMTP_ADDR", "")
-        .env("SWITCHBOARD__LOG__LEVEL", "warn")
-        .env("SWITCHBOARD__CHAT__MESSAGES_PER_MINUTE", "100000")
-        .env("SWITCHBOARD__CHAT__MAX_CHATS_PER_VISITOR", "100000")
-        // Every visitor of the bench comes from one address.
-        .env("SWITCHBOARD__CHAT__MESSAGES_PER_MINUTE_PER_ADDRESS", "0")
-        .env("SWITCHBOARD__CHAT__CHATS_PER_MINUTE_PER_ADDRESS", "0")
-        .env("SWITCHBOARD__CHAT__IDLE_TIMEOUT_SECS", "3600")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("the release binary starts");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let base = loop {
-        let line = lines.next().expect("it prints where it listens").unwrap();
-        if let Some(a) = line.strip_prefix("Switchboard listening on ") {
-            break a.trim().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines.by_ref() {});
-    Server { child, base }
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
+fn start_server(dir: &std::path::Path) -> Process {
+    process::start_server(
+        env!("CARGO_BIN_EXE_switchboard"),
+        dir,
+        TOKEN,
+        &[
+            ("SWITCHBOARD__CHAT__MESSAGES_PER_MINUTE", "100000"),
+            ("SWITCHBOARD__CHAT__MAX_CHATS_PER_VISITOR", "100000"),
+            // Every visitor of the bench comes from one address.
+            ("SWITCHBOARD__CHAT__MESSAGES_PER_MINUTE_PER_ADDRESS", "0"),
+            ("SWITCHBOARD__CHAT__CHATS_PER_MINUTE_PER_ADDRESS", "0"),
+            ("SWITCHBOARD__CHAT__IDLE_TIMEOUT_SECS", "3600"),
+        ],
+    )
 }
 
 async fn connect(url: &str) -> Socket {
@@ -138,14 +107,14 @@ fn main() {
     // Idle chats are measured on a server of their own, so freed memory never hides growth.
     let idle_dir = tempfile::tempdir().unwrap();
     let idle_server = start_server(idle_dir.path());
-    let idle_pid = idle_server.child.id();
+    let idle_pid = idle_server.pid();
     let idle_url = format!(
         "{}/channels/chat/ws",
         idle_server.base.replacen("http://", "ws://", 1)
     );
     let dir = tempfile::tempdir().unwrap();
     let server = start_server(dir.path());
-    let pid = server.child.id();
+    let pid = server.pid();
     let base = server.base.clone();
     let chat_url = format!("{}/channels/chat/ws", base.replacen("http://", "ws://", 1));
     let agent_url = format!("{}/agent/ws", base.replacen("http://", "ws://", 1));
@@ -259,20 +228,7 @@ fn main() {
                 .build()
                 .unwrap();
             rt.block_on(async move {
-                let echo = axum::Router::new().route(
-                    "/echo",
-                    axum::routing::get(|ws: WebSocketUpgrade| async move {
-                        ws.on_upgrade(|mut s| async move {
-                            while let Some(Ok(m)) = s.recv().await {
-                                if let AxMessage::Text(t) = m {
-                                    if s.send(AxMessage::Text(t)).await.is_err() {
-                                        return;
-                                    }
-                                }
-                            }
-                        })
-                    }),
-                );
+                let echo = echo::app();
                 let store = bare::Store::open(&bare_path).await;
                 let both = async {
                     tokio::join!(

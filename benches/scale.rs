@@ -6,6 +6,7 @@
 //!
 //!     cargo bench --bench scale
 //!     SCALE_CUSTOMERS=1000,100000 SCALE_AGENTS=100,1000 cargo bench --bench scale
+//!     SCALE_CUSTOMERS= SCALE_AGENTS=10000 SCALE_SERVER=/path/to/switchboard cargo bench --bench scale
 //!
 //! Customers: each has an email identity and three history events (created, identity
 //! added, an earlier contact). Against each size: 32 clients file contacts from returning
@@ -82,7 +83,10 @@ impl Server {
             include_str!("../config/routing.toml").replace("wrap_up_secs = 30", "wrap_up_secs = 0"),
         )
         .unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        // SCALE_SERVER: another build of the server, measured the same way.
+        let binary = std::env::var("SCALE_SERVER")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_switchboard").to_string());
+        let mut child = Command::new(binary)
             .env(
                 "SWITCHBOARD__SERVER__HTTP_ADDR",
                 format!("127.0.0.1:{port}"),

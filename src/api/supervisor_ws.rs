@@ -10,7 +10,6 @@ use std::time::Duration;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
-use futures_util::{SinkExt, StreamExt};
 
 use super::AppState;
 use crate::routing::protocol::{decode, error_frame, ClientMessage, MAX_CLIENT_FRAME};
@@ -21,19 +20,20 @@ const COALESCE: Duration = Duration::from_millis(250);
 /// `GET /supervisor/ws`.
 pub async fn upgrade(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
     ws.max_message_size(MAX_CLIENT_FRAME)
-        .read_buffer_size(4096)
+        .max_frame_size(MAX_CLIENT_FRAME)
+        .read_buffer_size(super::agent_ws::READ_BUFFER)
+        .write_buffer_size(0)
         .on_upgrade(move |socket| session(socket, state))
 }
 
-async fn session(socket: WebSocket, state: AppState) {
-    let (mut sink, mut stream) = socket.split();
-    let login = tokio::time::timeout(Duration::from_secs(10), stream.next()).await;
+async fn session(mut socket: WebSocket, state: AppState) {
+    let login = tokio::time::timeout(Duration::from_secs(10), socket.recv()).await;
     let token = match login {
         Ok(Some(Ok(Message::Text(t)))) => match decode(&t) {
             Ok(ClientMessage::Login { token, .. }) => token,
             Ok(_) => {
                 // Best effort: a peer that has gone cannot be told why; nothing changed.
-                let _ = sink
+                let _ = socket
                     .send(Message::Text(
                         error_frame("login_first", "the first message must be a login").into(),
                     ))
@@ -42,7 +42,7 @@ async fn session(socket: WebSocket, state: AppState) {
             }
             Err(e) => {
                 // Best effort: a peer that has gone cannot be told why; nothing changed.
-                let _ = sink
+                let _ = socket
                     .send(Message::Text(error_frame(e.code, &e.message).into()))
                     .await;
                 return;
@@ -59,7 +59,7 @@ async fn session(socket: WebSocket, state: AppState) {
             reason: Utf8Bytes::from_static("invalid token"),
         };
         // Best effort: a peer that has gone cannot be told why; nothing changed.
-        let _ = sink.send(Message::Close(Some(frame))).await;
+        let _ = socket.send(Message::Close(Some(frame))).await;
         return;
     }
     let mut changes = state.router.changes();
@@ -70,7 +70,7 @@ async fn session(socket: WebSocket, state: AppState) {
         };
         let mut snapshot = super::with_nodes(&state, snapshot);
         snapshot["type"] = "queue".into();
-        if sink
+        if socket
             .send(Message::Text(snapshot.to_string().into()))
             .await
             .is_err()
@@ -83,7 +83,7 @@ async fn session(socket: WebSocket, state: AppState) {
                 Ok(mut n) => {
                     n["notice"] = n["type"].take();
                     n["type"] = "notice".into();
-                    if sink.send(Message::Text(n.to_string().into())).await.is_err() {
+                    if socket.send(Message::Text(n.to_string().into())).await.is_err() {
                         break;
                     }
                     continue;
@@ -92,7 +92,7 @@ async fn session(socket: WebSocket, state: AppState) {
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
             },
-            frame = stream.next() => match frame {
+            frame = socket.recv() => match frame {
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
                 // Anything else a supervisor sends is ignored; the view is read-only.
                 Some(Ok(_)) => {}

@@ -751,10 +751,14 @@ impl Core for CoreService {
 
     fn delivered<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), IntakeError>> {
         Box::pin(async move {
-            let mut conn = self.store.pool().acquire().await.map_err(unavailable)?;
-            outbox::delivered(&mut conn, id, now_ms())
+            // In the writer's turn, as every write: an autocommit out of turn would hold
+            // SQLite's lock while a writer in turn waits for it in the busy handler's
+            // sleeps (up to 100 ms each), and every chat message behind that writer too.
+            let mut tx = self.store.begin_write().await.map_err(unavailable)?;
+            outbox::delivered(&mut tx, id, now_ms())
                 .await
-                .map_err(unavailable)
+                .map_err(unavailable)?;
+            tx.commit().await.map_err(unavailable)
         })
     }
 
@@ -765,11 +769,13 @@ impl Core for CoreService {
         error: &'a str,
     ) -> BoxFuture<'a, Result<(), IntakeError>> {
         Box::pin(async move {
-            let mut conn = self.store.pool().acquire().await.map_err(unavailable)?;
+            // In the writer's turn, as `delivered`.
+            let mut tx = self.store.begin_write().await.map_err(unavailable)?;
             let next_at = retry_in_ms.map(|ms| now_ms() + ms as i64);
-            outbox::failed(&mut conn, id, next_at, error)
+            outbox::failed(&mut tx, id, next_at, error)
                 .await
-                .map_err(unavailable)
+                .map_err(unavailable)?;
+            tx.commit().await.map_err(unavailable)
         })
     }
 }

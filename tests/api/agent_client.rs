@@ -118,14 +118,16 @@ impl Desktop {
 
     /// Sends `text` up to `n` times and reads nothing, as a desktop that has stopped
     /// reading its frames; answers how many were sent when the server cut the connection,
-    /// or `None` when it never did (or stopped reading without closing).
+    /// or `None` when it never did (or stopped reading without closing). A send may wait
+    /// 30 s: longer than the server gives a desktop to take a frame (10 s).
     pub async fn flood_without_reading(&mut self, text: &str, n: usize) -> Option<usize> {
+        let wait = Duration::from_secs(30);
         for i in 0..n {
             let frame = Message::Text(text.to_string().into());
             let sent = if i % 1000 == 999 {
-                tokio::time::timeout(Duration::from_secs(10), self.ws.send(frame)).await
+                tokio::time::timeout(wait, self.ws.send(frame)).await
             } else {
-                tokio::time::timeout(Duration::from_secs(10), self.ws.feed(frame)).await
+                tokio::time::timeout(wait, self.ws.feed(frame)).await
             };
             match sent {
                 Ok(Ok(())) => {}
@@ -172,6 +174,23 @@ impl Desktop {
                 Some(Err(_)) | None => return Some(json!({ "type": "closed", "code": 0 })),
             }
         }
+    }
+
+    /// The text frames that come until none has for `wait`, as JSON, in order, without
+    /// checking that their numbers follow the last seen (a resume that is not complete
+    /// starts past a gap); the last number seen is the last of them.
+    pub async fn frames_until_quiet(&mut self, wait: Duration) -> Vec<Value> {
+        let mut frames = Vec::new();
+        while let Ok(Some(Ok(frame))) = tokio::time::timeout(wait, self.ws.next()).await {
+            if let Message::Text(t) = frame {
+                let v: Value = serde_json::from_str(&t).expect("JSON frames");
+                if let (Some(seq), false) = (v["seq"].as_u64(), v["type"] == "welcome") {
+                    self.last_seq = seq;
+                }
+                frames.push(v);
+            }
+        }
+        frames
     }
 
     /// Skips frames until one of `kind`; fails the test if none comes.

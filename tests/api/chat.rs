@@ -545,20 +545,97 @@ async fn bad_frames_get_clear_answers(backend: Backend) {
         .await;
     assert_eq!(second.expect("error").await["code"], "too_many_chats");
     assert_eq!(second.next().await["code"], 4008);
-    // A frame far over the limit is not read: its connection is dropped, without a close
-    // frame.
+    // A frame longer than any message allowed is not read: the page is told why, and its
+    // connection closed with the websocket's code for it.
     let mut huge = connect().await;
-    let _ = huge
-        .ws
+    huge.ws
         .send(Message::Text("x".repeat(8 * 1024).into()))
-        .await;
-    match tokio::time::timeout(Duration::from_secs(10), huge.ws.next()).await {
-        Ok(None | Some(Err(_))) => {}
-        other => panic!("the connection is dropped, not {other:?}"),
-    }
+        .await
+        .unwrap();
+    assert_eq!(huge.answer().await["code"], "too_large");
+    assert_eq!(huge.next().await["code"], 1009);
     // The first connection is unharmed.
     page.send(json!({ "type": "ping" })).await;
     page.expect("pong").await;
+    app.stop().await;
+}
+
+/// `text` as a JSON string the way a page that escapes everything outside printable
+/// ASCII writes it (Python's `json.dumps` by default): six bytes for a control character
+/// or an accented letter, twelve for an emoji — the longest frame a message can make.
+fn escaped(text: &str) -> String {
+    let mut out = String::from("\"");
+    for c in text.chars() {
+        if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+            out.push(c);
+        } else {
+            for unit in c.encode_utf16(&mut [0; 2]) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        }
+    }
+    out.push('"');
+    out
+}
+
+async fn a_message_at_the_limit_goes_through_however_it_is_escaped_and_one_over_is_answered(
+    backend: Backend,
+) {
+    // The default limit (4,000 bytes): far more than a connection's read buffer holds.
+    let app = app(backend, |_| {}).await;
+    let limit = switchboard::config::Settings::defaults()
+        .chat
+        .max_message_bytes;
+    let mut page = Visitor::connect(&app).await;
+    page.start(json!({ "type": "start", "visitor_id": "v-long" }))
+        .await;
+    let (_, agent_token) = create_agent(&app, json!({ "name": "Sam Lee" })).await;
+    let mut sam = Desktop::available(&app.base, &agent_token).await;
+    let offer = sam.expect("offer").await;
+    sam.accept(&offer).await;
+    page.expect("agent_joined").await;
+
+    // Exactly the limit, in the characters that escape longest: control characters,
+    // emoji, accented letters, quotes, and plain text.
+    let mut text = "\u{1}".repeat(limit / 8) + &"😀".repeat(limit / 8) + &"é".repeat(limit / 8);
+    text += &"\"".repeat(limit / 16);
+    text += &"a".repeat(limit - text.len());
+    assert_eq!(text.len(), limit);
+    let frame = format!(
+        r#"{{"type":"message","id":"at-limit","text":{}}}"#,
+        escaped(&text)
+    );
+    assert!(frame.len() > 3 * limit, "{} bytes on the wire", frame.len());
+    page.ws.send(Message::Text(frame.into())).await.unwrap();
+    let ack = page.answer().await;
+    assert_eq!(
+        (ack["type"].as_str(), ack["id"].as_str()),
+        (Some("ack"), Some("at-limit")),
+        "{ack}"
+    );
+    let relayed = sam.expect("message").await;
+    assert_eq!(
+        relayed["text"].as_str(),
+        Some(text.as_str()),
+        "the agent reads it whole"
+    );
+
+    // One byte over: answered with the protocol's error, and the chat goes on.
+    let over = format!(
+        r#"{{"type":"message","id":"over","text":{}}}"#,
+        escaped(&(text.clone() + "a"))
+    );
+    page.ws.send(Message::Text(over.into())).await.unwrap();
+    let refused = page.answer().await;
+    assert_eq!(refused["code"], "too_large", "{refused}");
+    assert!(refused["message"]
+        .as_str()
+        .unwrap()
+        .contains(&limit.to_string()));
+    page.send(json!({ "type": "message", "id": "after", "text": "Still there?" }))
+        .await;
+    assert_eq!(page.answer().await["id"], "after");
+    assert_eq!(sam.expect("message").await["text"], "Still there?");
     app.stop().await;
 }
 
@@ -572,6 +649,7 @@ both_backends!(
     what_a_visitor_wrote_while_waiting_reaches_the_agent_who_joins,
     bad_frames_get_clear_answers,
     a_pre_chat_email_is_the_visitors_word_and_names_no_customer,
+    a_message_at_the_limit_goes_through_however_it_is_escaped_and_one_over_is_answered,
 );
 
 async fn a_pre_chat_email_is_the_visitors_word_and_names_no_customer(backend: Backend) {

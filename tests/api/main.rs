@@ -10,6 +10,7 @@ mod browser;
 mod chat;
 mod chat_security;
 mod cluster;
+mod connections;
 mod customer_data;
 mod customers;
 mod durability;

@@ -8,19 +8,22 @@
 //!
 //! - [`protocol`]: the frames, documented in `docs/chat-protocol.md`;
 //! - [`room`]: one chat's live state and its numbered, recorded events;
+//! - [`outbox`]: the frames waiting for one connection;
+//! - [`rooms`]: the open chats, found by key, visitor and interaction;
 //! - [`ws`]: the websocket and its limits;
 //! - [`limit`]: rate limits per chat and per client address;
 //! - [`token`]: the signed customer token;
 //! - the widget (`/chat/widget.js`) and its demo page (`/chat/demo`).
 
 pub mod limit;
+pub mod outbox;
 pub mod protocol;
 pub mod room;
+pub mod rooms;
 pub mod token;
 pub mod transcript;
 pub mod ws;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -33,6 +36,7 @@ use switchboard_contract::{ChannelKind, Core};
 use tokio::sync::broadcast::error::RecvError;
 
 use room::Room;
+use rooms::Rooms;
 
 /// The chat channel's settings (`[chat]` in the configuration).
 #[derive(Debug, Clone, Deserialize)]
@@ -66,7 +70,7 @@ pub struct ChatSettings {
 pub struct Chat {
     settings: ChatSettings,
     core: Arc<dyn Core>,
-    rooms: Mutex<HashMap<String, Arc<Room>>>,
+    rooms: Mutex<Rooms>,
     /// Chats started, per client address.
     starts: limit::PerAddress,
     /// Messages sent, per client address.
@@ -85,7 +89,7 @@ impl Chat {
         })
     }
 
-    fn rooms(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Room>>> {
+    fn rooms(&self) -> std::sync::MutexGuard<'_, Rooms> {
         self.rooms.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -94,10 +98,7 @@ impl Chat {
     }
 
     fn room_of(&self, interaction_id: &str) -> Option<Arc<Room>> {
-        self.rooms()
-            .values()
-            .find(|r| r.interaction_id == interaction_id)
-            .cloned()
+        self.rooms().of_interaction(interaction_id).cloned()
     }
 }
 
@@ -145,6 +146,29 @@ pub fn routes<S: Clone + Send + Sync + 'static>(chat: Arc<Chat>) -> Router<S> {
 /// Runs the channel's background work until `shutdown`: agents joining and finishing,
 /// agents' messages delivered, queue positions, and chats abandoned.
 pub async fn run(chat: Arc<Chat>, shutdown: impl std::future::Future<Output = ()> + Send) {
+    // The passes over every open chat (queue positions, waits, owed events) run in a task
+    // of their own: at a hundred thousand chats a pass takes a while, and agents joining
+    // and their messages are not held up behind it.
+    let passes = tokio::spawn(passes(chat.clone()));
+    relay(chat, shutdown).await;
+    passes.abort();
+}
+
+/// Every second: events the store could not take before, chats abandoned, and where
+/// waiting visitors stand.
+async fn passes(chat: Arc<Chat>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        room::settle_owed(&chat).await;
+        room::watch_waiting(&chat).await;
+    }
+}
+
+/// Agents joining and finishing, agents' messages delivered (as they are stored, and
+/// each second those due again), until `shutdown`.
+async fn relay(chat: Arc<Chat>, shutdown: impl std::future::Future<Output = ()> + Send) {
     let mut assignments = chat.core.assignments();
     let mut completions = chat.core.completions();
     let mut commands = chat.core.commands_stored();
@@ -196,11 +220,7 @@ pub async fn run(chat: Arc<Chat>, shutdown: impl std::future::Future<Output = ()
                 Ok(_) => {}
                 Err(RecvError::Closed) => return,
             },
-            _ = tick.tick() => {
-                room::settle_owed(&chat).await;
-                room::deliver_agents(&chat).await;
-                room::watch_waiting(&chat).await;
-            }
+            _ = tick.tick() => room::deliver_agents(&chat).await,
         }
     }
 }

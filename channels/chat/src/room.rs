@@ -7,12 +7,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::limit::Bucket;
+use crate::outbox;
+use crate::Chat;
 use serde_json::{json, Value};
 use switchboard_contract::{ChannelEvent, ChannelKind, Due, Position, Recorded};
-use tokio::sync::mpsc;
-
-use crate::limit::Bucket;
-use crate::Chat;
 
 /// The history kind of the events a visitor sees.
 pub const EVENT: &str = "chat";
@@ -44,13 +43,15 @@ struct State {
     seq: u64,
     /// The visitor's message ids, with the number each was given.
     sent: HashMap<String, u64>,
-    conns: Vec<(u64, mpsc::Sender<String>)>,
+    conns: Vec<(u64, outbox::Sender)>,
     next_conn: u64,
     assigned: bool,
     ended: bool,
     gone_since: Option<Instant>,
     started: Option<Instant>,
     last_position: Option<Position>,
+    /// When the router was last asked where this chat stands.
+    position_asked: Option<Instant>,
     last_typing: Option<Instant>,
     /// The visitor's messages per minute, over every connection the chat has had.
     rate: Option<Bucket>,
@@ -84,12 +85,7 @@ pub enum Refused {
 }
 
 /// A room's connection id, and where its frames go.
-pub type Conn = (u64, mpsc::Receiver<String>);
-
-/// Frames that may wait for one connection. A page further behind is not reading: it is
-/// detached (its connection ends) rather than its frames kept without bound, and it gets
-/// what it missed from the store when it resumes.
-pub const OUTBOX: usize = 512;
+pub type Conn = (u64, outbox::Receiver);
 
 impl Room {
     /// A new chat's room.
@@ -173,7 +169,7 @@ impl Room {
 
     /// Attaches a connection.
     pub async fn attach(&self) -> Conn {
-        let (tx, rx) = mpsc::channel(OUTBOX);
+        let (tx, rx) = outbox::outbox();
         let mut s = self.state.lock().await;
         s.next_conn += 1;
         let id = s.next_conn;
@@ -235,7 +231,7 @@ impl Room {
         }
         s.seq = seq;
         let text = event.to_string();
-        s.conns.retain(|(_, tx)| tx.try_send(text.clone()).is_ok());
+        s.conns.retain(|(_, tx)| tx.send(text.clone()));
         Ok(seq)
     }
 
@@ -247,7 +243,7 @@ impl Room {
             .lock()
             .await
             .conns
-            .retain(|(_, tx)| tx.try_send(text.clone()).is_ok());
+            .retain(|(_, tx)| tx.send(text.clone()));
     }
 
     /// The visitor's message: committed, numbered, acknowledged (`ack` with its number),
@@ -471,7 +467,7 @@ const REPLY_ATTEMPTS: u32 = 30;
 /// read or written now is retried with backoff, the agent told it is retrying; only a
 /// chat that does not exist, or a message that failed every attempt, is given up — the
 /// agent told, the give-up counted and logged.
-pub async fn deliver_agents(chat: &Chat) {
+pub async fn deliver_agents(chat: &Arc<Chat>) {
     let due = match chat.core.due(ChannelKind::Chat, 64).await {
         Ok(d) => d,
         Err(e) => {
@@ -479,15 +475,52 @@ pub async fn deliver_agents(chat: &Chat) {
             return;
         }
     };
+    // Each chat's messages in order, the chats at once: messages due together share the
+    // event writer's commits instead of each waiting for the one before.
+    let mut per_chat: Vec<Vec<Due>> = Vec::new();
+    let mut of_chat: HashMap<String, usize> = HashMap::new();
     for d in due {
-        let p = &d.command.payload;
-        let id = &d.command.id;
-        let interaction = p["interaction_id"].as_str().unwrap_or_default();
-        let reply_id = p["reply_id"].as_str().unwrap_or_default();
-        match deliver_agent(chat, &d).await {
-            Ok((room, seq)) => {
-                metrics::counter!("switchboard_chat_messages_total", "from" => "agent")
-                    .increment(1);
+        let key = d.command.payload["contact_key"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let i = *of_chat.entry(key).or_insert_with(|| {
+            per_chat.push(Vec::new());
+            per_chat.len() - 1
+        });
+        per_chat[i].push(d);
+    }
+    let mut deliveries = tokio::task::JoinSet::new();
+    for messages in per_chat {
+        let chat = chat.clone();
+        deliveries.spawn(async move {
+            for d in messages {
+                deliver_one(&chat, d).await;
+            }
+        });
+    }
+    while let Some(done) = deliveries.join_next().await {
+        if let Err(e) = done {
+            tracing::error!(error = %e, "An agent's chat delivery stopped; its messages are due again after their lease");
+        }
+    }
+}
+
+/// Delivers one agent's message, or records why not.
+async fn deliver_one(chat: &Arc<Chat>, d: Due) {
+    let p = &d.command.payload;
+    let id = &d.command.id;
+    let interaction = p["interaction_id"].as_str().unwrap_or_default();
+    let reply_id = p["reply_id"].as_str().unwrap_or_default();
+    match deliver_agent(chat, &d).await {
+        Ok((room, seq)) => {
+            metrics::counter!("switchboard_chat_messages_total", "from" => "agent").increment(1);
+            // The visitor has it. Telling the agent and marking it sent (a commit) go on
+            // apart, so the messages due next are not held up behind that commit; the
+            // chat's next message is published after this one all the same (it is
+            // claimed by a later pass, and this one stays claimed meanwhile).
+            let (chat, id, reply_id) = (chat.clone(), id.clone(), reply_id.to_string());
+            tokio::spawn(async move {
                 chat.core
                     .tell_agent(
                         &room.interaction_id,
@@ -496,41 +529,40 @@ pub async fn deliver_agents(chat: &Chat) {
                     .await;
                 // Not marked: it is due again, and publishing it again is a duplicate
                 // (its event key is recorded), so the visitor sees it once either way.
-                if let Err(e) = chat.core.delivered(id).await {
+                if let Err(e) = chat.core.delivered(&id).await {
                     tracing::warn!(error = %e, "Could not mark an agent's chat message sent; it is checked again");
                 }
+            });
+        }
+        Err(failure) => {
+            let attempts = d.attempts + 1;
+            let (error, retry) = match failure {
+                Failure::Retry(e) if attempts < REPLY_ATTEMPTS => {
+                    (e, Some((500u64 << attempts.min(6)).min(30_000)))
+                }
+                Failure::Retry(e) | Failure::GiveUp(e) => (e, None),
+            };
+            let outcome = if retry.is_some() {
+                "retried"
+            } else {
+                "given_up"
+            };
+            metrics::counter!("switchboard_chat_replies_total", "outcome" => outcome).increment(1);
+            if retry.is_some() {
+                tracing::warn!(attempts, error = %error, "An agent's chat message was not delivered; retrying");
+            } else {
+                tracing::error!(attempts, error = %error, "Gave up an agent's chat message");
             }
-            Err(failure) => {
-                let attempts = d.attempts + 1;
-                let (error, retry) = match failure {
-                    Failure::Retry(e) if attempts < REPLY_ATTEMPTS => {
-                        (e, Some((500u64 << attempts.min(6)).min(30_000)))
-                    }
-                    Failure::Retry(e) | Failure::GiveUp(e) => (e, None),
-                };
-                let outcome = if retry.is_some() {
-                    "retried"
-                } else {
-                    "given_up"
-                };
-                metrics::counter!("switchboard_chat_replies_total", "outcome" => outcome)
-                    .increment(1);
-                if retry.is_some() {
-                    tracing::warn!(attempts, error = %error, "An agent's chat message was not delivered; retrying");
-                } else {
-                    tracing::error!(attempts, error = %error, "Gave up an agent's chat message");
-                }
-                chat.core
-                    .tell_agent(
-                        interaction,
-                        json!({ "type": "reply_failed", "reply_id": reply_id, "error": error,
-                                "retrying": retry.is_some(), "attempts": attempts }),
-                    )
-                    .await;
-                // Not recorded: it stays due and is tried again at the next pass.
-                if let Err(e) = chat.core.failed(id, retry, &error).await {
-                    tracing::warn!(error = %e, "Could not record a failed chat delivery; it is tried again");
-                }
+            chat.core
+                .tell_agent(
+                    interaction,
+                    json!({ "type": "reply_failed", "reply_id": reply_id, "error": error,
+                            "retrying": retry.is_some(), "attempts": attempts }),
+                )
+                .await;
+            // Not recorded: it stays due and is tried again at the next pass.
+            if let Err(e) = chat.core.failed(id, retry, &error).await {
+                tracing::warn!(error = %e, "Could not record a failed chat delivery; it is tried again");
             }
         }
     }
@@ -594,9 +626,8 @@ pub async fn take_up_open_chats(chat: &Chat) {
             continue;
         };
         room.state.lock().await.gone_since = Some(Instant::now());
-        let mut rooms = chat.rooms();
         // A visitor who resumed meanwhile brought it back already.
-        rooms.entry(key).or_insert(room);
+        chat.rooms().insert_if_absent(room);
         taken += 1;
     }
     if taken > 0 {
@@ -662,6 +693,11 @@ pub async fn catch_up(chat: &Chat) {
     }
 }
 
+/// A waiting visitor is told where it stands when that changes, looked at no more often
+/// than this: a place in a queue of thousands moves every second, and a frame a second
+/// to every one of a hundred thousand pages tells nobody anything more.
+const POSITION_EVERY: Duration = Duration::from_secs(10);
+
 /// Tells waiting visitors where they stand, and abandons chats whose visitor has gone
 /// or that waited too long.
 pub async fn watch_waiting(chat: &Chat) {
@@ -669,7 +705,7 @@ pub async fn watch_waiting(chat: &Chat) {
     let s = &chat.settings;
     let mut told: Vec<(Arc<Room>, Option<Position>)> = Vec::new();
     for room in rooms {
-        let (waiting, gone, waited, last, connected) = {
+        let (waiting, gone, waited, last, connected, asked) = {
             let st = room.state.lock().await;
             (
                 !st.assigned && !st.ended,
@@ -677,6 +713,7 @@ pub async fn watch_waiting(chat: &Chat) {
                 st.started.map(|t| t.elapsed()).unwrap_or_default(),
                 st.last_position,
                 !st.conns.is_empty(),
+                st.position_asked.map(|t| t.elapsed()),
             )
         };
         if !waiting {
@@ -702,20 +739,24 @@ pub async fn watch_waiting(chat: &Chat) {
             .await;
             continue;
         }
-        if connected {
+        if connected && asked.is_none_or(|a| a >= POSITION_EVERY) {
             told.push((room, last));
         }
     }
     if told.is_empty() {
         return;
     }
-    // Every waiting chat's place, in one question to the router.
+    // The places of the chats due a look, in one question to the router.
     let ids = told.iter().map(|(r, _)| r.interaction_id.clone()).collect();
     let positions = chat.core.positions(ids).await;
+    let now = Instant::now();
     for (room, last) in told {
         let position = positions.get(&room.interaction_id).copied();
+        let mut st = room.state.lock().await;
+        st.position_asked = Some(now);
         if position.is_some() && position != last {
-            room.state.lock().await.last_position = position;
+            st.last_position = position;
+            drop(st);
             room.tell(json!({
                 "type": "queue", "position": position.map(|p| p.position),
                 "estimated_wait_secs": position.and_then(|p| p.estimated_wait_secs),
@@ -728,6 +769,7 @@ pub async fn watch_waiting(chat: &Chat) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::outbox::OUTBOX;
 
     #[tokio::test]
     async fn a_connection_that_does_not_take_its_frames_is_let_go_and_others_are_not() {

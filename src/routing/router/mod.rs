@@ -62,6 +62,11 @@ use handle::{Announcer, Command};
 
 /// Events kept per agent for a reconnecting desktop.
 const RESUME_LOG: usize = 1000;
+/// Bytes of events kept per agent for a reconnecting desktop: a shift's offers (each with
+/// its customer's recent history) and messages would otherwise keep megabytes for every
+/// agent. A desktop that comes back from further behind is told its resume is not
+/// `complete`, and reloads its work as after a new login.
+const RESUME_LOG_BYTES: usize = 64 * 1024;
 /// The longest reply an agent may send, in bytes.
 const MAX_REPLY_BYTES: usize = 256 * 1024;
 /// History events sent with an offer.

@@ -14,6 +14,8 @@ pub(super) struct Session {
     pub(super) session: String,
     pub(super) seq: u64,
     pub(super) log: VecDeque<(u64, String)>,
+    /// The bytes of the events in `log`.
+    pub(super) log_bytes: usize,
     pub(super) last_heard: i64,
     pub(super) disconnected_at: Option<i64>,
     pub(super) offer: Option<String>,
@@ -65,9 +67,15 @@ impl Session {
             self.seq += 1;
             event["seq"] = json!(self.seq);
             let text = event.to_string();
+            self.log_bytes += text.len();
             self.log.push_back((self.seq, text.clone()));
-            while self.log.len() > RESUME_LOG {
-                self.log.pop_front();
+            // The newest event is kept whatever its size.
+            while self.log.len() > RESUME_LOG
+                || (self.log_bytes > RESUME_LOG_BYTES && self.log.len() > 1)
+            {
+                if let Some((_, dropped)) = self.log.pop_front() {
+                    self.log_bytes -= dropped.len();
+                }
             }
             if let Some((_, out)) = &self.conn {
                 out.send(Outbound::Frame(text));

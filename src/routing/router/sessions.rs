@@ -83,6 +83,7 @@ impl Router {
             session: new_id(),
             seq: 0,
             log: VecDeque::new(),
+            log_bytes: 0,
             last_heard: now,
             disconnected_at: None,
             offer: None,
