@@ -23,6 +23,7 @@ mod operations;
 mod pages;
 mod phone;
 mod refusals;
+mod reports;
 mod roles;
 mod routing;
 mod rules;

@@ -1,0 +1,30 @@
+-- Reports: counts and sums per hour (UTC, ms since the epoch at the hour's start),
+-- channel, tier at entry, topic ('' for none) and agent ('' for none), kept as the
+-- history grows by the leader's rollup duty, which reads the history after `seq` of
+-- report_cursor and moves the cursor in the same transaction as the buckets.
+CREATE TABLE report_hours (
+    hour              BIGINT NOT NULL,
+    channel           TEXT NOT NULL,
+    tier              TEXT NOT NULL,
+    topic             TEXT NOT NULL,
+    agent             TEXT NOT NULL,
+    received          BIGINT NOT NULL DEFAULT 0,
+    answered          BIGINT NOT NULL DEFAULT 0,
+    within_target     BIGINT NOT NULL DEFAULT 0,
+    answer_ms         BIGINT NOT NULL DEFAULT 0,
+    abandoned         BIGINT NOT NULL DEFAULT 0,
+    abandoned_wait_ms BIGINT NOT NULL DEFAULT 0,
+    completed         BIGINT NOT NULL DEFAULT 0,
+    handling_ms       BIGINT NOT NULL DEFAULT 0,
+    transfers         BIGINT NOT NULL DEFAULT 0,
+    callbacks         BIGINT NOT NULL DEFAULT 0,
+    csat_count        BIGINT NOT NULL DEFAULT 0,
+    csat_sum          BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (hour, channel, tier, topic, agent)
+);
+
+CREATE TABLE report_cursor (
+    id  INTEGER PRIMARY KEY CHECK (id = 1),
+    seq BIGINT NOT NULL
+);
+INSERT INTO report_cursor (id, seq) VALUES (1, 0);
