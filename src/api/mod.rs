@@ -497,6 +497,13 @@ fn api_routes() -> Routes {
             reports::interactions_csv,
         )
         .add(
+            Op::get("/api/reports/interactions", "the contacts behind one bar of a report: those that arrived in the range with the slice's value, as JSON")
+                .access(Supervisor)
+                .query::<reports::DrillQuery>()
+                .responses(&[(200, "the contacts, and whether there are more"), (400, "a bad range, slice, value or limit, named")]),
+            reports::interactions,
+        )
+        .add(
             Op::get("/api/email/kept-aside", "mail kept aside (auto-replies and bounces that answer no conversation, mail with no usable sender, unreadable mail), newest first, with why")
                 .access(Supervisor)
                 .query::<kept_aside::KeptQuery>()

@@ -51,6 +51,22 @@ pub struct InteractionsQuery {
     to: Option<String>,
 }
 
+/// The contacts behind one bar of a report.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DrillQuery {
+    /// Start, as in the report (contacts that arrived from then).
+    from: Option<String>,
+    /// End, as in the report (contacts that arrived before then).
+    to: Option<String>,
+    /// The slice the bar is of: `tier`, `channel`, `topic` or `agent`.
+    slice: Option<String>,
+    /// The slice's value ('' for none: no topic, no agent).
+    value: Option<String>,
+    /// Most contacts listed, 1 to 500 (100 by default).
+    limit: Option<i64>,
+}
+
 /// A checked range: `[from, to)` in ms on whole hours.
 struct Range {
     from: i64,
@@ -107,6 +123,20 @@ struct Checked {
     slice: &'static str,
 }
 
+/// A slice by name, `tier` when none is given.
+fn slice(name: Option<&str>) -> Result<&'static str, ApiError> {
+    match name.unwrap_or("tier") {
+        "tier" => Ok("tier"),
+        "channel" => Ok("channel"),
+        "topic" => Ok("topic"),
+        "agent" => Ok("agent"),
+        _ => Err(ApiError::field(
+            "slice",
+            "must be tier, channel, topic or agent",
+        )),
+    }
+}
+
 fn check(state: &AppState, q: &ReportQuery) -> Result<Checked, ApiError> {
     let range = range(state, &q.from, &q.to)?;
     let (by, width, offset) = match q.by.as_deref().unwrap_or("day") {
@@ -115,18 +145,7 @@ fn check(state: &AppState, q: &ReportQuery) -> Result<Checked, ApiError> {
         "week" => ("week", 7 * DAY_MS, MONDAY_MS),
         _ => return Err(ApiError::field("by", "must be hour, day or week")),
     };
-    let slice = match q.slice.as_deref().unwrap_or("tier") {
-        "tier" => "tier",
-        "channel" => "channel",
-        "topic" => "topic",
-        "agent" => "agent",
-        _ => {
-            return Err(ApiError::field(
-                "slice",
-                "must be tier, channel, topic or agent",
-            ))
-        }
-    };
+    let slice = slice(q.slice.as_deref())?;
     Ok(Checked {
         range,
         by,
@@ -284,7 +303,7 @@ pub async fn interactions_csv(
             let (at, id) = after?;
             let page = async {
                 let mut conn = store.pool().acquire().await?;
-                reports::interactions_page(&mut conn, (at, &id), r.to, PAGE).await
+                reports::interactions_page(&mut conn, (at, &id), r.to, PAGE, None).await
             }
             .await;
             let page = match page {
@@ -312,4 +331,57 @@ pub async fn interactions_csv(
         }
     });
     Ok(csv_response("interactions.csv", Body::from_stream(pages)))
+}
+
+/// `GET /api/reports/interactions`: the contacts behind a bar, those that arrived in the
+/// range with the slice's value (for an agent: those the agent holds or last held), in
+/// arrival order, as JSON.
+pub async fn interactions(
+    State(state): State<AppState>,
+    _: Supervisor,
+    ApiQuery(q): ApiQuery<DrillQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let r = range(&state, &q.from, &q.to)?;
+    let slice = slice(q.slice.as_deref())?;
+    let value = q
+        .value
+        .as_deref()
+        .ok_or_else(|| ApiError::field("value", "is required"))?;
+    if value.len() > 200 {
+        return Err(ApiError::field("value", "must be at most 200 bytes"));
+    }
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::field("limit", "must be from 1 to 500"));
+    }
+    let mut conn = state.store.pool().acquire().await?;
+    let mut page = reports::interactions_page(
+        &mut conn,
+        (r.from - 1, ""),
+        r.to,
+        limit + 1,
+        Some((slice, value)),
+    )
+    .await?;
+    let more = page.len() as i64 > limit;
+    page.truncate(limit as usize);
+    let lines: Vec<Value> = page
+        .iter()
+        .map(|p| {
+            let cells = p.cells();
+            let obj: Map<String, Value> = reports::INTERACTION_COLUMNS
+                .iter()
+                .zip(cells)
+                .map(|(k, v)| {
+                    let v = if v.is_empty() { Value::Null } else { json!(v) };
+                    (k.to_string(), v)
+                })
+                .collect();
+            Value::Object(obj)
+        })
+        .collect();
+    Ok(Json(json!({
+        "from": rfc3339(r.from), "to": rfc3339(r.to), "slice": slice, "value": value,
+        "interactions": lines, "more": more,
+    })))
 }

@@ -328,14 +328,28 @@ impl InteractionLine {
 }
 
 /// Up to `limit` contacts that arrived after `after` (arrival ms, id) and before `to`,
-/// in arrival order.
+/// in arrival order; with `only`, those whose slice (`tier`, `channel`, `topic` or
+/// `agent`, checked by the caller) has that value ('' for none).
 pub async fn interactions_page(
     conn: &mut Conn,
     after: (i64, &str),
     to: i64,
     limit: i64,
+    only: Option<(&str, &str)>,
 ) -> Result<Vec<InteractionLine>, sqlx::Error> {
-    let rows = sqlx::query(
+    let filter = match only {
+        Some((slice, _)) => {
+            let column = match slice {
+                "tier" => "i.tier",
+                "channel" => "i.channel",
+                "topic" => "i.topic",
+                _ => "i.agent_id",
+            };
+            format!("AND COALESCE({column}, '') = $5")
+        }
+        None => String::new(),
+    };
+    let sql = format!(
         "SELECT i.id, i.channel, i.tier, i.topic, i.agent_id, i.created_at, i.state, \
          (SELECT MIN(h.occurred_at) FROM history h WHERE h.interaction_id = i.id \
           AND h.kind = 'assigned') AS answered_at, \
@@ -343,12 +357,17 @@ pub async fn interactions_page(
           AND h.kind IN ('completed', 'abandoned')) AS ended_at \
          FROM interactions i \
          WHERE (i.created_at > $1 OR (i.created_at = $1 AND i.id > $2)) AND i.created_at < $3 \
-         ORDER BY i.created_at, i.id LIMIT $4",
-    )
-    .bind(after.0)
-    .bind(after.1)
-    .bind(to)
-    .bind(limit)
+         {filter} ORDER BY i.created_at, i.id LIMIT $4",
+    );
+    let rows = sqlx::query(&sql)
+        .bind(after.0)
+        .bind(after.1)
+        .bind(to)
+        .bind(limit);
+    let rows = match only {
+        Some((_, value)) => rows.bind(value),
+        None => rows,
+    }
     .fetch_all(conn)
     .await?;
     rows.iter()

@@ -468,6 +468,43 @@ async fn report_csv_and_interaction_csv_parse_and_match_the_report(backend: Back
         received,
         "the export lists what the report counts"
     );
+
+    // A bar's contacts: those that arrived in its bucket on its channel, as many as it
+    // counts received.
+    for ((bucket, channel), row) in rows.iter().take(5) {
+        let (from, to) = (
+            switchboard::store::rfc3339(*bucket),
+            switchboard::store::rfc3339(bucket + DAY),
+        );
+        let (status, body) = app
+            .get(&format!(
+                "/api/reports/interactions?from={from}&to={to}&slice=channel&value={channel}&limit=500"
+            ))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let listed = body["interactions"].as_array().unwrap();
+        assert_eq!(
+            listed.len() as i64,
+            row["received"].as_i64().unwrap(),
+            "{from} {channel}"
+        );
+        assert_eq!(body["more"], false);
+        for i in listed {
+            assert_eq!(&i["channel"], channel);
+            assert!(ids.contains(i["id"].as_str().unwrap()));
+        }
+    }
+    let (status, body) = app
+        .get("/api/reports/interactions?from=2026-10-01&to=2026-10-31&slice=agent&value=ag-ann&limit=3")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["interactions"].as_array().unwrap().len(), 3);
+    assert_eq!(body["more"], true);
+    assert!(body["interactions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|i| i["agent"] == "ag-ann"));
     app.stop().await;
 }
 
@@ -502,6 +539,25 @@ async fn bad_report_queries_are_refused_naming_the_field(backend: Backend) {
         (400, Some("to")),
         "{body}"
     );
+    for (query, field) in [
+        ("from=2026-10-01&to=2026-10-02&slice=tier", "value"),
+        ("from=2026-10-01&to=2026-10-02&slice=mood&value=x", "slice"),
+        (
+            "from=2026-10-01&to=2026-10-02&slice=tier&value=high&limit=0",
+            "limit",
+        ),
+        (
+            "from=2026-10-01&to=2026-10-02&slice=tier&value=high&limit=501",
+            "limit",
+        ),
+    ] {
+        let (status, body) = app.get(&format!("/api/reports/interactions?{query}")).await;
+        assert_eq!(
+            (status, body["field"].as_str()),
+            (400, Some(field)),
+            "{query}: {body}"
+        );
+    }
     // The configured maximum itself is allowed.
     let (status, body) = app.get("/api/reports?from=2026-10-01&to=2026-11-09").await;
     assert_eq!(status, 200, "{body}");
