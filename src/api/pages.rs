@@ -47,6 +47,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         "text/javascript",
         include_str!("../../ui/service.js"),
     ),
+    (
+        "reports.js",
+        "text/javascript",
+        include_str!("../../ui/reports.js"),
+    ),
 ];
 
 const DESKTOP: &str = include_str!("../../ui/desktop.html");
