@@ -208,7 +208,7 @@ async function drill(bucket, value) {
         h("thead", {}, h("tr", {}, ["ID", t("slice_channel"), t("slice_tier"), t("slice_topic"), t("slice_agent"),
           t("created"), t("answeredAt"), t("completedAt"), t("waitCol"), t("outcome")].map((c) => h("th", {}, c)))),
         h("tbody", {}, r.interactions.map((i) => h("tr", {},
-          h("td", { class: "mono" }, i.id.slice(0, 8)), h("td", {}, i.channel), h("td", {}, tierPill(i.tier)),
+          h("td", { class: "mono", title: i.id }, i.id.slice(-8)), h("td", {}, i.channel), h("td", {}, tierPill(i.tier)),
           h("td", {}, i.topic || "—"), h("td", {}, i.agent || "—"), h("td", {}, clock(i.created)),
           h("td", {}, clock(i.answered)), h("td", {}, clock(i.completed)),
           h("td", {}, i.wait_secs === null ? "—" : span(Number(i.wait_secs))), h("td", {}, i.outcome)))))

@@ -20,6 +20,8 @@ CREATE TABLE report_hours (
     callbacks         BIGINT NOT NULL DEFAULT 0,
     csat_count        BIGINT NOT NULL DEFAULT 0,
     csat_sum          BIGINT NOT NULL DEFAULT 0,
+    -- Answered contacts whose tier had a service-level target: the service level's base.
+    targeted          BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (hour, channel, tier, topic, agent)
 );
 

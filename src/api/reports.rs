@@ -162,7 +162,7 @@ fn mean(sum: i64, n: i64, scale: f64) -> Option<f64> {
 
 /// The figures of one bucket, named as the report states them.
 fn figures(s: &Sums) -> Vec<(&'static str, Value)> {
-    let [received, answered, within, answer_ms, abandoned, abandoned_ms, completed, handling_ms, transfers, callbacks, csat_n, csat_sum] =
+    let [received, answered, within, answer_ms, abandoned, abandoned_ms, completed, handling_ms, transfers, callbacks, csat_n, csat_sum, targeted] =
         *s;
     vec![
         ("received", json!(received)),
@@ -173,7 +173,8 @@ fn figures(s: &Sums) -> Vec<(&'static str, Value)> {
             json!(mean(abandoned_ms, abandoned, 1000.0)),
         ),
         ("answered_within_target", json!(within)),
-        ("service_level", json!(mean(within, answered, 1.0))),
+        // Of the contacts answered whose tier has a target: none when no tier had one.
+        ("service_level", json!(mean(within, targeted, 1.0))),
         (
             "average_speed_of_answer_secs",
             json!(mean(answer_ms, answered, 1000.0)),
@@ -266,7 +267,7 @@ pub async fn csv(
 ) -> Result<Response, ApiError> {
     let c = check(&state, &q)?;
     let rows = rows(&state, &c).await?;
-    let names: Vec<&str> = figures(&[0; 12]).iter().map(|(k, _)| *k).collect();
+    let names: Vec<&str> = figures(&[0; 13]).iter().map(|(k, _)| *k).collect();
     let mut out = record(["bucket", c.slice].into_iter().chain(names))
         .map_err(|e| ApiError::Unexpected(e.into()))?;
     for (bucket, value, sums) in &rows {

@@ -19,7 +19,7 @@ pub const KINDS: &str = "('interaction_received', 'assigned', 'abandoned', 'comp
                          'transferred', 'callback_booked', 'satisfaction')";
 
 /// The measures of one bucket, in the order of the table's columns.
-pub const MEASURES: [&str; 12] = [
+pub const MEASURES: [&str; 13] = [
     "received",
     "answered",
     "within_target",
@@ -32,13 +32,14 @@ pub const MEASURES: [&str; 12] = [
     "callbacks",
     "csat_count",
     "csat_sum",
+    "targeted",
 ];
 
 /// Where a bucket's counts go: hour start (ms), channel, tier, topic, agent.
 pub type Key = (i64, String, String, String, String);
 
 /// The sums of one bucket, indexed as [`MEASURES`].
-pub type Sums = [i64; 12];
+pub type Sums = [i64; 13];
 
 /// One history event as the rollups read it, with its interaction's dimensions.
 #[derive(Debug, Clone)]
@@ -138,10 +139,16 @@ pub fn tally(events: &[Read], target_secs: impl Fn(&str) -> Option<u64>) -> BTre
             "interaction_received" => (String::new(), vec![(0, 1)]),
             "assigned" => {
                 let w = waited_ms();
-                let within = target_secs(&e.tier).is_some_and(|t| w <= t as i64 * 1000);
+                let target = target_secs(&e.tier);
+                let within = target.is_some_and(|t| w <= t as i64 * 1000);
                 (
                     agent_of("agent_id"),
-                    vec![(1, 1), (2, i64::from(within)), (3, w)],
+                    vec![
+                        (1, 1),
+                        (2, i64::from(within)),
+                        (3, w),
+                        (12, i64::from(target.is_some())),
+                    ],
                 )
             }
             "abandoned" => (String::new(), vec![(4, 1), (5, waited_ms())]),
@@ -250,7 +257,7 @@ pub async fn report(
     .await?;
     rows.iter()
         .map(|r| {
-            let mut sums = [0i64; 12];
+            let mut sums = [0i64; 13];
             for (i, m) in MEASURES.iter().enumerate() {
                 sums[i] = r.try_get(*m)?;
             }

@@ -163,7 +163,7 @@ async fn raw(
     width: i64,
     offset: i64,
     slice: &str,
-) -> BTreeMap<(i64, String), [i64; 12]> {
+) -> BTreeMap<(i64, String), [i64; 13]> {
     let mut conn = store.pool().acquire().await.unwrap();
     let rows = sqlx::query(
         "SELECT h.interaction_id, h.kind, h.occurred_at, h.data, i.channel, i.tier, i.topic, \
@@ -174,7 +174,7 @@ async fn raw(
     .await
     .unwrap();
     let mut answered_at: BTreeMap<String, i64> = BTreeMap::new();
-    let mut out: BTreeMap<(i64, String), [i64; 12]> = BTreeMap::new();
+    let mut out: BTreeMap<(i64, String), [i64; 13]> = BTreeMap::new();
     for r in rows {
         let id: String = r.get("interaction_id");
         let kind: String = r.get("kind");
@@ -186,7 +186,7 @@ async fn raw(
             .as_f64()
             .map_or(at - created, |s| (s * 1000.0).round() as i64);
         let mut agent = String::new();
-        let mut add = [0i64; 12];
+        let mut add = [0i64; 13];
         match kind.as_str() {
             "interaction_received" => add[0] = 1,
             "assigned" => {
@@ -195,6 +195,7 @@ async fn raw(
                 add[1] = 1;
                 add[2] = i64::from(targets.get(&tier).is_some_and(|t| wait <= t * 1000));
                 add[3] = wait;
+                add[12] = i64::from(targets.contains_key(&tier));
             }
             "abandoned" => (add[4], add[5]) = (1, wait),
             "completed" => {
@@ -251,7 +252,7 @@ async fn report(app: &TestApp, query: &str) -> (Value, BTreeMap<(i64, String), V
 }
 
 /// Every figure of every bucket in the report equals the raw history's.
-fn assert_same(report: &BTreeMap<(i64, String), Value>, raw: &BTreeMap<(i64, String), [i64; 12]>) {
+fn assert_same(report: &BTreeMap<(i64, String), Value>, raw: &BTreeMap<(i64, String), [i64; 13]>) {
     assert_eq!(
         report.keys().collect::<Vec<_>>(),
         raw.keys().collect::<Vec<_>>(),
@@ -280,7 +281,7 @@ fn assert_same(report: &BTreeMap<(i64, String), Value>, raw: &BTreeMap<(i64, Str
         assert_eq!(r["csat_count"], s[10], "CSAT answers of {key:?}");
         close(
             &r["service_level"],
-            mean(s[2], s[1], 1.0),
+            mean(s[2], s[12], 1.0),
             "service level",
             key,
         );
@@ -312,6 +313,10 @@ async fn reports_from_the_rollups_equal_the_raw_history_across_a_restart(backend
     let app = spawn_settings(settings.clone()).await;
     let store = Store::connect(&app.database_url, 2).await.unwrap();
     let targets = targets(&app).await;
+    assert!(
+        !targets.contains_key("low"),
+        "one tier without a target, whose service level is none"
+    );
     assert!(
         targets.contains_key("high"),
         "the default rules set targets: {targets:?}"
