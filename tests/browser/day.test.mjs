@@ -579,6 +579,17 @@ test("a working day in the desktop and the console", async (t) => {
     await visitor.getByText("对话已结束。").waitFor();
     await offer.getByText("Chats").waitFor({ state: "detached" });
     await shot(visitor, "widget-zh");
+
+    // The week's reports, in Chinese: the figures by tier, and a bar opened to the
+    // contacts behind it.
+    await admin.locator('#tabs button[data-tab="reports"]').click();
+    const reportsPane = admin.locator("#pane-reports");
+    await reportsPane.getByRole("button", { name: "显示" }).click();
+    await reportsPane.locator("#report-rows th", { hasText: "平均应答速度" }).waitFor();
+    await reportsPane.locator("#report-rows tbody tr").first().waitFor();
+    await reportsPane.locator('#report-chart rect.bar:not([height="0"])').first().click();
+    await reportsPane.locator("#report-contacts tbody tr").first().waitFor();
+    await shot(admin, "console-reports-zh");
   });
 
   await t.test("a narrow window still shows the desktop", async () => {
