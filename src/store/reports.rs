@@ -179,44 +179,48 @@ pub fn tally(events: &[Read], target_secs: impl Fn(&str) -> Option<u64>) -> BTre
     out
 }
 
-/// Adds `buckets` to the stored ones and sets the cursor to `seq`, in the caller's
-/// transaction.
+/// Adds `buckets` to the stored ones (per channel, tier and topic, and per agent) and
+/// sets the cursor to `seq`, in the caller's transaction.
 pub async fn add(
     conn: &mut Conn,
     buckets: &BTreeMap<Key, Sums>,
     seq: i64,
 ) -> Result<(), sqlx::Error> {
-    if !buckets.is_empty() {
-        let args = buckets
-            .iter()
-            .flat_map(|((hour, channel, tier, topic, agent), sums)| {
-                [
-                    Arg::from(*hour),
-                    Arg::from(channel.as_str()),
-                    Arg::from(tier.as_str()),
-                    Arg::from(topic.as_str()),
-                    Arg::from(agent.as_str()),
-                ]
+    let mut by_kind: BTreeMap<(i64, &str, &str, &str), Sums> = BTreeMap::new();
+    let mut by_agent: BTreeMap<(i64, &str), Sums> = BTreeMap::new();
+    for ((hour, channel, tier, topic, agent), sums) in buckets {
+        let a = by_kind.entry((*hour, channel, tier, topic)).or_default();
+        let b = by_agent.entry((*hour, agent)).or_default();
+        for (i, v) in sums.iter().enumerate() {
+            a[i] += v;
+            b[i] += v;
+        }
+    }
+    let args = by_kind
+        .iter()
+        .flat_map(|((hour, channel, tier, topic), sums)| {
+            [
+                Arg::from(*hour),
+                Arg::from(*channel),
+                Arg::from(*tier),
+                Arg::from(*topic),
+            ]
+            .into_iter()
+            .chain(sums.iter().map(|v| Arg::from(*v)))
+            .collect::<Vec<_>>()
+        })
+        .collect();
+    upsert(conn, "report_hours", &["channel", "tier", "topic"], args).await?;
+    let args = by_agent
+        .iter()
+        .flat_map(|((hour, agent), sums)| {
+            [Arg::from(*hour), Arg::from(*agent)]
                 .into_iter()
                 .chain(sums.iter().map(|v| Arg::from(*v)))
                 .collect::<Vec<_>>()
-            })
-            .collect();
-        let columns = MEASURES.join(", ");
-        let updates = MEASURES
-            .iter()
-            .map(|m| format!("{m} = report_hours.{m} + excluded.{m}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        bulk::insert(
-            conn,
-            &format!("INSERT INTO report_hours (hour, channel, tier, topic, agent, {columns})"),
-            5 + MEASURES.len(),
-            args,
-            &format!("ON CONFLICT (hour, channel, tier, topic, agent) DO UPDATE SET {updates}"),
-        )
-        .await?;
-    }
+        })
+        .collect();
+    upsert(conn, "report_agent_hours", &["agent"], args).await?;
     sqlx::query("UPDATE report_cursor SET seq = $1 WHERE id = 1")
         .bind(seq)
         .execute(conn)
@@ -224,11 +228,39 @@ pub async fn add(
     Ok(())
 }
 
+/// Adds rows of (hour, `keys`…, measures…) to `table`'s.
+async fn upsert(
+    conn: &mut Conn,
+    table: &str,
+    keys: &[&str],
+    args: Vec<Arg>,
+) -> Result<(), sqlx::Error> {
+    if args.is_empty() {
+        return Ok(());
+    }
+    let keys = keys.join(", ");
+    let columns = MEASURES.join(", ");
+    let updates = MEASURES
+        .iter()
+        .map(|m| format!("{m} = {table}.{m} + excluded.{m}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    bulk::insert(
+        conn,
+        &format!("INSERT INTO {table} (hour, {keys}, {columns})"),
+        2 + keys.matches(',').count() + MEASURES.len(),
+        args,
+        &format!("ON CONFLICT (hour, {keys}) DO UPDATE SET {updates}"),
+    )
+    .await?;
+    Ok(())
+}
+
 /// One row of a report: the bucket's start (ms), the slice's value, the sums.
 pub type ReportRow = (i64, String, Sums);
 
 /// The sums per bucket of `width` ms (aligned on `offset` ms from the epoch) and value of
-/// `slice` (a column of `report_hours`, checked by the caller) over hours in
+/// `slice` (`tier`, `channel`, `topic` or `agent`, checked by the caller) over hours in
 /// `[from, to)`, ordered by bucket and slice.
 pub async fn report(
     conn: &mut Conn,
@@ -244,9 +276,14 @@ pub async fn report(
         .map(|m| format!("CAST(SUM({m}) AS BIGINT) AS {m}"))
         .collect::<Vec<_>>()
         .join(", ");
+    let table = if slice == "agent" {
+        "report_agent_hours"
+    } else {
+        "report_hours"
+    };
     let rows = sqlx::query(&format!(
         "SELECT (hour - $3) / $4 * $4 + $3 AS bucket, {slice} AS slice, {sums} \
-         FROM report_hours WHERE hour >= $1 AND hour < $2 \
+         FROM {table} WHERE hour >= $1 AND hour < $2 \
          GROUP BY 1, 2 ORDER BY 1, 2"
     ))
     .bind(from)
