@@ -213,6 +213,8 @@ pub struct ApiSettings {
     pub max_import_bytes: usize,
     /// Most rows in one import.
     pub max_import_rows: usize,
+    /// The longest date range one report may cover, in days.
+    pub max_report_days: u32,
 }
 
 /// Customer identities.
@@ -369,6 +371,9 @@ impl Settings {
         }
         if self.api.max_import_rows == 0 {
             problems.push("api.max_import_rows: must be at least 1".into());
+        }
+        if self.api.max_report_days == 0 {
+            problems.push("api.max_report_days: must be at least 1".into());
         }
         let region = &self.customers.phone_default_region;
         if !region.is_empty() && region.parse::<phonenumber::country::Id>().is_err() {

@@ -122,6 +122,11 @@ impl Duties for LeaderDuties {
                     },
                     stop.clone(),
                 )),
+                tokio::spawn(crate::service::rollup::run(
+                    self.store.clone(),
+                    self.settings.tiers.order.clone(),
+                    stop.clone(),
+                )),
                 tokio::spawn(switchboard_chat::run(
                     self.chat.clone(),
                     stop.clone().cancelled_owned(),

@@ -1,7 +1,7 @@
 // The console, for supervisors and admins: the live queue (pushed over /supervisor/ws),
 // the routing rules (edit, validate in place, diff, simulate, apply, roll back), agents,
 // customers, the audit trail with the retention (retention.js), mail kept aside
-// (kept-aside.js) and hours & service (service.js). Everything goes through
+// (kept-aside.js), hours & service (service.js) and reports (reports.js). Everything goes through
 // the public API.
 "use strict";
 
@@ -45,9 +45,9 @@ function start() {
     });
   }
   document.addEventListener("keydown", (e) => {
-    if (e.altKey && /^[1-8]$/.test(e.key) && session.token) {
+    if (e.altKey && /^[1-9]$/.test(e.key) && session.token) {
       e.preventDefault();
-      show(["live", "rules", "agents", "customers", "audit", "mail", "service", "canned"][Number(e.key) - 1]);
+      show(["live", "rules", "agents", "customers", "audit", "mail", "service", "canned", "reports"][Number(e.key) - 1]);
     }
   });
   if (session.token) tryToken(session.token).then((ok) => { if (ok !== true) showLogin(main, tryToken, ok); });
@@ -86,6 +86,7 @@ function buildPanes() {
   panes.mail = h("section", { id: "pane-mail", role: "tabpanel" });
   panes.service = h("section", { id: "pane-service", role: "tabpanel" });
   panes.canned = h("section", { id: "pane-canned", role: "tabpanel" });
+  panes.reports = h("section", { id: "pane-reports", role: "tabpanel" });
   fill(main, Object.values(panes));
   drawLive();
   buildRules();
@@ -94,6 +95,7 @@ function buildPanes() {
   buildAudit();
   buildKeptAside(panes.mail);
   buildService(panes.service);
+  buildReports(panes.reports);
 }
 
 function show(tab) {
@@ -110,6 +112,7 @@ function show(tab) {
   if (tab === "mail") loadKeptAside();
   if (tab === "service") loadService();
   if (tab === "canned") buildCanned(panes.canned);
+  if (tab === "reports") loadReports();
   if (tab === "agents") loadAgents();
   if (tab === "live") loadServiceLevel();
 }

@@ -16,6 +16,7 @@ mod kept_aside;
 pub mod openapi;
 mod ops;
 mod pages;
+mod reports;
 mod retention;
 mod rules;
 mod service;
@@ -487,6 +488,34 @@ fn api_routes() -> Routes {
                 .query::<service_level::Window>()
                 .responses(&[(200, "per tier: target, and per hour answered, within target, abandoned and share")]),
             service_level::by_hour,
+        )
+        .add(
+            Op::get("/api/reports", "the centre's figures over a date range, per hour, day or week (UTC) and per tier, channel, topic or agent, from the hourly rollups")
+                .access(Supervisor)
+                .query::<reports::ReportQuery>()
+                .responses(&[(200, "per bucket and slice: received, answered, abandoned, service level, speed of answer, handling, transfers, callbacks, CSAT"), (400, "a bad range, by or slice, named")]),
+            reports::get,
+        )
+        .add(
+            Op::get("/api/reports.csv", "the report as CSV, one row per bucket and slice")
+                .access(Supervisor)
+                .query::<reports::ReportQuery>()
+                .responses(&[(200, "text/csv"), (400, "a bad range, by or slice, named")]),
+            reports::csv,
+        )
+        .add(
+            Op::get("/api/reports/interactions.csv", "one CSV row per contact that arrived in the range (times, tier, agent, outcome), streamed")
+                .access(Supervisor)
+                .query::<reports::InteractionsQuery>()
+                .responses(&[(200, "text/csv"), (400, "a bad range, named")]),
+            reports::interactions_csv,
+        )
+        .add(
+            Op::get("/api/reports/interactions", "the contacts behind one bar of a report: those that arrived in the range with the slice's value, as JSON")
+                .access(Supervisor)
+                .query::<reports::DrillQuery>()
+                .responses(&[(200, "the contacts, and whether there are more"), (400, "a bad range, slice, value or limit, named")]),
+            reports::interactions,
         )
         .add(
             Op::get("/api/email/kept-aside", "mail kept aside (auto-replies and bounces that answer no conversation, mail with no usable sender, unreadable mail), newest first, with why")

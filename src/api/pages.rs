@@ -52,6 +52,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         "text/javascript",
         include_str!("../../ui/retention.js"),
     ),
+    (
+        "reports.js",
+        "text/javascript",
+        include_str!("../../ui/reports.js"),
+    ),
 ];
 
 const DESKTOP: &str = include_str!("../../ui/desktop.html");

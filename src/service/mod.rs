@@ -13,6 +13,7 @@
 //!   on this node.
 
 pub mod calendar;
+pub mod rollup;
 pub mod rules;
 pub mod watch;
 

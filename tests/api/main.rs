@@ -25,6 +25,7 @@ mod operations;
 mod pages;
 mod phone;
 mod refusals;
+mod reports;
 mod retention;
 mod roles;
 mod routing;

@@ -39,6 +39,7 @@ async fn pages_are_served_with_a_strict_policy(backend: Backend) {
         "console.js",
         "kept-aside.js",
         "service.js",
+        "reports.js",
         "work.js",
         "canned.js",
         "retention.js",

@@ -589,6 +589,17 @@ test("a working day in the desktop and the console", async (t) => {
     const transcript = await until("the transcript reaches the relay", () => relay.messages.find((m) => /^To: .*li\.lei@example\.com/mi.test(m)));
     assert.match(transcript, /^Auto-Submitted: auto-replied/mi);
     await shot(visitor, "widget-zh");
+
+    // The week's reports, in Chinese: the figures by tier, and a bar opened to the
+    // contacts behind it.
+    await admin.locator('#tabs button[data-tab="reports"]').click();
+    const reportsPane = admin.locator("#pane-reports");
+    await reportsPane.getByRole("button", { name: "显示" }).click();
+    await reportsPane.locator("#report-rows th", { hasText: "平均应答速度" }).waitFor();
+    await reportsPane.locator("#report-rows tbody tr").first().waitFor();
+    await reportsPane.locator('#report-chart rect.bar:not([height="0"])').first().click();
+    await reportsPane.locator("#report-contacts tbody tr").first().waitFor();
+    await shot(admin, "console-reports-zh");
   });
 
   await t.test("a narrow window still shows the desktop", async () => {

@@ -1,0 +1,104 @@
+//! The report rollup, run by the node that leads: it reads the history after the stored
+//! cursor in batches and adds each batch to the hour buckets of `report_hours`, moving
+//! the cursor in the same fenced transaction, so every event is counted exactly once
+//! whatever crashes or changes of leader come between passes.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::simulation::Active;
+use crate::store::reports;
+use crate::store::{Backend, FenceError, Store};
+
+/// How long the rollup rests once it has caught up.
+const REST: Duration = Duration::from_secs(2);
+/// Events read in one pass.
+const BATCH: i64 = 5_000;
+
+/// Runs until `stop`: passes back to back while there is history to count, then every
+/// [`REST`].
+pub async fn run(store: Store, tiers: Vec<String>, stop: CancellationToken) {
+    loop {
+        let rest = match pass(&store, &tiers).await {
+            Ok(n) if n as i64 >= BATCH => Duration::ZERO,
+            Ok(_) => REST,
+            Err(e) => {
+                metrics::counter!("switchboard_report_rollup_failures_total").increment(1);
+                tracing::warn!(error = %e, "The report rollup could not run; trying again");
+                REST
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(rest) => {}
+            () = stop.cancelled() => return,
+        }
+    }
+}
+
+/// The newest `seq` below which no history row can still appear. On SQLite writers take
+/// turns, so every `seq` read is committed in order. On PostgreSQL a transaction may
+/// commit a smaller `seq` after a larger one is visible: a brief share lock on the
+/// history waits for every transaction that is writing to it to end, after which no
+/// `seq` up to the newest can still come. Bounded by a lock timeout, so a long writer
+/// delays the rollup (it answers none) rather than the writers queued behind the lock.
+async fn horizon(store: &Store) -> Result<Option<i64>, sqlx::Error> {
+    match store.backend() {
+        Backend::Sqlite => {
+            let mut conn = store.pool().acquire().await?;
+            Ok(Some(reports::last_seq(&mut conn).await?))
+        }
+        Backend::Postgres => {
+            let mut tx = store.pool().begin().await?;
+            sqlx::query("SET LOCAL lock_timeout = '200ms'")
+                .execute(&mut *tx)
+                .await?;
+            match sqlx::query("LOCK TABLE history IN SHARE MODE")
+                .execute(&mut *tx)
+                .await
+            {
+                Ok(_) => {}
+                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55P03") => {
+                    return Ok(None)
+                }
+                Err(e) => return Err(e),
+            }
+            let seq = reports::last_seq(&mut tx).await?;
+            tx.commit().await?;
+            Ok(Some(seq))
+        }
+    }
+}
+
+/// Counts one batch of the history after the cursor; answers how many events it read.
+pub async fn pass(store: &Store, tiers: &[String]) -> anyhow::Result<usize> {
+    let Some(horizon) = horizon(store).await? else {
+        return Ok(0);
+    };
+    {
+        let mut conn = store.pool().acquire().await?;
+        if reports::cursor(&mut conn).await? >= horizon {
+            return Ok(0);
+        }
+    }
+    let active = Active::latest(store, tiers).await?;
+    let mut tx = match store.begin_fenced().await {
+        Ok(tx) => tx,
+        Err(FenceError::Fenced) => return Ok(0),
+        Err(FenceError::Store(e)) => return Err(e.into()),
+    };
+    // Read under the write transaction: the cursor it starts from is the one it moves.
+    let after = reports::cursor(&mut tx).await?;
+    let events = reports::read_after(&mut tx, after, horizon, BATCH).await?;
+    // A short batch reached the horizon: the cursor goes there, past the kinds not counted.
+    let to = if (events.len() as i64) < BATCH {
+        horizon
+    } else {
+        events.last().map_or(horizon, |e| e.seq)
+    };
+    let buckets = reports::tally(&events, |t| active.rules.service_target_secs(t));
+    reports::add(&mut tx, &buckets, to).await?;
+    tx.commit().await?;
+    metrics::counter!("switchboard_report_rollup_events_total").increment(events.len() as u64);
+    Ok(events.len())
+}

@@ -1,0 +1,587 @@
+//! Reports: the figures the hourly rollups give equal the same figures computed straight
+//! from the raw history, over a generated month of contacts; the rollup counts nothing
+//! twice across a restart; the CSV exports parse; bad input is refused by name.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use sqlx::Row;
+use switchboard::store::history::{self, NewEvent};
+use switchboard::store::interactions::{self, InteractionRow};
+use switchboard::store::{customers, Store};
+
+use crate::helpers::{spawn_settings, test_settings, Backend, TestApp};
+
+const HOUR: i64 = 3_600_000;
+const DAY: i64 = 24 * HOUR;
+/// 2026-10-01T00:00:00Z, a Thursday: the generated month starts here.
+const START: i64 = 1_790_812_800_000;
+const AGENTS: [&str; 6] = ["ag-ann", "ag-bo", "ag-chen", "ag-dee", "ag-eli", "ag-fay"];
+
+/// A small deterministic generator (xorshift), so a failure can be replayed.
+struct Gen(u64);
+
+impl Gen {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Writes `n` contacts spread over the 30 days from [`START`] straight into the store,
+/// through its own append functions, each with the events of its life: received, then
+/// abandoned, or answered (sometimes transferred and answered again), completed and
+/// rated; some callbacks booked. `seed` varies the month.
+async fn generate(store: &Store, n: usize, seed: u64) {
+    let mut g = Gen(seed);
+    for chunk in 0..n.div_ceil(200) {
+        let mut tx = store.begin_write().await.expect("a write");
+        for k in chunk * 200..((chunk + 1) * 200).min(n) {
+            let id = uuid::Uuid::now_v7().to_string();
+            let customer = uuid::Uuid::now_v7().to_string();
+            let created = START + g.below(30 * DAY as u64) as i64;
+            let channel = ["phone", "chat", "email"][g.below(3) as usize];
+            let tier = ["high", "medium", "low"][g.below(3) as usize];
+            let topic = [None, Some("billing"), Some("complaint")][g.below(3) as usize];
+            customers::create_many(&mut tx, &[(customer.clone(), None)], created)
+                .await
+                .expect("customer");
+            let row = InteractionRow {
+                id: id.clone(),
+                channel: channel.into(),
+                idempotency_key: format!("gen-{seed}-{k}"),
+                request_hash: "gen".into(),
+                customer_id: customer.clone(),
+                tier: tier.into(),
+                tier_source: "default".into(),
+                tier_reason: "generated".into(),
+                topic: topic.map(str::to_string),
+                subject: None,
+                body: None,
+                state: "queued".into(),
+                created_at: created,
+                updated_at: created,
+                agent_id: None,
+                disposition: None,
+                notes: None,
+                preferred_agent_id: None,
+                opens_at: None,
+                complaint_id: None,
+            };
+            interactions::insert_many(&mut tx, &[row])
+                .await
+                .expect("interaction");
+            let ev = |kind: &'static str, actor: &str, data: Value| NewEvent {
+                customer_id: customer.clone(),
+                interaction_id: Some(id.clone()),
+                kind,
+                actor: actor.to_string(),
+                data,
+            };
+            let mut life: Vec<(i64, NewEvent)> =
+                vec![(created, ev("interaction_received", "system", json!({})))];
+            if g.below(10) == 0 {
+                life.push((created, ev("callback_booked", "system", json!({}))));
+            }
+            let wait = g.below(180_000) as i64;
+            let (state, agent) = if g.below(100) < 15 {
+                let data = json!({ "reason": "hangup", "waited_secs": wait as f64 / 1000.0 });
+                life.push((created + wait, ev("abandoned", "customer", data)));
+                ("abandoned", None)
+            } else {
+                let mut agent = AGENTS[g.below(6) as usize];
+                // Now and then the wait is not stated: it is taken from the arrival.
+                let data = if g.below(10) == 0 {
+                    json!({ "agent_id": agent })
+                } else {
+                    json!({ "agent_id": agent, "waited_secs": wait as f64 / 1000.0 })
+                };
+                let mut at = created + wait;
+                life.push((at, ev("assigned", agent, data)));
+                if g.below(10) == 0 {
+                    at += g.below(600_000) as i64;
+                    let data = json!({ "from": agent, "to": { "queue": true } });
+                    life.push((at, ev("transferred", agent, data)));
+                    let again = g.below(30_000) as i64;
+                    at += again;
+                    agent = AGENTS[g.below(6) as usize];
+                    let data = json!({ "agent_id": agent, "waited_secs": again as f64 / 1000.0 });
+                    life.push((at, ev("assigned", agent, data)));
+                }
+                if g.below(20) == 0 {
+                    ("assigned", Some(agent))
+                } else {
+                    at += 30_000 + g.below(900_000) as i64;
+                    let data = json!({ "agent_id": agent, "disposition": "resolved" });
+                    life.push((at, ev("completed", agent, data)));
+                    if g.below(3) == 0 {
+                        let data = json!({ "score": 1 + g.below(5), "answered_by": "chat" });
+                        life.push((at + 60_000, ev("satisfaction", "customer", data)));
+                    }
+                    ("completed", Some(agent))
+                }
+            };
+            for (at, e) in &life {
+                history::append(&mut tx, [e], *at).await.expect("append");
+            }
+            sqlx::query("UPDATE interactions SET state = $1, agent_id = $2 WHERE id = $3")
+                .bind(state)
+                .bind(agent)
+                .bind(&id)
+                .execute(&mut *tx)
+                .await
+                .expect("state");
+        }
+        tx.commit().await.expect("commit");
+    }
+}
+
+/// The tiers' service-level targets in the stored rules, read from the document itself.
+async fn targets(app: &TestApp) -> BTreeMap<String, i64> {
+    let (status, rules) = app.get("/api/routing/rules").await;
+    assert_eq!(status, 200, "{rules}");
+    let doc: toml::Table = rules["document"].as_str().unwrap().parse().unwrap();
+    doc["tiers"]
+        .as_table()
+        .unwrap()
+        .iter()
+        .filter_map(|(t, v)| Some((t.clone(), v.get("target_secs")?.as_integer()?)))
+        .collect()
+}
+
+/// The figures straight from the raw history: every event read with a plain query and
+/// added up here, per bucket (`width`, aligned on `offset`) and value of `slice`.
+async fn raw(
+    store: &Store,
+    targets: &BTreeMap<String, i64>,
+    width: i64,
+    offset: i64,
+    slice: &str,
+) -> BTreeMap<(i64, String), [i64; 13]> {
+    let mut conn = store.pool().acquire().await.unwrap();
+    let rows = sqlx::query(
+        "SELECT h.interaction_id, h.kind, h.occurred_at, h.data, i.channel, i.tier, i.topic, \
+         i.created_at, i.agent_id FROM history h JOIN interactions i ON i.id = h.interaction_id \
+         ORDER BY h.seq",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap();
+    let mut answered_at: BTreeMap<String, i64> = BTreeMap::new();
+    let mut out: BTreeMap<(i64, String), [i64; 13]> = BTreeMap::new();
+    for r in rows {
+        let id: String = r.get("interaction_id");
+        let kind: String = r.get("kind");
+        let at: i64 = r.get("occurred_at");
+        let data: Value = serde_json::from_str(&r.get::<String, _>("data")).unwrap();
+        let tier: String = r.get("tier");
+        let created: i64 = r.get("created_at");
+        let wait = data["waited_secs"]
+            .as_f64()
+            .map_or(at - created, |s| (s * 1000.0).round() as i64);
+        let mut agent = String::new();
+        let mut add = [0i64; 13];
+        match kind.as_str() {
+            "interaction_received" => add[0] = 1,
+            "assigned" => {
+                answered_at.insert(id.clone(), at);
+                agent = data["agent_id"].as_str().unwrap().into();
+                add[1] = 1;
+                add[2] = i64::from(targets.get(&tier).is_some_and(|t| wait <= t * 1000));
+                add[3] = wait;
+                add[12] = i64::from(targets.contains_key(&tier));
+            }
+            "abandoned" => (add[4], add[5]) = (1, wait),
+            "completed" => {
+                agent = data["agent_id"].as_str().unwrap().into();
+                (add[6], add[7]) = (1, at - answered_at[&id]);
+            }
+            "transferred" => (agent, add[8]) = (data["from"].as_str().unwrap().into(), 1),
+            "callback_booked" => add[9] = 1,
+            "satisfaction" => {
+                agent = r.get("agent_id");
+                (add[10], add[11]) = (1, data["score"].as_i64().unwrap());
+            }
+            _ => continue,
+        }
+        let value = match slice {
+            "tier" => tier,
+            "channel" => r.get("channel"),
+            "topic" => r.get::<Option<String>, _>("topic").unwrap_or_default(),
+            _ => agent,
+        };
+        let bucket = (at / HOUR * HOUR - offset) / width * width + offset;
+        let sums = out.entry((bucket, value)).or_default();
+        for (s, a) in sums.iter_mut().zip(add) {
+            *s += a;
+        }
+    }
+    out
+}
+
+/// The report's rows, keyed as [`raw`] keys them, once every recorded event is counted.
+async fn report(app: &TestApp, query: &str) -> (Value, BTreeMap<(i64, String), Value>) {
+    for _ in 0..600 {
+        let (status, body) = app.get(&format!("/api/reports?{query}")).await;
+        assert_eq!(status, 200, "{body}");
+        if body["up_to_date"] == true {
+            let slice = body["slice"].as_str().unwrap().to_string();
+            let rows = body["rows"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    let at = switchboard::store::parse_rfc3339(r["bucket"].as_str().unwrap());
+                    (
+                        (at.unwrap(), r[&slice].as_str().unwrap().to_string()),
+                        r.clone(),
+                    )
+                })
+                .collect();
+            return (body, rows);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the rollup did not catch up with the history within a minute");
+}
+
+/// Every figure of every bucket in the report equals the raw history's.
+fn assert_same(report: &BTreeMap<(i64, String), Value>, raw: &BTreeMap<(i64, String), [i64; 13]>) {
+    assert_eq!(
+        report.keys().collect::<Vec<_>>(),
+        raw.keys().collect::<Vec<_>>(),
+        "the same buckets and slices"
+    );
+    let mean = |s: i64, n: i64, scale: f64| (n > 0).then(|| s as f64 / n as f64 / scale);
+    let close = |got: &Value, want: Option<f64>, what: &str, key: &(i64, String)| match want {
+        None => assert!(got.is_null(), "{what} of {key:?}: {got}, expected none"),
+        Some(w) => {
+            let g = got.as_f64().unwrap_or(f64::NAN);
+            assert!((g - w).abs() < 1e-9, "{what} of {key:?}: {g}, expected {w}");
+        }
+    };
+    for (key, s) in raw {
+        let r = &report[key];
+        assert_eq!(r["received"], s[0], "received of {key:?}");
+        assert_eq!(r["answered"], s[1], "answered of {key:?}");
+        assert_eq!(
+            r["answered_within_target"], s[2],
+            "within target of {key:?}"
+        );
+        assert_eq!(r["abandoned"], s[4], "abandoned of {key:?}");
+        assert_eq!(r["completed"], s[6], "completed of {key:?}");
+        assert_eq!(r["transfers"], s[8], "transfers of {key:?}");
+        assert_eq!(r["callbacks"], s[9], "callbacks of {key:?}");
+        assert_eq!(r["csat_count"], s[10], "CSAT answers of {key:?}");
+        close(
+            &r["service_level"],
+            mean(s[2], s[12], 1.0),
+            "service level",
+            key,
+        );
+        close(
+            &r["average_speed_of_answer_secs"],
+            mean(s[3], s[1], 1000.0),
+            "ASA",
+            key,
+        );
+        close(
+            &r["mean_abandoned_wait_secs"],
+            mean(s[5], s[4], 1000.0),
+            "abandoned wait",
+            key,
+        );
+        close(
+            &r["mean_handling_secs"],
+            mean(s[7], s[6], 1000.0),
+            "handling",
+            key,
+        );
+        close(&r["csat_average"], mean(s[11], s[10], 1.0), "CSAT", key);
+    }
+}
+
+async fn reports_from_the_rollups_equal_the_raw_history_across_a_restart(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = test_settings(&backend, &dir).await;
+    let app = spawn_settings(settings.clone()).await;
+    let store = Store::connect(&app.database_url, 2).await.unwrap();
+    let targets = targets(&app).await;
+    assert!(
+        !targets.contains_key("low"),
+        "one tier without a target, whose service level is none"
+    );
+    assert!(
+        targets.contains_key("high"),
+        "the default rules set targets: {targets:?}"
+    );
+    let month = "from=2026-10-01&to=2026-10-31";
+
+    // Half a month's contacts, counted; then a restart, and the other half.
+    generate(&store, 1_500, 0x9E37_79B9_7F4A_7C15).await;
+    let (_, before) = report(&app, &format!("{month}&by=day&slice=tier")).await;
+    assert_same(&before, &raw(&store, &targets, DAY, 0, "tier").await);
+    app.stop().await;
+    let app = spawn_settings(settings).await;
+    let (_, again) = report(&app, &format!("{month}&by=day&slice=tier")).await;
+    assert_eq!(again, before, "a restart counts nothing twice");
+    generate(&store, 1_500, 0xD1B5_4A32_D192_ED03).await;
+
+    for (by, width, offset) in [
+        ("hour", HOUR, 0),
+        ("day", DAY, 0),
+        ("week", 7 * DAY, 4 * DAY),
+    ] {
+        for slice in ["tier", "channel", "topic", "agent"] {
+            let (body, rows) = report(&app, &format!("{month}&by={by}&slice={slice}")).await;
+            assert_eq!(body["time_zone"], "UTC");
+            assert_same(&rows, &raw(&store, &targets, width, offset, slice).await);
+        }
+    }
+    let (_, rows) = report(&app, &format!("{month}&by=week&slice=tier")).await;
+    let received: i64 = rows.values().map(|r| r["received"].as_i64().unwrap()).sum();
+    assert_eq!(received, 3_000, "every generated contact is received once");
+    // Weeks start on Monday: 2026-09-28 holds the month's first Thursday to Sunday.
+    let first = rows.keys().map(|k| k.0).min().unwrap();
+    assert_eq!(switchboard::store::rfc3339(first), "2026-09-28T00:00:00Z");
+    app.stop().await;
+}
+
+async fn report_csv_and_interaction_csv_parse_and_match_the_report(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = test_settings(&backend, &dir).await;
+    let app = spawn_settings(settings).await;
+    let store = Store::connect(&app.database_url, 2).await.unwrap();
+    // More contacts than one page of the export (1,000).
+    generate(&store, 2_300, 7).await;
+    let query = "from=2026-10-01&to=2026-10-31&by=day&slice=channel";
+    let (_, rows) = report(&app, query).await;
+
+    let res = app
+        .admin(reqwest::Method::GET, &format!("/api/reports.csv?{query}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/csv"));
+    let text = res.text().await.unwrap();
+    let mut csv = csv::Reader::from_reader(text.as_bytes());
+    let head = csv.headers().unwrap().clone();
+    assert_eq!(&head[0], "bucket");
+    assert_eq!(&head[1], "channel");
+    let records: Vec<csv::StringRecord> = csv.records().map(|r| r.unwrap()).collect();
+    assert_eq!(
+        records.len(),
+        rows.len(),
+        "one CSV row per bucket and slice"
+    );
+    for rec in &records {
+        let key = (
+            switchboard::store::parse_rfc3339(&rec[0]).unwrap(),
+            rec[1].to_string(),
+        );
+        for (name, cell) in head.iter().zip(rec.iter()).skip(2) {
+            let want = &rows[&key][name];
+            match want.as_f64() {
+                None => assert_eq!(cell, "", "{name} of {key:?}"),
+                // Within a unit in the last place: JSON readers may round the last digit.
+                Some(w) => {
+                    let got = cell.parse::<f64>().unwrap();
+                    assert!(
+                        (got - w).abs() <= w.abs() * 1e-12,
+                        "{name} of {key:?}: {got} {w}"
+                    );
+                }
+            }
+        }
+    }
+
+    let res = app
+        .admin(
+            reqwest::Method::GET,
+            "/api/reports/interactions.csv?from=2026-10-01&to=2026-10-31",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let text = res.text().await.unwrap();
+    // Python's csv module reads it as the crate does.
+    let py = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import csv,sys,json; r=list(csv.DictReader(sys.stdin)); \
+             print(json.dumps([len(r), sorted(set(x['outcome'] for x in r)), r[0]]))",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    py.stdin
+        .as_ref()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = py.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let parsed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(parsed[0], 2_300, "one row per contact, across pages");
+    assert_eq!(parsed[1], json!(["abandoned", "assigned", "completed"]));
+    let first = &parsed[2];
+    for column in [
+        "id",
+        "channel",
+        "tier",
+        "topic",
+        "agent",
+        "created",
+        "answered",
+        "completed",
+        "wait_secs",
+        "outcome",
+    ] {
+        assert!(first.get(column).is_some(), "column {column}: {first}");
+    }
+    let mut csv = csv::Reader::from_reader(text.as_bytes());
+    let mut last = 0;
+    let mut ids = std::collections::BTreeSet::new();
+    for rec in csv.records() {
+        let rec = rec.unwrap();
+        let created = switchboard::store::parse_rfc3339(&rec[5]).unwrap();
+        assert!(created >= last, "in arrival order");
+        last = created;
+        assert!(ids.insert(rec[0].to_string()), "each contact once");
+        if &rec[9] == "completed" {
+            let answered = switchboard::store::parse_rfc3339(&rec[6]).unwrap();
+            let done = switchboard::store::parse_rfc3339(&rec[7]).unwrap();
+            assert!(created <= answered && answered < done, "{rec:?}");
+        }
+    }
+    let received: i64 = rows.values().map(|r| r["received"].as_i64().unwrap()).sum();
+    assert_eq!(
+        ids.len() as i64,
+        received,
+        "the export lists what the report counts"
+    );
+
+    // A bar's contacts: those that arrived in its bucket on its channel, as many as it
+    // counts received.
+    for ((bucket, channel), row) in rows.iter().take(5) {
+        let (from, to) = (
+            switchboard::store::rfc3339(*bucket),
+            switchboard::store::rfc3339(bucket + DAY),
+        );
+        let (status, body) = app
+            .get(&format!(
+                "/api/reports/interactions?from={from}&to={to}&slice=channel&value={channel}&limit=500"
+            ))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let listed = body["interactions"].as_array().unwrap();
+        assert_eq!(
+            listed.len() as i64,
+            row["received"].as_i64().unwrap(),
+            "{from} {channel}"
+        );
+        assert_eq!(body["more"], false);
+        for i in listed {
+            assert_eq!(&i["channel"], channel);
+            assert!(ids.contains(i["id"].as_str().unwrap()));
+        }
+    }
+    let (status, body) = app
+        .get("/api/reports/interactions?from=2026-10-01&to=2026-10-31&slice=agent&value=ag-ann&limit=3")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["interactions"].as_array().unwrap().len(), 3);
+    assert_eq!(body["more"], true);
+    assert!(body["interactions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|i| i["agent"] == "ag-ann"));
+    app.stop().await;
+}
+
+async fn bad_report_queries_are_refused_naming_the_field(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = test_settings(&backend, &dir).await;
+    settings.api.max_report_days = 40;
+    let app = spawn_settings(settings).await;
+    for (query, field) in [
+        ("to=2026-10-31", "from"),
+        ("from=2026-10-01", "to"),
+        ("from=yesterday&to=2026-10-31", "from"),
+        ("from=2026-10-31&to=2026-10-01", "to"),
+        ("from=2026-10-01T05:00:00Z&to=2026-10-01T05:00:00Z", "to"),
+        ("from=2026-01-01&to=2026-12-31", "to"),
+        ("from=2026-10-01&to=2026-10-31&by=month", "by"),
+        ("from=2026-10-01&to=2026-10-31&slice=customer", "slice"),
+        ("from=2026-10-01&to=2026-10-31&slice=tier;DROP", "slice"),
+        ("from=2026-10-01&to=2026-10-31&colour=red", "query"),
+    ] {
+        for path in ["/api/reports", "/api/reports.csv"] {
+            let (status, body) = app.get(&format!("{path}?{query}")).await;
+            assert_eq!(status, 400, "{path}?{query}: {body}");
+            assert_eq!(body["field"], field, "{path}?{query}: {body}");
+        }
+    }
+    let (status, body) = app
+        .get("/api/reports/interactions.csv?from=2026-10-31&to=2026-10-01")
+        .await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (400, Some("to")),
+        "{body}"
+    );
+    for (query, field) in [
+        ("from=2026-10-01&to=2026-10-02&slice=tier", "value"),
+        ("from=2026-10-01&to=2026-10-02&slice=mood&value=x", "slice"),
+        (
+            "from=2026-10-01&to=2026-10-02&slice=tier&value=high&limit=0",
+            "limit",
+        ),
+        (
+            "from=2026-10-01&to=2026-10-02&slice=tier&value=high&limit=501",
+            "limit",
+        ),
+    ] {
+        let (status, body) = app.get(&format!("/api/reports/interactions?{query}")).await;
+        assert_eq!(
+            (status, body["field"].as_str()),
+            (400, Some(field)),
+            "{query}: {body}"
+        );
+    }
+    // The configured maximum itself is allowed.
+    let (status, body) = app.get("/api/reports?from=2026-10-01&to=2026-11-09").await;
+    assert_eq!(status, 200, "{body}");
+    // Agents do not see the centre's reports.
+    let res = app
+        .client
+        .get(format!(
+            "{}/api/reports?from=2026-10-01&to=2026-10-02",
+            app.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    app.stop().await;
+}
+
+crate::both_backends!(
+    reports_from_the_rollups_equal_the_raw_history_across_a_restart,
+    report_csv_and_interaction_csv_parse_and_match_the_report,
+    bad_report_queries_are_refused_naming_the_field,
+);
