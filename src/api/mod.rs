@@ -14,6 +14,7 @@ pub mod openapi;
 mod ops;
 mod pages;
 mod rules;
+mod search;
 mod service;
 mod service_level;
 mod simulate;
@@ -175,6 +176,13 @@ fn api_routes() -> Routes {
                 .access(Anyone)
                 .responses(&[(200, "open and recent"), (400, "the admin token has no work of its own")]),
             work::mine,
+        )
+        .add(
+            Op::get("/api/search", "conversations and customers by any part of their words, name or identities (agents: those they have held)")
+                .access(Anyone)
+                .query::<search::SearchQuery>()
+                .responses(&[(200, "the interactions, newest match first, with snippets; the customers; next_before for the next page"), (400, "no query, one over 200 characters or 10 words, or a limit out of 1 to 50")]),
+            search::search,
         )
         .add(
             Op::get("/api/colleagues", "the active agents work can be handed to: id, name, skills, level")

@@ -26,6 +26,7 @@ mod refusals;
 mod roles;
 mod routing;
 mod rules;
+mod search;
 mod service;
 mod sessions;
 mod simulate;
