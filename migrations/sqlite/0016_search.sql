@@ -6,37 +6,58 @@
 -- just appended.
 
 -- Who has held each interaction (assigned to them, by an offer accepted, a supervisor's
--- move or a transfer): an agent's searches find these and no others.
+-- move or a transfer), with its customer: an agent's searches find these and their
+-- customers, and no others.
 CREATE TABLE interaction_holders (
     agent_id       TEXT NOT NULL,
     interaction_id TEXT NOT NULL,
+    customer_id    TEXT NOT NULL,
     PRIMARY KEY (agent_id, interaction_id)
 );
+CREATE INDEX interaction_holders_interaction ON interaction_holders(interaction_id);
+CREATE INDEX interaction_holders_customer ON interaction_holders(agent_id, customer_id);
 CREATE TRIGGER interaction_holders_insert AFTER INSERT ON interactions
 WHEN new.agent_id IS NOT NULL AND new.state IN ('assigned', 'completed')
 BEGIN
-    INSERT OR IGNORE INTO interaction_holders (agent_id, interaction_id) VALUES (new.agent_id, new.id);
+    INSERT OR IGNORE INTO interaction_holders (agent_id, interaction_id, customer_id)
+    VALUES (new.agent_id, new.id, new.customer_id);
 END;
 CREATE TRIGGER interaction_holders_update AFTER UPDATE OF state, agent_id ON interactions
 WHEN new.agent_id IS NOT NULL AND new.state IN ('assigned', 'completed')
 BEGIN
-    INSERT OR IGNORE INTO interaction_holders (agent_id, interaction_id) VALUES (new.agent_id, new.id);
+    INSERT OR IGNORE INTO interaction_holders (agent_id, interaction_id, customer_id)
+    VALUES (new.agent_id, new.id, new.customer_id);
 END;
-INSERT OR IGNORE INTO interaction_holders (agent_id, interaction_id)
-SELECT agent_id, id FROM interactions
+
+-- The messages each agent may search, newest first by seq: those of every interaction it
+-- has held, whenever written. An agent's search reads its own here when a word is in too
+-- many messages of others to look up in the index.
+CREATE TABLE search_held (
+    agent_id TEXT NOT NULL,
+    seq      BIGINT NOT NULL,
+    PRIMARY KEY (agent_id, seq)
+) WITHOUT ROWID;
+CREATE TRIGGER search_held_holder AFTER INSERT ON interaction_holders
+BEGIN
+    INSERT OR IGNORE INTO search_held (agent_id, seq)
+    SELECT new.agent_id, seq FROM history
+    WHERE interaction_id = new.interaction_id
+      AND kind IN ('interaction_received', 'email_received', 'email_sent', 'chat', 'note',
+                   'transferred', 'completed');
+END;
+
+INSERT OR IGNORE INTO interaction_holders (agent_id, interaction_id, customer_id)
+SELECT agent_id, id, customer_id FROM interactions
 WHERE agent_id IS NOT NULL AND state IN ('assigned', 'completed');
 -- Those who held one before it moved on: the history names them.
-INSERT OR IGNORE INTO interaction_holders (agent_id, interaction_id)
-SELECT json_extract(data, '$.agent_id'), interaction_id FROM history
-WHERE kind = 'assigned' AND interaction_id IS NOT NULL AND json_valid(data)
-  AND json_type(data, '$.agent_id') = 'text';
-INSERT OR IGNORE INTO interaction_holders (agent_id, interaction_id)
-SELECT json_extract(data, '$.to'), interaction_id FROM history
-WHERE kind = 'moved' AND interaction_id IS NOT NULL AND json_valid(data)
-  AND json_type(data, '$.to') = 'text';
-
--- A customer's interactions (an agent sees the customers of the conversations it held).
-CREATE INDEX interactions_customer ON interactions(customer_id);
+INSERT OR IGNORE INTO interaction_holders (agent_id, interaction_id, customer_id)
+SELECT json_extract(h.data, '$.agent_id'), i.id, i.customer_id
+FROM history h JOIN interactions i ON i.id = h.interaction_id
+WHERE h.kind = 'assigned' AND json_valid(h.data) AND json_type(h.data, '$.agent_id') = 'text';
+INSERT OR IGNORE INTO interaction_holders (agent_id, interaction_id, customer_id)
+SELECT json_extract(h.data, '$.to'), i.id, i.customer_id
+FROM history h JOIN interactions i ON i.id = h.interaction_id
+WHERE h.kind = 'moved' AND json_valid(h.data) AND json_type(h.data, '$.to') = 'text';
 
 -- The words of a conversation, one document per history event, numbered by its seq: an
 -- interaction's subject and body (with `interaction_received`), mail in and out, chat
@@ -70,6 +91,8 @@ WHEN new.kind IN ('interaction_received', 'email_received', 'email_sent', 'chat'
 BEGIN
     INSERT INTO search_index (rowid, text)
     SELECT seq, text FROM search_documents WHERE seq = new.seq AND text <> '';
+    INSERT OR IGNORE INTO search_held (agent_id, seq)
+    SELECT agent_id, new.seq FROM interaction_holders WHERE interaction_id = new.interaction_id;
 END;
 INSERT INTO search_index (rowid, text)
 SELECT seq, text FROM search_documents WHERE text <> '';

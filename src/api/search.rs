@@ -82,14 +82,16 @@ pub async fn search(
     };
     let began = Instant::now();
     let backend = state.store.backend();
-    let mut conn = state.store.pool().acquire().await?;
+    let mut tx = search::begin(&state.store).await?;
     let page =
-        search::conversations(&mut conn, backend, &terms, scope, q.before, limit as usize).await?;
+        search::conversations(&mut tx, backend, &terms, scope, q.before, limit as usize).await?;
     let customers = if q.before.is_none() {
-        Some(search::customers(&mut conn, backend, &terms, scope, limit as usize).await?)
+        Some(search::customers(&mut tx, backend, &terms, scope, limit as usize).await?)
     } else {
         None
     };
+    // It only read: nothing to keep or lose in its end.
+    tx.rollback().await?;
     crate::telemetry::searched(terms.indexed(), began.elapsed());
     let interactions: Vec<Value> = page
         .found

@@ -17,6 +17,7 @@ both_backends!(
     an_agent_finds_its_own_conversations_and_customers_and_no_one_elses,
     bad_searches_are_answered_with_the_field_at_fault,
     what_was_stored_before_the_index_existed_is_found,
+    an_agent_finds_its_own_among_thousands_of_others,
 );
 
 /// `GET /api/search` with `token` and these parameters: (status, body).
@@ -319,7 +320,7 @@ async fn what_was_stored_before_the_index_existed_is_found(backend: Backend) {
     db_exec(
         &settings.database_url(),
         "DROP TRIGGER interaction_holders_insert; DROP TRIGGER interaction_holders_update;
-         DROP TABLE interaction_holders; DROP INDEX interactions_customer;
+         DROP TABLE interaction_holders; DROP TABLE search_held;
          DROP TRIGGER search_index_add; DROP TABLE search_index; DROP VIEW search_documents;
          DROP TRIGGER customers_search_insert; DROP TRIGGER customers_search_rename;
          DROP TRIGGER customers_search_delete; DROP TRIGGER customer_identities_search_insert;
@@ -327,7 +328,8 @@ async fn what_was_stored_before_the_index_existed_is_found(backend: Backend) {
          DROP TABLE search_customers; DROP TABLE search_customer_terms;
          DELETE FROM _sqlx_migrations WHERE version = 16;",
         "DROP TABLE interaction_holders; DROP FUNCTION interaction_holders_add CASCADE;
-         DROP INDEX interactions_customer; DROP FUNCTION search_index_add CASCADE;
+         DROP TABLE search_held; DROP FUNCTION search_held_holder;
+         DROP FUNCTION search_index_add CASCADE;
          DROP TABLE search_index; DROP VIEW search_documents; DROP FUNCTION search_json;
          DROP INDEX customers_name_search; DROP INDEX customer_identities_search;
          DELETE FROM _sqlx_migrations WHERE version = 16;",
@@ -340,5 +342,50 @@ async fn what_was_stored_before_the_index_existed_is_found(backend: Backend) {
     assert_eq!(found(&app, &ann, "旧的").await, [id.as_str()]);
     assert_eq!(customers(&app, &ann, "陈美玲").await, ["陈美玲"]);
     assert_eq!(customers(&app, &ann, "mei@example").await, ["陈美玲"]);
+    app.stop().await;
+}
+
+async fn an_agent_finds_its_own_among_thousands_of_others(backend: Backend) {
+    let app = app(backend).await;
+    let (_, ann) = create_agent(&app, json!({ "name": "Ann" })).await;
+    let (_, bob) = create_agent(&app, json!({ "name": "Bob" })).await;
+    let mut ann_desk = Desktop::available(&app.base, &ann).await;
+    let mine = app
+        .contact(json!({ "idempotency_key": "k-ann", "customer": { "email": "kai@example.org" }, "body": "The kettle still leaks." }))
+        .await;
+    let mine = mine["id"].as_str().unwrap().to_string();
+    assert_eq!(ann_desk.take_offer().await, mine);
+    ann_desk
+        .send(json!({ "type": "presence", "status": "away" }))
+        .await;
+    ann_desk.expect("presence").await;
+    let mut bob_desk = Desktop::available(&app.base, &bob).await;
+    let theirs = app
+        .contact(json!({ "idempotency_key": "k-bob", "customer": { "email": "kim@example.org" }, "body": "Which kettle fits?" }))
+        .await;
+    let (theirs, customer) = (
+        theirs["id"].as_str().unwrap().to_string(),
+        theirs["customer_id"].as_str().unwrap().to_string(),
+    );
+    assert_eq!(bob_desk.take_offer().await, theirs);
+    // Bob's conversation grows by 2,500 notes naming the kettle, all newer than Ann's
+    // message: more than an agent's search looks up in the index.
+    let notes = format!(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2500) \
+         INSERT INTO history (customer_id, interaction_id, kind, occurred_at, actor, data) \
+         SELECT '{customer}', '{theirs}', 'note', 1, 'system', '{{\"text\": \"kettle note ' || i || '\"}}' FROM n"
+    );
+    db_exec(&app.database_url, &notes, &notes).await;
+
+    // Ann finds hers, and that there is nothing more; by a short word too.
+    let (_, r) = search(&app, &ann, &[("q", "kettle")]).await;
+    assert_eq!(ids(&r["interactions"]), [mine.as_str()], "{r}");
+    assert_eq!(r["next_before"], Value::Null, "{r}");
+    assert_eq!(found(&app, &ann, "ke").await, [mine.as_str()]);
+    assert_eq!(found(&app, &bob, "kettle").await, [theirs.as_str()]);
+    assert_eq!(
+        found(&app, TOKEN, "kettle").await,
+        [theirs.as_str(), mine.as_str()]
+    );
     app.stop().await;
 }
