@@ -805,6 +805,7 @@ function buildCustomers() {
   go.addEventListener("click", () => importCsv(file, progress, result));
   fill(panes.customers,
     h("div", { class: "card" }, h("h2", {}, t("customers")), search, customerEl),
+    consoleSearch(),
     h("div", { class: "card" }, h("h2", {}, t("import")), h("div", { class: "row" }, file, go), progress, result));
 }
 

@@ -38,6 +38,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("../../ui/work.js"),
     ),
     (
+        "search.js",
+        "text/javascript",
+        include_str!("../../ui/search.js"),
+    ),
+    (
         "service.js",
         "text/javascript",
         include_str!("../../ui/service.js"),

@@ -40,6 +40,7 @@ async fn pages_are_served_with_a_strict_policy(backend: Backend) {
         "kept-aside.js",
         "service.js",
         "work.js",
+        "search.js",
     ] {
         let r = client
             .get(format!("{}/ui/{asset}", app.base))
