@@ -120,6 +120,10 @@ fn describe() {
         "switchboard_abandoned_wait_seconds",
         "How long abandoned interactions had waited, by tier."
     );
+    metrics::describe_histogram!(
+        "switchboard_search_seconds",
+        "Time to answer a search, by whether the index answered it (indexed) or recent messages were read (recent)."
+    );
     metrics::describe_counter!(
         "switchboard_agent_sessions_total",
         "Agent desktop logins, disconnections, and connections cut off for not reading."
@@ -164,6 +168,13 @@ pub fn retention_removed(channel: &str, what: &'static str, n: u64) {
         counter!("switchboard_retention_removed_total", "channel" => channel.to_string(), "what" => what)
             .increment(n);
     }
+}
+
+/// A search was answered: by the index, or by reading recent messages (a query of one-
+/// and two-character words only).
+pub fn searched(indexed: bool, took: Duration) {
+    let path = if indexed { "indexed" } else { "recent" };
+    histogram!("switchboard_search_seconds", "path" => path).record(took.as_secs_f64());
 }
 
 /// A new interaction was committed and queued.

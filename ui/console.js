@@ -820,6 +820,7 @@ function buildCustomers() {
   fill(panes.customers,
     h("div", { class: "card" }, h("h2", {}, t("customers")), search, customerEl),
     newCustomerCard(),
+    consoleSearch(),
     h("div", { class: "card" }, h("h2", {}, t("import")), h("div", { class: "row" }, file, go), progress, result));
 }
 

@@ -191,6 +191,7 @@ function layout() {
     missed: h("div", { id: "missed" }),
     empty: h("p", { id: "empty", class: "muted" }, t("noWork")),
     list: h("div", { id: "workspaces", class: "workspaces" }),
+    search: h("section", { id: "search", class: "card search", "aria-label": t("searchTitle") }),
     work: h("aside", { id: "work", class: "card work", "aria-label": t("myWork") }),
   };
   fill(main,
@@ -198,8 +199,10 @@ function layout() {
       h("strong", {}, t("presence")), presence, reason, setBtn, view.capacity, view.wrap,
       h("span", { class: "muted small" }, t("keyboard"), " ? ", t("shortcuts"))),
     view.offer, view.missed,
-    h("div", { class: "desk" }, h("div", { class: "main-column" }, view.empty, view.list), view.work));
+    h("div", { class: "desk" }, h("div", { class: "main-column" }, view.empty, view.list),
+      h("div", { class: "side" }, view.search, view.work)));
   drawMissed();
+  drawSearch();
   refreshWork();
 }
 

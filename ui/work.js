@@ -188,7 +188,7 @@ function toggleShortcuts() {
   const open = $("#shortcuts");
   if (open) { open.remove(); return; }
   const keysList = [["A", "keyAccept"], ["D", "keyDecline"], ["Alt+1…9", "keyWorkspace"], ["Alt+N", "keyNext"],
-    ["Alt+M", "keyNote"], ["Alt+C", "keyComplete"], ["?", "keyHelp"]];
+    ["Alt+M", "keyNote"], ["Alt+C", "keyComplete"], ["/", "keySearch"], ["?", "keyHelp"]];
   const close = h("button", { type: "button", onclick: () => $("#shortcuts").remove() }, t("close"));
   document.body.append(h("div", { id: "shortcuts", class: "card sheet", role: "dialog", "aria-label": t("shortcuts") },
     h("h2", {}, t("shortcuts")),

@@ -186,8 +186,9 @@ pub async fn get(
     view(&mut conn, &id).await
 }
 
-/// An agent sees only the interactions it holds (or held last); one it may not see is
-/// answered as one that does not exist, so an agent cannot learn which ids exist.
+/// An agent sees only the interactions it holds or has held (its searches find them);
+/// one it may not see is answered as one that does not exist, so an agent cannot learn
+/// which ids exist.
 async fn agent_may_see(
     conn: &mut crate::store::Conn,
     by: &Principal,
@@ -198,7 +199,11 @@ async fn agent_may_see(
     }
     match interactions::get(conn, id).await? {
         Some(r) if r.agent_id == by.agent_id => Ok(()),
-        _ => Err(not_found(id)),
+        Some(_) => match by.agent_id.as_deref() {
+            Some(agent) if crate::store::search::held(conn, agent, id).await? => Ok(()),
+            _ => Err(not_found(id)),
+        },
+        None => Err(not_found(id)),
     }
 }
 

@@ -19,6 +19,7 @@ mod pages;
 mod reports;
 mod retention;
 mod rules;
+mod search;
 mod service;
 mod service_level;
 mod simulate;
@@ -241,6 +242,13 @@ fn api_routes() -> Routes {
                 .json::<work::Signature>()
                 .responses(&[(200, "the signature")]),
             work::set_signature,
+        )
+        .add(
+            Op::get("/api/search", "conversations and customers by any part of their words, name or identities (agents: those they have held)")
+                .access(Anyone)
+                .query::<search::SearchQuery>()
+                .responses(&[(200, "the interactions, newest match first, with snippets; the customers; next_before for the next page"), (400, "no query, one over 200 characters or 10 words, or a limit out of 1 to 50")]),
+            search::search,
         )
         .add(
             Op::get("/api/colleagues", "the active agents work can be handed to: id, name, skills, level")

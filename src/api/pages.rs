@@ -43,6 +43,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("../../ui/work.js"),
     ),
     (
+        "search.js",
+        "text/javascript",
+        include_str!("../../ui/search.js"),
+    ),
+    (
         "service.js",
         "text/javascript",
         include_str!("../../ui/service.js"),

@@ -20,6 +20,7 @@ pub mod redact;
 pub mod reports;
 pub mod retention;
 pub mod rules;
+pub mod search;
 pub mod service;
 
 use std::borrow::Cow;
@@ -130,8 +131,8 @@ macro_rules! migrations {
         &[$(($version, $name, include_str!(concat!("../../migrations/", $dir, "/", $file)))),*]
     };
 }
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = migrations!("sqlite": 1 "core" "0001_core.sql", 2 "agents" "0002_agents.sql", 3 "routing" "0003_routing.sql", 4 "rule versions" "0004_rule_versions.sql", 5 "audit" "0005_audit.sql", 6 "roles" "0006_roles.sql", 7 "presence" "0007_presence.sql", 8 "channel events" "0008_channel_events.sql", 9 "email" "0009_email.sql", 10 "chat secrets" "0010_chat_secrets.sql", 11 "kept aside" "0011_kept_aside.sql", 13 "cluster" "0013_cluster.sql", 14 "service" "0014_service.sql", 15 "customer data" "0015_customer_data.sql", 17 "canned answers and signatures" "0017_canned.sql", 18 "reports" "0018_reports.sql");
-const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = migrations!("postgres": 1 "core" "0001_core.sql", 2 "agents" "0002_agents.sql", 3 "routing" "0003_routing.sql", 4 "rule versions" "0004_rule_versions.sql", 5 "audit" "0005_audit.sql", 6 "roles" "0006_roles.sql", 7 "presence" "0007_presence.sql", 8 "channel events" "0008_channel_events.sql", 9 "email" "0009_email.sql", 10 "chat secrets" "0010_chat_secrets.sql", 11 "kept aside" "0011_kept_aside.sql", 12 "no truncate" "0012_no_truncate.sql", 13 "cluster" "0013_cluster.sql", 14 "service" "0014_service.sql", 15 "customer data" "0015_customer_data.sql", 17 "canned answers and signatures" "0017_canned.sql", 18 "reports" "0018_reports.sql");
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = migrations!("sqlite": 1 "core" "0001_core.sql", 2 "agents" "0002_agents.sql", 3 "routing" "0003_routing.sql", 4 "rule versions" "0004_rule_versions.sql", 5 "audit" "0005_audit.sql", 6 "roles" "0006_roles.sql", 7 "presence" "0007_presence.sql", 8 "channel events" "0008_channel_events.sql", 9 "email" "0009_email.sql", 10 "chat secrets" "0010_chat_secrets.sql", 11 "kept aside" "0011_kept_aside.sql", 13 "cluster" "0013_cluster.sql", 14 "service" "0014_service.sql", 15 "customer data" "0015_customer_data.sql", 16 "search" "0016_search.sql", 17 "canned answers and signatures" "0017_canned.sql", 18 "reports" "0018_reports.sql");
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = migrations!("postgres": 1 "core" "0001_core.sql", 2 "agents" "0002_agents.sql", 3 "routing" "0003_routing.sql", 4 "rule versions" "0004_rule_versions.sql", 5 "audit" "0005_audit.sql", 6 "roles" "0006_roles.sql", 7 "presence" "0007_presence.sql", 8 "channel events" "0008_channel_events.sql", 9 "email" "0009_email.sql", 10 "chat secrets" "0010_chat_secrets.sql", 11 "kept aside" "0011_kept_aside.sql", 12 "no truncate" "0012_no_truncate.sql", 13 "cluster" "0013_cluster.sql", 14 "service" "0014_service.sql", 15 "customer data" "0015_customer_data.sql", 16 "search" "0016_search.sql", 17 "canned answers and signatures" "0017_canned.sql", 18 "reports" "0018_reports.sql");
 
 /// The migrations of one backend, built into the binary.
 #[derive(Debug)]

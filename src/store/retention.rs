@@ -248,6 +248,8 @@ pub async fn remove(
     cutoff: i64,
 ) -> Result<Removed, sqlx::Error> {
     let mut removed = Removed::default();
+    // Out of the search index first, while the words it was built from are still there.
+    crate::store::search::forget(conn, interaction_id, Some(cutoff)).await?;
     let exec = |sql: &'static str| sqlx::query(sql).bind(interaction_id).bind(cutoff);
     // Subject and body came with the contact; notes with its completion.
     removed.bodies = exec(

@@ -30,6 +30,7 @@ mod retention;
 mod roles;
 mod routing;
 mod rules;
+mod search;
 mod service;
 mod sessions;
 mod simulate;

@@ -43,6 +43,7 @@ async fn pages_are_served_with_a_strict_policy(backend: Backend) {
         "work.js",
         "canned.js",
         "retention.js",
+        "search.js",
     ] {
         let r = client
             .get(format!("{}/ui/{asset}", app.base))

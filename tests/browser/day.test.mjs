@@ -5,7 +5,8 @@
 // SMTP client) and the agent replies from the desktop, the reply reaching a mail relay;
 // the admin saves a rule set with an error (shown in place), fixes it, simulates,
 // applies it and finds the version in the audit trail; a customer's mail kept aside is
-// made a contact from the console. Screenshots of each page go to
+// made a contact from the console; the agent finds a finished conversation by a word of
+// its Chinese text, and so does the console. Screenshots of each page go to
 // tests/browser/screenshots/.
 //
 // Run by .ci/run after the Rust tests; by hand: `cargo build && cd tests/browser &&
@@ -600,6 +601,40 @@ test("a working day in the desktop and the console", async (t) => {
     await reportsPane.locator('#report-chart rect.bar:not([height="0"])').first().click();
     await reportsPane.locator("#report-contacts tbody tr").first().waitFor();
     await shot(admin, "console-reports-zh");
+  });
+
+  await t.test("the agent finds a finished conversation by a word of its Chinese text; so does the console", async () => {
+    const headers = { Authorization: `Bearer ${ADMIN}`, "Content-Type": "application/json" };
+    await fetch(`${base}/api/interactions`, {
+      method: "POST", headers,
+      body: JSON.stringify({ idempotency_key: "zh-parcel", customer: { email: "li.na@example.cn", name: "李娜" },
+        subject: "包裹查询", body: "您好，我的包裹还没有到，能帮我查一下物流吗？" }),
+    });
+    await desk.locator("#offer").getByText("包裹查询").waitFor({ timeout: 20000 });
+    await desk.locator("#accept").click();
+    const w = desk.locator(".workspace", { hasText: "包裹查询" });
+    await w.locator("button[name=complete]").click();
+    await w.waitFor({ state: "detached" });
+    // `/` goes to the search box; a two-character word finds the conversation.
+    await desk.locator("body").click({ position: { x: 5, y: 5 } });
+    await desk.keyboard.press("/");
+    assert.equal(await desk.evaluate(() => document.activeElement.name), "q");
+    await desk.keyboard.type("物流");
+    await desk.keyboard.press("Enter");
+    const found = desk.locator("#search-results li", { hasText: "李娜" });
+    await found.waitFor();
+    assert.match(await found.textContent(), /查一下物流/);
+    await shot(desk, "desktop-search");
+    await found.locator("button").click();
+    await desk.locator(".workspace", { hasText: "包裹查询" }).waitFor();
+    // A supervisor finds it in the console by a longer word, and opens the customer.
+    await admin.keyboard.press("Alt+4");
+    const search = admin.locator("#conversation-search");
+    await search.locator("input[name=q]").fill("包裹还没有");
+    await search.locator("input[name=q]").press("Enter");
+    await search.locator("#search-results li", { hasText: "李娜" }).locator("button").click();
+    await admin.locator("#customer h3").getByText("李娜").waitFor();
+    await shot(admin, "console-search-zh");
   });
 
   await t.test("a narrow window still shows the desktop", async () => {

@@ -91,6 +91,10 @@ pub async fn erase(
         ));
     }
     removed.interactions = interactions.len() as u64;
+    // Out of the search index first, while the words it was built from are still there.
+    for id in &interactions {
+        crate::store::search::forget(conn, id, None).await?;
+    }
 
     redact::allow(conn, backend, Purpose::Erasure).await?;
     removed.history_events = redact_history(conn, ids, &elsewhere.history).await?;

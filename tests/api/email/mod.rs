@@ -116,14 +116,14 @@ async fn app(
     (app, dir)
 }
 
-fn mailer(app: &TestApp) -> AsyncSmtpTransport<Tokio1Executor> {
+pub(crate) fn mailer(app: &TestApp) -> AsyncSmtpTransport<Tokio1Executor> {
     AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1")
         .port(app.smtp.unwrap().port())
         .build()
 }
 
 /// A plain message to support@shop.test.
-fn plain(from: &str, subject: &str, body: &str) -> Message {
+pub(crate) fn plain(from: &str, subject: &str, body: &str) -> Message {
     Message::builder()
         .from(from.parse().unwrap())
         .to("support@shop.test".parse().unwrap())
