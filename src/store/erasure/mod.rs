@@ -230,6 +230,9 @@ pub async fn erase(
     )
     .execute(&mut *conn)
     .await?;
+    // SQLite's full-text indexes keep a deleted term in their older segments until they
+    // are merged: merged now, so no part of the customer's words stays in the file.
+    crate::store::search::compact(conn).await?;
     Ok(removed)
 }
 

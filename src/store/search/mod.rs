@@ -226,3 +226,19 @@ pub async fn forget(
     .await?;
     Ok(())
 }
+
+/// Merges SQLite's full-text indexes into one segment each, so terms deleted from them
+/// (an erasure's) are gone from the file, not only marked deleted; nothing on PostgreSQL,
+/// whose indexes drop deleted rows' entries themselves.
+pub async fn compact(conn: &mut Conn) -> Result<(), sqlx::Error> {
+    if conn.backend_name().eq_ignore_ascii_case("postgresql") {
+        return Ok(());
+    }
+    for sql in [
+        "INSERT INTO search_index (search_index) VALUES ('optimize')",
+        "INSERT INTO search_customers (search_customers) VALUES ('optimize')",
+    ] {
+        sqlx::query(sql).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
