@@ -168,30 +168,6 @@ fn escape_like(t: &str) -> String {
 fn contains(t: &str) -> String {
     format!("%{}%", escape_like(t))
 }
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn queries_split_into_long_and_short_terms_at_any_whitespace() {
-        let t = Terms::new("  退款 refund\u{3000}li  Refund 王伟明 ");
-        assert_eq!(t.long, ["refund", "王伟明"]);
-        assert_eq!(t.short, ["退款", "li"]);
-        assert_eq!(t.whole, "退款 refund li Refund 王伟明");
-        assert!(t.indexed());
-        assert!(!Terms::new("退款").indexed());
-    }
-
-    #[test]
-    fn fts_terms_are_quoted_and_like_wildcards_escaped() {
-        assert_eq!(
-            fts_query(&["say \"hi\"".into(), "退款处".into()]),
-            "\"say \"\"hi\"\"\" AND \"退款处\""
-        );
-        assert_eq!(contains("50%_a\\b"), "%50\\%\\_a\\\\b%");
-    }
-}
-
 /// Takes the events of `interaction_id` that happened before `before` (ms; all of them
 /// when `None`) out of the search index, before their words go (erasure, retention):
 /// nothing of an erased or expired message stays findable. Called while their text is
@@ -241,4 +217,28 @@ pub async fn compact(conn: &mut Conn) -> Result<(), sqlx::Error> {
         sqlx::query(sql).execute(&mut *conn).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries_split_into_long_and_short_terms_at_any_whitespace() {
+        let t = Terms::new("  退款 refund\u{3000}li  Refund 王伟明 ");
+        assert_eq!(t.long, ["refund", "王伟明"]);
+        assert_eq!(t.short, ["退款", "li"]);
+        assert_eq!(t.whole, "退款 refund li Refund 王伟明");
+        assert!(t.indexed());
+        assert!(!Terms::new("退款").indexed());
+    }
+
+    #[test]
+    fn fts_terms_are_quoted_and_like_wildcards_escaped() {
+        assert_eq!(
+            fts_query(&["say \"hi\"".into(), "退款处".into()]),
+            "\"say \"\"hi\"\"\" AND \"退款处\""
+        );
+        assert_eq!(contains("50%_a\\b"), "%50\\%\\_a\\\\b%");
+    }
 }
