@@ -789,6 +789,27 @@ fn main() {
                     );
                 }
             }
+            let gave_way = server::load({
+                let base = base.clone();
+                async move {
+                    let text = reqwest::get(format!("{base}/metrics"))
+                        .await
+                        .ok()?
+                        .text()
+                        .await
+                        .ok()?;
+                    text.lines()
+                        .find(|l| l.starts_with("switchboard_search_index_gave_way_total"))
+                        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                }
+            });
+            if backend == Backend::Postgres {
+                println!(
+                    "\nSearches whose index lookup was stopped at {} ms and read the newest messages instead: {}",
+                    switchboard::store::search::INDEX_MS,
+                    gave_way.unwrap_or(0.0)
+                );
+            }
             server.rt.block_on(scan_pool.close());
             server.stop();
             match pg_name {
