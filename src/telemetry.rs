@@ -125,6 +125,10 @@ fn describe() {
         "Time to answer a search, by whether the index answered it (indexed) or recent messages were read (recent)."
     );
     metrics::describe_counter!(
+        "switchboard_search_index_gave_way_total",
+        "Searches whose index lookup took longer than its time (PostgreSQL) and read the newest messages instead."
+    );
+    metrics::describe_counter!(
         "switchboard_agent_sessions_total",
         "Agent desktop logins, disconnections, and connections cut off for not reading."
     );
@@ -175,6 +179,12 @@ pub fn retention_removed(channel: &str, what: &'static str, n: u64) {
 pub fn searched(indexed: bool, took: Duration) {
     let path = if indexed { "indexed" } else { "recent" };
     histogram!("switchboard_search_seconds", "path" => path).record(took.as_secs_f64());
+}
+
+/// A search's index lookup took longer than its time and gave way to reading the newest
+/// messages.
+pub fn search_index_gave_way() {
+    counter!("switchboard_search_index_gave_way_total").increment(1);
 }
 
 /// A new interaction was committed and queued.

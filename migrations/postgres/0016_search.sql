@@ -125,6 +125,9 @@ EXECUTE FUNCTION search_index_add();
 INSERT INTO search_index (seq, interaction_id, text)
 SELECT seq, interaction_id, text FROM search_documents WHERE text <> '';
 CREATE INDEX search_index_text ON search_index USING gin (text gin_trgm_ops);
+-- An agent's search ANDs the word's candidates with its own interactions' messages
+-- before reading any of them.
+CREATE INDEX search_index_interaction ON search_index (interaction_id);
 
 -- Customers' names and identities (emails, phone numbers, CRM ids; not chat visitors'
 -- random ids): any part of three characters or more, or the beginning of a shorter one.

@@ -389,3 +389,56 @@ async fn an_agent_finds_its_own_among_thousands_of_others(backend: Backend) {
     );
     app.stop().await;
 }
+
+/// On PostgreSQL, an index lookup that takes longer than its time (here: it waits for a
+/// lock another client holds) gives way to the agent's newest messages, and the answer
+/// still comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL (SWITCHBOARD_TEST_PG_URL): bash .ci/run starts it"]
+async fn on_postgresql_a_slow_index_gives_way_to_the_newest_messages() {
+    use sqlx::Connection;
+    let app = app(Backend::postgres()).await;
+    let (_, ann) = create_agent(&app, json!({ "name": "Ann" })).await;
+    let mut desk = Desktop::available(&app.base, &ann).await;
+    let old = app
+        .contact(json!({ "idempotency_key": "slow-1", "customer": { "email": "kai@example.org" }, "body": "The kettle still leaks." }))
+        .await;
+    let old = old["id"].as_str().unwrap().to_string();
+    assert_eq!(desk.take_offer().await, old);
+    let busy = app
+        .contact(json!({ "idempotency_key": "slow-2", "customer": { "email": "kim@example.org" }, "body": "A long conversation." }))
+        .await;
+    let (busy, customer) = (
+        busy["id"].as_str().unwrap().to_string(),
+        busy["customer_id"].as_str().unwrap().to_string(),
+    );
+    assert_eq!(desk.take_offer().await, busy);
+    // Ann's newest 2,100 messages do not name the kettle: the index must be asked.
+    let notes = format!(
+        "INSERT INTO history (customer_id, interaction_id, kind, occurred_at, actor, data) \
+         SELECT '{customer}', '{busy}', 'note', 1, 'system', '{{\"text\": \"note ' || i || '\"}}' \
+         FROM generate_series(1, 2100) i"
+    );
+    db_exec(&app.database_url, "", &notes).await;
+
+    // Another client holds the table the index lookup reads an agent's interactions from.
+    let mut other = sqlx::PgConnection::connect(&app.database_url)
+        .await
+        .unwrap();
+    sqlx::raw_sql("BEGIN; LOCK TABLE interaction_holders IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let release = async {
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        sqlx::raw_sql("COMMIT").execute(&mut other).await.unwrap();
+    };
+    let ((status, r), ()) = tokio::join!(search(&app, &ann, &[("q", "kettle")]), release);
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(ids(&r["interactions"]), [old.as_str()], "{r}");
+    assert_eq!(
+        crate::helpers::metric(&app, "switchboard_search_index_gave_way_total", "").await,
+        1.0
+    );
+    app.stop().await;
+}

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use sqlx::Row;
 
 use super::{contains, fts_query, Backend, Conn, Scope, Terms};
-use super::{AGENT_EXAMINE, EXAMINE, FIRST_SCAN, RECENT};
+use super::{AGENT_EXAMINE, EXAMINE, FIRST_SCAN, INDEX_MS, RECENT};
 
 /// An interaction found, with the message that matched (its newest match).
 #[derive(Debug, Clone, PartialEq)]
@@ -83,14 +83,15 @@ pub async fn conversations(
         // pg_trgm's index finds every match at once, then they are sorted: quick for a
         // rare word, not for a common one, which the newest messages (the searcher's
         // own, for an agent) answer first.
+        // An index that takes too long — a rare word whose trigrams are in a great many
+        // messages, each read to check — gives way to the next newest messages.
         (Backend::Postgres, _) => {
             r.read(conn, &mut page, Read::Scan, first, FIRST_SCAN)
                 .await?
                 || page.next.is_some()
-                || {
-                    // Enough interactions to fill the page past those it has.
-                    let n = (limit + page.seen.len()) as i64 + 1;
-                    r.read(conn, &mut page, Read::Index, n, n).await?
+                || match r.index_within(conn, &mut page).await? {
+                    Some(exhausted) => exhausted,
+                    None => r.read(conn, &mut page, Read::Scan, first, RECENT).await?,
                 }
         }
     };
@@ -132,6 +133,45 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
+    /// PostgreSQL's index, for every match older than the page's cursor, given at most
+    /// [`INDEX_MS`]: `None` when it took longer (and was stopped, nothing read).
+    async fn index_within(
+        &self,
+        conn: &mut Conn,
+        page: &mut Paging,
+    ) -> Result<Option<bool>, sqlx::Error> {
+        // Enough interactions to fill the page past those it has.
+        let n = (page.limit + page.seen.len()) as i64 + 1;
+        // A savepoint in the search's read: a statement stopped undoes only itself. Only
+        // bitmaps: an agent's candidates (the word's index ANDed with its interactions')
+        // are the only messages read, never the table in index order.
+        let mut tried = sqlx::Connection::begin(&mut *conn).await?;
+        for set in [
+            format!("SET LOCAL statement_timeout = {INDEX_MS}"),
+            "SET LOCAL enable_indexscan = off".into(),
+        ] {
+            sqlx::query(&set).execute(&mut *tried).await?;
+        }
+        match self.read(&mut tried, page, Read::Index, n, n).await {
+            Ok(exhausted) => {
+                for reset in ["statement_timeout", "enable_indexscan"] {
+                    sqlx::query(&format!("SET LOCAL {reset} TO DEFAULT"))
+                        .execute(&mut *tried)
+                        .await?;
+                }
+                tried.commit().await?;
+                Ok(Some(exhausted))
+            }
+            // query_canceled: the time was up.
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("57014") => {
+                tried.rollback().await?;
+                crate::telemetry::search_index_gave_way();
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Reads candidates older than the page's cursor, newest first, at most `budget` of
     /// them — `first` (a supervisor's page is often full after them), then the rest in
     /// one — until the page is full. Answers whether nothing older is left to read.
@@ -240,7 +280,8 @@ impl Reader<'_> {
                     .map(|_| format!(" AND c.text ILIKE {}", next()))
                     .collect();
                 let own = if agent {
-                    " AND EXISTS (SELECT 1 FROM search_held a WHERE a.agent_id = $3 AND a.seq = c.seq)"
+                    " AND c.interaction_id = ANY(ARRAY(SELECT interaction_id FROM interaction_holders \
+                     WHERE agent_id = $3))"
                 } else {
                     ""
                 };

@@ -25,8 +25,11 @@
 //!   messages (`search_held`, newest first) if others' matches are too many; on
 //!   PostgreSQL, whose index hands over every match at once, first the newest
 //!   [`FIRST_SCAN`] messages (the agent's own, for an agent), which answer a common word,
-//!   then the index for older matches of a rarer one (all of them are read and sorted:
-//!   a word rare in recent messages and common in old ones costs in proportion);
+//!   then the index for older matches of a rarer one. pg_trgm's index hands over every
+//!   message holding all of a word's trigrams, each read again to check; for a short
+//!   word whose trigrams are everywhere (`kind`: `kin` and `ind`) that is a great many,
+//!   so it is given [`INDEX_MS`], then the next [`RECENT`] newest messages are read
+//!   instead and the page says where to go on;
 //! - for a query of shorter terms only (a two-character Chinese word, `li`): the newest
 //!   [`RECENT`] messages (an agent's own) the searcher may see, each checked. A bigram
 //!   index would find them anywhere, at about the size of the trigram index again on
@@ -56,7 +59,11 @@ pub const AGENT_EXAMINE: i64 = 2_000;
 /// Documents read at most per page on PostgreSQL, newest first, before its index is
 /// asked for older matches.
 pub const FIRST_SCAN: i64 = 2_000;
-/// Documents read at most per page of a search of short terms only.
+/// How long PostgreSQL's index is given per page (ms) before the newest messages are
+/// read instead.
+pub const INDEX_MS: u64 = 50;
+/// Documents read at most per page of a search of short terms only (and on PostgreSQL,
+/// after an index that took too long).
 pub const RECENT: i64 = 5_000;
 /// Customer terms (names, identities) examined at most per search.
 pub const CUSTOMER_EXAMINE: i64 = 1_000;
