@@ -26,6 +26,8 @@ pub struct Settings {
     pub storage: StorageSettings,
     /// Group commit of new contacts.
     pub intake: IntakeSettings,
+    /// What is refused, and in which order, when the server is past its capacity.
+    pub admission: AdmissionSettings,
     /// The admin API.
     pub api: ApiSettings,
     /// Customer identities.
@@ -201,6 +203,30 @@ pub struct IntakeSettings {
     pub max_pending: usize,
 }
 
+/// Admission control: past the rate the server can route, new contacts are refused early
+/// (in each channel's own way: HTTP 503, SMTP 451, a busy answer to a ringing call, a
+/// chat's start delayed) rather than all slowed down until nothing is routed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdmissionSettings {
+    /// Off: every contact is taken whatever the load (up to `intake.max_pending`).
+    pub enabled: bool,
+    /// The longest a committed contact may wait for the router to take it up, or a
+    /// contact for its commit, before refusing begins (ms).
+    pub target_lag_ms: u64,
+    /// What a refused sender is told to wait before retrying (seconds).
+    pub retry_after_secs: u32,
+    /// Where on the pressure's scale (0 to 1) each channel starts being refused: the
+    /// cheapest to refuse first (mail servers retry for days; a caller is a person on the
+    /// line).
+    pub channel_start: BTreeMap<String, f64>,
+    /// Added per tier to its channel's start: known customers of a better tier are
+    /// refused later. A tier not named adds nothing.
+    pub tier_start: BTreeMap<String, f64>,
+    /// Over how much of the pressure's scale a class goes from none refused to all.
+    pub ramp: f64,
+}
+
 /// The admin API.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -359,6 +385,35 @@ impl Settings {
         }
         if self.intake.max_pending < self.intake.max_batch {
             problems.push("intake.max_pending: must be at least intake.max_batch".into());
+        }
+        if self.admission.target_lag_ms < 10 || self.admission.target_lag_ms > 600_000 {
+            problems.push("admission.target_lag_ms: must be between 10 and 600000".into());
+        }
+        if self.admission.retry_after_secs == 0 || self.admission.retry_after_secs > 3600 {
+            problems.push("admission.retry_after_secs: must be between 1 and 3600".into());
+        }
+        if !(self.admission.ramp > 0.0 && self.admission.ramp <= 1.0) {
+            problems.push("admission.ramp: must be more than 0 and at most 1".into());
+        }
+        for (c, v) in &self.admission.channel_start {
+            if switchboard_contract::ChannelKind::parse(c).is_none() {
+                problems.push(format!(
+                    "admission.channel_start.{c}: not a channel (phone, email, chat, api)"
+                ));
+            }
+            if !(0.0..=1.0).contains(v) {
+                problems.push(format!("admission.channel_start.{c}: must be from 0 to 1"));
+            }
+        }
+        for (t, v) in &self.admission.tier_start {
+            if !self.tiers.order.contains(t) {
+                problems.push(format!(
+                    "admission.tier_start.{t}: not a tier of tiers.order"
+                ));
+            }
+            if !(0.0..=1.0).contains(v) {
+                problems.push(format!("admission.tier_start.{t}: must be from 0 to 1"));
+            }
         }
         if self.api.max_body_bytes < 1024 {
             problems.push("api.max_body_bytes: must be at least 1024".into());
@@ -593,6 +648,36 @@ fn layered(admin: Figment) -> Figment {
             tiers.remove("rules");
         }
     }
+    // Tiers renamed without saying how admission ranks them keep the built-in ranking by
+    // place: the admin's best tier starts where the built-in best does, and so on.
+    if let (Ok(Value::Array(_, order)), Err(_)) = (
+        admin.find_value("tiers.order"),
+        admin.find_value("admission.tier_start"),
+    ) {
+        let built_in: Vec<String> = defaults
+            .get("tiers")
+            .and_then(|t| t.as_dict())
+            .and_then(|t| t.get("order"))
+            .and_then(|o| o.as_array())
+            .map(|o| {
+                o.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(Value::Dict(_, admission)) = defaults.get_mut("admission") {
+            if let Some(Value::Dict(_, start)) = admission.get("tier_start").cloned() {
+                let ranked: Dict = order
+                    .iter()
+                    .zip(&built_in)
+                    .filter_map(|(mine, theirs)| {
+                        Some((mine.as_str()?.to_string(), start.get(theirs)?.clone()))
+                    })
+                    .collect();
+                admission.insert("tier_start".into(), Value::from(ranked));
+            }
+        }
+    }
     Figment::from(Serialized::defaults(defaults)).merge(admin)
 }
 
@@ -630,6 +715,12 @@ mod tests {
     fn an_admin_who_renames_the_tiers_writes_their_rules_too() {
         let s = load_str("[tiers]\norder = [\"gold\", \"silver\"]\ndefault = \"silver\"\n[tiers.rules.gold]\nmin_lifetime_value = 100.0\n").unwrap();
         assert_eq!(s.tiers.rules.keys().collect::<Vec<_>>(), ["gold"]);
+        assert_eq!(
+            s.admission.tier_start.get("gold"),
+            Some(&0.6),
+            "the best tier keeps the best tier's place in admission"
+        );
+        assert_eq!(s.admission.tier_start.get("silver"), Some(&0.3));
         let s = load_str("[tiers]\nwindow_days = 30\n").unwrap();
         assert_eq!(
             s.tiers.rules.len(),

@@ -26,6 +26,7 @@
 //! The channel contract (what adapters hand the core) is the `switchboard-contract`
 //! crate in `channels/contract`.
 
+pub mod admission;
 pub mod api;
 pub mod channels;
 pub mod cli;

@@ -58,6 +58,9 @@ struct Inner {
     fresh: Vec<Waiting>,
     /// Waiting, but not handed to the router before their time: (time, id).
     held: BTreeSet<(i64, String)>,
+    /// When `fresh` last went from empty to holding something (wall clock, ms): how long
+    /// the router has left contacts untaken, the lag admission control watches.
+    fresh_since: Option<i64>,
 }
 
 impl Queue {
@@ -69,6 +72,7 @@ impl Queue {
             depth: tiers.into_iter().map(|t| (t, 0)).collect(),
             fresh: Vec::new(),
             held: BTreeSet::new(),
+            fresh_since: None,
         };
         let q = Queue {
             inner: Mutex::new(inner),
@@ -100,6 +104,9 @@ impl Queue {
                     inner.held.insert((at, w.interaction_id.clone()));
                 }
                 _ => {
+                    if inner.fresh.is_empty() {
+                        inner.fresh_since = Some(crate::store::now_ms());
+                    }
                     inner.fresh.push(w.clone());
                     changed = true;
                 }
@@ -137,6 +144,7 @@ impl Queue {
         inner.inactive = inactive;
         inner.waiting.clear();
         inner.fresh.clear();
+        inner.fresh_since = None;
         inner.held.clear();
         for n in inner.depth.values_mut() {
             *n = 0;
@@ -193,7 +201,16 @@ impl Queue {
 
     /// Takes the interactions that arrived since the last call.
     pub fn take_fresh(&self) -> Vec<Waiting> {
-        std::mem::take(&mut self.inner.lock().expect("queue lock").fresh)
+        let mut inner = self.inner.lock().expect("queue lock");
+        inner.fresh_since = None;
+        std::mem::take(&mut inner.fresh)
+    }
+
+    /// How long (ms, by the wall clock `now`) the oldest contact handed to the router has
+    /// waited for it to take it up; 0 when it has taken everything.
+    pub fn untaken_for_ms(&self, now: i64) -> i64 {
+        let inner = self.inner.lock().expect("queue lock");
+        inner.fresh_since.map_or(0, |since| (now - since).max(0))
     }
 
     /// Completes when interactions have arrived since the last [`Queue::take_fresh`].
@@ -269,6 +286,9 @@ fn release(inner: &mut Inner, now: i64) -> usize {
                 ..w
             };
             inner.waiting.insert(id, w.clone());
+            if inner.fresh.is_empty() {
+                inner.fresh_since = Some(crate::store::now_ms());
+            }
             inner.fresh.push(w);
             released += 1;
         }

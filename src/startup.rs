@@ -315,6 +315,14 @@ impl Application {
                 lead_stop.clone(),
             ));
         }
+        // Past capacity, some new contacts are refused: the pressure follows the router's
+        // lag and the intake's.
+        crate::admission::start(
+            intake.admission().clone(),
+            queue.clone(),
+            router_handle.clone(),
+            writer_stop.clone(),
+        );
         let rules_lock: Arc<tokio::sync::Mutex<()>> = Arc::default();
         #[cfg(unix)]
         tokio::spawn(reload_on_sighup(

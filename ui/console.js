@@ -175,6 +175,7 @@ function drawLive() {
   const agents = (s.agents || []).concat(con.agents.filter((a) => a.active !== false && !online.has(a.id))
     .map((a) => ({ id: a.id, name: a.name, presence: "offline", load: {} })));
   fill(pane,
+    overloadBanner(s.admission),
     h("div", { class: "grid2" },
       h("div", { class: "card" },
         h("h2", {}, `${t("waiting")}: `, h("span", { id: "waiting-count" }, String(s.waiting))),
@@ -215,6 +216,19 @@ function drawLive() {
           h("td", {}, a.presence === "available" && awayControl(a.id)))))))),
     s.cluster && nodesCard(s.cluster));
   if (focusedId) { const el = document.getElementById(focusedId); if (el) el.focus(); }
+}
+
+/** Past capacity the server refuses some new contacts (admission control): how hard it
+ * is pressed, how far behind the router is, and what it refused in the last minute, per
+ * channel and tier. Nothing when it is not pressed and refused nothing. */
+function overloadBanner(a) {
+  if (!a || (!a.overloaded && !a.refused_last_minute)) return null;
+  const per = Object.entries(a.refused_by_channel || {}).map(([channel, tiers]) =>
+    `${t(channel)}: ` + Object.entries(tiers).map(([tier, n]) => `${t(tier)} ${n}`).join(", ")).join(" · ");
+  return h("div", { class: "card error", id: "overload", role: "status" },
+    h("strong", {}, a.overloaded ? t("overloaded") : t("recoveredLoad")),
+    ` ${t("pressure")} ${Math.round(a.pressure * 100)}% · ${t("routerLag")} ${(a.lag_ms / 1000).toFixed(1)} s · `,
+    `${t("refusedLastMinute")}: ${a.refused_last_minute}`, per ? ` (${per})` : "");
 }
 
 /** Agent time idle while contacts waited that those agents were not offered: what the

@@ -106,6 +106,10 @@ pub enum ApiError {
     /// 503: the store or intake cannot take this now; nothing was accepted, retry.
     #[error("{0}")]
     Unavailable(String),
+    /// 503: past its capacity, the server refuses new contacts for a while (admission
+    /// control); nothing was accepted, retry after the seconds given.
+    #[error("too many contacts at once; nothing was accepted, retry in {0} s")]
+    Overloaded(u32),
     /// 500: a fault of ours; logged, and said only in general terms.
     #[error("internal error")]
     Unexpected(#[from] anyhow::Error),
@@ -140,6 +144,7 @@ impl ApiError {
             ApiError::Unprocessable { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
             ApiError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "busy"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::Overloaded(_) => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             ApiError::Unexpected(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -178,6 +183,11 @@ impl IntoResponse for ApiError {
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
+            ApiError::Overloaded(secs) => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            }
             _ => {}
         }
         response
@@ -214,6 +224,7 @@ impl From<IntakeError> for ApiError {
             IntakeError::ShuttingDown => ApiError::Unavailable(
                 "the server is shutting down; nothing was accepted, retry".into(),
             ),
+            IntakeError::Overloaded { retry_after_secs } => ApiError::Overloaded(retry_after_secs),
         }
     }
 }

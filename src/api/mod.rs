@@ -620,6 +620,8 @@ async fn queue(
 /// The live view with the cluster's nodes, when there is a cluster: each node's role, and
 /// when it was last heard from.
 pub(crate) fn with_nodes(state: &AppState, mut view: serde_json::Value) -> serde_json::Value {
+    // This node's admission control: whether it is refusing new contacts, and why.
+    view["admission"] = state.intake.admission().view();
     if let Some(c) = &state.cluster {
         view["cluster"] = c.describe();
     }

@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::admission::Admission;
 use crate::config::Settings;
 use crate::customers::identity::{Identity, IdentityKind, IdentityParser};
 use crate::queue::Queue;
@@ -58,6 +59,7 @@ struct Job {
 pub struct IntakeService {
     jobs: mpsc::Sender<Job>,
     parser: IdentityParser,
+    admission: Arc<Admission>,
 }
 
 /// Starts the writer task. It runs until `shutdown` is cancelled, then commits what was
@@ -82,21 +84,29 @@ fn parts(
     services: Arc<Services>,
 ) -> (IntakeService, writer::Writer, mpsc::Receiver<Job>) {
     let (tx, rx) = mpsc::channel(settings.intake.max_pending);
+    let admission = Admission::new(&settings.admission, &settings.tiers);
     let writer = writer::Writer::new(
         store,
         settings.tiers.clone(),
         queue,
         services,
         settings.intake.max_batch,
+        admission.clone(),
     );
     let service = IntakeService {
         jobs: tx,
         parser: IdentityParser::new(&settings.customers.phone_default_region),
+        admission,
     };
     (service, writer, rx)
 }
 
 impl IntakeService {
+    /// Admission control: its pressure, and what it refused.
+    pub fn admission(&self) -> &Arc<Admission> {
+        &self.admission
+    }
+
     /// Checks, commits and queues `new`; answers with the interaction as stored.
     pub async fn submit_full(&self, new: NewInteraction) -> Result<Committed, IntakeError> {
         let channel = new.channel;
@@ -168,6 +178,7 @@ fn refusal_reason(e: &IntakeError) -> &'static str {
         IntakeError::KeyReused => "key_reused",
         IntakeError::Unavailable(_) => "unavailable",
         IntakeError::ShuttingDown => "shutting_down",
+        IntakeError::Overloaded { .. } => "overloaded",
     }
 }
 

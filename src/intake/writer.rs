@@ -9,7 +9,7 @@
 //! A failed group is retried one contact at a time, so one contact the store refuses
 //! never costs its neighbours their acceptance.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{Committed, Job};
+use crate::admission::Admission;
 use crate::config::TierSettings;
 use crate::customers::identity::Identity;
 use crate::customers::tier::{self, ValueData};
@@ -38,6 +39,8 @@ pub(super) struct Writer {
     queue: Arc<Queue>,
     services: Arc<Services>,
     max_batch: usize,
+    /// Past capacity, refuses some new contacts before anything of them is written.
+    admission: Arc<Admission>,
     /// Set when a commit failed in a way that leaves its outcome unknown.
     uncertain: AtomicBool,
 }
@@ -57,6 +60,7 @@ impl Writer {
         queue: Arc<Queue>,
         services: Arc<Services>,
         max_batch: usize,
+        admission: Arc<Admission>,
     ) -> Self {
         Writer {
             store,
@@ -64,6 +68,7 @@ impl Writer {
             queue,
             services,
             max_batch,
+            admission,
             uncertain: AtomicBool::new(false),
         }
     }
@@ -198,6 +203,12 @@ impl Writer {
             .into_iter()
             .collect();
 
+        let refused = if self.admission.shedding() {
+            self.refusals(conn, jobs, &known, &owner, now).await?
+        } else {
+            HashSet::new()
+        };
+
         let mut slots = Vec::with_capacity(jobs.len());
         let mut first_of_key: HashMap<(&str, &str), usize> = HashMap::new();
         let mut new_customers = Vec::new();
@@ -225,6 +236,12 @@ impl Writer {
                 } else {
                     Slot::Done(Box::new(Err(IntakeError::KeyReused)))
                 });
+                continue;
+            }
+            if refused.contains(&i) {
+                slots.push(Slot::Done(Box::new(Err(IntakeError::Overloaded {
+                    retry_after_secs: self.admission.retry_after_secs(),
+                }))));
                 continue;
             }
             first_of_key.insert((channel, key), i);
@@ -416,6 +433,57 @@ impl Writer {
         Ok(outcomes)
     }
 
+    /// Past capacity: the new contacts of this group admission control refuses, by the
+    /// tier their customer has now (found by identity; one not known yet has the default
+    /// tier) and their channel. Contacts already taken (a retry) are answered as before,
+    /// never refused. Costs one read of the known customers, and only while refusing.
+    async fn refusals(
+        &self,
+        conn: &mut Conn,
+        jobs: &[Job],
+        known: &HashMap<(String, String), InteractionRow>,
+        owner: &HashMap<Identity, String>,
+        now: i64,
+    ) -> Result<HashSet<usize>, sqlx::Error> {
+        let customer_of: Vec<Option<Option<&String>>> = jobs
+            .iter()
+            .map(|j| {
+                let k = (
+                    j.new.channel.as_str().to_string(),
+                    j.new.idempotency_key.clone(),
+                );
+                (!known.contains_key(&k)).then(|| j.identities.iter().find_map(|id| owner.get(id)))
+            })
+            .collect();
+        let mut ids: Vec<String> = customer_of
+            .iter()
+            .filter_map(|c| c.flatten().cloned())
+            .collect();
+        ids.sort();
+        ids.dedup();
+        let window_start = now - i64::from(self.tiers.window_days) * DAY_MS;
+        let tiers: HashMap<String, String> = if ids.is_empty() {
+            HashMap::new()
+        } else {
+            customers::with_value_data(conn, &ids, window_start)
+                .await?
+                .into_iter()
+                .map(|(c, v)| (c.id, tier::decide(&self.tiers, &v, now).tier))
+                .collect()
+        };
+        let mut refused = HashSet::new();
+        for (i, (job, customer)) in jobs.iter().zip(customer_of).enumerate() {
+            let Some(customer) = customer else { continue };
+            let tier = customer
+                .and_then(|c| tiers.get(c))
+                .map_or(self.admission.default_tier(), String::as_str);
+            if self.admission.refuse(job.new.channel, tier) {
+                refused.insert(i);
+            }
+        }
+        Ok(refused)
+    }
+
     /// Queues what was committed, then answers every submitter.
     fn answer(&self, answered: Vec<(Job, JobOutcome)>) {
         // A retry of a contact whose first commit was uncertain finds it stored but
@@ -425,6 +493,9 @@ impl Writer {
                 Ok(c) if c.interaction.state == "queued" => Some(waiting(&c.interaction)),
                 _ => None,
             }));
+        if let Some(longest) = answered.iter().map(|(j, _)| j.submitted.elapsed()).max() {
+            self.admission.committed_after(longest);
+        }
         for (job, outcome) in answered {
             let channel = job.new.channel.as_str();
             match &outcome {

@@ -150,6 +150,44 @@ pub async fn page(
     rows.iter().map(row_to_event).collect()
 }
 
+/// For each customer of `customer_ids`, its newest `limit` events (and those of the
+/// customers merged into it), newest first, as [`page`] answers them: one statement per
+/// 50 customers, each of its parts reading no more than its own `limit` events.
+pub async fn recent_many(
+    conn: &mut Conn,
+    customer_ids: &[String],
+    limit: i64,
+) -> Result<std::collections::HashMap<String, Vec<Event>>, sqlx::Error> {
+    let mut out: std::collections::HashMap<String, Vec<Event>> = std::collections::HashMap::new();
+    for chunk in customer_ids.chunks(50) {
+        let parts: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let p = i + 2;
+                format!(
+                    "SELECT * FROM (SELECT seq, customer_id, interaction_id, kind, occurred_at, actor, data, ${p} AS asked FROM history \
+                     WHERE customer_id IN (SELECT id FROM customers WHERE id = ${p} OR merged_into = ${p}) \
+                     ORDER BY seq DESC LIMIT $1) AS part{i}"
+                )
+            })
+            .collect();
+        let sql = parts.join(" UNION ALL ");
+        let args = std::iter::once(Arg::from(limit))
+            .chain(chunk.iter().map(|id| Arg::from(id.as_str())))
+            .collect();
+        for row in bulk::bind_all(sqlx::query(&sql), args)
+            .fetch_all(&mut *conn)
+            .await?
+        {
+            let asked: String = row.try_get("asked")?;
+            out.entry(asked).or_default().push(row_to_event(&row)?);
+        }
+    }
+    for events in out.values_mut() {
+        events.sort_by_key(|e| std::cmp::Reverse(e.seq));
+    }
+    Ok(out)
+}
+
 /// Every event about one interaction, oldest first.
 pub async fn of_interaction(
     conn: &mut Conn,

@@ -178,6 +178,25 @@ pub async fn get(conn: &mut Conn, id: &str) -> Result<Option<InteractionRow>, sq
     row.as_ref().map(row_to_interaction).transpose()
 }
 
+/// The interactions of `ids` that exist, in no order: one statement per 400.
+pub async fn get_many(conn: &mut Conn, ids: &[String]) -> Result<Vec<InteractionRow>, sqlx::Error> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(400) {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM interactions WHERE id IN ({})",
+            bulk::list(1, chunk.len())
+        );
+        let args = chunk.iter().map(|id| Arg::from(id.as_str())).collect();
+        for row in bulk::bind_all(sqlx::query(&sql), args)
+            .fetch_all(&mut *conn)
+            .await?
+        {
+            out.push(row_to_interaction(&row)?);
+        }
+    }
+    Ok(out)
+}
+
 /// Every interaction in `state`, oldest first.
 pub async fn in_state(conn: &mut Conn, state: &str) -> Result<Vec<InteractionRow>, sqlx::Error> {
     let rows = sqlx::query(&format!(
@@ -208,6 +227,58 @@ pub async fn transition(
         q = q.bind(*f);
     }
     Ok(q.execute(conn).await?.rows_affected() == 1)
+}
+
+/// One move of [`transition_many`]: the interaction, its new state, who holds it then.
+pub struct Move<'a> {
+    /// The interaction.
+    pub id: &'a str,
+    /// Its new state.
+    pub to: &'a str,
+    /// Who holds it then (none: nobody).
+    pub agent: Option<&'a str>,
+}
+
+/// [`transition`] for many interactions at once, each from one of `from`: one statement
+/// per 300 (the ids must differ). Answers the ids moved; the others were not in one of
+/// `from`.
+pub async fn transition_many(
+    conn: &mut Conn,
+    moves: &[Move<'_>],
+    from: &[&str],
+    now: i64,
+) -> Result<std::collections::HashSet<String>, sqlx::Error> {
+    let mut moved = std::collections::HashSet::with_capacity(moves.len());
+    for chunk in moves.chunks(300) {
+        let n = chunk.len() * 3;
+        let sql = format!(
+            "UPDATE interactions SET state = v.column2, agent_id = v.column3, updated_at = ${} \
+             FROM (VALUES {}) AS v WHERE interactions.id = v.column1 AND interactions.state IN ({}) \
+             RETURNING interactions.id",
+            n + 1,
+            bulk::placeholders(chunk.len(), 3),
+            bulk::list(n + 2, from.len())
+        );
+        let args = chunk
+            .iter()
+            .flat_map(|m| {
+                [
+                    Arg::from(m.id),
+                    Arg::from(m.to),
+                    Arg::from(m.agent.map(str::to_string)),
+                ]
+            })
+            .chain(std::iter::once(Arg::from(now)))
+            .chain(from.iter().map(|f| Arg::from(*f)))
+            .collect();
+        for row in bulk::bind_all(sqlx::query(&sql), args)
+            .fetch_all(&mut *conn)
+            .await?
+        {
+            moved.insert(row.try_get::<String, _>(0)?);
+        }
+    }
+    Ok(moved)
 }
 
 /// Completes an interaction the agent holds; false when it does not hold it.

@@ -22,6 +22,7 @@ mod interactions;
 mod losses;
 mod openapi;
 mod operations;
+mod overload;
 mod pages;
 mod phone;
 mod refusals;

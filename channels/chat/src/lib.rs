@@ -75,6 +75,8 @@ pub struct Chat {
     starts: limit::PerAddress,
     /// Messages sent, per client address.
     messages: limit::PerAddress,
+    /// Visitors told to wait before their chat starts (the server past its capacity).
+    starting: std::sync::atomic::AtomicUsize,
 }
 
 impl Chat {
@@ -86,6 +88,7 @@ impl Chat {
             rooms: Mutex::default(),
             starts: limit::PerAddress::default(),
             messages: limit::PerAddress::default(),
+            starting: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 

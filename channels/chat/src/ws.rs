@@ -69,6 +69,32 @@ pub async fn upgrade(
         .on_upgrade(move |socket| connection(chat, socket, client))
 }
 
+/// A start refused for now because the server is past its capacity.
+const BUSY: &str = "busy";
+/// How long a page told `busy` waits before starting again.
+const BUSY_RETRY_SECS: u32 = 5;
+
+/// A visitor waiting in line to start: counted while waiting, with its place when it
+/// joined.
+struct InLine<'a> {
+    count: &'a std::sync::atomic::AtomicUsize,
+    position: usize,
+}
+
+impl<'a> InLine<'a> {
+    fn join(count: &'a std::sync::atomic::AtomicUsize) -> Self {
+        let position = count.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        InLine { count, position }
+    }
+}
+
+impl Drop for InLine<'_> {
+    fn drop(&mut self) {
+        self.count
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// An error frame for the page.
 pub(crate) fn error_frame(code: &str, message: &str) -> Message {
     error(code, message)
@@ -148,6 +174,8 @@ type Opened = (Arc<Room>, crate::room::Conn, u64);
 /// Reads frames until one starts or resumes a chat; `None` when the connection ends
 /// first.
 async fn hello(chat: &Arc<Chat>, socket: &mut WebSocket, client: Option<IpAddr>) -> Option<Opened> {
+    // Set while this visitor waits in line to start (the server past its capacity).
+    let mut in_line: Option<InLine> = None;
     loop {
         let frame = match tokio::time::timeout(HELLO_WITHIN, socket.recv()).await {
             Err(_) => {
@@ -186,6 +214,18 @@ async fn hello(chat: &Arc<Chat>, socket: &mut WebSocket, client: Option<IpAddr>)
                     }
                     let conn = room.attach().await;
                     return Some((room, conn, 0));
+                }
+                Err((BUSY, _)) => {
+                    // Past capacity: the chat is not taken yet. The page is told its place
+                    // among those waiting to start and starts again after a while; the
+                    // connection stays, and answers its pings meanwhile.
+                    let line = in_line.get_or_insert_with(|| InLine::join(&chat.starting));
+                    let frame = json!({ "type": "busy", "position": line.position,
+                        "retry_in_secs": BUSY_RETRY_SECS,
+                        "message": "many chats are starting at once; this one starts in a moment" });
+                    if !send(socket, Message::Text(frame.to_string().into())).await {
+                        return None;
+                    }
                 }
                 Err((code, message)) => {
                     if !send(socket, error(code, &message)).await {
@@ -525,6 +565,7 @@ async fn start(
                     }
                 ),
             ),
+            IntakeError::Overloaded { .. } => (BUSY, String::new()),
             other => ("unavailable", format!("{other}; try again")),
         })?;
     let resume_token = secret();

@@ -118,6 +118,10 @@
       } else if (f.type === "ack") {
         pending = pending.filter(function (m) { return m.id !== f.id; });
         store.set("pending", pending);
+      } else if (f.type === "busy") {
+        /* Many chats are starting at once: this one starts again shortly, its place shown. */
+        status(L.line(f.position, 0));
+        setTimeout(function () { if (open && !chat) send({ type: "start", visitor_id: visitor, customer_token: token, topic: topic }); }, (f.retry_in_secs || 5) * 1000);
       } else if (f.type === "queue") {
         status(L.line(f.position, f.estimated_wait_secs ? Math.ceil(f.estimated_wait_secs / 60) : 0));
       }

@@ -185,6 +185,15 @@ pub enum IntakeError {
     /// The server is shutting down and accepts nothing new.
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// The server is past its capacity and refuses some new contacts for a while
+    /// (admission control): the adapter refuses in its own way and says when to retry
+    /// (HTTP 503 with `Retry-After`, SMTP 451, a busy answer to a call, a chat's start
+    /// tried again); nothing was accepted.
+    #[error("too many contacts at once; retry in {retry_after_secs} s")]
+    Overloaded {
+        /// When the sender should try again.
+        retry_after_secs: u32,
+    },
 }
 
 /// The core's side of the hand-over.

@@ -14,6 +14,9 @@ use switchboard_contract::{
 
 use crate::{Phone, PhoneError};
 
+/// The longest a ringing call's answer waits for the router to say where it stands.
+const POSITION_WITHIN: Duration = Duration::from_millis(200);
+
 /// The format a call arrived in; it prefixes the call's key, so calls of two formats
 /// with the same id stay apart, and it decides how the phone system is told later.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,6 +212,13 @@ pub enum Route {
         /// The interaction.
         interaction_id: String,
     },
+    /// Switchboard is past its capacity and did not take the call (nothing of it was
+    /// stored): the phone system gives the caller its busy treatment, and the caller may
+    /// call again after `retry_after_secs`.
+    Busy {
+        /// When to try again.
+        retry_after_secs: u32,
+    },
     /// The call came while its calendar is closed: play the closed message, then offer
     /// a callback, take a voicemail or end, as `info.closed_call` says. It waits for the
     /// opening (and ends, missed, if the caller hangs up).
@@ -261,6 +271,9 @@ fn core_error(e: IntakeError, from_field: &str) -> PhoneError {
         IntakeError::Unavailable(m) => {
             PhoneError::Unavailable(format!("{m}; nothing was accepted, retry"))
         }
+        IntakeError::Overloaded { retry_after_secs } => PhoneError::Unavailable(format!(
+            "too many calls at once; nothing was accepted, retry in {retry_after_secs} s"
+        )),
         IntakeError::ShuttingDown => PhoneError::Unavailable(
             "the server is shutting down; nothing was accepted, retry".into(),
         ),
@@ -417,8 +430,15 @@ impl Phone {
                 preferred_agent: None,
                 not_before_ms: None,
             })
-            .await
-            .map_err(|e| core_error(e, r.from_field))?;
+            .await;
+        let accepted = match accepted {
+            Ok(a) => a,
+            Err(IntakeError::Overloaded { retry_after_secs }) => {
+                metrics::counter!("switchboard_phone_calls_total", "format" => format.as_str(), "outcome" => "busy").increment(1);
+                return Ok(Route::Busy { retry_after_secs });
+            }
+            Err(e) => return Err(core_error(e, r.from_field)),
+        };
         let recorded = self
             .record(
                 format,
@@ -520,7 +540,12 @@ impl Phone {
                 _ => {}
             }
         }
-        let position = self.core.position(&interaction_id).await;
+        // The caller is answered at once: a router too busy to say where the call stands
+        // within a moment leaves the position out rather than keeping the phone system
+        // waiting for it.
+        let position = tokio::time::timeout(POSITION_WITHIN, self.core.position(&interaction_id))
+            .await
+            .unwrap_or(None);
         Ok(Route::Queue {
             interaction_id,
             position,

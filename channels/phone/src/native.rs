@@ -21,7 +21,9 @@
 //! "agent_id": …, "interaction_id": …}` when an agent took the call within the answer
 //! window; `{"action": "queue", "position": 2, "estimated_wait_secs": 40, …}` otherwise
 //! (the dial command follows as a signed callback to `phone.callback_url`);
-//! `{"action": "reject", "reason": "blocked"}` for a blocked number; `{"action": "none",
+//! `{"action": "reject", "reason": "blocked"}` for a blocked number; `{"action": "busy",
+//! "reason": "overloaded", "retry_after_secs": 30}` when Switchboard is past its capacity
+//! and did not take the call (give the caller the busy treatment; nothing was stored); `{"action": "none",
 //! "reason": "the call has ended"}` when its hang-up came first. Other events answer
 //! `{"recorded": true}`, or `false` when the same event was sent before or the call is
 //! unknown (the event is kept aside).
@@ -210,6 +212,9 @@ pub async fn events(
                 "estimated_wait_secs": position.and_then(|p| p.estimated_wait_secs),
             }),
             Route::Reject => json!({ "action": "reject", "reason": "blocked" }),
+            Route::Busy { retry_after_secs } => {
+                json!({ "action": "busy", "reason": "overloaded", "retry_after_secs": retry_after_secs })
+            }
             Route::Connected { interaction_id } => {
                 json!({ "action": "none", "reason": "the call is connected already", "interaction_id": interaction_id })
             }

@@ -260,7 +260,9 @@ pub async fn voice(
             xml(&format!("{base}/channels/phone/twilio/wait")),
             xml(&s.twilio_queue)
         )),
-        Route::Reject => twiml("<Reject reason=\"busy\"/>"),
+        // Past capacity the call is not taken: the caller hears busy (Twilio's <Reject>
+        // does not answer the call, so nothing is said first).
+        Route::Reject | Route::Busy { .. } => twiml("<Reject reason=\"busy\"/>"),
         Route::Over { .. } => twiml("<Hangup/>"),
         // Connected already: nothing more for Twilio to do with the caller here.
         Route::Connected { .. } => twiml(""),

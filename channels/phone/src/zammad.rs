@@ -86,7 +86,9 @@ pub async fn events(
         CallEvent::Ringing(ringing) => Ok(Json(match phone.ringing(fmt, ringing).await? {
             // Zammad's protocol has one answer for a call not to take: a closed centre's
             // phone system plays its own closed message on it.
-            Route::Reject | Route::Closed { .. } => json!({ "action": "reject", "reason": "busy" }),
+            Route::Reject | Route::Closed { .. } | Route::Busy { .. } => {
+                json!({ "action": "reject", "reason": "busy" })
+            }
             Route::Dial { .. }
             | Route::Queue { .. }
             | Route::Over { .. }

@@ -132,6 +132,10 @@ pub(super) enum Command {
         ids: Vec<String>,
         reply: oneshot::Sender<HashMap<String, Position>>,
     },
+    /// Answered as soon as the router reaches it: how far behind it is.
+    Ping {
+        reply: oneshot::Sender<()>,
+    },
     Tell {
         interaction_id: String,
         event: Value,
@@ -811,6 +815,18 @@ impl RouterHandle {
                 Call::CustomersChanged { ids }
             });
         }
+    }
+
+    /// How long this node's router takes to reach a command sent now: its lag, as every
+    /// caller waiting on it (an agent's acceptance, a call's place in line) sees it.
+    /// `None` when this node does not route, or its router stopped meanwhile.
+    pub async fn lag(&self) -> Option<std::time::Duration> {
+        let tx = self.local()?;
+        let sent = std::time::Instant::now();
+        let (reply, answer) = oneshot::channel();
+        tx.send(Command::Ping { reply }).ok()?;
+        answer.await.ok()?;
+        Some(sent.elapsed())
     }
 
     /// The live queue and agents, as `GET /api/queue` shows them.

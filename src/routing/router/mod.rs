@@ -91,6 +91,9 @@ struct Offer {
     expires_at: i64,
 }
 
+/// Where a turn's answer to a position request goes.
+type PositionsReply = oneshot::Sender<HashMap<String, Position>>;
+
 /// Starts the router task behind `handle`: from now until it stops (at `shutdown`, or
 /// when this node stops leading), the handle's callers talk to it.
 pub fn start(
@@ -126,6 +129,7 @@ pub fn start(
         announcer: handle.announcer(),
         completed: Vec::new(),
         replies: Vec::new(),
+        asked_positions: Vec::new(),
         stop: shutdown.clone(),
         fenced: false,
     };
@@ -176,6 +180,9 @@ struct Router {
     fenced: bool,
     /// Answers to give once this turn's writes are committed.
     replies: Vec<Box<dyn FnOnce() + Send + Sync>>,
+    /// Positions asked for this turn, answered together at its end: one sort of the
+    /// waiting contacts per turn, however many calls ring in it.
+    asked_positions: Vec<(Vec<String>, PositionsReply)>,
     stop: CancellationToken,
 }
 
@@ -274,6 +281,7 @@ impl Router {
             self.dispatch(now).await;
             self.note_idle(now);
             self.flush().await;
+            self.answer_positions();
             if self.fenced {
                 // Another node leads: its desktops reconnect to it (through their node).
                 for s in self.agents.values_mut() {
@@ -426,7 +434,7 @@ impl Router {
     /// has gone away (`reply.send` failing) has nothing left to be told, and what it asked
     /// is committed or not as for any other caller.
     async fn handle(&mut self, cmd: Command) {
-        self.changed |= !matches!(cmd, Command::Snapshot { .. });
+        self.changed |= !matches!(cmd, Command::Snapshot { .. } | Command::Ping { .. });
         match cmd {
             Command::Connect {
                 agent,
@@ -540,9 +548,9 @@ impl Router {
                     s.emit_always(event);
                 }
             }
-            Command::Positions { ids, reply } => {
-                self.take_fresh().await;
-                let _ = reply.send(self.positions(&ids, now_ms()));
+            Command::Positions { ids, reply } => self.asked_positions.push((ids, reply)),
+            Command::Ping { reply } => {
+                let _ = reply.send(());
             }
             Command::End {
                 interaction_id,
@@ -577,6 +585,27 @@ impl Router {
                     let _ = reply.send(result);
                 });
             }
+        }
+    }
+
+    /// Answers every position asked for this turn, from one look at the waiting
+    /// contacts (taken up to now). A caller that has gone away has nothing to be told.
+    fn answer_positions(&mut self) {
+        if self.asked_positions.is_empty() {
+            return;
+        }
+        let asked = std::mem::take(&mut self.asked_positions);
+        let ids: Vec<String> = asked
+            .iter()
+            .flat_map(|(ids, _)| ids.iter().cloned())
+            .collect();
+        let all = self.positions(&ids, now_ms());
+        for (ids, reply) in asked {
+            let mine = ids
+                .iter()
+                .filter_map(|id| all.get(id).map(|p| (id.clone(), *p)))
+                .collect();
+            let _ = reply.send(mine);
         }
     }
 
@@ -757,17 +786,42 @@ impl Router {
             Err(crate::store::FenceError::Store(e)) => return Err(e),
         };
         let mut refused = Vec::new();
+        // Moves of consecutive interactions from the same states go in one statement
+        // (the offers of a turn, its acceptances); anything else, or a second move of
+        // the same interaction, closes the run, so the store sees them in order.
+        let mut run: Vec<interactions::Move<'_>> = Vec::new();
+        let mut run_from: &[&str] = &[];
         for p in &self.pending {
             if p.about().is_some_and(|id| skip.contains(id)) {
                 continue;
             }
-            let applied = match p {
-                Pending::Transition {
+            if let Pending::Transition {
+                id,
+                from,
+                to,
+                agent,
+            } = p
+            {
+                let joins = run.is_empty()
+                    || (*from == run_from && !run.iter().any(|m| m.id == id.as_str()));
+                if !joins {
+                    refused.extend(Self::write_run(&mut tx, &run, run_from, now).await?);
+                    run.clear();
+                }
+                run_from = from;
+                run.push(interactions::Move {
                     id,
-                    from,
                     to,
-                    agent,
-                } => interactions::transition(&mut tx, id, from, to, agent.as_deref(), now).await?,
+                    agent: agent.as_deref(),
+                });
+                continue;
+            }
+            if !run.is_empty() {
+                refused.extend(Self::write_run(&mut tx, &run, run_from, now).await?);
+                run.clear();
+            }
+            let applied = match p {
+                Pending::Transition { .. } => unreachable!("moves are written in runs above"),
                 Pending::Complete {
                     id,
                     agent,
@@ -801,6 +855,9 @@ impl Router {
                 refused.extend(p.about().map(str::to_string));
             }
         }
+        if !run.is_empty() {
+            refused.extend(Self::write_run(&mut tx, &run, run_from, now).await?);
+        }
         if !refused.is_empty() {
             tx.rollback().await?;
             return Ok(Written::Refused(refused));
@@ -818,6 +875,21 @@ impl Router {
         presence::append(&mut tx, &self.presence_log, now).await?;
         tx.commit().await?;
         Ok(Written::All)
+    }
+
+    /// Writes one run of moves; answers the interactions the store refused to move.
+    async fn write_run(
+        tx: &mut crate::store::Conn,
+        run: &[interactions::Move<'_>],
+        from: &[&str],
+        now: i64,
+    ) -> Result<Vec<String>, sqlx::Error> {
+        let moved = interactions::transition_many(tx, run, from, now).await?;
+        Ok(run
+            .iter()
+            .filter(|m| !moved.contains(m.id))
+            .map(|m| m.id.to_string())
+            .collect())
     }
 
     /// Interactions whose writes the store refused, taken as the store has them: out of

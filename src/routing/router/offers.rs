@@ -489,21 +489,38 @@ impl Router {
             .map(|s| view(s, self.rules.capacity))
             .collect();
         let decisions = index::route(&self.index, &agents, &self.rules, now);
+        if decisions.is_empty() {
+            return;
+        }
+        // What every offer of this turn shows is read together: a few statements per
+        // turn, not four per offer on the router's own time.
+        let asked: Vec<(String, String)> = decisions
+            .iter()
+            .filter_map(|d| {
+                let item = self.waiting.get(&d.interaction_id)?;
+                Some((d.interaction_id.clone(), item.customer_id.clone()))
+            })
+            .collect();
+        let mut details = match self.offers_details(&asked).await {
+            Ok(v) => v,
+            Err(e) => {
+                // Nothing is offered this turn; they wait, and the next turn reads again.
+                tracing::warn!(error = %e, "Could not read the interactions to offer");
+                return;
+            }
+        };
         for d in decisions {
-            self.offer(d, now).await;
+            match details.remove(&d.interaction_id) {
+                Some(v) => self.offer_with(d, v, now),
+                None => tracing::warn!("An interaction to offer was not found in the store"),
+            }
         }
     }
 
+    /// Offers `d`'s interaction alone (a supervisor's move), reading what it shows.
     pub(super) async fn offer(&mut self, d: policy::Decision, now: i64) {
         let Some(item) = self.waiting.get(&d.interaction_id) else {
             return;
-        };
-        let event = NewEvent {
-            customer_id: item.customer_id.clone(),
-            interaction_id: Some(d.interaction_id.clone()),
-            kind: "offered",
-            actor: "router".into(),
-            data: json!({ "rule_version": self.rules_version, "decision": d }),
         };
         let details = match self
             .offer_details(&d.interaction_id, &item.customer_id)
@@ -514,6 +531,22 @@ impl Router {
                 tracing::warn!(error = %e, "Could not read an interaction to offer it");
                 return;
             }
+        };
+        self.offer_with(d, details, now);
+    }
+
+    /// Offers `d`'s interaction to its agent, showing `details`: staged with this turn's
+    /// writes, told once they are committed.
+    fn offer_with(&mut self, d: policy::Decision, details: Value, now: i64) {
+        let Some(item) = self.waiting.get(&d.interaction_id) else {
+            return;
+        };
+        let event = NewEvent {
+            customer_id: item.customer_id.clone(),
+            interaction_id: Some(d.interaction_id.clone()),
+            kind: "offered",
+            actor: "router".into(),
+            data: json!({ "rule_version": self.rules_version, "decision": d }),
         };
         self.stage(
             &d.interaction_id,
@@ -550,34 +583,53 @@ impl Router {
         }
     }
 
+    /// [`Self::offer_details`] for many offers at once, by interaction id: the
+    /// interactions, their customers with identities, and each customer's recent history,
+    /// each read in one go.
+    async fn offers_details(
+        &self,
+        asked: &[(String, String)],
+    ) -> Result<HashMap<String, Value>, sqlx::Error> {
+        let mut conn = self.store.pool().acquire().await?;
+        let ids: Vec<String> = asked.iter().map(|(i, _)| i.clone()).collect();
+        let mut customer_ids: Vec<String> = asked.iter().map(|(_, c)| c.clone()).collect();
+        customer_ids.sort();
+        customer_ids.dedup();
+        let rows = interactions::get_many(&mut conn, &ids).await?;
+        let customers = customers::get_many_with_identities(&mut conn, &customer_ids).await?;
+        let recent = history::recent_many(&mut conn, &customer_ids, OFFER_HISTORY).await?;
+        let mut out = HashMap::with_capacity(rows.len());
+        for row in rows {
+            let customer = customers.get(&row.customer_id);
+            let mut v = interaction_json(&row);
+            v["customer"] = json!({
+                "id": row.customer_id,
+                "name": customer.and_then(|(c, _)| c.name.clone()),
+                "identities": customer.map(|(_, i)| i.clone()).unwrap_or_default(),
+                "tier_reason": row.tier_reason,
+            });
+            v["history"] = recent
+                .get(&row.customer_id)
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|e| json!({ "seq": e.seq, "kind": e.kind, "at": rfc3339(e.occurred_at), "interaction_id": e.interaction_id, "data": e.data }))
+                .collect();
+            out.insert(row.id.clone(), v);
+        }
+        Ok(out)
+    }
+
     /// What an agent sees in an offer: the interaction, its customer, recent history.
     pub(super) async fn offer_details(
         &self,
         interaction_id: &str,
         customer_id: &str,
     ) -> Result<Value, sqlx::Error> {
-        let mut conn = self.store.pool().acquire().await?;
-        let row = interactions::get(&mut conn, interaction_id)
+        self.offers_details(&[(interaction_id.to_string(), customer_id.to_string())])
             .await?
-            .ok_or(sqlx::Error::RowNotFound)?;
-        let customer = customers::get(&mut conn, customer_id).await?;
-        let identities = match &customer {
-            Some(c) => customers::identities(&mut conn, &c.id).await?,
-            None => Vec::new(),
-        };
-        let recent = history::page(&mut conn, customer_id, None, OFFER_HISTORY).await?;
-        let mut v = interaction_json(&row);
-        v["customer"] = json!({
-            "id": customer_id,
-            "name": customer.as_ref().and_then(|c| c.name.clone()),
-            "identities": identities,
-            "tier_reason": row.tier_reason,
-        });
-        v["history"] = recent
-            .into_iter()
-            .map(|e| json!({ "seq": e.seq, "kind": e.kind, "at": rfc3339(e.occurred_at), "interaction_id": e.interaction_id, "data": e.data }))
-            .collect();
-        Ok(v)
+            .remove(interaction_id)
+            .ok_or(sqlx::Error::RowNotFound)
     }
 }
 

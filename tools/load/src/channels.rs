@@ -33,10 +33,37 @@ fn failed(tally: &Shared, channel: &'static str) {
     tally.lock().unwrap().failed(channel);
 }
 
-/// A phone system announces call `n` ringing, signed as the native webhook requires.
-pub async fn phone_call(server: &Server, client: &reqwest::Client, tally: &Shared, n: u64) {
+fn refused(tally: &Shared, channel: &'static str, high: bool) {
+    let mut t = tally.lock().unwrap();
+    t.refused(channel);
+    if high {
+        t.high.2 += 1;
+    }
+}
+
+/// The number of the `i`th known high-tier customer.
+pub fn high_number(i: u64) -> String {
+    format!("+4940{:07}", i)
+}
+
+/// A phone system announces call `n` ringing, signed as the native webhook requires;
+/// `high`: from one of the `highs` known high-tier customers.
+pub async fn phone_call(
+    server: &Server,
+    client: &reqwest::Client,
+    tally: &Shared,
+    n: u64,
+    high: Option<u64>,
+) {
     let call = format!("load-{n}");
-    let number = format!("+4930{:07}", n % 100_000);
+    let number = match high {
+        Some(highs) => high_number(n % highs.max(1)),
+        None => format!("+4930{:07}", n % 100_000),
+    };
+    let high = high.is_some();
+    if high {
+        tally.lock().unwrap().high.0 += 1;
+    }
     let body = json!({ "event": "ringing", "call_id": call, "from": number, "to": "+4930999000" })
         .to_string();
     let ts = SystemTime::now()
@@ -56,13 +83,25 @@ pub async fn phone_call(server: &Server, client: &reqwest::Client, tally: &Share
         .send()
         .await;
     match sent {
-        Ok(r) if r.status().is_success() => accepted(
-            tally,
-            "phone",
-            format!("native:{call}"),
-            format!("phone={}", number.replace('+', "%2B")),
-            began,
-        ),
+        Ok(r) if r.status().is_success() => {
+            let answer: Value = r.json().await.unwrap_or_default();
+            if answer["action"] == "busy" {
+                return refused(tally, "phone", high);
+            }
+            if high {
+                tally.lock().unwrap().high.1 += 1;
+            }
+            accepted(
+                tally,
+                "phone",
+                format!("native:{call}"),
+                format!("phone={}", number.replace('+', "%2B")),
+                began,
+            )
+        }
+        Ok(r) if r.status() == 503 && r.headers().contains_key("retry-after") => {
+            refused(tally, "phone", high)
+        }
         _ => failed(tally, "phone"),
     }
 }
@@ -116,10 +155,14 @@ pub async fn email(server: &Server, tally: &Shared, n: u64) {
         let a = reply(&mut r).await;
         // The message is taken (or not) by now: a lost QUIT changes nothing.
         let _ = w.write_all(b"QUIT\r\n").await;
-        a.starts_with("250").then_some(())
+        if a.starts_with("451") {
+            return Some(false);
+        }
+        a.starts_with("250").then_some(true)
     };
     match tokio::time::timeout(ANSWER_WITHIN, session).await {
-        Ok(Some(())) => accepted(
+        Ok(Some(false)) => refused(tally, "email", false),
+        Ok(Some(true)) => accepted(
             tally,
             "email",
             format!("email:{id}"),
@@ -147,7 +190,9 @@ pub async fn chat(server: &Server, tally: &Shared, n: u64, mut stop: watch::Rece
             if let Message::Text(t) = frame {
                 let v: Value = serde_json::from_str(&t).unwrap_or_default();
                 match v["type"].as_str() {
-                    Some("started") => return Some((ws, v["chat_id"].as_str()?.to_string())),
+                    Some("started") => return Some(Some((ws, v["chat_id"].as_str()?.to_string()))),
+                    // Told to start later (the server past its capacity): refused for now.
+                    Some("busy") => return Some(None),
                     Some("error") => return None,
                     _ => {}
                 }
@@ -155,8 +200,10 @@ pub async fn chat(server: &Server, tally: &Shared, n: u64, mut stop: watch::Rece
         }
         None
     };
-    let Ok(Some((mut ws, chat_id))) = tokio::time::timeout(ANSWER_WITHIN, started).await else {
-        return failed(tally, "chat");
+    let (mut ws, chat_id) = match tokio::time::timeout(ANSWER_WITHIN, started).await {
+        Ok(Some(Some(opened))) => opened,
+        Ok(Some(None)) => return refused(tally, "chat", false),
+        _ => return failed(tally, "chat"),
     };
     accepted(
         tally,

@@ -54,6 +54,7 @@ mod baseline;
 mod channels;
 mod crash;
 mod nodes;
+mod overload;
 mod report;
 mod run;
 mod server;
@@ -145,6 +146,18 @@ pub struct Args {
     /// directory; by default their logs are dropped.
     #[arg(long)]
     pub logs: Option<String>,
+    /// Known high-tier customers (created before the run, each with a phone number) some
+    /// calls come from: `--high-share` of them.
+    #[arg(long, default_value_t = 0)]
+    pub highs: u64,
+    /// The share of calls from the known high-tier customers (with --highs).
+    #[arg(long, default_value_t = 0.1)]
+    pub high_share: f64,
+    /// Past capacity: one run per rate (contacts/s, comma-separated), each on a fresh
+    /// server, then the curve — offers per second and contact → offer against the rate
+    /// offered, with what each channel refused and what failed.
+    #[arg(long, value_delimiter = ',')]
+    pub rates: Vec<f64>,
     /// Serve the bare endpoints from this data directory (what --baseline starts).
     #[arg(long, hide = true)]
     pub serve_bare: Option<String>,
@@ -184,12 +197,16 @@ async fn main() -> ExitCode {
         eprintln!("--baseline compares with one server this run starts and keeps up: leave out --url, --nodes, --kill-every, --kill-leader-every and --restart-database");
         return ExitCode::FAILURE;
     }
+    if !args.rates.is_empty() {
+        return overload::curve(&args).await;
+    }
     let server = Arc::new(if args.url.is_empty() {
         Server::start(&args)
     } else {
         Server::remote(&args)
     });
     let client = reqwest::Client::new();
+    run::high_customers(&server, &client, args.highs).await;
     let tally: Shared = Arc::default();
     // A crash test waits for every accepted contact to be offered again after the last
     // restart; a completion committed just before a kill may never be confirmed.

@@ -15,6 +15,8 @@ use crate::{agents, channels, Args};
 
 /// What one run measured of the server.
 pub struct Run {
+    /// When the first contact was sent.
+    pub started: Instant,
     /// Seconds contacts were being sent.
     pub elapsed: f64,
     /// Seconds from the last contact sent to the work done (or the drain's end).
@@ -87,11 +89,22 @@ pub async fn generate(
             .max_by(|a, b| credit[*a].total_cmp(&credit[*b]))
             .unwrap();
         credit[pick] -= 1.0;
-        let (server, client, tally, stop) =
-            (server.clone(), client.clone(), tally.clone(), stop.clone());
+        let (server, client, tally, stop, args) = (
+            server.clone(),
+            client.clone(),
+            tally.clone(),
+            stop.clone(),
+            args.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             match CHANNELS[pick] {
-                "phone" => channels::phone_call(&server, &client, &tally, n).await,
+                "phone" => {
+                    // Every so many calls come from a known high-tier customer.
+                    let high = (args.highs > 0
+                        && (n * 7919) % 1000 < (args.high_share * 1000.0) as u64)
+                        .then_some(args.highs);
+                    channels::phone_call(&server, &client, &tally, n, high).await
+                }
                 "email" => channels::email(&server, &tally, n).await,
                 _ => channels::chat(&server, &tally, n, stop).await,
             }
@@ -118,6 +131,7 @@ pub async fn generate(
         let _ = t.await;
     }
     Run {
+        started,
         elapsed,
         drained,
         done,
@@ -125,6 +139,34 @@ pub async fn generate(
             cpu_secs: a.cpu_secs - b.cpu_secs,
             rss_kib: a.rss_kib,
         }),
+    }
+}
+
+/// Creates the `args.highs` known high-tier customers the calls of `--high-share` come
+/// from (each by its phone number), in batches.
+pub async fn high_customers(server: &Server, client: &reqwest::Client, highs: u64) {
+    let mut n = 0;
+    while n < highs {
+        let batch: Vec<_> = (n..(n + 32).min(highs))
+            .map(|i| {
+                let client = client.clone();
+                let url = format!("{}/api/customers", server.base());
+                let token = server.token.clone();
+                async move {
+                    let r = client
+                        .post(url)
+                        .bearer_auth(token)
+                        .json(&serde_json::json!({ "name": format!("High {i}"), "tier": "high",
+                            "identities": [{ "kind": "phone", "value": channels::high_number(i) }] }))
+                        .send()
+                        .await
+                        .expect("the server creates customers");
+                    assert!(r.status().is_success(), "creating a high-tier customer: {} {}", r.status(), r.text().await.unwrap_or_default());
+                }
+            })
+            .collect();
+        futures_util::future::join_all(batch).await;
+        n += 32;
     }
 }
 

@@ -31,6 +31,12 @@ pub struct Accepted {
 pub struct Tally {
     sent: HashMap<&'static str, u64>,
     failed: HashMap<&'static str, u64>,
+    /// Refused the channel's own way because the server was past its capacity (a busy
+    /// answer to a call, SMTP 451, a chat told to start later, HTTP 503 with
+    /// `Retry-After`): answered, not accepted, and not an error.
+    refused: HashMap<&'static str, u64>,
+    /// Calls of known high-tier customers: sent, accepted, refused.
+    pub high: (u64, u64, u64),
     accepted: Vec<Accepted>,
     /// Contact key → when its first offer reached a desktop (it may come before the
     /// acknowledgement reaches the sender, so it is kept for any key).
@@ -157,6 +163,21 @@ impl Tally {
         *self.failed.entry(channel).or_default() += 1;
     }
 
+    /// The server refused it in the channel's own way, past its capacity.
+    pub fn refused(&mut self, channel: &'static str) {
+        *self.refused.entry(channel).or_default() += 1;
+    }
+
+    /// Refused past capacity on `channel`.
+    pub fn refused_count(&self, channel: &str) -> u64 {
+        self.refused.get(channel).copied().unwrap_or(0)
+    }
+
+    /// Offers that reached a desktop by `until`.
+    pub fn offered_by(&self, until: Instant) -> usize {
+        self.offered.values().filter(|at| **at <= until).count()
+    }
+
     /// A desktop was offered interaction `id`, the contact `key`; `relayed` when that
     /// desktop was connected to a node that does not lead the routing.
     pub fn offered(&mut self, key: &str, id: &str, relayed: bool) {
@@ -245,7 +266,9 @@ impl Tally {
     /// the accepted ones has happened.
     pub fn done(&self, wait: Wait) -> bool {
         let answered = self.sent.values().sum::<u64>()
-            == self.accepted.len() as u64 + self.failed.values().sum::<u64>();
+            == self.accepted.len() as u64
+                + self.failed.values().sum::<u64>()
+                + self.refused.values().sum::<u64>();
         answered
             && match wait {
                 Wait::Answers => true,

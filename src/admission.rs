@@ -1,0 +1,331 @@
+//! Admission control: what the server does past its capacity.
+//!
+//! Without it, a burst beyond the rate the server can route slows everything at once:
+//! contacts are committed faster than the router takes them up, every answer that waits
+//! on the router (a ringing call's place in line) waits longer, and the useful work —
+//! offers to agents — falls while the machine stays busy. With it, the server measures
+//! its own lag and refuses part of the new contacts early, before anything is written,
+//! so that what it takes keeps being routed at full speed.
+//!
+//! - **The signal** is the lag: how long the oldest committed contact has waited for the
+//!   router to take it up, or a contact for its commit. Past `target_lag_ms` the
+//!   *pressure* (0 to 1) rises, faster the further past; under half of it, it falls.
+//! - **The order** of refusal: each class (channel, tier) starts being refused at its
+//!   channel's start plus its tier's on the pressure's scale, and is wholly refused
+//!   `ramp` later. By default mail goes first (mail servers retry for days), then chat
+//!   and the API, calls last; within each, the best tiers' known customers last. A
+//!   contact's tier is the one its customer has (found by identity); a customer not
+//!   known yet has the default tier.
+//! - **Refusing** is in each channel's own way, and nothing refused was acknowledged:
+//!   HTTP 503 with `Retry-After`, SMTP 451, a busy answer to a ringing call, a chat's
+//!   start delayed with its place in line.
+//! - **Visible**: `/metrics` counts what was refused per channel and tier, and shows the
+//!   pressure and the lag; the supervisors' live view shows them too.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use switchboard_contract::ChannelKind;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{AdmissionSettings, TierSettings};
+use crate::queue::Queue;
+use crate::routing::router::RouterHandle;
+use crate::store::now_ms;
+
+/// How often the pressure is brought up to date.
+const TICK: Duration = Duration::from_millis(100);
+/// The window of the refusals the live view shows.
+const RECENT_MS: i64 = 60_000;
+
+/// The server's admission state: shared by the intake (which asks it) and the
+/// controller task (which keeps its pressure).
+pub struct Admission {
+    settings: AdmissionSettings,
+    /// Each tier's start, added to its channel's.
+    tier_start: HashMap<String, f64>,
+    default_tier: String,
+    /// The pressure, in millionths (0 to 1,000,000).
+    pressure: AtomicU32,
+    /// The lag last measured (ms).
+    lag_ms: AtomicI64,
+    /// The longest a contact waited for its commit since the last tick (ms).
+    intake_wait_ms: AtomicI64,
+    /// A counter for the refusal draws.
+    draws: AtomicU64,
+    /// Refusals of the last minute, for the live view: (when, channel, tier).
+    recent: Mutex<Vec<(i64, ChannelKind, String)>>,
+}
+
+impl Admission {
+    /// Admission as `settings` say, over the tiers of `tiers`.
+    pub fn new(settings: &AdmissionSettings, tiers: &TierSettings) -> Arc<Admission> {
+        Arc::new(Admission {
+            settings: settings.clone(),
+            tier_start: settings
+                .tier_start
+                .iter()
+                .map(|(t, v)| (t.clone(), *v))
+                .collect(),
+            default_tier: tiers.default.clone(),
+            pressure: AtomicU32::new(0),
+            lag_ms: AtomicI64::new(0),
+            intake_wait_ms: AtomicI64::new(0),
+            draws: AtomicU64::new(now_ms() as u64),
+            recent: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The pressure now, 0 (nothing refused) to 1.
+    pub fn pressure(&self) -> f64 {
+        f64::from(self.pressure.load(Ordering::Relaxed)) / 1_000_000.0
+    }
+
+    /// Whether anything may be refused now: when not, the intake need not look up
+    /// customers' tiers before the commit.
+    pub fn shedding(&self) -> bool {
+        self.settings.enabled && self.pressure.load(Ordering::Relaxed) > 0
+    }
+
+    /// The tier of a customer not known yet.
+    pub fn default_tier(&self) -> &str {
+        &self.default_tier
+    }
+
+    /// What a refused sender is told to wait (seconds).
+    pub fn retry_after_secs(&self) -> u32 {
+        self.settings.retry_after_secs
+    }
+
+    /// The share of contacts of this channel and tier refused at `pressure`.
+    pub fn refused_share(&self, channel: ChannelKind, tier: &str, pressure: f64) -> f64 {
+        let start = self
+            .settings
+            .channel_start
+            .get(channel.as_str())
+            .copied()
+            .unwrap_or(0.0)
+            + self.tier_start.get(tier).copied().unwrap_or(0.0);
+        ((pressure - start) / self.settings.ramp).clamp(0.0, 1.0)
+    }
+
+    /// Whether to refuse a new contact of this channel and tier now. A refusal is counted
+    /// (per channel and tier) and logged by the caller's channel in its own way.
+    pub fn refuse(&self, channel: ChannelKind, tier: &str) -> bool {
+        if !self.shedding() {
+            return false;
+        }
+        let share = self.refused_share(channel, tier, self.pressure());
+        if share <= 0.0 {
+            return false;
+        }
+        let refused = share >= 1.0 || self.draw() < share;
+        if refused {
+            metrics::counter!("switchboard_admission_refused_total",
+                "channel" => channel.as_str(), "tier" => tier.to_string())
+            .increment(1);
+            let now = now_ms();
+            let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+            recent.retain(|(at, _, _)| *at + RECENT_MS > now);
+            recent.push((now, channel, tier.to_string()));
+        }
+        refused
+    }
+
+    /// A number drawn evenly from [0, 1): splitmix64 over a shared counter.
+    fn draw(&self) -> f64 {
+        let mut z = self
+            .draws
+            .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
+            .wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// The intake tells how long a contact waited for its commit.
+    pub fn committed_after(&self, wait: Duration) {
+        self.intake_wait_ms
+            .fetch_max(wait.as_millis() as i64, Ordering::Relaxed);
+    }
+
+    /// One step of the controller: the lag measured now moves the pressure.
+    pub fn observe(&self, router_lag_ms: i64) {
+        let lag = router_lag_ms.max(self.intake_wait_ms.swap(0, Ordering::Relaxed));
+        self.lag_ms.store(lag, Ordering::Relaxed);
+        let target = self.settings.target_lag_ms as f64;
+        let p = self.pressure();
+        let next = if lag as f64 > target {
+            // Up by 2% to 10% a tick: from nothing to everything refusable in 1 to 5 s.
+            p + 0.02 * (lag as f64 / target).min(5.0)
+        } else if (lag as f64) < target / 2.0 {
+            p - 0.01
+        } else {
+            p
+        };
+        let next = if self.settings.enabled {
+            next.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        self.pressure
+            .store((next * 1_000_000.0) as u32, Ordering::Relaxed);
+        metrics::gauge!("switchboard_admission_pressure").set(next);
+        metrics::gauge!("switchboard_router_lag_seconds").set(lag as f64 / 1000.0);
+    }
+
+    /// What the supervisors' live view shows: the pressure, the lag, and the refusals of
+    /// the last minute per channel and tier.
+    pub fn view(&self) -> Value {
+        let now = now_ms();
+        let mut per: HashMap<String, HashMap<String, u64>> = HashMap::new();
+        let mut total = 0;
+        {
+            let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+            for (at, channel, tier) in recent.iter() {
+                if *at + RECENT_MS > now {
+                    *per.entry(channel.as_str().to_string())
+                        .or_default()
+                        .entry(tier.clone())
+                        .or_default() += 1;
+                    total += 1;
+                }
+            }
+        }
+        let pressure = self.pressure();
+        json!({
+            "enabled": self.settings.enabled,
+            "overloaded": pressure > 0.0,
+            "pressure": (pressure * 1000.0).round() / 1000.0,
+            "lag_ms": self.lag_ms.load(Ordering::Relaxed),
+            "target_lag_ms": self.settings.target_lag_ms,
+            "refused_last_minute": total,
+            "refused_by_channel": per,
+        })
+    }
+}
+
+/// Keeps the pressure up to date every tick, until `shutdown`, from the router's lag:
+/// how long a command sent to it now takes to be reached (measured by a probe always in
+/// flight: while one is unanswered, its age), or how long a committed contact has waited
+/// for it to be taken up, whichever is longer.
+pub fn start(
+    admission: Arc<Admission>,
+    queue: Arc<Queue>,
+    router: RouterHandle,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    // When the probe in flight was sent (ms), and the lag the last one answered.
+    let probe_sent = Arc::new(AtomicI64::new(0));
+    let last_lag = Arc::new(AtomicI64::new(0));
+    let prober = {
+        let (probe_sent, last_lag, shutdown) =
+            (probe_sent.clone(), last_lag.clone(), shutdown.clone());
+        async move {
+            loop {
+                probe_sent.store(now_ms(), Ordering::Relaxed);
+                let lag = tokio::select! {
+                    lag = router.lag() => lag,
+                    () = shutdown.cancelled() => return,
+                };
+                probe_sent.store(0, Ordering::Relaxed);
+                match lag {
+                    Some(l) => last_lag.store(l.as_millis() as i64, Ordering::Relaxed),
+                    // This node does not route now: nothing of the router's to wait for.
+                    None => last_lag.store(0, Ordering::Relaxed),
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(TICK / 2) => {}
+                    () = shutdown.cancelled() => return,
+                }
+            }
+        }
+    };
+    tokio::spawn(prober);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    let now = now_ms();
+                    let sent = probe_sent.load(Ordering::Relaxed);
+                    let in_flight = if sent > 0 { now - sent } else { 0 };
+                    let lag = last_lag
+                        .load(Ordering::Relaxed)
+                        .max(in_flight)
+                        .max(queue.untaken_for_ms(now));
+                    admission.observe(lag);
+                }
+                () = shutdown.cancelled() => return,
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+
+    fn admission() -> Arc<Admission> {
+        let s = Settings::defaults();
+        Admission::new(&s.admission, &s.tiers)
+    }
+
+    #[test]
+    fn mail_goes_first_calls_last_and_the_best_tier_last_of_all() {
+        let a = admission();
+        let share = |c, t, p| a.refused_share(c, t, p);
+        // At a little pressure only mail of customers not known to be better is refused.
+        assert!(share(ChannelKind::Email, "low", 0.1) > 0.0);
+        assert_eq!(share(ChannelKind::Chat, "low", 0.1), 0.0);
+        assert_eq!(share(ChannelKind::Phone, "low", 0.1), 0.0);
+        // At full pressure everything of the default tier is refused, and a high-tier
+        // customer's call still mostly taken.
+        assert_eq!(share(ChannelKind::Email, "low", 1.0), 1.0);
+        assert_eq!(share(ChannelKind::Phone, "low", 1.0), 1.0);
+        assert!(share(ChannelKind::Phone, "high", 1.0) < 0.5);
+        assert!(share(ChannelKind::Phone, "high", 1.0) < share(ChannelKind::Email, "high", 1.0));
+    }
+
+    #[test]
+    fn the_pressure_rises_with_the_lag_and_falls_without_it() {
+        let a = admission();
+        assert!(!a.shedding());
+        for _ in 0..10 {
+            a.observe(5_000);
+        }
+        assert!(a.pressure() > 0.5, "pressure {}", a.pressure());
+        assert!(a.refuse(ChannelKind::Email, "low"));
+        let high = a.pressure();
+        for _ in 0..200 {
+            a.observe(0);
+        }
+        assert!(a.pressure() < high);
+        assert_eq!(a.pressure(), 0.0);
+        assert!(!a.refuse(ChannelKind::Email, "low"));
+        assert_eq!(a.view()["refused_last_minute"], 1);
+    }
+
+    #[test]
+    fn a_commit_that_waited_counts_as_lag() {
+        let a = admission();
+        a.committed_after(Duration::from_secs(3));
+        a.observe(0);
+        assert!(a.pressure() > 0.0);
+        assert_eq!(a.view()["lag_ms"], 3000);
+    }
+
+    #[test]
+    fn draws_are_spread_evenly() {
+        let a = admission();
+        let n = 10_000;
+        let below = (0..n).filter(|_| a.draw() < 0.3).count();
+        assert!((2_700..3_300).contains(&below), "{below} of {n} below 0.3");
+    }
+}
