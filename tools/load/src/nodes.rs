@@ -13,14 +13,14 @@ use crate::tally::{At, Shared, Wait};
 use crate::Args;
 
 /// A fresh, empty database beside `url`'s on the same server: `url` with its database
-/// name suffixed `_one`, dropped first if a run before left it.
-async fn fresh_beside(url: &str) -> String {
+/// name suffixed `_{suffix}`, dropped first if a run before left it.
+pub(crate) async fn fresh_beside(url: &str, suffix: &str) -> String {
     use sqlx::Connection;
     let (base, name) = url
         .rsplit_once('/')
         .expect("a PostgreSQL URL names a database");
     let (name, params) = name.split_once('?').map_or((name, ""), |(n, p)| (n, p));
-    let one = format!("{name}_one");
+    let one = format!("{name}_{suffix}");
     let mut conn = sqlx::PgConnection::connect(url)
         .await
         .expect("the cluster's database is reachable");
@@ -55,7 +55,7 @@ pub async fn compare(
         .expect("a cluster runs on --database-url");
     let one_args = Args {
         nodes: 1,
-        database_url: Some(fresh_beside(url).await),
+        database_url: Some(fresh_beside(url, "one").await),
         ..args.clone()
     };
     let server = Arc::new(Server::start(&one_args));

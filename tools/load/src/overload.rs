@@ -37,9 +37,17 @@ pub async fn curve(args: &Args) -> ExitCode {
     let client = reqwest::Client::new();
     let mut rows = Vec::new();
     for &rate in &args.rates {
+        // Each rate on a fresh database: a PostgreSQL one beside the one named.
+        let database_url = match &args.database_url {
+            Some(url) => Some(
+                crate::nodes::fresh_beside(url, &format!("rate_{}", rate.round() as u64)).await,
+            ),
+            None => None,
+        };
         let args = Args {
             rate,
             rates: Vec::new(),
+            database_url,
             ..args.clone()
         };
         let server = Arc::new(Server::start(&args));
