@@ -241,6 +241,13 @@ pub struct ApiSettings {
     pub max_import_rows: usize,
     /// The longest date range one report may cover, in days.
     pub max_report_days: u32,
+    /// The time zone (IANA name) of reports' days and weeks when a report names none.
+    #[serde(default = "utc")]
+    pub report_time_zone: String,
+}
+
+fn utc() -> String {
+    "UTC".into()
 }
 
 /// Customer identities.
@@ -429,6 +436,9 @@ impl Settings {
         }
         if self.api.max_report_days == 0 {
             problems.push("api.max_report_days: must be at least 1".into());
+        }
+        if let Err(e) = crate::store::reports::zone::parse(&self.api.report_time_zone) {
+            problems.push(format!("api.report_time_zone: {e}"));
         }
         let region = &self.customers.phone_default_region;
         if !region.is_empty() && region.parse::<phonenumber::country::Id>().is_err() {

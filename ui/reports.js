@@ -1,5 +1,6 @@
 // The console's "Reports" tab: the centre's figures over a date range, per hour, day or
-// week (UTC) and per tier, channel, topic or agent, from GET /api/reports: a bar chart of
+// week (in the centre's time zone or one chosen) and per tier, channel, topic, team or
+// agent, from GET /api/reports: a bar chart of
 // one figure (SVG, no library) and the table of all of them. A bar, clicked, lists the
 // contacts behind it (GET /api/reports/interactions); the report and every contact of
 // the range download as CSV.
@@ -8,8 +9,9 @@
 Object.assign(STRINGS.en, {
   reports: "Reports", rangeFrom: "From", rangeTo: "To", by: "By", slice: "Split by",
   by_hour: "Hour", by_day: "Day", by_week: "Week", slice_tier: "Tier", slice_channel: "Channel",
-  slice_topic: "Topic", slice_agent: "Agent", figure: "Figure", show: "Show",
-  reportUtc: "Buckets are in UTC; weeks start on Monday.", notUpToDate: "The latest events are still being counted.",
+  slice_topic: "Topic", slice_agent: "Agent", slice_team: "Team", figure: "Figure", show: "Show",
+  timeZone: "Time zone", centreZone: "the centre's",
+  reportZone: "Buckets are in {tz}; weeks start on Monday.", notUpToDate: "The latest events are still being counted.",
   downloadReport: "Report as CSV", downloadContacts: "Every contact as CSV", noData: "Nothing in this range.",
   bucket: "Bucket", repReceived: "Received", repAnswered: "Answered", repAbandoned: "Abandoned",
   meanAbandonedWait: "Mean wait of abandoned", asa: "Average speed of answer",
@@ -17,12 +19,16 @@ Object.assign(STRINGS.en, {
   contactsBehind: "Contacts behind {what}", moreContacts: "More contacts than shown: narrow the range.",
   created: "Arrived", answeredAt: "Answered", completedAt: "Completed", waitCol: "Wait", outcome: "Outcome",
   clickBar: "Click a bar to list its contacts.",
+  meanWrapUp: "Mean wrap-up", slaAttainment: "SLA attained", available: "Available", away: "Away",
+  occupancy: "Occupancy",
+  occupancyHelp: "Occupancy: handling and wrap-up time of the contacts completed, over the time available.",
 });
 Object.assign(STRINGS.zh, {
   reports: "报表", rangeFrom: "开始", rangeTo: "结束", by: "按", slice: "拆分",
   by_hour: "小时", by_day: "天", by_week: "周", slice_tier: "等级", slice_channel: "渠道",
-  slice_topic: "话题", slice_agent: "坐席", figure: "指标", show: "显示",
-  reportUtc: "时间段按 UTC 划分；每周从星期一开始。", notUpToDate: "最新的事件仍在统计中。",
+  slice_topic: "话题", slice_agent: "坐席", slice_team: "团队", figure: "指标", show: "显示",
+  timeZone: "时区", centreZone: "中心默认",
+  reportZone: "时间段按 {tz} 划分；每周从星期一开始。", notUpToDate: "最新的事件仍在统计中。",
   downloadReport: "报表 CSV", downloadContacts: "全部联系 CSV", noData: "此范围内没有数据。",
   bucket: "时间段", repReceived: "接入", repAnswered: "已接听", repAbandoned: "放弃",
   meanAbandonedWait: "放弃前平均等待", asa: "平均应答速度",
@@ -30,12 +36,18 @@ Object.assign(STRINGS.zh, {
   contactsBehind: "{what} 的联系", moreContacts: "联系多于显示的数量：请缩小范围。",
   created: "接入时间", answeredAt: "接听时间", completedAt: "完成时间", waitCol: "等待", outcome: "结果",
   clickBar: "点击柱形查看其中的联系。",
+  meanWrapUp: "平均话后处理", slaAttainment: "服务承诺达成率", available: "就绪", away: "离开",
+  occupancy: "占用率",
+  occupancyHelp: "占用率：已完成联系的处理与话后处理时长，除以就绪时长。",
 });
 
-const REPORT_WIDTH = { hour: 3600000, day: 86400000, week: 7 * 86400000 };
 const FIGURES = [
   ["received", "repReceived"], ["answered", "repAnswered"], ["abandoned", "repAbandoned"], ["service_level", "serviceLevel"],
+  ["sla_attainment", "slaAttainment"], ["mean_handling_secs", "meanHandling"], ["mean_wrap_up_secs", "meanWrapUp"],
+  ["occupancy", "occupancy"],
 ];
+/** Figures that are shares (drawn against 100%). */
+const SHARES = new Set(["service_level", "sla_attainment", "occupancy"]);
 const rep = { pane: null, form: null, chart: null, table: null, drill: null, data: null };
 
 /** A date `days` from today (UTC), as YYYY-MM-DD. */
@@ -52,12 +64,17 @@ function buildReports(pane) {
   const by = h("select", { id: "report-by", "aria-label": t("by") },
     ["hour", "day", "week"].map((b) => h("option", { value: b, selected: b === "day" }, t(`by_${b}`))));
   const slice = h("select", { id: "report-slice", "aria-label": t("slice") },
-    ["tier", "channel", "topic", "agent"].map((s) => h("option", { value: s }, t(`slice_${s}`))));
+    ["tier", "channel", "topic", "team", "agent"].map((s) => h("option", { value: s }, t(`slice_${s}`))));
+  const tz = h("input", { type: "text", id: "report-tz", list: "report-zones", placeholder: t("centreZone"),
+    size: 16, maxlength: 64, "aria-label": t("timeZone") });
+  const zones = h("datalist", { id: "report-zones" },
+    ["UTC", "Asia/Shanghai", "Europe/Berlin", "Europe/London", "America/New_York", "America/Los_Angeles",
+      Intl.DateTimeFormat().resolvedOptions().timeZone].map((z) => h("option", { value: z })));
   const figure = h("select", { id: "report-figure", "aria-label": t("figure"), onchange: () => drawReport() },
     FIGURES.map(([k, label]) => h("option", { value: k }, t(label))));
-  rep.form = { from, to, by, slice, figure };
+  rep.form = { from, to, by, slice, tz, figure };
   if (was) for (const [k, v] of Object.entries(was)) rep.form[k].value = v;
-  rep.status = h("p", { class: "muted", "aria-live": "polite" }, t("reportUtc"));
+  rep.status = h("p", { class: "muted", "aria-live": "polite" });
   rep.chart = h("div", { id: "report-chart" });
   rep.table = h("div", { id: "report-table", class: "scroll" });
   rep.drill = h("div", { id: "report-drill" });
@@ -67,6 +84,7 @@ function buildReports(pane) {
       h("div", { class: "row" },
         h("label", {}, t("rangeFrom"), " ", from), h("label", {}, t("rangeTo"), " ", to),
         h("label", {}, t("by"), " ", by), h("label", {}, t("slice"), " ", slice),
+        h("label", {}, t("timeZone"), " ", tz, zones),
         h("button", { type: "button", class: "primary", id: "report-show", onclick: () => loadReports() }, t("show")),
         h("button", { type: "button", onclick: () => download("/api/reports.csv", true, "report.csv") }, t("downloadReport")),
         h("button", { type: "button", onclick: () => download("/api/reports/interactions.csv", false, "interactions.csv") }, t("downloadContacts"))),
@@ -81,6 +99,7 @@ function buildReports(pane) {
 function reportQuery(full) {
   const f = rep.form;
   const q = new URLSearchParams({ from: f.from.value, to: f.to.value });
+  if (f.tz.value.trim()) q.set("tz", f.tz.value.trim());
   if (full) { q.set("by", f.by.value); q.set("slice", f.slice.value); }
   return q.toString();
 }
@@ -126,7 +145,9 @@ const sliceLabel = (slice, v) => (v === "" ? t("none") : slice === "tier" ? (STR
 function drawReport() {
   const d = rep.data;
   if (!d) return;
-  fill(rep.status, t("reportUtc"), d.up_to_date ? "" : ` ${t("notUpToDate")}`);
+  const people = d.slice === "agent" || d.slice === "team";
+  fill(rep.status, t("reportZone", { tz: d.time_zone }), d.up_to_date ? "" : ` ${t("notUpToDate")}`,
+    people ? ` ${t("occupancyHelp")}` : "");
   if (!d.rows.length) {
     fill(rep.chart, h("p", { class: "muted" }, t("noData")));
     fill(rep.table);
@@ -136,7 +157,8 @@ function drawReport() {
   const buckets = [...new Set(d.rows.map((r) => r.bucket))];
   const values = [...new Set(d.rows.map((r) => r[d.slice]))].sort();
   const W = 720, H = 220, L = 40, B = 22;
-  const max = figure === "service_level" ? 1 : Math.max(1, ...d.rows.map((r) => r[figure] || 0));
+  const share = SHARES.has(figure);
+  const max = Math.max(1, ...d.rows.map((r) => r[figure] || 0));
   const groupW = (W - L - 4) / buckets.length;
   const barW = Math.max(1, (groupW - 2) / values.length);
   const y = (v) => 4 + (1 - v / max) * (H - B - 8);
@@ -154,7 +176,7 @@ function drawReport() {
   };
   for (const f of [0, 0.5, 1]) {
     add("line", { x1: L, x2: W, y1: y(f * max), y2: y(f * max), stroke: "#d9dde5" });
-    add("text", { x: 2, y: y(f * max) + 4 }, figure === "service_level" ? `${f * 100}%` : String(Math.round(f * max)));
+    add("text", { x: 2, y: y(f * max) + 4 }, share ? `${Math.round(f * max * 100)}%` : String(Math.round(f * max)));
   }
   const every = Math.max(1, Math.ceil(buckets.length / 8));
   buckets.forEach((b, i) => {
@@ -170,10 +192,10 @@ function drawReport() {
       "data-bucket": r.bucket, "data-value": r[d.slice],
     });
     const title = document.createElementNS("http://www.w3.org/2000/svg", "title");
-    title.textContent = `${r.bucket} · ${sliceLabel(d.slice, r[d.slice])}: ${figure === "service_level" ? pct(v) : v}`;
+    title.textContent = `${r.bucket} · ${sliceLabel(d.slice, r[d.slice])}: ${share ? pct(v) : figure.endsWith("_secs") ? secs(v) : v}`;
     bar.append(title);
     bar.style.cursor = "pointer";
-    const open = () => drill(r.bucket, r[d.slice]);
+    const open = () => drill(r.bucket, r.bucket_end, r[d.slice]);
     bar.addEventListener("click", open);
     bar.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); open(); } });
   }
@@ -182,7 +204,8 @@ function drawReport() {
   fill(rep.chart, svg, h("div", { class: "legend" }, legend));
   fill(rep.table, h("table", { id: "report-rows" },
     h("thead", {}, h("tr", {}, [t("bucket"), t(`slice_${d.slice}`), t("repReceived"), t("repAnswered"), t("repAbandoned"),
-      t("meanAbandonedWait"), t("serviceLevel"), t("asa"), t("meanHandling"), t("transfers"), t("callbacks"), t("csat")]
+      t("meanAbandonedWait"), t("serviceLevel"), t("asa"), t("meanHandling"), t("meanWrapUp"), t("transfers"), t("callbacks"),
+      t("slaAttainment"), t("csat"), ...(people ? [t("available"), t("away"), t("occupancy")] : [])]
       .map((c) => h("th", {}, c)))),
     h("tbody", {}, d.rows.map((r) => h("tr", {},
       h("td", {}, d.by === "hour" ? r.bucket.slice(0, 16).replace("T", " ") : r.bucket.slice(0, 10)),
@@ -190,14 +213,17 @@ function drawReport() {
       h("td", {}, r.received), h("td", {}, r.answered), h("td", {}, r.abandoned),
       h("td", {}, secs(r.mean_abandoned_wait_secs)), h("td", {}, pct(r.service_level)),
       h("td", {}, secs(r.average_speed_of_answer_secs)), h("td", {}, secs(r.mean_handling_secs)),
-      h("td", {}, r.transfers), h("td", {}, r.callbacks),
-      h("td", {}, r.csat_average === null ? "—" : `${r.csat_average.toFixed(2)} (${r.csat_count})`))))));
+      h("td", {}, secs(r.mean_wrap_up_secs)), h("td", {}, r.transfers), h("td", {}, r.callbacks),
+      h("td", {}, r.sla_attainment === null ? "—" : `${pct(r.sla_attainment)} (${r.sla_contacts})`),
+      h("td", {}, r.csat_average === null ? "—" : `${r.csat_average.toFixed(2)} (${r.csat_count})`),
+      ...(people ? [h("td", {}, secs(r.available_secs)), h("td", {}, secs(r.away_secs)), h("td", {}, pct(r.occupancy))] : []))))));
 }
 
-/** Lists the contacts behind one bar: those that arrived in its bucket with its value. */
-async function drill(bucket, value) {
+/** Lists the contacts behind one bar: those that arrived in its bucket (to its end: a
+ * day the clocks change is not 24 hours) with its value. */
+async function drill(bucket, end, value) {
   const d = rep.data;
-  const to = new Date(Math.min(Date.parse(bucket) + REPORT_WIDTH[d.by], Date.parse(d.to))).toISOString();
+  const to = new Date(Math.min(Date.parse(end), Date.parse(d.to))).toISOString();
   const from = new Date(Math.max(Date.parse(bucket), Date.parse(d.from))).toISOString();
   const q = new URLSearchParams({ from, to, slice: d.slice, value, limit: "200" });
   try {

@@ -498,17 +498,17 @@ fn api_routes() -> Routes {
             service_level::by_hour,
         )
         .add(
-            Op::get("/api/reports", "the centre's figures over a date range, per hour, day or week (UTC) and per tier, channel, topic or agent, from the hourly rollups")
+            Op::get("/api/reports", "the centre's figures over a date range, per hour, day or week (in the centre's time zone or tz) and per tier, channel, topic, team or agent, from the hourly rollups")
                 .access(Supervisor)
                 .query::<reports::ReportQuery>()
-                .responses(&[(200, "per bucket and slice: received, answered, abandoned, service level, speed of answer, handling, transfers, callbacks, CSAT"), (400, "a bad range, by or slice, named")]),
+                .responses(&[(200, "per bucket and slice: received, answered, abandoned, service level, speed of answer, handling and wrap-up, transfers, callbacks, SLA attainment, CSAT; by agent or team also time per presence state and occupancy"), (400, "a bad range, by, slice or tz, named")]),
             reports::get,
         )
         .add(
             Op::get("/api/reports.csv", "the report as CSV, one row per bucket and slice")
                 .access(Supervisor)
                 .query::<reports::ReportQuery>()
-                .responses(&[(200, "text/csv"), (400, "a bad range, by or slice, named")]),
+                .responses(&[(200, "text/csv"), (400, "a bad range, by, slice or tz, named")]),
             reports::csv,
         )
         .add(

@@ -2,7 +2,11 @@
 //! `GET /api/reports.csv` (the same, one row per bucket and slice) and
 //! `GET /api/reports/interactions.csv` (one row per contact, streamed page by page).
 //! Figures come from the hourly rollups the leader keeps (see `store::reports`), never
-//! from scanning the history per request. Buckets are in UTC; weeks start on Monday.
+//! from scanning the history per request. Days and weeks (from Monday) are in the
+//! centre's time zone (`api.report_time_zone`) or the one asked (`tz`); `table` builds
+//! the rows.
+
+mod table;
 
 use axum::body::Body;
 use axum::extract::State;
@@ -16,12 +20,15 @@ use serde_json::{json, Map, Value};
 use super::auth::Supervisor;
 use super::error::{ApiError, ApiQuery};
 use super::AppState;
-use crate::store::reports::{self, Sums, HOUR_MS};
-use crate::store::{parse_rfc3339, rfc3339};
+use crate::store::parse_rfc3339;
+use crate::store::reports::zone::{self, Buckets, Piece, Zone};
+use crate::store::reports::{self, presence, Only, HOUR_MS};
+use table::Plan;
 
 const DAY_MS: i64 = 24 * HOUR_MS;
-/// The epoch was a Thursday: weeks start four days later, on a Monday.
-const MONDAY_MS: i64 = 4 * DAY_MS;
+/// 2000-01-01T00:00:00Z: no report starts earlier (the bucket arithmetic needs a
+/// positive local time, and no centre's history is older).
+const EARLIEST_MS: i64 = 946_684_800_000;
 /// Interactions read per page of the CSV export.
 const PAGE: i64 = 1_000;
 
@@ -29,16 +36,20 @@ const PAGE: i64 = 1_000;
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReportQuery {
-    /// Start: an RFC 3339 time or a date (`2026-11-01`, midnight UTC); rounded down to
+    /// Start: an RFC 3339 time or a date (`2026-11-01`, local midnight); rounded down to
     /// the hour.
     from: Option<String>,
-    /// End: an RFC 3339 time (exclusive) or a date (included whole, to the next
-    /// midnight UTC); rounded up to the hour.
+    /// End: an RFC 3339 time (exclusive) or a date (included whole, to the next local
+    /// midnight); rounded up to the hour.
     to: Option<String>,
-    /// Bucket width: `hour`, `day` (by default) or `week` (from Monday), in UTC.
+    /// Bucket width: `hour`, `day` (by default) or `week` (from Monday), in the time zone.
     by: Option<String>,
-    /// What each bucket is split by: `tier` (by default), `channel`, `topic` or `agent`.
+    /// What each bucket is split by: `tier` (by default), `channel`, `topic`, `team` or
+    /// `agent`.
     slice: Option<String>,
+    /// The time zone of dates, days and weeks (an IANA name such as `Asia/Shanghai`);
+    /// `api.report_time_zone` by default.
+    tz: Option<String>,
 }
 
 /// The range of an interaction listing.
@@ -49,6 +60,8 @@ pub struct InteractionsQuery {
     from: Option<String>,
     /// End, as in the report (contacts that arrived before then).
     to: Option<String>,
+    /// The time zone of the dates, as in the report.
+    tz: Option<String>,
 }
 
 /// The contacts behind one bar of a report.
@@ -59,12 +72,14 @@ pub struct DrillQuery {
     from: Option<String>,
     /// End, as in the report (contacts that arrived before then).
     to: Option<String>,
-    /// The slice the bar is of: `tier`, `channel`, `topic` or `agent`.
+    /// The slice the bar is of: `tier`, `channel`, `topic`, `team` or `agent`.
     slice: Option<String>,
-    /// The slice's value ('' for none: no topic, no agent).
+    /// The slice's value ('' for none: no topic, no agent, no team).
     value: Option<String>,
     /// Most contacts listed, 1 to 500 (100 by default).
     limit: Option<i64>,
+    /// The time zone of the dates, as in the report.
+    tz: Option<String>,
 }
 
 /// A checked range: `[from, to)` in ms on whole hours.
@@ -73,8 +88,17 @@ struct Range {
     to: i64,
 }
 
-/// A time or a date; a date `to` means the end of that day.
-fn parse_time(field: &str, value: &str, end: bool) -> Result<i64, ApiError> {
+/// The zone asked for, or the centre's.
+fn zone_of(state: &AppState, tz: &Option<String>) -> Result<Zone, ApiError> {
+    match tz {
+        Some(name) => zone::parse(name).map_err(|e| ApiError::field("tz", e)),
+        None => zone::parse(&state.settings.api.report_time_zone)
+            .map_err(|e| ApiError::Unexpected(anyhow::anyhow!("api.report_time_zone: {e}"))),
+    }
+}
+
+/// A time or a date (midnight in `zone`); a date `to` means the end of that day.
+fn parse_time(zone: &Zone, field: &str, value: &str, end: bool) -> Result<i64, ApiError> {
     if let Some(ms) = parse_rfc3339(value) {
         return Ok(ms);
     }
@@ -84,23 +108,34 @@ fn parse_time(field: &str, value: &str, end: bool) -> Result<i64, ApiError> {
             "must be an RFC 3339 time (2026-11-01T00:00:00Z) or a date (2026-11-01)",
         )
     })?;
-    let ms = date
-        .to_zoned(jiff::tz::TimeZone::UTC)
-        .map_err(|_| ApiError::field(field, "is out of range"))?
-        .timestamp()
-        .as_millisecond();
-    Ok(if end { ms + DAY_MS } else { ms })
+    let date = if end {
+        date.tomorrow()
+            .map_err(|_| ApiError::field(field, "is out of range"))?
+    } else {
+        date
+    };
+    zone.midnight(date)
+        .ok_or_else(|| ApiError::field(field, "is out of range"))
 }
 
-fn range(state: &AppState, from: &Option<String>, to: &Option<String>) -> Result<Range, ApiError> {
+fn range(
+    state: &AppState,
+    zone: &Zone,
+    from: &Option<String>,
+    to: &Option<String>,
+) -> Result<Range, ApiError> {
     let from = from
         .as_deref()
         .ok_or_else(|| ApiError::field("from", "is required"))?;
     let to = to
         .as_deref()
         .ok_or_else(|| ApiError::field("to", "is required"))?;
-    let from = parse_time("from", from, false)?.div_euclid(HOUR_MS) * HOUR_MS;
-    let to = (parse_time("to", to, true)? + HOUR_MS - 1).div_euclid(HOUR_MS) * HOUR_MS;
+    let from = parse_time(zone, "from", from, false)?.div_euclid(HOUR_MS) * HOUR_MS;
+    let to = (parse_time(zone, "to", to, true)?.saturating_add(HOUR_MS - 1)).div_euclid(HOUR_MS)
+        * HOUR_MS;
+    if from < EARLIEST_MS {
+        return Err(ApiError::field("from", "must be in 2000 or later"));
+    }
     if to <= from {
         return Err(ApiError::field("to", "must be after from"));
     }
@@ -114,13 +149,25 @@ fn range(state: &AppState, from: &Option<String>, to: &Option<String>) -> Result
     Ok(Range { from, to })
 }
 
-/// A checked report query: the range, the bucket width and alignment, the slice.
+/// A checked report query: the zone, the range and its pieces, the buckets, the slice.
 struct Checked {
+    zone: Zone,
     range: Range,
+    pieces: Vec<Piece>,
     by: &'static str,
-    width: i64,
-    offset: i64,
+    buckets: Buckets,
     slice: &'static str,
+}
+
+impl Checked {
+    fn plan(&self) -> Plan<'_> {
+        Plan {
+            zone: &self.zone,
+            pieces: &self.pieces,
+            buckets: self.buckets,
+            slice: self.slice,
+        }
+    }
 }
 
 /// A slice by name, `tier` when none is given.
@@ -129,79 +176,51 @@ fn slice(name: Option<&str>) -> Result<&'static str, ApiError> {
         "tier" => Ok("tier"),
         "channel" => Ok("channel"),
         "topic" => Ok("topic"),
+        "team" => Ok("team"),
         "agent" => Ok("agent"),
         _ => Err(ApiError::field(
             "slice",
-            "must be tier, channel, topic or agent",
+            "must be tier, channel, topic, team or agent",
         )),
     }
 }
 
 fn check(state: &AppState, q: &ReportQuery) -> Result<Checked, ApiError> {
-    let range = range(state, &q.from, &q.to)?;
-    let (by, width, offset) = match q.by.as_deref().unwrap_or("day") {
-        "hour" => ("hour", HOUR_MS, 0),
-        "day" => ("day", DAY_MS, 0),
-        "week" => ("week", 7 * DAY_MS, MONDAY_MS),
+    let zone = zone_of(state, &q.tz)?;
+    let range = range(state, &zone, &q.from, &q.to)?;
+    let (by, buckets) = match q.by.as_deref().unwrap_or("day") {
+        "hour" => ("hour", Buckets::HOUR),
+        "day" => ("day", Buckets::DAY),
+        "week" => ("week", Buckets::WEEK),
         _ => return Err(ApiError::field("by", "must be hour, day or week")),
     };
     let slice = slice(q.slice.as_deref())?;
+    let pieces = zone
+        .pieces(range.from, range.to)
+        .map_err(|e| ApiError::field("tz", e))?;
     Ok(Checked {
+        zone,
         range,
+        pieces,
         by,
-        width,
-        offset,
+        buckets,
         slice,
     })
 }
 
-/// A mean, or none of nothing.
-fn mean(sum: i64, n: i64, scale: f64) -> Option<f64> {
-    (n > 0).then(|| sum as f64 / n as f64 / scale)
-}
-
-/// The figures of one bucket, named as the report states them.
-fn figures(s: &Sums) -> Vec<(&'static str, Value)> {
-    let [received, answered, within, answer_ms, abandoned, abandoned_ms, completed, handling_ms, transfers, callbacks, csat_n, csat_sum, targeted] =
-        *s;
-    vec![
-        ("received", json!(received)),
-        ("answered", json!(answered)),
-        ("abandoned", json!(abandoned)),
-        (
-            "mean_abandoned_wait_secs",
-            json!(mean(abandoned_ms, abandoned, 1000.0)),
-        ),
-        ("answered_within_target", json!(within)),
-        // Of the contacts answered whose tier has a target: none when no tier had one.
-        ("service_level", json!(mean(within, targeted, 1.0))),
-        (
-            "average_speed_of_answer_secs",
-            json!(mean(answer_ms, answered, 1000.0)),
-        ),
-        ("completed", json!(completed)),
-        (
-            "mean_handling_secs",
-            json!(mean(handling_ms, completed, 1000.0)),
-        ),
-        ("transfers", json!(transfers)),
-        ("callbacks", json!(callbacks)),
-        ("csat_average", json!(mean(csat_sum, csat_n, 1.0))),
-        ("csat_count", json!(csat_n)),
-    ]
-}
-
-async fn rows(state: &AppState, c: &Checked) -> Result<Vec<reports::ReportRow>, ApiError> {
+async fn table(state: &AppState, c: &Checked) -> Result<table::Table, ApiError> {
     let mut conn = state.store.pool().acquire().await?;
-    Ok(reports::report(
-        &mut conn,
-        c.slice,
-        c.range.from,
-        c.range.to,
-        c.width,
-        c.offset,
+    let now = jiff::Timestamp::now().as_millisecond();
+    Ok(table::build(&mut conn, &c.plan(), now).await?)
+}
+
+/// Whether every recorded history event and presence change is counted yet.
+async fn up_to_date(state: &AppState) -> Result<bool, ApiError> {
+    let mut conn = state.store.pool().acquire().await?;
+    Ok(
+        reports::cursor(&mut conn).await? >= reports::last_seq(&mut conn).await?
+            && presence::cursor(&mut conn).await? >= presence::last_seq(&mut conn).await?,
     )
-    .await?)
 }
 
 /// `GET /api/reports`: per bucket and slice, the centre's figures.
@@ -211,26 +230,25 @@ pub async fn get(
     ApiQuery(q): ApiQuery<ReportQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let c = check(&state, &q)?;
-    let up_to_date = {
-        let mut conn = state.store.pool().acquire().await?;
-        reports::cursor(&mut conn).await? >= reports::last_seq(&mut conn).await?
-    };
-    let rows: Vec<Value> = rows(&state, &c)
+    let up_to_date = up_to_date(&state).await?;
+    let people = c.plan().of_people();
+    let rows: Vec<Value> = table(&state, &c)
         .await?
         .iter()
-        .map(|(bucket, value, sums)| {
+        .map(|((bucket, value), line)| {
             let mut row = Map::new();
-            row.insert("bucket".into(), json!(rfc3339(*bucket)));
+            row.insert("bucket".into(), json!(c.zone.rfc3339(*bucket)));
+            row.insert("bucket_end".into(), json!(c.zone.rfc3339(line.end)));
             row.insert(c.slice.into(), json!(value));
-            for (k, v) in figures(sums) {
+            for (k, v) in table::figures(line, people) {
                 row.insert(k.into(), v);
             }
             Value::Object(row)
         })
         .collect();
     Ok(Json(json!({
-        "from": rfc3339(c.range.from), "to": rfc3339(c.range.to), "by": c.by,
-        "slice": c.slice, "time_zone": "UTC", "up_to_date": up_to_date, "rows": rows,
+        "from": c.zone.rfc3339(c.range.from), "to": c.zone.rfc3339(c.range.to), "by": c.by,
+        "slice": c.slice, "time_zone": c.zone.name(), "up_to_date": up_to_date, "rows": rows,
     })))
 }
 
@@ -266,18 +284,19 @@ pub async fn csv(
     ApiQuery(q): ApiQuery<ReportQuery>,
 ) -> Result<Response, ApiError> {
     let c = check(&state, &q)?;
-    let rows = rows(&state, &c).await?;
-    let names: Vec<&str> = figures(&[0; 13]).iter().map(|(k, _)| *k).collect();
-    let mut out = record(["bucket", c.slice].into_iter().chain(names))
+    let people = c.plan().of_people();
+    let rows = table(&state, &c).await?;
+    let mut out = record(["bucket", c.slice].into_iter().chain(table::names(people)))
         .map_err(|e| ApiError::Unexpected(e.into()))?;
-    for (bucket, value, sums) in &rows {
-        let cells =
-            [rfc3339(*bucket), value.clone()]
+    for ((bucket, value), line) in &rows {
+        let cells = [c.zone.rfc3339(*bucket), value.clone()].into_iter().chain(
+            table::figures(line, people)
                 .into_iter()
-                .chain(figures(sums).into_iter().map(|(_, v)| match v {
+                .map(|(_, v)| match v {
                     Value::Null => String::new(),
                     v => v.to_string(),
-                }));
+                }),
+        );
         out.extend(record(cells).map_err(|e| ApiError::Unexpected(e.into()))?);
     }
     Ok(csv_response("report.csv", Body::from(out)))
@@ -290,7 +309,8 @@ pub async fn interactions_csv(
     _: Supervisor,
     ApiQuery(q): ApiQuery<InteractionsQuery>,
 ) -> Result<Response, ApiError> {
-    let r = range(&state, &q.from, &q.to)?;
+    let zone = zone_of(&state, &q.tz)?;
+    let r = range(&state, &zone, &q.from, &q.to)?;
     let head = record(reports::INTERACTION_COLUMNS).map_err(|e| ApiError::Unexpected(e.into()))?;
     let store = state.store.clone();
     // The state: the header still to send, then the key after which the next page starts.
@@ -304,7 +324,7 @@ pub async fn interactions_csv(
             let (at, id) = after?;
             let page = async {
                 let mut conn = store.pool().acquire().await?;
-                reports::interactions_page(&mut conn, (at, &id), r.to, PAGE, None).await
+                reports::interactions_page(&mut conn, (at, &id), r.to, PAGE, Only::All).await
             }
             .await;
             let page = match page {
@@ -335,14 +355,16 @@ pub async fn interactions_csv(
 }
 
 /// `GET /api/reports/interactions`: the contacts behind a bar, those that arrived in the
-/// range with the slice's value (for an agent: those the agent holds or last held), in
+/// range with the slice's value (for an agent: those the agent holds or last held; for a
+/// team: those its agents hold or last held, or for '' those no agent in a team holds), in
 /// arrival order, as JSON.
 pub async fn interactions(
     State(state): State<AppState>,
     _: Supervisor,
     ApiQuery(q): ApiQuery<DrillQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let r = range(&state, &q.from, &q.to)?;
+    let zone = zone_of(&state, &q.tz)?;
+    let r = range(&state, &zone, &q.from, &q.to)?;
     let slice = slice(q.slice.as_deref())?;
     let value = q
         .value
@@ -356,14 +378,22 @@ pub async fn interactions(
         return Err(ApiError::field("limit", "must be from 1 to 500"));
     }
     let mut conn = state.store.pool().acquire().await?;
-    let mut page = reports::interactions_page(
-        &mut conn,
-        (r.from - 1, ""),
-        r.to,
-        limit + 1,
-        Some((slice, value)),
-    )
-    .await?;
+    let members: Vec<String> = if slice == "team" {
+        let teams = table::teams(&mut conn).await?;
+        teams
+            .into_iter()
+            .filter(|(_, t)| t.iter().any(|t| t == value) || (value.is_empty() && t.is_empty()))
+            .map(|(a, _)| a)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let only = match slice {
+        "team" => Only::AgentIn(&members, value.is_empty()),
+        _ => Only::Is(slice, value),
+    };
+    let mut page =
+        reports::interactions_page(&mut conn, (r.from - 1, ""), r.to, limit + 1, only).await?;
     let more = page.len() as i64 > limit;
     page.truncate(limit as usize);
     let lines: Vec<Value> = page
@@ -382,7 +412,7 @@ pub async fn interactions(
         })
         .collect();
     Ok(Json(json!({
-        "from": rfc3339(r.from), "to": rfc3339(r.to), "slice": slice, "value": value,
+        "from": zone.rfc3339(r.from), "to": zone.rfc3339(r.to), "slice": slice, "value": value,
         "interactions": lines, "more": more,
     })))
 }

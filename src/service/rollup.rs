@@ -1,14 +1,15 @@
 //! The report rollup, run by the node that leads: it reads the history after the stored
 //! cursor in batches and adds each batch to the hour buckets of `report_hours`, moving
 //! the cursor in the same fenced transaction, so every event is counted exactly once
-//! whatever crashes or changes of leader come between passes.
+//! whatever crashes or changes of leader come between passes. Agents' presence log is
+//! read after its own cursor in the same pass and transaction.
 
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
 use crate::simulation::Active;
-use crate::store::reports;
+use crate::store::reports::{self, presence};
 use crate::store::{Backend, FenceError, Store};
 
 /// How long the rollup rests once it has caught up.
@@ -36,24 +37,26 @@ pub async fn run(store: Store, tiers: Vec<String>, stop: CancellationToken) {
     }
 }
 
-/// The newest `seq` below which no history row can still appear. On SQLite writers take
+/// The newest `seq`s of the history and of the presence log below which no row can still
+/// appear. On SQLite writers take
 /// turns, so every `seq` read is committed in order. On PostgreSQL a transaction may
 /// commit a smaller `seq` after a larger one is visible: a brief share lock on the
 /// history waits for every transaction that is writing to it to end, after which no
 /// `seq` up to the newest can still come. Bounded by a lock timeout, so a long writer
 /// delays the rollup (it answers none) rather than the writers queued behind the lock.
-async fn horizon(store: &Store) -> Result<Option<i64>, sqlx::Error> {
+async fn horizon(store: &Store) -> Result<Option<(i64, i64)>, sqlx::Error> {
     match store.backend() {
         Backend::Sqlite => {
             let mut conn = store.pool().acquire().await?;
-            Ok(Some(reports::last_seq(&mut conn).await?))
+            let seq = reports::last_seq(&mut conn).await?;
+            Ok(Some((seq, presence::last_seq(&mut conn).await?)))
         }
         Backend::Postgres => {
             let mut tx = store.pool().begin().await?;
             sqlx::query("SET LOCAL lock_timeout = '200ms'")
                 .execute(&mut *tx)
                 .await?;
-            match sqlx::query("LOCK TABLE history IN SHARE MODE")
+            match sqlx::query("LOCK TABLE history, agent_presence IN SHARE MODE")
                 .execute(&mut *tx)
                 .await
             {
@@ -64,20 +67,24 @@ async fn horizon(store: &Store) -> Result<Option<i64>, sqlx::Error> {
                 Err(e) => return Err(e),
             }
             let seq = reports::last_seq(&mut tx).await?;
+            let presence = presence::last_seq(&mut tx).await?;
             tx.commit().await?;
-            Ok(Some(seq))
+            Ok(Some((seq, presence)))
         }
     }
 }
 
-/// Counts one batch of the history after the cursor; answers how many events it read.
+/// Counts one batch of the history and one of the presence log after their cursors;
+/// answers how many rows it read of the longer.
 pub async fn pass(store: &Store, tiers: &[String]) -> anyhow::Result<usize> {
-    let Some(horizon) = horizon(store).await? else {
+    let Some((horizon, presence_horizon)) = horizon(store).await? else {
         return Ok(0);
     };
     {
         let mut conn = store.pool().acquire().await?;
-        if reports::cursor(&mut conn).await? >= horizon {
+        if reports::cursor(&mut conn).await? >= horizon
+            && presence::cursor(&mut conn).await? >= presence_horizon
+        {
             return Ok(0);
         }
     }
@@ -98,7 +105,23 @@ pub async fn pass(store: &Store, tiers: &[String]) -> anyhow::Result<usize> {
     };
     let buckets = reports::tally(&events, |t| active.rules.service_target_secs(t));
     reports::add(&mut tx, &buckets, to).await?;
+
+    let after = presence::cursor(&mut tx).await?;
+    let changes = presence::read_after(&mut tx, after, presence_horizon, BATCH).await?;
+    let to = if (changes.len() as i64) < BATCH {
+        presence_horizon
+    } else {
+        changes.last().map_or(presence_horizon, |c| c.seq)
+    };
+    let mut open = presence::open(&mut tx).await?;
+    let hours = presence::tally(&mut open, &changes);
+    let mut changed: Vec<String> = changes.iter().map(|c| c.agent.clone()).collect();
+    changed.sort();
+    changed.dedup();
+    presence::add(&mut tx, &hours, &open, &changed, to).await?;
     tx.commit().await?;
     metrics::counter!("switchboard_report_rollup_events_total").increment(events.len() as u64);
-    Ok(events.len())
+    metrics::counter!("switchboard_report_rollup_presence_changes_total")
+        .increment(changes.len() as u64);
+    Ok(events.len().max(changes.len()))
 }

@@ -1,7 +1,18 @@
 //! Report rollups: counts and sums per hour, channel, tier, topic and agent, kept from the
 //! history incrementally. A pass reads the history after a stored cursor, adds what it
 //! read to the hour buckets and moves the cursor in one transaction, so a crash between
-//! passes neither counts an event twice nor misses one.
+//! passes neither counts an event twice nor misses one. Agents' time per presence state
+//! is kept the same way from the presence log (`presence`); `zone` puts hours into a
+//! time zone's days and weeks.
+//!
+//! # Layout
+//! - here: the contact measures per hour (read, tally, add) and the report over them;
+//!   the interaction listing behind the exports and the drill-down;
+//! - `presence`: time per presence state per hour and agent;
+//! - `zone`: a report's time zone, its offsets over a range and its bucket starts.
+
+pub mod presence;
+pub mod zone;
 
 use std::collections::BTreeMap;
 
@@ -18,8 +29,11 @@ pub const HOUR_MS: i64 = 3_600_000;
 pub const KINDS: &str = "('interaction_received', 'assigned', 'abandoned', 'completed', \
                          'transferred', 'callback_booked', 'satisfaction')";
 
+/// How many measures a bucket holds.
+pub const N: usize = 17;
+
 /// The measures of one bucket, in the order of the table's columns.
-pub const MEASURES: [&str; 13] = [
+pub const MEASURES: [&str; N] = [
     "received",
     "answered",
     "within_target",
@@ -33,13 +47,17 @@ pub const MEASURES: [&str; 13] = [
     "csat_count",
     "csat_sum",
     "targeted",
+    "wrap_ups",
+    "wrap_up_ms",
+    "sla_contacts",
+    "sla_met",
 ];
 
 /// Where a bucket's counts go: hour start (ms), channel, tier, topic, agent.
 pub type Key = (i64, String, String, String, String);
 
 /// The sums of one bucket, indexed as [`MEASURES`].
-pub type Sums = [i64; 13];
+pub type Sums = [i64; N];
 
 /// One history event as the rollups read it, with its interaction's dimensions.
 #[derive(Debug, Clone)]
@@ -64,7 +82,24 @@ pub struct Read {
     pub holder: String,
     /// When it was last answered before this event (ms), if it was.
     pub assigned_at: Option<i64>,
+    /// For a completion: how many service targets the contact had by then…
+    pub sla_targets: i64,
+    /// …and how many of them were breached (or met after they were due) by then.
+    pub sla_breached: i64,
 }
+
+/// For a completion, its contact's service targets started by then (`targets`) and those
+/// breached, or met after their due time, by then (`breached`): the contact's commitment
+/// was kept when it had targets and none was breached. Other events: 0 and 0.
+pub const SLA_COLUMNS: &str = "\
+    CASE WHEN h.kind = 'completed' THEN (SELECT COUNT(*) FROM interaction_deadlines d \
+     WHERE d.interaction_id = h.interaction_id AND d.started_at <= h.occurred_at) ELSE 0 END \
+     AS sla_targets, \
+    CASE WHEN h.kind = 'completed' THEN (SELECT COUNT(*) FROM interaction_deadlines d \
+     WHERE d.interaction_id = h.interaction_id AND d.started_at <= h.occurred_at \
+     AND ((d.breached_at IS NOT NULL AND d.breached_at <= h.occurred_at) \
+      OR (d.met_at IS NOT NULL AND d.due_at IS NOT NULL AND d.met_at > d.due_at))) ELSE 0 END \
+     AS sla_breached";
 
 /// The cursor: the last history `seq` the rollups have counted.
 pub async fn cursor(conn: &mut Conn) -> Result<i64, sqlx::Error> {
@@ -84,7 +119,7 @@ pub async fn read_after(
         "SELECT h.seq, h.kind, h.occurred_at, h.data, i.channel, i.tier, i.topic, i.created_at, \
          i.agent_id, \
          (SELECT MAX(a.occurred_at) FROM history a WHERE a.interaction_id = h.interaction_id \
-          AND a.kind = 'assigned' AND a.seq < h.seq) AS assigned_at \
+          AND a.kind = 'assigned' AND a.seq < h.seq) AS assigned_at, {SLA_COLUMNS} \
          FROM history h JOIN interactions i ON i.id = h.interaction_id \
          WHERE h.seq > $1 AND h.seq <= $2 AND h.kind IN {KINDS} ORDER BY h.seq LIMIT $3"
     ))
@@ -109,6 +144,8 @@ pub async fn read_after(
                     .try_get::<Option<String>, _>("agent_id")?
                     .unwrap_or_default(),
                 assigned_at: r.try_get("assigned_at")?,
+                sla_targets: r.try_get("sla_targets")?,
+                sla_breached: r.try_get("sla_breached")?,
             })
         })
         .collect()
@@ -154,7 +191,16 @@ pub fn tally(events: &[Read], target_secs: impl Fn(&str) -> Option<u64>) -> BTre
             "abandoned" => (String::new(), vec![(4, 1), (5, waited_ms())]),
             "completed" => {
                 let handled = e.assigned_at.map_or(0, |a| (e.occurred_at - a).max(0));
-                (agent_of("agent_id"), vec![(6, 1), (7, handled)])
+                let mut add = vec![(6, 1), (7, handled)];
+                // The wrap-up the completion started, where the event states it (older
+                // history does not: those completions count no wrap-up either way).
+                if let Some(secs) = e.data["wrap_up_secs"].as_f64() {
+                    add.extend([(13, 1), (14, (secs * 1000.0).round() as i64)]);
+                }
+                if e.sla_targets > 0 {
+                    add.extend([(15, 1), (16, i64::from(e.sla_breached == 0))]);
+                }
+                (agent_of("agent_id"), add)
             }
             "transferred" => (agent_of("from"), vec![(8, 1)]),
             "callback_booked" => (String::new(), vec![(9, 1)]),
@@ -259,15 +305,16 @@ async fn upsert(
 /// One row of a report: the bucket's start (ms), the slice's value, the sums.
 pub type ReportRow = (i64, String, Sums);
 
-/// The sums per bucket of `width` ms (aligned on `offset` ms from the epoch) and value of
-/// `slice` (`tier`, `channel`, `topic` or `agent`, checked by the caller) over hours in
-/// `[from, to)`, ordered by bucket and slice.
+/// The sums per bucket and value of `slice` (`tier`, `channel`, `topic` or `agent`,
+/// checked by the caller) over hours in `[from, to)`, ordered by bucket and slice. The
+/// bucket is the local one of `b` in a time zone `offset` ms from UTC over the whole
+/// range (see [`zone::Buckets`]): its start in local ms from the epoch.
 pub async fn report(
     conn: &mut Conn,
     slice: &str,
     from: i64,
     to: i64,
-    width: i64,
+    b: zone::Buckets,
     offset: i64,
 ) -> Result<Vec<ReportRow>, sqlx::Error> {
     debug_assert!(["channel", "tier", "topic", "agent"].contains(&slice));
@@ -282,19 +329,20 @@ pub async fn report(
         "report_hours"
     };
     let rows = sqlx::query(&format!(
-        "SELECT (hour - $3) / $4 * $4 + $3 AS bucket, {slice} AS slice, {sums} \
+        "SELECT (hour + $3) / $4 * $4 - $5 AS bucket, {slice} AS slice, {sums} \
          FROM {table} WHERE hour >= $1 AND hour < $2 \
          GROUP BY 1, 2 ORDER BY 1, 2"
     ))
     .bind(from)
     .bind(to)
-    .bind(offset)
-    .bind(width)
+    .bind(offset + b.shift)
+    .bind(b.width)
+    .bind(b.shift)
     .fetch_all(conn)
     .await?;
     rows.iter()
         .map(|r| {
-            let mut sums = [0i64; 13];
+            let mut sums = [0i64; N];
             for (i, m) in MEASURES.iter().enumerate() {
                 sums[i] = r.try_get(*m)?;
             }
@@ -371,18 +419,31 @@ impl InteractionLine {
     }
 }
 
+/// Which contacts a listing keeps.
+#[derive(Debug, Clone, Copy)]
+pub enum Only<'a> {
+    /// Every one.
+    All,
+    /// Those whose slice (`tier`, `channel`, `topic` or `agent`, checked by the caller)
+    /// has the value ('' for none).
+    Is(&'a str, &'a str),
+    /// Those held (or last held) by one of these agents, and with `none` those no agent
+    /// holds.
+    AgentIn(&'a [String], bool),
+}
+
 /// Up to `limit` contacts that arrived after `after` (arrival ms, id) and before `to`,
-/// in arrival order; with `only`, those whose slice (`tier`, `channel`, `topic` or
-/// `agent`, checked by the caller) has that value ('' for none).
+/// in arrival order, of those `only` keeps.
 pub async fn interactions_page(
     conn: &mut Conn,
     after: (i64, &str),
     to: i64,
     limit: i64,
-    only: Option<(&str, &str)>,
+    only: Only<'_>,
 ) -> Result<Vec<InteractionLine>, sqlx::Error> {
     let filter = match only {
-        Some((slice, _)) => {
+        Only::All => String::new(),
+        Only::Is(slice, _) => {
             let column = match slice {
                 "tier" => "i.tier",
                 "channel" => "i.channel",
@@ -391,7 +452,23 @@ pub async fn interactions_page(
             };
             format!("AND COALESCE({column}, '') = $5")
         }
-        None => String::new(),
+        Only::AgentIn(agents, none) => {
+            let mut or = Vec::new();
+            if !agents.is_empty() {
+                let list = (0..agents.len())
+                    .map(|k| format!("${}", k + 5))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                or.push(format!("i.agent_id IN ({list})"));
+            }
+            if none {
+                or.push("i.agent_id IS NULL".into());
+            }
+            if or.is_empty() {
+                return Ok(Vec::new());
+            }
+            format!("AND ({})", or.join(" OR "))
+        }
     };
     let sql = format!(
         "SELECT i.id, i.channel, i.tier, i.topic, i.agent_id, i.created_at, i.state, \
@@ -409,8 +486,9 @@ pub async fn interactions_page(
         .bind(to)
         .bind(limit);
     let rows = match only {
-        Some((_, value)) => rows.bind(value),
-        None => rows,
+        Only::All => rows,
+        Only::Is(_, value) => rows.bind(value),
+        Only::AgentIn(agents, _) => agents.iter().fold(rows, |q, a| q.bind(a.as_str())),
     }
     .fetch_all(conn)
     .await?;

@@ -1,15 +1,17 @@
 //! Reports: the figures the hourly rollups give equal the same figures computed straight
-//! from the raw history, over a generated month of contacts; the rollup counts nothing
-//! twice across a restart; the CSV exports parse; bad input is refused by name.
+//! from the raw history and presence log, over a generated month of contacts and agents'
+//! shifts, in UTC and in a zone with summer time; the rollup counts nothing twice across
+//! a restart; the CSV exports parse; bad input is refused by name.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use sqlx::Row;
+use switchboard::store::agents::{self, AgentRow};
 use switchboard::store::history::{self, NewEvent};
 use switchboard::store::interactions::{self, InteractionRow};
-use switchboard::store::{customers, Store};
+use switchboard::store::{customers, presence, Store};
 
 use crate::helpers::{spawn_settings, test_settings, Backend, TestApp};
 
@@ -18,6 +20,16 @@ const DAY: i64 = 24 * HOUR;
 /// 2026-10-01T00:00:00Z, a Thursday: the generated month starts here.
 const START: i64 = 1_790_812_800_000;
 const AGENTS: [&str; 6] = ["ag-ann", "ag-bo", "ag-chen", "ag-dee", "ag-eli", "ag-fay"];
+/// The agents' teams (skills): Chen is in two, Eli in none, Fay is not on file.
+const TEAMS: [(&str, &[&str]); 5] = [
+    ("ag-ann", &["billing"]),
+    ("ag-bo", &["billing"]),
+    ("ag-chen", &["billing", "complaints"]),
+    ("ag-dee", &["complaints"]),
+    ("ag-eli", &[]),
+];
+/// How many measures the report keeps per bucket.
+const N: usize = 17;
 
 /// A small deterministic generator (xorshift), so a failure can be replayed.
 struct Gen(u64);
@@ -42,6 +54,17 @@ async fn generate(store: &Store, n: usize, seed: u64) {
     let mut g = Gen(seed);
     for chunk in 0..n.div_ceil(200) {
         let mut tx = store.begin_write().await.expect("a write");
+        #[allow(clippy::type_complexity)]
+        let mut deadlines: Vec<(
+            String,
+            &str,
+            &str,
+            i64,
+            i64,
+            &str,
+            Option<i64>,
+            Option<i64>,
+        )> = Vec::new();
         for k in chunk * 200..((chunk + 1) * 200).min(n) {
             let id = uuid::Uuid::now_v7().to_string();
             let customer = uuid::Uuid::now_v7().to_string();
@@ -118,8 +141,52 @@ async fn generate(store: &Store, n: usize, seed: u64) {
                     ("assigned", Some(agent))
                 } else {
                     at += 30_000 + g.below(900_000) as i64;
-                    let data = json!({ "agent_id": agent, "disposition": "resolved" });
+                    // Older history states no wrap-up.
+                    let data = if g.below(8) == 0 {
+                        json!({ "agent_id": agent, "disposition": "resolved" })
+                    } else {
+                        json!({ "agent_id": agent, "disposition": "resolved", "wrap_up_secs": g.below(121) })
+                    };
                     life.push((at, ev("completed", agent, data)));
+                    // Service targets: a first response due a minute after arrival, met in
+                    // time, met late, or breached; now and then a resolution too.
+                    if g.below(2) == 0 {
+                        let answered = created + wait;
+                        let due = created + 60_000;
+                        let (state, met, breached) = match g.below(3) {
+                            _ if answered <= due => ("met", Some(answered), None),
+                            0 => ("met", Some(answered), None),
+                            _ => ("breached", None, Some(due)),
+                        };
+                        deadlines.push((
+                            id.clone(),
+                            "first_response",
+                            channel,
+                            created,
+                            due,
+                            state,
+                            met,
+                            breached,
+                        ));
+                        if g.below(3) == 0 {
+                            let due = created + 600_000;
+                            let (state, met, breached) = if at <= due {
+                                ("met", Some(at), None)
+                            } else {
+                                ("breached", None, Some(due))
+                            };
+                            deadlines.push((
+                                id.clone(),
+                                "resolution",
+                                channel,
+                                created,
+                                due,
+                                state,
+                                met,
+                                breached,
+                            ));
+                        }
+                    }
                     if g.below(3) == 0 {
                         let data = json!({ "score": 1 + g.below(5), "answered_by": "chat" });
                         life.push((at + 60_000, ev("satisfaction", "customer", data)));
@@ -138,8 +205,73 @@ async fn generate(store: &Store, n: usize, seed: u64) {
                 .await
                 .expect("state");
         }
+        for (id, target, channel, started, due, state, met, breached) in &deadlines {
+            sqlx::query(
+                "INSERT INTO interaction_deadlines (interaction_id, target, channel, started_at, \
+                 due_at, state, met_at, breached_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $4)",
+            )
+            .bind(id)
+            .bind(*target)
+            .bind(*channel)
+            .bind(*started)
+            .bind(*due)
+            .bind(*state)
+            .bind(*met)
+            .bind(*breached)
+            .execute(&mut *tx)
+            .await
+            .expect("deadline");
+        }
         tx.commit().await.expect("commit");
     }
+}
+
+/// Puts the agents of [`TEAMS`] on file, and writes each agent's shifts over the month
+/// to the presence log: available and away by turns with gaps offline, each state a few
+/// minutes to a few hours long, every agent offline at the end.
+async fn generate_presence(store: &Store, seed: u64) {
+    let mut g = Gen(seed);
+    let mut tx = store.begin_write().await.expect("a write");
+    for (id, teams) in TEAMS {
+        let a = AgentRow {
+            id: id.into(),
+            name: id.into(),
+            email: None,
+            extension: None,
+            level: 3,
+            skills: teams.iter().map(|t| t.to_string()).collect(),
+            capacity: Default::default(),
+            role: Default::default(),
+            active: true,
+            created_at: START,
+            updated_at: START,
+        };
+        agents::insert(&mut tx, &a, &format!("not a token {id}"))
+            .await
+            .expect("agent");
+    }
+    for agent in AGENTS {
+        let mut at = START + g.below(3 * HOUR as u64) as i64;
+        while at < START + 29 * DAY {
+            let status = ["available", "available", "away", "offline"][g.below(4) as usize];
+            let change = presence::Change {
+                agent_id: agent.into(),
+                status,
+            };
+            presence::append(&mut tx, &[change], at)
+                .await
+                .expect("presence");
+            at += 60_000 + g.below(4 * HOUR as u64) as i64;
+        }
+        let change = presence::Change {
+            agent_id: agent.into(),
+            status: "offline",
+        };
+        presence::append(&mut tx, &[change], at)
+            .await
+            .expect("presence");
+    }
+    tx.commit().await.expect("commit");
 }
 
 /// The tiers' service-level targets in the stored rules, read from the document itself.
@@ -155,15 +287,74 @@ async fn targets(app: &TestApp) -> BTreeMap<String, i64> {
         .collect()
 }
 
-/// The figures straight from the raw history: every event read with a plain query and
-/// added up here, per bucket (`width`, aligned on `offset`) and value of `slice`.
+/// What a report covers, for the raw figures: the zone, the bucket width, the slice and
+/// the range `[from, to)` (ms).
+struct Ask<'a> {
+    tz: &'a str,
+    by: &'a str,
+    slice: &'a str,
+    from: i64,
+    to: i64,
+}
+
+/// The month of October 2026 in `tz`: from its first local midnight to its last.
+fn october(tz: &str) -> (i64, i64) {
+    let tz = jiff::tz::TimeZone::get(tz).unwrap();
+    let at = |d: &str| {
+        d.parse::<jiff::civil::Date>()
+            .unwrap()
+            .to_zoned(tz.clone())
+            .unwrap()
+            .timestamp()
+            .as_millisecond()
+    };
+    (at("2026-10-01"), at("2026-11-01"))
+}
+
+/// The start of the bucket holding `at`: its hour, or its local day's (or Monday's)
+/// midnight in the zone, worked out with the calendar.
+fn bucket_of(ask: &Ask<'_>, at: i64) -> i64 {
+    let hour = at.div_euclid(HOUR) * HOUR;
+    if ask.by == "hour" {
+        return hour;
+    }
+    let tz = jiff::tz::TimeZone::get(ask.tz).unwrap();
+    let mut date = jiff::Timestamp::from_millisecond(hour)
+        .unwrap()
+        .to_zoned(tz.clone())
+        .date();
+    if ask.by == "week" {
+        let back = i64::from(date.weekday().to_monday_zero_offset());
+        date = date.checked_sub(jiff::Span::new().days(back)).unwrap();
+    }
+    date.to_zoned(tz).unwrap().timestamp().as_millisecond()
+}
+
+/// The values of the slice an agent's figures go to: itself, or its teams.
+fn values_of(slice: &str, agent: &str) -> Vec<String> {
+    if slice != "team" {
+        return vec![agent.to_string()];
+    }
+    match TEAMS.iter().find(|(a, _)| *a == agent) {
+        Some((_, teams)) if !teams.is_empty() => teams.iter().map(|t| t.to_string()).collect(),
+        _ => vec![String::new()],
+    }
+}
+
+/// One bucket's raw figures: the measures, and the time available, away, offline.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct Raw {
+    sums: [i64; N],
+    states: [i64; 3],
+}
+
+/// The figures straight from the raw history and presence log: every event and change
+/// read with a plain query and added up here, per bucket and value of the slice.
 async fn raw(
     store: &Store,
     targets: &BTreeMap<String, i64>,
-    width: i64,
-    offset: i64,
-    slice: &str,
-) -> BTreeMap<(i64, String), [i64; 13]> {
+    ask: &Ask<'_>,
+) -> BTreeMap<(i64, String), Raw> {
     let mut conn = store.pool().acquire().await.unwrap();
     let rows = sqlx::query(
         "SELECT h.interaction_id, h.kind, h.occurred_at, h.data, i.channel, i.tier, i.topic, \
@@ -173,8 +364,25 @@ async fn raw(
     .fetch_all(&mut *conn)
     .await
     .unwrap();
+    // Each contact's targets: started, due, met, breached.
+    let mut deadlines: BTreeMap<String, Vec<(i64, Option<i64>, Option<i64>, Option<i64>)>> =
+        BTreeMap::new();
+    for d in sqlx::query(
+        "SELECT interaction_id, started_at, due_at, met_at, breached_at FROM interaction_deadlines",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap()
+    {
+        deadlines.entry(d.get("interaction_id")).or_default().push((
+            d.get("started_at"),
+            d.get("due_at"),
+            d.get("met_at"),
+            d.get("breached_at"),
+        ));
+    }
     let mut answered_at: BTreeMap<String, i64> = BTreeMap::new();
-    let mut out: BTreeMap<(i64, String), [i64; 13]> = BTreeMap::new();
+    let mut out: BTreeMap<(i64, String), Raw> = BTreeMap::new();
     for r in rows {
         let id: String = r.get("interaction_id");
         let kind: String = r.get("kind");
@@ -186,7 +394,7 @@ async fn raw(
             .as_f64()
             .map_or(at - created, |s| (s * 1000.0).round() as i64);
         let mut agent = String::new();
-        let mut add = [0i64; 13];
+        let mut add = [0i64; N];
         match kind.as_str() {
             "interaction_received" => add[0] = 1,
             "assigned" => {
@@ -201,6 +409,20 @@ async fn raw(
             "completed" => {
                 agent = data["agent_id"].as_str().unwrap().into();
                 (add[6], add[7]) = (1, at - answered_at[&id]);
+                if let Some(w) = data["wrap_up_secs"].as_i64() {
+                    (add[13], add[14]) = (1, w * 1000);
+                }
+                let mine: Vec<_> = deadlines
+                    .get(&id)
+                    .map(|d| d.iter().filter(|d| d.0 <= at).collect())
+                    .unwrap_or_default();
+                if !mine.is_empty() {
+                    let kept = mine.iter().all(|(_, due, met, breached)| {
+                        breached.is_none_or(|b| b > at)
+                            && !matches!((met, due), (Some(m), Some(d)) if m > d)
+                    });
+                    (add[15], add[16]) = (1, i64::from(kept));
+                }
             }
             "transferred" => (agent, add[8]) = (data["from"].as_str().unwrap().into(), 1),
             "callback_booked" => add[9] = 1,
@@ -210,16 +432,55 @@ async fn raw(
             }
             _ => continue,
         }
-        let value = match slice {
-            "tier" => tier,
-            "channel" => r.get("channel"),
-            "topic" => r.get::<Option<String>, _>("topic").unwrap_or_default(),
-            _ => agent,
+        if at < ask.from || at >= ask.to {
+            continue;
+        }
+        let values = match ask.slice {
+            "tier" => vec![tier],
+            "channel" => vec![r.get("channel")],
+            "topic" => vec![r.get::<Option<String>, _>("topic").unwrap_or_default()],
+            slice => values_of(slice, &agent),
         };
-        let bucket = (at / HOUR * HOUR - offset) / width * width + offset;
-        let sums = out.entry((bucket, value)).or_default();
-        for (s, a) in sums.iter_mut().zip(add) {
-            *s += a;
+        for value in values {
+            let sums = &mut out.entry((bucket_of(ask, at), value)).or_default().sums;
+            for (s, a) in sums.iter_mut().zip(add) {
+                *s += a;
+            }
+        }
+    }
+    if !matches!(ask.slice, "agent" | "team") {
+        return out;
+    }
+    // Each agent's states, from one change to its next; the last up to now.
+    let changes = sqlx::query("SELECT agent_id, status, at FROM agent_presence ORDER BY seq")
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap();
+    let now = jiff::Timestamp::now().as_millisecond();
+    let mut open: BTreeMap<String, (String, i64)> = BTreeMap::new();
+    let mut spans: Vec<(String, String, i64, i64)> = Vec::new();
+    for c in changes {
+        let agent: String = c.get("agent_id");
+        let at: i64 = c.get("at");
+        if let Some((status, since)) = open.insert(agent.clone(), (c.get("status"), at)) {
+            spans.push((agent, status, since, at));
+        }
+    }
+    spans.extend(open.into_iter().map(|(a, (s, since))| (a, s, since, now)));
+    for (agent, status, since, until) in spans {
+        let k = ["available", "away", "offline"]
+            .iter()
+            .position(|s| *s == status)
+            .unwrap();
+        let mut hour = since.div_euclid(HOUR) * HOUR;
+        while hour < until {
+            let ms = (hour + HOUR).min(until) - hour.max(since);
+            if ms > 0 && hour >= ask.from && hour < ask.to {
+                for value in values_of(ask.slice, &agent) {
+                    out.entry((bucket_of(ask, hour), value)).or_default().states[k] += ms;
+                }
+            }
+            hour += HOUR;
         }
     }
     out
@@ -252,7 +513,7 @@ async fn report(app: &TestApp, query: &str) -> (Value, BTreeMap<(i64, String), V
 }
 
 /// Every figure of every bucket in the report equals the raw history's.
-fn assert_same(report: &BTreeMap<(i64, String), Value>, raw: &BTreeMap<(i64, String), [i64; 13]>) {
+fn assert_same(report: &BTreeMap<(i64, String), Value>, raw: &BTreeMap<(i64, String), Raw>) {
     assert_eq!(
         report.keys().collect::<Vec<_>>(),
         raw.keys().collect::<Vec<_>>(),
@@ -266,7 +527,7 @@ fn assert_same(report: &BTreeMap<(i64, String), Value>, raw: &BTreeMap<(i64, Str
             assert!((g - w).abs() < 1e-9, "{what} of {key:?}: {g}, expected {w}");
         }
     };
-    for (key, s) in raw {
+    for (key, Raw { sums: s, states }) in raw {
         let r = &report[key];
         assert_eq!(r["received"], s[0], "received of {key:?}");
         assert_eq!(r["answered"], s[1], "answered of {key:?}");
@@ -279,6 +540,7 @@ fn assert_same(report: &BTreeMap<(i64, String), Value>, raw: &BTreeMap<(i64, Str
         assert_eq!(r["transfers"], s[8], "transfers of {key:?}");
         assert_eq!(r["callbacks"], s[9], "callbacks of {key:?}");
         assert_eq!(r["csat_count"], s[10], "CSAT answers of {key:?}");
+        assert_eq!(r["sla_contacts"], s[15], "contacts with targets of {key:?}");
         close(
             &r["service_level"],
             mean(s[2], s[12], 1.0),
@@ -303,7 +565,50 @@ fn assert_same(report: &BTreeMap<(i64, String), Value>, raw: &BTreeMap<(i64, Str
             "handling",
             key,
         );
+        close(
+            &r["mean_wrap_up_secs"],
+            mean(s[14], s[13], 1000.0),
+            "wrap-up",
+            key,
+        );
+        close(
+            &r["sla_attainment"],
+            mean(s[16], s[15], 1.0),
+            "SLA attainment",
+            key,
+        );
         close(&r["csat_average"], mean(s[11], s[10], 1.0), "CSAT", key);
+        if r.get("available_secs").is_some() {
+            close(
+                &r["available_secs"],
+                Some(states[0] as f64 / 1000.0),
+                "available",
+                key,
+            );
+            close(
+                &r["away_secs"],
+                Some(states[1] as f64 / 1000.0),
+                "away",
+                key,
+            );
+            close(
+                &r["offline_secs"],
+                Some(states[2] as f64 / 1000.0),
+                "offline",
+                key,
+            );
+            close(
+                &r["occupancy"],
+                mean(s[7] + s[14], states[0], 1.0),
+                "occupancy",
+                key,
+            );
+        } else {
+            assert_eq!(
+                states, &[0; 3],
+                "presence of {key:?} in a report of people only"
+            );
+        }
     }
 }
 
@@ -322,28 +627,108 @@ async fn reports_from_the_rollups_equal_the_raw_history_across_a_restart(backend
         "the default rules set targets: {targets:?}"
     );
     let month = "from=2026-10-01&to=2026-10-31";
+    let (from, to) = october("UTC");
+    let utc = |by, slice| Ask {
+        tz: "UTC",
+        by,
+        slice,
+        from,
+        to,
+    };
 
-    // Half a month's contacts, counted; then a restart, and the other half.
+    // Half a month's contacts and the month's shifts, counted; then a restart, and the
+    // other half.
     generate(&store, 1_500, 0x9E37_79B9_7F4A_7C15).await;
-    let (_, before) = report(&app, &format!("{month}&by=day&slice=tier")).await;
-    assert_same(&before, &raw(&store, &targets, DAY, 0, "tier").await);
+    generate_presence(&store, 0x2545_F491_4F6C_DD1D).await;
+    let (_, before) = report(&app, &format!("{month}&by=day&slice=agent")).await;
+    assert_same(&before, &raw(&store, &targets, &utc("day", "agent")).await);
     app.stop().await;
     let app = spawn_settings(settings).await;
-    let (_, again) = report(&app, &format!("{month}&by=day&slice=tier")).await;
+    let (_, again) = report(&app, &format!("{month}&by=day&slice=agent")).await;
     assert_eq!(again, before, "a restart counts nothing twice");
     generate(&store, 1_500, 0xD1B5_4A32_D192_ED03).await;
 
-    for (by, width, offset) in [
-        ("hour", HOUR, 0),
-        ("day", DAY, 0),
-        ("week", 7 * DAY, 4 * DAY),
-    ] {
-        for slice in ["tier", "channel", "topic", "agent"] {
+    for by in ["hour", "day", "week"] {
+        for slice in ["tier", "channel", "topic", "team", "agent"] {
             let (body, rows) = report(&app, &format!("{month}&by={by}&slice={slice}")).await;
             assert_eq!(body["time_zone"], "UTC");
-            assert_same(&rows, &raw(&store, &targets, width, offset, slice).await);
+            assert_same(&rows, &raw(&store, &targets, &utc(by, slice)).await);
         }
     }
+    // Berlin's clocks go back on 2026-10-25: that day has 25 hours, and its contacts and
+    // shifts are that day's; Shanghai is eight hours ahead all year.
+    for (tz, by, slice) in [
+        ("Europe/Berlin", "day", "team"),
+        ("Europe/Berlin", "week", "tier"),
+        ("Europe/Berlin", "hour", "agent"),
+        ("Asia/Shanghai", "day", "agent"),
+    ] {
+        let (from, to) = october(tz);
+        let ask = Ask {
+            tz,
+            by,
+            slice,
+            from,
+            to,
+        };
+        let (body, rows) = report(&app, &format!("{month}&by={by}&slice={slice}&tz={tz}")).await;
+        assert_eq!(body["time_zone"], tz);
+        assert_same(&rows, &raw(&store, &targets, &ask).await);
+        if (tz, by) == ("Europe/Berlin", "day") {
+            let day = rows
+                .iter()
+                .find(|(k, _)| switchboard::store::rfc3339(k.0) == "2026-10-24T22:00:00Z")
+                .expect("a bucket for 2026-10-25 in Berlin")
+                .1;
+            assert_eq!(day["bucket"], "2026-10-25T00:00:00+02:00");
+            assert_eq!(day["bucket_end"], "2026-10-26T00:00:00+01:00");
+        }
+    }
+    // Every team's figures are its agents' added up; Chen's count in both of his.
+    let (_, agents) = report(&app, &format!("{month}&by=week&slice=agent")).await;
+    let (_, teams) = report(&app, &format!("{month}&by=week&slice=team")).await;
+    let sum = |rows: &BTreeMap<(i64, String), Value>, of: &[&str], figure: &str| -> i64 {
+        rows.iter()
+            .filter(|(k, _)| of.contains(&k.1.as_str()))
+            .map(|(_, r)| r[figure].as_i64().unwrap())
+            .sum()
+    };
+    assert_eq!(
+        sum(&teams, &["billing"], "completed"),
+        sum(&agents, &["ag-ann", "ag-bo", "ag-chen"], "completed")
+    );
+    assert!(sum(&teams, &["complaints"], "completed") > 0);
+    // The figures compared are there to compare: some targets missed and some kept,
+    // wrap-ups, time available and occupancy.
+    let some = |what: &str, f: &dyn Fn(&Value) -> bool| {
+        assert!(agents.values().any(f), "some agent's week has {what}")
+    };
+    some("targets kept and missed", &|r| {
+        r["sla_attainment"]
+            .as_f64()
+            .is_some_and(|a| a > 0.0 && a < 1.0)
+    });
+    some("wrap-up", &|r| {
+        r["mean_wrap_up_secs"].as_f64().is_some_and(|w| w > 0.0)
+    });
+    some("occupancy", &|r| {
+        r["available_secs"].as_f64().is_some_and(|a| a > 0.0)
+            && r["away_secs"].as_f64().is_some_and(|a| a > 0.0)
+            && r["occupancy"].as_f64().is_some_and(|o| o > 0.0)
+    });
+    // A team's bar lists the contacts its agents hold or last held.
+    let (status, body) = app
+        .get("/api/reports/interactions?from=2026-10-01&to=2026-10-31&slice=team&value=complaints&limit=500")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let listed = body["interactions"].as_array().unwrap();
+    assert!(!listed.is_empty());
+    assert!(
+        listed
+            .iter()
+            .all(|i| i["agent"] == "ag-chen" || i["agent"] == "ag-dee"),
+        "{body}"
+    );
     let (_, rows) = report(&app, &format!("{month}&by=week&slice=tier")).await;
     let received: i64 = rows.values().map(|r| r["received"].as_i64().unwrap()).sum();
     assert_eq!(received, 3_000, "every generated contact is received once");
@@ -529,6 +914,11 @@ async fn bad_report_queries_are_refused_naming_the_field(backend: Backend) {
         ("from=2026-10-01&to=2026-10-31&slice=customer", "slice"),
         ("from=2026-10-01&to=2026-10-31&slice=tier;DROP", "slice"),
         ("from=2026-10-01&to=2026-10-31&colour=red", "query"),
+        ("from=2026-10-01&to=2026-10-31&tz=Mars/Olympus", "tz"),
+        ("from=2026-10-01&to=2026-10-31&tz=", "tz"),
+        ("from=2026-10-01&to=2026-10-31&tz=Asia/Kolkata", "tz"),
+        ("from=2026-10-01&to=2026-10-31&tz=Australia/Adelaide", "tz"),
+        ("from=1999-12-01&to=1999-12-31", "from"),
     ] {
         for path in ["/api/reports", "/api/reports.csv"] {
             let (status, body) = app.get(&format!("{path}?{query}")).await;
@@ -562,6 +952,47 @@ async fn bad_report_queries_are_refused_naming_the_field(backend: Backend) {
             (400, Some(field)),
             "{query}: {body}"
         );
+    }
+    let (_, body) = app
+        .get("/api/reports?from=2026-10-01&to=2026-10-31&tz=Asia/Kolkata")
+        .await;
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("Asia/Kolkata is +5:30 from UTC, not a whole number of hours"),
+        "{body}"
+    );
+    let (_, body) = app
+        .get("/api/reports?from=2026-10-01&to=2026-10-31&tz=Mars/Olympus")
+        .await;
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("'Mars/Olympus'"),
+        "the bad zone is named: {body}"
+    );
+    let (status, body) = app
+        .get(
+            "/api/reports/interactions?from=2026-10-01&to=2026-10-02&slice=team&value=x&tz=Nowhere",
+        )
+        .await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (400, Some("tz")),
+        "{body}"
+    );
+    // Teams and zones a whole number of hours from UTC are reported.
+    for query in [
+        "slice=team",
+        "slice=team&tz=Asia/Shanghai",
+        "by=week&tz=America/New_York",
+    ] {
+        let (status, body) = app
+            .get(&format!(
+                "/api/reports?from=2026-10-01&to=2026-10-31&{query}"
+            ))
+            .await;
+        assert_eq!(status, 200, "{query}: {body}");
     }
     // The configured maximum itself is allowed.
     let (status, body) = app.get("/api/reports?from=2026-10-01&to=2026-11-09").await;

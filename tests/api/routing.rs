@@ -271,6 +271,8 @@ async fn capacity_is_respected_and_wrap_up_comes_before_new_work() {
     assert_eq!(offers.len(), 1, "{two}");
     let gap = at_ms(&offers[0]["at"]) - at_ms(&event(&one, "completed")["at"]);
     assert!(gap >= 1000, "offered {gap} ms after the completion");
+    // The history states the wrap-up the completion started, for the reports.
+    assert_eq!(event(&one, "completed")["data"]["wrap_up_secs"], 1, "{one}");
 
     let (_, i) = app.get(&format!("/api/interactions/{first}")).await;
     assert_eq!(

@@ -91,6 +91,8 @@ impl Router {
             .map(|n| n.replace('\0', ""))
             .map(|n| n.chars().take(10_000).collect::<String>());
         let mut completed_key = None;
+        // The wrap-up this completion starts, stated in the history for the reports.
+        let wrap_up_secs = self.rules.offer.wrap_up_secs;
         let result = async {
             let mut conn = self.store.pool().acquire().await?;
             interactions::get(&mut conn, interaction_id).await
@@ -104,7 +106,7 @@ impl Router {
                     interaction_id: Some(interaction_id.to_string()),
                     kind: "completed",
                     actor: agent_id.to_string(),
-                    data: json!({ "agent_id": agent_id, "disposition": disposition, "notes": notes }),
+                    data: json!({ "agent_id": agent_id, "disposition": disposition, "notes": notes, "wrap_up_secs": wrap_up_secs }),
                 });
                 self.pending.push(Pending::Complete {
                     id: interaction_id.to_string(),
@@ -116,7 +118,7 @@ impl Router {
             }
             _ => false,
         });
-        let wrap_up = self.rules.offer.wrap_up_secs as i64 * 1000;
+        let wrap_up = wrap_up_secs as i64 * 1000;
         let Some(s) = self.agents.get_mut(agent_id) else {
             return;
         };
@@ -381,7 +383,7 @@ impl Router {
             interaction_id: Some(row.id.clone()),
             kind: "completed",
             actor: "admin".into(),
-            data: json!({ "agent_id": agent, "disposition": DISPOSITION, "reason": reason }),
+            data: json!({ "agent_id": agent, "disposition": DISPOSITION, "reason": reason, "wrap_up_secs": 0 }),
         });
         self.pending.push(Pending::Complete {
             id: row.id.clone(),
