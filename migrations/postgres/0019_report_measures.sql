@@ -10,20 +10,25 @@ ALTER TABLE report_agent_hours ADD COLUMN wrap_up_ms BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE report_agent_hours ADD COLUMN sla_contacts BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE report_agent_hours ADD COLUMN sla_met BIGINT NOT NULL DEFAULT 0;
 
+-- Why an agent went away, when it said (or a supervisor, or its missed offers, did).
+ALTER TABLE agent_presence ADD COLUMN reason TEXT;
+
 -- Time (ms) each agent spent in each presence state (available, away, offline) per hour,
--- kept from agent_presence after presence_seq: a state's time is counted when it ends,
--- split across the hours it spans; the state each agent is in now waits in
--- report_presence_open (and a report adds its time so far).
+-- away also per reason ('' for none given), kept from agent_presence after presence_seq:
+-- a state's time is counted when it ends, split across the hours it spans; the state
+-- each agent is in now waits in report_presence_open (and a report adds its time so far).
 CREATE TABLE report_presence_hours (
     hour   BIGINT NOT NULL,
     agent  TEXT NOT NULL,
     status TEXT NOT NULL,
+    reason TEXT NOT NULL,
     ms     BIGINT NOT NULL DEFAULT 0,
-    PRIMARY KEY (hour, agent, status)
+    PRIMARY KEY (hour, agent, status, reason)
 );
 CREATE TABLE report_presence_open (
     agent  TEXT PRIMARY KEY,
     status TEXT NOT NULL,
+    reason TEXT NOT NULL,
     since  BIGINT NOT NULL
 );
 ALTER TABLE report_cursor ADD COLUMN presence_seq BIGINT NOT NULL DEFAULT 0;

@@ -243,6 +243,9 @@ pub async fn get(
             for (k, v) in table::figures(line, people) {
                 row.insert(k.into(), v);
             }
+            if people {
+                row.insert("away_reasons".into(), table::away_reasons(line));
+            }
             Value::Object(row)
         })
         .collect();

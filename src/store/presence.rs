@@ -13,6 +13,8 @@ pub struct Change {
     pub agent_id: String,
     /// `available`, `away` or `offline`.
     pub status: &'static str,
+    /// Why it is away, when it said (or a supervisor or its missed offers did).
+    pub reason: Option<String>,
 }
 
 /// Appends `changes`, all at `now`.
@@ -23,14 +25,15 @@ pub async fn append(conn: &mut Conn, changes: &[Change], now: i64) -> Result<(),
             [
                 Arg::from(c.agent_id.as_str()),
                 Arg::from(c.status),
+                Arg::from(c.reason.clone()),
                 Arg::from(now),
             ]
         })
         .collect();
     bulk::insert(
         conn,
-        "INSERT INTO agent_presence (agent_id, status, at)",
-        3,
+        "INSERT INTO agent_presence (agent_id, status, reason, at)",
+        4,
         args,
         "",
     )

@@ -254,9 +254,11 @@ async fn generate_presence(store: &Store, seed: u64) {
         let mut at = START + g.below(3 * HOUR as u64) as i64;
         while at < START + 29 * DAY {
             let status = ["available", "available", "away", "offline"][g.below(4) as usize];
+            let reason = [None, Some("break"), Some("training")][g.below(3) as usize];
             let change = presence::Change {
                 agent_id: agent.into(),
                 status,
+                reason: reason.filter(|_| status == "away").map(str::to_string),
             };
             presence::append(&mut tx, &[change], at)
                 .await
@@ -266,6 +268,7 @@ async fn generate_presence(store: &Store, seed: u64) {
         let change = presence::Change {
             agent_id: agent.into(),
             status: "offline",
+            reason: None,
         };
         presence::append(&mut tx, &[change], at)
             .await
@@ -341,11 +344,13 @@ fn values_of(slice: &str, agent: &str) -> Vec<String> {
     }
 }
 
-/// One bucket's raw figures: the measures, and the time available, away, offline.
+/// One bucket's raw figures: the measures, and the time available, away, offline, and
+/// away per reason.
 #[derive(Debug, Default, Clone, PartialEq)]
 struct Raw {
     sums: [i64; N],
     states: [i64; 3],
+    away: BTreeMap<String, i64>,
 }
 
 /// The figures straight from the raw history and presence log: every event and change
@@ -452,22 +457,28 @@ async fn raw(
         return out;
     }
     // Each agent's states, from one change to its next; the last up to now.
-    let changes = sqlx::query("SELECT agent_id, status, at FROM agent_presence ORDER BY seq")
-        .fetch_all(&mut *conn)
-        .await
-        .unwrap();
+    let changes =
+        sqlx::query("SELECT agent_id, status, reason, at FROM agent_presence ORDER BY seq")
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap();
     let now = jiff::Timestamp::now().as_millisecond();
-    let mut open: BTreeMap<String, (String, i64)> = BTreeMap::new();
-    let mut spans: Vec<(String, String, i64, i64)> = Vec::new();
+    let mut open: BTreeMap<String, (String, String, i64)> = BTreeMap::new();
+    let mut spans: Vec<(String, String, String, i64, i64)> = Vec::new();
     for c in changes {
         let agent: String = c.get("agent_id");
         let at: i64 = c.get("at");
-        if let Some((status, since)) = open.insert(agent.clone(), (c.get("status"), at)) {
-            spans.push((agent, status, since, at));
+        let reason = c.get::<Option<String>, _>("reason").unwrap_or_default();
+        let state = (c.get("status"), reason, at);
+        if let Some((status, reason, since)) = open.insert(agent.clone(), state) {
+            spans.push((agent, status, reason, since, at));
         }
     }
-    spans.extend(open.into_iter().map(|(a, (s, since))| (a, s, since, now)));
-    for (agent, status, since, until) in spans {
+    spans.extend(
+        open.into_iter()
+            .map(|(a, (s, r, since))| (a, s, r, since, now)),
+    );
+    for (agent, status, reason, since, until) in spans {
         let k = ["available", "away", "offline"]
             .iter()
             .position(|s| *s == status)
@@ -477,7 +488,11 @@ async fn raw(
             let ms = (hour + HOUR).min(until) - hour.max(since);
             if ms > 0 && hour >= ask.from && hour < ask.to {
                 for value in values_of(ask.slice, &agent) {
-                    out.entry((bucket_of(ask, hour), value)).or_default().states[k] += ms;
+                    let raw = out.entry((bucket_of(ask, hour), value)).or_default();
+                    raw.states[k] += ms;
+                    if status == "away" {
+                        *raw.away.entry(reason.clone()).or_default() += ms;
+                    }
                 }
             }
             hour += HOUR;
@@ -527,7 +542,15 @@ fn assert_same(report: &BTreeMap<(i64, String), Value>, raw: &BTreeMap<(i64, Str
             assert!((g - w).abs() < 1e-9, "{what} of {key:?}: {g}, expected {w}");
         }
     };
-    for (key, Raw { sums: s, states }) in raw {
+    for (
+        key,
+        Raw {
+            sums: s,
+            states,
+            away,
+        },
+    ) in raw
+    {
         let r = &report[key];
         assert_eq!(r["received"], s[0], "received of {key:?}");
         assert_eq!(r["answered"], s[1], "answered of {key:?}");
@@ -603,6 +626,20 @@ fn assert_same(report: &BTreeMap<(i64, String), Value>, raw: &BTreeMap<(i64, Str
                 "occupancy",
                 key,
             );
+            let reasons = r["away_reasons"].as_object().unwrap();
+            assert_eq!(
+                reasons.keys().collect::<Vec<_>>(),
+                away.keys().collect::<Vec<_>>(),
+                "reasons for being away of {key:?}"
+            );
+            for (reason, ms) in away {
+                close(
+                    &reasons[reason],
+                    Some(*ms as f64 / 1000.0),
+                    &format!("away for '{reason}'"),
+                    key,
+                );
+            }
         } else {
             assert_eq!(
                 states, &[0; 3],
@@ -710,6 +747,9 @@ async fn reports_from_the_rollups_equal_the_raw_history_across_a_restart(backend
     });
     some("wrap-up", &|r| {
         r["mean_wrap_up_secs"].as_f64().is_some_and(|w| w > 0.0)
+    });
+    some("time away for a reason", &|r| {
+        r["away_reasons"]["break"].as_f64().is_some_and(|a| a > 0.0)
     });
     some("occupancy", &|r| {
         r["available_secs"].as_f64().is_some_and(|a| a > 0.0)
@@ -1016,3 +1056,53 @@ crate::both_backends!(
     report_csv_and_interaction_csv_parse_and_match_the_report,
     bad_report_queries_are_refused_naming_the_field,
 );
+
+/// An agent's day as its desktop lives it: available, away for lunch (the reason it
+/// gives), available again; the report by agent shows the time in each state and the
+/// reason, from the presence log the router writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agents_time_away_is_reported_with_the_reason_it_gave() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_settings(test_settings(&Backend::Sqlite, &dir).await).await;
+    let (id, token) =
+        crate::agent_client::create_agent(&app, json!({ "name": "Lin", "skills": ["billing"] }))
+            .await;
+    let mut desk = crate::agent_client::Desktop::available(&app.base, &token).await;
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    desk.send(json!({ "type": "presence", "status": "away", "reason": " Lunch " }))
+        .await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    desk.send(json!({ "type": "presence", "status": "available" }))
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let today = jiff::Timestamp::now().to_string()[..10].to_string();
+    let (mut row, mut team) = (Value::Null, Value::Null);
+    for _ in 0..100 {
+        let (_, rows) = report(&app, &format!("from={today}&to={today}&slice=agent")).await;
+        let (_, teams) = report(&app, &format!("from={today}&to={today}&slice=team")).await;
+        let find = |rows: &BTreeMap<(i64, String), Value>, v: &str| {
+            rows.iter().find(|(k, _)| k.1 == v).map(|(_, r)| r.clone())
+        };
+        if let (Some(r), Some(t)) = (find(&rows, &id), find(&teams, "billing")) {
+            if r["away_reasons"]["lunch"].as_f64().is_some() {
+                (row, team) = (r, t);
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let away = row["away_reasons"]["lunch"].as_f64().unwrap_or(0.0);
+    assert!((1.2..10.0).contains(&away), "away for lunch: {row}");
+    // Logging in is away without a reason until the desktop says available.
+    assert!(row["away_secs"].as_f64().unwrap() >= away, "{row}");
+    assert!(row["available_secs"].as_f64().unwrap() >= 1.2, "{row}");
+    assert_eq!(
+        row["occupancy"], 0.0,
+        "available, but no contact handled: {row}"
+    );
+    assert_eq!(
+        team["away_reasons"], row["away_reasons"],
+        "Lin is the billing team"
+    );
+    app.stop().await;
+}

@@ -23,6 +23,8 @@ pub struct Line {
     pub sums: Sums,
     /// Time per presence state (agents and teams only).
     pub states: States,
+    /// Time away per reason given ('' for none).
+    pub away_reasons: BTreeMap<String, i64>,
     /// Where the bucket ends (ms, UTC): a day the clocks change is 23 or 25 hours.
     pub end: i64,
 }
@@ -119,7 +121,11 @@ pub async fn build(conn: &mut Conn, plan: &Plan<'_>, now: i64) -> Result<Table, 
     if !plan.of_people() {
         return Ok(table);
     }
-    let add = |table: &mut Table, (start, end): (i64, i64), agent: &str, status: &str, ms: i64| {
+    let add = |table: &mut Table,
+               (start, end): (i64, i64),
+               agent: &str,
+               (status, reason): (&str, &str),
+               ms: i64| {
         let Some(k) = ["available", "away", "offline"]
             .iter()
             .position(|s| *s == status)
@@ -130,22 +136,25 @@ pub async fn build(conn: &mut Conn, plan: &Plan<'_>, now: i64) -> Result<Table, 
             let line = table.entry((start, v.to_string())).or_default();
             line.end = end;
             line.states[k] += ms;
+            if status == "away" {
+                *line.away_reasons.entry(reason.to_string()).or_default() += ms;
+            }
         }
     };
     for p in plan.pieces {
         let rows = presence::report(conn, p.from, p.to, plan.buckets, p.offset).await?;
-        for (local, agent, status, ms) in rows {
+        for (local, agent, status, reason, ms) in rows {
             let bucket = plan.start(local, p.offset, &mut named);
-            add(&mut table, bucket, &agent, &status, ms);
+            add(&mut table, bucket, &agent, (&status, &reason), ms);
         }
     }
     // The states not ended yet count up to now.
-    for (agent, (status, since)) in presence::open(conn).await? {
+    for (agent, (status, reason, since)) in presence::open(conn).await? {
         for p in plan.pieces {
             for (hour, ms) in presence::split(since.max(p.from), now.min(p.to)) {
                 let local = plan.buckets.local_start(hour + p.offset);
                 let bucket = plan.start(local, p.offset, &mut named);
-                add(&mut table, bucket, &agent, &status, ms);
+                add(&mut table, bucket, &agent, (&status, &reason), ms);
             }
         }
     }
@@ -211,6 +220,16 @@ pub fn figures(line: &Line, people: bool) -> Vec<(&'static str, Value)> {
         ]);
     }
     out
+}
+
+/// Time away per reason (secs), for a slice of people.
+pub fn away_reasons(line: &Line) -> Value {
+    Value::Object(
+        line.away_reasons
+            .iter()
+            .map(|(r, ms)| (r.clone(), json!(*ms as f64 / 1000.0)))
+            .collect(),
+    )
 }
 
 /// The figure names of a report of people or not, in order.

@@ -973,16 +973,31 @@ impl Router {
         self.changed = true;
     }
 
-    /// Stages a presence-log entry for every agent whose presence changed since the last.
+    /// Stages a presence-log entry for every agent whose presence (or reason for being
+    /// away) changed since the last.
     fn note_presence(&mut self) {
         for s in self.agents.values_mut() {
-            if s.logged != s.presence {
+            let reason = s
+                .away_reason
+                .clone()
+                .filter(|_| s.presence == Presence::Away);
+            if s.logged != s.presence || s.logged_reason != reason {
                 self.presence_log.push(presence::Change {
                     agent_id: s.row.id.clone(),
                     status: s.presence.as_str(),
+                    reason: reason.clone(),
                 });
                 s.logged = s.presence;
+                s.logged_reason = reason;
             }
         }
     }
+}
+
+/// The reason for being away as the presence log and the reports keep it: trimmed, in
+/// lower case, at most 40 characters; none when empty.
+pub(super) fn away_reason(said: &str) -> Option<String> {
+    let r: String = said.trim().to_lowercase().chars().take(40).collect();
+    let r = r.trim_end().to_string();
+    (!r.is_empty()).then_some(r)
 }

@@ -449,6 +449,7 @@ impl Router {
             s.emit_always(json!({ "type": "offer_ended", "offer_id": offer_id, "interaction_id": offer.interaction_id, "reason": what }));
             if s.misses >= misses_before_away && s.presence == Presence::Available {
                 s.presence = Presence::Away;
+                s.away_reason = Some("missed offers".into());
                 s.emit(json!({ "type": "presence", "status": "away", "reason": format!("{} offers missed in a row", s.misses) }));
             }
         }

@@ -10,6 +10,10 @@ pub(super) struct Session {
     pub(super) presence_before: Presence,
     /// Presence as last written to the presence log.
     pub(super) logged: Presence,
+    /// Why it is away, when it says (or a supervisor, or its missed offers, do).
+    pub(super) away_reason: Option<String>,
+    /// The reason last written to the presence log with `away`.
+    pub(super) logged_reason: Option<String>,
     pub(super) conn: Option<(u64, DesktopLink)>,
     pub(super) session: String,
     pub(super) seq: u64,

@@ -79,6 +79,8 @@ impl Router {
             presence: Presence::Away,
             presence_before: Presence::Away,
             logged: Presence::Offline,
+            away_reason: None,
+            logged_reason: None,
             conn: Some((conn, out)),
             session: new_id(),
             seq: 0,
@@ -114,6 +116,10 @@ impl Router {
         if let Some(old) = self.agents.remove(&id) {
             s.offer = None;
             s.logged = old.logged;
+            s.logged_reason = old.logged_reason;
+            if s.presence == Presence::Away {
+                s.away_reason = old.away_reason;
+            }
             s.wrap_up_until = old.wrap_up_until;
             s.idle_since = old.idle_since;
             s.last_offered_at = old.last_offered_at;
@@ -167,6 +173,9 @@ impl Router {
                         s.misses = 0;
                     }
                     let reason = reason.map(|r| r.chars().take(100).collect::<String>());
+                    s.away_reason = (s.presence == Presence::Away)
+                        .then(|| reason.as_deref().and_then(away_reason))
+                        .flatten();
                     s.emit(json!({ "type": "presence", "status": s.presence, "reason": reason }));
                 }
             }

@@ -97,6 +97,12 @@ impl Router {
         let offer = match self.agents.get_mut(agent_id) {
             Some(s) if s.conn.is_some() => {
                 s.presence = Presence::Away;
+                s.away_reason = Some(
+                    reason
+                        .as_deref()
+                        .and_then(away_reason)
+                        .unwrap_or_else(|| "set by a supervisor".into()),
+                );
                 s.emit(json!({ "type": "presence", "status": "away", "reason": reason, "set_by": "supervisor" }));
                 s.offer.clone()
             }

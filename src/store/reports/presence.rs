@@ -1,4 +1,4 @@
-//! Agents' time per presence state (`available`, `away`, `offline`) per hour, kept from
+//! Agents' time per presence state (`available`, `away` per reason, `offline`) per hour, kept from
 //! the presence log as the contact measures are kept from the history: a pass reads the
 //! changes after `report_cursor.presence_seq`, ends each agent's open state at its next
 //! change, adds the time between to the hours it spans, and moves the cursor in the same
@@ -22,15 +22,18 @@ pub struct Change {
     pub agent: String,
     /// The state it starts.
     pub status: String,
+    /// Why away ('' for none given, and for the other states).
+    pub reason: String,
     /// When (ms).
     pub at: i64,
 }
 
-/// Each agent's state now and since when (ms), as far as the rollup has read.
-pub type Open = BTreeMap<String, (String, i64)>;
+/// Each agent's state now (status, reason) and since when (ms), as far as the rollup has
+/// read.
+pub type Open = BTreeMap<String, (String, String, i64)>;
 
-/// Time (ms) per hour, agent and state.
-pub type Hours = BTreeMap<(i64, String, String), i64>;
+/// Time (ms) per hour, agent, state and reason.
+pub type Hours = BTreeMap<(i64, String, String, String), i64>;
 
 /// The last presence-log `seq` counted.
 pub async fn cursor(conn: &mut Conn) -> Result<i64, sqlx::Error> {
@@ -54,7 +57,7 @@ pub async fn read_after(
     limit: i64,
 ) -> Result<Vec<Change>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT seq, agent_id, status, at FROM agent_presence \
+        "SELECT seq, agent_id, status, reason, at FROM agent_presence \
          WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3",
     )
     .bind(after)
@@ -68,6 +71,9 @@ pub async fn read_after(
                 seq: r.try_get("seq")?,
                 agent: r.try_get("agent_id")?,
                 status: r.try_get("status")?,
+                reason: r
+                    .try_get::<Option<String>, _>("reason")?
+                    .unwrap_or_default(),
                 at: r.try_get("at")?,
             })
         })
@@ -76,15 +82,17 @@ pub async fn read_after(
 
 /// Every agent's open state.
 pub async fn open(conn: &mut Conn) -> Result<Open, sqlx::Error> {
-    let rows = sqlx::query("SELECT agent, status, since FROM report_presence_open")
+    let rows = sqlx::query("SELECT agent, status, reason, since FROM report_presence_open")
         .fetch_all(conn)
         .await?;
     rows.iter()
         .map(|r| {
-            Ok((
-                r.try_get("agent")?,
-                (r.try_get("status")?, r.try_get("since")?),
-            ))
+            let state = (
+                r.try_get("status")?,
+                r.try_get("reason")?,
+                r.try_get("since")?,
+            );
+            Ok((r.try_get("agent")?, state))
         })
         .collect()
 }
@@ -105,14 +113,18 @@ pub fn split(from: i64, to: i64) -> impl Iterator<Item = (i64, i64)> {
 pub fn tally(open: &mut Open, changes: &[Change]) -> Hours {
     let mut hours = Hours::new();
     for c in changes {
-        if let Some((status, since)) = open.get(&c.agent) {
+        if let Some((status, reason, since)) = open.get(&c.agent) {
             for (hour, ms) in split(*since, c.at) {
-                *hours
-                    .entry((hour, c.agent.clone(), status.clone()))
-                    .or_default() += ms;
+                let key = (hour, c.agent.clone(), status.clone(), reason.clone());
+                *hours.entry(key).or_default() += ms;
             }
         }
-        open.insert(c.agent.clone(), (c.status.clone(), c.at));
+        let reason = if c.status == "away" {
+            c.reason.clone()
+        } else {
+            String::new()
+        };
+        open.insert(c.agent.clone(), (c.status.clone(), reason, c.at));
     }
     hours
 }
@@ -129,31 +141,33 @@ pub async fn add(
     if !hours.is_empty() {
         let args = hours
             .iter()
-            .flat_map(|((hour, agent, status), ms)| {
+            .flat_map(|((hour, agent, status, reason), ms)| {
                 [
                     Arg::from(*hour),
                     Arg::from(agent.as_str()),
                     Arg::from(status.as_str()),
+                    Arg::from(reason.as_str()),
                     Arg::from(*ms),
                 ]
             })
             .collect();
         bulk::insert(
             conn,
-            "INSERT INTO report_presence_hours (hour, agent, status, ms)",
-            4,
+            "INSERT INTO report_presence_hours (hour, agent, status, reason, ms)",
+            5,
             args,
-            "ON CONFLICT (hour, agent, status) DO UPDATE SET ms = report_presence_hours.ms + excluded.ms",
+            "ON CONFLICT (hour, agent, status, reason) DO UPDATE SET ms = report_presence_hours.ms + excluded.ms",
         )
         .await?;
     }
     let args: Vec<Arg> = changed
         .iter()
         .filter_map(|a| open.get(a).map(|o| (a, o)))
-        .flat_map(|(agent, (status, since))| {
+        .flat_map(|(agent, (status, reason, since))| {
             [
                 Arg::from(agent.as_str()),
                 Arg::from(status.as_str()),
+                Arg::from(reason.as_str()),
                 Arg::from(*since),
             ]
         })
@@ -161,10 +175,11 @@ pub async fn add(
     if !args.is_empty() {
         bulk::insert(
             conn,
-            "INSERT INTO report_presence_open (agent, status, since)",
-            3,
+            "INSERT INTO report_presence_open (agent, status, reason, since)",
+            4,
             args,
-            "ON CONFLICT (agent) DO UPDATE SET status = excluded.status, since = excluded.since",
+            "ON CONFLICT (agent) DO UPDATE SET status = excluded.status, reason = excluded.reason, \
+             since = excluded.since",
         )
         .await?;
     }
@@ -175,8 +190,9 @@ pub async fn add(
     Ok(())
 }
 
-/// One row of the presence report: the bucket's local start, the agent, the state, ms.
-pub type PresenceRow = (i64, String, String, i64);
+/// One row of the presence report: the bucket's local start, the agent, the state, the
+/// reason, ms.
+pub type PresenceRow = (i64, String, String, String, i64);
 
 /// Time per local bucket (as [`super::report`] buckets), agent and state over the hours
 /// in `[from, to)` counted so far, in a zone `offset` ms from UTC over the range.
@@ -188,9 +204,9 @@ pub async fn report(
     offset: i64,
 ) -> Result<Vec<PresenceRow>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT (hour + $3) / $4 * $4 - $5 AS bucket, agent, status, CAST(SUM(ms) AS BIGINT) AS ms \
-         FROM report_presence_hours WHERE hour >= $1 AND hour < $2 \
-         GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+        "SELECT (hour + $3) / $4 * $4 - $5 AS bucket, agent, status, reason, \
+         CAST(SUM(ms) AS BIGINT) AS ms FROM report_presence_hours WHERE hour >= $1 AND hour < $2 \
+         GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
     )
     .bind(from)
     .bind(to)
@@ -205,6 +221,7 @@ pub async fn report(
                 r.try_get("bucket")?,
                 r.try_get("agent")?,
                 r.try_get("status")?,
+                r.try_get("reason")?,
                 r.try_get("ms")?,
             ))
         })
@@ -220,6 +237,11 @@ mod tests {
             seq,
             agent: agent.into(),
             status: status.into(),
+            reason: if status == "away" {
+                "break".into()
+            } else {
+                String::new()
+            },
             at,
         }
     }
@@ -238,8 +260,9 @@ mod tests {
             ],
         );
         let get = |hour: i64, a: &str, s: &str| {
+            let reason = if s == "away" { "break" } else { "" };
             hours
-                .get(&(hour * h, a.to_string(), s.to_string()))
+                .get(&(hour * h, a.to_string(), s.to_string(), reason.to_string()))
                 .copied()
         };
         assert_eq!(get(9, "ann", "available"), Some(30 * 60_000));
@@ -247,8 +270,11 @@ mod tests {
         assert_eq!(get(11, "ann", "available"), Some(15 * 60_000));
         assert_eq!(get(11, "ann", "away"), Some(30 * 60_000));
         assert_eq!(hours.len(), 4, "bo's away has not ended: {hours:?}");
-        assert_eq!(open["bo"], ("away".to_string(), 10 * h));
-        assert_eq!(open["ann"], ("offline".to_string(), 11 * h + 45 * 60_000));
+        assert_eq!(open["bo"], ("away".into(), "break".into(), 10 * h));
+        assert_eq!(
+            open["ann"],
+            ("offline".into(), String::new(), 11 * h + 45 * 60_000)
+        );
         assert_eq!(split(5, 5).count(), 0);
         assert_eq!(split(h, 3 * h).collect::<Vec<_>>(), [(h, h), (2 * h, h)]);
     }
