@@ -15,12 +15,17 @@
 //! slowest). The raw figure is what a report without rollups must do: read every counted
 //! history event of the month with its interaction (the rollup's own read, unbounded)
 //! and add them up, timed 3 times. Last, the month's contacts are downloaded as CSV.
+//! The 200 agents are on file in 10 teams of 20, each with a month of shifts in the
+//! presence log (logged in at eight, away for lunch at noon, back at a quarter to one,
+//! logged out at five, each a little earlier or later), and every completion states its
+//! wrap-up: the reports by agent and by team carry time per state and occupancy.
 
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use switchboard::config::Settings;
 use switchboard::startup::Application;
+use switchboard::store::agents::{self, AgentRow};
 use switchboard::store::bulk::{self, Arg};
 use switchboard::store::{reports, Store};
 
@@ -101,7 +106,8 @@ async fn seed(store: &Store, n: usize) -> usize {
                     ("assigned", Some(agent))
                 } else {
                     at += 60_000 + g.below(600_000) as i64;
-                    let data = json!({ "agent_id": agent, "disposition": "resolved" });
+                    let data =
+                        json!({ "agent_id": agent, "disposition": "resolved", "wrap_up_secs": 30 });
                     ev("completed", at, &agent, data);
                     if g.below(3) == 0 {
                         let data = json!({ "score": 1 + g.below(5), "answered_by": "chat" });
@@ -161,6 +167,62 @@ async fn seed(store: &Store, n: usize) -> usize {
     events
 }
 
+/// Puts the 200 agents on file in 10 teams and writes their month of shifts to the
+/// presence log; answers the changes written.
+async fn seed_presence(store: &Store) -> usize {
+    let mut g = Gen(0x9E37_79B9_7F4A_7C15);
+    let mut tx = store.begin_write().await.expect("a write");
+    let mut changes = Vec::new();
+    for k in 0..200 {
+        let id = format!("agent-{k:03}");
+        let a = AgentRow {
+            id: id.clone(),
+            name: id.clone(),
+            email: None,
+            extension: None,
+            level: 3,
+            skills: vec![format!("team-{}", k % 10)],
+            capacity: Default::default(),
+            role: Default::default(),
+            active: true,
+            created_at: START,
+            updated_at: START,
+        };
+        agents::insert(&mut tx, &a, &format!("bench-token-{k}"))
+            .await
+            .expect("an agent");
+        for day in 0..30 {
+            let jitter = |g: &mut Gen| g.below(30 * 60_000) as i64 - 15 * 60_000;
+            let at = START + day * DAY;
+            for (hour, status, reason) in [
+                (8 * HOUR, "available", None),
+                (12 * HOUR, "away", Some("lunch")),
+                (12 * HOUR + 45 * 60_000, "available", None),
+                (17 * HOUR, "offline", None),
+            ] {
+                changes.extend([
+                    Arg::from(id.as_str()),
+                    Arg::from(status),
+                    Arg::from(reason.map(str::to_string)),
+                    Arg::from(at + hour + jitter(&mut g)),
+                ]);
+            }
+        }
+    }
+    let n = changes.len() / 4;
+    bulk::insert(
+        &mut tx,
+        "INSERT INTO agent_presence (agent_id, status, reason, at)",
+        4,
+        changes,
+        "",
+    )
+    .await
+    .expect("presence");
+    tx.commit().await.expect("commit");
+    n
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
@@ -180,8 +242,9 @@ async fn main() {
     let store = Store::connect(&url, 4).await.expect("the store");
     let t = Instant::now();
     let events = seed(&store, n).await;
+    let changes = seed_presence(&store).await;
     println!(
-        "seeded {n} contacts, {events} history events, in {:.0} s",
+        "seeded {n} contacts, {events} history events, {changes} presence changes, in {:.0} s",
         t.elapsed().as_secs_f64()
     );
     store.pool().close().await;
@@ -257,24 +320,41 @@ async fn main() {
         ms(times[times.len() / 2]),
         ms(times[times.len() - 1])
     );
-    let mut times = Vec::new();
-    for _ in 0..20 {
-        let t = Instant::now();
-        let body: serde_json::Value = get(format!("/api/reports?{month}&by=day&slice=agent"))
-            .await
-            .expect("the server answers")
-            .json()
-            .await
-            .expect("JSON");
-        times.push(t.elapsed());
-        rows = body["rows"].as_array().expect("rows").len();
+    for (what, query) in [
+        ("by day and agent", "by=day&slice=agent"),
+        ("by day and team", "by=day&slice=team"),
+        ("by week and team", "by=week&slice=team"),
+        (
+            "by day and tier in Europe/Berlin",
+            "by=day&slice=tier&tz=Europe/Berlin",
+        ),
+    ] {
+        let mut times = Vec::new();
+        for _ in 0..20 {
+            let t = Instant::now();
+            let body: serde_json::Value = get(format!("/api/reports?{month}&{query}"))
+                .await
+                .expect("the server answers")
+                .json()
+                .await
+                .expect("JSON");
+            times.push(t.elapsed());
+            let r = body["rows"].as_array().expect("rows");
+            rows = r.len();
+            if query.contains("agent") {
+                assert!(
+                    r.iter().any(|r| r["occupancy"].as_f64().is_some()),
+                    "occupancy is reported"
+                );
+            }
+        }
+        times.sort();
+        println!(
+            "report from the rollups (month, {what}, {rows} rows, over HTTP): median {}, slowest of 20 {}",
+            ms(times[times.len() / 2]),
+            ms(times[times.len() - 1])
+        );
     }
-    times.sort();
-    println!(
-        "report from the rollups (month, by day and agent, {rows} rows, over HTTP): median {}, slowest of 20 {}",
-        ms(times[times.len() / 2]),
-        ms(times[times.len() - 1])
-    );
 
     // The raw read of the same month, as a report without rollups would do per request.
     let raw = Store::connect(&url, 2).await.expect("the store");

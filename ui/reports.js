@@ -108,6 +108,10 @@ function reportQuery(full) {
 async function loadReports() {
   try {
     rep.data = await api("GET", `/api/reports?${reportQuery(true)}`);
+    // Agents are named by their names; the list is the Agents tab's, read once if needed.
+    if (rep.data.slice === "agent" && !(con.agents && con.agents.length)) {
+      con.agents = (await api("GET", "/api/agents")).agents || [];
+    }
     fill(rep.drill);
     drawReport();
   } catch (e) {
@@ -139,7 +143,8 @@ async function download(path, full, name) {
 
 const pct = (v) => (v === null || v === undefined ? "—" : `${Math.round(v * 1000) / 10}%`);
 const secs = (v) => (v === null || v === undefined ? "—" : span(v));
-const sliceLabel = (slice, v) => (v === "" ? t("none") : slice === "tier" ? (STRINGS[lang][`tier_${v}`] || v) : v);
+const sliceLabel = (slice, v) => (v === "" ? t("none") : slice === "tier" ? (STRINGS[lang][`tier_${v}`] || v)
+  : slice === "agent" ? ((con.agents || []).find((a) => a.id === v) || { name: v }).name : v);
 
 /** The chart of the chosen figure and the table of every figure. */
 function drawReport() {

@@ -601,6 +601,21 @@ test("a working day in the desktop and the console", async (t) => {
     await reportsPane.locator('#report-chart rect.bar:not([height="0"])').first().click();
     await reportsPane.locator("#report-contacts tbody tr").first().waitFor();
     await shot(admin, "console-reports-zh");
+    // By agent, in Shanghai's days: the time available and away, and the occupancy.
+    await reportsPane.locator("#report-slice").selectOption("agent");
+    await reportsPane.locator("#report-tz").fill("Asia/Shanghai");
+    await reportsPane.getByRole("button", { name: "显示" }).click();
+    await reportsPane.locator("#report-rows th", { hasText: "占用率" }).waitFor();
+    await reportsPane.getByText("时间段按 Asia/Shanghai 划分").waitFor();
+    assert.ok(await reportsPane.locator("#report-rows th", { hasText: "服务承诺达成率" }).count());
+    await reportsPane.locator("#report-figure").selectOption("occupancy");
+    await reportsPane.locator("#report-chart svg").waitFor();
+    await shot(admin, "console-reports-agents-zh");
+    // A zone off the whole hour is refused, and says why.
+    await reportsPane.locator("#report-tz").fill("Asia/Kolkata");
+    await reportsPane.getByRole("button", { name: "显示" }).click();
+    await reportsPane.getByRole("alert").filter({ hasText: "Asia/Kolkata" }).waitFor();
+    await reportsPane.locator("#report-tz").fill("");
   });
 
   await t.test("the agent finds a finished conversation by a word of its Chinese text; so does the console", async () => {
