@@ -344,6 +344,9 @@ fn values_of(slice: &str, agent: &str) -> Vec<String> {
     }
 }
 
+/// A contact's target as the raw figures read it: started, due, met, breached (ms).
+type Deadline = (i64, Option<i64>, Option<i64>, Option<i64>);
+
 /// One bucket's raw figures: the measures, and the time available, away, offline, and
 /// away per reason.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -370,8 +373,7 @@ async fn raw(
     .await
     .unwrap();
     // Each contact's targets: started, due, met, breached.
-    let mut deadlines: BTreeMap<String, Vec<(i64, Option<i64>, Option<i64>, Option<i64>)>> =
-        BTreeMap::new();
+    let mut deadlines: BTreeMap<String, Vec<Deadline>> = BTreeMap::new();
     for d in sqlx::query(
         "SELECT interaction_id, started_at, due_at, met_at, breached_at FROM interaction_deadlines",
     )
