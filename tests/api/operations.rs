@@ -95,6 +95,21 @@ fn check_config_names_what_is_wrong_and_where() {
         "{err}"
     );
 
+    // A reports' time zone that is none, or off the whole hour, is named.
+    let zone = dir.path().join("zone.toml");
+    std::fs::write(&zone, "[api]\nreport_time_zone = \"Asia/Kolkata\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["check-config"])
+        .arg(&zone)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("api.report_time_zone: Asia/Kolkata is +5:30 from UTC"),
+        "{err}"
+    );
+
     let typo = dir.path().join("typo.toml");
     std::fs::write(&typo, "[storage]\nmax_conections = 3\n").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
