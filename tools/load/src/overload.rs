@@ -140,11 +140,32 @@ pub async fn curve(args: &Args) -> ExitCode {
             r.cpu.map_or("-".into(), |c| format!("{:.0}% of a core", c * 100.0)),
         );
     }
+    // Past capacity: every rate at or above the one that gave the most offers keeps
+    // what share of it.
+    let best_rate = rows
+        .iter()
+        .find(|r| r.offers_per_sec == best)
+        .map_or(0.0, |r| r.rate);
+    let kept = rows
+        .iter()
+        .filter(|r| r.rate >= best_rate)
+        .map(|r| r.offers_per_sec / best.max(f64::MIN_POSITIVE))
+        .fold(1.0, f64::min);
+    println!(
+        "\nGoodput at and past capacity: at least {:.0}% of the best ({best:.1} offers/s at {best_rate:.0}/s).",
+        kept * 100.0
+    );
     if lost > 0 {
-        println!("\nNot kept: {lost} accepted contacts were never offered.");
+        println!("Not kept: {lost} accepted contacts were never offered.");
         ExitCode::from(2)
+    } else if args.goodput_floor.is_some_and(|floor| kept < floor) {
+        println!(
+            "Collapsed: past capacity the goodput fell under {:.0}% of the best.",
+            args.goodput_floor.unwrap_or(0.0) * 100.0
+        );
+        ExitCode::from(3)
     } else {
-        println!("\nEvery accepted contact was offered.");
+        println!("Every accepted contact was offered.");
         ExitCode::SUCCESS
     }
 }
