@@ -169,6 +169,27 @@ pub async fn reopen(
     Ok(done.rows_affected() == 1)
 }
 
+/// A contact that waited for the customer's first message (state `opened`) is queued:
+/// it arrives now with `text` as its content, its wait counting from `now`. False when
+/// it was not waiting for one.
+pub async fn first_message(
+    conn: &mut Conn,
+    id: &str,
+    text: &str,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE interactions SET state = 'queued', created_at = $2, updated_at = $2, body = $3 \
+         WHERE id = $1 AND state = 'opened'",
+    )
+    .bind(id)
+    .bind(now)
+    .bind(text)
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// One interaction by id.
 pub async fn get(conn: &mut Conn, id: &str) -> Result<Option<InteractionRow>, sqlx::Error> {
     let row = sqlx::query(&format!("SELECT {COLUMNS} FROM interactions WHERE id = $1"))

@@ -232,6 +232,8 @@ async fn three_nodes_offer_each_contact_once_and_relay_desktops_and_chats() {
     let mut page = Visitor::connect(&page_app).await;
     page.start(json!({ "type": "start", "visitor_id": "v-cluster" }))
         .await;
+    // Its first message puts it in line (sent again below: acknowledged, not repeated).
+    page.write("m1", "hello from a follower").await;
     let chat_agent = tokio::select! {
         o = ana_desk.expect("offer") => (&mut ana_desk, o),
         o = ben_desk.expect("offer") => (&mut ben_desk, o),

@@ -40,6 +40,7 @@ async fn an_agents_chat_reply_survives_a_store_that_cannot_read_the_chat(backend
     let (chat_id, secret) = page
         .start(json!({ "type": "start", "visitor_id": "v-fault" }))
         .await;
+    page.write("m1", "Hello").await;
     let interaction = ana.take_offer().await;
     page.expect("agent_joined").await;
     drop(page);
@@ -195,6 +196,7 @@ async fn a_chat_channel_that_falls_behind_the_router_tells_every_visitor_their_a
             let mut page = Visitor::connect(&app).await;
             page.start(json!({ "type": "start", "visitor_id": format!("v-burst-{rounds}-{i}") }))
                 .await;
+            page.write("m1", "Hello").await;
             pages.push(page);
             let (_, token) =
                 create_agent(&app, json!({ "name": format!("Agent {rounds}-{i}") })).await;
@@ -284,6 +286,7 @@ async fn one_desktop_cannot_grow_the_routers_inbox() {
     let mut page = Visitor::connect(&app).await;
     page.start(json!({ "type": "start", "visitor_id": "v-flood" }))
         .await;
+    page.write("m1", "Hello").await;
     let interaction = ana.take_offer().await;
     drop(ana);
     // The same agent's desktop again, as a raw client that writes without pause and

@@ -190,6 +190,9 @@ pub enum Ended {
     },
     /// It had ended already.
     Already,
+    /// It waited for the customer's first message, which never came: closed as left
+    /// (state `left`), neither answered nor abandoned.
+    Left,
     /// No such interaction.
     Unknown,
 }
