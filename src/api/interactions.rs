@@ -213,7 +213,10 @@ fn not_found(id: &str) -> ApiError {
 }
 
 /// The interaction with its whole history.
-async fn view(conn: &mut crate::store::Conn, id: &str) -> Result<Json<InteractionView>, ApiError> {
+pub(super) async fn view(
+    conn: &mut crate::store::Conn,
+    id: &str,
+) -> Result<Json<InteractionView>, ApiError> {
     let Some(row) = interactions::get(conn, id).await? else {
         return Err(not_found(id));
     };

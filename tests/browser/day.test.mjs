@@ -85,9 +85,11 @@ const httpPort = await freePort();
 const smtpPort = await freePort();
 const base = `http://127.0.0.1:${httpPort}`;
 const dataDir = mkdtempSync(join(tmpdir(), "sb-browser-"));
-// The shipped rules, with a short wrap-up so the day moves on quickly.
+// The shipped rules, with a short wrap-up so the day moves on quickly, and agents let
+// take waiting mail themselves from their team's queue (offers go on as before).
 const rulesFile = join(dataDir, "routing.toml");
-writeFileSync(rulesFile, readFileSync(join(root, "config", "routing.toml"), "utf8").replace(/^wrap_up_secs = \d+/m, "wrap_up_secs = 3"));
+writeFileSync(rulesFile, readFileSync(join(root, "config", "routing.toml"), "utf8").replace(/^wrap_up_secs = \d+/m, "wrap_up_secs = 3")
+  + '\n[pull]\nchannels = ["email"]\n');
 const bin = process.env.SWITCHBOARD_BIN || join(root, "target", "debug", "switchboard");
 const server = spawn(bin, [], {
   env: {
@@ -757,6 +759,25 @@ test("a working day in the desktop and the console", async (t) => {
     }
     await taken.locator("button[name=complete]").click();
     await taken.waitFor({ state: "detached" });
+
+    // Away from offers, the agent takes a waiting mail from the team's queue.
+    for (const d of [desk, zhao]) {
+      await d.selectOption("#presence", "away");
+      await d.click("#set-presence");
+    }
+    execFileSync("swaks", ["--silent", "2", "--server", `127.0.0.1:${smtpPort}`, "--from", "ines.alves@example.com", "--to", "support@example.com",
+      "--header", "Subject: Order 7802: invoice address", "--header", "From: Ines Alves <ines.alves@example.com>",
+      "--body", "Please put my company's name on the invoice."]);
+    const waiting = desk.locator("#team-queue li", { hasText: "Order 7802: invoice address" });
+    await waiting.waitFor({ timeout: 20000 });
+    await zhao.locator("#team-queue li", { hasText: "Order 7802: invoice address" }).waitFor({ timeout: 20000 });
+    await shot(desk, "desktop-team-queue");
+    await waiting.getByRole("button", { name: "Take" }).click();
+    const pulled = desk.locator(".workspace", { hasText: "Please put my company's name on the invoice." });
+    await pulled.waitFor();
+    await until("it leaves the team's queue", async () => (await desk.locator("#team-queue li", { hasText: "Order 7802" }).count()) === 0);
+    await pulled.locator("button[name=complete]").click();
+    await pulled.waitFor({ state: "detached" });
   });
 
   await t.test("a narrow window still shows the desktop", async () => {
