@@ -388,13 +388,58 @@ impl Core for CoreService {
             store::service::insert_deadlines(&mut tx, &deadlines, served_at)
                 .await
                 .map_err(unavailable)?;
+            let (customer_id, interaction_id) = (row.customer_id.clone(), row.id.clone());
             let about = |kind, data| history::NewEvent {
-                customer_id: row.customer_id.clone(),
-                interaction_id: Some(row.id.clone()),
+                customer_id: customer_id.clone(),
+                interaction_id: Some(interaction_id.clone()),
                 kind,
                 actor: "system".into(),
                 data,
             };
+            // About a complaint: it joins the customer's open one (its owner first), or
+            // opens one, as a contact arriving now would.
+            let mut complaint_event = None;
+            if service.is_complaint(row.topic.as_deref()) {
+                let open = store::service::open_complaints(
+                    &mut tx,
+                    std::slice::from_ref(&row.customer_id),
+                )
+                .await
+                .map_err(unavailable)?
+                .remove(&row.customer_id);
+                let complaint = match open {
+                    Some(c) => c,
+                    None => {
+                        let c = store::service::open_complaint(
+                            &mut tx,
+                            &service,
+                            &row.customer_id,
+                            row.topic.as_deref().unwrap_or_default(),
+                            served_at,
+                        )
+                        .await
+                        .map_err(unavailable)?;
+                        complaint_event = Some(about(
+                            "complaint_opened",
+                            json!({ "complaint_id": c.id, "due_at": store::rfc3339(c.due_at) }),
+                        ));
+                        c
+                    }
+                };
+                let preferred = match &complaint.owner_agent_id {
+                    Some(owner) => crate::service::watch::substitute(&mut tx, owner, served_at)
+                        .await
+                        .map_err(unavailable)?,
+                    None => None,
+                };
+                interactions::join_complaint(&mut tx, &row.id, &complaint.id, preferred.as_deref())
+                    .await
+                    .map_err(unavailable)?;
+                row.complaint_id = Some(complaint.id.clone());
+                if preferred.is_some() {
+                    row.preferred_agent_id = preferred;
+                }
+            }
             let events = [
                 about(
                     "interaction_received",
@@ -403,7 +448,7 @@ impl Core for CoreService {
                 ),
                 about("queued", json!({ "tier": row.tier })),
             ];
-            history::append(&mut tx, &events, now)
+            history::append(&mut tx, events.iter().chain(&complaint_event), now)
                 .await
                 .map_err(unavailable)?;
             // On a cluster, the leader takes it up at this commit.

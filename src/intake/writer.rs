@@ -287,9 +287,14 @@ impl Writer {
         // when they are routed, their policies when each answer is due.
         let service = self.services.get();
         let served_at = store::service_time(now);
+        // A chat that waits for its first message is no complaint yet: it becomes one when
+        // the visitor writes (`Core::first_message`).
+        let is_complaint = |job: &Job| {
+            !job.new.waits_for_first_message && service.is_complaint(job.new.topic.as_deref())
+        };
         let complaint_customers: Vec<String> = pending
             .iter()
-            .filter(|(i, _, _, _)| service.is_complaint(jobs[*i].new.topic.as_deref()))
+            .filter(|(i, _, _, _)| is_complaint(&jobs[*i]))
             .map(|(_, c, _, _)| c.clone())
             .collect();
         let mut complaints = if complaint_customers.is_empty() {
@@ -319,7 +324,7 @@ impl Writer {
             // one with its deadline.
             let mut preferred = job.new.preferred_agent.clone();
             let mut complaint_event = None;
-            let complaint_id = if service.is_complaint(job.new.topic.as_deref()) {
+            let complaint_id = if is_complaint(job) {
                 let topic = job.new.topic.clone().unwrap_or_default();
                 let open = match complaints.get(&customer_id) {
                     Some(c) => c.clone(),

@@ -190,6 +190,26 @@ pub async fn first_message(
     Ok(done.rows_affected() == 1)
 }
 
+/// A contact queued at its first message joins a complaint (`complaint_id`), its owner
+/// (or the owner's substitute) offered it first.
+pub async fn join_complaint(
+    conn: &mut Conn,
+    id: &str,
+    complaint_id: &str,
+    preferred: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE interactions SET complaint_id = $2, preferred_agent_id = COALESCE($3, preferred_agent_id) \
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(complaint_id)
+    .bind(preferred)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// One interaction by id.
 pub async fn get(conn: &mut Conn, id: &str) -> Result<Option<InteractionRow>, sqlx::Error> {
     let row = sqlx::query(&format!("SELECT {COLUMNS} FROM interactions WHERE id = $1"))

@@ -724,8 +724,9 @@ async fn a_chat_is_offered_only_once_its_visitor_has_written(backend: Backend) {
 async fn a_visitor_who_leaves_without_writing_left_no_contact_and_none_abandoned(backend: Backend) {
     let app = app(backend, |s| s.chat.abandon_after_secs = 1).await;
     let mut page = Visitor::connect(&app).await;
+    // About a complaint, but never written: no complaint is opened either.
     let (gone, _) = page
-        .start(json!({ "type": "start", "visitor_id": "v-window-shopper" }))
+        .start(json!({ "type": "start", "visitor_id": "v-window-shopper", "topic": "complaint" }))
         .await;
     drop(page);
     // Another closes the widget without writing.
@@ -740,6 +741,8 @@ async fn a_visitor_who_leaves_without_writing_left_no_contact_and_none_abandoned
         let i = chat_interaction(&app, &gone).await;
         if i["state"] == "left" {
             assert!(events(&i, "abandoned").is_empty(), "{i}");
+            assert!(events(&i, "complaint_opened").is_empty(), "{i}");
+            assert_eq!(i["complaint_id"], Value::Null, "{i}");
             assert_eq!(
                 event(&i, "left_unwritten")["data"]["reason"],
                 "the visitor left without writing"
@@ -757,6 +760,23 @@ async fn a_visitor_who_leaves_without_writing_left_no_contact_and_none_abandoned
     // The service level counts neither: nobody was asked to answer them.
     let (_, sl) = app.get("/api/queue/service-level?hours=1").await;
     assert!(sl["tiers"].as_object().unwrap().is_empty(), "{sl}");
+    // One about a complaint that is written in opens the complaint, at its first message.
+    let mut writer = Visitor::connect(&app).await;
+    let (complaint, _) = writer
+        .start(json!({ "type": "start", "visitor_id": "v-complainer", "topic": "complaint" }))
+        .await;
+    assert!(events(
+        &chat_interaction(&app, &complaint).await,
+        "complaint_opened"
+    )
+    .is_empty());
+    writer.write("m1", "The parcel came broken.").await;
+    let i = chat_interaction(&app, &complaint).await;
+    assert_eq!(i["state"], "queued", "{i}");
+    assert_eq!(events(&i, "complaint_opened").len(), 1, "{i}");
+    assert!(i["complaint_id"].is_string(), "{i}");
+    writer.send(json!({ "type": "close" })).await;
+    writer.expect("closed").await;
     app.stop().await;
 }
 
