@@ -697,6 +697,15 @@ async fn a_chat_is_offered_only_once_its_visitor_has_written(backend: Backend) {
         !frames.iter().any(|f| f.contains("\"queue\"")),
         "no place in line before writing: {frames:?}"
     );
+    // The customer is made a VIP meanwhile: the chat is in line as one.
+    let (_, c) = app.get("/api/customers?visitor_id=v-silent").await;
+    let (status, c) = app
+        .put(
+            &format!("/api/customers/{}", c["id"].as_str().unwrap()),
+            &json!({ "name": "Silke", "tier": "high" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{c}");
 
     // The visitor writes: the offer comes at once, carrying what was written, and its
     // wait counts from the message, not from the opening seconds before.
@@ -705,6 +714,7 @@ async fn a_chat_is_offered_only_once_its_visitor_has_written(backend: Backend) {
     let offer = lin.expect("offer").await;
     assert_eq!(offer["interaction"]["body"], text, "{offer}");
     assert_eq!(offer["interaction"]["channel"], "chat");
+    assert_eq!(offer["interaction"]["tier"], "high", "{offer}");
     let interaction = lin.accept(&offer).await;
     assert_eq!(lin.expect("message").await["text"], text);
     page.expect("agent_joined").await;
