@@ -171,6 +171,8 @@ test("a working day in the desktop and the console", async (t) => {
   await t.test("a visitor chats from the demo page; the console shows the wait live", async () => {
     await visitor.goto(`${base}/chat/demo`);
     await visitor.click("#sb-toggle");
+    // Nobody is asked to answer before the visitor writes, and the widget says so.
+    await visitor.getByText("Write your question: an agent joins you once you have.").waitFor();
     await visitor.fill("#sb-text", "Hello, my parcel has not arrived.");
     await visitor.press("#sb-text", "Enter");
     await visitor.getByText("Hello, my parcel has not arrived.").waitFor();
@@ -583,6 +585,7 @@ test("a working day in the desktop and the console", async (t) => {
     await visitor.evaluate(() => localStorage.clear());
     await visitor.reload();
     await visitor.getByRole("button", { name: "在线咨询" }).click();
+    await visitor.getByText("请写下您的问题，客服人员会接着回复您。").waitFor();
     await visitor.locator("#sb-text").fill("请问可以开发票吗？");
     await visitor.getByRole("button", { name: "发送" }).click();
     await offer.getByText("Chats").waitFor({ timeout: 20000 });

@@ -74,6 +74,7 @@
       var text = $("sb-text").value.trim();
       if (!text) return;
       $("sb-text").value = "";
+      if ($("sb-status").textContent === L.first) status("");
       var m = { id: "m-" + Date.now().toString(36) + Math.random().toString(36).slice(2, 6), text: text };
       pending.push(m);
       store.set("pending", pending);
@@ -111,12 +112,14 @@
       if (f.type === "started") {
         chat = { chat_id: f.chat_id, resume_token: f.resume_token, last_seq: 0 };
         store.set("chat", chat);
+        flush();
         /* Nobody is asked to answer before the visitor has written. */
         if (!pending.length) status(L.first);
-        flush();
         if (f.closed) closedNow(f.closed);
       } else if (f.type === "resumed") {
         flush();
+        /* Back to a chat the visitor has not written in yet. */
+        if (!f.missed && !(chat && chat.last_seq) && !pending.length) status(L.first);
       } else if (f.type === "ack") {
         pending = pending.filter(function (m) { return m.id !== f.id; });
         store.set("pending", pending);
