@@ -63,18 +63,7 @@ impl Router {
         let waited_ms = now - item.w.enqueued_at_ms;
         let tier = item.w.tier.clone();
         let contact_key = item.contact_key.clone();
-        let event = NewEvent {
-            customer_id: item.customer_id.clone(),
-            interaction_id: Some(id.to_string()),
-            kind: "assigned",
-            actor: agent_id.to_string(),
-            data: json!({ "agent_id": agent_id, "waited_secs": waited_ms as f64 / 1000.0,
-                          "taken_from_queue": true }),
-        };
-        self.stage(id, &["queued"], "assigned", Some(agent_id), event);
-        self.waiting.remove(id);
-        self.index.remove(id);
-        self.queue.remove(id);
+        let customer_id = item.customer_id.clone();
         let Some(s) = self.agents.get_mut(agent_id) else {
             return Ok(Taken::Refused("log in to the desktop to take work".into()));
         };
@@ -89,6 +78,18 @@ impl Router {
             arrived_at_ms: now - waited_ms,
         });
         s.emit(json!({ "type": "assigned", "interaction_id": id, "taken_from_queue": true }));
+        let event = NewEvent {
+            customer_id,
+            interaction_id: Some(id.to_string()),
+            kind: "assigned",
+            actor: agent_id.to_string(),
+            data: json!({ "agent_id": agent_id, "waited_secs": waited_ms as f64 / 1000.0,
+                          "taken_from_queue": true }),
+        };
+        self.stage(id, &["queued"], "assigned", Some(agent_id), event);
+        self.waiting.remove(id);
+        self.index.remove(id);
+        self.queue.remove(id);
         telemetry::answered(&tier, waited_ms);
         self.answered.push_back((now, tier, waited_ms));
         self.changed = true;
