@@ -86,7 +86,8 @@ async fn until(ws: &mut Socket, kind: &str) -> Value {
     }
 }
 
-/// Opens a visitor's chat; answers its socket.
+/// Opens a visitor's chat and writes its first message, which puts it in line for an
+/// agent; answers its socket.
 async fn visitor(chat_url: &str, id: String) -> Socket {
     let mut ws = connect(chat_url).await;
     ws.send(Message::Text(
@@ -97,6 +98,14 @@ async fn visitor(chat_url: &str, id: String) -> Socket {
     .await
     .unwrap();
     until(&mut ws, "started").await;
+    ws.send(Message::Text(
+        json!({ "type": "message", "id": "m0", "text": "Hello" })
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    until(&mut ws, "ack").await;
     ws
 }
 

@@ -18,7 +18,8 @@
 //!   known yet has the default tier.
 //! - **Refusing** is in each channel's own way, and nothing refused was acknowledged:
 //!   HTTP 503 with `Retry-After`, SMTP 451, a busy answer to a ringing call, a chat's
-//!   start delayed with its place in line.
+//!   start delayed with its place in line. A chat is admitted at its start: its first
+//!   message, which puts it in line for an agent, is never refused.
 //! - **Visible**: `/metrics` counts what was refused per channel and tier, and shows the
 //!   pressure and the lag; the supervisors' live view shows them too.
 

@@ -253,6 +253,12 @@ pub fn answered(tier: &str, waited_ms: i64) {
         .record(waited_ms.max(0) as f64 / 1000.0);
 }
 
+/// An agent asked to take a waiting contact from its team's queue: `taken`, `refused`
+/// (a colleague was first, it was on offer, no room…) or `unknown`.
+pub fn taken_from_queue(outcome: &'static str) {
+    counter!("switchboard_taken_from_queue_total", "outcome" => outcome).increment(1);
+}
+
 /// A waiting interaction ended on the customer's side after `waited_ms`.
 pub fn abandoned(tier: &str, waited_ms: i64) {
     counter!("switchboard_abandoned_total", "tier" => tier.to_string()).increment(1);

@@ -276,6 +276,10 @@ function drawOffer() {
     h("div", {}, h("div", { class: "muted small" }, t("channel")), t(i.channel)),
     i.topic && h("div", {}, h("div", { class: "muted small" }, t("topic")), i.topic),
     i.subject && h("div", {}, h("div", { class: "muted small" }, t("subject")), i.subject),
+    // A chat is offered once its visitor has written: what they wrote comes with it.
+    i.channel === "chat" && i.body && h("div", { class: "first-message" }, h("div", { class: "muted small" }, t("visitorWrote")),
+      i.body.length > 160 ? `${i.body.slice(0, 160)}…` : i.body),
+    handedOnNote(i),
     h("div", {}, h("span", { class: "countdown" }, ""), " ", h("span", { class: "muted small" }, t("expiresIn"))),
     accept, decline);
   tick();
@@ -707,7 +711,7 @@ function eventText(e) {
   const d = e.data || {};
   if (e.kind === "chat" && d.type === "message") return `${t("chat")} · ${d.from}: ${String(d.text || "").slice(0, 120)}`;
   if (e.kind === "chat") return `${t("chat")} · ${String(d.type || "").replace(/_/g, " ")}`;
-  const detail = d.subject || d.text || d.disposition || d.reason || d.notes || "";
+  const detail = d.subject || d.text || d.note || d.disposition || d.reason || d.notes || "";
   return `${eventName(e.kind)}${detail ? ": " + String(detail).slice(0, 120) : ""}`;
 }
 

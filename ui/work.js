@@ -14,7 +14,8 @@ Object.assign(STRINGS.en, {
   keyAccept: "Accept the offer (not while typing)", keyDecline: "Decline the offer (not while typing)",
   keyWorkspace: "Go to conversation 1…9", keyNext: "Next conversation", keyNote: "Write a note in this conversation",
   keyComplete: "Complete this conversation", keyHelp: "Show or hide this sheet", close: "Close",
-  readOnly: "Completed: shown for reading.",
+  readOnly: "Completed: shown for reading.", handedOn: "Handed on by {n}", visitorWrote: "The visitor wrote",
+  teamQueue: "Team queue", take: "Take", onOffer: "on offer", nothingWaiting: "Nothing waits.",
 });
 Object.assign(STRINGS.zh, {
   myWork: "我的工作", openWork: "进行中", recentWork: "本周已完成", noOpenWork: "没有进行中的会话。",
@@ -26,25 +27,59 @@ Object.assign(STRINGS.zh, {
   keyAccept: "接受分配（输入时无效）", keyDecline: "拒绝分配（输入时无效）",
   keyWorkspace: "切换到第 1…9 个会话", keyNext: "下一个会话", keyNote: "在当前会话写备注",
   keyComplete: "完成当前会话", keyHelp: "显示或隐藏本表", close: "关闭",
-  readOnly: "已完成：仅供查看。",
+  readOnly: "已完成：仅供查看。", handedOn: "{n} 转交的备注", visitorWrote: "访客留言",
+  teamQueue: "团队队列", take: "接手", onOffer: "分配中", nothingWaiting: "没有等待的联系。",
 });
 
-const work = { colleagues: null, unread: new Set(), missed: [], timer: null };
+const work = { colleagues: null, colleaguesAt: 0, unread: new Set(), missed: [], timer: null, pull: false };
 
-/** The work list, read again now (and every 30 s while logged in). */
+/** How long the list of colleagues is kept before it is read again (a colleague added
+ * today shows up in the transfer list without a reload). */
+const COLLEAGUES_FOR_MS = 30000;
+
+/** The work list, read again now (and every 30 s while logged in; every 5 s while the
+ * rules let agents take waiting contacts themselves, so the team's queue stays current). */
 async function refreshWork() {
   if (!view || !view.work) return;
   clearTimeout(work.timer);
-  work.timer = setTimeout(refreshWork, 30000);
+  work.timer = setTimeout(refreshWork, work.pull ? 5000 : 30000);
   try {
-    const r = await api("GET", "/api/me/work");
-    drawWork(r);
+    const [r, team] = await Promise.all([api("GET", "/api/me/work"), api("GET", "/api/me/team-queue")]);
+    work.pull = team.channels.length > 0;
+    drawWork(r, team);
   } catch (e) {
     fill(view.work, h("p", { class: "error small" }, e.message));
   }
 }
 
-function drawWork(r) {
+/** The team's waiting contacts of the channels the rules let agents take themselves. */
+function teamQueue(team) {
+  if (!team || !team.channels.length) return null;
+  const row = (i) => {
+    const take = h("button", { type: "button", name: "take", disabled: i.on_offer ? true : null }, t("take"));
+    take.addEventListener("click", async () => {
+      take.disabled = true;
+      try {
+        await api("POST", `/api/interactions/${i.id}/take`);
+      } catch (e) {
+        toast(e.message);
+      }
+      refreshWork();
+    });
+    return h("li", { dataset: { interaction: i.id } },
+      h("strong", {}, i.customer_name || t("unknown")), " ", tierPill(i.tier), " ",
+      h("span", { class: "pill" }, t(i.channel)), " ", h("span", { class: "small" }, i.subject || i.topic || ""),
+      h("span", { class: "small muted" }, ` · ${clock(i.waiting_since)}`),
+      i.on_offer ? h("span", { class: "pill" }, t("onOffer")) : null, " ", take);
+  };
+  return [
+    h("h3", {}, `${t("teamQueue")} (${team.channels.map((c) => t(c)).join(", ")})`),
+    team.waiting.length ? h("ul", { class: "worklist", id: "team-queue" }, team.waiting.map(row))
+      : h("p", { class: "muted small" }, t("nothingWaiting")),
+  ];
+}
+
+function drawWork(r, team) {
   const row = (i, past) => h("li", { dataset: { interaction: i.id }, class: work.unread.has(i.id) ? "unread" : "" },
     h("button", { type: "button", class: "link", onclick: () => past ? openPast(i.id) : focusWorkspace(i.id) },
       h("strong", {}, i.customer_name || t(i.channel === "chat" ? "visitor" : "unknown")), " ",
@@ -58,6 +93,7 @@ function drawWork(r) {
     h("h3", {}, t("openWork")),
     r.open.length ? h("ul", { class: "worklist", id: "work-open" }, r.open.map((i) => row(i, false)))
       : h("p", { class: "muted small" }, t("noOpenWork")),
+    ...(teamQueue(team) || []),
     h("h3", {}, t("recentWork")),
     r.recent.length ? h("ul", { class: "worklist", id: "work-recent" }, r.recent.map((i) => row(i, true)))
       : h("p", { class: "muted small" }, t("noRecentWork")),
@@ -139,7 +175,7 @@ function transferForm(w) {
     for (const s of skills) target.append(h("option", { value: `skill:${s}` }, t("toSkill", { s })));
     for (const c of work.colleagues || []) if (c.id !== me) target.append(h("option", { value: `agent:${c.id}` }, c.name));
   };
-  if (work.colleagues) fillTargets();
+  if (work.colleagues && Date.now() - work.colleaguesAt < COLLEAGUES_FOR_MS) fillTargets();
   else loadColleagues().then(() => { if (target.options.length === 1) fillTargets(); });
   const note = h("input", { name: "transfer-note", placeholder: t("transferNote"), "aria-label": t("transferNote"), size: 28 });
   const go = h("button", { type: "button", name: "transfer" }, t("transfer"));
@@ -157,9 +193,19 @@ function transferForm(w) {
 async function loadColleagues() {
   try {
     work.colleagues = (await api("GET", "/api/colleagues")).agents;
+    work.colleaguesAt = Date.now();
   } catch (_) {
-    work.colleagues = [];
+    work.colleagues = work.colleagues || [];
   }
+}
+
+/** The note left by whoever handed this conversation on (in an offer's history), if any. */
+function handedOnNote(i) {
+  const e = (i.history || []).filter((x) => x.kind === "transferred" && x.interaction_id === i.id && x.data && x.data.note)
+    .sort((a, b) => (b.seq || 0) - (a.seq || 0))[0];
+  // Named once the colleagues are known (read now, the offer drawn again).
+  if (e && !work.colleagues) loadColleagues().then(() => { if (desk.offer && desk.offer.interaction.id === i.id) drawOffer(); });
+  return e ? h("div", { class: "handed-on" }, h("div", { class: "muted small" }, t("handedOn", { n: colleagueName(e.data.from) })), e.data.note) : null;
 }
 
 /** A note on a conversation (ours, or one naming us). */

@@ -72,6 +72,7 @@ pub async fn erase(
         let as_what = match outcome {
             Ended::Abandoned { .. } => "abandoned",
             Ended::Closed { .. } | Ended::WhileHeld { .. } => "completed",
+            Ended::Left => "left",
             Ended::Already | Ended::Unknown => "ended already",
         };
         ended.push(json!({ "interaction_id": o.interaction_id, "channel": o.channel, "was": o.state, "ended": as_what }));

@@ -74,6 +74,7 @@ pub async fn create(
             body: req.body,
             preferred_agent: None,
             not_before_ms: None,
+            waits_for_first_message: false,
         })
         .await?;
     let status = if committed.created {
@@ -140,7 +141,7 @@ pub async fn end(
                 message: "the interaction has already ended".into(),
             })
         }
-        Ended::Abandoned { .. } | Ended::WhileHeld { .. } | Ended::Closed { .. } => {}
+        Ended::Abandoned { .. } | Ended::WhileHeld { .. } | Ended::Closed { .. } | Ended::Left => {}
     }
     let mut conn = state.store.pool().acquire().await?;
     view(&mut conn, &id).await
@@ -212,7 +213,10 @@ fn not_found(id: &str) -> ApiError {
 }
 
 /// The interaction with its whole history.
-async fn view(conn: &mut crate::store::Conn, id: &str) -> Result<Json<InteractionView>, ApiError> {
+pub(super) async fn view(
+    conn: &mut crate::store::Conn,
+    id: &str,
+) -> Result<Json<InteractionView>, ApiError> {
     let Some(row) = interactions::get(conn, id).await? else {
         return Err(not_found(id));
     };

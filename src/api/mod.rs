@@ -16,6 +16,7 @@ mod kept_aside;
 pub mod openapi;
 mod ops;
 mod pages;
+mod pull;
 mod reports;
 mod retention;
 mod rules;
@@ -249,6 +250,18 @@ fn api_routes() -> Routes {
                 .query::<search::SearchQuery>()
                 .responses(&[(200, "the interactions, newest match first, with snippets; the customers; next_before for the next page"), (400, "no query, one over 200 characters or 10 words, or a limit out of 1 to 50")]),
             search::search,
+        )
+        .add(
+            Op::get("/api/me/team-queue", "the channels agents may take themselves ([pull] in the rules) and the caller's team's waiting contacts of them, oldest first")
+                .access(Anyone)
+                .responses(&[(200, "channels and waiting"), (400, "the admin token has no team of its own")]),
+            pull::team_queue,
+        )
+        .add(
+            Op::post("/api/interactions/{id}/take", "the caller takes a waiting contact of its team's queue: exactly one of several agents taking it at once gets it")
+                .access(Anyone)
+                .responses(&[(200, "it is the caller's: the interaction"), (409, "not taken, and why: a colleague took it first, it is on offer, the rules keep its channel push-only, not the caller's team, no room"), (404, "no such interaction")]),
+            pull::take,
         )
         .add(
             Op::get("/api/colleagues", "the active agents work can be handed to: id, name, skills, level")

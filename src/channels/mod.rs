@@ -343,8 +343,125 @@ impl Core for CoreService {
                     agent_id: Some(agent_id),
                 },
                 Ended::Already => Ending::Already { interaction_id },
+                Ended::Left => Ending::Left { interaction_id },
                 Ended::Unknown => Ending::Unknown,
             })
+        })
+    }
+
+    fn first_message<'a>(
+        &'a self,
+        channel: ChannelKind,
+        contact_key: &'a str,
+        text: &'a str,
+    ) -> BoxFuture<'a, Result<bool, IntakeError>> {
+        Box::pin(async move {
+            let now = now_ms();
+            let mut tx = self.store.begin_write().await.map_err(unavailable)?;
+            let Some(mut row) = interactions::by_key(&mut tx, channel.as_str(), contact_key)
+                .await
+                .map_err(unavailable)?
+            else {
+                return Ok(false);
+            };
+            // Conditional on its state: a visitor who left meanwhile (the router closed
+            // it as left) stays left, and a message sent again queues it once.
+            if !interactions::first_message(&mut tx, &row.id, text, now)
+                .await
+                .map_err(unavailable)?
+            {
+                return Ok(false);
+            }
+            row.state = "queued".into();
+            row.created_at = now;
+            row.body = Some(text.to_string());
+            // Its targets count from now (or from the opening, while closed), as those of
+            // a contact arriving now.
+            let served_at = store::service_time(now);
+            let from = row.opens_at.map_or(served_at, |o| o.max(served_at));
+            let service = self.services.get();
+            let deadlines: Vec<_> = service
+                .deadlines(&row.tier, row.topic.as_deref(), channel, from)
+                .into_iter()
+                .map(|d| (row.id.clone(), channel, d))
+                .collect();
+            store::service::insert_deadlines(&mut tx, &deadlines, served_at)
+                .await
+                .map_err(unavailable)?;
+            let (customer_id, interaction_id) = (row.customer_id.clone(), row.id.clone());
+            let about = |kind, data| history::NewEvent {
+                customer_id: customer_id.clone(),
+                interaction_id: Some(interaction_id.clone()),
+                kind,
+                actor: "system".into(),
+                data,
+            };
+            // About a complaint: it joins the customer's open one (its owner first), or
+            // opens one, as a contact arriving now would.
+            let mut complaint_event = None;
+            if service.is_complaint(row.topic.as_deref()) {
+                let open = store::service::open_complaints(
+                    &mut tx,
+                    std::slice::from_ref(&row.customer_id),
+                )
+                .await
+                .map_err(unavailable)?
+                .remove(&row.customer_id);
+                let complaint = match open {
+                    Some(c) => c,
+                    None => {
+                        let c = store::service::open_complaint(
+                            &mut tx,
+                            &service,
+                            &row.customer_id,
+                            row.topic.as_deref().unwrap_or_default(),
+                            served_at,
+                        )
+                        .await
+                        .map_err(unavailable)?;
+                        complaint_event = Some(about(
+                            "complaint_opened",
+                            json!({ "complaint_id": c.id, "due_at": store::rfc3339(c.due_at) }),
+                        ));
+                        c
+                    }
+                };
+                let preferred = match &complaint.owner_agent_id {
+                    Some(owner) => crate::service::watch::substitute(&mut tx, owner, served_at)
+                        .await
+                        .map_err(unavailable)?,
+                    None => None,
+                };
+                interactions::join_complaint(&mut tx, &row.id, &complaint.id, preferred.as_deref())
+                    .await
+                    .map_err(unavailable)?;
+                row.complaint_id = Some(complaint.id.clone());
+                if preferred.is_some() {
+                    row.preferred_agent_id = preferred;
+                }
+            }
+            let events = [
+                about(
+                    "interaction_received",
+                    json!({ "channel": row.channel, "topic": row.topic, "subject": row.subject,
+                            "idempotency_key": row.idempotency_key, "first_message": true }),
+                ),
+                about("queued", json!({ "tier": row.tier })),
+            ];
+            history::append(&mut tx, events.iter().chain(&complaint_event), now)
+                .await
+                .map_err(unavailable)?;
+            // On a cluster, the leader takes it up at this commit.
+            crate::cluster::bus::queued(
+                &mut tx,
+                self.store.backend(),
+                std::slice::from_ref(&row.id),
+            )
+            .await
+            .map_err(unavailable)?;
+            tx.commit().await.map_err(unavailable)?;
+            self.queue.push_all([crate::intake::waiting(&row)]);
+            Ok(true)
         })
     }
 
@@ -446,7 +563,7 @@ impl Core for CoreService {
             let mut conn = self.store.pool().acquire().await.map_err(unavailable)?;
             sqlx::query_scalar(
                 "SELECT idempotency_key FROM interactions WHERE channel = $1 \
-                 AND state IN ('queued', 'offered', 'assigned') ORDER BY created_at LIMIT $2",
+                 AND state IN ('opened', 'queued', 'offered', 'assigned') ORDER BY created_at LIMIT $2",
             )
             .bind(channel.as_str())
             .bind(limit as i64)

@@ -206,6 +206,7 @@ impl CoreService {
                 body: cb.note.clone(),
                 preferred_agent: None,
                 not_before_ms: cb.not_before_ms,
+                waits_for_first_message: false,
             })
             .await?;
         let id = accepted.interaction.id.clone();
@@ -480,6 +481,7 @@ impl CoreService {
                     body: comment.clone(),
                     preferred_agent: owner,
                     not_before_ms: None,
+                    waits_for_first_message: false,
                 })
                 .await?;
             Some(c.interaction.id)

@@ -170,6 +170,13 @@ async fn answer(state: &AppState, call: Call) -> Option<Reply> {
             Ok(moved) => Reply::Moved { moved },
             Err(e) => unavailable(e),
         },
+        Call::Take {
+            interaction_id,
+            agent_id,
+        } => match router.take(&interaction_id, &agent_id).await? {
+            Ok(taken) => Reply::Taken { taken },
+            Err(e) => unavailable(e),
+        },
         Call::SetAway { agent_id, reason } => Reply::Away {
             done: router.set_away(&agent_id, reason).await?,
         },

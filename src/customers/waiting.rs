@@ -56,7 +56,8 @@ pub async fn lock(conn: &mut Conn, ids: &[String], share: bool) -> Result<(), sq
 }
 
 /// Decides again the tier of every contact of `customer_ids` (and of the customers
-/// merged into them) still waiting, queued or on offer; writes the ones that change,
+/// merged into them) still waiting, queued or on offer (or a chat waiting for its
+/// visitor's first message); writes the ones that change,
 /// each with a `tier_changed` event by `actor`. Answers every such contact's id. Call it
 /// inside the transaction that changed the customers, and hand the ids to the router
 /// once that transaction is committed.
@@ -74,7 +75,7 @@ pub async fn refresh(
         format!(
             "SELECT i.id, COALESCE(c.merged_into, c.id), i.tier \
              FROM interactions i JOIN customers c ON c.id = i.customer_id \
-             WHERE i.state IN ('queued', 'offered') AND (c.id IN ({list}) OR c.merged_into IN ({list}))"
+             WHERE i.state IN ('opened', 'queued', 'offered') AND (c.id IN ({list}) OR c.merged_into IN ({list}))"
         )
     })
     .await?
@@ -102,11 +103,11 @@ pub async fn refresh(
             continue;
         };
         if decision.tier != was {
-            // Only while it waits: one the router has just assigned or ended keeps the
-            // tier it was served under.
+            // Only while it waits (or, a chat, waits for its first message): one the
+            // router has just assigned or ended keeps the tier it was served under.
             let changed = sqlx::query(
                 "UPDATE interactions SET tier = $2, tier_source = $3, tier_reason = $4, updated_at = $5 \
-                 WHERE id = $1 AND state IN ('queued', 'offered')",
+                 WHERE id = $1 AND state IN ('opened', 'queued', 'offered')",
             )
             .bind(&interaction_id)
             .bind(&decision.tier)

@@ -25,6 +25,7 @@ pub(crate) fn contact(key: &str, email: &str, subject: &str) -> NewInteraction {
         body: None,
         preferred_agent: None,
         not_before_ms: None,
+        waits_for_first_message: false,
     }
 }
 

@@ -296,6 +296,7 @@ mod tests {
             body: Some(" Hello ".into()),
             preferred_agent: None,
             not_before_ms: None,
+            waits_for_first_message: false,
         }
     }
 
@@ -353,6 +354,7 @@ mod tests {
             body: Some("Other".into()),
             preferred_agent: None,
             not_before_ms: None,
+            waits_for_first_message: false,
             ..new("k")
         })
         .unwrap();

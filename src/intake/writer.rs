@@ -287,9 +287,14 @@ impl Writer {
         // when they are routed, their policies when each answer is due.
         let service = self.services.get();
         let served_at = store::service_time(now);
+        // A chat that waits for its first message is no complaint yet: it becomes one when
+        // the visitor writes (`Core::first_message`).
+        let is_complaint = |job: &Job| {
+            !job.new.waits_for_first_message && service.is_complaint(job.new.topic.as_deref())
+        };
         let complaint_customers: Vec<String> = pending
             .iter()
-            .filter(|(i, _, _, _)| service.is_complaint(jobs[*i].new.topic.as_deref()))
+            .filter(|(i, _, _, _)| is_complaint(&jobs[*i]))
             .map(|(_, c, _, _)| c.clone())
             .collect();
         let mut complaints = if complaint_customers.is_empty() {
@@ -319,7 +324,7 @@ impl Writer {
             // one with its deadline.
             let mut preferred = job.new.preferred_agent.clone();
             let mut complaint_event = None;
-            let complaint_id = if service.is_complaint(job.new.topic.as_deref()) {
+            let complaint_id = if is_complaint(job) {
                 let topic = job.new.topic.clone().unwrap_or_default();
                 let open = match complaints.get(&customer_id) {
                     Some(c) => c.clone(),
@@ -346,14 +351,21 @@ impl Writer {
             } else {
                 None
             };
+            // A chat the visitor opened waits for its first message: kept, but neither
+            // queued nor due anything until then (`Core::first_message`).
+            let waits = job.new.waits_for_first_message;
             // Targets count from when it is served: the opening, for one taken while
             // closed.
-            for d in service.deadlines(
-                &decision.tier,
-                job.new.topic.as_deref(),
-                channel,
-                opens_at.unwrap_or(served_at),
-            ) {
+            for d in service
+                .deadlines(
+                    &decision.tier,
+                    job.new.topic.as_deref(),
+                    channel,
+                    opens_at.unwrap_or(served_at),
+                )
+                .into_iter()
+                .filter(|_| !waits)
+            {
                 deadlines.push((id.clone(), channel, d));
             }
             let row = InteractionRow {
@@ -368,7 +380,7 @@ impl Writer {
                 topic: job.new.topic.clone(),
                 subject: job.new.subject.clone(),
                 body: job.new.body.clone(),
-                state: "queued".into(),
+                state: if waits { "opened" } else { "queued" }.into(),
                 created_at: now,
                 updated_at: now,
                 agent_id: None,
@@ -386,10 +398,14 @@ impl Writer {
                 actor: "system".into(),
                 data,
             };
-            events.push(about(
-                "interaction_received",
-                json!({ "channel": row.channel, "topic": row.topic, "subject": row.subject, "idempotency_key": row.idempotency_key }),
-            ));
+            // One waiting for its first message is received (and counted so) when the
+            // customer writes.
+            if !waits {
+                events.push(about(
+                    "interaction_received",
+                    json!({ "channel": row.channel, "topic": row.topic, "subject": row.subject, "idempotency_key": row.idempotency_key }),
+                ));
+            }
             if let Some(claim) = claim {
                 events.push(about("email_claimed", claim));
             }
@@ -403,14 +419,25 @@ impl Writer {
                 ));
             }
             events.push(about("tier_decided", json!({ "tier": decision.tier, "source": decision.source, "reason": decision.reason })));
-            events.push(about("queued", json!({ "tier": decision.tier })));
+            events.push(if waits {
+                about(
+                    "opened",
+                    json!({ "channel": row.channel, "topic": row.topic, "waits_for": "first_message" }),
+                )
+            } else {
+                about("queued", json!({ "tier": decision.tier }))
+            });
             rows.push(row);
         }
         interactions::insert_many(conn, &rows).await?;
         store::service::insert_deadlines(conn, &deadlines, served_at).await?;
         history::append(conn, &events, now).await?;
         // On a cluster, the leader takes them up at this commit, whichever node it is.
-        let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+        let ids: Vec<String> = rows
+            .iter()
+            .filter(|r| r.state == "queued")
+            .map(|r| r.id.clone())
+            .collect();
         crate::cluster::bus::queued(conn, self.store.backend(), &ids).await?;
 
         let mut outcomes: Vec<JobOutcome> = Vec::with_capacity(jobs.len());

@@ -63,6 +63,32 @@ pub struct Rules {
     /// Asking customers how it went.
     #[serde(default)]
     pub satisfaction: SatisfactionRules,
+    /// Channels whose waiting contacts agents may also take themselves, from their team's
+    /// queue on the desktop; offers go on as before (none: push only).
+    #[serde(default, skip_serializing_if = "PullRules::is_empty")]
+    pub pull: PullRules,
+}
+
+/// Which channels' waiting contacts agents may take themselves (`[pull]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PullRules {
+    /// The channels (`email`, `api`): their waiting contacts are listed to the agents of
+    /// their team, any of whom may take one that is not on offer.
+    #[serde(default)]
+    pub channels: Vec<ChannelKind>,
+}
+
+impl PullRules {
+    /// True when no channel may be pulled (the default).
+    pub fn is_empty(&self) -> bool {
+        self.channels.is_empty()
+    }
+
+    /// Whether agents may take waiting contacts of `channel` themselves.
+    pub fn allows(&self, channel: ChannelKind) -> bool {
+        self.channels.contains(&channel)
+    }
 }
 
 /// How waiting interactions are ordered (see [`super::order`]).

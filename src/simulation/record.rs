@@ -17,8 +17,9 @@ const LOOKBACK_MS: i64 = 24 * 3600 * 1000;
 
 /// The interactions that take part: arrived in the window, or arrived within the
 /// lookback and still open when it began (`$1` lookback start, `$2` window end, `$3`
-/// window start).
-const TAKING_PART: &str = "i.created_at >= $1 AND i.created_at < $2 \
+/// window start). A chat the visitor never wrote in was never queued (state `opened`,
+/// or `left`): it takes no part; one written in arrived at its first message.
+const TAKING_PART: &str = "i.created_at >= $1 AND i.created_at < $2 AND i.state NOT IN ('opened', 'left') \
      AND (i.created_at >= $3 OR i.updated_at >= $3 OR i.state IN ('queued', 'offered', 'assigned'))";
 
 /// What the store held for a window.

@@ -169,6 +169,47 @@ pub async fn reopen(
     Ok(done.rows_affected() == 1)
 }
 
+/// A contact that waited for the customer's first message (state `opened`) is queued:
+/// it arrives now with `text` as its content, its wait counting from `now`. False when
+/// it was not waiting for one.
+pub async fn first_message(
+    conn: &mut Conn,
+    id: &str,
+    text: &str,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE interactions SET state = 'queued', created_at = $2, updated_at = $2, body = $3 \
+         WHERE id = $1 AND state = 'opened'",
+    )
+    .bind(id)
+    .bind(now)
+    .bind(text)
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// A contact queued at its first message joins a complaint (`complaint_id`), its owner
+/// (or the owner's substitute) offered it first.
+pub async fn join_complaint(
+    conn: &mut Conn,
+    id: &str,
+    complaint_id: &str,
+    preferred: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE interactions SET complaint_id = $2, preferred_agent_id = COALESCE($3, preferred_agent_id) \
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(complaint_id)
+    .bind(preferred)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// One interaction by id.
 pub async fn get(conn: &mut Conn, id: &str) -> Result<Option<InteractionRow>, sqlx::Error> {
     let row = sqlx::query(&format!("SELECT {COLUMNS} FROM interactions WHERE id = $1"))

@@ -197,7 +197,7 @@ pub async fn of_channel(
             let state: String = r.try_get("state")?;
             out.push((
                 r.try_get("id")?,
-                matches!(state.as_str(), "queued" | "offered" | "assigned"),
+                matches!(state.as_str(), "opened" | "queued" | "offered" | "assigned"),
             ));
         }
     }
@@ -212,7 +212,7 @@ pub async fn deferred_ended(
 ) -> Result<Vec<String>, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT d.interaction_id FROM retention_deferred d JOIN interactions i ON i.id = d.interaction_id \
-         WHERE d.channel = $1 AND i.state NOT IN ('queued', 'offered', 'assigned') \
+         WHERE d.channel = $1 AND i.state NOT IN ('opened', 'queued', 'offered', 'assigned') \
          ORDER BY d.interaction_id LIMIT $2",
     )
     .bind(channel)

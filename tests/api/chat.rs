@@ -12,7 +12,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::agent_client::{create_agent, Desktop};
 use crate::both_backends;
-use crate::helpers::{event, spawn_app_with, spawn_settings, Backend, TestApp};
+use crate::helpers::{event, events, spawn_app_with, spawn_settings, Backend, TestApp};
 
 const SECRET: &str = "chat-token-secret";
 
@@ -89,6 +89,16 @@ impl Visitor {
         }
     }
 
+    /// Sends a message and waits for its acknowledgement; answers its number. A chat's
+    /// first message is what puts it in line for an agent.
+    pub(crate) async fn write(&mut self, id: &str, text: &str) -> u64 {
+        self.send(json!({ "type": "message", "id": id, "text": text }))
+            .await;
+        let ack = self.expect("ack").await;
+        assert_eq!(ack["id"], id, "{ack}");
+        ack["seq"].as_u64().expect("an ack's number")
+    }
+
     /// Starts a chat; answers (chat id, resume token).
     pub(crate) async fn start(&mut self, start: Value) -> (String, String) {
         self.send(start).await;
@@ -119,6 +129,7 @@ async fn a_known_customer_is_served_first_and_messages_flow_both_ways(backend: B
     let mut anon = Visitor::connect(&app).await;
     anon.start(json!({ "type": "start", "visitor_id": "anon-1" }))
         .await;
+    anon.write("a1", "Hi").await;
     let exp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -132,6 +143,8 @@ async fn a_known_customer_is_served_first_and_messages_flow_both_ways(backend: B
     let (vip_chat, _) = vip
         .start(json!({ "type": "start", "visitor_id": "vip-1", "customer_token": token }))
         .await;
+    // Visitor to agent: committed, acknowledged with its number; the chat waits from it.
+    assert!(vip.write("v1", "Hello, my order is late.").await > 0);
 
     // The agent logs in: the high-tier chat is offered first.
     // Level 3: the shipped rules offer the high tier to senior agents first.
@@ -140,16 +153,12 @@ async fn a_known_customer_is_served_first_and_messages_flow_both_ways(backend: B
     let offer = sam.expect("offer").await;
     assert_eq!(offer["interaction"]["channel"], "chat");
     assert_eq!(offer["interaction"]["tier"], "high");
+    // The offer carries what the visitor wrote.
+    assert_eq!(offer["interaction"]["body"], "Hello, my order is late.");
     let interaction = sam.accept(&offer).await;
     let joined = vip.expect("agent_joined").await;
     assert_eq!(joined["name"], "Sam");
-
-    // Visitor to agent: committed, acknowledged with its number, relayed.
-    vip.send(json!({ "type": "message", "id": "v1", "text": "Hello, my order is late." }))
-        .await;
-    let ack = vip.expect("ack").await;
-    assert_eq!(ack["id"], "v1");
-    assert!(ack["seq"].as_u64().unwrap() > 0);
+    // Relayed to the agent who joined.
     let relayed = sam.expect("message").await;
     assert_eq!(
         (relayed["text"].as_str(), relayed["interaction_id"].as_str()),
@@ -208,11 +217,9 @@ async fn a_visitor_who_reconnects_misses_nothing_and_repeats_nothing(backend: Ba
     let (chat_id, resume_token) = page
         .start(json!({ "type": "start", "visitor_id": "v-2", "email": "kim@example.com" }))
         .await;
+    let seq1 = page.write("m1", "first").await;
     let interaction = ana.take_offer().await;
-    page.expect("agent_joined").await;
-    page.send(json!({ "type": "message", "id": "m1", "text": "first" }))
-        .await;
-    let seq1 = page.expect("ack").await["seq"].as_u64().unwrap();
+    let joined = page.expect("agent_joined").await["seq"].as_u64().unwrap();
 
     // The page's network drops; meanwhile the agent writes twice.
     drop(page);
@@ -226,7 +233,7 @@ async fn a_visitor_who_reconnects_misses_nothing_and_repeats_nothing(backend: Ba
 
     // The page resumes from what it saw: both agent messages, in order, once.
     let mut page = Visitor::connect(&app).await;
-    page.send(json!({ "type": "resume", "chat_id": chat_id, "resume_token": resume_token, "last_seq": seq1 })).await;
+    page.send(json!({ "type": "resume", "chat_id": chat_id, "resume_token": resume_token, "last_seq": joined })).await;
     let resumed = page.expect("resumed").await;
     assert_eq!(resumed["missed"], 2);
     let a = page.agent_message().await;
@@ -271,6 +278,7 @@ async fn an_agent_writing_while_the_page_resumes_is_read_once(backend: Backend) 
     let (chat_id, resume_token) = page
         .start(json!({ "type": "start", "visitor_id": "v-race" }))
         .await;
+    page.write("m1", "Hello").await;
     let interaction = ana.take_offer().await;
     let mut last_seq = page.expect("agent_joined").await["seq"].as_u64().unwrap();
     // Again and again the page reconnects just as the agent writes: each message must
@@ -436,10 +444,12 @@ async fn a_chat_left_waiting_across_a_restart_is_abandoned_when_its_visitor_does
     let (gone, _) = page
         .start(json!({ "type": "start", "visitor_id": "v-gone" }))
         .await;
+    page.write("m1", "Hello?").await;
     let mut other = Visitor::connect(&app).await;
     let (back, token) = other
         .start(json!({ "type": "start", "visitor_id": "v-back" }))
         .await;
+    other.write("m1", "Hello!").await;
     // The server restarts with both chats waiting and neither page connected.
     drop((page, other));
     app.stop().await;
@@ -589,11 +599,13 @@ async fn a_message_at_the_limit_goes_through_however_it_is_escaped_and_one_over_
     let mut page = Visitor::connect(&app).await;
     page.start(json!({ "type": "start", "visitor_id": "v-long" }))
         .await;
+    page.write("hello", "Hello").await;
     let (_, agent_token) = create_agent(&app, json!({ "name": "Sam Lee" })).await;
     let mut sam = Desktop::available(&app.base, &agent_token).await;
     let offer = sam.expect("offer").await;
     sam.accept(&offer).await;
     page.expect("agent_joined").await;
+    assert_eq!(sam.expect("message").await["text"], "Hello");
 
     // Exactly the limit, in the characters that escape longest: control characters,
     // emoji, accented letters, quotes, and plain text.
@@ -639,7 +651,182 @@ async fn a_message_at_the_limit_goes_through_however_it_is_escaped_and_one_over_
     app.stop().await;
 }
 
+/// The chat's interaction, by its chat id.
+async fn chat_interaction(app: &TestApp, chat_id: &str) -> Value {
+    let (status, i) = app
+        .get(&format!("/api/interactions?channel=chat&key={chat_id}"))
+        .await;
+    assert_eq!(status, 200, "{i}");
+    let (_, i) = app
+        .get(&format!("/api/interactions/{}", i["id"].as_str().unwrap()))
+        .await;
+    i
+}
+
+async fn a_chat_is_offered_only_once_its_visitor_has_written(backend: Backend) {
+    let app = app(backend, |_| {}).await;
+    // An agent is free before the visitor opens the chat.
+    let (_, token) = create_agent(&app, json!({ "name": "Lin" })).await;
+    let mut lin = Desktop::available(&app.base, &token).await;
+    let mut page = Visitor::connect(&app).await;
+    let (chat_id, _) = page
+        .start(json!({ "type": "start", "visitor_id": "v-silent" }))
+        .await;
+    // Opened, kept, but nobody is asked to answer it, it has no place in line and
+    // nothing counts it as waiting.
+    let quiet = lin.frames_until_quiet(Duration::from_secs(3)).await;
+    assert!(
+        !quiet.iter().any(|f| f["type"] == "offer"),
+        "no offer before the visitor writes: {quiet:?}"
+    );
+    let (_, q) = app.get("/api/queue").await;
+    assert_eq!(q["waiting"], 0, "an unwritten chat does not wait: {q}");
+    let i = chat_interaction(&app, &chat_id).await;
+    assert_eq!(i["state"], "opened", "{i}");
+    assert!(
+        events(&i, "interaction_received").is_empty() && events(&i, "queued").is_empty(),
+        "not received or queued yet: {i}"
+    );
+    let mut frames = Vec::new();
+    while let Ok(Some(Ok(Message::Text(t)))) =
+        tokio::time::timeout(Duration::from_millis(300), page.ws.next()).await
+    {
+        frames.push(t.to_string());
+    }
+    assert!(
+        !frames.iter().any(|f| f.contains("\"queue\"")),
+        "no place in line before writing: {frames:?}"
+    );
+    // The customer is made a VIP meanwhile: the chat is in line as one.
+    let (_, c) = app.get("/api/customers?visitor_id=v-silent").await;
+    let (status, c) = app
+        .put(
+            &format!("/api/customers/{}", c["id"].as_str().unwrap()),
+            &json!({ "name": "Silke", "tier": "high" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{c}");
+
+    // The visitor writes: the offer comes at once, carrying what was written, and its
+    // wait counts from the message, not from the opening seconds before.
+    let text = "你好，我想改一下送货地址。";
+    page.write("m1", text).await;
+    let offer = lin.expect("offer").await;
+    assert_eq!(offer["interaction"]["body"], text, "{offer}");
+    assert_eq!(offer["interaction"]["channel"], "chat");
+    assert_eq!(offer["interaction"]["tier"], "high", "{offer}");
+    let interaction = lin.accept(&offer).await;
+    assert_eq!(lin.expect("message").await["text"], text);
+    page.expect("agent_joined").await;
+    let (_, i) = app.get(&format!("/api/interactions/{interaction}")).await;
+    let waited = event(&i, "assigned")["data"]["waited_secs"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        waited < 2.5,
+        "the wait counts from the first message: {waited} s"
+    );
+    let received = event(&i, "interaction_received");
+    assert_eq!(received["data"]["first_message"], true, "{received}");
+    app.stop().await;
+}
+
+async fn a_visitor_who_leaves_without_writing_left_no_contact_and_none_abandoned(backend: Backend) {
+    let app = app(backend, |s| s.chat.abandon_after_secs = 1).await;
+    let mut page = Visitor::connect(&app).await;
+    // About a complaint, but never written: no complaint is opened either.
+    let (gone, _) = page
+        .start(json!({ "type": "start", "visitor_id": "v-window-shopper", "topic": "complaint" }))
+        .await;
+    drop(page);
+    // Another closes the widget without writing.
+    let mut other = Visitor::connect(&app).await;
+    let (closed, _) = other
+        .start(json!({ "type": "start", "visitor_id": "v-closer" }))
+        .await;
+    other.send(json!({ "type": "close" })).await;
+    assert_eq!(other.expect("closed").await["by"], "visitor");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let i = chat_interaction(&app, &gone).await;
+        if i["state"] == "left" {
+            assert!(events(&i, "abandoned").is_empty(), "{i}");
+            assert!(events(&i, "complaint_opened").is_empty(), "{i}");
+            assert_eq!(i["complaint_id"], Value::Null, "{i}");
+            assert_eq!(
+                event(&i, "left_unwritten")["data"]["reason"],
+                "the visitor left without writing"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not closed as left within 10 s: {i}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let i = chat_interaction(&app, &closed).await;
+    assert_eq!(i["state"], "left", "{i}");
+    // The service level counts neither: nobody was asked to answer them.
+    let (_, sl) = app.get("/api/queue/service-level?hours=1").await;
+    assert!(sl["tiers"].as_object().unwrap().is_empty(), "{sl}");
+    // One about a complaint that is written in opens the complaint, at its first message.
+    let mut writer = Visitor::connect(&app).await;
+    let (complaint, _) = writer
+        .start(json!({ "type": "start", "visitor_id": "v-complainer", "topic": "complaint" }))
+        .await;
+    assert!(events(
+        &chat_interaction(&app, &complaint).await,
+        "complaint_opened"
+    )
+    .is_empty());
+    writer.write("m1", "The parcel came broken.").await;
+    let i = chat_interaction(&app, &complaint).await;
+    assert_eq!(i["state"], "queued", "{i}");
+    assert_eq!(events(&i, "complaint_opened").len(), 1, "{i}");
+    assert!(i["complaint_id"].is_string(), "{i}");
+    writer.send(json!({ "type": "close" })).await;
+    writer.expect("closed").await;
+    app.stop().await;
+}
+
+async fn a_chat_opened_before_a_restart_is_offered_when_its_visitor_writes_after(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = crate::helpers::test_settings(&backend, &dir).await;
+    let app = spawn_settings(settings.clone()).await;
+    let (_, token) = create_agent(&app, json!({ "name": "Lin" })).await;
+    let mut page = Visitor::connect(&app).await;
+    let (chat_id, resume_token) = page
+        .start(json!({ "type": "start", "visitor_id": "v-restart" }))
+        .await;
+    // The server restarts between the chat's start and its first message.
+    drop(page);
+    app.stop().await;
+    let app = spawn_settings(settings).await;
+    let mut lin = Desktop::available(&app.base, &token).await;
+    let mut page = Visitor::connect(&app).await;
+    page.send(json!({ "type": "resume", "chat_id": chat_id, "resume_token": resume_token, "last_seq": 0 }))
+        .await;
+    page.expect("resumed").await;
+    let quiet = lin.frames_until_quiet(Duration::from_secs(2)).await;
+    assert!(
+        !quiet.iter().any(|f| f["type"] == "offer"),
+        "still not offered after the restart: {quiet:?}"
+    );
+    let (_, q) = app.get("/api/queue").await;
+    assert_eq!(q["waiting"], 0, "{q}");
+    page.write("m1", "Are you there?").await;
+    let offer = lin.expect("offer").await;
+    assert_eq!(offer["interaction"]["body"], "Are you there?", "{offer}");
+    lin.accept(&offer).await;
+    assert_eq!(page.expect("agent_joined").await["name"], "Lin");
+    app.stop().await;
+}
+
 both_backends!(
+    a_chat_is_offered_only_once_its_visitor_has_written,
+    a_visitor_who_leaves_without_writing_left_no_contact_and_none_abandoned,
+    a_chat_opened_before_a_restart_is_offered_when_its_visitor_writes_after,
     a_known_customer_is_served_first_and_messages_flow_both_ways,
     a_visitor_who_reconnects_misses_nothing_and_repeats_nothing,
     a_visitor_who_leaves_while_waiting_is_an_abandoned_chat,
@@ -664,6 +851,7 @@ async fn a_pre_chat_email_is_the_visitors_word_and_names_no_customer(backend: Ba
     let mut page = Visitor::connect(&app).await;
     page.start(json!({ "type": "start", "visitor_id": "claims-1", "email": "VIP@example.com", "name": "Vera?" }))
         .await;
+    page.write("m1", "Hello").await;
     let (_, agent_token) = create_agent(&app, json!({ "name": "Sam", "level": 3 })).await;
     let mut sam = Desktop::available(&app.base, &agent_token).await;
     let offer = sam.expect("offer").await;
@@ -701,6 +889,7 @@ async fn a_pre_chat_email_is_the_visitors_word_and_names_no_customer(backend: Ba
     other
         .start(json!({ "type": "start", "visitor_id": "claims-2", "email": "new@example.com" }))
         .await;
+    other.write("m1", "Hello").await;
     let offer = sam.expect("offer").await;
     let claimant = offer["interaction"]["customer_id"]
         .as_str()

@@ -30,6 +30,8 @@ async fn an_agent_cannot_take_over_a_visitors_chat_with_anything_it_was_shown(ba
     let (chat_id, secret) = page
         .start(json!({ "type": "start", "visitor_id": "v-sec", "name": "Vic" }))
         .await;
+    // Its first message puts the chat in line (sent again below: acknowledged once).
+    page.write("m1", "my account number is 12345").await;
     let offer = ana.expect("offer").await;
     let interaction = ana.accept(&offer).await;
     page.send(json!({ "type": "message", "id": "m1", "text": "my account number is 12345" }))

@@ -232,6 +232,8 @@ async fn three_nodes_offer_each_contact_once_and_relay_desktops_and_chats() {
     let mut page = Visitor::connect(&page_app).await;
     page.start(json!({ "type": "start", "visitor_id": "v-cluster" }))
         .await;
+    // Its first message puts it in line (sent again below: acknowledged, not repeated).
+    page.write("m1", "hello from a follower").await;
     let chat_agent = tokio::select! {
         o = ana_desk.expect("offer") => (&mut ana_desk, o),
         o = ben_desk.expect("offer") => (&mut ben_desk, o),
@@ -727,4 +729,70 @@ async fn only_the_leader_runs_the_retention() {
         .await;
     assert_eq!(audit["entries"].as_array().unwrap().len(), 1, "{audit}");
     store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: bash .ci/run starts it"]
+async fn two_agents_on_two_nodes_taking_one_contact_get_one_answer_each() {
+    let (_db, nodes) = cluster(3).await;
+    let bases: Vec<&str> = nodes.iter().map(Node::base).collect();
+    let (lead, _) = leader(&bases).await;
+    let followers: Vec<&str> = (0..3).filter(|i| *i != lead).map(|i| bases[i]).collect();
+    // Agents may take API contacts themselves: put in force through a follower.
+    let rules = format!(
+        "{}\n[pull]\nchannels = [\"api\"]\n",
+        include_str!("../../config/routing.toml")
+    );
+    let (status, r) = send(
+        reqwest::Client::new()
+            .put(format!("{}/api/routing/rules?comment=pull", followers[0]))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/toml")
+            .body(rules),
+    )
+    .await;
+    assert_eq!(status, 200, "{r}");
+    // Two agents, each logged in (away: nothing is offered) on a follower of its own.
+    let (ana_id, ana) = agent(followers[0], "Ana").await;
+    let (ben_id, ben) = agent(followers[1], "Ben").await;
+    let _ana_desk = Desktop::login(followers[0], &ana, None).await;
+    let _ben_desk = Desktop::login(followers[1], &ben, None).await;
+    let id = contact(bases[lead], "pull-cluster").await;
+    // Each sees it in the team's queue through its own node (the rules reach every node).
+    for (base, token) in [(followers[0], &ana), (followers[1], &ben)] {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (status, q) = send(
+                reqwest::Client::new()
+                    .get(format!("{base}/api/me/team-queue"))
+                    .bearer_auth(token),
+            )
+            .await;
+            assert_eq!(status, 200, "{q}");
+            if q["waiting"]
+                .as_array()
+                .is_some_and(|w| w.iter().any(|x| x["id"] == id.as_str()))
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "not in the team's queue: {q}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let take = |base: &str, token: &str| {
+        send(
+            reqwest::Client::new()
+                .post(format!("{base}/api/interactions/{id}/take"))
+                .bearer_auth(token),
+        )
+    };
+    let (a, b) = tokio::join!(take(followers[0], &ana), take(followers[1], &ben));
+    let mut answers = [(a.0, ana_id, a.1), (b.0, ben_id, b.1)];
+    answers.sort_by_key(|(status, _, _)| *status);
+    let [(won, winner, view), (lost, _, refusal)] = answers;
+    assert_eq!((won, lost), (200, 409), "{view} {refusal}");
+    assert_eq!(view["agent_id"], winner.as_str());
+    assert_eq!(refusal["message"], "a colleague took it first");
+    let i = interaction(followers[1], &id).await;
+    assert_eq!(count(&i, "assigned"), 1, "{i}");
 }

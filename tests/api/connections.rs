@@ -99,8 +99,10 @@ async fn a_desktop_back_from_further_than_the_kept_events_is_told_its_resume_is_
     let mut page = Visitor::connect(&app).await;
     page.start(json!({ "type": "start", "visitor_id": "v-long-day" }))
         .await;
+    page.write("m0", "Hello").await;
     sam.take_offer().await;
     page.expect("agent_joined").await;
+    assert_eq!(sam.expect("message").await["text"], "Hello");
     let long = "Here is everything about my order. ".repeat(110);
 
     // A short drop: every event missed is still kept, and comes on the resume.

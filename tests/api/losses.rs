@@ -1,6 +1,7 @@
 //! Nothing lost on a bad moment: each test injects a fault from outside, at the moment
 //! that used to lose work — a store that cannot read a chat, a dial command the store
-//! refuses, a state change the store refuses, a channel that falls behind the router —
+//! refuses, a state change the store refuses, a channel that falls behind the router, a
+//! chat's first message kept while the store refuses to put the chat in line —
 //! and shows nothing is lost, nothing is done twice, and nobody is told what did not
 //! happen.
 
@@ -40,6 +41,7 @@ async fn an_agents_chat_reply_survives_a_store_that_cannot_read_the_chat(backend
     let (chat_id, secret) = page
         .start(json!({ "type": "start", "visitor_id": "v-fault" }))
         .await;
+    page.write("m1", "Hello").await;
     let interaction = ana.take_offer().await;
     page.expect("agent_joined").await;
     drop(page);
@@ -195,6 +197,7 @@ async fn a_chat_channel_that_falls_behind_the_router_tells_every_visitor_their_a
             let mut page = Visitor::connect(&app).await;
             page.start(json!({ "type": "start", "visitor_id": format!("v-burst-{rounds}-{i}") }))
                 .await;
+            page.write("m1", "Hello").await;
             pages.push(page);
             let (_, token) =
                 create_agent(&app, json!({ "name": format!("Agent {rounds}-{i}") })).await;
@@ -284,6 +287,7 @@ async fn one_desktop_cannot_grow_the_routers_inbox() {
     let mut page = Visitor::connect(&app).await;
     page.start(json!({ "type": "start", "visitor_id": "v-flood" }))
         .await;
+    page.write("m1", "Hello").await;
     let interaction = ana.take_offer().await;
     drop(ana);
     // The same agent's desktop again, as a raw client that writes without pause and
@@ -358,7 +362,55 @@ async fn one_desktop_cannot_grow_the_routers_inbox() {
     app.stop().await;
 }
 
+/// The store takes the visitor's first message but refuses to put the chat in line: the
+/// message is acknowledged (it is kept), the chat is queued at a later pass once the
+/// store takes it, and the agent is offered it with that message.
+async fn a_chat_whose_first_message_could_not_queue_it_is_queued_at_the_next_pass(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    let (_, token) = create_agent(&app, json!({ "name": "Ana" })).await;
+    let mut ana = Desktop::available(&app.base, &token).await;
+    let refuse = (
+        "CREATE TRIGGER sb_refuse BEFORE UPDATE ON interactions \
+         WHEN OLD.state = 'opened' AND NEW.state = 'queued' BEGIN SELECT RAISE(ABORT, 'refused'); END",
+        "CREATE FUNCTION sb_refuse() RETURNS trigger AS $$ BEGIN \
+           IF OLD.state = 'opened' AND NEW.state = 'queued' THEN RAISE EXCEPTION 'refused'; END IF; \
+           RETURN NEW; END $$ LANGUAGE plpgsql; \
+         CREATE TRIGGER sb_refuse BEFORE UPDATE ON interactions \
+         FOR EACH ROW EXECUTE FUNCTION sb_refuse()",
+    );
+    db_exec(&app.database_url, refuse.0, refuse.1).await;
+    let mut page = Visitor::connect(&app).await;
+    let (chat_id, _) = page
+        .start(json!({ "type": "start", "visitor_id": "v-refused" }))
+        .await;
+    // Acknowledged once kept; the step that queues it was tried before the answer.
+    page.write("m1", "Hello, is anyone there?").await;
+    let quiet = ana.frames_until_quiet(Duration::from_millis(1500)).await;
+    assert!(
+        !quiet.iter().any(|f| f["type"] == "offer"),
+        "not offered while the store refuses: {quiet:?}"
+    );
+    let (_, i) = app
+        .get(&format!("/api/interactions?channel=chat&key={chat_id}"))
+        .await;
+    assert_eq!(i["state"], "opened", "{i}");
+    db_exec(
+        &app.database_url,
+        "DROP TRIGGER sb_refuse",
+        "DROP TRIGGER sb_refuse ON interactions; DROP FUNCTION sb_refuse()",
+    )
+    .await;
+    let offer = ana.expect("offer").await;
+    assert_eq!(offer["interaction"]["body"], "Hello, is anyone there?");
+    ana.accept(&offer).await;
+    assert_eq!(page.expect("agent_joined").await["name"], "Ana");
+    app.stop().await;
+}
+
 both_backends!(
+    a_chat_whose_first_message_could_not_queue_it_is_queued_at_the_next_pass,
     an_agents_chat_reply_survives_a_store_that_cannot_read_the_chat,
     a_change_the_store_refuses_is_neither_told_nor_recorded,
     a_chat_channel_that_falls_behind_the_router_tells_every_visitor_their_agent,

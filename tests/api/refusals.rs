@@ -116,19 +116,18 @@ async fn every_refusal_on_every_channel_changes_nothing(backend: Backend) {
     let (chat_id, _) = page
         .start(json!({ "type": "start", "visitor_id": "v-1" }))
         .await;
+    page.write("m1", "hi").await;
     let chat = ada.take_offer().await;
     page.expect("agent_joined").await;
-    for id in ["m1", "m2"] {
-        page.send(json!({ "type": "message", "id": id, "text": "hi" }))
-            .await;
-        page.expect("ack").await;
-    }
+    page.write("m2", "hi").await;
     ada.expect("message").await;
     ada.expect("message").await;
     let mut gone = Visitor::connect(&app).await;
     let (gone_chat, gone_secret) = gone
         .start(json!({ "type": "start", "visitor_id": "v-2" }))
         .await;
+    // Written in, then closed while waiting: abandoned.
+    gone.write("g1", "hi").await;
     gone.send(json!({ "type": "close" })).await;
     gone.expect("closed").await;
     // Its abandonment is the last thing written before the refusals.

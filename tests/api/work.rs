@@ -268,3 +268,156 @@ async fn canned_answers_are_shared_by_admins_and_personal_for_agents(backend: Ba
     assert_eq!(actions, vec!["canned.update", "canned.create"], "{audit}");
     app.stop().await;
 }
+
+both_backends!(agents_take_waiting_mail_from_their_teams_queue_and_each_is_taken_once);
+
+/// A request as the agent of `token`.
+async fn as_agent(
+    app: &crate::helpers::TestApp,
+    method: reqwest::Method,
+    token: &str,
+    path: &str,
+) -> (u16, serde_json::Value) {
+    crate::helpers::send(
+        app.client
+            .request(method, format!("{}{path}", app.base))
+            .bearer_auth(token),
+    )
+    .await
+}
+
+async fn agents_take_waiting_mail_from_their_teams_queue_and_each_is_taken_once(backend: Backend) {
+    use lettre::AsyncTransport;
+    use reqwest::Method;
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("routing.toml");
+    std::fs::write(
+        &rules,
+        format!(
+            "{}\n[pull]\nchannels = [\"email\"]\n",
+            include_str!("../../config/routing.toml")
+        ),
+    )
+    .unwrap();
+    let app = crate::helpers::spawn_app_with(backend, |s| {
+        s.routing.rules_file = rules.display().to_string();
+        s.email.domains = vec!["shop.test".into()];
+        s.email.from_address = "support@shop.test".into();
+    })
+    .await;
+    // Agents logged in but away: nothing is offered to them, and what waits is theirs to
+    // take. Dee has room for one mail at a time.
+    let (ann_id, ann_token) = create_agent(&app, json!({ "name": "Ann Lee" })).await;
+    let (bob_id, bob_token) = create_agent(&app, json!({ "name": "Bob Wu" })).await;
+    let (_, dee_token) = create_agent(
+        &app,
+        json!({ "name": "Dee Ray", "capacity": { "email": 1 } }),
+    )
+    .await;
+    let _desks = [
+        Desktop::login(&app.base, &ann_token, None).await,
+        Desktop::login(&app.base, &bob_token, None).await,
+        Desktop::login(&app.base, &dee_token, None).await,
+    ];
+    for (from, subject) in [
+        ("kim@example.org", "Wrong size"),
+        ("lea@example.org", "Gift wrap"),
+        ("max@example.org", "Late parcel"),
+    ] {
+        let answer = crate::email::mailer(&app)
+            .send(crate::email::plain(from, subject, "Hello, please help."))
+            .await
+            .unwrap();
+        assert_eq!(answer.code().to_string(), "250");
+    }
+    // An API contact, push-only under these rules, waits too.
+    let api = app
+        .contact(json!({ "idempotency_key": "push-only", "customer": { "email": "push@example.org" }, "subject": "push" }))
+        .await;
+    let api = api["id"].as_str().unwrap().to_string();
+
+    // Each agent sees the team's waiting mail (none has a topic: everyone's), oldest first.
+    let (status, q) = as_agent(&app, Method::GET, &ann_token, "/api/me/team-queue").await;
+    assert_eq!(status, 200, "{q}");
+    assert_eq!(q["channels"], json!(["email"]));
+    let waiting = q["waiting"].as_array().unwrap().clone();
+    let subjects: Vec<&str> = waiting
+        .iter()
+        .map(|w| w["subject"].as_str().unwrap())
+        .collect();
+    assert_eq!(subjects, ["Wrong size", "Gift wrap", "Late parcel"], "{q}");
+    assert_eq!(waiting[0]["on_offer"], false);
+    let ids: Vec<String> = waiting
+        .iter()
+        .map(|w| w["id"].as_str().unwrap().to_string())
+        .collect();
+
+    // Ann and Bob take the same mail at once: exactly one gets it, the other is told.
+    let path = format!("/api/interactions/{}/take", ids[0]);
+    let (a, b) = tokio::join!(
+        as_agent(&app, Method::POST, &ann_token, &path),
+        as_agent(&app, Method::POST, &bob_token, &path),
+    );
+    let mut answers = [(a.0, ann_id.clone(), a.1), (b.0, bob_id.clone(), b.1)];
+    answers.sort_by_key(|(status, _, _)| *status);
+    let [(won, winner, view), (lost, _, refusal)] = answers;
+    assert_eq!((won, lost), (200, 409), "{view} {refusal}");
+    assert_eq!(view["state"], "assigned");
+    assert_eq!(view["agent_id"], winner.as_str());
+    assert_eq!(refusal["message"], "a colleague took it first", "{refusal}");
+    // In the history once: assigned to the one, by that agent, taken from the queue.
+    let assigned = events(&view, "assigned");
+    assert_eq!(assigned.len(), 1, "{view}");
+    assert_eq!(assigned[0]["actor"], winner.as_str());
+    assert_eq!(assigned[0]["data"]["taken_from_queue"], true);
+    // Gone from the team's queue.
+    let (_, q) = as_agent(&app, Method::GET, &bob_token, "/api/me/team-queue").await;
+    assert_eq!(q["waiting"].as_array().unwrap().len(), 2, "{q}");
+
+    // Dee takes one; a second is past her room. A push-only channel is refused too. Each
+    // refusal says why, and the contact stays where it was.
+    let (status, v) = as_agent(
+        &app,
+        Method::POST,
+        &dee_token,
+        &format!("/api/interactions/{}/take", ids[1]),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    for (token, id, why) in [
+        (
+            &dee_token,
+            &ids[2],
+            "you have no room for another email contact",
+        ),
+        (
+            &ann_token,
+            &api,
+            "the rules do not let agents take api contacts themselves; they are offered",
+        ),
+    ] {
+        let (status, e) = as_agent(
+            &app,
+            Method::POST,
+            token,
+            &format!("/api/interactions/{id}/take"),
+        )
+        .await;
+        assert_eq!((status, e["message"].as_str()), (409, Some(why)), "{e}");
+        let (_, i) = app.get(&format!("/api/interactions/{id}")).await;
+        assert_eq!(i["state"], "queued", "{i}");
+    }
+    let (status, _) = as_agent(
+        &app,
+        Method::POST,
+        &ann_token,
+        "/api/interactions/0190c0de-0000-7000-8000-000000000000/take",
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, e) = app
+        .post(&format!("/api/interactions/{}/take", ids[2]), &json!({}))
+        .await;
+    assert_eq!(status, 400, "the admin token has no team: {e}");
+    app.stop().await;
+}

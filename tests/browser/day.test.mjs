@@ -6,7 +6,9 @@
 // the admin saves a rule set with an error (shown in place), fixes it, simulates,
 // applies it and finds the version in the audit trail; a customer's mail kept aside is
 // made a contact from the console; the agent finds a finished conversation by a word of
-// its Chinese text, and so does the console. Screenshots of each page go to
+// its Chinese text, and so does the console; the agent works three chats and two mails
+// at once from the work list, names a colleague in a note and hands a chat to the
+// billing team, whose agent is offered it with the note. Screenshots of each page go to
 // tests/browser/screenshots/.
 //
 // Run by .ci/run after the Rust tests; by hand: `cargo build && cd tests/browser &&
@@ -83,9 +85,11 @@ const httpPort = await freePort();
 const smtpPort = await freePort();
 const base = `http://127.0.0.1:${httpPort}`;
 const dataDir = mkdtempSync(join(tmpdir(), "sb-browser-"));
-// The shipped rules, with a short wrap-up so the day moves on quickly.
+// The shipped rules, with a short wrap-up so the day moves on quickly, and agents let
+// take waiting mail themselves from their team's queue (offers go on as before).
 const rulesFile = join(dataDir, "routing.toml");
-writeFileSync(rulesFile, readFileSync(join(root, "config", "routing.toml"), "utf8").replace(/^wrap_up_secs = \d+/m, "wrap_up_secs = 3"));
+writeFileSync(rulesFile, readFileSync(join(root, "config", "routing.toml"), "utf8").replace(/^wrap_up_secs = \d+/m, "wrap_up_secs = 3")
+  + '\n[pull]\nchannels = ["email"]\n');
 const bin = process.env.SWITCHBOARD_BIN || join(root, "target", "debug", "switchboard");
 const server = spawn(bin, [], {
   env: {
@@ -167,6 +171,8 @@ test("a working day in the desktop and the console", async (t) => {
   await t.test("a visitor chats from the demo page; the console shows the wait live", async () => {
     await visitor.goto(`${base}/chat/demo`);
     await visitor.click("#sb-toggle");
+    // Nobody is asked to answer before the visitor writes, and the widget says so.
+    await visitor.getByText("Write your question: an agent joins you once you have.").waitFor();
     await visitor.fill("#sb-text", "Hello, my parcel has not arrived.");
     await visitor.press("#sb-text", "Enter");
     await visitor.getByText("Hello, my parcel has not arrived.").waitFor();
@@ -190,6 +196,8 @@ test("a working day in the desktop and the console", async (t) => {
     await offer.getByRole("button", { name: "Accept (A)" }).waitFor();
     assert.match(await offer.textContent(), /Chats/);
     assert.match(await offer.textContent(), /low/);
+    // Offered once the visitor wrote, with what they wrote.
+    assert.match(await offer.textContent(), /Hello, my parcel has not arrived\./);
     assert.match(await desk.locator(".countdown").textContent(), /^\d+$/);
     await shot(desk, "desktop-offer");
     await desk.keyboard.press("a");
@@ -577,6 +585,7 @@ test("a working day in the desktop and the console", async (t) => {
     await visitor.evaluate(() => localStorage.clear());
     await visitor.reload();
     await visitor.getByRole("button", { name: "在线咨询" }).click();
+    await visitor.getByText("请写下您的问题，客服人员会接着回复您。").waitFor();
     await visitor.locator("#sb-text").fill("请问可以开发票吗？");
     await visitor.getByRole("button", { name: "发送" }).click();
     await offer.getByText("Chats").waitFor({ timeout: 20000 });
@@ -650,6 +659,143 @@ test("a working day in the desktop and the console", async (t) => {
     await search.locator("#search-results li", { hasText: "李娜" }).locator("button").click();
     await admin.locator("#customer h3").getByText("李娜").waitFor();
     await shot(admin, "console-search-zh");
+  });
+
+  await t.test("the agent's morning: three chats and two mails at once from the work list, a colleague named in a note, a chat handed to billing", async () => {
+    const headers = { Authorization: `Bearer ${ADMIN}`, "Content-Type": "application/json" };
+    // A colleague on the billing team, at a desktop of their own, not yet taking work.
+    const made = await fetch(`${base}/api/agents`, { method: "POST", headers, body: JSON.stringify({ name: "Zhao Lei", skills: ["billing"] }) });
+    assert.equal(made.status, 201);
+    const zhao = await page("colleague");
+    await zhao.goto(`${base}/desktop`);
+    await zhao.fill("#token", (await made.json()).token);
+    await zhao.press("#token", "Enter");
+    await zhao.waitForSelector("#presence");
+    assert.match(await zhao.locator("#me").textContent(), /Zhao Lei/);
+
+    // Three visitors write in; the agent takes each chat as it is offered.
+    const chats = [];
+    for (const text of ["Hi, my coupon code does not work.", "Can I change my delivery address?", "I was charged twice for order 8812."]) {
+      const v = await page(`visitor ${chats.length + 1}`);
+      await v.goto(`${base}/chat/demo`);
+      await v.click("#sb-toggle");
+      await v.fill("#sb-text", text);
+      await v.press("#sb-text", "Enter");
+      await v.getByText(text).waitFor();
+      const key = await until("the chat starts", () => v.evaluate(() => (JSON.parse(localStorage.getItem("switchboard.chat")) || {}).chat_id));
+      await desk.locator("#offer").getByText("Chats").waitFor({ timeout: 20000 });
+      await desk.locator("#accept").click();
+      const i = await (await fetch(`${base}/api/interactions?channel=chat&key=${encodeURIComponent(key)}`, { headers })).json();
+      await desk.locator(`#ws-${i.id} .messages`).getByText(text).waitFor();
+      chats.push({ page: v, text, id: i.id });
+    }
+    // Two mails arrive over SMTP; the agent takes both too.
+    const mails = [];
+    for (const [from, name, subject, body] of [
+      ["sara.kim@example.com", "Sara Kim", "Order 7781: wrong size", "The shoes are one size too small. Can I swap them?"],
+      ["omar.haddad@example.com", "Omar Haddad", "Order 7790: gift wrap", "Could you gift-wrap my order, please?"]]) {
+      execFileSync("swaks", ["--silent", "2", "--server", `127.0.0.1:${smtpPort}`, "--from", from, "--to", "support@example.com",
+        "--header", `Subject: ${subject}`, "--header", `From: ${name} <${from}>`, "--body", body]);
+      await desk.locator("#offer").getByText(subject).waitFor({ timeout: 20000 });
+      await desk.locator("#accept").click();
+      const ws = desk.locator(".workspace", { hasText: body });
+      await ws.waitFor();
+      mails.push({ subject, from, id: (await ws.getAttribute("id")).slice(3) });
+    }
+    assert.match(await desk.locator("#capacity").textContent(), /Chats 3\/3/);
+    const open = desk.locator("#work-open");
+    await until("the work list holds all five", async () => (await open.locator("li").count()) === 5);
+
+    // From the list to each conversation in turn, and a reply in each.
+    const focusFromList = async (id) => {
+      await open.locator(`li[data-interaction="${id}"] button`).click();
+      await until("the conversation has the focus", () => desk.evaluate((id) => {
+        const a = document.activeElement;
+        return !!a && !!a.closest && a.closest(".workspace") !== null && a.closest(".workspace").id === `ws-${id}`;
+      }, id));
+      return desk.locator(`#ws-${id}`);
+    };
+    for (const [n, c] of chats.entries()) {
+      const ws = await focusFromList(c.id);
+      const answer = `Answer ${n + 1}: let me look at that for you.`;
+      await ws.locator("textarea[name=reply]").fill(answer);
+      await ws.locator("textarea[name=reply]").press("Enter");
+      await c.page.getByText(answer).waitFor();
+    }
+    for (const m of mails) {
+      const ws = await focusFromList(m.id);
+      const reply = ws.locator("textarea[name=reply]");
+      await reply.fill(`Dear customer,\n\nAbout ${m.subject}: done.\n\nWang Fang`);
+      await ws.getByRole("button", { name: "Send" }).click();
+      await ws.getByText("sent", { exact: true }).waitFor({ timeout: 20000 });
+      await until(`the reply about ${m.subject} reaches the relay`, () => relay.messages.find((x) => x.includes(`About ${m.subject}: done.`)));
+    }
+    // A visitor writes in a chat the agent is not looking at: marked new in the list.
+    await chats[0].page.fill("#sb-text", "It says the code has expired.");
+    await chats[0].page.press("#sb-text", "Enter");
+    const first = open.locator(`li[data-interaction="${chats[0].id}"]`);
+    await first.getByText("new", { exact: true }).waitFor();
+    await shot(desk, "desktop-morning");
+    const ws1 = await focusFromList(chats[0].id);
+    await ws1.locator(".messages").getByText("It says the code has expired.").waitFor();
+    await until("the mark is gone once read", async () => (await first.getByText("new", { exact: true }).count()) === 0);
+
+    // A note on the double charge names the colleague, who is told at their desk.
+    const billing = await focusFromList(chats[2].id);
+    await billing.locator("details.tools summary").click();
+    const note = billing.locator("textarea[name=note]");
+    await note.fill("@Zhao the visitor was charged twice for order 8812; the refund is yours.");
+    await note.press("Control+Enter");
+    await billing.locator(".notes li", { hasText: "charged twice for order 8812" }).waitFor();
+    await zhao.locator(".toast", { hasText: "Wang Fang mentioned you" }).waitFor();
+
+    // Handed to the billing team with a note: it leaves this desk, and the colleague,
+    // once available, is offered it with the note, then reads the whole thread.
+    await billing.locator("select[name=transfer-to]").selectOption("skill:billing");
+    await billing.locator("input[name=transfer-note]").fill("Please refund the second charge.");
+    await billing.getByRole("button", { name: "Transfer", exact: true }).click();
+    await desk.locator(`#ws-${chats[2].id}`).waitFor({ state: "detached" });
+    await zhao.selectOption("#presence", "available");
+    await zhao.click("#set-presence");
+    const offer = zhao.locator("#offer");
+    await offer.getByText("Please refund the second charge.").waitFor({ timeout: 20000 });
+    await offer.getByText("Handed on by Wang Fang").waitFor();
+    await shot(zhao, "desktop-transfer-offer");
+    await zhao.locator("#accept").click();
+    const taken = zhao.locator(`#ws-${chats[2].id}`);
+    await taken.locator(".messages").getByText("I was charged twice for order 8812.").waitFor();
+    await taken.locator(".messages").getByText("Answer 3: let me look at that for you.").waitFor();
+    await taken.locator(".notes li", { hasText: "charged twice for order 8812" }).waitFor();
+    await taken.locator(".timeline").getByText("Please refund the second charge.").waitFor();
+    await chats[2].page.getByText("Zhao joined the chat").waitFor();
+
+    // The rest of the morning's work is completed.
+    for (const id of [chats[0].id, chats[1].id, ...mails.map((m) => m.id)]) {
+      const w = desk.locator(`#ws-${id}`);
+      await w.locator("button[name=complete]").click();
+      await w.waitFor({ state: "detached" });
+    }
+    await taken.locator("button[name=complete]").click();
+    await taken.waitFor({ state: "detached" });
+
+    // Away from offers, the agent takes a waiting mail from the team's queue.
+    for (const d of [desk, zhao]) {
+      await d.selectOption("#presence", "away");
+      await d.click("#set-presence");
+    }
+    execFileSync("swaks", ["--silent", "2", "--server", `127.0.0.1:${smtpPort}`, "--from", "ines.alves@example.com", "--to", "support@example.com",
+      "--header", "Subject: Order 7802: invoice address", "--header", "From: Ines Alves <ines.alves@example.com>",
+      "--body", "Please put my company's name on the invoice."]);
+    const waiting = desk.locator("#team-queue li", { hasText: "Order 7802: invoice address" });
+    await waiting.waitFor({ timeout: 20000 });
+    await zhao.locator("#team-queue li", { hasText: "Order 7802: invoice address" }).waitFor({ timeout: 20000 });
+    await shot(desk, "desktop-team-queue");
+    await waiting.getByRole("button", { name: "Take" }).click();
+    const pulled = desk.locator(".workspace", { hasText: "Please put my company's name on the invoice." });
+    await pulled.waitFor();
+    await until("it leaves the team's queue", async () => (await desk.locator("#team-queue li", { hasText: "Order 7802" }).count()) === 0);
+    await pulled.locator("button[name=complete]").click();
+    await pulled.waitFor({ state: "detached" });
   });
 
   await t.test("a narrow window still shows the desktop", async () => {

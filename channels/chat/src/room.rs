@@ -47,7 +47,15 @@ struct State {
     next_conn: u64,
     assigned: bool,
     ended: bool,
+    /// The visitor has written, and the chat is queued for an agent: until then it is
+    /// not offered, has no place in line and no wait.
+    written: bool,
+    /// The visitor's first message, stored but not yet queued (the store could not take
+    /// that step): tried again at each pass.
+    first_owed: Option<String>,
     gone_since: Option<Instant>,
+    /// When its wait began: the visitor's first message (or the start of this process,
+    /// for one waiting already).
     started: Option<Instant>,
     last_position: Option<Position>,
     /// When the router was last asked where this chat stands.
@@ -94,10 +102,7 @@ impl Room {
             key,
             interaction_id,
             visitor_id,
-            state: tokio::sync::Mutex::new(State {
-                started: Some(Instant::now()),
-                ..State::default()
-            }),
+            state: tokio::sync::Mutex::new(State::default()),
         })
     }
 
@@ -141,10 +146,12 @@ impl Room {
             .events_of(ChannelKind::Chat, key, EVENT)
             .await
             .map_err(|e| e.to_string())?;
+        let written = contact.state != "opened";
         let mut state = State {
             assigned: contact.state == "assigned",
-            ended: matches!(contact.state.as_str(), "completed" | "abandoned"),
-            started: Some(Instant::now()),
+            ended: matches!(contact.state.as_str(), "completed" | "abandoned" | "left"),
+            written,
+            started: written.then(Instant::now),
             ..State::default()
         };
         for e in &events {
@@ -153,6 +160,10 @@ impl Room {
             if e["type"] == "message" && e["from"] == "visitor" {
                 if let Some(id) = e["id"].as_str() {
                     state.sent.insert(id.to_string(), seq);
+                }
+                // Stored before a stop, but not queued: it is queued at the next pass.
+                if !written && state.first_owed.is_none() {
+                    state.first_owed = e["text"].as_str().map(str::to_string);
                 }
             }
             if e["type"] == "closed" {
@@ -276,6 +287,14 @@ impl Room {
                 .await
                 .map_err(Refused::Unavailable)?;
             s.sent.insert(id.to_string(), seq);
+            // The first message queues the chat for an agent (a store that cannot take
+            // that step now leaves it owed, for the next pass: the message is kept).
+            if !s.written {
+                if s.first_owed.is_none() {
+                    s.first_owed = Some(text.to_string());
+                }
+                self.queue_written(&mut s, chat).await;
+            }
             // Before an agent has joined, the message reaches the agent with the rest of
             // the transcript when it joins (see `agent_joined`); after, at once.
             if s.assigned {
@@ -287,6 +306,41 @@ impl Room {
         };
         metrics::counter!("switchboard_chat_messages_total", "from" => "visitor").increment(1);
         Ok(json!({ "type": "ack", "id": id, "seq": seq }))
+    }
+
+    /// Queues the chat for an agent after the visitor's first message (owed in
+    /// `first_owed`); left owed when the store cannot take it now.
+    async fn queue_written(&self, s: &mut State, chat: &Chat) {
+        let Some(text) = s.first_owed.clone() else {
+            return;
+        };
+        match chat
+            .core
+            .first_message(ChannelKind::Chat, &self.key, &text)
+            .await
+        {
+            // False: queued already (by another node's pass, or before a restart).
+            Ok(queued) => {
+                s.written = true;
+                s.first_owed = None;
+                s.started = Some(Instant::now());
+                if queued {
+                    metrics::counter!("switchboard_chats_written_total").increment(1);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "Could not queue a chat after its first message; it is tried again shortly");
+                metrics::counter!("switchboard_chat_events_owed_total").increment(1);
+            }
+        }
+    }
+
+    /// Queues, at each pass, the chats whose first message is stored but not yet queued.
+    pub async fn settle_written(&self, chat: &Chat) {
+        let mut s = self.state.lock().await;
+        if !s.written && !s.ended && s.first_owed.is_some() {
+            self.queue_written(&mut s, chat).await;
+        }
     }
 
     /// The visitor is typing: the agent is told, at most every two seconds.
@@ -705,10 +759,11 @@ pub async fn watch_waiting(chat: &Chat) {
     let s = &chat.settings;
     let mut told: Vec<(Arc<Room>, Option<Position>)> = Vec::new();
     for room in rooms {
-        let (waiting, gone, waited, last, connected, asked) = {
+        let (waiting, written, gone, waited, last, connected, asked) = {
             let st = room.state.lock().await;
             (
                 !st.assigned && !st.ended,
+                st.written,
                 st.gone_since.map(|t| t.elapsed()),
                 st.started.map(|t| t.elapsed()).unwrap_or_default(),
                 st.last_position,
@@ -717,6 +772,18 @@ pub async fn watch_waiting(chat: &Chat) {
             )
         };
         if !waiting {
+            continue;
+        }
+        if !written {
+            // Not yet in line: no wait, no place. A visitor who leaves without writing
+            // closes it as left (no contact was made, none abandoned).
+            room.settle_written(chat).await;
+            if gone.is_some_and(|g| g >= Duration::from_secs(s.abandon_after_secs))
+                && !room.state.lock().await.written
+            {
+                room.close(chat, "visitor", "the visitor left without writing", true)
+                    .await;
+            }
             continue;
         }
         if gone.is_some_and(|g| g >= Duration::from_secs(s.abandon_after_secs)) {

@@ -552,6 +552,7 @@ async fn start(
             body: None,
             preferred_agent: None,
             not_before_ms: None,
+            waits_for_first_message: true,
         })
         .await
         .map_err(|e| match e {

@@ -11,7 +11,7 @@
   var wsUrl = origin.replace(/^http/, "ws") + "/channels/chat/ws";
   var zh = /^zh/i.test(script.getAttribute("data-lang") || document.documentElement.lang || navigator.language || "");
   var L = zh ? {
-    title: "在线咨询", send: "发送", message: "消息", end: "结束对话", ended: "对话已结束。",
+    title: "在线咨询", first: "请写下您的问题，客服人员会接着回复您。", send: "发送", message: "消息", end: "结束对话", ended: "对话已结束。",
     joined: function (n) { return n + " 已加入对话"; },
     line: function (p, m) { return m ? "您排在第 " + p + " 位（约 " + m + " 分钟）" : "您排在第 " + p + " 位"; },
     reconnecting: "正在重新连接…", opens: function (w) { return "我们将于 " + w + " 重新营业。"; },
@@ -19,7 +19,7 @@
     score: function (n) { return n + " 分（满分 5 分）"; },
     yourEmail: "您的邮箱", transcript: "把聊天记录发到我的邮箱", transcriptSent: "聊天记录已发送到您的邮箱。"
   } : {
-    title: "Chat with us", send: "Send", message: "Message", end: "End chat", ended: "The chat has ended.",
+    title: "Chat with us", first: "Write your question: an agent joins you once you have.", send: "Send", message: "Message", end: "End chat", ended: "The chat has ended.",
     joined: function (n) { return n + " joined the chat"; },
     line: function (p, m) { return m ? "You are number " + p + " in line (about " + m + " min)" : "You are number " + p + " in line"; },
     reconnecting: "Reconnecting…", opens: function (w) { return "We open again " + w + "."; },
@@ -74,6 +74,7 @@
       var text = $("sb-text").value.trim();
       if (!text) return;
       $("sb-text").value = "";
+      if ($("sb-status").textContent === L.first) status("");
       var m = { id: "m-" + Date.now().toString(36) + Math.random().toString(36).slice(2, 6), text: text };
       pending.push(m);
       store.set("pending", pending);
@@ -112,9 +113,13 @@
         chat = { chat_id: f.chat_id, resume_token: f.resume_token, last_seq: 0 };
         store.set("chat", chat);
         flush();
+        /* Nobody is asked to answer before the visitor has written. */
+        if (!pending.length) status(L.first);
         if (f.closed) closedNow(f.closed);
       } else if (f.type === "resumed") {
         flush();
+        /* Back to a chat the visitor has not written in yet. */
+        if (!f.missed && !(chat && chat.last_seq) && !pending.length) status(L.first);
       } else if (f.type === "ack") {
         pending = pending.filter(function (m) { return m.id !== f.id; });
         store.set("pending", pending);

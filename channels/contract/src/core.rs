@@ -106,6 +106,13 @@ pub enum Ending {
         /// The interaction.
         interaction_id: String,
     },
+    /// It waited for the customer's first message, which never came (a web chat the
+    /// visitor opened and left without writing): closed as left, no contact was made and
+    /// none was abandoned.
+    Left {
+        /// The interaction.
+        interaction_id: String,
+    },
     /// No contact has that key.
     Unknown,
 }
@@ -451,6 +458,17 @@ pub trait Core: Intake {
         contact_key: &'a str,
         reason: &'a str,
     ) -> BoxFuture<'a, Result<Ending, IntakeError>>;
+
+    /// The customer wrote first in a contact that waited for it (a web chat the visitor
+    /// opened, [`crate::NewInteraction::waits_for_first_message`]): it is queued and
+    /// offered from now with `text` as its content, and its wait counts from now. False
+    /// when it was not waiting for a first message (queued already, or ended).
+    fn first_message<'a>(
+        &'a self,
+        channel: ChannelKind,
+        contact_key: &'a str,
+        text: &'a str,
+    ) -> BoxFuture<'a, Result<bool, IntakeError>>;
 
     /// Where each of these waiting interactions stands (those not waiting are left out).
     fn positions<'a>(

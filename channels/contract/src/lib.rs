@@ -144,6 +144,10 @@ pub struct NewInteraction {
     /// a time.
     #[serde(default)]
     pub not_before_ms: Option<i64>,
+    /// Not offered to agents before the customer writes (a web chat the visitor opened):
+    /// kept, but not queued until [`Core::first_message`], and its wait counts from then.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub waits_for_first_message: bool,
 }
 
 /// What the core answers when it has committed an interaction.
@@ -293,6 +297,7 @@ mod tests {
             body: None,
             preferred_agent: None,
             not_before_ms: None,
+            waits_for_first_message: false,
         };
         let sent = new.clone();
         let adapter = tokio::spawn(async move { ctx.intake.submit(sent).await });
@@ -323,6 +328,7 @@ mod tests {
                     body: None,
                     preferred_agent: None,
                     not_before_ms: None,
+                    waits_for_first_message: false,
                 })
                 .await
         });

@@ -324,6 +324,7 @@ impl Email {
                     body: Some(truncate(&mail.text, 1 << 20)).filter(|b| !b.is_empty()),
                     preferred_agent: preferred_agent.clone(),
                     not_before_ms: None,
+                    waits_for_first_message: false,
                 })
                 .await;
             match submitted {

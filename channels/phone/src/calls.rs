@@ -429,6 +429,7 @@ impl Phone {
                 body: None,
                 preferred_agent: None,
                 not_before_ms: None,
+                waits_for_first_message: false,
             })
             .await;
         let accepted = match accepted {
@@ -730,6 +731,7 @@ impl Phone {
                         body: None,
                         preferred_agent: None,
                         not_before_ms: None,
+                        waits_for_first_message: false,
                     })
                     .await
                     .map_err(|e| core_error(e, r.from_field))?;
@@ -747,9 +749,10 @@ impl Phone {
         let (missed, waited_secs, agent_id) = match &ending {
             Ending::Abandoned { waited_secs, .. } => (true, Some(*waited_secs), None),
             Ending::WhileHeld { agent_id, .. } => (false, None, agent_id.clone()),
-            Ending::Already { .. } | Ending::Unknown | Ending::CallbackKept { .. } => {
-                (false, None, None)
-            }
+            Ending::Already { .. }
+            | Ending::Unknown
+            | Ending::CallbackKept { .. }
+            | Ending::Left { .. } => (false, None, None),
         };
         let kept = matches!(ending, Ending::CallbackKept { .. });
         let mut callback = None;

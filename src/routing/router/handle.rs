@@ -123,6 +123,11 @@ pub(super) enum Command {
         by: String,
         reply: oneshot::Sender<Result<Moved, sqlx::Error>>,
     },
+    Take {
+        interaction_id: String,
+        agent_id: String,
+        reply: oneshot::Sender<Result<Taken, sqlx::Error>>,
+    },
     SetAway {
         agent_id: String,
         reason: Option<String>,
@@ -151,6 +156,17 @@ pub(super) enum Command {
         done: Option<CommandFor>,
         reply: oneshot::Sender<Result<Connected, sqlx::Error>>,
     },
+}
+
+/// What an agent's taking a waiting contact from its team's queue came to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Taken {
+    /// It is the agent's now.
+    Taken,
+    /// It was not taken, and why (a colleague took it first, it is on offer, no room…).
+    Refused(String),
+    /// No such interaction.
+    Unknown,
 }
 
 /// What moving an interaction came to.
@@ -190,6 +206,9 @@ pub enum Ended {
     },
     /// It had ended already.
     Already,
+    /// It waited for the customer's first message, which never came: closed as left
+    /// (state `left`), neither answered nor abandoned.
+    Left,
     /// No such interaction.
     Unknown,
 }
@@ -225,6 +244,13 @@ pub enum Call {
         to: String,
         /// Who asked.
         by: String,
+    },
+    /// An agent takes a waiting contact from its team's queue.
+    Take {
+        /// The interaction.
+        interaction_id: String,
+        /// The agent.
+        agent_id: String,
     },
     /// Set an agent away.
     SetAway {
@@ -297,6 +323,11 @@ pub enum Reply {
     Moved {
         /// What it came to.
         moved: Moved,
+    },
+    /// An agent's take.
+    Taken {
+        /// What it came to.
+        taken: Taken,
     },
     /// An agent set away (or not logged in).
     Away {
@@ -653,6 +684,32 @@ impl RouterHandle {
             },
             |r| match r {
                 Reply::Moved { moved } => Some(Ok(moved)),
+                Reply::Unavailable { message } => Some(Err(unreachable(message))),
+                _ => None,
+            },
+        )
+        .await
+    }
+
+    /// Agent `agent_id` takes waiting interaction `interaction_id` from its team's queue:
+    /// exactly one of several agents taking it at once gets it.
+    pub async fn take(
+        &self,
+        interaction_id: &str,
+        agent_id: &str,
+    ) -> Option<Result<Taken, sqlx::Error>> {
+        self.ask(
+            |reply| Command::Take {
+                interaction_id: interaction_id.into(),
+                agent_id: agent_id.into(),
+                reply,
+            },
+            || Call::Take {
+                interaction_id: interaction_id.into(),
+                agent_id: agent_id.into(),
+            },
+            |r| match r {
+                Reply::Taken { taken } => Some(Ok(taken)),
                 Reply::Unavailable { message } => Some(Err(unreachable(message))),
                 _ => None,
             },

@@ -25,6 +25,7 @@ mod connected;
 mod handle;
 mod live;
 mod offers;
+mod pull;
 mod session;
 mod sessions;
 mod supervise;
@@ -56,9 +57,10 @@ use session::{agent_json, interaction_json, view, Session};
 
 pub use handle::{
     Announcement, Call, DesktopLink, Ended, Moved, Outbound, Relay, Remote, Reply, RouterHandle,
-    SessionTimes, DESKTOP_INBOX, DESKTOP_OUTBOX,
+    SessionTimes, Taken, DESKTOP_INBOX, DESKTOP_OUTBOX,
 };
 use handle::{Announcer, Command};
+pub use pull::in_team;
 
 /// Events kept per agent for a reconnecting desktop.
 const RESUME_LOG: usize = 1000;
@@ -516,6 +518,18 @@ impl Router {
                 self.take_fresh().await;
                 let result = self.move_to(&interaction_id, &to, &by, now_ms()).await;
                 // Answered once what it decided is committed.
+                self.flush().await;
+                let _ = reply.send(result);
+            }
+            Command::Take {
+                interaction_id,
+                agent_id,
+                reply,
+            } => {
+                self.take_fresh().await;
+                let result = self.take(&interaction_id, &agent_id, now_ms()).await;
+                // Answered once it is committed: a second agent's take, after this one,
+                // reads it taken.
                 self.flush().await;
                 let _ = reply.send(result);
             }

@@ -338,6 +338,20 @@ impl Router {
             self.leaving.push(id.to_string());
             return Ok(Ended::Abandoned { waited_ms });
         }
+        if row.state == "opened" {
+            // Waiting for the customer's first message, which never came (a chat opened
+            // and left): never queued, so neither answered nor abandoned. A first message
+            // committed meanwhile wins: this move is then refused and written without.
+            let event = NewEvent {
+                customer_id: row.customer_id.clone(),
+                interaction_id: Some(id.to_string()),
+                kind: "left_unwritten",
+                actor: "customer".into(),
+                data: json!({ "reason": reason }),
+            };
+            self.stage(id, &["opened"], "left", None, event);
+            return Ok(Ended::Left);
+        }
         if row.state != "assigned" {
             return Ok(Ended::Already);
         }

@@ -259,3 +259,21 @@ fn typos_and_wrong_types_are_named() {
         e.errors
     );
 }
+
+#[test]
+fn agents_may_take_mail_and_api_contacts_themselves_but_never_calls_or_chats() {
+    let rules = Rules::parse(DEFAULT_TOML, "default").unwrap();
+    assert!(rules.pull.is_empty(), "push only by default");
+    let text = format!("{DEFAULT_TOML}\n[pull]\nchannels = [\"email\", \"api\"]\n");
+    let (rules, _) = Rules::check(&text, "t", &tiers()).unwrap();
+    assert!(rules.pull.allows(ChannelKind::Email) && rules.pull.allows(ChannelKind::Api));
+    assert!(!rules.pull.allows(ChannelKind::Chat));
+    let text = format!("{DEFAULT_TOML}\n[pull]\nchannels = [\"email\", \"chat\"]\n");
+    let joined = Rules::check(&text, "t", &tiers())
+        .unwrap_err()
+        .errors
+        .join("\n");
+    assert!(joined.contains("pull.channels[1]: 'chat'"), "{joined}");
+    let text = format!("{DEFAULT_TOML}\n[pull]\nchannels = [\"fax\"]\n");
+    assert!(Rules::check(&text, "t", &tiers()).is_err());
+}

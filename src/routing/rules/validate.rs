@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use switchboard_contract::ChannelKind;
+
 use super::{Order, Report, Rules, MAX_SECS};
 
 impl Rules {
@@ -22,6 +24,14 @@ impl Rules {
             ("offer.wrap_up_secs", self.offer.wrap_up_secs),
         ] {
             too_long(&mut r, at, secs);
+        }
+        for (i, channel) in self.pull.channels.iter().enumerate() {
+            if matches!(channel, ChannelKind::Phone | ChannelKind::Chat) {
+                r.errors.push(format!(
+                    "pull.channels[{i}]: '{channel}' is answered live and only offered; \
+                     agents may take email and api contacts themselves"
+                ));
+            }
         }
         let c = &self.capacity;
         // Each checked on its own: their sum can overflow.

@@ -65,7 +65,7 @@ pub struct Open {
 pub async fn open_contacts(conn: &mut Conn, ids: &[String]) -> Result<Vec<Open>, sqlx::Error> {
     let sql = format!(
         "SELECT id, channel, state, agent_id FROM interactions WHERE customer_id IN ({}) \
-         AND state IN ('queued', 'offered', 'assigned') ORDER BY created_at, id",
+         AND state IN ('opened', 'queued', 'offered', 'assigned') ORDER BY created_at, id",
         bulk::list(1, ids.len())
     );
     let rows = bulk::bind_all(sqlx::query(&sql), args(ids))

@@ -87,7 +87,8 @@ pub enum Only<'a> {
 }
 
 /// Up to `limit` contacts that arrived after `after` (arrival ms, id) and before `to`,
-/// in arrival order, of those `only` keeps.
+/// in arrival order, of those `only` keeps. A chat whose visitor never wrote (`opened`,
+/// `left`) is no contact, and is not listed.
 pub async fn interactions_page(
     conn: &mut Conn,
     after: (i64, &str),
@@ -132,7 +133,7 @@ pub async fn interactions_page(
           AND h.kind IN ('completed', 'abandoned')) AS ended_at \
          FROM interactions i \
          WHERE (i.created_at > $1 OR (i.created_at = $1 AND i.id > $2)) AND i.created_at < $3 \
-         {filter} ORDER BY i.created_at, i.id LIMIT $4",
+         AND i.state NOT IN ('opened', 'left') {filter} ORDER BY i.created_at, i.id LIMIT $4",
     );
     let rows = sqlx::query(&sql)
         .bind(after.0)

@@ -127,6 +127,15 @@ async fn html_on_a_chat_reply_is_refused() {
         ))
         .await
         .unwrap();
+    // A chat is offered once its visitor has written.
+    visitor
+        .send(tokio_tungstenite::tungstenite::Message::Text(
+            json!({ "type": "message", "id": "m1", "text": "Hello" })
+                .to_string()
+                .into(),
+        ))
+        .await
+        .unwrap();
     let interaction = li.take_offer().await;
     li.send(json!({ "type": "reply", "interaction_id": interaction, "body": "Hi", "html": "<b>Hi</b>", "reply_id": "h1" }))
         .await;

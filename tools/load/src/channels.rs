@@ -213,8 +213,9 @@ pub async fn chat(server: &Server, tally: &Shared, n: u64, mut stop: watch::Rece
         began,
     );
     let hello = json!({ "type": "message", "id": "m1", "text": "Hello, I need help." });
-    // The chat is the contact, accepted above; its first message is the visitor's talk,
-    // not counted, and a visitor whose connection broke has nothing more to do.
+    // The chat is the contact, accepted above; its first message puts it in line for an
+    // agent (not counted apart), and a visitor whose connection broke has nothing more
+    // to do.
     let _ = ws.send(Message::Text(hello.to_string().into())).await;
     loop {
         tokio::select! {
