@@ -30,6 +30,8 @@ pub struct CoreService {
     router: RouterHandle,
     queue: Arc<Queue>,
     events: mpsc::Sender<EventJob>,
+    /// Chats' first messages waiting to queue their contacts, committed in groups.
+    first_messages: mpsc::Sender<FirstMessage>,
     services: Arc<crate::service::Services>,
     default_tier: String,
     parser: crate::customers::identity::IdentityParser,
@@ -80,12 +82,20 @@ impl CoreService {
         } = service;
         let (events, rx) = mpsc::channel(EVENT_QUEUE);
         tokio::spawn(write_events(store.clone(), rx));
+        let (first_messages, first_rx) = mpsc::channel(EVENT_QUEUE);
+        tokio::spawn(write_first_messages(
+            store.clone(),
+            services.clone(),
+            queue.clone(),
+            first_rx,
+        ));
         CoreService {
             intake,
             store,
             router,
             queue,
             events,
+            first_messages,
             services,
             default_tier,
             parser,
@@ -124,6 +134,159 @@ async fn write_events(store: Store, mut rx: mpsc::Receiver<EventJob>) {
             }
         }
     }
+}
+
+/// A chat's first message, to queue its contact (kept until then, not routed).
+struct FirstMessage {
+    channel: ChannelKind,
+    contact_key: String,
+    text: String,
+    /// True when this message queued it; false when it was not waiting for one.
+    reply: oneshot::Sender<Result<bool, IntakeError>>,
+}
+
+/// Queues contacts at their first message, whatever gathered while the last group was
+/// committed in one transaction (as the intake groups new contacts): a chat's first
+/// message costs its contact no commit of its own. A group the store refuses is
+/// answered unavailable, each of its chats trying again at its next pass.
+async fn write_first_messages(
+    store: Store,
+    services: Arc<crate::service::Services>,
+    queue: Arc<Queue>,
+    mut rx: mpsc::Receiver<FirstMessage>,
+) {
+    let mut group: Vec<FirstMessage> = Vec::with_capacity(EVENT_GROUP);
+    while rx.recv_many(&mut group, EVENT_GROUP).await > 0 {
+        match commit_first_messages(&store, &services, &group).await {
+            Ok((queued, waiting)) => {
+                // Routed once committed, never before.
+                queue.push_all(waiting);
+                for (job, queued) in group.drain(..).zip(queued) {
+                    // A chat that stopped waiting (its visitor left) has nothing to hear:
+                    // its contact is queued all the same.
+                    let _ = job.reply.send(Ok(queued));
+                }
+            }
+            Err(e) => {
+                let e = unavailable(e);
+                for job in group.drain(..) {
+                    let _ = job.reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// Queues each contact of `group` still waiting for its first message, in one
+/// transaction: whether each was queued by it, and the contacts to route.
+async fn commit_first_messages(
+    store: &Store,
+    services: &crate::service::Services,
+    group: &[FirstMessage],
+) -> Result<(Vec<bool>, Vec<crate::queue::Waiting>), sqlx::Error> {
+    let now = now_ms();
+    let mut tx = store.begin_write().await?;
+    let mut keys: Vec<&str> = group.iter().map(|j| j.contact_key.as_str()).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let mut rows: HashMap<(String, String), InteractionRow> = interactions::by_keys(&mut tx, &keys)
+        .await?
+        .into_iter()
+        .map(|r| ((r.channel.clone(), r.idempotency_key.clone()), r))
+        .collect();
+    // Their targets count from now (or from the opening, while closed), as those of
+    // contacts arriving now.
+    let served_at = store::service_time(now);
+    let service = services.get();
+    let mut queued = Vec::with_capacity(group.len());
+    let mut waiting = Vec::new();
+    let mut deadlines = Vec::new();
+    let mut events = Vec::new();
+    let mut ids = Vec::new();
+    for job in group {
+        let key = (job.channel.as_str().to_string(), job.contact_key.clone());
+        // Conditional on its state: a visitor who left meanwhile (the router closed it
+        // as left) stays left, and a message sent again queues it once.
+        let Some(row) = rows.get_mut(&key) else {
+            queued.push(false);
+            continue;
+        };
+        if row.state != "opened"
+            || !interactions::first_message(&mut tx, &row.id, &job.text, now).await?
+        {
+            queued.push(false);
+            continue;
+        }
+        row.state = "queued".into();
+        row.created_at = now;
+        row.body = Some(job.text.clone());
+        let from = row.opens_at.map_or(served_at, |o| o.max(served_at));
+        deadlines.extend(
+            service
+                .deadlines(&row.tier, row.topic.as_deref(), job.channel, from)
+                .into_iter()
+                .map(|d| (row.id.clone(), job.channel, d)),
+        );
+        let (customer_id, interaction_id) = (row.customer_id.clone(), row.id.clone());
+        let about = |kind, data| history::NewEvent {
+            customer_id: customer_id.clone(),
+            interaction_id: Some(interaction_id.clone()),
+            kind,
+            actor: "system".into(),
+            data,
+        };
+        events.push(about(
+            "interaction_received",
+            json!({ "channel": row.channel, "topic": row.topic, "subject": row.subject,
+                    "idempotency_key": row.idempotency_key, "first_message": true }),
+        ));
+        events.push(about("queued", json!({ "tier": row.tier })));
+        // About a complaint: it joins the customer's open one (its owner first), or
+        // opens one, as a contact arriving now would.
+        if service.is_complaint(row.topic.as_deref()) {
+            let open =
+                store::service::open_complaints(&mut tx, std::slice::from_ref(&row.customer_id))
+                    .await?
+                    .remove(&row.customer_id);
+            let complaint = match open {
+                Some(c) => c,
+                None => {
+                    let c = store::service::open_complaint(
+                        &mut tx,
+                        &service,
+                        &row.customer_id,
+                        row.topic.as_deref().unwrap_or_default(),
+                        served_at,
+                    )
+                    .await?;
+                    events.push(about(
+                        "complaint_opened",
+                        json!({ "complaint_id": c.id, "due_at": store::rfc3339(c.due_at) }),
+                    ));
+                    c
+                }
+            };
+            let preferred = match &complaint.owner_agent_id {
+                Some(owner) => crate::service::watch::substitute(&mut tx, owner, served_at).await?,
+                None => None,
+            };
+            interactions::join_complaint(&mut tx, &row.id, &complaint.id, preferred.as_deref())
+                .await?;
+            row.complaint_id = Some(complaint.id.clone());
+            if preferred.is_some() {
+                row.preferred_agent_id = preferred;
+            }
+        }
+        ids.push(row.id.clone());
+        waiting.push(crate::intake::waiting(row));
+        queued.push(true);
+    }
+    store::service::insert_deadlines(&mut tx, &deadlines, served_at).await?;
+    history::append(&mut tx, events.iter(), now).await?;
+    // On a cluster, the leader takes them up at this commit.
+    crate::cluster::bus::queued(&mut tx, store.backend(), &ids).await?;
+    tx.commit().await?;
+    Ok((queued, waiting))
 }
 
 /// Commits a group with a fixed number of statements, whatever its size: the contacts
@@ -356,112 +519,19 @@ impl Core for CoreService {
         text: &'a str,
     ) -> BoxFuture<'a, Result<bool, IntakeError>> {
         Box::pin(async move {
-            let now = now_ms();
-            let mut tx = self.store.begin_write().await.map_err(unavailable)?;
-            let Some(mut row) = interactions::by_key(&mut tx, channel.as_str(), contact_key)
-                .await
-                .map_err(unavailable)?
-            else {
-                return Ok(false);
+            // Grouped with the other chats' first messages of the moment: one commit for
+            // all of them, each answered after it.
+            let (reply, answer) = oneshot::channel();
+            let job = FirstMessage {
+                channel,
+                contact_key: contact_key.to_string(),
+                text: text.to_string(),
+                reply,
             };
-            // Conditional on its state: a visitor who left meanwhile (the router closed
-            // it as left) stays left, and a message sent again queues it once.
-            if !interactions::first_message(&mut tx, &row.id, text, now)
-                .await
-                .map_err(unavailable)?
-            {
-                return Ok(false);
+            if self.first_messages.send(job).await.is_err() {
+                return Err(IntakeError::ShuttingDown);
             }
-            row.state = "queued".into();
-            row.created_at = now;
-            row.body = Some(text.to_string());
-            // Its targets count from now (or from the opening, while closed), as those of
-            // a contact arriving now.
-            let served_at = store::service_time(now);
-            let from = row.opens_at.map_or(served_at, |o| o.max(served_at));
-            let service = self.services.get();
-            let deadlines: Vec<_> = service
-                .deadlines(&row.tier, row.topic.as_deref(), channel, from)
-                .into_iter()
-                .map(|d| (row.id.clone(), channel, d))
-                .collect();
-            store::service::insert_deadlines(&mut tx, &deadlines, served_at)
-                .await
-                .map_err(unavailable)?;
-            let (customer_id, interaction_id) = (row.customer_id.clone(), row.id.clone());
-            let about = |kind, data| history::NewEvent {
-                customer_id: customer_id.clone(),
-                interaction_id: Some(interaction_id.clone()),
-                kind,
-                actor: "system".into(),
-                data,
-            };
-            // About a complaint: it joins the customer's open one (its owner first), or
-            // opens one, as a contact arriving now would.
-            let mut complaint_event = None;
-            if service.is_complaint(row.topic.as_deref()) {
-                let open = store::service::open_complaints(
-                    &mut tx,
-                    std::slice::from_ref(&row.customer_id),
-                )
-                .await
-                .map_err(unavailable)?
-                .remove(&row.customer_id);
-                let complaint = match open {
-                    Some(c) => c,
-                    None => {
-                        let c = store::service::open_complaint(
-                            &mut tx,
-                            &service,
-                            &row.customer_id,
-                            row.topic.as_deref().unwrap_or_default(),
-                            served_at,
-                        )
-                        .await
-                        .map_err(unavailable)?;
-                        complaint_event = Some(about(
-                            "complaint_opened",
-                            json!({ "complaint_id": c.id, "due_at": store::rfc3339(c.due_at) }),
-                        ));
-                        c
-                    }
-                };
-                let preferred = match &complaint.owner_agent_id {
-                    Some(owner) => crate::service::watch::substitute(&mut tx, owner, served_at)
-                        .await
-                        .map_err(unavailable)?,
-                    None => None,
-                };
-                interactions::join_complaint(&mut tx, &row.id, &complaint.id, preferred.as_deref())
-                    .await
-                    .map_err(unavailable)?;
-                row.complaint_id = Some(complaint.id.clone());
-                if preferred.is_some() {
-                    row.preferred_agent_id = preferred;
-                }
-            }
-            let events = [
-                about(
-                    "interaction_received",
-                    json!({ "channel": row.channel, "topic": row.topic, "subject": row.subject,
-                            "idempotency_key": row.idempotency_key, "first_message": true }),
-                ),
-                about("queued", json!({ "tier": row.tier })),
-            ];
-            history::append(&mut tx, events.iter().chain(&complaint_event), now)
-                .await
-                .map_err(unavailable)?;
-            // On a cluster, the leader takes it up at this commit.
-            crate::cluster::bus::queued(
-                &mut tx,
-                self.store.backend(),
-                std::slice::from_ref(&row.id),
-            )
-            .await
-            .map_err(unavailable)?;
-            tx.commit().await.map_err(unavailable)?;
-            self.queue.push_all([crate::intake::waiting(&row)]);
-            Ok(true)
+            answer.await.unwrap_or(Err(IntakeError::ShuttingDown))
         })
     }
 
