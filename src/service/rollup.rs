@@ -16,13 +16,18 @@ use crate::store::{Backend, FenceError, Store};
 const REST: Duration = Duration::from_secs(2);
 /// Events read in one pass.
 const BATCH: i64 = 5_000;
+/// How long the rollup rests between passes while catching up: each pass's horizon
+/// briefly holds up the history's writers on PostgreSQL, so passes back to back would
+/// slow intake and routing under load; 20,000 events a second is still several times
+/// what the busiest centre writes.
+const CATCH_UP: Duration = Duration::from_millis(250);
 
-/// Runs until `stop`: passes back to back while there is history to count, then every
-/// [`REST`].
+/// Runs until `stop`: a pass every [`CATCH_UP`] while there is history to count, then
+/// every [`REST`].
 pub async fn run(store: Store, tiers: Vec<String>, stop: CancellationToken) {
     loop {
         let rest = match pass(&store, &tiers).await {
-            Ok(n) if n as i64 >= BATCH => Duration::ZERO,
+            Ok(n) if n as i64 >= BATCH => CATCH_UP,
             Ok(_) => REST,
             Err(e) => {
                 metrics::counter!("switchboard_report_rollup_failures_total").increment(1);
@@ -89,14 +94,20 @@ pub async fn pass(store: &Store, tiers: &[String]) -> anyhow::Result<usize> {
         }
     }
     let active = Active::latest(store, tiers).await?;
-    let mut tx = match store.begin_fenced().await {
-        Ok(tx) => tx,
-        Err(FenceError::Fenced) => return Ok(0),
-        Err(FenceError::Store(e)) => return Err(e.into()),
+    // Read before the write transaction, so contacts and the router are not held up
+    // while thousands of events are read: only this pass moves the cursors, and the
+    // write transaction checks they are where the reading started (another leader's
+    // pass may have moved them; then this one counts nothing and reads again).
+    let (after, events, presence_after, changes, mut open) = {
+        let mut conn = store.pool().acquire().await?;
+        let after = reports::cursor(&mut conn).await?;
+        let events = reports::read_after(&mut conn, after, horizon, BATCH).await?;
+        let presence_after = presence::cursor(&mut conn).await?;
+        let changes =
+            presence::read_after(&mut conn, presence_after, presence_horizon, BATCH).await?;
+        let open = presence::open(&mut conn).await?;
+        (after, events, presence_after, changes, open)
     };
-    // Read under the write transaction: the cursor it starts from is the one it moves.
-    let after = reports::cursor(&mut tx).await?;
-    let events = reports::read_after(&mut tx, after, horizon, BATCH).await?;
     // A short batch reached the horizon: the cursor goes there, past the kinds not counted.
     let to = if (events.len() as i64) < BATCH {
         horizon
@@ -104,21 +115,28 @@ pub async fn pass(store: &Store, tiers: &[String]) -> anyhow::Result<usize> {
         events.last().map_or(horizon, |e| e.seq)
     };
     let buckets = reports::tally(&events, |t| active.rules.service_target_secs(t));
-    reports::add(&mut tx, &buckets, to).await?;
-
-    let after = presence::cursor(&mut tx).await?;
-    let changes = presence::read_after(&mut tx, after, presence_horizon, BATCH).await?;
-    let to = if (changes.len() as i64) < BATCH {
+    let presence_to = if (changes.len() as i64) < BATCH {
         presence_horizon
     } else {
         changes.last().map_or(presence_horizon, |c| c.seq)
     };
-    let mut open = presence::open(&mut tx).await?;
     let hours = presence::tally(&mut open, &changes);
     let mut changed: Vec<String> = changes.iter().map(|c| c.agent.clone()).collect();
     changed.sort();
     changed.dedup();
-    presence::add(&mut tx, &hours, &open, &changed, to).await?;
+
+    let mut tx = match store.begin_fenced().await {
+        Ok(tx) => tx,
+        Err(FenceError::Fenced) => return Ok(0),
+        Err(FenceError::Store(e)) => return Err(e.into()),
+    };
+    if reports::cursor(&mut tx).await? != after
+        || presence::cursor(&mut tx).await? != presence_after
+    {
+        return Ok(0);
+    }
+    reports::add(&mut tx, &buckets, to).await?;
+    presence::add(&mut tx, &hours, &open, &changed, presence_to).await?;
     tx.commit().await?;
     metrics::counter!("switchboard_report_rollup_events_total").increment(events.len() as u64);
     metrics::counter!("switchboard_report_rollup_presence_changes_total")

@@ -158,9 +158,10 @@ pub struct Args {
     /// offered, with what each channel refused and what failed.
     #[arg(long, value_delimiter = ',')]
     pub rates: Vec<f64>,
-    /// With --rates: fail (exit status 3) when a rate at or past the one that gave the
-    /// most offers per second gave fewer than this share of it (0.9: goodput stays at
-    /// 90% of capacity however far past it the load goes).
+    /// With --rates: fail (exit status 3) when a rate offered at twice or more the most
+    /// offers per second measured (the capacity) gave fewer than this share of it (0.9:
+    /// goodput stays at 90% of capacity however far past it the load goes), or when no
+    /// rate reached twice the capacity.
     #[arg(long, requires = "rates")]
     pub goodput_floor: Option<f64>,
     /// Serve the bare endpoints from this data directory (what --baseline starts).

@@ -140,25 +140,30 @@ pub async fn curve(args: &Args) -> ExitCode {
             r.cpu.map_or("-".into(), |c| format!("{:.0}% of a core", c * 100.0)),
         );
     }
-    // Past capacity: every rate at or above the one that gave the most offers keeps
-    // what share of it.
-    let best_rate = rows
+    // Past capacity: every rate offered at twice or more what the server routed at best
+    // keeps what share of that best.
+    let past: Vec<&Row> = rows.iter().filter(|r| r.rate >= 2.0 * best).collect();
+    let kept = past
         .iter()
-        .find(|r| r.offers_per_sec == best)
-        .map_or(0.0, |r| r.rate);
-    let kept = rows
-        .iter()
-        .filter(|r| r.rate >= best_rate)
         .map(|r| r.offers_per_sec / best.max(f64::MIN_POSITIVE))
         .fold(1.0, f64::min);
-    println!(
-        "\nGoodput at and past capacity: at least {:.0}% of the best ({best:.1} offers/s at {best_rate:.0}/s).",
-        kept * 100.0
-    );
+    if past.is_empty() {
+        println!(
+            "\nNo rate reached twice the best goodput ({best:.1} offers/s): nothing was measured past capacity."
+        );
+    } else {
+        println!(
+            "\nGoodput at twice the capacity and past it: at least {:.0}% of the best ({best:.1} offers/s).",
+            kept * 100.0
+        );
+    }
     if lost > 0 {
         println!("Not kept: {lost} accepted contacts were never offered.");
         ExitCode::from(2)
-    } else if args.goodput_floor.is_some_and(|floor| kept < floor) {
+    } else if args
+        .goodput_floor
+        .is_some_and(|floor| past.is_empty() || kept < floor)
+    {
         println!(
             "Collapsed: past capacity the goodput fell under {:.0}% of the best.",
             args.goodput_floor.unwrap_or(0.0) * 100.0
