@@ -101,6 +101,9 @@ impl Duties for LeaderDuties {
     fn start(&self, epoch: i64) -> BoxFuture<'_, anyhow::Result<Running>> {
         Box::pin(async move {
             let active = self.take_over().await?;
+            let report_zone =
+                crate::store::reports::zone::parse(&self.settings.api.report_time_zone)
+                    .map_err(|e| anyhow::anyhow!("api.report_time_zone: {e}"))?;
             let stop = CancellationToken::new();
             let router = router::start(
                 &self.router,
@@ -125,6 +128,7 @@ impl Duties for LeaderDuties {
                 tokio::spawn(crate::service::rollup::run(
                     self.store.clone(),
                     self.settings.tiers.order.clone(),
+                    report_zone,
                     stop.clone(),
                 )),
                 tokio::spawn(switchboard_chat::run(

@@ -4,7 +4,8 @@
 //! Figures come from the hourly rollups the leader keeps (see `store::reports`), never
 //! from scanning the history per request. Days and weeks (from Monday) are in the
 //! centre's time zone (`api.report_time_zone`) or the one asked (`tz`); `table` builds
-//! the rows.
+//! the rows. A report by agent or team over days or weeks in the centre's zone, from a
+//! local midnight to another, reads the agents' days the rollup keeps in that zone.
 
 mod table;
 
@@ -22,7 +23,7 @@ use super::error::{ApiError, ApiQuery};
 use super::AppState;
 use crate::store::parse_rfc3339;
 use crate::store::reports::zone::{self, Buckets, Piece, Zone};
-use crate::store::reports::{self, presence, Only, HOUR_MS};
+use crate::store::reports::{self, days, presence, Only, HOUR_MS};
 use table::Plan;
 
 const DAY_MS: i64 = 24 * HOUR_MS;
@@ -157,6 +158,9 @@ struct Checked {
     by: &'static str,
     buckets: Buckets,
     slice: &'static str,
+    /// Whether the agents' days could serve it: by agent or team, over days or weeks,
+    /// in the centre's zone, from a local midnight to another.
+    days: bool,
 }
 
 impl Checked {
@@ -166,8 +170,16 @@ impl Checked {
             pieces: &self.pieces,
             buckets: self.buckets,
             slice: self.slice,
+            days: false,
         }
     }
+}
+
+/// The centre's zone's name, as the rollup keeps the days in it.
+fn centre_zone(state: &AppState) -> Result<String, ApiError> {
+    zone::parse(&state.settings.api.report_time_zone)
+        .map(|z| z.name().to_string())
+        .map_err(|e| ApiError::Unexpected(anyhow::anyhow!("api.report_time_zone: {e}")))
 }
 
 /// A slice by name, `tier` when none is given.
@@ -198,6 +210,11 @@ fn check(state: &AppState, q: &ReportQuery) -> Result<Checked, ApiError> {
     let pieces = zone
         .pieces(range.from, range.to)
         .map_err(|e| ApiError::field("tz", e))?;
+    let days = matches!(slice, "agent" | "team")
+        && by != "hour"
+        && zone.name() == centre_zone(state)?
+        && days::day_of(&zone, range.from) == range.from
+        && days::day_of(&zone, range.to) == range.to;
     Ok(Checked {
         zone,
         range,
@@ -205,21 +222,28 @@ fn check(state: &AppState, q: &ReportQuery) -> Result<Checked, ApiError> {
         by,
         buckets,
         slice,
+        days,
     })
 }
 
 async fn table(state: &AppState, c: &Checked) -> Result<table::Table, ApiError> {
     let mut conn = state.store.pool().acquire().await?;
     let now = jiff::Timestamp::now().as_millisecond();
-    Ok(table::build(&mut conn, &c.plan(), now).await?)
+    let mut plan = c.plan();
+    // The days serve once built for this zone; until then the hours do.
+    plan.days = c.days && days::state(&mut conn).await?.ready_for(c.zone.name());
+    Ok(table::build(&mut conn, &plan, now).await?)
 }
 
-/// Whether every recorded history event and presence change is counted yet.
+/// Whether every recorded history event and presence change is counted yet, and the
+/// agents' days are whole in the centre's zone.
 async fn up_to_date(state: &AppState) -> Result<bool, ApiError> {
+    let zone = centre_zone(state)?;
     let mut conn = state.store.pool().acquire().await?;
     Ok(
         reports::cursor(&mut conn).await? >= reports::last_seq(&mut conn).await?
-            && presence::cursor(&mut conn).await? >= presence::last_seq(&mut conn).await?,
+            && presence::cursor(&mut conn).await? >= presence::last_seq(&mut conn).await?
+            && days::state(&mut conn).await?.ready_for(&zone),
     )
 }
 

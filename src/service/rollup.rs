@@ -2,14 +2,17 @@
 //! cursor in batches and adds each batch to the hour buckets of `report_hours`, moving
 //! the cursor in the same fenced transaction, so every event is counted exactly once
 //! whatever crashes or changes of leader come between passes. Agents' presence log is
-//! read after its own cursor in the same pass and transaction.
+//! read after its own cursor in the same pass and transaction, and so are the agents'
+//! days in the centre's time zone (`store::reports::days`), rebuilt from the hours a
+//! few days a pass when the zone they were kept in is not the configured one.
 
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
 use crate::simulation::Active;
-use crate::store::reports::{self, presence};
+use crate::store::reports::zone::Zone;
+use crate::store::reports::{self, days, presence};
 use crate::store::{Backend, FenceError, Store};
 
 /// How long the rollup rests once it has caught up.
@@ -22,13 +25,13 @@ const BATCH: i64 = 5_000;
 /// what the busiest centre writes.
 const CATCH_UP: Duration = Duration::from_millis(250);
 
-/// Runs until `stop`: a pass every [`CATCH_UP`] while there is history to count, then
-/// every [`REST`].
-pub async fn run(store: Store, tiers: Vec<String>, stop: CancellationToken) {
+/// Runs until `stop`: a pass every [`CATCH_UP`] while there is history to count (or days
+/// to rebuild), then every [`REST`]; the days are kept in `zone`.
+pub async fn run(store: Store, tiers: Vec<String>, zone: Zone, stop: CancellationToken) {
     loop {
-        let rest = match pass(&store, &tiers).await {
-            Ok(n) if n as i64 >= BATCH => CATCH_UP,
-            Ok(_) => REST,
+        let rest = match pass(&store, &tiers, &zone).await {
+            Ok(true) => CATCH_UP,
+            Ok(false) => REST,
             Err(e) => {
                 metrics::counter!("switchboard_report_rollup_failures_total").increment(1);
                 tracing::warn!(error = %e, "The report rollup could not run; trying again");
@@ -79,18 +82,21 @@ async fn horizon(store: &Store) -> Result<Option<(i64, i64)>, sqlx::Error> {
     }
 }
 
-/// Counts one batch of the history and one of the presence log after their cursors;
-/// answers how many rows it read of the longer.
-pub async fn pass(store: &Store, tiers: &[String]) -> anyhow::Result<usize> {
+/// Counts one batch of the history and one of the presence log after their cursors,
+/// into the hours and the agents' days in `zone`, and takes one step of a rebuild of
+/// the days; answers whether there is more to do at once (a full batch read, or days
+/// still to rebuild).
+pub async fn pass(store: &Store, tiers: &[String], zone: &Zone) -> anyhow::Result<bool> {
     let Some((horizon, presence_horizon)) = horizon(store).await? else {
-        return Ok(0);
+        return Ok(false);
     };
     {
         let mut conn = store.pool().acquire().await?;
         if reports::cursor(&mut conn).await? >= horizon
             && presence::cursor(&mut conn).await? >= presence_horizon
+            && days::state(&mut conn).await?.ready_for(zone.name())
         {
-            return Ok(0);
+            return Ok(false);
         }
     }
     let active = Active::latest(store, tiers).await?;
@@ -127,19 +133,25 @@ pub async fn pass(store: &Store, tiers: &[String]) -> anyhow::Result<usize> {
 
     let mut tx = match store.begin_fenced().await {
         Ok(tx) => tx,
-        Err(FenceError::Fenced) => return Ok(0),
+        Err(FenceError::Fenced) => return Ok(false),
         Err(FenceError::Store(e)) => return Err(e.into()),
     };
     if reports::cursor(&mut tx).await? != after
         || presence::cursor(&mut tx).await? != presence_after
     {
-        return Ok(0);
+        return Ok(true);
     }
+    let mut day_state = days::keep_for(&mut tx, zone).await?;
     reports::add(&mut tx, &buckets, to).await?;
+    days::add_contacts(&mut tx, zone, &day_state, &buckets).await?;
     presence::add(&mut tx, &hours, &open, &changed, presence_to).await?;
+    days::add_presence(&mut tx, zone, &day_state, &hours).await?;
+    // After the deltas: an hour the rebuild has not reached went to the hours only, and
+    // the step copies it from there with the rest of its day.
+    let days_whole = days::rebuild_step(&mut tx, zone, &mut day_state).await?;
     tx.commit().await?;
     metrics::counter!("switchboard_report_rollup_events_total").increment(events.len() as u64);
     metrics::counter!("switchboard_report_rollup_presence_changes_total")
         .increment(changes.len() as u64);
-    Ok(events.len().max(changes.len()))
+    Ok(!days_whole || events.len() as i64 >= BATCH || changes.len() as i64 >= BATCH)
 }

@@ -3,15 +3,18 @@
 //! read to the hour buckets and moves the cursor in one transaction, so a crash between
 //! passes neither counts an event twice nor misses one. Agents' time per presence state
 //! is kept the same way from the presence log (`presence`); `zone` puts hours into a
-//! time zone's days and weeks.
+//! time zone's days and weeks; `days` keeps agents' figures per day of the centre's
+//! zone, which reports by agent or team over days and weeks read.
 //!
 //! # Layout
 //! - here: the contact measures per hour (read, tally, add) and the report over them;
 //! - `listing`: the contacts one by one, behind the interaction export and a bar's
 //!   drill-down;
 //! - `presence`: time per presence state per hour and agent;
+//! - `days`: agents' measures and presence per local day, and their rebuild;
 //! - `zone`: a report's time zone, its offsets over a range and its bucket starts.
 
+pub mod days;
 mod listing;
 pub mod presence;
 pub mod zone;
@@ -260,7 +263,14 @@ pub async fn add(
             .collect::<Vec<_>>()
         })
         .collect();
-    upsert(conn, "report_hours", &["channel", "tier", "topic"], args).await?;
+    upsert(
+        conn,
+        "report_hours",
+        "hour",
+        &["channel", "tier", "topic"],
+        args,
+    )
+    .await?;
     let args = by_agent
         .iter()
         .flat_map(|((hour, agent), sums)| {
@@ -270,7 +280,7 @@ pub async fn add(
                 .collect::<Vec<_>>()
         })
         .collect();
-    upsert(conn, "report_agent_hours", &["agent"], args).await?;
+    upsert(conn, "report_agent_hours", "hour", &["agent"], args).await?;
     sqlx::query("UPDATE report_cursor SET seq = $1 WHERE id = 1")
         .bind(seq)
         .execute(conn)
@@ -278,10 +288,11 @@ pub async fn add(
     Ok(())
 }
 
-/// Adds rows of (hour, `keys`…, measures…) to `table`'s.
+/// Adds rows of (`time`, `keys`…, measures…) to `table`'s.
 async fn upsert(
     conn: &mut Conn,
     table: &str,
+    time: &str,
     keys: &[&str],
     args: Vec<Arg>,
 ) -> Result<(), sqlx::Error> {
@@ -297,10 +308,10 @@ async fn upsert(
         .join(", ");
     bulk::insert(
         conn,
-        &format!("INSERT INTO {table} (hour, {keys}, {columns})"),
+        &format!("INSERT INTO {table} ({time}, {keys}, {columns})"),
         2 + keys.matches(',').count() + MEASURES.len(),
         args,
-        &format!("ON CONFLICT (hour, {keys}) DO UPDATE SET {updates}"),
+        &format!("ON CONFLICT ({time}, {keys}) DO UPDATE SET {updates}"),
     )
     .await?;
     Ok(())

@@ -777,6 +777,113 @@ async fn reports_from_the_rollups_equal_the_raw_history_across_a_restart(backend
     // Weeks start on Monday: 2026-09-28 holds the month's first Thursday to Sunday.
     let first = rows.keys().map(|k| k.0).min().unwrap();
     assert_eq!(switchboard::store::rfc3339(first), "2026-09-28T00:00:00Z");
+    // The reports by agent and team over days and weeks above were in the centre's zone
+    // (UTC by default), which the agents' days are kept in: they read those.
+    assert_eq!(days_kept(&store).await, ("UTC".to_string(), None));
+    app.stop().await;
+}
+
+/// The zone the agents' days are kept in, and while they are rebuilt, how far.
+async fn days_kept(store: &Store) -> (String, Option<i64>) {
+    let mut conn = store.pool().acquire().await.unwrap();
+    let r = sqlx::query("SELECT zone, built_to FROM report_days_state WHERE id = 1")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    (r.get("zone"), r.get("built_to"))
+}
+
+/// The agents' days are kept in the centre's time zone: when it changes, a restart
+/// rebuilds them from the hours, and the reports by agent and team over the new zone's
+/// days and weeks equal the raw history's, those counted before the change and after.
+/// With the hours gone they still do: they come from the days.
+async fn changing_the_centres_time_zone_rebuilds_the_days_and_the_figures_stay_equal_to_the_raw_history(
+    backend: Backend,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = test_settings(&backend, &dir).await;
+    let app = spawn_settings(settings.clone()).await;
+    let store = Store::connect(&app.database_url, 2).await.unwrap();
+    let targets = targets(&app).await;
+    let month = "from=2026-10-01&to=2026-10-31";
+    generate(&store, 1_000, 0x5DEE_CE66_D1CE_4E5B).await;
+    generate_presence(&store, 0x9E37_79B9_7F4A_7C15).await;
+    let (from, to) = october("UTC");
+    let ask = Ask {
+        tz: "UTC",
+        by: "day",
+        slice: "agent",
+        from,
+        to,
+    };
+    let (_, rows) = report(&app, &format!("{month}&by=day&slice=agent")).await;
+    assert_same(&rows, &raw(&store, &targets, &ask).await);
+    assert_eq!(days_kept(&store).await, ("UTC".to_string(), None));
+    app.stop().await;
+
+    // Berlin's clocks go back on 2026-10-25: its days are not UTC's, and one has 25 hours.
+    settings.api.report_time_zone = "Europe/Berlin".into();
+    let app = spawn_settings(settings).await;
+    generate(&store, 1_000, 0xA076_1D64_78BD_642F).await;
+    let (from, to) = october("Europe/Berlin");
+    let asks = [
+        ("day", "agent"),
+        ("week", "team"),
+        ("day", "team"),
+        ("week", "agent"),
+    ];
+    for (by, slice) in asks {
+        let ask = Ask {
+            tz: "Europe/Berlin",
+            by,
+            slice,
+            from,
+            to,
+        };
+        let (body, rows) = report(&app, &format!("{month}&by={by}&slice={slice}")).await;
+        assert_eq!(body["time_zone"], "Europe/Berlin");
+        assert_same(&rows, &raw(&store, &targets, &ask).await);
+    }
+    assert_eq!(days_kept(&store).await, ("Europe/Berlin".to_string(), None));
+    let mut conn = store.pool().acquire().await.unwrap();
+    let days: Vec<i64> = sqlx::query_scalar("SELECT DISTINCT day FROM report_agent_days")
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap();
+    assert!(
+        !days.is_empty()
+            && days
+                .iter()
+                .all(|d| [22, 23].contains(&(d.rem_euclid(DAY) / HOUR))),
+        "every day starts at Berlin's midnight: {days:?}"
+    );
+
+    // Without the hours, the reports over days still equal the raw history's.
+    for table in ["report_agent_hours", "report_presence_hours"] {
+        sqlx::query(&format!("DELETE FROM {table}"))
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+    }
+    drop(conn);
+    for (by, slice) in asks {
+        let ask = Ask {
+            tz: "Europe/Berlin",
+            by,
+            slice,
+            from,
+            to,
+        };
+        let (_, rows) = report(&app, &format!("{month}&by={by}&slice={slice}")).await;
+        assert_same(&rows, &raw(&store, &targets, &ask).await);
+    }
+    let (_, hours) = report(&app, &format!("{month}&by=hour&slice=agent")).await;
+    assert!(
+        hours
+            .values()
+            .all(|r| r["received"] == 0 && r["completed"] == 0),
+        "a report over hours reads the hours, gone"
+    );
     app.stop().await;
 }
 
@@ -1055,6 +1162,7 @@ async fn bad_report_queries_are_refused_naming_the_field(backend: Backend) {
 
 crate::both_backends!(
     reports_from_the_rollups_equal_the_raw_history_across_a_restart,
+    changing_the_centres_time_zone_rebuilds_the_days_and_the_figures_stay_equal_to_the_raw_history,
     report_csv_and_interaction_csv_parse_and_match_the_report,
     bad_report_queries_are_refused_naming_the_field,
 );

@@ -1,16 +1,17 @@
 //! A report's table: the rollups' rows of each piece of the range (cut where the time
 //! zone's offset changes) put into buckets named by their true start, teams made of
 //! their agents' rows, and for agents and teams the time per presence state, with the
-//! state each agent is in now counted up to now.
+//! state each agent is in now counted up to now. A report by agent or team over days
+//! or weeks of the days kept (`Plan::days`) reads the agents' days instead of the hours.
 
 use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{json, Value};
 
 use crate::store::agents;
-use crate::store::reports::presence;
 use crate::store::reports::zone::{Buckets, Piece, Zone};
 use crate::store::reports::{self, Sums, N};
+use crate::store::reports::{days, presence};
 use crate::store::Conn;
 
 /// Time (ms) available, away and offline.
@@ -42,12 +43,28 @@ pub struct Plan<'a> {
     pub buckets: Buckets,
     /// `tier`, `channel`, `topic`, `team` or `agent`.
     pub slice: &'a str,
+    /// Whether to read the agents' days (kept in this zone, whole, the range on local
+    /// midnights) rather than the hours.
+    pub days: bool,
 }
 
 impl Plan<'_> {
     /// Whether the slice is of people, who have presence.
     pub fn of_people(&self) -> bool {
         matches!(self.slice, "agent" | "team")
+    }
+
+    /// The range: `[from, to)` (ms, UTC).
+    fn range(&self) -> (i64, i64) {
+        let from = self.pieces.first().map_or(0, |p| p.from);
+        (from, self.pieces.last().map_or(from, |p| p.to))
+    }
+
+    /// The bucket of the day starting at `day` (ms, UTC, a local midnight): its start
+    /// and end.
+    fn start_of_day(&self, day: i64, named: &mut HashMap<i64, (i64, i64)>) -> (i64, i64) {
+        let offset = self.zone.offset_at(day);
+        self.start(self.buckets.local_start(day + offset), offset, named)
     }
 
     /// The start (ms, UTC) of the bucket whose local start is `local`, in a piece
@@ -105,7 +122,20 @@ pub async fn build(conn: &mut Conn, plan: &Plan<'_>, now: i64) -> Result<Table, 
     };
     let mut named = HashMap::new();
     let mut table = Table::new();
-    for p in plan.pieces {
+    if plan.days {
+        let (from, to) = plan.range();
+        for (day, agent, sums) in days::report(conn, from, to).await? {
+            let (start, end) = plan.start_of_day(day, &mut named);
+            for v in values(plan, &agent, &teams) {
+                let line = table.entry((start, v.to_string())).or_default();
+                line.end = end;
+                for (a, b) in line.sums.iter_mut().zip(sums) {
+                    *a += b;
+                }
+            }
+        }
+    }
+    for p in plan.pieces.iter().filter(|_| !plan.days) {
         let rows = reports::report(conn, column, p.from, p.to, plan.buckets, p.offset).await?;
         for (local, value, sums) in rows {
             let (start, end) = plan.start(local, p.offset, &mut named);
@@ -141,7 +171,14 @@ pub async fn build(conn: &mut Conn, plan: &Plan<'_>, now: i64) -> Result<Table, 
             }
         }
     };
-    for p in plan.pieces {
+    if plan.days {
+        let (from, to) = plan.range();
+        for (day, agent, status, reason, ms) in days::presence(conn, from, to).await? {
+            let bucket = plan.start_of_day(day, &mut named);
+            add(&mut table, bucket, &agent, (&status, &reason), ms);
+        }
+    }
+    for p in plan.pieces.iter().filter(|_| !plan.days) {
         let rows = presence::report(conn, p.from, p.to, plan.buckets, p.offset).await?;
         for (local, agent, status, reason, ms) in rows {
             let bucket = plan.start(local, p.offset, &mut named);
