@@ -266,7 +266,8 @@ pub(crate) async fn received(log: &Received, n: usize) -> Vec<(String, HeaderMap
 
 async fn a_native_call_taken_within_the_window_is_dialled_in_the_answer(backend: Backend) {
     let (url, _) = phone_system(0).await;
-    let app = app(backend, &url, 5000).await;
+    // Eight seconds for the agent to take it, as a loaded CI machine may need.
+    let app = app(backend, &url, 8000).await;
     let (agent_id, token) = create_agent(
         &app,
         json!({ "name": "Ann", "extension": "201", "skills": ["billing"] }),

@@ -205,18 +205,34 @@ pub async fn chat(server: &Server, tally: &Shared, n: u64, mut stop: watch::Rece
         Ok(Some(None)) => return refused(tally, "chat", false),
         _ => return failed(tally, "chat"),
     };
-    accepted(
-        tally,
-        "chat",
-        chat_id,
-        format!("visitor_id=load-{n}"),
-        began,
-    );
+    // A chat is a contact once its visitor has written: it is accepted when the first
+    // message is acknowledged (stored; the chat then waits in line for an agent). A
+    // connection that breaks before is a failure, as an unanswered request is.
     let hello = json!({ "type": "message", "id": "m1", "text": "Hello, I need help." });
-    // The chat is the contact, accepted above; its first message puts it in line for an
-    // agent (not counted apart), and a visitor whose connection broke has nothing more
-    // to do.
-    let _ = ws.send(Message::Text(hello.to_string().into())).await;
+    let written = async {
+        ws.send(Message::Text(hello.to_string().into()))
+            .await
+            .ok()?;
+        while let Some(Ok(frame)) = ws.next().await {
+            if let Message::Text(t) = frame {
+                let v: Value = serde_json::from_str(&t).unwrap_or_default();
+                if v["type"] == "ack" && v["id"] == "m1" {
+                    return Some(());
+                }
+            }
+        }
+        None
+    };
+    match tokio::time::timeout(ANSWER_WITHIN, written).await {
+        Ok(Some(())) => accepted(
+            tally,
+            "chat",
+            chat_id,
+            format!("visitor_id=load-{n}"),
+            began,
+        ),
+        _ => return failed(tally, "chat"),
+    }
     loop {
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
