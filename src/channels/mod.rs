@@ -170,6 +170,9 @@ async fn write_first_messages(
             Err(e) => {
                 let e = unavailable(e);
                 for job in group.drain(..) {
+                    // Nothing of the group was stored: a chat still waiting tries again
+                    // at its next pass, and one that stopped waiting is queued by the
+                    // pass that finds its first message stored and not yet queued.
                     let _ = job.reply.send(Err(e.clone()));
                 }
             }

@@ -356,12 +356,19 @@ pub async fn report(
     .fetch_all(conn)
     .await?;
     rows.iter()
-        .map(|r| {
-            let mut sums = [0i64; N];
-            for (i, m) in MEASURES.iter().enumerate() {
-                sums[i] = r.try_get(*m)?;
-            }
-            Ok((r.try_get("bucket")?, r.try_get("slice")?, sums))
-        })
+        .map(|r| report_row(r, "bucket", "slice"))
         .collect()
+}
+
+/// A report's row read from a query's: its bucket and slice columns, then every measure.
+pub(crate) fn report_row(
+    r: &sqlx::any::AnyRow,
+    bucket: &str,
+    slice: &str,
+) -> Result<ReportRow, sqlx::Error> {
+    let mut sums = [0i64; N];
+    for (i, m) in MEASURES.iter().enumerate() {
+        sums[i] = r.try_get(*m)?;
+    }
+    Ok((r.try_get(bucket)?, r.try_get(slice)?, sums))
 }

@@ -529,7 +529,8 @@ impl Router {
                 self.take_fresh().await;
                 let result = self.take(&interaction_id, &agent_id, now_ms()).await;
                 // Answered once it is committed: a second agent's take, after this one,
-                // reads it taken.
+                // reads it taken. A caller gone meanwhile loses nothing: the taker's
+                // desktop is told of the assignment as of any other.
                 self.flush().await;
                 let _ = reply.send(result);
             }

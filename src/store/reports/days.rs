@@ -281,13 +281,7 @@ pub async fn report(
     .fetch_all(conn)
     .await?;
     rows.iter()
-        .map(|r| {
-            let mut sums = [0i64; N];
-            for (i, m) in MEASURES.iter().enumerate() {
-                sums[i] = r.try_get(*m)?;
-            }
-            Ok((r.try_get("day")?, r.try_get("agent")?, sums))
-        })
+        .map(|r| super::report_row(r, "day", "agent"))
         .collect()
 }
 
