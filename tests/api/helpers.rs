@@ -352,22 +352,46 @@ pub fn start_process_limited(
 /// PostgreSQL variant is ignored unless asked for (`--include-ignored`), so a plain
 /// `cargo test` reports it as not run rather than passed; asked for without
 /// `SWITCHBOARD_TEST_PG_URL`, it fails.
+///
+/// `both_backends!(alone: name);` runs `name` with the machine to itself: for a test that
+/// drives a server past what the machine can do, which would otherwise starve the tests
+/// running beside it of the time their own deadlines assume.
 #[macro_export]
 macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {$(
+    (alone: $($name:ident),* $(,)?) => {$(
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
+                let _alone = $crate::helpers::MACHINE.write().await;
                 super::$name($crate::helpers::Backend::Sqlite).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             #[ignore = "needs PostgreSQL (SWITCHBOARD_TEST_PG_URL): bash .ci/run starts it"]
             async fn postgres() {
+                let _alone = $crate::helpers::MACHINE.write().await;
+                super::$name($crate::helpers::Backend::postgres()).await
+            }
+        }
+    )*};
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let _shared = $crate::helpers::MACHINE.read().await;
+                super::$name($crate::helpers::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[ignore = "needs PostgreSQL (SWITCHBOARD_TEST_PG_URL): bash .ci/run starts it"]
+            async fn postgres() {
+                let _shared = $crate::helpers::MACHINE.read().await;
                 super::$name($crate::helpers::Backend::postgres()).await
             }
         }
     )*};
 }
+
+/// Shared by every test of both backends, held whole by a test that must run alone.
+pub static MACHINE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
 /// Clients posting contacts as fast as they are answered, keeping each one acknowledged
 /// (201) with its idempotency key; each stops at its first refusal or broken connection.

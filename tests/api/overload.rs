@@ -333,4 +333,4 @@ async fn past_capacity(backend: Backend) {
         .await;
 }
 
-both_backends!(past_capacity);
+both_backends!(alone: past_capacity);
