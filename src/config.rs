@@ -191,6 +191,8 @@ pub struct StorageSettings {
     pub database_url: String,
     /// Connections in the pool.
     pub max_connections: u32,
+    /// How long a busy group writer holds its group open before committing (ms).
+    pub commit_window_ms: u64,
 }
 
 /// Group commit of new contacts.
@@ -389,6 +391,9 @@ impl Settings {
         }
         if self.intake.max_batch == 0 || self.intake.max_batch > 10_000 {
             problems.push("intake.max_batch: must be between 1 and 10000".into());
+        }
+        if self.storage.commit_window_ms > 50 {
+            problems.push("storage.commit_window_ms: must be at most 50".into());
         }
         if self.intake.max_pending < self.intake.max_batch {
             problems.push("intake.max_pending: must be at least intake.max_batch".into());
@@ -773,6 +778,18 @@ mod tests {
         assert!(text.contains("tiers.default: 'gold'"), "{text}");
         assert!(text.contains("tiers.rules.platinum"), "{text}");
         assert_eq!(err.problems.len(), 3, "{text}");
+    }
+
+    #[test]
+    fn a_commit_window_past_50_ms_is_refused() {
+        let err = load_str("[storage]\ncommit_window_ms = 500\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("storage.commit_window_ms: must be at most 50"),
+            "{err}"
+        );
+        assert!(load_str("[storage]\ncommit_window_ms = 0\n").is_ok());
     }
 
     #[test]

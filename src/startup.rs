@@ -305,6 +305,7 @@ impl Application {
         let times = SessionTimes {
             heartbeat_timeout: Duration::from_secs(settings.agents.heartbeat_timeout_secs),
             resume_grace: Duration::from_secs(settings.agents.resume_grace_secs),
+            commit_window: crate::intake::window::configured(&settings.storage, store.backend()),
         };
         let router_handle = RouterHandle::new(
             settings.routing.announcements_buffer,
@@ -366,6 +367,10 @@ impl Application {
                 parser: IdentityParser::new(&settings.customers.phone_default_region),
                 survey_key,
                 public_url: settings.service.public_url.clone(),
+                commit_window: crate::intake::window::configured(
+                    &settings.storage,
+                    store.backend(),
+                ),
             },
         ));
         let phone = switchboard_phone::Phone::new(settings.phone.clone(), core.clone());

@@ -17,6 +17,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 pub mod service;
 
+use crate::intake::window::Window;
 use crate::intake::IntakeService;
 use crate::queue::Queue;
 use crate::routing::router::{Ended, RouterHandle};
@@ -53,6 +54,8 @@ pub struct ServiceParts {
     pub survey_key: String,
     /// Where customers reach this server (survey links); empty: no links.
     pub public_url: String,
+    /// How long a busy event writer holds its group open (`storage.commit_window_ms`).
+    pub commit_window: std::time::Duration,
 }
 
 /// Channel events waiting for the event writer before new ones are refused (retry).
@@ -79,15 +82,17 @@ impl CoreService {
             parser,
             survey_key,
             public_url,
+            commit_window,
         } = service;
         let (events, rx) = mpsc::channel(EVENT_QUEUE);
-        tokio::spawn(write_events(store.clone(), rx));
+        tokio::spawn(write_events(store.clone(), rx, Window::new(commit_window)));
         let (first_messages, first_rx) = mpsc::channel(EVENT_QUEUE);
         tokio::spawn(write_first_messages(
             store.clone(),
             services.clone(),
             queue.clone(),
             first_rx,
+            Window::new(commit_window),
         ));
         CoreService {
             intake,
@@ -115,10 +120,13 @@ type EventJob = (
 
 /// Commits channel events in groups, as intake commits contacts: while one group is
 /// being made durable the next gathers, and each event is answered after its commit.
-async fn write_events(store: Store, mut rx: mpsc::Receiver<EventJob>) {
+async fn write_events(store: Store, mut rx: mpsc::Receiver<EventJob>, mut window: Window) {
     let mut group: Vec<EventJob> = Vec::with_capacity(EVENT_GROUP);
     while rx.recv_many(&mut group, EVENT_GROUP).await > 0 {
-        match commit_events(&store, &group).await {
+        window.fill(&mut rx, &mut group, EVENT_GROUP).await;
+        let committed = commit_events(&store, &group).await;
+        window.committed(group.len());
+        match committed {
             Ok(answers) => {
                 // A channel that stopped waiting (its session closed) has nothing to hear.
                 for ((_, _, reply), answer) in group.drain(..).zip(answers) {
@@ -154,10 +162,14 @@ async fn write_first_messages(
     services: Arc<crate::service::Services>,
     queue: Arc<Queue>,
     mut rx: mpsc::Receiver<FirstMessage>,
+    mut window: Window,
 ) {
     let mut group: Vec<FirstMessage> = Vec::with_capacity(EVENT_GROUP);
     while rx.recv_many(&mut group, EVENT_GROUP).await > 0 {
-        match commit_first_messages(&store, &services, &group).await {
+        window.fill(&mut rx, &mut group, EVENT_GROUP).await;
+        let committed = commit_first_messages(&store, &services, &group).await;
+        window.committed(group.len());
+        match committed {
             Ok((queued, waiting)) => {
                 // Routed once committed, never before.
                 queue.push_all(waiting);

@@ -4,6 +4,7 @@
 
 #[cfg(test)]
 pub(crate) mod group_tests;
+pub mod window;
 mod writer;
 
 pub use writer::waiting;
@@ -85,12 +86,14 @@ fn parts(
 ) -> (IntakeService, writer::Writer, mpsc::Receiver<Job>) {
     let (tx, rx) = mpsc::channel(settings.intake.max_pending);
     let admission = Admission::new(&settings.admission, &settings.tiers);
+    let commit_window = window::configured(&settings.storage, store.backend());
     let writer = writer::Writer::new(
         store,
         settings.tiers.clone(),
         queue,
         services,
         settings.intake.max_batch,
+        commit_window,
         admission.clone(),
     );
     let service = IntakeService {

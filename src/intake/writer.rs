@@ -2,9 +2,10 @@
 //!
 //! While one transaction is being made durable, the next contacts gather in the channel;
 //! the writer then takes all of them (up to `max_batch`) into the next transaction. No
-//! timer is involved: under light load each contact gets its own commit at once, under
-//! heavy load one fsync serves hundreds. Every contact is still answered only after the
-//! transaction holding it has committed.
+//! timer is involved under light load: each contact gets its own commit at once. Once
+//! busy, the writer holds each group open for `storage.commit_window_ms` (see `window`),
+//! and under heavy load one fsync serves hundreds. Every contact is still answered only
+//! after the transaction holding it has committed.
 //!
 //! A failed group is retried one contact at a time, so one contact the store refuses
 //! never costs its neighbours their acceptance.
@@ -12,12 +13,14 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use switchboard_contract::{ChannelKind, IntakeError};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::window::Window;
 use super::{Committed, Job};
 use crate::admission::Admission;
 use crate::config::TierSettings;
@@ -39,6 +42,8 @@ pub(super) struct Writer {
     queue: Arc<Queue>,
     services: Arc<Services>,
     max_batch: usize,
+    /// How long a busy group is held open (`storage.commit_window_ms`).
+    window: Duration,
     /// Past capacity, refuses some new contacts before anything of them is written.
     admission: Arc<Admission>,
     /// Set when a commit failed in a way that leaves its outcome unknown.
@@ -60,6 +65,7 @@ impl Writer {
         queue: Arc<Queue>,
         services: Arc<Services>,
         max_batch: usize,
+        window: Duration,
         admission: Arc<Admission>,
     ) -> Self {
         Writer {
@@ -68,6 +74,7 @@ impl Writer {
             queue,
             services,
             max_batch,
+            window,
             admission,
             uncertain: AtomicBool::new(false),
         }
@@ -75,6 +82,7 @@ impl Writer {
 
     pub(super) async fn run(self, mut jobs: mpsc::Receiver<Job>, shutdown: CancellationToken) {
         let mut batch = Vec::with_capacity(self.max_batch);
+        let mut window = Window::new(self.window);
         loop {
             tokio::select! {
                 n = jobs.recv_many(&mut batch, self.max_batch) => {
@@ -91,7 +99,10 @@ impl Writer {
                     return;
                 }
             }
+            window.fill(&mut jobs, &mut batch, self.max_batch).await;
+            let items = batch.len();
             self.commit(std::mem::take(&mut batch)).await;
+            window.committed(items);
         }
     }
 

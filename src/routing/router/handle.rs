@@ -71,13 +71,17 @@ impl DesktopLink {
     }
 }
 
-/// How long agents' sessions live without word from them.
+/// How long agents' sessions live without word from them, and how long a busy router
+/// holds a turn open.
 #[derive(Debug, Clone, Copy)]
 pub struct SessionTimes {
     /// A connected desktop silent this long is disconnected.
     pub heartbeat_timeout: Duration,
     /// A disconnected agent may resume within this.
     pub resume_grace: Duration,
+    /// Once busy, the router waits this long before each turn, so that more commands
+    /// and contacts share its commit (`storage.commit_window_ms`).
+    pub commit_window: Duration,
 }
 
 pub(super) enum Command {

@@ -47,6 +47,7 @@ use super::policy::{self, AgentView, Load, Presence, WaitingInteraction};
 use super::protocol::{ClientMessage, PresenceRequest, Resume};
 use super::rules::{Capacity, Rules};
 use crate::customers::waiting::WaitingNow;
+use crate::intake::window::Window;
 use crate::queue::Queue;
 use crate::store::agents::AgentRow;
 use crate::store::history::{self, NewEvent};
@@ -244,6 +245,7 @@ const SERVICE_WINDOW_MS: i64 = 15 * 60 * 1000;
 impl Router {
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>, shutdown: CancellationToken) {
         let queue = self.queue.clone();
+        let mut window = Window::new(self.times.commit_window);
         self.take_fresh().await;
         loop {
             let now = now_ms();
@@ -266,10 +268,16 @@ impl Router {
                     return;
                 }
             }
-            // Whatever else has arrived meanwhile joins this turn, and its commit.
+            // Once busy, the turn is held open a moment: whatever else arrives meanwhile
+            // joins it, and its commit.
+            window.hold().await;
+            let mut commands = 1;
             for _ in 0..TURN {
                 match rx.try_recv() {
-                    Ok(cmd) => self.handle(cmd).await,
+                    Ok(cmd) => {
+                        commands += 1;
+                        self.handle(cmd).await
+                    }
                     Err(_) => break,
                 }
             }
@@ -283,6 +291,7 @@ impl Router {
             self.dispatch(now).await;
             self.note_idle(now);
             self.flush().await;
+            window.committed(commands);
             self.answer_positions();
             if self.fenced {
                 // Another node leads: its desktops reconnect to it (through their node).
