@@ -104,6 +104,14 @@ impl Phone {
     /// A call was taken by an agent: unless the answer to its ringing event carries the
     /// dial already, a dial command is stored for delivery.
     async fn assigned(&self, a: switchboard_contract::Assignment) {
+        // Asked first, as the assignment arrives: the ringing call's answer, still open,
+        // carries the dial (it takes every assignment announced before it closes). Asked
+        // after reading the store, it found the answer just closed, having taken this
+        // very assignment, and the two raced to store the dial: the caller heard the
+        // queue, then was moved by callback.
+        if self.within_window(&a.contact_key) {
+            return;
+        }
         // A callback: the phone system calls the customer and connects the agent.
         match self.core.callback(&a.interaction_id).await {
             Ok(Some(task)) => return self.dial_out(a, task).await,
@@ -113,9 +121,6 @@ impl Phone {
                 tracing::warn!(error = %e, "Could not read whether a call is a callback");
                 return;
             }
-        }
-        if self.within_window(&a.contact_key) {
-            return;
         }
         let Some((format, call_id)) = Format::split(&a.contact_key) else {
             return;
