@@ -48,19 +48,37 @@ const FIGURES = [
 ];
 /** Figures that are shares (drawn against 100%). */
 const SHARES = new Set(["service_level", "sla_attainment", "occupancy"]);
-const rep = { pane: null, form: null, chart: null, table: null, drill: null, data: null };
+const rep = { pane: null, form: null, chart: null, table: null, drill: null, data: null, defaults: null };
 
-/** A date `days` from today (UTC), as YYYY-MM-DD. */
-function utcDate(days) {
-  return new Date(Date.now() + days * 86400000).toISOString().slice(0, 10);
+/** Today's date in `zone` (empty: UTC) as YYYY-MM-DD, or null for a zone this browser
+ * does not know. */
+function todayIn(zone) {
+  try {
+    return new Intl.DateTimeFormat("en-CA", { timeZone: zone || "UTC", year: "numeric", month: "2-digit", day: "2-digit" })
+      .format(new Date());
+  } catch {
+    return null;
+  }
+}
+
+/** The range shown until the admin picks one: the seven days up to today where today is
+ * latest of UTC, this browser's zone and the zone asked for — so that after midnight in
+ * a centre east of UTC (Shanghai's morning is UTC's evening) today's contacts are in it. */
+function defaultRange(zone) {
+  const ends = ["", Intl.DateTimeFormat().resolvedOptions().timeZone, zone].map(todayIn).filter(Boolean).sort();
+  const to = ends[ends.length - 1];
+  const from = new Date(Date.parse(`${to}T00:00:00Z`) - 6 * 86400000).toISOString().slice(0, 10);
+  return { from, to };
 }
 
 /** Builds the tab in `pane`. */
 function buildReports(pane) {
   rep.pane = pane;
   const was = rep.form ? Object.fromEntries(Object.entries(rep.form).map(([k, el]) => [k, el.value])) : null;
-  const from = h("input", { type: "date", id: "report-from", value: utcDate(-6), "aria-label": t("rangeFrom") });
-  const to = h("input", { type: "date", id: "report-to", value: utcDate(0), "aria-label": t("rangeTo") });
+  const kept = rep.defaults;
+  rep.defaults = defaultRange("");
+  const from = h("input", { type: "date", id: "report-from", value: rep.defaults.from, "aria-label": t("rangeFrom") });
+  const to = h("input", { type: "date", id: "report-to", value: rep.defaults.to, "aria-label": t("rangeTo") });
   const by = h("select", { id: "report-by", "aria-label": t("by") },
     ["hour", "day", "week"].map((b) => h("option", { value: b, selected: b === "day" }, t(`by_${b}`))));
   const slice = h("select", { id: "report-slice", "aria-label": t("slice") },
@@ -73,7 +91,10 @@ function buildReports(pane) {
   const figure = h("select", { id: "report-figure", "aria-label": t("figure"), onchange: () => drawReport() },
     FIGURES.map(([k, label]) => h("option", { value: k }, t(label))));
   rep.form = { from, to, by, slice, tz, figure };
-  if (was) for (const [k, v] of Object.entries(was)) rep.form[k].value = v;
+  if (was) {
+    for (const [k, v] of Object.entries(was)) rep.form[k].value = v;
+    rep.defaults = kept || rep.defaults;
+  }
   rep.status = h("p", { class: "muted", "aria-live": "polite" });
   rep.chart = h("div", { id: "report-chart" });
   rep.table = h("div", { id: "report-table", class: "scroll" });
@@ -106,6 +127,13 @@ function reportQuery(full) {
 
 /** Reads the report the form asks for and draws it. */
 async function loadReports() {
+  // A range the admin has not changed follows the zone asked for (and the date).
+  const f = rep.form;
+  if (f.from.value === rep.defaults.from && f.to.value === rep.defaults.to) {
+    rep.defaults = defaultRange(f.tz.value.trim());
+    f.from.value = rep.defaults.from;
+    f.to.value = rep.defaults.to;
+  }
   try {
     rep.data = await api("GET", `/api/reports?${reportQuery(true)}`);
     // Agents are named by their names; the list is the Agents tab's, read once if needed.
