@@ -265,51 +265,44 @@ pub async fn rebuild_step(
 }
 
 /// The contact measures per day and agent over the days in `[from, to)` (local
-/// midnights), ordered.
+/// midnights), in no particular order.
 pub async fn report(
     conn: &mut Conn,
     from: i64,
     to: i64,
 ) -> Result<Vec<super::ReportRow>, sqlx::Error> {
+    // The measures nested as one array: serde reads tuples of at most 16.
     let measures = MEASURES.join(", ");
-    let rows = sqlx::query(&format!(
-        "SELECT day, agent, {measures} FROM report_agent_days WHERE day >= $1 AND day < $2 \
-         ORDER BY day, agent"
-    ))
-    .bind(from)
-    .bind(to)
-    .fetch_all(conn)
-    .await?;
-    rows.iter()
-        .map(|r| super::report_row(r, "day", "agent"))
-        .collect()
+    let nested = if conn.backend_name() == "PostgreSQL" {
+        format!("day, agent, json_build_array({measures})")
+    } else {
+        format!("day, agent, json_array({measures})")
+    };
+    super::json_rows(
+        conn,
+        &nested,
+        "FROM report_agent_days WHERE day >= $1 AND day < $2",
+        from,
+        to,
+    )
+    .await
 }
 
-/// Time per day, agent, state and reason over the days in `[from, to)`.
+/// Time per day, agent, state and reason over the days in `[from, to)`, in no particular
+/// order.
 pub async fn presence(
     conn: &mut Conn,
     from: i64,
     to: i64,
 ) -> Result<Vec<super::presence::PresenceRow>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT day, agent, status, reason, ms FROM report_presence_days \
-         WHERE day >= $1 AND day < $2 ORDER BY day, agent, status, reason",
+    super::json_rows(
+        conn,
+        "day, agent, status, reason, ms",
+        "FROM report_presence_days WHERE day >= $1 AND day < $2",
+        from,
+        to,
     )
-    .bind(from)
-    .bind(to)
-    .fetch_all(conn)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok((
-                r.try_get("day")?,
-                r.try_get("agent")?,
-                r.try_get("status")?,
-                r.try_get("reason")?,
-                r.try_get("ms")?,
-            ))
-        })
-        .collect()
+    .await
 }
 
 #[cfg(test)]
