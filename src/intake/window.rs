@@ -92,55 +92,54 @@ impl Window {
 mod tests {
     use super::*;
 
+    /// Sends `item` (and, once the group started, `company` from another task), gathers
+    /// the group as a writer does: the group, and how long its window held it.
+    async fn group(
+        w: &Window,
+        tx: &mpsc::Sender<i32>,
+        rx: &mut mpsc::Receiver<i32>,
+        item: i32,
+        company: Option<i32>,
+    ) -> (Vec<i32>, Duration) {
+        tx.send(item).await.unwrap();
+        let mut group = Vec::new();
+        rx.recv_many(&mut group, 8).await;
+        if let Some(c) = company {
+            let tx = tx.clone();
+            tokio::spawn(async move { tx.send(c).await.unwrap() });
+        }
+        let started = tokio::time::Instant::now();
+        w.fill(rx, &mut group, 8).await;
+        (group, started.elapsed())
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_lone_item_is_committed_at_once_and_a_busy_group_waits_for_company() {
         let (tx, mut rx) = mpsc::channel(16);
         let mut w = Window::new(Duration::from_millis(2));
         // The first item of a quiet writer: no wait.
-        tx.send(1).await.unwrap();
-        let mut group = Vec::new();
-        rx.recv_many(&mut group, 8).await;
-        let started = tokio::time::Instant::now();
-        w.fill(&mut rx, &mut group, 8).await;
-        assert_eq!(started.elapsed(), Duration::ZERO);
-        w.committed(group.len());
+        let (first, held) = group(&w, &tx, &mut rx, 1, None).await;
+        assert_eq!(held, Duration::ZERO);
+        w.committed(first.len());
         // Groups of one 10 ms apart: not busy.
         tokio::time::sleep(Duration::from_millis(10)).await;
-        tx.send(10).await.unwrap();
-        let mut group = Vec::new();
-        rx.recv_many(&mut group, 8).await;
-        let started = tokio::time::Instant::now();
-        w.fill(&mut rx, &mut group, 8).await;
-        assert_eq!(started.elapsed(), Duration::ZERO);
+        let (_, held) = group(&w, &tx, &mut rx, 10, None).await;
+        assert_eq!(held, Duration::ZERO);
         w.committed(2);
         // 10 ms after a commit of several, the writer is busy: the group waits 2 ms and
         // takes what came in meanwhile.
         tokio::time::sleep(Duration::from_millis(10)).await;
-        tx.send(2).await.unwrap();
-        let mut group = Vec::new();
-        rx.recv_many(&mut group, 8).await;
-        let tx2 = tx.clone();
-        tokio::spawn(async move { tx2.send(3).await.unwrap() });
-        let started = tokio::time::Instant::now();
-        w.fill(&mut rx, &mut group, 8).await;
-        assert_eq!(started.elapsed(), Duration::from_millis(2));
-        assert_eq!(group, vec![2, 3]);
+        let (busy, held) = group(&w, &tx, &mut rx, 2, Some(3)).await;
+        assert_eq!(held, Duration::from_millis(2));
+        assert_eq!(busy, vec![2, 3]);
         // Long after the last commit, quiet again.
         tokio::time::sleep(Duration::from_millis(100)).await;
-        tx.send(4).await.unwrap();
-        let mut group = Vec::new();
-        rx.recv_many(&mut group, 8).await;
-        let started = tokio::time::Instant::now();
-        w.fill(&mut rx, &mut group, 8).await;
-        assert_eq!(started.elapsed(), Duration::ZERO);
+        let (_, held) = group(&w, &tx, &mut rx, 4, None).await;
+        assert_eq!(held, Duration::ZERO);
         // A zero window never waits.
         let mut z = Window::new(Duration::ZERO);
         z.committed(2);
-        tx.send(5).await.unwrap();
-        let mut group = Vec::new();
-        rx.recv_many(&mut group, 8).await;
-        let started = tokio::time::Instant::now();
-        z.fill(&mut rx, &mut group, 8).await;
-        assert_eq!(started.elapsed(), Duration::ZERO);
+        let (_, held) = group(&z, &tx, &mut rx, 5, None).await;
+        assert_eq!(held, Duration::ZERO);
     }
 }

@@ -361,6 +361,15 @@ pub async fn report(
 }
 
 /// A report's row read from a query's: its bucket and slice columns, then every measure.
+/// The database's function making a JSON array of its arguments.
+pub(crate) fn json_array(conn: &Conn) -> &'static str {
+    if conn.backend_name() == "PostgreSQL" {
+        "json_build_array"
+    } else {
+        "json_array"
+    }
+}
+
 /// Reads the rows of `SELECT {columns} {rest}` (`rest` bound to `from` and `to`) as one
 /// JSON array the database builds, each row an array of `columns` in order. A report by
 /// agent over a month reads tens of thousands of rows; through the Any driver each row and
@@ -372,10 +381,11 @@ pub(crate) async fn json_rows<T: serde::de::DeserializeOwned>(
     from: i64,
     to: i64,
 ) -> Result<Vec<T>, sqlx::Error> {
+    let row = format!("{}({columns})", json_array(conn));
     let sql = if conn.backend_name() == "PostgreSQL" {
-        format!("SELECT COALESCE(json_agg(json_build_array({columns})), '[]'::json)::text {rest}")
+        format!("SELECT COALESCE(json_agg({row}), '[]'::json)::text {rest}")
     } else {
-        format!("SELECT json_group_array(json_array({columns})) {rest}")
+        format!("SELECT json_group_array({row}) {rest}")
     };
     let text: String = sqlx::query_scalar(&sql)
         .bind(from)

@@ -358,32 +358,24 @@ pub fn start_process_limited(
 /// running beside it of the time their own deadlines assume.
 #[macro_export]
 macro_rules! both_backends {
-    (alone: $($name:ident),* $(,)?) => {$(
+    (alone: $($name:ident),* $(,)?) => {
+        $crate::both_backends!(@holding write; $($name),*);
+    };
+    ($($name:ident),* $(,)?) => {
+        $crate::both_backends!(@holding read; $($name),*);
+    };
+    // Each test holds the machine as `$hold` says (`write`: alone; `read`: shared).
+    (@holding $hold:ident; $($name:ident),*) => {$(
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                let _alone = $crate::helpers::MACHINE.write().await;
+                let _machine = $crate::helpers::MACHINE.$hold().await;
                 super::$name($crate::helpers::Backend::Sqlite).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             #[ignore = "needs PostgreSQL (SWITCHBOARD_TEST_PG_URL): bash .ci/run starts it"]
             async fn postgres() {
-                let _alone = $crate::helpers::MACHINE.write().await;
-                super::$name($crate::helpers::Backend::postgres()).await
-            }
-        }
-    )*};
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                let _shared = $crate::helpers::MACHINE.read().await;
-                super::$name($crate::helpers::Backend::Sqlite).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            #[ignore = "needs PostgreSQL (SWITCHBOARD_TEST_PG_URL): bash .ci/run starts it"]
-            async fn postgres() {
-                let _shared = $crate::helpers::MACHINE.read().await;
+                let _machine = $crate::helpers::MACHINE.$hold().await;
                 super::$name($crate::helpers::Backend::postgres()).await
             }
         }

@@ -831,18 +831,19 @@ async fn changing_the_centres_time_zone_rebuilds_the_days_and_the_figures_stay_e
         ("week", "team"),
         ("day", "team"),
         ("week", "agent"),
-    ];
-    for (by, slice) in asks {
-        let ask = Ask {
-            tz: "Europe/Berlin",
-            by,
-            slice,
-            from,
-            to,
-        };
+    ]
+    .map(|(by, slice)| Ask {
+        tz: "Europe/Berlin",
+        by,
+        slice,
+        from,
+        to,
+    });
+    for ask in &asks {
+        let (by, slice) = (ask.by, ask.slice);
         let (body, rows) = report(&app, &format!("{month}&by={by}&slice={slice}")).await;
         assert_eq!(body["time_zone"], "Europe/Berlin");
-        assert_same(&rows, &raw(&store, &targets, &ask).await);
+        assert_same(&rows, &raw(&store, &targets, ask).await);
     }
     assert_eq!(days_kept(&store).await, ("Europe/Berlin".to_string(), None));
     let mut conn = store.pool().acquire().await.unwrap();
@@ -866,16 +867,10 @@ async fn changing_the_centres_time_zone_rebuilds_the_days_and_the_figures_stay_e
             .unwrap();
     }
     drop(conn);
-    for (by, slice) in asks {
-        let ask = Ask {
-            tz: "Europe/Berlin",
-            by,
-            slice,
-            from,
-            to,
-        };
+    for ask in &asks {
+        let (by, slice) = (ask.by, ask.slice);
         let (_, rows) = report(&app, &format!("{month}&by={by}&slice={slice}")).await;
-        assert_same(&rows, &raw(&store, &targets, &ask).await);
+        assert_same(&rows, &raw(&store, &targets, ask).await);
     }
     let (_, hours) = report(&app, &format!("{month}&by=hour&slice=agent")).await;
     assert!(

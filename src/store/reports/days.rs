@@ -272,12 +272,11 @@ pub async fn report(
     to: i64,
 ) -> Result<Vec<super::ReportRow>, sqlx::Error> {
     // The measures nested as one array: serde reads tuples of at most 16.
-    let measures = MEASURES.join(", ");
-    let nested = if conn.backend_name() == "PostgreSQL" {
-        format!("day, agent, json_build_array({measures})")
-    } else {
-        format!("day, agent, json_array({measures})")
-    };
+    let nested = format!(
+        "day, agent, {}({})",
+        super::json_array(conn),
+        MEASURES.join(", ")
+    );
     super::json_rows(
         conn,
         &nested,
