@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use crate::agent_client::{create_agent, Desktop};
 use crate::both_backends;
-use crate::helpers::{assert_store_unchanged, send, spawn_app_with, store_contents, Backend};
+use crate::helpers::{assert_store_unchanged, send, settled_contents, spawn_app_with, Backend};
 
 both_backends!(every_change_is_in_the_audit_trail_with_before_and_after);
 
@@ -367,7 +367,7 @@ async fn the_database_itself_refuses_to_change_or_remove_history_and_audit(backe
         )
         .await;
     assert_eq!(status, 201);
-    let before = store_contents(&app.database_url).await;
+    let before = settled_contents(&app).await;
     assert!(!before["history"].is_empty() && !before["audit"].is_empty());
     let postgres = !app.database_url.starts_with("sqlite:");
     for (table, column, guard) in [

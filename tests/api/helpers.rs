@@ -535,6 +535,27 @@ pub async fn store_contents(database_url: &str) -> std::collections::BTreeMap<St
     contents
 }
 
+/// [`store_contents`] of `app`'s store once its reports' rollup has counted everything
+/// and built the days of the centre's zone: the rollup writes on its own clock (its first
+/// pass after start-up among others), which a snapshot taken before it would count as a
+/// change made by what the test does next.
+pub async fn settled_contents(app: &TestApp) -> std::collections::BTreeMap<String, Vec<String>> {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (status, body) = app.get("/api/reports?from=2026-01-01&to=2026-01-02").await;
+        assert_eq!(status, 200, "{body}");
+        if body["up_to_date"] == true {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "the reports' rollup did not catch up in 20 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    store_contents(&app.database_url).await
+}
+
 /// Asserts the store holds what it held in `before` (taken by [`store_contents`]),
 /// naming each table that changed and the rows that came or went.
 pub async fn assert_store_unchanged(

@@ -3,7 +3,7 @@
 use serde_json::{json, Value};
 
 use crate::both_backends;
-use crate::helpers::{assert_store_unchanged, send, spawn_app, store_contents, Backend, TestApp};
+use crate::helpers::{assert_store_unchanged, send, settled_contents, spawn_app, Backend, TestApp};
 
 both_backends!(
     a_csv_of_thousands_of_customers_imports_in_one_request,
@@ -51,7 +51,7 @@ async fn a_csv_of_thousands_of_customers_imports_in_one_request(backend: Backend
 
 async fn one_bad_row_refuses_the_whole_import_and_every_bad_row_is_reported(backend: Backend) {
     let app = spawn_app(backend).await;
-    let before = store_contents(&app.database_url).await;
+    let before = settled_contents(&app).await;
     let csv = "email,phone,tier,lifetime_value\n\
                good@example.com,,,\n\
                not-an-email,,,\n\

@@ -14,7 +14,9 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::agent_client::{create_agent, Desktop};
 use crate::both_backends;
 use crate::chat::Visitor;
-use crate::helpers::{assert_store_unchanged, spawn_app_with, store_contents, Backend, TestApp};
+use crate::helpers::{
+    assert_store_unchanged, settled_contents, spawn_app_with, store_contents, Backend, TestApp,
+};
 use crate::phone;
 
 /// A server with every channel on: phone (all three formats), email for shop.test, chat
@@ -142,7 +144,7 @@ async fn every_refusal_on_every_channel_changes_nothing(backend: Backend) {
         assert!(std::time::Instant::now() < deadline, "{i}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let before = store_contents(&app.database_url).await;
+    let before = settled_contents(&app).await;
 
     // The API.
     let json_ct = "application/json";

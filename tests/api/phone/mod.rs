@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use crate::agent_client::{create_agent, Desktop};
 use crate::both_backends;
 use crate::helpers::{
-    assert_store_unchanged, event, send, spawn_app_with, start_process_with, store_contents,
+    assert_store_unchanged, event, send, settled_contents, spawn_app_with, start_process_with,
     Backend, TestApp, TOKEN,
 };
 
@@ -553,7 +553,7 @@ async fn bad_call_events_are_refused_and_change_nothing(backend: Backend) {
     let (url, _) = phone_system(0).await;
     let app = app(backend, &url, 100).await;
     let ringing = json!({ "event": "ringing", "call_id": "bad-1", "from": "+4930111111" });
-    let before = store_contents(&app.database_url).await;
+    let before = settled_contents(&app).await;
 
     // Wrong secret, stale or future timestamp, no signature: 401, nothing processed.
     let (status, r) = native_at(&app, &ringing, "wrong-secret", now()).await;
