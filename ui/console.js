@@ -807,6 +807,8 @@ function buildCustomers() {
   search.addEventListener("submit", async (e) => {
     e.preventDefault();
     const text = value.value.trim();
+    // The customer shown before is cleared at once: a save never reaches the last search's customer.
+    fill(customerEl, h("p", { class: "muted" }, t("loading")));
     try {
       if (kind.value !== "q") {
         drawCustomer(await api("GET", `/api/customers?${encodeURIComponent(kind.value)}=${encodeURIComponent(text)}`));
