@@ -29,7 +29,13 @@ fn accepted(tally: &Shared, channel: &'static str, key: String, customer: String
     });
 }
 
-fn failed(tally: &Shared, channel: &'static str) {
+/// Counts a failure, and tells the first few of the run why, so a failed run says what
+/// went wrong.
+fn failed(tally: &Shared, channel: &'static str, why: impl std::fmt::Display) {
+    static TOLD: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    if TOLD.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < 5 {
+        eprintln!("a {channel} contact failed: {why}");
+    }
     tally.lock().unwrap().failed(channel);
 }
 
@@ -102,7 +108,13 @@ pub async fn phone_call(
         Ok(r) if r.status() == 503 && r.headers().contains_key("retry-after") => {
             refused(tally, "phone", high)
         }
-        _ => failed(tally, "phone"),
+        Ok(r) => failed(tally, "phone", format!("answered {}", r.status())),
+        Err(e) if e.is_timeout() => failed(
+            tally,
+            "phone",
+            format!("no answer within {} s", ANSWER_WITHIN.as_secs()),
+        ),
+        Err(e) => failed(tally, "phone", e),
     }
 }
 
@@ -169,7 +181,16 @@ pub async fn email(server: &Server, tally: &Shared, n: u64) {
             format!("email={sender}"),
             began,
         ),
-        _ => failed(tally, "email"),
+        Ok(None) => failed(
+            tally,
+            "email",
+            "the session broke or was answered with an error",
+        ),
+        Err(_) => failed(
+            tally,
+            "email",
+            format!("no answer within {} s", ANSWER_WITHIN.as_secs()),
+        ),
     }
 }
 
@@ -203,7 +224,20 @@ pub async fn chat(server: &Server, tally: &Shared, n: u64, mut stop: watch::Rece
     let (mut ws, chat_id) = match tokio::time::timeout(ANSWER_WITHIN, started).await {
         Ok(Some(Some(opened))) => opened,
         Ok(Some(None)) => return refused(tally, "chat", false),
-        _ => return failed(tally, "chat"),
+        Ok(None) => {
+            return failed(
+                tally,
+                "chat",
+                "the start broke or was answered with an error",
+            )
+        }
+        Err(_) => {
+            return failed(
+                tally,
+                "chat",
+                format!("not started within {} s", ANSWER_WITHIN.as_secs()),
+            )
+        }
     };
     // A chat is a contact once its visitor has written: it is accepted when the first
     // message is acknowledged (stored; the chat then waits in line for an agent). A
@@ -231,7 +265,17 @@ pub async fn chat(server: &Server, tally: &Shared, n: u64, mut stop: watch::Rece
             format!("visitor_id=load-{n}"),
             began,
         ),
-        _ => return failed(tally, "chat"),
+        Ok(None) => return failed(tally, "chat", "the first message broke the chat"),
+        Err(_) => {
+            return failed(
+                tally,
+                "chat",
+                format!(
+                    "the first message not acknowledged within {} s",
+                    ANSWER_WITHIN.as_secs()
+                ),
+            )
+        }
     }
     loop {
         tokio::select! {
