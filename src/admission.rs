@@ -7,15 +7,20 @@
 //! its own lag and refuses part of the new contacts early, before anything is written,
 //! so that what it takes keeps being routed at full speed.
 //!
-//! - **The signal** is the lag: how long the oldest committed contact has waited for the
-//!   router to take it up, or a contact for its commit. Past `target_lag_ms` the
-//!   *pressure* (0 to 1) rises, faster the further past; under half of it, it falls.
+//! - **The signal** is the lag: how long a command sent to the router now waits for it,
+//!   how long the oldest committed contact has waited for the router to take it up, or
+//!   a contact for its commit (counted while it waits, not only once committed). Past
+//!   `target_lag_ms` the *pressure* (0 to 1) rises, faster the further past; under half
+//!   of it, it falls.
 //! - **The order** of refusal: each class (channel, tier) starts being refused at its
 //!   channel's start plus its tier's on the pressure's scale, and is wholly refused
 //!   `ramp` later. By default mail goes first (mail servers retry for days), then chat
 //!   and the API, calls last; within each, the best tiers' known customers last. A
 //!   contact's tier is the one its customer has (found by identity); a customer not
 //!   known yet has the default tier.
+//! - **Where**: while the pressure is above 0 every new contact is screened before the
+//!   store's writer (`intake::screen`), its customer's tier read beside the writer, so a
+//!   refusal is answered at once rather than after waiting in line for a commit.
 //! - **Refusing** is in each channel's own way, and nothing refused was acknowledged:
 //!   HTTP 503 with `Retry-After`, SMTP 451, a busy answer to a ringing call, a chat's
 //!   start delayed with its place in line. A chat is admitted at its start: its first
@@ -26,7 +31,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use switchboard_contract::ChannelKind;
@@ -55,6 +60,11 @@ pub struct Admission {
     lag_ms: AtomicI64,
     /// The longest a contact waited for its commit since the last tick (ms).
     intake_wait_ms: AtomicI64,
+    /// When the oldest contact of the group being committed now was submitted (ms from
+    /// `epoch`, before it when negative; `i64::MIN`: none is).
+    committing_since: AtomicI64,
+    /// The start of `committing_since`'s clock.
+    epoch: Instant,
     /// A counter for the refusal draws.
     draws: AtomicU64,
     /// Refusals of the last minute, for the live view: (when, channel, tier).
@@ -75,6 +85,8 @@ impl Admission {
             pressure: AtomicU32::new(0),
             lag_ms: AtomicI64::new(0),
             intake_wait_ms: AtomicI64::new(0),
+            committing_since: AtomicI64::new(i64::MIN),
+            epoch: Instant::now(),
             draws: AtomicU64::new(now_ms() as u64),
             recent: Mutex::new(Vec::new()),
         })
@@ -154,9 +166,34 @@ impl Admission {
             .fetch_max(wait.as_millis() as i64, Ordering::Relaxed);
     }
 
+    /// The intake tells when the oldest contact of the group it is committing now was
+    /// submitted, or that it commits none (`None`).
+    pub fn committing(&self, oldest: Option<Instant>) {
+        let since = oldest.map_or(i64::MIN, |o| self.since_epoch_ms(o));
+        self.committing_since.store(since, Ordering::Relaxed);
+    }
+
+    /// How long the oldest contact of the group being committed has waited (ms).
+    fn committing_for_ms(&self) -> i64 {
+        match self.committing_since.load(Ordering::Relaxed) {
+            i64::MIN => 0,
+            since => (self.since_epoch_ms(Instant::now()) - since).max(0),
+        }
+    }
+
+    /// An instant as ms from `epoch` (negative before it).
+    fn since_epoch_ms(&self, at: Instant) -> i64 {
+        match at.checked_duration_since(self.epoch) {
+            Some(after) => after.as_millis() as i64,
+            None => -(self.epoch.duration_since(at).as_millis() as i64),
+        }
+    }
+
     /// One step of the controller: the lag measured now moves the pressure.
     pub fn observe(&self, router_lag_ms: i64) {
-        let lag = router_lag_ms.max(self.intake_wait_ms.swap(0, Ordering::Relaxed));
+        let lag = router_lag_ms
+            .max(self.intake_wait_ms.swap(0, Ordering::Relaxed))
+            .max(self.committing_for_ms());
         self.lag_ms.store(lag, Ordering::Relaxed);
         let target = self.settings.target_lag_ms as f64;
         let p = self.pressure();
@@ -320,6 +357,24 @@ mod tests {
         a.observe(0);
         assert!(a.pressure() > 0.0);
         assert_eq!(a.view()["lag_ms"], 3000);
+    }
+
+    #[test]
+    fn a_group_still_waiting_for_its_commit_counts_as_lag_as_it_waits() {
+        let a = admission();
+        let submitted = Instant::now() - Duration::from_secs(3);
+        a.committing(Some(submitted));
+        a.observe(0);
+        assert!(a.pressure() > 0.0);
+        assert!(
+            a.view()["lag_ms"].as_i64().unwrap() >= 2_990,
+            "{}",
+            a.view()
+        );
+        // Committed: no longer waiting, no longer lag.
+        a.committing(None);
+        a.observe(0);
+        assert_eq!(a.view()["lag_ms"], 0);
     }
 
     #[test]

@@ -36,7 +36,7 @@ pub(crate) async fn one_group(
 ) -> (Vec<Result<Committed, IntakeError>>, Arc<Queue>) {
     let settings = Settings::defaults();
     let queue = Arc::new(Queue::new(settings.tiers.order.clone(), []));
-    let (service, writer, jobs) = parts(
+    let (service, writer, jobs, _) = parts(
         store.clone(),
         &settings,
         queue.clone(),

@@ -4,6 +4,7 @@
 
 #[cfg(test)]
 pub(crate) mod group_tests;
+mod screen;
 pub mod window;
 mod writer;
 
@@ -59,6 +60,8 @@ struct Job {
 /// The intake service: cheap to share, one per server.
 pub struct IntakeService {
     jobs: mpsc::Sender<Job>,
+    /// While admission control sheds load, contacts are screened here first.
+    screen: mpsc::Sender<Job>,
     parser: IdentityParser,
     admission: Arc<Admission>,
 }
@@ -72,7 +75,8 @@ pub fn start(
     services: Arc<Services>,
     shutdown: CancellationToken,
 ) -> (Arc<IntakeService>, JoinHandle<()>) {
-    let (service, writer, jobs) = parts(store, settings, queue, services);
+    let (service, writer, jobs, (screen, screened)) = parts(store, settings, queue, services);
+    tokio::spawn(screen.run(screened, shutdown.clone()));
     let handle = tokio::spawn(writer.run(jobs, shutdown));
     (Arc::new(service), handle)
 }
@@ -83,10 +87,23 @@ fn parts(
     settings: &Settings,
     queue: Arc<Queue>,
     services: Arc<Services>,
-) -> (IntakeService, writer::Writer, mpsc::Receiver<Job>) {
+) -> (
+    IntakeService,
+    writer::Writer,
+    mpsc::Receiver<Job>,
+    (screen::Screen, mpsc::Receiver<Job>),
+) {
     let (tx, rx) = mpsc::channel(settings.intake.max_pending);
+    let (screen_tx, screen_rx) = mpsc::channel(settings.intake.max_pending);
     let admission = Admission::new(&settings.admission, &settings.tiers);
     let commit_window = window::configured(&settings.storage, store.backend());
+    let screen = screen::Screen::new(
+        store.clone(),
+        settings.tiers.clone(),
+        admission.clone(),
+        tx.clone(),
+        settings.intake.max_batch,
+    );
     let writer = writer::Writer::new(
         store,
         settings.tiers.clone(),
@@ -98,10 +115,11 @@ fn parts(
     );
     let service = IntakeService {
         jobs: tx,
+        screen: screen_tx,
         parser: IdentityParser::new(&settings.customers.phone_default_region),
         admission,
     };
-    (service, writer, rx)
+    (service, writer, rx, (screen, screen_rx))
 }
 
 impl IntakeService {
@@ -150,7 +168,13 @@ impl IntakeService {
             submitted: Instant::now(),
             reply,
         };
-        self.jobs.try_send(job).map_err(|e| match e {
+        // Past capacity the screen decides first whether it is taken at all.
+        let line = if self.admission.shedding() {
+            &self.screen
+        } else {
+            &self.jobs
+        };
+        line.try_send(job).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => {
                 IntakeError::Unavailable("intake is busy; retry shortly".into())
             }

@@ -10,7 +10,7 @@
 //! A failed group is retried one contact at a time, so one contact the store refuses
 //! never costs its neighbours their acceptance.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -108,6 +108,11 @@ impl Writer {
 
     async fn commit(&self, jobs: Vec<Job>) {
         let now = now_ms();
+        // While the group waits for the store, its oldest contact's wait is the lag
+        // admission control sees, as it grows, not only once committed.
+        if let Some(oldest) = jobs.iter().map(|j| j.submitted).min() {
+            self.admission.committing(Some(oldest));
+        }
         match self.try_group(&jobs, now).await {
             Ok(outcomes) => {
                 telemetry::batch_committed(jobs.len());
@@ -214,12 +219,6 @@ impl Writer {
             .into_iter()
             .collect();
 
-        let refused = if self.admission.shedding() {
-            self.refusals(conn, jobs, &known, &owner, now).await?
-        } else {
-            HashSet::new()
-        };
-
         let mut slots = Vec::with_capacity(jobs.len());
         let mut first_of_key: HashMap<(&str, &str), usize> = HashMap::new();
         let mut new_customers = Vec::new();
@@ -247,12 +246,6 @@ impl Writer {
                 } else {
                     Slot::Done(Box::new(Err(IntakeError::KeyReused)))
                 });
-                continue;
-            }
-            if refused.contains(&i) {
-                slots.push(Slot::Done(Box::new(Err(IntakeError::Overloaded {
-                    retry_after_secs: self.admission.retry_after_secs(),
-                }))));
                 continue;
             }
             first_of_key.insert((channel, key), i);
@@ -471,57 +464,6 @@ impl Writer {
         Ok(outcomes)
     }
 
-    /// Past capacity: the new contacts of this group admission control refuses, by the
-    /// tier their customer has now (found by identity; one not known yet has the default
-    /// tier) and their channel. Contacts already taken (a retry) are answered as before,
-    /// never refused. Costs one read of the known customers, and only while refusing.
-    async fn refusals(
-        &self,
-        conn: &mut Conn,
-        jobs: &[Job],
-        known: &HashMap<(String, String), InteractionRow>,
-        owner: &HashMap<Identity, String>,
-        now: i64,
-    ) -> Result<HashSet<usize>, sqlx::Error> {
-        let customer_of: Vec<Option<Option<&String>>> = jobs
-            .iter()
-            .map(|j| {
-                let k = (
-                    j.new.channel.as_str().to_string(),
-                    j.new.idempotency_key.clone(),
-                );
-                (!known.contains_key(&k)).then(|| j.identities.iter().find_map(|id| owner.get(id)))
-            })
-            .collect();
-        let mut ids: Vec<String> = customer_of
-            .iter()
-            .filter_map(|c| c.flatten().cloned())
-            .collect();
-        ids.sort();
-        ids.dedup();
-        let window_start = now - i64::from(self.tiers.window_days) * DAY_MS;
-        let tiers: HashMap<String, String> = if ids.is_empty() {
-            HashMap::new()
-        } else {
-            customers::with_value_data(conn, &ids, window_start)
-                .await?
-                .into_iter()
-                .map(|(c, v)| (c.id, tier::decide(&self.tiers, &v, now).tier))
-                .collect()
-        };
-        let mut refused = HashSet::new();
-        for (i, (job, customer)) in jobs.iter().zip(customer_of).enumerate() {
-            let Some(customer) = customer else { continue };
-            let tier = customer
-                .and_then(|c| tiers.get(c))
-                .map_or(self.admission.default_tier(), String::as_str);
-            if self.admission.refuse(job.new.channel, tier) {
-                refused.insert(i);
-            }
-        }
-        Ok(refused)
-    }
-
     /// Queues what was committed, then answers every submitter.
     fn answer(&self, answered: Vec<(Job, JobOutcome)>) {
         // A retry of a contact whose first commit was uncertain finds it stored but
@@ -534,6 +476,7 @@ impl Writer {
         if let Some(longest) = answered.iter().map(|(j, _)| j.submitted.elapsed()).max() {
             self.admission.committed_after(longest);
         }
+        self.admission.committing(None);
         for (job, outcome) in answered {
             let channel = job.new.channel.as_str();
             match &outcome {

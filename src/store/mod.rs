@@ -65,6 +65,10 @@ pub struct Store {
     /// previous one ends, rather than in SQLite's busy handler, which sleeps and retries
     /// (up to 100 ms a time) and so left contacts waiting for nothing under load.
     writer: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// The line the other writers wait in before the writer's turn, one at a time, so
+    /// the router's turn (which every offer, acceptance and completion waits for) comes
+    /// after at most the writer holding it and the one next in line.
+    line: std::sync::Arc<tokio::sync::Mutex<()>>,
     /// The router's fence: the epoch of the lead this node holds (0: a single node, no
     /// fence; -1: this node does not lead). See [`Store::begin_fenced`].
     fence: Arc<AtomicI64>,
@@ -209,6 +213,7 @@ impl Store {
             pool,
             backend,
             writer: Default::default(),
+            line: Default::default(),
             fence: Arc::new(AtomicI64::new(0)),
         };
         store.migrate().await?;
@@ -249,9 +254,19 @@ impl Store {
     /// (`BEGIN IMMEDIATE`), so a writer waits its turn (up to `busy_timeout`) instead of
     /// failing when another writer committed between its reads and its first write.
     pub async fn begin_write(&self) -> Result<WriteTx, sqlx::Error> {
+        self.begin_write_as(false).await
+    }
+
+    /// Begins a write, ahead of the other writers waiting (`first`) or in line with them.
+    async fn begin_write_as(&self, first: bool) -> Result<WriteTx, sqlx::Error> {
         match self.backend {
             Backend::Sqlite => {
-                let turn = self.writer.clone().lock_owned().await;
+                let turn = if first {
+                    self.writer.clone().lock_owned().await
+                } else {
+                    let _line = self.line.lock().await;
+                    self.writer.clone().lock_owned().await
+                };
                 Ok(WriteTx {
                     tx: self.pool.begin_with("BEGIN IMMEDIATE").await?,
                     _turn: Some(turn),
@@ -270,12 +285,23 @@ impl Store {
     /// that row, so it waits for this transaction, and every transaction after it is
     /// refused here: a paused or cut-off old leader can never write once another leads.
     pub async fn begin_fenced(&self) -> Result<WriteTx, FenceError> {
+        self.begin_fenced_as(false).await
+    }
+
+    /// [`Store::begin_fenced`] for the router's turns: on SQLite it goes ahead of the
+    /// other writers waiting, so routing keeps its pace while new contacts queue for
+    /// their commit (which admission control then sees as lag).
+    pub async fn begin_routing(&self) -> Result<WriteTx, FenceError> {
+        self.begin_fenced_as(true).await
+    }
+
+    async fn begin_fenced_as(&self, first: bool) -> Result<WriteTx, FenceError> {
         let epoch = self.fence.load(Ordering::SeqCst);
         if epoch < 0 {
             tracing::debug!("A fenced write refused: this node does not lead");
             return Err(FenceError::Fenced);
         }
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin_write_as(first).await?;
         if epoch > 0 {
             let current: i64 =
                 sqlx::query_scalar("SELECT epoch FROM cluster_leader WHERE id = 1 FOR SHARE")

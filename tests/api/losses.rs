@@ -1,6 +1,6 @@
 //! Nothing lost on a bad moment: each test injects a fault from outside, at the moment
 //! that used to lose work — a store that cannot read a chat, a dial command the store
-//! refuses, a state change the store refuses, a channel that falls behind the router, a
+//! refuses, a state change or a completion the store refuses, a channel that falls behind the router, a
 //! chat's first message kept while the store refuses to put the chat in line —
 //! and shows nothing is lost, nothing is done twice, and nobody is told what did not
 //! happen.
@@ -167,6 +167,106 @@ async fn a_change_the_store_refuses_is_neither_told_nor_recorded(backend: Backen
         .filter(|e| e["kind"] == "offered")
         .count();
     assert_eq!((i["state"].as_str(), offered), (Some("assigned"), 1), "{i}");
+    app.stop().await;
+}
+
+/// A completion is written with the router's turn, without reading the store first: when
+/// the store refuses it, the agent is never told it completed. Still theirs in the store,
+/// it is theirs again on the desktop; ended meanwhile by someone else, they are told it
+/// is no longer theirs.
+async fn a_completion_the_store_refuses_is_never_told_as_done(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (_, token) = create_agent(&app, json!({ "name": "Ana" })).await;
+    let mut ana = Desktop::available(&app.base, &token).await;
+    let contact = app
+        .contact(json!({ "customer": { "email": "kept@example.com" } }))
+        .await;
+    let id = contact["id"].as_str().unwrap().to_string();
+    assert_eq!(ana.take_offer().await, id);
+    // The store skips, without an error, the change completing this contact.
+    db_exec(
+        &app.database_url,
+        &format!(
+            "CREATE TRIGGER sb_refuse BEFORE UPDATE ON interactions \
+             WHEN OLD.id = '{id}' AND NEW.state = 'completed' BEGIN SELECT RAISE(IGNORE); END"
+        ),
+        &format!(
+            "CREATE FUNCTION sb_refuse() RETURNS trigger AS $$ BEGIN \
+               IF OLD.id = '{id}' AND NEW.state = 'completed' THEN RETURN NULL; END IF; \
+               RETURN NEW; END $$ LANGUAGE plpgsql; \
+             CREATE TRIGGER sb_refuse BEFORE UPDATE ON interactions \
+             FOR EACH ROW EXECUTE FUNCTION sb_refuse()"
+        ),
+    )
+    .await;
+    ana.send(json!({ "type": "complete", "interaction_id": id, "disposition": "resolved" }))
+        .await;
+    // Read again from the store, it is still Ana's: she holds it again, never told it
+    // completed.
+    loop {
+        let v = ana.next().await;
+        assert_ne!(
+            v["type"], "completed",
+            "a refused completion told as done: {v}"
+        );
+        if v["type"] == "assigned" {
+            assert_eq!(v["interaction_id"], id.as_str());
+            break;
+        }
+    }
+    let (_, i) = app.get(&format!("/api/interactions/{id}")).await;
+    assert_eq!(i["state"], "assigned", "{i}");
+    assert!(
+        i["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["kind"] != "completed"),
+        "{i}"
+    );
+    db_exec(
+        &app.database_url,
+        "DROP TRIGGER sb_refuse",
+        "DROP TRIGGER sb_refuse ON interactions; DROP FUNCTION sb_refuse()",
+    )
+    .await;
+    // Ended behind the router's back (as another process would): her completion is
+    // refused, and she is told it is no longer hers.
+    db_exec(
+        &app.database_url,
+        &format!("UPDATE interactions SET state = 'abandoned' WHERE id = '{id}'"),
+        &format!("UPDATE interactions SET state = 'abandoned' WHERE id = '{id}'"),
+    )
+    .await;
+    ana.send(json!({ "type": "complete", "interaction_id": id, "disposition": "resolved" }))
+        .await;
+    loop {
+        let v = ana.next().await;
+        assert_ne!(
+            v["type"], "completed",
+            "a refused completion told as done: {v}"
+        );
+        if v["type"] == "error" {
+            assert_eq!(v["code"], "not_yours", "{v}");
+            break;
+        }
+    }
+    let (_, i) = app.get(&format!("/api/interactions/{id}")).await;
+    assert_eq!(i["state"], "abandoned", "{i}");
+    // The router goes on: her next contact is offered, taken and completed.
+    let next = app
+        .contact(json!({ "customer": { "email": "next@example.com" } }))
+        .await;
+    let next = next["id"].as_str().unwrap().to_string();
+    assert_eq!(ana.take_offer().await, next);
+    ana.send(json!({ "type": "complete", "interaction_id": next, "disposition": "resolved" }))
+        .await;
+    assert_eq!(
+        ana.expect("completed").await["interaction_id"],
+        next.as_str()
+    );
+    let (_, i) = app.get(&format!("/api/interactions/{next}")).await;
+    assert_eq!(i["state"], "completed", "{i}");
     app.stop().await;
 }
 
@@ -413,6 +513,7 @@ both_backends!(
     a_chat_whose_first_message_could_not_queue_it_is_queued_at_the_next_pass,
     an_agents_chat_reply_survives_a_store_that_cannot_read_the_chat,
     a_change_the_store_refuses_is_neither_told_nor_recorded,
+    a_completion_the_store_refuses_is_never_told_as_done,
     a_chat_channel_that_falls_behind_the_router_tells_every_visitor_their_agent,
     a_dial_the_store_could_not_take_is_sent_by_callback,
 );

@@ -63,7 +63,12 @@ impl Router {
             let Some(agent) = agent else {
                 return Ok(Connected::Outside { interaction_id });
             };
-            self.hand_to(id, agent, channel, done, offer_id);
+            let held = Held {
+                channel,
+                customer_id: item.customer_id.clone(),
+                contact_key: item.contact_key.clone(),
+            };
+            self.hand_to(id, agent, held, done, offer_id);
             return Ok(Connected::Assigned {
                 interaction_id,
                 agent_id: agent.to_string(),
@@ -100,7 +105,16 @@ impl Router {
             s.held.remove(id);
             s.emit(json!({ "type": "interaction_ended", "interaction_id": id, "reason": "moved" }));
         }
-        self.hand_to(id, agent, channel, done, None);
+        self.hand_to(
+            id,
+            agent,
+            Held {
+                channel,
+                ..Held::of(&row)
+            },
+            done,
+            None,
+        );
         self.changed = true;
         Ok(Connected::Assigned {
             interaction_id,
@@ -116,10 +130,11 @@ impl Router {
         &mut self,
         id: &str,
         agent: &str,
-        channel: ChannelKind,
+        held: Held,
         done: Option<CommandFor>,
         offer_id: Option<String>,
     ) {
+        let channel = held.channel;
         if let Some(done) = done {
             let ChannelCommand {
                 id: command_id,
@@ -135,7 +150,7 @@ impl Router {
             });
         }
         if let Some(s) = self.agents.get_mut(agent) {
-            s.held.insert(id.to_string(), channel);
+            s.held.insert(id.to_string(), held);
             s.misses = 0;
             s.emit(json!({ "type": "assigned", "interaction_id": id, "offer_id": offer_id, "connected_by": channel.as_str() }));
         }

@@ -54,7 +54,7 @@ use crate::store::history::{self, NewEvent};
 use crate::store::interactions::{self, InteractionRow};
 use crate::store::{customers, new_id, now_ms, presence, rfc3339, Store};
 use crate::telemetry;
-use session::{agent_json, interaction_json, view, Session};
+use session::{agent_json, interaction_json, view, Held, Session};
 
 pub use handle::{
     Announcement, Call, DesktopLink, Ended, Moved, Outbound, Relay, Remote, Reply, RouterHandle,
@@ -202,6 +202,9 @@ enum Pending {
         agent: String,
         disposition: String,
         notes: Option<String>,
+        /// The agent's wrap-up before this completion started one (`wrap_up_until`,
+        /// `idle_since`), given back if the store refuses it; none when it started none.
+        before: Option<(Option<i64>, i64)>,
     },
     /// A command for a channel's external system (an email reply to send), or one its
     /// system needs no longer (`delivered`: kept only so it is never sent). `about`: the
@@ -237,7 +240,7 @@ enum Written {
 }
 
 /// The most commands taken in one turn of the loop (one commit).
-const TURN: usize = 256;
+const TURN: usize = 1024;
 
 /// The window service levels are measured over.
 const SERVICE_WINDOW_MS: i64 = 15 * 60 * 1000;
@@ -690,6 +693,7 @@ impl Router {
     async fn flush(&mut self) {
         self.note_presence();
         let mut refused = HashSet::new();
+        let mut lost_completions = Vec::new();
         if !self.pending.is_empty() || !self.events.is_empty() || !self.presence_log.is_empty() {
             let started = now_ms();
             let mut delay = Duration::from_millis(50);
@@ -748,6 +752,14 @@ impl Router {
                     _ => None,
                 })
                 .collect();
+            // Completions the store refused (the interaction was no longer the agent's):
+            // their agents are told once the interaction is read again.
+            lost_completions.extend(self.pending.iter().filter_map(|p| match p {
+                Pending::Complete {
+                    id, agent, before, ..
+                } if refused.contains(id) => Some((id.clone(), agent.clone(), *before)),
+                _ => None,
+            }));
             self.pending.clear();
             self.events.clear();
             self.presence_log.clear();
@@ -789,6 +801,19 @@ impl Router {
         }
         if !refused.is_empty() {
             self.resync(refused.into_iter().collect()).await;
+            for (id, agent, before) in lost_completions {
+                let Some(s) = self.agents.get_mut(&agent) else {
+                    continue;
+                };
+                // Not completed: no wrap-up either.
+                if let Some((wrap_up_until, idle_since)) = before {
+                    s.wrap_up_until = wrap_up_until;
+                    s.idle_since = idle_since;
+                }
+                if !s.held.contains_key(&id) {
+                    s.error("not_yours", "that interaction is no longer yours");
+                }
+            }
             for s in self.agents.values_mut() {
                 s.release(&HashSet::new());
             }
@@ -804,7 +829,7 @@ impl Router {
     /// refused are answered so the turn is written again without them.
     async fn write_pending(&self, skip: &HashSet<String>) -> Result<Written, sqlx::Error> {
         let now = now_ms();
-        let mut tx = match self.store.begin_fenced().await {
+        let mut tx = match self.store.begin_routing().await {
             Ok(tx) => tx,
             Err(crate::store::FenceError::Fenced) => return Ok(Written::Fenced),
             Err(crate::store::FenceError::Store(e)) => return Err(e),
@@ -851,6 +876,7 @@ impl Router {
                     agent,
                     disposition,
                     notes,
+                    ..
                 } => {
                     interactions::complete(&mut tx, id, agent, disposition, notes.as_deref(), now)
                         .await?
@@ -966,10 +992,7 @@ impl Router {
                     s.emit(json!({ "type": "interaction_ended", "interaction_id": id, "reason": "changed" }));
                 } else if !held && holder.as_deref() == Some(agent_id.as_str()) {
                     if let Some(r) = &row {
-                        s.held.insert(
-                            id.clone(),
-                            ChannelKind::parse(&r.channel).unwrap_or(ChannelKind::Api),
-                        );
+                        s.held.insert(id.clone(), Held::of(r));
                         s.emit(json!({ "type": "assigned", "interaction_id": id }));
                     }
                 }

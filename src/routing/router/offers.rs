@@ -21,8 +21,9 @@ impl Router {
         let waited_ms = now - item.w.enqueued_at_ms;
         let (tier, channel) = (item.w.tier.clone(), item.w.channel);
         let contact_key = item.contact_key.clone();
+        let customer_id = item.customer_id.clone();
         let event = NewEvent {
-            customer_id: item.customer_id.clone(),
+            customer_id: customer_id.clone(),
             interaction_id: Some(interaction_id.clone()),
             kind: "assigned",
             actor: agent_id.to_string(),
@@ -44,7 +45,14 @@ impl Router {
         self.queue.remove(&interaction_id);
         s.offer = None;
         s.misses = 0;
-        s.held.insert(interaction_id.clone(), channel);
+        s.held.insert(
+            interaction_id.clone(),
+            Held {
+                channel,
+                customer_id,
+                contact_key: contact_key.clone(),
+            },
+        );
         self.announced.push(Assignment {
             interaction_id: interaction_id.clone(),
             contact_key,
@@ -62,6 +70,10 @@ impl Router {
         self.answered.push_back((now, tier, waited_ms));
     }
 
+    /// An agent completes an interaction it holds. Written with the turn's other
+    /// changes, with no read of the store: the store completes it only if it is still
+    /// assigned to this agent, and when it is not, the turn is written without it, the
+    /// interaction is read again, and the agent told it is no longer theirs.
     pub(super) async fn complete(
         &mut self,
         agent_id: &str,
@@ -70,9 +82,7 @@ impl Router {
         notes: Option<String>,
         now: i64,
     ) {
-        // An accept earlier in this turn must be in the store before it is read.
-        self.flush().await;
-        let Some(s) = self.agents.get(agent_id) else {
+        let Some(s) = self.agents.get_mut(agent_id) else {
             return;
         };
         if !s.held.contains_key(interaction_id) {
@@ -87,63 +97,38 @@ impl Router {
             );
             return;
         }
+        let Some(held) = s.held.remove(interaction_id) else {
+            return;
+        };
         let notes = notes
             .map(|n| n.replace('\0', ""))
             .map(|n| n.chars().take(10_000).collect::<String>());
-        let mut completed_key = None;
         // The wrap-up this completion starts, stated in the history for the reports.
         let wrap_up_secs = self.rules.offer.wrap_up_secs;
-        let result = async {
-            let mut conn = self.store.pool().acquire().await?;
-            interactions::get(&mut conn, interaction_id).await
-        }
-        .await
-        .map(|row| match row {
-            Some(row) if row.state == "assigned" && row.agent_id.as_deref() == Some(agent_id) => {
-                completed_key = Some(row.idempotency_key.clone());
-                self.events.push(NewEvent {
-                    customer_id: row.customer_id,
-                    interaction_id: Some(interaction_id.to_string()),
-                    kind: "completed",
-                    actor: agent_id.to_string(),
-                    data: json!({ "agent_id": agent_id, "disposition": disposition, "notes": notes, "wrap_up_secs": wrap_up_secs }),
-                });
-                self.pending.push(Pending::Complete {
-                    id: interaction_id.to_string(),
-                    agent: agent_id.to_string(),
-                    disposition: disposition.clone(),
-                    notes: notes.clone(),
-                });
-                true
-            }
-            _ => false,
-        });
         let wrap_up = wrap_up_secs as i64 * 1000;
-        let Some(s) = self.agents.get_mut(agent_id) else {
-            return;
-        };
-        match result {
-            Ok(true) => {
-                if let Some(channel) = s.held.remove(interaction_id) {
-                    self.completed.push(Completed {
-                        interaction_id: interaction_id.to_string(),
-                        contact_key: completed_key.unwrap_or_default(),
-                        channel,
-                    });
-                }
-                s.wrap_up_until = Some(now + wrap_up);
-                s.idle_since = now + wrap_up;
-                s.emit(json!({ "type": "completed", "interaction_id": interaction_id, "wrap_up_until": rfc3339(now + wrap_up) }));
-            }
-            Ok(false) => {
-                s.held.remove(interaction_id);
-                s.error("not_yours", "that interaction is no longer yours");
-            }
-            Err(_) => s.error(
-                "unavailable",
-                "the store could not record the completion; try again",
-            ),
-        }
+        let before = Some((s.wrap_up_until, s.idle_since));
+        s.wrap_up_until = Some(now + wrap_up);
+        s.idle_since = now + wrap_up;
+        s.emit(json!({ "type": "completed", "interaction_id": interaction_id, "wrap_up_until": rfc3339(now + wrap_up) }));
+        self.events.push(NewEvent {
+            customer_id: held.customer_id,
+            interaction_id: Some(interaction_id.to_string()),
+            kind: "completed",
+            actor: agent_id.to_string(),
+            data: json!({ "agent_id": agent_id, "disposition": disposition, "notes": notes, "wrap_up_secs": wrap_up_secs }),
+        });
+        self.pending.push(Pending::Complete {
+            id: interaction_id.to_string(),
+            agent: agent_id.to_string(),
+            disposition,
+            notes,
+            before,
+        });
+        self.completed.push(Completed {
+            interaction_id: interaction_id.to_string(),
+            contact_key: held.contact_key,
+            channel: held.channel,
+        });
     }
 
     /// An agent answers the customer of an interaction it holds: the reply is stored in
@@ -161,9 +146,9 @@ impl Router {
         let Some(s) = self.agents.get(agent_id) else {
             return;
         };
-        let channel = match s.held.get(interaction_id) {
+        let channel = match s.held.get(interaction_id).map(|h| h.channel) {
             None => return s.error("not_yours", "you do not hold that interaction"),
-            Some(c @ (ChannelKind::Email | ChannelKind::Chat)) => *c,
+            Some(c @ (ChannelKind::Email | ChannelKind::Chat)) => c,
             Some(other) => {
                 return s.error(
                     "bad_field",
@@ -404,12 +389,13 @@ impl Router {
             agent: agent.to_string(),
             disposition: DISPOSITION.into(),
             notes: None,
+            before: None,
         });
         let channel = self
             .agents
             .get_mut(agent)
             .and_then(|s| {
-                let channel = s.held.remove(&row.id);
+                let channel = s.held.remove(&row.id).map(|h| h.channel);
                 s.emit(json!({ "type": "interaction_ended", "interaction_id": row.id, "reason": reason, "closed": true }));
                 channel
             })

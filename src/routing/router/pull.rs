@@ -67,7 +67,14 @@ impl Router {
         let Some(s) = self.agents.get_mut(agent_id) else {
             return Ok(Taken::Refused("log in to the desktop to take work".into()));
         };
-        s.held.insert(id.to_string(), channel);
+        s.held.insert(
+            id.to_string(),
+            Held {
+                channel,
+                customer_id: customer_id.clone(),
+                contact_key: contact_key.clone(),
+            },
+        );
         self.announced.push(Assignment {
             interaction_id: id.to_string(),
             contact_key,

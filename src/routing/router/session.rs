@@ -23,8 +23,8 @@ pub(super) struct Session {
     pub(super) last_heard: i64,
     pub(super) disconnected_at: Option<i64>,
     pub(super) offer: Option<String>,
-    /// Held interactions and their channels.
-    pub(super) held: HashMap<String, ChannelKind>,
+    /// Held interactions, by id.
+    pub(super) held: HashMap<String, Held>,
     pub(super) wrap_up_until: Option<i64>,
     pub(super) idle_since: i64,
     pub(super) last_offered_at: i64,
@@ -32,6 +32,26 @@ pub(super) struct Session {
     /// Events decided this turn: they are numbered and go out once the router's writes
     /// for them are committed, and not at all when a write they report was refused.
     pub(super) staged: Vec<Staged>,
+}
+
+/// An interaction an agent holds: its channel, and what its completion writes beside
+/// the change of state (so a completion needs no read of the store).
+pub(super) struct Held {
+    pub(super) channel: ChannelKind,
+    pub(super) customer_id: String,
+    /// The key its channel submitted it under.
+    pub(super) contact_key: String,
+}
+
+impl Held {
+    /// As the store has it.
+    pub(super) fn of(row: &InteractionRow) -> Held {
+        Held {
+            channel: ChannelKind::parse(&row.channel).unwrap_or(ChannelKind::Api),
+            customer_id: row.customer_id.clone(),
+            contact_key: row.idempotency_key.clone(),
+        }
+    }
 }
 
 /// An event for the desktop, waiting for the commit of what it reports.
@@ -100,8 +120,8 @@ impl Session {
 
     pub(super) fn load(&self) -> Load {
         let mut load = Load::default();
-        for channel in self.held.values() {
-            match channel {
+        for held in self.held.values() {
+            match held.channel {
                 ChannelKind::Phone => load.phone += 1,
                 ChannelKind::Chat => load.chat += 1,
                 ChannelKind::Email => load.email += 1,

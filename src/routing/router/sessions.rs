@@ -89,15 +89,7 @@ impl Router {
             last_heard: now,
             disconnected_at: None,
             offer: None,
-            held: held
-                .iter()
-                .map(|i| {
-                    (
-                        i.id.clone(),
-                        ChannelKind::parse(&i.channel).unwrap_or(ChannelKind::Api),
-                    )
-                })
-                .collect(),
+            held: held.iter().map(|i| (i.id.clone(), Held::of(i))).collect(),
             wrap_up_until: None,
             idle_since: now,
             last_offered_at: 0,
@@ -148,11 +140,11 @@ impl Router {
                 }
             }
             ClientMessage::Typing { interaction_id } => {
-                if self
-                    .agents
-                    .get(agent_id)
-                    .is_some_and(|s| s.held.get(&interaction_id) == Some(&ChannelKind::Chat))
-                {
+                if self.agents.get(agent_id).is_some_and(|s| {
+                    s.held
+                        .get(&interaction_id)
+                        .is_some_and(|h| h.channel == ChannelKind::Chat)
+                }) {
                     // Not kept: a typing notice nobody listens to is lost by design.
                     self.announcer
                         .announce(vec![Announcement::Typing { interaction_id }]);

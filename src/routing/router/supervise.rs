@@ -69,7 +69,7 @@ impl Router {
             s.emit(json!({ "type": "interaction_ended", "interaction_id": id, "reason": "moved" }));
         }
         if let Some(s) = self.agents.get_mut(to) {
-            s.held.insert(id.to_string(), channel);
+            s.held.insert(id.to_string(), Held::of(&row));
             s.emit(json!({ "type": "assigned", "interaction_id": id, "moved_from": from }));
             // Its channel learns of the new agent as of any assignment (a call is
             // transferred to the new agent's extension).
