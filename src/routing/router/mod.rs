@@ -576,9 +576,12 @@ impl Router {
                 }
             }
             Command::Positions { ids, reply } => self.asked_positions.push((ids, reply)),
-            Command::Ping { reply } => {
+            // Answered after the turn's commit, as an acceptance or a completion is: the
+            // lag is what they wait.
+            Command::Ping { reply } => self.after_commit(move || {
+                // The prober may have stopped waiting (shutting down): nothing to tell.
                 let _ = reply.send(());
-            }
+            }),
             Command::End {
                 interaction_id,
                 reason,
