@@ -8,8 +8,9 @@
 //! so that what it takes keeps being routed at full speed.
 //!
 //! - **The signal** is the lag: how long a command sent to the router now waits for it,
-//!   how long the oldest committed contact has waited for the router to take it up, or
-//!   a contact for its commit (counted while it waits, not only once committed). Past
+//!   how long the oldest committed contact has waited for the router to take it up, a
+//!   contact for its commit (counted while it waits, not only once committed), or a
+//!   channel's write (a call's ringing, a chat's first message) for its turn. Past
 //!   `target_lag_ms` the *pressure* (0 to 1) rises, faster the further past; under half
 //!   of it, it falls.
 //! - **The order** of refusal: each class (channel, tier) starts being refused at its
@@ -40,7 +41,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{AdmissionSettings, TierSettings};
 use crate::queue::Queue;
 use crate::routing::router::RouterHandle;
-use crate::store::now_ms;
+use crate::store::{now_ms, Store};
 
 /// How often the pressure is brought up to date.
 const TICK: Duration = Duration::from_millis(100);
@@ -148,6 +149,27 @@ impl Admission {
         refused
     }
 
+    /// The longest a new contact may wait for its commit before it is refused instead
+    /// (`None`: admission control is off).
+    pub fn max_wait(&self) -> Option<Duration> {
+        self.settings
+            .enabled
+            .then(|| Duration::from_millis(self.settings.max_wait_ms))
+    }
+
+    /// Counts a new contact refused because it waited longer than [`Admission::max_wait`]
+    /// (its tier was not read: it is counted as `unknown`).
+    pub fn refused_late(&self, channel: ChannelKind) {
+        const TIER: &str = "unknown";
+        metrics::counter!("switchboard_admission_refused_total",
+            "channel" => channel.as_str(), "tier" => TIER)
+        .increment(1);
+        let now = now_ms();
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        recent.retain(|(at, _, _)| *at + RECENT_MS > now);
+        recent.push((now, channel, TIER.to_string()));
+    }
+
     /// A number drawn evenly from [0, 1): splitmix64 over a shared counter.
     fn draw(&self) -> f64 {
         let mut z = self
@@ -160,7 +182,8 @@ impl Admission {
         (z >> 11) as f64 / (1u64 << 53) as f64
     }
 
-    /// The intake tells how long a contact waited for its commit.
+    /// The intake tells how long a contact waited for its commit, or the store how long
+    /// a write (a channel's first event of a contact) waited for its turn.
     pub fn committed_after(&self, wait: Duration) {
         self.intake_wait_ms
             .fetch_max(wait.as_millis() as i64, Ordering::Relaxed);
@@ -250,11 +273,13 @@ impl Admission {
 /// Keeps the pressure up to date every tick, until `shutdown`, from the router's lag:
 /// how long a command sent to it now takes to be reached (measured by a probe always in
 /// flight: while one is unanswered, its age), or how long a committed contact has waited
-/// for it to be taken up, whichever is longer.
+/// for it to be taken up, or a write waited for its turn in the store, whichever is
+/// longest.
 pub fn start(
     admission: Arc<Admission>,
     queue: Arc<Queue>,
     router: RouterHandle,
+    store: Store,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     // When the probe in flight was sent (ms), and the lag the last one answered.
@@ -297,6 +322,9 @@ pub fn start(
                         .load(Ordering::Relaxed)
                         .max(in_flight)
                         .max(queue.untaken_for_ms(now));
+                    admission.committed_after(Duration::from_millis(
+                        store.take_write_wait_ms().max(0) as u64,
+                    ));
                     admission.observe(lag);
                 }
                 () = shutdown.cancelled() => return,

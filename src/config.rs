@@ -218,6 +218,10 @@ pub struct AdmissionSettings {
     pub target_lag_ms: u64,
     /// What a refused sender is told to wait before retrying (seconds).
     pub retry_after_secs: u32,
+    /// The longest a new contact may wait in line for its commit: one that waited longer
+    /// is refused (never acknowledged) rather than taken late, when its sender has
+    /// likely given up (ms).
+    pub max_wait_ms: u64,
     /// Where on the pressure's scale (0 to 1) each channel starts being refused: the
     /// cheapest to refuse first (mail servers retry for days; a caller is a person on the
     /// line).
@@ -400,6 +404,14 @@ impl Settings {
         }
         if self.admission.target_lag_ms < 10 || self.admission.target_lag_ms > 600_000 {
             problems.push("admission.target_lag_ms: must be between 10 and 600000".into());
+        }
+        if self.admission.max_wait_ms < self.admission.target_lag_ms
+            || self.admission.max_wait_ms > 600_000
+        {
+            problems.push(
+                "admission.max_wait_ms: must be at least admission.target_lag_ms and at most 600000"
+                    .into(),
+            );
         }
         if self.admission.retry_after_secs == 0 || self.admission.retry_after_secs > 3600 {
             problems.push("admission.retry_after_secs: must be between 1 and 3600".into());

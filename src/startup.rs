@@ -326,6 +326,7 @@ impl Application {
             intake.admission().clone(),
             queue.clone(),
             router_handle.clone(),
+            store.clone(),
             writer_stop.clone(),
         );
         let rules_lock: Arc<tokio::sync::Mutex<()>> = Arc::default();

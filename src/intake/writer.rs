@@ -107,6 +107,34 @@ impl Writer {
     }
 
     async fn commit(&self, jobs: Vec<Job>) {
+        // A contact that waited past the bound is refused, not acknowledged late (its
+        // sender retries, or has given up already): the line keeps moving for the rest.
+        let jobs = match self.admission.max_wait() {
+            Some(bound) => {
+                let (late, jobs): (Vec<Job>, Vec<Job>) = jobs
+                    .into_iter()
+                    .partition(|j| j.submitted.elapsed() > bound);
+                if !late.is_empty() {
+                    tracing::warn!(
+                        contacts = late.len(),
+                        "New contacts waited past admission.max_wait_ms for their commit; refused"
+                    );
+                }
+                let retry_after_secs = self.admission.retry_after_secs();
+                for job in late {
+                    self.admission.refused_late(job.new.channel);
+                    // Nothing of it was written; a submitter that has gone needs no answer.
+                    let _ = job
+                        .reply
+                        .send(Err(IntakeError::Overloaded { retry_after_secs }));
+                }
+                if jobs.is_empty() {
+                    return;
+                }
+                jobs
+            }
+            None => jobs,
+        };
         let now = now_ms();
         // While the group waits for the store, its oldest contact's wait is the lag
         // admission control sees, as it grows, not only once committed.

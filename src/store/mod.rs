@@ -69,6 +69,9 @@ pub struct Store {
     /// the router's turn (which every offer, acceptance and completion waits for) comes
     /// after at most the writer holding it and the one next in line.
     line: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// The longest a write waited for its turn since [`Store::take_write_wait_ms`] last
+    /// read it (ms): past capacity, what a channel's event waits before its commit.
+    write_wait_ms: Arc<AtomicI64>,
     /// The router's fence: the epoch of the lead this node holds (0: a single node, no
     /// fence; -1: this node does not lead). See [`Store::begin_fenced`].
     fence: Arc<AtomicI64>,
@@ -214,6 +217,7 @@ impl Store {
             backend,
             writer: Default::default(),
             line: Default::default(),
+            write_wait_ms: Arc::new(AtomicI64::new(0)),
             fence: Arc::new(AtomicI64::new(0)),
         };
         store.migrate().await?;
@@ -257,16 +261,25 @@ impl Store {
         self.begin_write_as(false).await
     }
 
+    /// The longest a write waited for its turn (on SQLite, where writers take turns)
+    /// since this was last asked, in ms.
+    pub fn take_write_wait_ms(&self) -> i64 {
+        self.write_wait_ms.swap(0, Ordering::Relaxed)
+    }
+
     /// Begins a write, ahead of the other writers waiting (`first`) or in line with them.
     async fn begin_write_as(&self, first: bool) -> Result<WriteTx, sqlx::Error> {
         match self.backend {
             Backend::Sqlite => {
+                let asked = std::time::Instant::now();
                 let turn = if first {
                     self.writer.clone().lock_owned().await
                 } else {
                     let _line = self.line.lock().await;
                     self.writer.clone().lock_owned().await
                 };
+                self.write_wait_ms
+                    .fetch_max(asked.elapsed().as_millis() as i64, Ordering::Relaxed);
                 Ok(WriteTx {
                     tx: self.pool.begin_with("BEGIN IMMEDIATE").await?,
                     _turn: Some(turn),
