@@ -224,7 +224,7 @@ function drawLive() {
 function overloadBanner(a) {
   if (!a || (!a.overloaded && !a.refused_last_minute)) return null;
   const per = Object.entries(a.refused_by_channel || {}).map(([channel, tiers]) =>
-    `${t(channel)}: ` + Object.entries(tiers).map(([tier, n]) => `${t(tier)} ${n}`).join(", ")).join(" · ");
+    `${t(channel)}: ` + Object.entries(tiers).map(([tier, n]) => `${(STRINGS[lang] && STRINGS[lang][`tier_${tier}`]) || t(tier)} ${n}`).join(", ")).join(" · ");
   return h("div", { class: "card error", id: "overload", role: "status" },
     h("strong", {}, a.overloaded ? t("overloaded") : t("recoveredLoad")),
     ` ${t("pressure")} ${Math.round(a.pressure * 100)}% · ${t("routerLag")} ${(a.lag_ms / 1000).toFixed(1)} s · `,
