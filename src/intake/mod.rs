@@ -57,6 +57,46 @@ struct Job {
     reply: oneshot::Sender<Result<Committed, IntakeError>>,
 }
 
+impl Job {
+    /// Answers the submitter. One that has gone (a client hung up) needs no answer: what
+    /// was committed stays committed and queued, and what was refused was never written.
+    fn answer(self, outcome: Result<Committed, IntakeError>) {
+        if self.reply.send(outcome).is_err() {
+            tracing::debug!(
+                channel = self.new.channel.as_str(),
+                "A contact's submitter left before its answer"
+            );
+        }
+    }
+}
+
+/// What a submitter is told when a line of the intake would not take its contact.
+fn refused_by_line(e: mpsc::error::TrySendError<Job>) -> (Job, IntakeError) {
+    match e {
+        mpsc::error::TrySendError::Full(job) => (
+            job,
+            IntakeError::Unavailable("intake is busy; retry shortly".into()),
+        ),
+        mpsc::error::TrySendError::Closed(job) => (job, IntakeError::ShuttingDown),
+    }
+}
+
+/// Takes the next jobs of `line` into `batch` (up to `max`), waiting for the first;
+/// false once the line is closed and empty. On `shutdown` the line is closed: nothing
+/// new comes in, and what was already submitted still comes out.
+async fn next_jobs(
+    line: &mut mpsc::Receiver<Job>,
+    batch: &mut Vec<Job>,
+    max: usize,
+    shutdown: &CancellationToken,
+) -> bool {
+    tokio::select! {
+        n = line.recv_many(batch, max) => return n > 0,
+        () = shutdown.cancelled() => line.close(),
+    }
+    line.recv_many(batch, max).await > 0
+}
+
 /// The intake service: cheap to share, one per server.
 pub struct IntakeService {
     jobs: mpsc::Sender<Job>,
@@ -174,12 +214,7 @@ impl IntakeService {
         } else {
             &self.jobs
         };
-        line.try_send(job).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => {
-                IntakeError::Unavailable("intake is busy; retry shortly".into())
-            }
-            mpsc::error::TrySendError::Closed(_) => IntakeError::ShuttingDown,
-        })?;
+        line.try_send(job).map_err(|e| refused_by_line(e).1)?;
         answer.await.unwrap_or(Err(IntakeError::ShuttingDown))
     }
 }

@@ -14,7 +14,7 @@ use switchboard_contract::IntakeError;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::Job;
+use super::{next_jobs, refused_by_line, Job};
 use crate::admission::Admission;
 use crate::config::TierSettings;
 use crate::customers::tier;
@@ -53,23 +53,7 @@ impl Screen {
     /// submitted (it commits what it was handed, and refuses the rest).
     pub(super) async fn run(self, mut jobs: mpsc::Receiver<Job>, shutdown: CancellationToken) {
         let mut batch = Vec::new();
-        loop {
-            tokio::select! {
-                n = jobs.recv_many(&mut batch, self.max_batch) => {
-                    if n == 0 {
-                        return;
-                    }
-                }
-                () = shutdown.cancelled() => {
-                    jobs.close();
-                    while jobs.recv_many(&mut batch, self.max_batch).await > 0 {
-                        for job in batch.drain(..) {
-                            self.hand_on(job);
-                        }
-                    }
-                    return;
-                }
-            }
+        while next_jobs(&mut jobs, &mut batch, self.max_batch, &shutdown).await {
             let group = std::mem::take(&mut batch);
             let refused = match self.refusals(&group).await {
                 Ok(r) => r,
@@ -83,11 +67,9 @@ impl Screen {
             };
             for (i, job) in group.into_iter().enumerate() {
                 if refused.contains(&i) {
-                    let refusal = IntakeError::Overloaded {
+                    job.answer(Err(IntakeError::Overloaded {
                         retry_after_secs: self.admission.retry_after_secs(),
-                    };
-                    // The submitter may have gone (a client hung up); nothing was written.
-                    let _ = job.reply.send(Err(refusal));
+                    }));
                 } else {
                     self.hand_on(job);
                 }
@@ -98,15 +80,8 @@ impl Screen {
     /// Admitted: on to the writer's line, or refused as busy when that line is full.
     fn hand_on(&self, job: Job) {
         if let Err(e) = self.writer.try_send(job) {
-            let (job, error) = match e {
-                mpsc::error::TrySendError::Full(job) => (
-                    job,
-                    IntakeError::Unavailable("intake is busy; retry shortly".into()),
-                ),
-                mpsc::error::TrySendError::Closed(job) => (job, IntakeError::ShuttingDown),
-            };
-            // As above: nothing was written, and a submitter that has gone needs no answer.
-            let _ = job.reply.send(Err(error));
+            let (job, error) = refused_by_line(e);
+            job.answer(Err(error));
         }
     }
 

@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::window::Window;
-use super::{Committed, Job};
+use super::{next_jobs, Committed, Job};
 use crate::admission::Admission;
 use crate::config::TierSettings;
 use crate::customers::identity::Identity;
@@ -83,22 +83,9 @@ impl Writer {
     pub(super) async fn run(self, mut jobs: mpsc::Receiver<Job>, shutdown: CancellationToken) {
         let mut batch = Vec::with_capacity(self.max_batch);
         let mut window = Window::new(self.window);
-        loop {
-            tokio::select! {
-                n = jobs.recv_many(&mut batch, self.max_batch) => {
-                    if n == 0 {
-                        return;
-                    }
-                }
-                () = shutdown.cancelled() => {
-                    // Refuse new submissions, but commit every one already handed over.
-                    jobs.close();
-                    while jobs.recv_many(&mut batch, self.max_batch).await > 0 {
-                        self.commit(std::mem::take(&mut batch)).await;
-                    }
-                    return;
-                }
-            }
+        // On shutdown new submissions are refused, but every one already handed over is
+        // committed.
+        while next_jobs(&mut jobs, &mut batch, self.max_batch, &shutdown).await {
             window.fill(&mut jobs, &mut batch, self.max_batch).await;
             let items = batch.len();
             self.commit(std::mem::take(&mut batch)).await;
@@ -123,10 +110,7 @@ impl Writer {
                 let retry_after_secs = self.admission.retry_after_secs();
                 for job in late {
                     self.admission.refused_late(job.new.channel);
-                    // Nothing of it was written; a submitter that has gone needs no answer.
-                    let _ = job
-                        .reply
-                        .send(Err(IntakeError::Overloaded { retry_after_secs }));
+                    job.answer(Err(IntakeError::Overloaded { retry_after_secs }));
                 }
                 if jobs.is_empty() {
                     return;
@@ -516,8 +500,7 @@ impl Writer {
                 Ok(_) => telemetry::interaction_duplicate(channel),
                 Err(_) => {}
             }
-            // The submitter may have gone (a client hung up); the contact is committed anyway.
-            let _ = job.reply.send(outcome);
+            job.answer(outcome);
         }
     }
 }

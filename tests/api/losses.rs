@@ -13,8 +13,38 @@ use crate::agent_client::{create_agent, Desktop};
 use crate::both_backends;
 use crate::chat::Visitor;
 use crate::helpers::{
-    db_exec, metric, spawn_app, spawn_app_with, spawn_settings, test_settings, Backend,
+    db_exec, metric, spawn_app, spawn_app_with, spawn_settings, test_settings, Backend, TestApp,
 };
+
+/// Makes the store skip, without an error, any change moving interaction `id` to
+/// `state` (a trigger, on either database), as a store refusing the router's write.
+async fn refuse_moves_to(app: &TestApp, id: &str, state: &str) {
+    db_exec(
+        &app.database_url,
+        &format!(
+            "CREATE TRIGGER sb_refuse BEFORE UPDATE ON interactions \
+             WHEN OLD.id = '{id}' AND NEW.state = '{state}' BEGIN SELECT RAISE(IGNORE); END"
+        ),
+        &format!(
+            "CREATE FUNCTION sb_refuse() RETURNS trigger AS $$ BEGIN \
+               IF OLD.id = '{id}' AND NEW.state = '{state}' THEN RETURN NULL; END IF; \
+               RETURN NEW; END $$ LANGUAGE plpgsql; \
+             CREATE TRIGGER sb_refuse BEFORE UPDATE ON interactions \
+             FOR EACH ROW EXECUTE FUNCTION sb_refuse()"
+        ),
+    )
+    .await;
+}
+
+/// Drops the `sb_refuse` trigger a test made: the store takes every change again.
+async fn stop_refusing(app: &TestApp) {
+    db_exec(
+        &app.database_url,
+        "DROP TRIGGER sb_refuse",
+        "DROP TRIGGER sb_refuse ON interactions; DROP FUNCTION sb_refuse()",
+    )
+    .await;
+}
 
 /// Waits (up to 20 s) until `check` holds, asking again every 50 ms.
 async fn until<F, Fut>(what: &str, mut check: F)
@@ -114,21 +144,7 @@ async fn a_change_the_store_refuses_is_neither_told_nor_recorded(backend: Backen
     let id = contact["id"].as_str().unwrap().to_string();
     // The store skips, without an error, any change putting this contact on offer: the
     // router's change does not apply.
-    db_exec(
-        &app.database_url,
-        &format!(
-            "CREATE TRIGGER sb_refuse BEFORE UPDATE ON interactions \
-             WHEN OLD.id = '{id}' AND NEW.state = 'offered' BEGIN SELECT RAISE(IGNORE); END"
-        ),
-        &format!(
-            "CREATE FUNCTION sb_refuse() RETURNS trigger AS $$ BEGIN \
-               IF OLD.id = '{id}' AND NEW.state = 'offered' THEN RETURN NULL; END IF; \
-               RETURN NEW; END $$ LANGUAGE plpgsql; \
-             CREATE TRIGGER sb_refuse BEFORE UPDATE ON interactions \
-             FOR EACH ROW EXECUTE FUNCTION sb_refuse()"
-        ),
-    )
-    .await;
+    refuse_moves_to(&app, &id, "offered").await;
     ana.send(json!({ "type": "presence", "status": "available" }))
         .await;
     until("the router's offer refused", || async {
@@ -147,12 +163,7 @@ async fn a_change_the_store_refuses_is_neither_told_nor_recorded(backend: Backen
     assert!(!kinds.contains(&"offered"), "{kinds:?}");
     // The store takes changes again: the contact is offered, and that offer is the first
     // the agent hears of it (the desktop client checks events come without gaps).
-    db_exec(
-        &app.database_url,
-        "DROP TRIGGER sb_refuse",
-        "DROP TRIGGER sb_refuse ON interactions; DROP FUNCTION sb_refuse()",
-    )
-    .await;
+    stop_refusing(&app).await;
     // A new turn of the router: the agent says again it is available.
     ana.send(json!({ "type": "presence", "status": "available" }))
         .await;
@@ -184,21 +195,7 @@ async fn a_completion_the_store_refuses_is_never_told_as_done(backend: Backend) 
     let id = contact["id"].as_str().unwrap().to_string();
     assert_eq!(ana.take_offer().await, id);
     // The store skips, without an error, the change completing this contact.
-    db_exec(
-        &app.database_url,
-        &format!(
-            "CREATE TRIGGER sb_refuse BEFORE UPDATE ON interactions \
-             WHEN OLD.id = '{id}' AND NEW.state = 'completed' BEGIN SELECT RAISE(IGNORE); END"
-        ),
-        &format!(
-            "CREATE FUNCTION sb_refuse() RETURNS trigger AS $$ BEGIN \
-               IF OLD.id = '{id}' AND NEW.state = 'completed' THEN RETURN NULL; END IF; \
-               RETURN NEW; END $$ LANGUAGE plpgsql; \
-             CREATE TRIGGER sb_refuse BEFORE UPDATE ON interactions \
-             FOR EACH ROW EXECUTE FUNCTION sb_refuse()"
-        ),
-    )
-    .await;
+    refuse_moves_to(&app, &id, "completed").await;
     ana.send(json!({ "type": "complete", "interaction_id": id, "disposition": "resolved" }))
         .await;
     // Read again from the store, it is still Ana's: she holds it again, never told it
@@ -224,12 +221,7 @@ async fn a_completion_the_store_refuses_is_never_told_as_done(backend: Backend) 
             .all(|e| e["kind"] != "completed"),
         "{i}"
     );
-    db_exec(
-        &app.database_url,
-        "DROP TRIGGER sb_refuse",
-        "DROP TRIGGER sb_refuse ON interactions; DROP FUNCTION sb_refuse()",
-    )
-    .await;
+    stop_refusing(&app).await;
     // Ended behind the router's back (as another process would): her completion is
     // refused, and she is told it is no longer hers.
     db_exec(
@@ -496,12 +488,7 @@ async fn a_chat_whose_first_message_could_not_queue_it_is_queued_at_the_next_pas
         .get(&format!("/api/interactions?channel=chat&key={chat_id}"))
         .await;
     assert_eq!(i["state"], "opened", "{i}");
-    db_exec(
-        &app.database_url,
-        "DROP TRIGGER sb_refuse",
-        "DROP TRIGGER sb_refuse ON interactions; DROP FUNCTION sb_refuse()",
-    )
-    .await;
+    stop_refusing(&app).await;
     let offer = ana.expect("offer").await;
     assert_eq!(offer["interaction"]["body"], "Hello, is anyone there?");
     ana.accept(&offer).await;
