@@ -755,6 +755,25 @@ impl Router {
                     _ => None,
                 })
                 .collect();
+            // A wrap-up runs from its completion as recorded, the commit: new work comes
+            // no sooner after it by the history's clock than by the router's.
+            let committed = now_ms();
+            let wrap_up = self.rules.offer.wrap_up_secs as i64 * 1000;
+            for p in &self.pending {
+                if let Pending::Complete {
+                    id,
+                    agent,
+                    before: Some(_),
+                    ..
+                } = p
+                {
+                    if let Some(s) = self.agents.get_mut(agent).filter(|_| !refused.contains(id)) {
+                        if s.wrap_up_until.is_some_and(|t| t < committed + wrap_up) {
+                            s.extend_wrap_up(id, committed + wrap_up);
+                        }
+                    }
+                }
+            }
             // Completions the store refused (the interaction was no longer the agent's):
             // their agents are told once the interaction is read again.
             lost_completions.extend(self.pending.iter().filter_map(|p| match p {

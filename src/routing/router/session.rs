@@ -81,6 +81,20 @@ impl Session {
         self.staged.push(Staged { event, about: None });
     }
 
+    /// Moves the end of the wrap-up a completion of `interaction_id` started to `until`,
+    /// in the agent's state and in the `completed` event not yet sent.
+    pub(super) fn extend_wrap_up(&mut self, interaction_id: &str, until: i64) {
+        self.wrap_up_until = Some(until);
+        self.idle_since = self.idle_since.max(until);
+        for staged in &mut self.staged {
+            if staged.event["type"] == "completed"
+                && staged.about.as_deref() == Some(interaction_id)
+            {
+                staged.event["wrap_up_until"] = json!(rfc3339(until));
+            }
+        }
+    }
+
     /// Numbers and sends the events staged since the last flush, leaving out those about
     /// interactions whose writes were refused.
     pub(super) fn release(&mut self, refused: &std::collections::HashSet<String>) {
