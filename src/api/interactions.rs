@@ -75,6 +75,7 @@ pub async fn create(
             preferred_agent: None,
             not_before_ms: None,
             waits_for_first_message: false,
+            first_event: None,
         })
         .await?;
     let status = if committed.created {

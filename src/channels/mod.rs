@@ -30,7 +30,7 @@ pub struct CoreService {
     store: Store,
     router: RouterHandle,
     queue: Arc<Queue>,
-    events: mpsc::Sender<EventJob>,
+    events: mpsc::Sender<ChannelWrite>,
     /// Chats' first messages waiting to queue their contacts, committed in groups.
     first_messages: mpsc::Sender<FirstMessage>,
     services: Arc<crate::service::Services>,
@@ -118,30 +118,93 @@ type EventJob = (
     oneshot::Sender<Result<Recorded, IntakeError>>,
 );
 
-/// Commits channel events in groups, as intake commits contacts: while one group is
-/// being made durable the next gathers, and each event is answered after its commit.
-async fn write_events(store: Store, mut rx: mpsc::Receiver<EventJob>, mut window: Window) {
-    let mut group: Vec<EventJob> = Vec::with_capacity(EVENT_GROUP);
+/// A command to store for its channel's system, whether it is delivered already (the
+/// channel carries it in its own answer), and where to answer whether it was stored now.
+type CommandJob = (Command, bool, oneshot::Sender<Result<bool, IntakeError>>);
+
+/// What the channel writer commits: a channel's event, or a command for its system.
+enum ChannelWrite {
+    Event(EventJob),
+    Command(CommandJob),
+}
+
+/// Commits channel events and commands in groups, as intake commits contacts: while one
+/// group is being made durable the next gathers, and each is answered after its commit.
+/// A call's dial stored here shares its commit with every event and dial of its group,
+/// and takes its turn at the store's writer like every write.
+async fn write_events(
+    store: Store,
+    mut rx: mpsc::Receiver<ChannelWrite>,
+    mut window: Window,
+) {
+    let mut group: Vec<ChannelWrite> = Vec::with_capacity(EVENT_GROUP);
+    let mut events: Vec<EventJob> = Vec::with_capacity(EVENT_GROUP);
+    let mut commands: Vec<CommandJob> = Vec::new();
     while rx.recv_many(&mut group, EVENT_GROUP).await > 0 {
         window.fill(&mut rx, &mut group, EVENT_GROUP).await;
-        let committed = commit_events(&store, &group).await;
-        window.committed(group.len());
+        for write in group.drain(..) {
+            match write {
+                ChannelWrite::Event(e) => events.push(e),
+                ChannelWrite::Command(c) => commands.push(c),
+            }
+        }
+        let committed = commit_writes(&store, &events, &commands).await;
+        window.committed(events.len() + commands.len());
+        // A channel that stopped waiting (its session closed, its webhook timed out) has
+        // nothing to hear: what was committed stays, and a retry finds each event
+        // recorded once and each command stored once.
         match committed {
-            Ok(answers) => {
-                // A channel that stopped waiting (its session closed) has nothing to hear.
-                for ((_, _, reply), answer) in group.drain(..).zip(answers) {
-                    // A caller that went away retries: each event is recorded once.
+            Ok((answers, stored)) => {
+                for ((_, _, reply), answer) in events.drain(..).zip(answers) {
                     let _ = reply.send(answer);
+                }
+                for ((_, _, reply), stored) in commands.drain(..).zip(stored) {
+                    let _ = reply.send(Ok(stored));
                 }
             }
             Err(e) => {
                 let e = unavailable(e);
-                for (_, _, reply) in group.drain(..) {
+                for (_, _, reply) in events.drain(..) {
+                    let _ = reply.send(Err(e.clone()));
+                }
+                for (_, _, reply) in commands.drain(..) {
                     let _ = reply.send(Err(e.clone()));
                 }
             }
         }
     }
+}
+
+/// Commits a group of events and commands in one transaction: whether each command was
+/// stored now (false: its id was stored before, by whoever delivers it).
+async fn commit_writes(
+    store: &Store,
+    events: &[EventJob],
+    commands: &[CommandJob],
+) -> Result<(Vec<Result<Recorded, IntakeError>>, Vec<bool>), sqlx::Error> {
+    let now = now_ms();
+    let mut tx = store.begin_write().await?;
+    let answers = if events.is_empty() {
+        Vec::new()
+    } else {
+        record_group(&mut tx, events, now).await?
+    };
+    let mut stored = Vec::with_capacity(commands.len());
+    for (command, delivered, _) in commands {
+        stored.push(
+            outbox::put(
+                &mut tx,
+                &command.id,
+                command.channel.as_str(),
+                &command.payload.to_string(),
+                *delivered,
+                now,
+            )
+            .await?,
+        );
+    }
+    tx.commit().await?;
+    Ok((answers, stored))
 }
 
 /// A chat's first message, to queue its contact (kept until then, not routed).
@@ -304,23 +367,23 @@ async fn commit_first_messages(
     Ok((queued, waiting))
 }
 
-/// Commits a group with a fixed number of statements, whatever its size: the contacts
-/// are read in one query, the events inserted in one (each key once: the store answers
-/// which were new), and the history written in one; only files take their own, and so
-/// does checking a known key's fingerprint (a message redelivered, or its id reused).
-async fn commit_events(
-    store: &Store,
+/// Records a group of events with a fixed number of statements, whatever its size: the
+/// contacts are read in one query, the events inserted in one (each key once: the store
+/// answers which were new), and the history written in one; only files take their own,
+/// and so does checking a known key's fingerprint (a message redelivered, or its id
+/// reused).
+async fn record_group(
+    tx: &mut store::Conn,
     group: &[EventJob],
+    now: i64,
 ) -> Result<Vec<Result<Recorded, IntakeError>>, sqlx::Error> {
-    let now = now_ms();
-    let mut tx = store.begin_write().await?;
     let mut keys: Vec<&str> = group
         .iter()
         .map(|(e, _, _)| e.contact_key.as_str())
         .collect();
     keys.sort_unstable();
     keys.dedup();
-    let contacts: HashMap<(String, String), InteractionRow> = interactions::by_keys(&mut tx, &keys)
+    let contacts: HashMap<(String, String), InteractionRow> = interactions::by_keys(tx, &keys)
         .await?
         .into_iter()
         .map(|r| ((r.channel.clone(), r.idempotency_key.clone()), r))
@@ -346,21 +409,9 @@ async fn commit_events(
     // What the history shows: the event without its private part.
     let shown: Vec<Option<String>> = group
         .iter()
-        .map(|(e, _, _)| {
-            let private = e
-                .data
-                .as_object()
-                .is_some_and(|o| o.contains_key("private"));
-            private.then(|| {
-                let mut d = e.data.clone();
-                if let Some(o) = d.as_object_mut() {
-                    o.remove("private");
-                }
-                d.to_string()
-            })
-        })
+        .map(|(e, _, _)| history::without_private(&e.data))
         .collect();
-    let mut new = outbox::record_events(&mut tx, &rows, now).await?;
+    let mut new = outbox::record_events(tx, &rows, now).await?;
 
     let mut answers = Vec::with_capacity(group.len());
     let mut entries = Vec::new();
@@ -372,7 +423,7 @@ async fn commit_events(
         // it carries another message than the one recorded under the key.
         if !new.remove(&(channel.to_string(), event.event_key.clone())) {
             let reused = match fingerprint {
-                Some(f) => outbox::fingerprint(&mut tx, channel, &event.event_key)
+                Some(f) => outbox::fingerprint(tx, channel, &event.event_key)
                     .await?
                     .is_some_and(|known| known != *f),
                 None => false,
@@ -401,7 +452,7 @@ async fn commit_events(
                     )
                 })
                 .collect();
-            store::channel::attach(&mut tx, &row.id, &event.event_key, &files, now).await?;
+            store::channel::attach(tx, &row.id, &event.event_key, &files, now).await?;
         }
         entries.push(history::ChannelEntry {
             customer_id: &row.customer_id,
@@ -416,8 +467,7 @@ async fn commit_events(
             agent_id: row.agent_id.clone(),
         }));
     }
-    history::append_channel(&mut tx, &entries, now).await?;
-    tx.commit().await?;
+    history::append_channel(tx, &entries, now).await?;
     Ok(answers)
 }
 
@@ -444,7 +494,7 @@ impl CoreService {
     ) -> Result<Recorded, IntakeError> {
         let (reply, answer) = oneshot::channel();
         self.events
-            .send((event, fingerprint, reply))
+            .send(ChannelWrite::Event((event, fingerprint, reply)))
             .await
             .map_err(|_| IntakeError::ShuttingDown)?;
         answer.await.unwrap_or(Err(IntakeError::ShuttingDown))
@@ -889,17 +939,12 @@ impl Core for CoreService {
         delivered: bool,
     ) -> BoxFuture<'_, Result<bool, IntakeError>> {
         Box::pin(async move {
-            let mut conn = self.store.pool().acquire().await.map_err(unavailable)?;
-            outbox::put(
-                &mut conn,
-                &command.id,
-                command.channel.as_str(),
-                &command.payload.to_string(),
-                delivered,
-                now_ms(),
-            )
-            .await
-            .map_err(unavailable)
+            let (reply, answer) = oneshot::channel();
+            self.events
+                .send(ChannelWrite::Command((command, delivered, reply)))
+                .await
+                .map_err(|_| IntakeError::ShuttingDown)?;
+            answer.await.unwrap_or(Err(IntakeError::ShuttingDown))
         })
     }
 
@@ -987,6 +1032,13 @@ mod tests {
     use super::*;
     use crate::intake::group_tests::{contact, one_group, store};
 
+    async fn commit_events(
+        store: &Store,
+        group: &[EventJob],
+    ) -> Result<Vec<Result<Recorded, IntakeError>>, sqlx::Error> {
+        Ok(commit_writes(store, group, &[]).await?.0)
+    }
+
     fn event(key: &str, contact_key: &str) -> EventJob {
         let job = ChannelEvent {
             channel: ChannelKind::Email,
@@ -997,6 +1049,41 @@ mod tests {
             files: Vec::new(),
         };
         (job, None, oneshot::channel().0)
+    }
+
+    fn dial(id: &str, delivered: bool) -> CommandJob {
+        let command = Command {
+            id: id.into(),
+            channel: ChannelKind::Phone,
+            payload: json!({ "kind": "dial", "interaction_id": "i1" }),
+        };
+        (command, delivered, oneshot::channel().0)
+    }
+
+    #[tokio::test]
+    async fn commands_share_the_group_commit_each_stored_once_and_a_delivered_one_is_never_due() {
+        let (store, _dir) = store().await;
+        let (_, stored) = commit_writes(
+            &store,
+            &[event("e1", "<nobody@x>")],
+            &[dial("dial:a", true), dial("dial:a", false), dial("dial:b", false)],
+        )
+        .await
+        .unwrap();
+        // The second `dial:a` finds the first stored: whoever stored it first sends it.
+        assert_eq!(stored, [true, false, true]);
+        let (_, again) = commit_writes(&store, &[], &[dial("dial:b", true)])
+            .await
+            .unwrap();
+        assert_eq!(again, [false], "a command is stored once across groups too");
+        let mut conn = store.pool().acquire().await.unwrap();
+        let due: Vec<String> = outbox::due(&mut conn, "phone", now_ms() + 1, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(id, _, _)| id)
+            .collect();
+        assert_eq!(due, ["dial:b"], "only the undelivered command is due");
     }
 
     #[tokio::test]

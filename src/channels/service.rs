@@ -207,6 +207,7 @@ impl CoreService {
                 preferred_agent: None,
                 not_before_ms: cb.not_before_ms,
                 waits_for_first_message: false,
+                first_event: None,
             })
             .await?;
         let id = accepted.interaction.id.clone();
@@ -482,6 +483,7 @@ impl CoreService {
                     preferred_agent: owner,
                     not_before_ms: None,
                     waits_for_first_message: false,
+                    first_event: None,
                 })
                 .await?;
             Some(c.interaction.id)

@@ -26,6 +26,7 @@ pub(crate) fn contact(key: &str, email: &str, subject: &str) -> NewInteraction {
         preferred_agent: None,
         not_before_ms: None,
         waits_for_first_message: false,
+        first_event: None,
     }
 }
 
@@ -149,4 +150,96 @@ async fn a_contact_the_store_refuses_costs_its_neighbours_nothing() {
     .await
     .unwrap();
     assert_eq!(orphans, 0, "nothing of the refused contact was kept");
+}
+
+fn ringing(key: &str, from: &str) -> NewInteraction {
+    NewInteraction {
+        channel: ChannelKind::Phone,
+        customer: CustomerHint {
+            phone: Some(from.into()),
+            ..Default::default()
+        },
+        first_event: Some(switchboard_contract::FirstEvent {
+            event_key: format!("{key}:ringing"),
+            kind: "call_ringing".into(),
+            data: serde_json::json!({ "to": "+441234", "private": { "secret": "s" } }),
+        }),
+        ..contact(key, "unused@example.com", "Inbound call")
+    }
+}
+
+#[tokio::test]
+async fn a_contacts_first_event_is_recorded_in_its_commit_once_and_its_private_part_is_not_shown() {
+    use switchboard_contract::Recorded;
+    let (store, _dir) = store().await;
+    let mut phone = ringing("twilio:CA1", "+4915112345678");
+    phone.customer.email = None;
+    // The same ringing delivered twice in one group, then again in a later one.
+    let (answers, _) = one_group(&store, vec![phone.clone(), phone.clone()]).await;
+    let first = answers[0].as_ref().unwrap();
+    let id = first.interaction.id.clone();
+    let new = Recorded::New {
+        interaction_id: id.clone(),
+        state: "queued".into(),
+        agent_id: None,
+    };
+    assert_eq!(first.first_event, Some(new));
+    assert_eq!(
+        answers[1].as_ref().unwrap().first_event,
+        Some(Recorded::Duplicate)
+    );
+    let (later, _) = one_group(&store, vec![phone]).await;
+    let later = later[0].as_ref().unwrap();
+    assert!(!later.created);
+    assert_eq!(later.first_event, Some(Recorded::Duplicate));
+
+    let mut conn = store.pool().acquire().await.unwrap();
+    let history = crate::store::history::page(&mut conn, &first.interaction.customer_id, None, 50)
+        .await
+        .unwrap();
+    let ringing: Vec<_> = history.iter().filter(|e| e.kind == "call_ringing").collect();
+    assert_eq!(ringing.len(), 1, "recorded once");
+    assert_eq!(ringing[0].actor, "phone");
+    assert_eq!(ringing[0].data, serde_json::json!({ "to": "+441234" }));
+    assert!(
+        history.iter().position(|e| e.kind == "call_ringing")
+            < history.iter().position(|e| e.kind == "queued"),
+        "the ringing follows the contact's own events (newest first)"
+    );
+    let kept: String =
+        sqlx::query_scalar("SELECT data FROM channel_events WHERE event_key = 'twilio:CA1:ringing'")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    assert!(kept.contains("secret"), "the channel keeps its private part");
+}
+
+#[tokio::test]
+async fn a_first_event_of_a_contact_known_before_is_recorded_with_the_state_it_is_in() {
+    use switchboard_contract::Recorded;
+    let (store, _dir) = store().await;
+    // A hang-up made the call known (no ringing), and it was abandoned.
+    let mut hang_up = ringing("native:c2", "+4915112345679");
+    hang_up.customer.email = None;
+    let ring = hang_up.clone();
+    hang_up.first_event = None;
+    let (made, _) = one_group(&store, vec![hang_up]).await;
+    let id = made[0].as_ref().unwrap().interaction.id.clone();
+    sqlx::query("UPDATE interactions SET state = 'abandoned' WHERE id = $1")
+        .bind(&id)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let (answers, queue) = one_group(&store, vec![ring]).await;
+    let late = answers[0].as_ref().unwrap();
+    assert!(!late.created, "the same call, whatever its event says");
+    assert_eq!(
+        late.first_event,
+        Some(Recorded::New {
+            interaction_id: id,
+            state: "abandoned".into(),
+            agent_id: None,
+        })
+    );
+    assert_eq!(queue.len(), 0, "an abandoned call is not queued again");
 }

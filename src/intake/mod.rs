@@ -44,6 +44,8 @@ pub struct Committed {
     pub interaction: InteractionRow,
     /// False when the idempotency key was known and nothing new was written.
     pub created: bool,
+    /// What recording the contact's first channel event came to, when it carried one.
+    pub first_event: Option<switchboard_contract::Recorded>,
 }
 
 /// A contact checked and normalised, ready for the writer.
@@ -179,7 +181,7 @@ impl IntakeService {
     }
 
     async fn submit_inner(&self, new: NewInteraction) -> Result<Committed, IntakeError> {
-        let new = normalise(new)?;
+        let mut new = normalise(new)?;
         let identities = self
             .parser
             .from_hint(&new.customer, "customer")
@@ -198,7 +200,7 @@ impl IntakeService {
             ),
             None => None,
         };
-        let hash = fingerprint(&new);
+        let hash = fingerprint(&mut new);
         let (reply, answer) = oneshot::channel();
         let job = Job {
             new,
@@ -229,6 +231,7 @@ impl Intake for IntakeService {
                 tier: c.interaction.tier,
                 created: c.created,
                 opens_at_ms: c.interaction.opens_at,
+                first_event: c.first_event,
             })
         })
     }
@@ -332,8 +335,12 @@ fn text_field(
 }
 
 /// A digest of the normalised contact: a retry has the same one, a reused key does not.
-fn fingerprint(new: &NewInteraction) -> String {
-    let json = serde_json::to_vec(new).unwrap_or_default();
+/// The channel's first event is not part of it (a retried ringing event may say more
+/// than the hang-up that made the call known).
+fn fingerprint(new: &mut NewInteraction) -> String {
+    let first_event = new.first_event.take();
+    let json = serde_json::to_vec(&*new).unwrap_or_default();
+    new.first_event = first_event;
     Sha256::digest(&json)
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -359,6 +366,7 @@ mod tests {
             preferred_agent: None,
             not_before_ms: None,
             waits_for_first_message: false,
+            first_event: None,
         }
     }
 
@@ -410,17 +418,30 @@ mod tests {
 
     #[test]
     fn a_retry_has_the_same_fingerprint_and_a_different_contact_does_not() {
-        let a = normalise(new("k")).unwrap();
-        let b = normalise(new("k")).unwrap();
-        let c = normalise(NewInteraction {
+        let mut a = normalise(new("k")).unwrap();
+        // A retry whose channel event says more (a ringing after its hang-up) is the
+        // same contact.
+        let mut b = normalise(NewInteraction {
+            first_event: Some(switchboard_contract::FirstEvent {
+                event_key: "k:ringing".into(),
+                kind: "call_ringing".into(),
+                data: serde_json::json!({ "to": "+4420" }),
+            }),
+            ..new("k")
+        })
+        .unwrap();
+        let mut c = normalise(NewInteraction {
             body: Some("Other".into()),
             preferred_agent: None,
             not_before_ms: None,
             waits_for_first_message: false,
+            first_event: None,
             ..new("k")
         })
         .unwrap();
-        assert_eq!(fingerprint(&a), fingerprint(&b));
-        assert_ne!(fingerprint(&a), fingerprint(&c));
+        let first = b.first_event.clone();
+        assert_eq!(fingerprint(&mut a), fingerprint(&mut b));
+        assert_eq!(b.first_event, first, "the event stays with the contact");
+        assert_ne!(fingerprint(&mut a), fingerprint(&mut c));
     }
 }

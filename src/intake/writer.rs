@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use switchboard_contract::{ChannelKind, IntakeError};
+use switchboard_contract::{ChannelKind, FirstEvent, IntakeError, Recorded};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -31,7 +31,7 @@ use crate::service::Services;
 use crate::store::customers::CustomerRow;
 use crate::store::history::NewEvent;
 use crate::store::interactions::InteractionRow;
-use crate::store::{self, customers, history, interactions, new_id, now_ms, Conn, Store};
+use crate::store::{self, customers, history, interactions, new_id, now_ms, outbox, Conn, Store};
 use crate::telemetry;
 
 const DAY_MS: i64 = 86_400_000;
@@ -246,6 +246,7 @@ impl Writer {
                     Slot::Done(Box::new(Ok(Committed {
                         interaction: k.clone(),
                         created: false,
+                        first_event: None,
                     })))
                 } else {
                     Slot::Done(Box::new(Err(IntakeError::KeyReused)))
@@ -463,16 +464,19 @@ impl Writer {
                 Slot::New(p) => Ok(Committed {
                     interaction: rows[*p].clone(),
                     created: true,
+                    first_event: None,
                 }),
                 Slot::SameAs(first) => match &slots[*first] {
                     Slot::New(p) => Ok(Committed {
                         interaction: rows[*p].clone(),
                         created: false,
+                        first_event: None,
                     }),
                     _ => unreachable!("a key's first contact in a group is always new"),
                 },
             });
         }
+        record_first_events(conn, jobs, &mut outcomes, now).await?;
         Ok(outcomes)
     }
 
@@ -503,6 +507,82 @@ impl Writer {
             job.answer(outcome);
         }
     }
+}
+
+/// Records the channel's first event of each contact that carries one, in the contact's
+/// own commit (a call's ringing costs it no commit of its own): the events in one
+/// statement, each key once as [`outbox::record_events`] keeps them, and their history in
+/// one. A contact known before (a retry, or a call its hang-up made known) gets its event
+/// too, with the state it is in.
+async fn record_first_events(
+    conn: &mut Conn,
+    jobs: &[Job],
+    outcomes: &mut [JobOutcome],
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let carried: Vec<(usize, &FirstEvent, &InteractionRow)> = jobs
+        .iter()
+        .zip(outcomes.iter())
+        .enumerate()
+        .filter_map(|(i, (job, outcome))| {
+            Some((
+                i,
+                job.new.first_event.as_ref()?,
+                &outcome.as_ref().ok()?.interaction,
+            ))
+        })
+        .collect();
+    if carried.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<outbox::EventRow> = carried
+        .iter()
+        .map(|(i, event, contact)| outbox::EventRow {
+            channel: jobs[*i].new.channel.as_str(),
+            event_key: &event.event_key,
+            contact_key: &jobs[*i].new.idempotency_key,
+            interaction_id: Some(&contact.id),
+            kind: &event.kind,
+            data: event.data.to_string(),
+            fingerprint: None,
+        })
+        .collect();
+    let shown: Vec<Option<String>> = carried
+        .iter()
+        .map(|(_, event, _)| history::without_private(&event.data))
+        .collect();
+    let mut new = outbox::record_events(conn, &rows, now).await?;
+    let mut entries = Vec::new();
+    let mut recorded = Vec::with_capacity(carried.len());
+    for (((i, _, contact), row), shown) in carried.iter().zip(&rows).zip(&shown) {
+        // A key is new once: the same event twice in a group is recorded by the first.
+        if !new.remove(&(row.channel.to_string(), row.event_key.to_string())) {
+            recorded.push((*i, Recorded::Duplicate));
+            continue;
+        }
+        entries.push(history::ChannelEntry {
+            customer_id: &contact.customer_id,
+            interaction_id: &contact.id,
+            kind: row.kind,
+            actor: row.channel,
+            data: shown.as_deref().unwrap_or(&row.data),
+        });
+        recorded.push((
+            *i,
+            Recorded::New {
+                interaction_id: contact.id.clone(),
+                state: contact.state.clone(),
+                agent_id: contact.agent_id.clone(),
+            },
+        ));
+    }
+    history::append_channel(conn, &entries, now).await?;
+    for (i, r) in recorded {
+        if let Ok(c) = &mut outcomes[i] {
+            c.first_event = Some(r);
+        }
+    }
+    Ok(())
 }
 
 /// The queue entry for a stored interaction.

@@ -99,6 +99,20 @@ pub struct ChannelEntry<'a> {
     pub data: &'a str,
 }
 
+/// A channel event's details as the history shows them: without their `private` member
+/// (kept with the channel's event for its own checks). `None` when there is none to
+/// remove, and the details are shown as they are.
+pub fn without_private(data: &serde_json::Value) -> Option<String> {
+    let private = data.as_object()?.contains_key("private");
+    private.then(|| {
+        let mut shown = data.clone();
+        if let Some(o) = shown.as_object_mut() {
+            o.remove("private");
+        }
+        shown.to_string()
+    })
+}
+
 /// Appends channels' events, all at `now`, in as few statements as fit.
 pub async fn append_channel(
     conn: &mut Conn,

@@ -16,7 +16,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use serde_json::{json, Value};
 use switchboard_contract::{
-    ChannelEvent, ChannelKind, ClientAddr, CustomerHint, IntakeError, NewInteraction, Rated,
+    ChannelEvent, ChannelKind, ClientAddr, CustomerHint, FirstEvent, IntakeError, NewInteraction,
+    Rated,
 };
 
 use crate::protocol::{decode, ClientFrame};
@@ -541,6 +542,16 @@ async fn start(
         },
     };
     let key = format!("chat:{}", uuid::Uuid::now_v7());
+    let resume_token = secret();
+    let started = FirstEvent {
+        event_key: format!("{key}:started"),
+        kind: STARTED.into(),
+        // Only the secret's digest is kept, and privately: the history, the API and the
+        // agents' desktops never see it, and the secret itself stays on the visitor's
+        // page.
+        data: json!({ "visitor_id": visitor_id,
+                      "private": { "resume_digest": crate::room::digest(&resume_token) } }),
+    };
     let accepted = chat
         .core
         .submit(NewInteraction {
@@ -553,6 +564,8 @@ async fn start(
             preferred_agent: None,
             not_before_ms: None,
             waits_for_first_message: true,
+            // Recorded in the chat's own commit.
+            first_event: Some(started.clone()),
         })
         .await
         .map_err(|e| match e {
@@ -569,22 +582,20 @@ async fn start(
             IntakeError::Overloaded { .. } => (BUSY, String::new()),
             other => ("unavailable", format!("{other}; try again")),
         })?;
-    let resume_token = secret();
-    chat.core
-        .record(ChannelEvent {
-            channel: ChannelKind::Chat,
-            contact_key: key.clone(),
-            event_key: format!("{key}:started"),
-            kind: STARTED.into(),
-            // Only the secret's digest is kept, and privately: the history, the API and
-            // the agents' desktops never see it, and the secret itself stays on the
-            // visitor's page.
-            data: json!({ "visitor_id": visitor_id,
-                          "private": { "resume_digest": crate::room::digest(&resume_token) } }),
-            files: Vec::new(),
-        })
-        .await
-        .map_err(|e| ("unavailable", format!("{e}; try again")))?;
+    if accepted.first_event.is_none() {
+        // An intake that records no first events: recorded on its own.
+        chat.core
+            .record(ChannelEvent {
+                channel: ChannelKind::Chat,
+                contact_key: key.clone(),
+                event_key: started.event_key,
+                kind: started.kind,
+                data: started.data,
+                files: Vec::new(),
+            })
+            .await
+            .map_err(|e| ("unavailable", format!("{e}; try again")))?;
+    }
     let room = Room::new(key.clone(), accepted.interaction_id, visitor_id);
     chat.rooms().insert_if_absent(room.clone());
     metrics::counter!("switchboard_chats_started_total").increment(1);

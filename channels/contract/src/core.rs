@@ -59,7 +59,7 @@ pub struct KeptAside {
 }
 
 /// What recording an event came to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Recorded {
     /// Recorded in the interaction's history.
     New {

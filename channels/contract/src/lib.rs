@@ -148,6 +148,24 @@ pub struct NewInteraction {
     /// kept, but not queued until [`Core::first_message`], and its wait counts from then.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub waits_for_first_message: bool,
+    /// The channel's own first event about the contact (a call ringing, a chat started),
+    /// recorded in the contact's own commit rather than in one of its own: what it came
+    /// to is in [`Accepted::first_event`]. Recorded once per event key, as
+    /// [`Core::record`] records it; not part of what makes a retry the same contact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_event: Option<FirstEvent>,
+}
+
+/// A channel's first event about a contact, recorded with it: its history entry and its
+/// place among the channel's events, as [`ChannelEvent`] has them (without files).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FirstEvent {
+    /// Unique per event within the channel (`twilio:CA…:ringing`).
+    pub event_key: String,
+    /// The history event's kind (`call_ringing`).
+    pub kind: String,
+    /// Its details, with an optional `private` member as in [`ChannelEvent::data`].
+    pub data: serde_json::Value,
 }
 
 /// What the core answers when it has committed an interaction.
@@ -165,6 +183,11 @@ pub struct Accepted {
     /// epoch): it waits for that opening, and the channel says so.
     #[serde(default)]
     pub opens_at_ms: Option<i64>,
+    /// What recording the submission's [`NewInteraction::first_event`] came to, when it
+    /// carried one: new (with the interaction's state as it was, which for a contact
+    /// known before may be over already), or a duplicate.
+    #[serde(default)]
+    pub first_event: Option<Recorded>,
 }
 
 /// Why the core did not accept a contact. Each adapter answers it in its own protocol.
@@ -298,6 +321,7 @@ mod tests {
             preferred_agent: None,
             not_before_ms: None,
             waits_for_first_message: false,
+            first_event: None,
         };
         let sent = new.clone();
         let adapter = tokio::spawn(async move { ctx.intake.submit(sent).await });
@@ -309,6 +333,7 @@ mod tests {
             tier: "low".into(),
             created: true,
             opens_at_ms: None,
+            first_event: None,
         };
         got.reply.send(Ok(accepted.clone())).unwrap();
         assert_eq!(adapter.await.unwrap(), Ok(accepted));
@@ -329,6 +354,7 @@ mod tests {
                     preferred_agent: None,
                     not_before_ms: None,
                     waits_for_first_message: false,
+                    first_event: None,
                 })
                 .await
         });

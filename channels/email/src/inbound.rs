@@ -325,6 +325,7 @@ impl Email {
                     preferred_agent: preferred_agent.clone(),
                     not_before_ms: None,
                     waits_for_first_message: false,
+                    first_event: None,
                 })
                 .await;
             match submitted {

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use switchboard_contract::{
-    ChannelEvent, ChannelKind, Command, CommandFor, Connected, CustomerHint, Ending, IntakeError,
-    NewCallback, NewInteraction, Position, Recorded, ServiceInfo,
+    ChannelEvent, ChannelKind, Command, CommandFor, Connected, CustomerHint, Ending, FirstEvent,
+    IntakeError, NewCallback, NewInteraction, Position, Recorded, ServiceInfo,
 };
 
 use crate::{Phone, PhoneError};
@@ -51,6 +51,11 @@ impl Format {
             .find(|f| f.as_str() == prefix)?;
         Some((format, call_id))
     }
+}
+
+/// What the history keeps of a call's ringing.
+fn ringing_data(format: Format, r: &Ringing) -> Value {
+    json!({ "format": format.as_str(), "to": r.to })
 }
 
 /// The longest call id accepted.
@@ -430,6 +435,12 @@ impl Phone {
                 preferred_agent: None,
                 not_before_ms: None,
                 waits_for_first_message: false,
+                // The ringing is recorded in the call's own commit.
+                first_event: Some(FirstEvent {
+                    event_key: format!("{key}:ringing"),
+                    kind: "call_ringing".into(),
+                    data: ringing_data(format, &r),
+                }),
             })
             .await;
         let accepted = match accepted {
@@ -440,15 +451,20 @@ impl Phone {
             }
             Err(e) => return Err(core_error(e, r.from_field)),
         };
-        let recorded = self
-            .record(
-                format,
-                &r.call_id,
-                "ringing",
-                "call_ringing",
-                json!({ "format": format.as_str(), "to": r.to }),
-            )
-            .await?;
+        let recorded = match accepted.first_event {
+            Some(recorded) => recorded,
+            // An intake that records no first events: recorded on its own.
+            None => {
+                self.record(
+                    format,
+                    &r.call_id,
+                    "ringing",
+                    "call_ringing",
+                    ringing_data(format, &r),
+                )
+                .await?
+            }
+        };
         let interaction_id = accepted.interaction_id;
         if let Recorded::New { state, .. } = &recorded {
             if matches!(state.as_str(), "abandoned" | "completed") {
@@ -732,6 +748,7 @@ impl Phone {
                         preferred_agent: None,
                         not_before_ms: None,
                         waits_for_first_message: false,
+                        first_event: None,
                     })
                     .await
                     .map_err(|e| core_error(e, r.from_field))?;
