@@ -132,11 +132,7 @@ enum ChannelWrite {
 /// group is being made durable the next gathers, and each is answered after its commit.
 /// A call's dial stored here shares its commit with every event and dial of its group,
 /// and takes its turn at the store's writer like every write.
-async fn write_events(
-    store: Store,
-    mut rx: mpsc::Receiver<ChannelWrite>,
-    mut window: Window,
-) {
+async fn write_events(store: Store, mut rx: mpsc::Receiver<ChannelWrite>, mut window: Window) {
     let mut group: Vec<ChannelWrite> = Vec::with_capacity(EVENT_GROUP);
     let mut events: Vec<EventJob> = Vec::with_capacity(EVENT_GROUP);
     let mut commands: Vec<CommandJob> = Vec::new();
@@ -643,7 +639,7 @@ impl Core for CoreService {
         })
     }
 
-    fn assignments(&self) -> broadcast::Receiver<Assignment> {
+    fn assignments(&self) -> broadcast::Receiver<Arc<Assignment>> {
         self.router.assignments()
     }
 
@@ -1066,7 +1062,11 @@ mod tests {
         let (_, stored) = commit_writes(
             &store,
             &[event("e1", "<nobody@x>")],
-            &[dial("dial:a", true), dial("dial:a", false), dial("dial:b", false)],
+            &[
+                dial("dial:a", true),
+                dial("dial:a", false),
+                dial("dial:b", false),
+            ],
         )
         .await
         .unwrap();

@@ -197,7 +197,10 @@ async fn a_contacts_first_event_is_recorded_in_its_commit_once_and_its_private_p
     let history = crate::store::history::page(&mut conn, &first.interaction.customer_id, None, 50)
         .await
         .unwrap();
-    let ringing: Vec<_> = history.iter().filter(|e| e.kind == "call_ringing").collect();
+    let ringing: Vec<_> = history
+        .iter()
+        .filter(|e| e.kind == "call_ringing")
+        .collect();
     assert_eq!(ringing.len(), 1, "recorded once");
     assert_eq!(ringing[0].actor, "phone");
     assert_eq!(ringing[0].data, serde_json::json!({ "to": "+441234" }));
@@ -206,12 +209,16 @@ async fn a_contacts_first_event_is_recorded_in_its_commit_once_and_its_private_p
             < history.iter().position(|e| e.kind == "queued"),
         "the ringing follows the contact's own events (newest first)"
     );
-    let kept: String =
-        sqlx::query_scalar("SELECT data FROM channel_events WHERE event_key = 'twilio:CA1:ringing'")
-            .fetch_one(store.pool())
-            .await
-            .unwrap();
-    assert!(kept.contains("secret"), "the channel keeps its private part");
+    let kept: String = sqlx::query_scalar(
+        "SELECT data FROM channel_events WHERE event_key = 'twilio:CA1:ringing'",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert!(
+        kept.contains("secret"),
+        "the channel keeps its private part"
+    );
 }
 
 #[tokio::test]

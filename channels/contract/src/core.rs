@@ -492,7 +492,7 @@ pub trait Core: Intake {
     ) -> BoxFuture<'a, Result<Option<String>, IntakeError>>;
 
     /// Every assignment from now on, once committed.
-    fn assignments(&self) -> broadcast::Receiver<Assignment>;
+    fn assignments(&self) -> broadcast::Receiver<std::sync::Arc<Assignment>>;
 
     /// Every completion from now on, once committed.
     fn completions(&self) -> broadcast::Receiver<Completed>;

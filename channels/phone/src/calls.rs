@@ -523,7 +523,7 @@ impl Phone {
                 Err(_) => break,
             }
         }
-        if let Some(a) = taken {
+        if let Some(a) = taken.map(std::sync::Arc::unwrap_or_clone) {
             // Whoever stores the dial command first sends it: this answer, or the
             // callback.
             let cmd = dial_command(

@@ -44,12 +44,12 @@ pub async fn run(phone: Arc<Phone>, shutdown: impl Future<Output = ()> + Send) {
                     // carries the dial if it can; the callback waits out its window.
                     let left = phone.window_left_elsewhere(&a);
                     if left.is_zero() {
-                        phone.assigned(a).await;
+                        phone.assigned(std::sync::Arc::unwrap_or_clone(a)).await;
                     } else {
                         let phone = phone.clone();
                         tokio::spawn(async move {
                             tokio::time::sleep(left).await;
-                            phone.assigned(a).await;
+                            phone.assigned(std::sync::Arc::unwrap_or_clone(a)).await;
                         });
                     }
                 }

@@ -386,7 +386,9 @@ pub trait Relay: Send + Sync + 'static {
 
 /// The announcements' listeners on this node, and the relay to the others.
 pub(super) struct Announcer {
-    assignments: broadcast::Sender<Assignment>,
+    /// Shared, not copied, by every listener: each call ringing listens while its
+    /// answer waits.
+    assignments: broadcast::Sender<Arc<Assignment>>,
     completions: broadcast::Sender<Completed>,
     commands: broadcast::Sender<ChannelKind>,
     typing: broadcast::Sender<String>,
@@ -424,7 +426,7 @@ impl Announcer {
     pub(super) fn here(&self, a: Announcement) {
         match a {
             Announcement::Assigned(x) => {
-                let _ = self.assignments.send(x);
+                let _ = self.assignments.send(Arc::new(x));
             }
             Announcement::Completed(x) => {
                 let _ = self.completions.send(x);
@@ -823,7 +825,7 @@ impl RouterHandle {
     }
 
     /// Every assignment from now on, announced once committed (by whichever node leads).
-    pub fn assignments(&self) -> broadcast::Receiver<Assignment> {
+    pub fn assignments(&self) -> broadcast::Receiver<Arc<Assignment>> {
         self.shared.announcer.assignments.subscribe()
     }
 
