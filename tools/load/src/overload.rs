@@ -29,6 +29,7 @@ struct Row {
     high: (u64, u64, u64),
     others_accepted: f64,
     cpu: Option<f64>,
+    generator_cpu: Option<f64>,
 }
 
 /// Runs every rate of `args.rates` and prints the curve; fails when a contact accepted
@@ -78,6 +79,7 @@ pub async fn curve(args: &Args) -> ExitCode {
             high: t.high,
             others_accepted: 0.0,
             cpu: r.server.map(|u| u.cpu_secs / (r.elapsed + r.drained)),
+            generator_cpu: r.generator_cpu_secs.map(|c| c / (r.elapsed + r.drained)),
         };
         let mut accepted = 0;
         for (i, c) in CHANNELS.iter().enumerate() {
@@ -109,14 +111,14 @@ pub async fn curve(args: &Args) -> ExitCode {
         args.highs,
         args.high_share * 100.0
     );
-    println!("| offered rate | sent | accepted/s | **offers/s** | contact → offer p50 | p99 | refused phone / email / chat | failed phone / email / chat | never offered | high-tier calls accepted | others accepted | server CPU |");
-    println!("|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---:|");
+    println!("| offered rate | sent | accepted/s | **offers/s** | contact → offer p50 | p99 | refused phone / email / chat | failed phone / email / chat | never offered | high-tier calls accepted | others accepted | server CPU | generator CPU |");
+    println!("|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---:|---:|");
     let best = rows.iter().map(|r| r.offers_per_sec).fold(0.0, f64::max);
     let mut lost = 0;
     for r in &rows {
         lost += r.never_offered;
         println!(
-            "| {:.0}/s | {} | {:.1} | **{:.1}** ({:.0}% of the best) | {} | {} | {} / {} / {} | {} / {} / {} | {} | {} | {:.0}% | {} |",
+            "| {:.0}/s | {} | {:.1} | **{:.1}** ({:.0}% of the best) | {} | {} | {} / {} / {} | {} / {} / {} | {} | {} | {:.0}% | {} | {} |",
             r.rate,
             r.sent,
             r.accepted_per_sec,
@@ -138,6 +140,7 @@ pub async fn curve(args: &Args) -> ExitCode {
             },
             r.others_accepted * 100.0,
             r.cpu.map_or("-".into(), |c| format!("{:.0}% of a core", c * 100.0)),
+            r.generator_cpu.map_or("-".into(), |c| format!("{:.0}% of a core", c * 100.0)),
         );
     }
     // Past capacity: every rate offered at twice or more what the server routed at best

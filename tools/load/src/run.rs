@@ -26,6 +26,9 @@ pub struct Run {
     /// What the server used from the first contact sent to the work done, and its
     /// resident memory then (a server we started and did not restart).
     pub server: Option<Usage>,
+    /// CPU seconds this generator used over the same span: on one machine it shares the
+    /// cores with the server.
+    pub generator_cpu_secs: Option<f64>,
 }
 
 /// Sends contacts at `args.rate` and `args.mix` for `args.secs` with `agents` agents
@@ -71,6 +74,7 @@ pub async fn generate(
         }
     }
     let before = server.usage();
+    let generator_before = crate::server::usage(std::process::id());
     let started = Instant::now();
     faults(started);
     let run = Duration::from_secs(args.secs);
@@ -123,6 +127,7 @@ pub async fn generate(
     let drained = sent_all.elapsed().as_secs_f64();
     // The work is done (or the drain is over): now the server's CPU covers all of it.
     let after = server.usage();
+    let generator_after = crate::server::usage(std::process::id());
     // Every agent and visitor holds a receiver: the send reaches them all.
     let _ = stop_tx.send(true);
     for t in tasks.into_iter().chain(workers) {
@@ -139,6 +144,9 @@ pub async fn generate(
             cpu_secs: a.cpu_secs - b.cpu_secs,
             rss_kib: a.rss_kib,
         }),
+        generator_cpu_secs: generator_before
+            .zip(generator_after)
+            .map(|(b, a)| a.cpu_secs - b.cpu_secs),
     }
 }
 

@@ -335,7 +335,7 @@ fn spawn(command: &mut Command, log: Option<&std::path::Path>) -> Child {
 }
 
 /// CPU time and resident memory of a process, from `/proc`.
-fn usage(pid: u32) -> Option<Usage> {
+pub(crate) fn usage(pid: u32) -> Option<Usage> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
     let field = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok());
