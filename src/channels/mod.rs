@@ -418,12 +418,8 @@ async fn record_group(
         // A key is new once: a second delivery in the same group is a duplicate, unless
         // it carries another message than the one recorded under the key.
         if !new.remove(&(channel.to_string(), event.event_key.clone())) {
-            let reused = match fingerprint {
-                Some(f) => outbox::fingerprint(tx, channel, &event.event_key)
-                    .await?
-                    .is_some_and(|known| known != *f),
-                None => false,
-            };
+            let reused =
+                outbox::reused(tx, channel, &event.event_key, fingerprint.as_deref()).await?;
             answers.push(if reused {
                 Err(IntakeError::KeyReused)
             } else {
@@ -436,19 +432,7 @@ async fn record_group(
             continue;
         };
         if !event.files.is_empty() {
-            let files: Vec<(String, String, i64, Option<Vec<u8>>)> = event
-                .files
-                .iter()
-                .map(|f| {
-                    (
-                        f.name.clone(),
-                        f.content_type.clone(),
-                        f.size as i64,
-                        f.data.clone(),
-                    )
-                })
-                .collect();
-            store::channel::attach(tx, &row.id, &event.event_key, &files, now).await?;
+            store::channel::attach_files(tx, &row.id, &event.event_key, &event.files, now).await?;
         }
         entries.push(history::ChannelEntry {
             customer_id: &row.customer_id,

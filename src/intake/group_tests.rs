@@ -163,6 +163,8 @@ fn ringing(key: &str, from: &str) -> NewInteraction {
             event_key: format!("{key}:ringing"),
             kind: "call_ringing".into(),
             data: serde_json::json!({ "to": "+441234", "private": { "secret": "s" } }),
+            fingerprint: None,
+            files: Vec::new(),
         }),
         ..contact(key, "unused@example.com", "Inbound call")
     }
@@ -249,4 +251,56 @@ async fn a_first_event_of_a_contact_known_before_is_recorded_with_the_state_it_i
         })
     );
     assert_eq!(queue.len(), 0, "an abandoned call is not queued again");
+}
+
+fn mail(key: &str, fingerprint: &str) -> NewInteraction {
+    NewInteraction {
+        first_event: Some(switchboard_contract::FirstEvent {
+            event_key: format!("message:{key}"),
+            kind: "email_received".into(),
+            data: serde_json::json!({ "subject": "Invoice" }),
+            fingerprint: Some(fingerprint.into()),
+            files: vec![switchboard_contract::Attachment {
+                name: "invoice.pdf".into(),
+                content_type: "application/pdf".into(),
+                size: 4,
+                data: Some(b"%PDF".to_vec()),
+            }],
+        }),
+        ..contact(key, "payer@example.com", "Invoice")
+    }
+}
+
+#[tokio::test]
+async fn a_mails_files_come_with_its_commit_and_another_message_under_its_key_is_left_to_the_channel(
+) {
+    use switchboard_contract::Recorded;
+    let (store, _dir) = store().await;
+    let (answers, _) = one_group(&store, vec![mail("<m1@x>", "f1")]).await;
+    let first = answers[0].as_ref().unwrap();
+    assert!(matches!(first.first_event, Some(Recorded::New { .. })));
+    let files: Vec<(String, i64)> =
+        sqlx::query_as("SELECT name, size FROM attachments WHERE interaction_id = $1")
+            .bind(&first.interaction.id)
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+    assert_eq!(files, [("invoice.pdf".to_string(), 4)]);
+    // The same message again: a duplicate, its file stored once.
+    let (again, _) = one_group(&store, vec![mail("<m1@x>", "f1")]).await;
+    assert_eq!(
+        again[0].as_ref().unwrap().first_event,
+        Some(Recorded::Duplicate)
+    );
+    // Another message under the same key (a contact known by its key, its event not
+    // this message): not recorded with it, for the channel to record apart.
+    let mut other = mail("<m1@x>", "f2");
+    other.first_event.as_mut().unwrap().data = serde_json::json!({ "subject": "Other" });
+    let (reused, _) = one_group(&store, vec![other]).await;
+    assert_eq!(reused[0].as_ref().unwrap().first_event, None);
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM attachments")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(stored, 1, "nothing of the other message was stored");
 }

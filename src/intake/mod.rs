@@ -426,6 +426,8 @@ mod tests {
                 event_key: "k:ringing".into(),
                 kind: "call_ringing".into(),
                 data: serde_json::json!({ "to": "+4420" }),
+                fingerprint: None,
+                files: Vec::new(),
             }),
             ..new("k")
         })

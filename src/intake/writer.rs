@@ -544,7 +544,7 @@ async fn record_first_events(
             interaction_id: Some(&contact.id),
             kind: &event.kind,
             data: event.data.to_string(),
-            fingerprint: None,
+            fingerprint: event.fingerprint.as_deref(),
         })
         .collect();
     let shown: Vec<Option<String>> = carried
@@ -554,11 +554,19 @@ async fn record_first_events(
     let mut new = outbox::record_events(conn, &rows, now).await?;
     let mut entries = Vec::new();
     let mut recorded = Vec::with_capacity(carried.len());
-    for (((i, _, contact), row), shown) in carried.iter().zip(&rows).zip(&shown) {
+    for (((i, event, contact), row), shown) in carried.iter().zip(&rows).zip(&shown) {
         // A key is new once: the same event twice in a group is recorded by the first.
         if !new.remove(&(row.channel.to_string(), row.event_key.to_string())) {
-            recorded.push((*i, Recorded::Duplicate));
+            // The same key with another message's digest is another message: left to
+            // its channel, which records it apart.
+            if !outbox::reused(conn, row.channel, row.event_key, row.fingerprint).await? {
+                recorded.push((*i, Recorded::Duplicate));
+            }
             continue;
+        }
+        if !event.files.is_empty() {
+            store::channel::attach_files(conn, &contact.id, row.event_key, &event.files, now)
+                .await?;
         }
         entries.push(history::ChannelEntry {
             customer_id: &contact.customer_id,

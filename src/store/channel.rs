@@ -79,6 +79,28 @@ pub struct StoredFile {
     pub kept: bool,
 }
 
+/// Stores a channel event's files with its interaction, as [`attach`] does.
+pub async fn attach_files(
+    conn: &mut Conn,
+    interaction_id: &str,
+    event_key: &str,
+    files: &[switchboard_contract::Attachment],
+    now: i64,
+) -> Result<Vec<String>, sqlx::Error> {
+    let files: Vec<(String, String, i64, Option<Vec<u8>>)> = files
+        .iter()
+        .map(|f| {
+            (
+                f.name.clone(),
+                f.content_type.clone(),
+                f.size as i64,
+                f.data.clone(),
+            )
+        })
+        .collect();
+    attach(conn, interaction_id, event_key, &files, now).await
+}
+
 /// Stores files with an interaction, each once: their ids derive from the interaction,
 /// `prefix` and their position (hex, safe in a URL). Answers their ids in order.
 pub async fn attach(

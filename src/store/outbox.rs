@@ -64,6 +64,22 @@ pub async fn record_events(
     Ok(recorded)
 }
 
+/// Whether an event key recorded before carries another message than `fingerprint`
+/// says (its key reused): false for an event without a fingerprint.
+pub async fn reused(
+    conn: &mut Conn,
+    channel: &str,
+    event_key: &str,
+    fingerprint: Option<&str>,
+) -> Result<bool, sqlx::Error> {
+    let Some(f) = fingerprint else {
+        return Ok(false);
+    };
+    Ok(self::fingerprint(conn, channel, event_key)
+        .await?
+        .is_some_and(|known| known != f))
+}
+
 /// The fingerprint an event was recorded with (`None`: none, or no such event).
 pub async fn fingerprint(
     conn: &mut Conn,

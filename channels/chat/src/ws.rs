@@ -551,6 +551,8 @@ async fn start(
         // page.
         data: json!({ "visitor_id": visitor_id,
                       "private": { "resume_digest": crate::room::digest(&resume_token) } }),
+        fingerprint: None,
+        files: Vec::new(),
     };
     let accepted = chat
         .core

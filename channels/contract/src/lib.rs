@@ -166,6 +166,15 @@ pub struct FirstEvent {
     pub kind: String,
     /// Its details, with an optional `private` member as in [`ChannelEvent::data`].
     pub data: serde_json::Value,
+    /// A digest of the message it carries, when it carries one (as
+    /// [`Core::record_message`] takes it): its key recorded before with another digest is
+    /// another message, which is not recorded with the contact (the channel records it
+    /// apart).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    /// Files that came with it, stored with the interaction in the same commit.
+    #[serde(skip)]
+    pub files: Vec<Attachment>,
 }
 
 /// What the core answers when it has committed an interaction.
@@ -185,7 +194,9 @@ pub struct Accepted {
     pub opens_at_ms: Option<i64>,
     /// What recording the submission's [`NewInteraction::first_event`] came to, when it
     /// carried one: new (with the interaction's state as it was, which for a contact
-    /// known before may be over already), or a duplicate.
+    /// known before may be over already), or a duplicate. `None` when it carried none, or
+    /// when its key was recorded before with another message's fingerprint: the channel
+    /// records that one itself.
     #[serde(default)]
     pub first_event: Option<Recorded>,
 }

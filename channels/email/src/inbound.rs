@@ -20,7 +20,7 @@
 
 use serde_json::json;
 use switchboard_contract::{
-    Attachment, ChannelEvent, ChannelKind, Command, Contact, CustomerHint, IntakeError,
+    Attachment, ChannelEvent, ChannelKind, Command, Contact, CustomerHint, FirstEvent, IntakeError,
     NewInteraction, Recorded,
 };
 
@@ -298,6 +298,12 @@ impl Email {
         preferred_agent: Option<String>,
         extra: Option<serde_json::Value>,
     ) -> Result<Opened, Refused> {
+        let mut data = self.received(mail, recipients);
+        if let Some(serde_json::Value::Object(extra)) = extra {
+            for (k, v) in extra {
+                data[k] = v;
+            }
+        }
         let mut reused = false;
         let (key, accepted) = loop {
             let key = if reused {
@@ -305,6 +311,8 @@ impl Email {
             } else {
                 contact_key(&mail.key)
             };
+            // The message is recorded in its conversation's own commit.
+            let first = self.received_event(&key, mail, RECEIVED, data.clone(), reused);
             let submitted = self
                 .core
                 .submit(NewInteraction {
@@ -325,7 +333,13 @@ impl Email {
                     preferred_agent: preferred_agent.clone(),
                     not_before_ms: None,
                     waits_for_first_message: false,
-                    first_event: None,
+                    first_event: Some(FirstEvent {
+                        event_key: first.event_key,
+                        kind: first.kind,
+                        data: first.data,
+                        fingerprint: Some(mail.fingerprint.clone()),
+                        files: first.files,
+                    }),
                 })
                 .await;
             match submitted {
@@ -339,15 +353,14 @@ impl Email {
                 Err(e) => return Err(e.into()),
             }
         };
-        let mut data = self.received(mail, recipients);
-        if let Some(serde_json::Value::Object(extra)) = extra {
-            for (k, v) in extra {
-                data[k] = v;
+        let recorded = match accepted.first_event.clone() {
+            Some(recorded) => recorded,
+            // Not recorded with it (another message under the same key): apart.
+            None => {
+                self.record_received(&key, mail, RECEIVED, data, reused)
+                    .await?
             }
-        }
-        let recorded = self
-            .record_received(&key, mail, RECEIVED, data, reused)
-            .await?;
+        };
         Ok(if !accepted.created && recorded == Recorded::Duplicate {
             Opened::Known(accepted.interaction_id)
         } else {
@@ -427,9 +440,32 @@ impl Email {
         contact: &str,
         mail: &Mail,
         kind: &str,
-        mut data: serde_json::Value,
+        data: serde_json::Value,
         reused: bool,
     ) -> Result<Recorded, Refused> {
+        let event = self.received_event(contact, mail, kind, data.clone(), reused);
+        match self
+            .core
+            .record_message(event, mail.fingerprint.clone())
+            .await
+        {
+            Err(IntakeError::KeyReused) if !reused => {
+                Box::pin(self.record_received(contact, mail, kind, data, true)).await
+            }
+            other => Ok(other?),
+        }
+    }
+
+    /// A message as its conversation's event: with its files when it is one received,
+    /// under its own key, or its reused key's.
+    fn received_event(
+        &self,
+        contact: &str,
+        mail: &Mail,
+        kind: &str,
+        mut data: serde_json::Value,
+        reused: bool,
+    ) -> ChannelEvent {
         let max = self.settings.max_attachment_bytes;
         let files = if kind == RECEIVED {
             mail.files
@@ -447,7 +483,7 @@ impl Email {
         if reused {
             data["message_id_reused"] = json!(true);
         }
-        let event = ChannelEvent {
+        ChannelEvent {
             channel: ChannelKind::Email,
             contact_key: contact.to_string(),
             event_key: message_key(&if reused {
@@ -456,18 +492,8 @@ impl Email {
                 mail.key.clone()
             }),
             kind: kind.into(),
-            data: data.clone(),
+            data,
             files,
-        };
-        match self
-            .core
-            .record_message(event, mail.fingerprint.clone())
-            .await
-        {
-            Err(IntakeError::KeyReused) if !reused => {
-                Box::pin(self.record_received(contact, mail, kind, data, true)).await
-            }
-            other => Ok(other?),
         }
     }
 }

@@ -440,6 +440,8 @@ impl Phone {
                     event_key: format!("{key}:ringing"),
                     kind: "call_ringing".into(),
                     data: ringing_data(format, &r),
+                    fingerprint: None,
+                    files: Vec::new(),
                 }),
             })
             .await;
