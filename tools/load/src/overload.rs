@@ -23,6 +23,8 @@ struct Row {
     refused: [u64; 3],
     failed: [u64; 3],
     offers_per_sec: f64,
+    /// Of them, offers of contacts their channel acknowledged.
+    acknowledged_offers_per_sec: f64,
     never_offered: u64,
     p50: String,
     p99: String,
@@ -73,6 +75,10 @@ pub async fn curve(args: &Args) -> ExitCode {
             failed: [0; 3],
             offers_per_sec: t.offered_by(r.started + Duration::from_secs_f64(r.elapsed)) as f64
                 / r.elapsed,
+            acknowledged_offers_per_sec: t
+                .offered_acknowledged_by(r.started + Duration::from_secs_f64(r.elapsed))
+                as f64
+                / r.elapsed,
             never_offered: 0,
             p50: t.to_offer_all().show(0.50, "never offered"),
             p99: t.to_offer_all().show(0.99, "never offered"),
@@ -111,19 +117,20 @@ pub async fn curve(args: &Args) -> ExitCode {
         args.highs,
         args.high_share * 100.0
     );
-    println!("| offered rate | sent | accepted/s | **offers/s** | contact → offer p50 | p99 | refused phone / email / chat | failed phone / email / chat | never offered | high-tier calls accepted | others accepted | server CPU | generator CPU |");
-    println!("|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---:|---:|");
+    println!("| offered rate | sent | accepted/s | **offers/s** | of them acknowledged | contact → offer p50 | p99 | refused phone / email / chat | failed phone / email / chat | never offered | high-tier calls accepted | others accepted | server CPU | generator CPU |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---:|---:|");
     let best = rows.iter().map(|r| r.offers_per_sec).fold(0.0, f64::max);
     let mut lost = 0;
     for r in &rows {
         lost += r.never_offered;
         println!(
-            "| {:.0}/s | {} | {:.1} | **{:.1}** ({:.0}% of the best) | {} | {} | {} / {} / {} | {} / {} / {} | {} | {} | {:.0}% | {} | {} |",
+            "| {:.0}/s | {} | {:.1} | **{:.1}** ({:.0}% of the best) | {:.1} | {} | {} | {} / {} / {} | {} / {} / {} | {} | {} | {:.0}% | {} | {} |",
             r.rate,
             r.sent,
             r.accepted_per_sec,
             r.offers_per_sec,
             r.offers_per_sec / best.max(f64::MIN_POSITIVE) * 100.0,
+            r.acknowledged_offers_per_sec,
             r.p50,
             r.p99,
             r.refused[0],

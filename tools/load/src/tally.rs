@@ -178,6 +178,17 @@ impl Tally {
         self.offered.values().filter(|at| **at <= until).count()
     }
 
+    /// Offers reaching desktops by `until` of contacts their channel acknowledged: the
+    /// part of [`Tally::offered_by`] whose sender knew the contact was taken (a call
+    /// whose webhook went unanswered may be offered all the same, after its phone system
+    /// gave up on the answer).
+    pub fn offered_acknowledged_by(&self, until: Instant) -> usize {
+        self.accepted
+            .iter()
+            .filter(|a| self.offered.get(&a.key).is_some_and(|at| *at <= until))
+            .count()
+    }
+
     /// A desktop was offered interaction `id`, the contact `key`; `relayed` when that
     /// desktop was connected to a node that does not lead the routing.
     pub fn offered(&mut self, key: &str, id: &str, relayed: bool) {
