@@ -138,15 +138,41 @@ impl Admission {
         }
         let refused = share >= 1.0 || self.draw() < share;
         if refused {
-            metrics::counter!("switchboard_admission_refused_total",
-                "channel" => channel.as_str(), "tier" => tier.to_string())
-            .increment(1);
-            let now = now_ms();
-            let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-            recent.retain(|(at, _, _)| *at + RECENT_MS > now);
-            recent.push((now, channel, tier.to_string()));
+            self.count_refusal(channel, tier);
         }
         refused
+    }
+
+    /// Whether every new contact of `channel` is refused now, whatever its customer's tier
+    /// (even the best tier's share is whole at this pressure). When so, it is counted as a
+    /// refusal of a tier not read (`any`): the channel refuses before reading the contact.
+    pub fn refuses_every(&self, channel: ChannelKind) -> bool {
+        if !self.shedding() {
+            return false;
+        }
+        let pressure = self.pressure();
+        let best = self
+            .tier_start
+            .iter()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map_or(self.default_tier.as_str(), |(t, _)| t.as_str());
+        let every = self.refused_share(channel, best, pressure) >= 1.0
+            && self.refused_share(channel, &self.default_tier, pressure) >= 1.0;
+        if every {
+            self.count_refusal(channel, "any");
+        }
+        every
+    }
+
+    /// Counts a refusal of this channel and tier, for `/metrics` and the live view.
+    fn count_refusal(&self, channel: ChannelKind, tier: &str) {
+        metrics::counter!("switchboard_admission_refused_total",
+            "channel" => channel.as_str(), "tier" => tier.to_string())
+        .increment(1);
+        let now = now_ms();
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        recent.retain(|(at, _, _)| *at + RECENT_MS > now);
+        recent.push((now, channel, tier.to_string()));
     }
 
     /// The longest a new contact may wait for its commit before it is refused instead
@@ -160,14 +186,7 @@ impl Admission {
     /// Counts a new contact refused because it waited longer than [`Admission::max_wait`]
     /// (its tier was not read: it is counted as `unknown`).
     pub fn refused_late(&self, channel: ChannelKind) {
-        const TIER: &str = "unknown";
-        metrics::counter!("switchboard_admission_refused_total",
-            "channel" => channel.as_str(), "tier" => TIER)
-        .increment(1);
-        let now = now_ms();
-        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-        recent.retain(|(at, _, _)| *at + RECENT_MS > now);
-        recent.push((now, channel, TIER.to_string()));
+        self.count_refusal(channel, "unknown");
     }
 
     /// A number drawn evenly from [0, 1): splitmix64 over a shared counter.
@@ -357,6 +376,34 @@ mod tests {
         assert_eq!(share(ChannelKind::Phone, "low", 1.0), 1.0);
         assert!(share(ChannelKind::Phone, "high", 1.0) < 0.5);
         assert!(share(ChannelKind::Phone, "high", 1.0) < share(ChannelKind::Email, "high", 1.0));
+    }
+
+    #[test]
+    fn every_mail_is_refused_unread_only_once_even_the_best_tier_would_be() {
+        let a = admission();
+        for _ in 0..3 {
+            a.observe(1_500);
+        }
+        // Some pressure: the default tier's mail is refused, a high-tier customer's not
+        // yet, so mail must still be read to be screened.
+        assert!(
+            a.pressure() > 0.0 && a.pressure() < 0.85,
+            "{}",
+            a.pressure()
+        );
+        assert!(!a.refuses_every(ChannelKind::Email));
+        for _ in 0..30 {
+            a.observe(5_000);
+        }
+        assert_eq!(a.pressure(), 1.0);
+        assert!(a.refuses_every(ChannelKind::Email));
+        assert!(a.refuses_every(ChannelKind::Chat));
+        // A high-tier customer's call is never wholly refused by default.
+        assert!(!a.refuses_every(ChannelKind::Phone));
+        let view = a.view();
+        assert_eq!(view["refused_by_channel"]["email"]["any"], 1, "{view}");
+        assert_eq!(view["refused_by_channel"]["chat"]["any"], 1, "{view}");
+        assert_eq!(view["refused_last_minute"], 2);
     }
 
     #[test]

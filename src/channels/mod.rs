@@ -463,6 +463,10 @@ impl Intake for CoreService {
     fn submit(&self, interaction: NewInteraction) -> BoxFuture<'_, Result<Accepted, IntakeError>> {
         self.intake.submit(interaction)
     }
+
+    fn refuses_every(&self, channel: ChannelKind) -> Option<u32> {
+        self.intake.refuses_every(channel)
+    }
 }
 
 impl CoreService {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use sha2::{Digest, Sha256};
-use switchboard_contract::{Accepted, BoxFuture, Intake, IntakeError, NewInteraction};
+use switchboard_contract::{Accepted, BoxFuture, ChannelKind, Intake, IntakeError, NewInteraction};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -234,6 +234,14 @@ impl Intake for IntakeService {
                 first_event: c.first_event,
             })
         })
+    }
+
+    fn refuses_every(&self, channel: ChannelKind) -> Option<u32> {
+        if !self.admission.refuses_every(channel) {
+            return None;
+        }
+        telemetry::interaction_refused(channel.as_str(), "overloaded");
+        Some(self.admission.retry_after_secs())
     }
 }
 

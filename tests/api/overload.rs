@@ -33,6 +33,8 @@ struct Seen {
     /// SMTP replies at the end of DATA: 250 and 451 counted; anything else kept.
     mail_taken: u64,
     mail_refused: u64,
+    /// Of the refused, those refused at MAIL, before the message was sent.
+    mail_refused_unsent: u64,
     mail_other: Vec<String>,
     /// Calls: (high tier, action, seconds to the answer).
     calls: Vec<(bool, String, f64)>,
@@ -45,7 +47,10 @@ impl Seen {
             .iter()
             .filter(|(high, a, _)| !high && a == "busy")
             .count();
-        self.api_refused.len() >= 20 && self.mail_refused >= 3 && busy_others >= 3
+        self.api_refused.len() >= 20
+            && self.mail_refused >= 3
+            && self.mail_refused_unsent >= 1
+            && busy_others >= 3
     }
 }
 
@@ -63,20 +68,26 @@ async fn smtp_reply(r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> String
     }
 }
 
-/// One message over a whole SMTP session; the reply to its DATA.
-async fn mail(smtp: std::net::SocketAddr, n: u64) -> String {
+/// One message over a whole SMTP session: the reply to its DATA, or the refusal (4xx)
+/// of a command before it, with the command refused (`MAIL`) or `DATA`.
+async fn mail(smtp: std::net::SocketAddr, n: u64) -> (&'static str, String) {
     let stream = TcpStream::connect(smtp).await.unwrap();
     let (r, mut w) = stream.into_split();
     let mut r = BufReader::new(r);
     smtp_reply(&mut r).await;
-    for cmd in [
-        "EHLO client.test\r\n".to_string(),
-        format!("MAIL FROM:<burst{n}@customer.test>\r\n"),
-        "RCPT TO:<help@shop.test>\r\n".into(),
-        "DATA\r\n".into(),
+    for (verb, cmd) in [
+        ("EHLO", "EHLO client.test\r\n".to_string()),
+        ("MAIL", format!("MAIL FROM:<burst{n}@customer.test>\r\n")),
+        ("RCPT", "RCPT TO:<help@shop.test>\r\n".into()),
+        ("DATA", "DATA\r\n".into()),
     ] {
         w.write_all(cmd.as_bytes()).await.unwrap();
         let a = smtp_reply(&mut r).await;
+        if a.starts_with('4') {
+            // Refused before the message was sent: a mail server keeps it and retries.
+            let _ = w.write_all(b"QUIT\r\n").await;
+            return (verb, a);
+        }
         assert!(
             a.starts_with('2') || a.starts_with('3'),
             "{cmd:?} answered {a:?}"
@@ -89,7 +100,7 @@ async fn mail(smtp: std::net::SocketAddr, n: u64) -> String {
     let a = smtp_reply(&mut r).await;
     // The message is taken or refused by now.
     let _ = w.write_all(b"QUIT\r\n").await;
-    a
+    ("DATA", a)
 }
 
 /// The refusal metric is the test process's own (one recorder for every server in it):
@@ -110,8 +121,16 @@ async fn past_capacity(backend: Backend) {
     let app = Arc::new(app);
     let api_refused = "channel=\"api\",tier=\"low\"";
     let email_refused = "channel=\"email\",tier=\"low\"";
+    // Refused at MAIL, before its sender (and so its tier) is read.
+    let email_refused_unread = "channel=\"email\",tier=\"any\"";
     let api_before = metric(&app, "switchboard_admission_refused_total", api_refused).await;
-    let email_before = metric(&app, "switchboard_admission_refused_total", email_refused).await;
+    let email_before = metric(&app, "switchboard_admission_refused_total", email_refused).await
+        + metric(
+            &app,
+            "switchboard_admission_refused_total",
+            email_refused_unread,
+        )
+        .await;
     for i in 0..HIGH_CALLERS {
         let (status, body) = app
             .post(
@@ -175,14 +194,19 @@ async fn past_capacity(backend: Backend) {
             let mut n = 0;
             while going(&seen) {
                 n += 1;
-                let a = mail(smtp, w * 1_000_000 + n).await;
+                let (at, a) = mail(smtp, w * 1_000_000 + n).await;
                 let mut s = seen.lock().unwrap();
-                if a.starts_with("250") {
+                if at == "DATA" && a.starts_with("250") {
                     s.mail_taken += 1;
-                } else if a.starts_with("451") {
+                } else if at == "DATA" && a.starts_with("451") {
                     s.mail_refused += 1;
+                } else if at == "MAIL" && a.starts_with("451 4.3.2") {
+                    // Past the point where every mail is refused whatever its sender,
+                    // it is refused before it is sent.
+                    s.mail_refused += 1;
+                    s.mail_refused_unsent += 1;
                 } else {
-                    s.mail_other.push(a);
+                    s.mail_other.push(format!("{at}: {a}"));
                 }
             }
         }));
@@ -224,9 +248,10 @@ async fn past_capacity(backend: Backend) {
     // Past capacity it was, and each channel refused in its own way.
     assert!(
         seen.enough(),
-        "the burst never took the server past capacity: {} API refused, {} mails refused, calls {:?}",
+        "the burst never took the server past capacity: {} API refused, {} mails refused ({} at MAIL), calls {:?}",
         seen.api_refused.len(),
         seen.mail_refused,
+        seen.mail_refused_unsent,
         seen.calls.iter().filter(|(_, a, _)| a == "busy").count()
     );
     assert!(
@@ -288,8 +313,14 @@ async fn past_capacity(backend: Backend) {
         seen.api_refused.len(),
         "API refusals counted"
     );
-    let counted =
-        metric(&app, "switchboard_admission_refused_total", email_refused).await - email_before;
+    let counted = metric(&app, "switchboard_admission_refused_total", email_refused).await
+        + metric(
+            &app,
+            "switchboard_admission_refused_total",
+            email_refused_unread,
+        )
+        .await
+        - email_before;
     assert!(
         counted >= seen.mail_refused as f64,
         "{counted} mail refusals counted, {} seen",

@@ -239,6 +239,14 @@ pub trait Intake: Send + Sync + 'static {
     /// Resolves the customer, commits and queues the interaction, then answers.
     /// Only an `Ok` answer means the contact is accepted.
     fn submit(&self, interaction: NewInteraction) -> BoxFuture<'_, Result<Accepted, IntakeError>>;
+
+    /// Past capacity, whether every new contact of `channel` is refused now whatever its
+    /// customer, and if so when to retry (seconds): an adapter may then refuse before it
+    /// reads the contact at all (SMTP 451 at `MAIL`, before the message is sent). An
+    /// answer of `Some` is counted as one refusal; ask once per contact.
+    fn refuses_every(&self, _channel: ChannelKind) -> Option<u32> {
+        None
+    }
 }
 
 /// What the server hands an adapter when it starts it.

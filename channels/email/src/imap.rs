@@ -242,6 +242,9 @@ async fn take_new(
                 Ok(_) => {}
                 // Not taken: the cursor stays, and the next round tries again.
                 Err(Refused::Temporary(why)) => return Err(why),
+                Err(Refused::Busy(secs)) => {
+                    return Err(format!("the server is past its capacity; the next round in {secs} s or sooner tries again"))
+                }
             }
         }
         {

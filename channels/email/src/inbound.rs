@@ -53,11 +53,17 @@ pub enum Outcome {
 pub enum Refused {
     /// Try again later (SMTP 451): the store cannot commit now.
     Temporary(String),
+    /// Try again in this many seconds (SMTP 451): the server is past its capacity and
+    /// refuses some new contacts for a while (counted by admission control, not a fault).
+    Busy(u32),
 }
 
 impl From<IntakeError> for Refused {
     fn from(e: IntakeError) -> Self {
-        Refused::Temporary(e.to_string())
+        match e {
+            IntakeError::Overloaded { retry_after_secs } => Refused::Busy(retry_after_secs),
+            e => Refused::Temporary(e.to_string()),
+        }
     }
 }
 

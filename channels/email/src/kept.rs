@@ -145,6 +145,9 @@ impl Email {
             }),
             Ok(Opened::Invalid(why)) => Err(NotAContact::Invalid(why)),
             Err(Refused::Temporary(why)) => Err(NotAContact::Temporary(why)),
+            Err(Refused::Busy(secs)) => Err(NotAContact::Temporary(format!(
+                "the server is past its capacity; try again in {secs} s"
+            ))),
         }
     }
 }

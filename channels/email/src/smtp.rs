@@ -4,11 +4,15 @@
 //! is answered `250` only after [`Email::take`] has committed it; `451` when the store
 //! cannot take it now (the sender retries); `552` for a message over the size limit —
 //! refused on `MAIL … SIZE=` when declared, else at the end of `DATA`, before any of it
-//! is stored. Lines, recipients, errors and silence are all bounded.
+//! is stored. Past capacity (admission control) a message is refused with `451 4.3.2`:
+//! at `MAIL` when every mail would be refused whatever its sender, before the message is
+//! sent, else at the end of `DATA` by its sender's tier. Lines, recipients, errors and
+//! silence are all bounded.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use switchboard_contract::ChannelKind;
 use tokio::io::{
     AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader,
 };
@@ -252,10 +256,20 @@ where
                 Some((_, params)) if size_param(&params).is_some_and(|s| s > max as u64) => {
                     format!("552 5.3.4 message too big: the limit is {max} bytes")
                 }
-                Some((addr, _)) => {
-                    env.from = Some(addr);
-                    "250 2.1.0 sender ok".into()
-                }
+                Some((addr, _)) => match email.core.refuses_every(ChannelKind::Email) {
+                    // Past capacity, when every mail would be refused whatever its sender,
+                    // it is refused before it is sent: the sending server keeps it and
+                    // retries, and neither side spends the transfer and the reading.
+                    Some(secs) => {
+                        metrics::counter!("switchboard_smtp_messages_total", "outcome" => "busy")
+                            .increment(1);
+                        busy(secs)
+                    }
+                    None => {
+                        env.from = Some(addr);
+                        "250 2.1.0 sender ok".into()
+                    }
+                },
             },
             "RCPT" if env.from.is_none() => "503 5.5.1 say MAIL first".into(),
             "RCPT" => match path(arg, "TO:") {
@@ -306,6 +320,12 @@ where
                                     "250 2.0.0 accepted before; nothing changed".into()
                                 }
                             }
+                        }
+                        // Counted by admission control; one log line per refusal would
+                        // be thousands a second past capacity.
+                        Err(Refused::Busy(secs)) => {
+                            metrics::counter!("switchboard_smtp_messages_total", "outcome" => "busy").increment(1);
+                            busy(secs)
                         }
                         Err(Refused::Temporary(why)) => {
                             metrics::counter!("switchboard_smtp_messages_total", "outcome" => "deferred").increment(1);
@@ -360,6 +380,13 @@ where
 enum Data {
     Message(Vec<u8>),
     TooBig(usize),
+}
+
+/// The answer to a message refused past capacity: nothing was kept, retry later.
+fn busy(retry_after_secs: u32) -> String {
+    format!(
+        "451 4.3.2 too many messages at once; nothing was kept, try again in {retry_after_secs} s"
+    )
 }
 
 /// Reads DATA to its end (a line holding only `.`), undoing dot-stuffing. Past `max`

@@ -156,6 +156,13 @@ pub async fn email(server: &Server, tally: &Shared, n: u64) {
         for cmd in commands {
             w.write_all(cmd.as_bytes()).await.ok()?;
             let a = reply(&mut r).await;
+            // Refused before the message is sent (past capacity, at MAIL): as a mail
+            // server would, it keeps the message and retries.
+            if a.starts_with('4') {
+                // Nothing was taken: a lost QUIT changes nothing.
+                let _ = w.write_all(b"QUIT\r\n").await;
+                return Some(false);
+            }
             if !(a.starts_with('2') || a.starts_with('3')) {
                 return None;
             }
