@@ -229,6 +229,28 @@ fn past_capacity_goodput_holds_and_high_tier_calls_go_first() {
         .map(|l| l.split('|').map(|c| c.trim().to_string()).collect())
         .collect();
     assert_eq!(rows.len(), 3, "a row per rate:\n{out}");
+    // Columns by their heading, so a column added to the table moves none of them.
+    let header: Vec<String> = out
+        .lines()
+        .find(|l| l.starts_with("| offered rate"))
+        .unwrap_or_else(|| panic!("no table heading:\n{out}"))
+        .split('|')
+        .map(|c| c.trim().to_string())
+        .collect();
+    let column = |name: &str| -> usize {
+        header
+            .iter()
+            .position(|h| h == name)
+            .unwrap_or_else(|| panic!("no column {name:?}:\n{out}"))
+    };
+    let (refused_at, failed_at) = (
+        column("refused phone / email / chat"),
+        column("failed phone / email / chat"),
+    );
+    let (high_at, others_at) = (
+        column("high-tier calls accepted"),
+        column("others accepted"),
+    );
     let figures = |cell: &str| -> Vec<u64> {
         cell.split('/')
             .map(|n| {
@@ -240,14 +262,14 @@ fn past_capacity_goodput_holds_and_high_tier_calls_go_first() {
     };
     for row in &rows {
         assert_eq!(
-            figures(&row[8]),
+            figures(&row[failed_at]),
             [0, 0, 0],
             "nothing failed at {}:\n{out}",
             row[1]
         );
     }
     let top = &rows[2];
-    let refused: u64 = figures(&top[7]).iter().sum();
+    let refused: u64 = figures(&top[refused_at]).iter().sum();
     assert!(
         refused > 0,
         "the top rate went past capacity, so something was refused:\n{out}"
@@ -261,7 +283,7 @@ fn past_capacity_goodput_holds_and_high_tier_calls_go_first() {
             .unwrap_or_else(|_| panic!("a share: {cell}:\n{out}"))
     };
     assert!(
-        percent(&top[10]) > percent(&top[11]),
+        percent(&top[high_at]) > percent(&top[others_at]),
         "known high-tier calls taken ahead of the others:\n{out}"
     );
     assert!(
