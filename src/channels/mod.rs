@@ -60,9 +60,6 @@ pub struct ServiceParts {
 
 /// Channel events waiting for the event writer before new ones are refused (retry).
 const EVENT_QUEUE: usize = 4096;
-/// How long a command claimed for delivery is the claimer's: past it, unrecorded, it is
-/// due again.
-const DELIVERY_LEASE_MS: i64 = 5_000;
 /// Most channel events committed in one transaction.
 const EVENT_GROUP: usize = 256;
 
@@ -639,6 +636,10 @@ impl Core for CoreService {
         self.router.commands_stored()
     }
 
+    fn commands_handed(&self) -> broadcast::Receiver<Arc<Vec<Due>>> {
+        self.router.commands_handed()
+    }
+
     fn agents_typing(&self) -> broadcast::Receiver<String> {
         self.router.agents_typing()
     }
@@ -961,7 +962,7 @@ impl Core for CoreService {
                 channel.as_str(),
                 now,
                 i64::from(limit),
-                now + DELIVERY_LEASE_MS,
+                now + outbox::DELIVERY_LEASE_MS,
             )
             .await
             .map_err(unavailable)?;
@@ -1072,6 +1073,42 @@ mod tests {
             .map(|(id, _, _)| id)
             .collect();
         assert_eq!(due, ["dial:b"], "only the undelivered command is due");
+    }
+
+    #[tokio::test]
+    async fn a_command_stored_claimed_is_due_again_only_when_its_claim_runs_out() {
+        // A chat reply the router stores claimed and hands to this node's chat at its
+        // commit: if the chat never delivers it (behind, or the node died), the store
+        // still has it, due once the claim runs out.
+        let (store, _dir) = store().await;
+        let now = now_ms();
+        let until = now + outbox::DELIVERY_LEASE_MS;
+        let mut tx = store.begin_write().await.unwrap();
+        let payload = json!({ "interaction_id": "i1", "contact_key": "c1", "body": "Hi" });
+        let first = outbox::put_claimed(
+            &mut tx,
+            "reply:a:r1",
+            "chat",
+            &payload.to_string(),
+            now,
+            until,
+        )
+        .await
+        .unwrap();
+        let again = outbox::put_claimed(&mut tx, "reply:a:r1", "chat", "{}", now, until)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!((first, again), (true, false), "stored once, handed once");
+        let mut conn = store.pool().acquire().await.unwrap();
+        let now_due = outbox::due(&mut conn, "chat", until - 1, 10).await.unwrap();
+        assert!(now_due.is_empty(), "not due while claimed: {now_due:?}");
+        let later = outbox::due(&mut conn, "chat", until, 10).await.unwrap();
+        assert_eq!(
+            later,
+            [("reply:a:r1".to_string(), payload.to_string(), 0)],
+            "due once its claim ran out, with no attempt counted"
+        );
     }
 
     #[tokio::test]

@@ -96,6 +96,10 @@ pub async fn fingerprint(
     .flatten())
 }
 
+/// How long a command claimed for delivery is its claimer's: past it, its delivery
+/// neither recorded nor given up, it is due again (the claimer died or fell behind).
+pub const DELIVERY_LEASE_MS: i64 = 5_000;
+
 /// Stores a command once: false when its id was stored before. A command `delivered`
 /// already is kept only so that it is not repeated.
 pub async fn put(
@@ -111,6 +115,33 @@ pub async fn put(
     } else {
         (Some(now), None)
     };
+    insert(conn, id, channel, payload, next_at, delivered_at, now).await
+}
+
+/// Stores a command once, claimed already for delivery by this node until `until` (as
+/// [`claim`] would): it is handed to its channel at the commit, with no claim of its own;
+/// if it is neither delivered nor given up by then, it is due again. False when its id
+/// was stored before (and it is not handed).
+pub async fn put_claimed(
+    conn: &mut Conn,
+    id: &str,
+    channel: &str,
+    payload: &str,
+    now: i64,
+    until: i64,
+) -> Result<bool, sqlx::Error> {
+    insert(conn, id, channel, payload, Some(until), None, now).await
+}
+
+async fn insert(
+    conn: &mut Conn,
+    id: &str,
+    channel: &str,
+    payload: &str,
+    next_at: Option<i64>,
+    delivered_at: Option<i64>,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
     // The interaction it is about, so that erasure and retention find a customer's
     // commands without reading every payload.
     #[derive(serde::Deserialize)]

@@ -32,7 +32,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use serde::Deserialize;
-use switchboard_contract::{ChannelKind, Core};
+use switchboard_contract::{ChannelKind, Core, Due};
 use tokio::sync::broadcast::error::RecvError;
 
 use room::Room;
@@ -175,6 +175,7 @@ async fn relay(chat: Arc<Chat>, shutdown: impl std::future::Future<Output = ()> 
     let mut assignments = chat.core.assignments();
     let mut completions = chat.core.completions();
     let mut commands = chat.core.commands_stored();
+    let mut handed = chat.core.commands_handed();
     let mut typing = chat.core.agents_typing();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     room::take_up_open_chats(&chat).await;
@@ -221,6 +222,25 @@ async fn relay(chat: Arc<Chat>, shutdown: impl std::future::Future<Output = ()> 
             c = commands.recv() => match c {
                 Ok(ChannelKind::Chat) | Err(RecvError::Lagged(_)) => room::deliver_agents(&chat).await,
                 Ok(_) => {}
+                Err(RecvError::Closed) => return,
+            },
+            // Agents' messages stored claimed for this node: delivered with no claim.
+            // Those of other channels are not the chat's; any missed (behind) are due
+            // again from the store when their claim runs out.
+            h = handed.recv() => match h {
+                Ok(due) => {
+                    let mine: Vec<Due> = due
+                        .iter()
+                        .filter(|d| d.command.channel == ChannelKind::Chat)
+                        .cloned()
+                        .collect();
+                    if !mine.is_empty() {
+                        room::deliver(&chat, mine).await;
+                    }
+                }
+                Err(RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "The chat channel fell behind the agents' messages; they are delivered from the store shortly");
+                }
                 Err(RecvError::Closed) => return,
             },
             _ = tick.tick() => room::deliver_agents(&chat).await,

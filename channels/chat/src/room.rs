@@ -529,6 +529,12 @@ pub async fn deliver_agents(chat: &Arc<Chat>) {
             return;
         }
     };
+    deliver(chat, due).await;
+}
+
+/// Delivers agents' messages claimed for this node already: those the router stored
+/// claimed and handed over at its commit, and those claimed from the store.
+pub async fn deliver(chat: &Arc<Chat>, due: Vec<Due>) {
     // Each chat's messages in order, the chats at once: messages due together share the
     // event writer's commits instead of each waiting for the one before.
     let mut per_chat: Vec<Vec<Due>> = Vec::new();

@@ -501,6 +501,11 @@ pub trait Core: Intake {
     /// adapter delivers it at once rather than at its next poll.
     fn commands_stored(&self) -> broadcast::Receiver<ChannelKind>;
 
+    /// Commands stored already claimed for this node's adapter, from now on, once
+    /// committed (an agent's chat reply): delivered as they come, with no claim of their
+    /// own. One missed (the adapter behind) is due again when its claim runs out.
+    fn commands_handed(&self) -> broadcast::Receiver<std::sync::Arc<Vec<Due>>>;
+
     /// The interactions whose agent is typing an answer, from now on (not kept).
     fn agents_typing(&self) -> broadcast::Receiver<String>;
 

@@ -147,6 +147,7 @@ impl Router {
                 payload,
                 delivered: true,
                 about: Some(id.to_string()),
+                handed: false,
             });
         }
         if let Some(s) = self.agents.get_mut(agent) {

@@ -391,6 +391,9 @@ pub(super) struct Announcer {
     assignments: broadcast::Sender<Arc<Assignment>>,
     completions: broadcast::Sender<Completed>,
     commands: broadcast::Sender<ChannelKind>,
+    /// Commands stored claimed for this node's channels (not relayed: the leader's own
+    /// channels deliver them, as they would have claimed them).
+    handed: broadcast::Sender<Arc<Vec<Due>>>,
     typing: broadcast::Sender<String>,
     relay: std::sync::RwLock<Option<Arc<dyn Relay>>>,
 }
@@ -402,6 +405,7 @@ impl Announcer {
             assignments: broadcast::channel(buffer).0,
             completions: broadcast::channel(buffer).0,
             commands: broadcast::channel(buffer).0,
+            handed: broadcast::channel(buffer).0,
             typing: broadcast::channel(buffer).0,
             relay: std::sync::RwLock::new(None),
         }
@@ -418,6 +422,20 @@ impl Announcer {
         let relay = self.relay.read().unwrap_or_else(|p| p.into_inner()).clone();
         if let Some(relay) = relay {
             relay.publish(all);
+        }
+    }
+
+    /// Hands commands stored claimed to this node's channels. Nobody listening, or a
+    /// listener behind, is no loss: they are due again from the store when their claim
+    /// runs out.
+    pub(super) fn hand(&self, due: Vec<Due>) {
+        if due.is_empty() {
+            return;
+        }
+        if self.handed.send(Arc::new(due)).is_err() {
+            tracing::debug!(
+                "No channel here took the commands handed; they are due again after their claim"
+            );
         }
     }
 
@@ -837,6 +855,12 @@ impl RouterHandle {
     /// The channel of every command the router stores from now on, once committed.
     pub fn commands_stored(&self) -> broadcast::Receiver<ChannelKind> {
         self.shared.announcer.commands.subscribe()
+    }
+
+    /// Commands the router stores claimed for this node's channels from now on, once
+    /// committed, to deliver without claiming them.
+    pub fn commands_handed(&self) -> broadcast::Receiver<Arc<Vec<Due>>> {
+        self.shared.announcer.handed.subscribe()
     }
 
     /// Chats whose agent is typing, from now on.

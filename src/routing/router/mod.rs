@@ -37,7 +37,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use switchboard_contract::{
-    Assignment, ChannelKind, Command as ChannelCommand, CommandFor, Completed, Connected, Position,
+    Assignment, ChannelKind, Command as ChannelCommand, CommandFor, Completed, Connected, Due,
+    Position,
 };
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
@@ -216,6 +217,10 @@ enum Pending {
         payload: Value,
         delivered: bool,
         about: Option<String>,
+        /// Stored claimed for this node's channel and handed to it at the commit (a
+        /// chat reply, which the visitor waits for), rather than claimed by the
+        /// channel in a commit of its own.
+        handed: bool,
     },
 }
 
@@ -231,8 +236,8 @@ impl Pending {
 
 /// What writing a turn came to.
 enum Written {
-    /// Everything was committed.
-    All,
+    /// Everything was committed; these commands were stored handed to their channel.
+    All(HashSet<String>),
     /// Nothing was committed: the store refused changes of these interactions.
     Refused(Vec<String>),
     /// Nothing was committed: a newer leader holds the lead.
@@ -700,9 +705,9 @@ impl Router {
         if !self.pending.is_empty() || !self.events.is_empty() || !self.presence_log.is_empty() {
             let started = now_ms();
             let mut delay = Duration::from_millis(50);
-            loop {
+            let handed = loop {
                 match self.write_pending(&refused).await {
-                    Ok(Written::All) => break,
+                    Ok(Written::All(stored)) => break stored,
                     // Writes of these interactions were refused: their state is not what
                     // the router held. The turn is written again without any of their
                     // writes, events or messages, and they are read again from the store.
@@ -740,7 +745,7 @@ impl Router {
                         delay = (delay * 2).min(Duration::from_secs(2));
                     }
                 }
-            }
+            };
             // What was committed is announced to the channels of every node: commands
             // stored, assignments and completions (none about a refused interaction).
             let mut told: Vec<Announcement> = self
@@ -750,11 +755,37 @@ impl Router {
                     Pending::Command {
                         channel,
                         delivered: false,
+                        handed: false,
                         ..
                     } => Some(Announcement::CommandStored { channel: *channel }),
                     _ => None,
                 })
                 .collect();
+            // Commands stored claimed go to this node's channel at once: no claim, no
+            // read. Not heard (no listener, or one behind), they are due again after
+            // their lease, from the store.
+            let to_hand: Vec<Due> = self
+                .pending
+                .iter()
+                .filter_map(|p| match p {
+                    Pending::Command {
+                        id,
+                        channel,
+                        payload,
+                        handed: true,
+                        ..
+                    } if handed.contains(id) => Some(Due {
+                        command: ChannelCommand {
+                            id: id.clone(),
+                            channel: *channel,
+                            payload: payload.clone(),
+                        },
+                        attempts: 0,
+                    }),
+                    _ => None,
+                })
+                .collect();
+            self.announcer.hand(to_hand);
             // A wrap-up runs from its completion as recorded, the commit: new work comes
             // no sooner after it by the history's clock than by the router's.
             let committed = now_ms();
@@ -857,6 +888,7 @@ impl Router {
             Err(crate::store::FenceError::Store(e)) => return Err(e),
         };
         let mut refused = Vec::new();
+        let mut stored_handed = HashSet::new();
         // Moves of consecutive interactions from the same states go in one statement
         // (the offers of a turn, its acceptances); anything else, or a second move of
         // the same interaction, closes the run, so the store sees them in order.
@@ -908,18 +940,36 @@ impl Router {
                     channel,
                     payload,
                     delivered,
+                    handed,
                     ..
                 } => {
                     // Stored once: a reply sent again under the same id is not repeated.
-                    crate::store::outbox::put(
-                        &mut tx,
-                        id,
-                        channel.as_str(),
-                        &payload.to_string(),
-                        *delivered,
-                        now,
-                    )
-                    .await?;
+                    let payload = payload.to_string();
+                    if *handed && !*delivered {
+                        let until = now + crate::store::outbox::DELIVERY_LEASE_MS;
+                        if crate::store::outbox::put_claimed(
+                            &mut tx,
+                            id,
+                            channel.as_str(),
+                            &payload,
+                            now,
+                            until,
+                        )
+                        .await?
+                        {
+                            stored_handed.insert(id.clone());
+                        }
+                    } else {
+                        crate::store::outbox::put(
+                            &mut tx,
+                            id,
+                            channel.as_str(),
+                            &payload,
+                            *delivered,
+                            now,
+                        )
+                        .await?;
+                    }
                     true
                 }
             };
@@ -946,7 +996,7 @@ impl Router {
         history::append(&mut tx, events, now).await?;
         presence::append(&mut tx, &self.presence_log, now).await?;
         tx.commit().await?;
-        Ok(Written::All)
+        Ok(Written::All(stored_handed))
     }
 
     /// Writes one run of moves; answers the interactions the store refused to move.

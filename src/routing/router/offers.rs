@@ -255,6 +255,8 @@ impl Router {
             id: format!("reply:{agent_id}:{reply_id}"),
             delivered: false,
             about: None,
+            // The visitor waits for a chat reply: handed to the chat at the commit.
+            handed: channel == ChannelKind::Chat,
             channel,
             payload,
         });
