@@ -503,4 +503,63 @@ both_backends!(
     a_completion_the_store_refuses_is_never_told_as_done,
     a_chat_channel_that_falls_behind_the_router_tells_every_visitor_their_agent,
     a_dial_the_store_could_not_take_is_sent_by_callback,
+    an_offer_whose_contact_cannot_be_read_is_not_shown_and_is_made_again_once_it_can,
 );
+
+/// What an offer shows is read beside the router's commit: when the store cannot read
+/// it, the agent is shown no empty offer; the contact waits again, and is offered, whole,
+/// once the store reads again.
+async fn an_offer_whose_contact_cannot_be_read_is_not_shown_and_is_made_again_once_it_can(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    let (_, token) = create_agent(&app, json!({ "name": "Ana" })).await;
+    let i = app
+        .contact(json!({ "customer": { "email": "unread@example.com" }, "subject": "Where is my order?" }))
+        .await;
+    let id = i["id"].as_str().unwrap().to_string();
+    // The customers' identities cannot be read for a while (an offer shows them; the
+    // router's own writes do not touch them).
+    db_exec(
+        &app.database_url,
+        "ALTER TABLE customer_identities RENAME TO customer_identities_away",
+        "ALTER TABLE customer_identities RENAME TO customer_identities_away",
+    )
+    .await;
+    let mut ana = Desktop::available(&app.base, &token).await;
+    let frames = ana.frames_until_quiet(Duration::from_millis(2500)).await;
+    assert!(
+        !frames.iter().any(|f| f["type"] == "offer"),
+        "no offer shown without what it shows: {frames:?}"
+    );
+    db_exec(
+        &app.database_url,
+        "ALTER TABLE customer_identities_away RENAME TO customer_identities",
+        "ALTER TABLE customer_identities_away RENAME TO customer_identities",
+    )
+    .await;
+    let offer = ana.expect("offer").await;
+    assert_eq!(offer["interaction"]["id"], id.as_str());
+    assert_eq!(offer["interaction"]["subject"], "Where is my order?");
+    assert_eq!(
+        offer["interaction"]["customer"]["identities"][0]["value"], "unread@example.com",
+        "{offer}"
+    );
+    ana.accept(&offer).await;
+    let (_, i) = app.get(&format!("/api/interactions/{id}")).await;
+    assert_eq!(i["state"], "assigned");
+    let withdrawn: Vec<&Value> = i["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "offer_withdrawn")
+        .collect();
+    assert!(
+        !withdrawn.is_empty()
+            && withdrawn
+                .iter()
+                .all(|e| e["data"]["reason"] == "the interaction could not be read to show it"),
+        "each offer not shown is in the contact's history as withdrawn: {withdrawn:?}"
+    );
+    app.stop().await;
+}

@@ -132,6 +132,7 @@ pub fn start(
         leaving: Vec::new(),
         announcer: handle.announcer(),
         completed: Vec::new(),
+        unread_offers: Vec::new(),
         replies: Vec::new(),
         asked_positions: Vec::new(),
         stop: shutdown.clone(),
@@ -182,12 +183,22 @@ struct Router {
     announcer: Arc<Announcer>,
     /// A newer leader holds the lead: this router stops.
     fenced: bool,
+    /// Offers of this turn whose details are read beside its commit.
+    unread_offers: Vec<UnreadOffer>,
     /// Answers to give once this turn's writes are committed.
     replies: Vec<Box<dyn FnOnce() + Send + Sync>>,
     /// Positions asked for this turn, answered together at its end: one sort of the
     /// waiting contacts per turn, however many calls ring in it.
     asked_positions: Vec<(Vec<String>, PositionsReply)>,
     stop: CancellationToken,
+}
+
+/// An offer made this turn whose frame waits for what it shows.
+struct UnreadOffer {
+    offer_id: String,
+    interaction_id: String,
+    customer_id: String,
+    agent_id: String,
 }
 
 /// A write the router has decided and not yet committed.
@@ -324,6 +335,12 @@ impl Router {
     /// The earliest moment something is due without any event.
     fn next_deadline(&self, now: i64) -> i64 {
         let mut next = now + 60_000;
+        // Writes decided after a commit (offers withdrawn because what they show could
+        // not be read) go with the next turn, at most a second away: it also offers
+        // them again, once the store can be read.
+        if !self.pending.is_empty() {
+            next = next.min(now + 1000);
+        }
         for o in self.offers.values() {
             next = next.min(o.expires_at);
         }
@@ -705,8 +722,25 @@ impl Router {
         if !self.pending.is_empty() || !self.events.is_empty() || !self.presence_log.is_empty() {
             let started = now_ms();
             let mut delay = Duration::from_millis(50);
+            // What this turn's offers show is read while its writes commit (a reader
+            // beside the writer): the turn waits for the longer of the two, not both.
+            let asked: Vec<(String, String)> = self
+                .unread_offers
+                .iter()
+                .map(|u| (u.interaction_id.clone(), u.customer_id.clone()))
+                .collect();
+            let (first, shown) = if asked.is_empty() {
+                (self.write_pending(&refused).await, Ok(HashMap::new()))
+            } else {
+                tokio::join!(self.write_pending(&refused), self.offers_details(&asked))
+            };
+            let mut first = Some(first);
             let handed = loop {
-                match self.write_pending(&refused).await {
+                let written = match first.take() {
+                    Some(w) => w,
+                    None => self.write_pending(&refused).await,
+                };
+                match written {
                     Ok(Written::All(stored)) => break stored,
                     // Writes of these interactions were refused: their state is not what
                     // the router held. The turn is written again without any of their
@@ -730,6 +764,7 @@ impl Router {
                         self.announced.clear();
                         self.leaving.clear();
                         self.completed.clear();
+                        self.unread_offers.clear();
                         for s in self.agents.values_mut() {
                             s.staged.clear();
                         }
@@ -834,6 +869,9 @@ impl Router {
                     .map(Announcement::Completed),
             );
             self.announcer.announce(told);
+            // Before the frames staged this turn are sent (below): each offer's shows
+            // what was read beside the commit.
+            self.show_offers(shown, &refused).await;
             // While the store stalled, nobody's messages were read: a stall must not
             // count against agents' heartbeats or offers.
             let stalled = now_ms() - started;

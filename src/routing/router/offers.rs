@@ -497,27 +497,73 @@ impl Router {
         if decisions.is_empty() {
             return;
         }
-        // What every offer of this turn shows is read together: a few statements per
-        // turn, not four per offer on the router's own time.
-        let asked: Vec<(String, String)> = decisions
-            .iter()
-            .filter_map(|d| {
-                let item = self.waiting.get(&d.interaction_id)?;
-                Some((d.interaction_id.clone(), item.customer_id.clone()))
-            })
-            .collect();
-        let mut details = match self.offers_details(&asked).await {
-            Ok(v) => v,
-            Err(e) => {
-                // Nothing is offered this turn; they wait, and the next turn reads again.
-                tracing::warn!(error = %e, "Could not read the interactions to offer");
-                return;
-            }
-        };
+        // What every offer of this turn shows is read together, beside the turn's
+        // commit rather than before it: the router's turn does not wait for the read.
         for d in decisions {
-            match details.remove(&d.interaction_id) {
-                Some(v) => self.offer_with(d, v, now),
-                None => tracing::warn!("An interaction to offer was not found in the store"),
+            self.offer_with(d, None, now);
+        }
+    }
+
+    /// The offers of the turn just committed get what they show, read beside its commit
+    /// (`read`; read again here for any it lacks): each offer's frame, staged for its
+    /// agent and not yet sent, is filled in, so frames keep their order. An offer whose
+    /// interaction could not be read is not shown: it is withdrawn and its interaction
+    /// waits again (written with the next turn).
+    pub(super) async fn show_offers(
+        &mut self,
+        read: Result<HashMap<String, Value>, sqlx::Error>,
+        refused: &HashSet<String>,
+    ) {
+        let unread = std::mem::take(&mut self.unread_offers);
+        if unread.is_empty() {
+            return;
+        }
+        let mut details = read.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "Could not read the interactions offered beside the commit; reading them again");
+            HashMap::new()
+        });
+        let missing: Vec<(String, String)> = unread
+            .iter()
+            .filter(|u| !details.contains_key(&u.interaction_id))
+            .filter(|u| !refused.contains(&u.interaction_id))
+            .map(|u| (u.interaction_id.clone(), u.customer_id.clone()))
+            .collect();
+        if !missing.is_empty() {
+            match self.offers_details(&missing).await {
+                Ok(more) => details.extend(more),
+                Err(e) => {
+                    tracing::warn!(error = %e, offers = missing.len(), "Could not read interactions offered; they wait again")
+                }
+            }
+        }
+        for u in unread {
+            if refused.contains(&u.interaction_id) {
+                // Its writes were refused: its frame is not sent, and it is read again.
+                continue;
+            }
+            match details.remove(&u.interaction_id) {
+                Some(v) => {
+                    if let Some(s) = self.agents.get_mut(&u.agent_id) {
+                        s.show_offer(&u.offer_id, v);
+                    }
+                }
+                None => {
+                    if let Some(s) = self.agents.get_mut(&u.agent_id) {
+                        s.unstage_offer(&u.offer_id);
+                        if s.offer.as_deref() == Some(u.offer_id.as_str()) {
+                            s.offer = None;
+                        }
+                    }
+                    if let Some(offer) = self.offers.remove(&u.offer_id) {
+                        self.requeue(
+                            &offer,
+                            "offer_withdrawn",
+                            "system".into(),
+                            Some("the interaction could not be read to show it".into()),
+                        );
+                        self.changed = true;
+                    }
+                }
             }
         }
     }
@@ -537,15 +583,17 @@ impl Router {
                 return;
             }
         };
-        self.offer_with(d, details, now);
+        self.offer_with(d, Some(details), now);
     }
 
     /// Offers `d`'s interaction to its agent, showing `details`: staged with this turn's
-    /// writes, told once they are committed.
-    fn offer_with(&mut self, d: policy::Decision, details: Value, now: i64) {
+    /// writes, told once they are committed. Without `details`, they are read beside the
+    /// commit and filled in before the frame is sent ([`Self::show_offers`]).
+    fn offer_with(&mut self, d: policy::Decision, details: Option<Value>, now: i64) {
         let Some(item) = self.waiting.get(&d.interaction_id) else {
             return;
         };
+        let item_customer = item.customer_id.clone();
         let event = NewEvent {
             customer_id: item.customer_id.clone(),
             interaction_id: Some(d.interaction_id.clone()),
@@ -575,6 +623,15 @@ impl Router {
             },
         );
         telemetry::offer_outcome("offered", &d.tier);
+        let details = details.unwrap_or_else(|| {
+            self.unread_offers.push(UnreadOffer {
+                offer_id: offer_id.clone(),
+                interaction_id: d.interaction_id.clone(),
+                customer_id: item_customer.clone(),
+                agent_id: d.agent_id.clone(),
+            });
+            json!({ "id": d.interaction_id })
+        });
         if let Some(s) = self.agents.get_mut(&d.agent_id) {
             s.offer = Some(offer_id.clone());
             s.last_offered_at = now;
@@ -591,7 +648,7 @@ impl Router {
     /// [`Self::offer_details`] for many offers at once, by interaction id: the
     /// interactions, their customers with identities, and each customer's recent history,
     /// each read in one go.
-    async fn offers_details(
+    pub(super) async fn offers_details(
         &self,
         asked: &[(String, String)],
     ) -> Result<HashMap<String, Value>, sqlx::Error> {

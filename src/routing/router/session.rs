@@ -95,6 +95,23 @@ impl Session {
         }
     }
 
+    /// Fills in what the staged frame of offer `offer_id` shows.
+    pub(super) fn show_offer(&mut self, offer_id: &str, interaction: Value) {
+        if let Some(staged) = self
+            .staged
+            .iter_mut()
+            .find(|s| s.event["type"] == "offer" && s.event["offer_id"] == offer_id)
+        {
+            staged.event["interaction"] = interaction;
+        }
+    }
+
+    /// Takes back the staged frame of offer `offer_id`, not sent yet.
+    pub(super) fn unstage_offer(&mut self, offer_id: &str) {
+        self.staged
+            .retain(|s| !(s.event["type"] == "offer" && s.event["offer_id"] == offer_id));
+    }
+
     /// Numbers and sends the events staged since the last flush, leaving out those about
     /// interactions whose writes were refused.
     pub(super) fn release(&mut self, refused: &std::collections::HashSet<String>) {
