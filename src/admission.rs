@@ -10,9 +10,10 @@
 //! - **The signal** is the lag: how long a command sent to the router now waits for it,
 //!   how long the oldest committed contact has waited for the router to take it up, a
 //!   contact for its commit (counted while it waits, not only once committed), or a
-//!   channel's write (a call's ringing, a chat's first message) for its turn. Past
-//!   `target_lag_ms` the *pressure* (0 to 1) rises, faster the further past; under half
-//!   of it, it falls.
+//!   channel's write (a call's ringing, a chat's first message) for its turn. The
+//!   *pressure* (0 to 1) follows it: past `target_lag_ms` it rises, faster the further
+//!   past; under it, it falls; and while the lag falls, it falls with it (see
+//!   [`Admission::observe`]).
 //! - **The order** of refusal: each class (channel, tier) starts being refused at its
 //!   channel's start plus its tier's on the pressure's scale, and is wholly refused
 //!   `ramp` later. By default mail goes first (mail servers retry for days), then chat
@@ -29,7 +30,7 @@
 //! - **Visible**: `/metrics` counts what was refused per channel and tier, and shows the
 //!   pressure and the lag; the supervisors' live view shows them too.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -45,8 +46,64 @@ use crate::store::{now_ms, Store};
 
 /// How often the pressure is brought up to date.
 const TICK: Duration = Duration::from_millis(100);
-/// The window of the refusals the live view shows.
-const RECENT_MS: i64 = 60_000;
+/// How much the pressure moves a tick per target of lag past (or short of) the target.
+const PROPORTIONAL: f64 = 0.01;
+/// How much the pressure moves a tick per target the lag moved since the last tick.
+const TREND: f64 = 0.2;
+/// The window of the refusals the live view shows, in seconds.
+const RECENT_SECS: i64 = 60;
+
+/// The refusals of one second: per channel and tier, how many.
+struct Second {
+    at: i64,
+    counts: Vec<(ChannelKind, String, u64)>,
+}
+
+/// The refusals of the last minute, as one count per second, channel and tier: counting
+/// one costs the same however many were refused before it (a burst of thousands a
+/// second for minutes is when it is counted most).
+#[derive(Default)]
+struct Recent {
+    seconds: VecDeque<Second>,
+}
+
+impl Recent {
+    /// Counts one refusal at `now_secs`, and forgets the seconds out of the window.
+    fn count(&mut self, now_secs: i64, channel: ChannelKind, tier: &str) {
+        while self
+            .seconds
+            .front()
+            .is_some_and(|s| s.at + RECENT_SECS <= now_secs)
+        {
+            self.seconds.pop_front();
+        }
+        if self.seconds.back().is_none_or(|s| s.at != now_secs) {
+            self.seconds.push_back(Second {
+                at: now_secs,
+                counts: Vec::new(),
+            });
+        }
+        let Some(second) = self.seconds.back_mut() else {
+            return;
+        };
+        match second
+            .counts
+            .iter_mut()
+            .find(|(c, t, _)| *c == channel && t == tier)
+        {
+            Some((_, _, n)) => *n += 1,
+            None => second.counts.push((channel, tier.to_string(), 1)),
+        }
+    }
+
+    /// The counts of the window ending at `now_secs`.
+    fn within(&self, now_secs: i64) -> impl Iterator<Item = &(ChannelKind, String, u64)> {
+        self.seconds
+            .iter()
+            .filter(move |s| s.at + RECENT_SECS > now_secs)
+            .flat_map(|s| s.counts.iter())
+    }
+}
 
 /// The server's admission state: shared by the intake (which asks it) and the
 /// controller task (which keeps its pressure).
@@ -68,8 +125,8 @@ pub struct Admission {
     epoch: Instant,
     /// A counter for the refusal draws.
     draws: AtomicU64,
-    /// Refusals of the last minute, for the live view: (when, channel, tier).
-    recent: Mutex<Vec<(i64, ChannelKind, String)>>,
+    /// Refusals of the last minute, for the live view.
+    recent: Mutex<Recent>,
 }
 
 impl Admission {
@@ -89,7 +146,7 @@ impl Admission {
             committing_since: AtomicI64::new(i64::MIN),
             epoch: Instant::now(),
             draws: AtomicU64::new(now_ms() as u64),
-            recent: Mutex::new(Vec::new()),
+            recent: Mutex::new(Recent::default()),
         })
     }
 
@@ -169,10 +226,10 @@ impl Admission {
         metrics::counter!("switchboard_admission_refused_total",
             "channel" => channel.as_str(), "tier" => tier.to_string())
         .increment(1);
-        let now = now_ms();
-        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-        recent.retain(|(at, _, _)| *at + RECENT_MS > now);
-        recent.push((now, channel, tier.to_string()));
+        self.recent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .count(now_ms() / 1000, channel, tier);
     }
 
     /// The longest a new contact may wait for its commit before it is refused instead
@@ -232,21 +289,35 @@ impl Admission {
     }
 
     /// One step of the controller: the lag measured now moves the pressure.
+    ///
+    /// The step is proportional to how far the lag is from its target and to how fast
+    /// it moves (a PI controller, as the PIE queue manager is): past the target it rises,
+    /// under it it falls, and while the lag falls (the backlog draining) it falls sooner.
+    /// A controller that rose by steps while the lag was past its target and fell only
+    /// once it was under half of it wound up to 1 while the backlog drained, then held
+    /// it there for seconds with the backlog gone, refusing nearly everything and offering
+    /// a tenth of what it could, before letting the next burst in: under a sustained load
+    /// at five times capacity goodput swung between full and a tenth. With the trend the
+    /// pressure settles where what is admitted is what is routed.
     pub fn observe(&self, router_lag_ms: i64) {
         let lag = router_lag_ms
             .max(self.intake_wait_ms.swap(0, Ordering::Relaxed))
             .max(self.committing_for_ms());
-        self.lag_ms.store(lag, Ordering::Relaxed);
-        let target = self.settings.target_lag_ms as f64;
-        let p = self.pressure();
-        let next = if lag as f64 > target {
-            // Up by 2% to 10% a tick: from nothing to everything refusable in 1 to 5 s.
-            p + 0.02 * (lag as f64 / target).min(5.0)
-        } else if (lag as f64) < target / 2.0 {
-            p - 0.01
+        let previous = self.lag_ms.swap(lag, Ordering::Relaxed);
+        let target = self.settings.target_lag_ms.max(1) as f64;
+        // How far from the target (−1: no lag at all; at most 5 times the target past).
+        let error = ((lag as f64 - target) / target).clamp(-1.0, 5.0);
+        // How fast the lag moved since the last tick, in targets; not while it stays
+        // under half its target, where it is the noise of a server keeping up.
+        let trend = if (lag.max(previous) as f64) < target / 2.0 {
+            0.0
         } else {
-            p
+            ((lag - previous) as f64 / target).clamp(-1.0, 1.0)
         };
+        let p = self.pressure();
+        // With no lag, down by 1% a tick; at five targets past, up by 5%; and up to 20%
+        // more either way as fast as the lag moves.
+        let next = p + PROPORTIONAL * error + TREND * trend;
         let next = if self.settings.enabled {
             next.clamp(0.0, 1.0)
         } else {
@@ -261,19 +332,16 @@ impl Admission {
     /// What the supervisors' live view shows: the pressure, the lag, and the refusals of
     /// the last minute per channel and tier.
     pub fn view(&self) -> Value {
-        let now = now_ms();
         let mut per: HashMap<String, HashMap<String, u64>> = HashMap::new();
         let mut total = 0;
         {
             let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-            for (at, channel, tier) in recent.iter() {
-                if *at + RECENT_MS > now {
-                    *per.entry(channel.as_str().to_string())
-                        .or_default()
-                        .entry(tier.clone())
-                        .or_default() += 1;
-                    total += 1;
-                }
+            for (channel, tier, n) in recent.within(now_ms() / 1000) {
+                *per.entry(channel.as_str().to_string())
+                    .or_default()
+                    .entry(tier.clone())
+                    .or_default() += n;
+                total += n;
             }
         }
         let pressure = self.pressure();
@@ -450,6 +518,66 @@ mod tests {
         a.committing(None);
         a.observe(0);
         assert_eq!(a.view()["lag_ms"], 0);
+    }
+
+    #[test]
+    fn the_pressure_falls_as_soon_as_the_lag_does_not_only_once_it_is_gone() {
+        let a = admission();
+        for _ in 0..30 {
+            a.observe(5_000);
+        }
+        assert_eq!(a.pressure(), 1.0);
+        // The backlog drains: the lag is still past its target, but falling.
+        let mut last = a.pressure();
+        for lag in [4_000, 3_000, 2_000, 1_500] {
+            a.observe(lag);
+            assert!(a.pressure() < last, "{lag} ms: {} >= {last}", a.pressure());
+            last = a.pressure();
+        }
+        assert!(last < 0.6, "{last}");
+        // Steady at the target: it holds.
+        a.observe(1_000);
+        let held = a.pressure();
+        for _ in 0..10 {
+            a.observe(1_000);
+        }
+        assert!(
+            (a.pressure() - held).abs() < 1e-6,
+            "{} against {held}",
+            a.pressure()
+        );
+        // Gone: nothing is refused within a few seconds.
+        for _ in 0..60 {
+            a.observe(0);
+        }
+        assert_eq!(a.pressure(), 0.0);
+    }
+
+    #[test]
+    fn refusals_are_counted_per_second_and_forgotten_after_a_minute() {
+        let mut recent = Recent::default();
+        for _ in 0..1_000 {
+            recent.count(100, ChannelKind::Phone, "low");
+        }
+        recent.count(100, ChannelKind::Phone, "high");
+        recent.count(130, ChannelKind::Email, "any");
+        let sum = |r: &Recent, at, c, t: &str| -> u64 {
+            r.within(at)
+                .filter(|(ch, tier, _)| *ch == c && tier == t)
+                .map(|(_, _, n)| n)
+                .sum()
+        };
+        // One second's thousand refusals of a class are one count.
+        assert_eq!(recent.seconds.len(), 2);
+        assert_eq!(recent.seconds[0].counts.len(), 2);
+        assert_eq!(sum(&recent, 159, ChannelKind::Phone, "low"), 1_000);
+        assert_eq!(sum(&recent, 159, ChannelKind::Phone, "high"), 1);
+        // A minute on, the second of the calls is out of the window; the mail is not.
+        assert_eq!(sum(&recent, 160, ChannelKind::Phone, "low"), 0);
+        assert_eq!(sum(&recent, 160, ChannelKind::Email, "any"), 1);
+        // And it is dropped at the next count, not kept.
+        recent.count(161, ChannelKind::Chat, "low");
+        assert_eq!(recent.seconds.len(), 2);
     }
 
     #[test]
