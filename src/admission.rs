@@ -307,16 +307,20 @@ impl Admission {
         let target = self.settings.target_lag_ms.max(1) as f64;
         // How far from the target (−1: no lag at all; at most 5 times the target past).
         let error = ((lag as f64 - target) / target).clamp(-1.0, 5.0);
-        // How fast the lag moved since the last tick, in targets; not while it stays
-        // under half its target, where it is the noise of a server keeping up.
-        let trend = if (lag.max(previous) as f64) < target / 2.0 {
-            0.0
-        } else {
+        // How fast the lag moved since the last tick, in targets. Rising, it counts only
+        // from past the target: a backlog growing. A lag jumping there from nothing (a
+        // store's hiccup, a second's stall) moves the pressure only by its distance, and
+        // refuses nothing unless it lasts. Falling, it counts from past half the target:
+        // a backlog draining. Under that it is the noise of a server keeping up.
+        let from = if lag > previous { target } else { target / 2.0 };
+        let trend = if (previous as f64) > from {
             ((lag - previous) as f64 / target).clamp(-1.0, 1.0)
+        } else {
+            0.0
         };
         let p = self.pressure();
         // With no lag, down by 1% a tick; at five targets past, up by 5%; and up to 20%
-        // more either way as fast as the lag moves.
+        // more either way as fast as the lag moves past its target.
         let next = p + PROPORTIONAL * error + TREND * trend;
         let next = if self.settings.enabled {
             next.clamp(0.0, 1.0)
@@ -478,7 +482,7 @@ mod tests {
     fn the_pressure_rises_with_the_lag_and_falls_without_it() {
         let a = admission();
         assert!(!a.shedding());
-        for _ in 0..10 {
+        for _ in 0..20 {
             a.observe(5_000);
         }
         assert!(a.pressure() > 0.5, "pressure {}", a.pressure());
@@ -551,6 +555,21 @@ mod tests {
             a.observe(0);
         }
         assert_eq!(a.pressure(), 0.0);
+    }
+
+    #[test]
+    fn a_moment_of_lag_from_nothing_refuses_nothing() {
+        let a = admission();
+        // A store's hiccup: the lag jumps past its target for a tick and is gone.
+        a.observe(0);
+        a.observe(1_500);
+        a.observe(0);
+        assert_eq!(a.pressure(), 0.0);
+        // It lasts and grows: a backlog building, and the pressure rises with it.
+        for lag in [1_500, 2_000, 2_500, 3_000] {
+            a.observe(lag);
+        }
+        assert!(a.pressure() > 0.3, "{}", a.pressure());
     }
 
     #[test]
