@@ -46,8 +46,10 @@ use crate::store::{now_ms, Store};
 
 /// How often the pressure is brought up to date.
 const TICK: Duration = Duration::from_millis(100);
-/// How much the pressure moves a tick per target of lag past (or short of) the target.
-const PROPORTIONAL: f64 = 0.01;
+/// How much the pressure rises a tick per target of lag, once the lag is past its target.
+const RISE: f64 = 0.02;
+/// How much the pressure falls a tick per target the lag is short of its target.
+const FALL: f64 = 0.01;
 /// How much the pressure moves a tick per target the lag moved since the last tick.
 const TREND: f64 = 0.2;
 /// The window of the refusals the live view shows, in seconds.
@@ -290,9 +292,9 @@ impl Admission {
 
     /// One step of the controller: the lag measured now moves the pressure.
     ///
-    /// The step is proportional to how far the lag is from its target and to how fast
-    /// it moves (a PI controller, as the PIE queue manager is): past the target it rises,
-    /// under it it falls, and while the lag falls (the backlog draining) it falls sooner.
+    /// The step follows how far the lag is from its target and how fast it moves (as the
+    /// PIE queue manager's controller does): past the target it rises, under it it falls,
+    /// and while the lag falls (the backlog draining) it falls sooner.
     /// A controller that rose by steps while the lag was past its target and fell only
     /// once it was under half of it wound up to 1 while the backlog drained, then held
     /// it there for seconds with the backlog gone, refusing nearly everything and offering
@@ -319,9 +321,16 @@ impl Admission {
             0.0
         };
         let p = self.pressure();
-        // With no lag, down by 1% a tick; at five targets past, up by 5%; and up to 20%
-        // more either way as fast as the lag moves past its target.
-        let next = p + PROPORTIONAL * error + TREND * trend;
+        // Past the target, up by 2% to 10% a tick, the further past the more: from nothing
+        // to everything refusable in 1 to 5 s. Under it, down by up to 1% a tick, the
+        // further under the more. And up to 20% more either way as fast as a backlog
+        // grows or drains.
+        let level = if error > 0.0 {
+            RISE * (lag as f64 / target).min(5.0)
+        } else {
+            FALL * error
+        };
+        let next = p + level + TREND * trend;
         let next = if self.settings.enabled {
             next.clamp(0.0, 1.0)
         } else {
