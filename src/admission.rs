@@ -295,6 +295,7 @@ impl Admission {
     /// The step follows how far the lag is from its target and how fast it moves (as the
     /// PIE queue manager's controller does): past the target it rises, under it it falls,
     /// and while the lag falls (the backlog draining) it falls sooner.
+    ///
     /// A controller that rose by steps while the lag was past its target and fell only
     /// once it was under half of it wound up to 1 while the backlog drained, then held
     /// it there for seconds with the backlog gone, refusing nearly everything and offering
@@ -307,8 +308,6 @@ impl Admission {
             .max(self.committing_for_ms());
         let previous = self.lag_ms.swap(lag, Ordering::Relaxed);
         let target = self.settings.target_lag_ms.max(1) as f64;
-        // How far from the target (−1: no lag at all; at most 5 times the target past).
-        let error = ((lag as f64 - target) / target).clamp(-1.0, 5.0);
         // How fast the lag moved since the last tick, in targets. Rising, it counts only
         // from past the target: a backlog growing. A lag jumping there from nothing (a
         // store's hiccup, a second's stall) moves the pressure only by its distance, and
@@ -325,10 +324,10 @@ impl Admission {
         // to everything refusable in 1 to 5 s. Under it, down by up to 1% a tick, the
         // further under the more. And up to 20% more either way as fast as a backlog
         // grows or drains.
-        let level = if error > 0.0 {
+        let level = if lag as f64 > target {
             RISE * (lag as f64 / target).min(5.0)
         } else {
-            FALL * error
+            FALL * (lag as f64 - target) / target
         };
         let next = p + level + TREND * trend;
         let next = if self.settings.enabled {
