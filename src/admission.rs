@@ -303,9 +303,13 @@ impl Admission {
     /// at five times capacity goodput swung between full and a tenth. With the trend the
     /// pressure settles where what is admitted is what is routed.
     pub fn observe(&self, router_lag_ms: i64) {
-        let lag = router_lag_ms
-            .max(self.intake_wait_ms.swap(0, Ordering::Relaxed))
+        let intake = self
+            .intake_wait_ms
+            .swap(0, Ordering::Relaxed)
             .max(self.committing_for_ms());
+        metrics::gauge!("switchboard_admission_lag_seconds", "source" => "intake")
+            .set(intake as f64 / 1000.0);
+        let lag = router_lag_ms.max(intake);
         let previous = self.lag_ms.swap(lag, Ordering::Relaxed);
         let target = self.settings.target_lag_ms.max(1) as f64;
         // How fast the lag moved since the last tick, in targets. Rising, it counts only
@@ -417,14 +421,15 @@ pub fn start(
                     let now = now_ms();
                     let sent = probe_sent.load(Ordering::Relaxed);
                     let in_flight = if sent > 0 { now - sent } else { 0 };
-                    let lag = last_lag
-                        .load(Ordering::Relaxed)
-                        .max(in_flight)
-                        .max(queue.untaken_for_ms(now));
-                    admission.committed_after(Duration::from_millis(
-                        store.take_write_wait_ms().max(0) as u64,
-                    ));
-                    admission.observe(lag);
+                    let router = last_lag.load(Ordering::Relaxed).max(in_flight);
+                    let untaken = queue.untaken_for_ms(now);
+                    let store = store.take_write_wait_ms().max(0);
+                    for (source, ms) in [("router", router), ("untaken", untaken), ("store", store)] {
+                        metrics::gauge!("switchboard_admission_lag_seconds", "source" => source)
+                            .set(ms as f64 / 1000.0);
+                    }
+                    admission.committed_after(Duration::from_millis(store as u64));
+                    admission.observe(router.max(untaken));
                 }
                 () = shutdown.cancelled() => return,
             }

@@ -97,6 +97,18 @@ fn describe() {
         "Time from a contact's submission to its commit."
     );
     metrics::describe_histogram!(
+        "switchboard_router_turn_seconds",
+        "A turn of the router: its commands handled, contacts offered, and its commit."
+    );
+    metrics::describe_histogram!(
+        "switchboard_router_commit_seconds",
+        "The end of a router's turn: its commit (offers, acceptances, completions), with what its offers show read beside it, then its answers sent."
+    );
+    metrics::describe_gauge!(
+        "switchboard_admission_lag_seconds",
+        "Each part of the lag the admission follows: router (a command's wait for the router), untaken (a committed contact's wait to be taken up), intake (a contact's or a channel's write's wait for its commit), store (a channel's write's alone)."
+    );
+    metrics::describe_histogram!(
         "switchboard_intake_batch_size",
         "Contacts committed per transaction."
     );
@@ -228,6 +240,12 @@ pub fn queue_depth(by_tier: &BTreeMap<String, usize>) {
 /// desktop holding at most a few).
 pub fn router_inbox(waiting: usize) {
     gauge!("switchboard_router_inbox").set(waiting as f64);
+}
+
+/// One turn of the router: how long it took in all, and of that its commit.
+pub fn router_turn(took: Duration, commit: Duration) {
+    histogram!("switchboard_router_turn_seconds").record(took.as_secs_f64());
+    histogram!("switchboard_router_commit_seconds").record(commit.as_secs_f64());
 }
 
 /// The store refused routing changes of this many interactions (their state was not

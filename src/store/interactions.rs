@@ -322,27 +322,56 @@ pub async fn transition_many(
     Ok(moved)
 }
 
-/// Completes an interaction the agent holds; false when it does not hold it.
-pub async fn complete(
+/// One completion: the interaction, the agent who holds it, and what they recorded.
+pub struct Completion<'a> {
+    /// The interaction.
+    pub id: &'a str,
+    /// The agent who must hold it.
+    pub agent: &'a str,
+    /// Its disposition.
+    pub disposition: &'a str,
+    /// The agent's notes.
+    pub notes: Option<&'a str>,
+}
+
+/// Completes interactions their agents hold, a statement per 300; answers those
+/// completed (one its agent no longer holds is left as it is).
+pub async fn complete_many(
     conn: &mut Conn,
-    id: &str,
-    agent: &str,
-    disposition: &str,
-    notes: Option<&str>,
+    completions: &[Completion<'_>],
     now: i64,
-) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "UPDATE interactions SET state = 'completed', disposition = $3, notes = $4, updated_at = $5 \
-         WHERE id = $1 AND agent_id = $2 AND state = 'assigned'",
-    )
-    .bind(id)
-    .bind(agent)
-    .bind(disposition)
-    .bind(notes)
-    .bind(now)
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
+) -> Result<std::collections::HashSet<String>, sqlx::Error> {
+    let mut done = std::collections::HashSet::with_capacity(completions.len());
+    for chunk in completions.chunks(300) {
+        let n = chunk.len() * 4;
+        let sql = format!(
+            "UPDATE interactions SET state = 'completed', disposition = v.column3, notes = v.column4, \
+             updated_at = ${} FROM (VALUES {}) AS v \
+             WHERE interactions.id = v.column1 AND interactions.agent_id = v.column2 \
+             AND interactions.state = 'assigned' RETURNING interactions.id",
+            n + 1,
+            bulk::placeholders(chunk.len(), 4),
+        );
+        let args = chunk
+            .iter()
+            .flat_map(|c| {
+                [
+                    Arg::from(c.id),
+                    Arg::from(c.agent),
+                    Arg::from(c.disposition),
+                    Arg::from(c.notes.map(str::to_string)),
+                ]
+            })
+            .chain(std::iter::once(Arg::from(now)))
+            .collect();
+        for row in bulk::bind_all(sqlx::query(&sql), args)
+            .fetch_all(&mut *conn)
+            .await?
+        {
+            done.insert(row.try_get::<String, _>(0)?);
+        }
+    }
+    Ok(done)
 }
 
 /// The interactions an agent holds, oldest first.

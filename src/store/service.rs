@@ -185,17 +185,19 @@ pub fn effect(kind: &str, actor: &str, data: impl FnOnce() -> serde_json::Value)
     })
 }
 
-/// Marks targets met by `sql` (an UPDATE of `$1` the interaction at `$2` the time,
-/// returning each target and channel met), and counts them in
-/// `switchboard_sla_total{outcome="met"}` as they are written.
-async fn met(conn: &mut Conn, sql: &str, id: &str, now: i64) -> Result<(), sqlx::Error> {
-    use sqlx::Row;
-    let rows = sqlx::query(sql)
-        .bind(id)
-        .bind(now)
-        .fetch_all(&mut *conn)
-        .await?;
-    for r in rows {
+/// Marks targets met by `sql(list)` (an UPDATE of the interactions in `list` at `$1` the
+/// time, returning each target and channel met), once per chunk of `ids`, and counts
+/// them in `switchboard_sla_total{outcome="met"}` as they are written.
+async fn met(
+    conn: &mut Conn,
+    ids: &[&str],
+    now: i64,
+    sql: impl Fn(&str) -> String,
+) -> Result<(), sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    for r in bulk::fetch_in(conn, &[Arg::from(now)], ids, sql).await? {
         let target: String = r.try_get("target")?;
         let channel: String = r.try_get("channel")?;
         metrics::counter!("switchboard_sla_total", "target" => target, "outcome" => "met", "channel" => channel, "tier" => "any").increment(1);
@@ -203,118 +205,186 @@ async fn met(conn: &mut Conn, sql: &str, id: &str, now: i64) -> Result<(), sqlx:
     Ok(())
 }
 
+/// Runs `sql(list)` (a write of the interactions in `list`, with `$1` the time) once per
+/// chunk of `ids`.
+async fn write_in(
+    conn: &mut Conn,
+    ids: &[&str],
+    now: i64,
+    sql: impl Fn(&str) -> String,
+) -> Result<(), sqlx::Error> {
+    if !ids.is_empty() {
+        bulk::fetch_in(conn, &[Arg::from(now)], ids, sql).await?;
+    }
+    Ok(())
+}
+
 /// Moves the targets of contacts as `effects` (interaction, effect) say, in the
 /// transaction that appends the events they come from.
+///
+/// A turn of the router appends hundreds of events at once; each kind of effect is
+/// written as one statement for all the contacts it moves, not one per contact. The
+/// effects on one contact keep their order: they are taken in waves, each holding at
+/// most one effect per contact, and a wave is written only after the one before it.
+/// Complaints, which several contacts may share, are moved one effect at a time, in
+/// order, for the few contacts that belong to one.
 pub async fn apply(
     conn: &mut Conn,
     effects: &[(&str, Effect)],
     now: i64,
 ) -> Result<(), sqlx::Error> {
+    if effects.is_empty() {
+        return Ok(());
+    }
     let now = super::service_time(now);
+    let mut waves: Vec<Vec<&(&str, Effect)>> = Vec::new();
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for e in effects {
+        let wave = seen.entry(e.0).and_modify(|w| *w += 1).or_insert(0);
+        if waves.len() <= *wave {
+            waves.push(Vec::new());
+        }
+        waves[*wave].push(e);
+    }
+    for wave in &waves {
+        let of = |pick: fn(&Effect) -> bool| -> Vec<&str> {
+            wave.iter()
+                .filter(|(_, e)| pick(e))
+                .map(|(id, _)| *id)
+                .collect()
+        };
+        let assigned = of(|e| matches!(e, Effect::Assigned { .. }));
+        let answered = of(|e| matches!(e, Effect::Answered));
+        let wrote = of(|e| matches!(e, Effect::CustomerWrote));
+        let completed = of(|e| matches!(e, Effect::Completed { .. }));
+        let ended = of(|e| matches!(e, Effect::Ended));
+        met(conn, &assigned, now, |list| {
+            format!(
+                "UPDATE interaction_deadlines SET state = 'met', met_at = $1, updated_at = $1 \
+                 WHERE interaction_id IN ({list}) AND target = 'first_response' \
+                 AND state IN ('pending', 'warned') AND channel IN ('phone', 'api') RETURNING target, channel"
+            )
+        })
+        .await?;
+        met(conn, &answered, now, |list| {
+            format!(
+                "UPDATE interaction_deadlines SET state = 'met', met_at = $1, updated_at = $1 \
+                 WHERE interaction_id IN ({list}) AND target IN ('first_response', 'next_response') \
+                 AND state IN ('pending', 'warned') RETURNING target, channel"
+            )
+        })
+        .await?;
+        write_in(conn, &answered, now, |list| {
+            format!(
+                "UPDATE interaction_deadlines SET state = 'paused', paused_at = $1, updated_at = $1 \
+                 WHERE interaction_id IN ({list}) AND target = 'resolution' AND state IN ('pending', 'warned')"
+            )
+        })
+        .await?;
+        // Only once the customer has had an answer: before, the first response is still
+        // due.
+        write_in(conn, &wrote, now, |list| {
+            format!(
+                "INSERT INTO interaction_deadlines (interaction_id, target, channel, started_at, state, updated_at) \
+                 SELECT interaction_id, 'next_response', channel, $1, 'pending', $1 FROM interaction_deadlines \
+                 WHERE interaction_id IN ({list}) AND target = 'first_response' AND state IN ('met', 'breached') \
+                 ON CONFLICT (interaction_id, target) DO UPDATE SET started_at = $1, state = 'pending', \
+                 budget_ms = NULL, due_at = NULL, warn_at = NULL, spent_ms = 0, met_at = NULL, breached_at = NULL, updated_at = $1 \
+                 WHERE interaction_deadlines.state IN ('met', 'breached', 'cancelled')"
+            )
+        })
+        .await?;
+        // A paused resolution (or a met one, of a contact reopened) runs again: the watch
+        // works out when it is due from what was spent.
+        write_in(conn, &wrote, now, |list| {
+            format!(
+                "UPDATE interaction_deadlines SET state = 'pending', due_at = NULL, warn_at = NULL, \
+                 paused_at = COALESCE(paused_at, met_at), resumed_at = $1, met_at = NULL, updated_at = $1 \
+                 WHERE interaction_id IN ({list}) AND target = 'resolution' AND state IN ('paused', 'met')"
+            )
+        })
+        .await?;
+        met(conn, &completed, now, |list| {
+            format!(
+                "UPDATE interaction_deadlines SET state = 'met', met_at = $1, updated_at = $1 \
+                 WHERE interaction_id IN ({list}) AND state IN ('pending', 'warned', 'paused') RETURNING target, channel"
+            )
+        })
+        .await?;
+        write_in(conn, &ended, now, |list| {
+            format!(
+                "UPDATE interaction_deadlines SET state = 'cancelled', updated_at = $1 \
+                 WHERE interaction_id IN ({list}) AND state IN ('pending', 'warned', 'paused')"
+            )
+        })
+        .await?;
+    }
+    complaints(conn, effects, now).await
+}
+
+/// What `effects` do to complaints, in order: the first agent who answers a complaint
+/// owns it, and its owner's resolved completion resolves it. Only contacts that belong to
+/// a complaint (found in one look for all) are written.
+async fn complaints(
+    conn: &mut Conn,
+    effects: &[(&str, Effect)],
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let asking: Vec<&str> = effects
+        .iter()
+        .filter(|(_, e)| {
+            matches!(
+                e,
+                Effect::Assigned { .. } | Effect::Completed { resolved: true, .. }
+            )
+        })
+        .map(|(id, _)| *id)
+        .collect();
+    if asking.is_empty() {
+        return Ok(());
+    }
+    let mut of: HashMap<String, String> = HashMap::new();
+    for r in bulk::fetch_in(conn, &[], &asking, |list| {
+        format!(
+            "SELECT id, complaint_id FROM interactions WHERE id IN ({list}) AND complaint_id IS NOT NULL"
+        )
+    })
+    .await?
+    {
+        of.insert(r.try_get(0)?, r.try_get(1)?);
+    }
     for (id, effect) in effects {
-        let id = *id;
+        let Some(complaint) = of.get(*id) else {
+            continue;
+        };
         match effect {
             Effect::Assigned { agent } => {
-                met(
-                    conn,
-                    "UPDATE interaction_deadlines SET state = 'met', met_at = $2, updated_at = $2 \
-                     WHERE interaction_id = $1 AND target = 'first_response' \
-                     AND state IN ('pending', 'warned') AND channel IN ('phone', 'api') RETURNING target, channel",
-                    id,
-                    now,
-                )
-                .await?;
-                // The first agent who answers a complaint owns it.
                 sqlx::query(
                     "UPDATE complaints SET owner_agent_id = $2, updated_at = $3 \
-                     WHERE owner_agent_id IS NULL AND state <> 'resolved' \
-                     AND id = (SELECT complaint_id FROM interactions WHERE id = $1)",
+                     WHERE id = $1 AND owner_agent_id IS NULL AND state <> 'resolved'",
                 )
-                .bind(id)
+                .bind(complaint)
                 .bind(agent)
                 .bind(now)
                 .execute(&mut *conn)
                 .await?;
             }
-            Effect::Answered => {
-                met(
-                    conn,
-                    "UPDATE interaction_deadlines SET state = 'met', met_at = $2, updated_at = $2 \
-                     WHERE interaction_id = $1 AND target IN ('first_response', 'next_response') \
-                     AND state IN ('pending', 'warned') RETURNING target, channel",
-                    id,
-                    now,
-                )
-                .await?;
+            Effect::Completed {
+                agent,
+                resolved: true,
+            } => {
+                // Its owner says it is resolved: so is the complaint.
                 sqlx::query(
-                    "UPDATE interaction_deadlines SET state = 'paused', paused_at = $2, updated_at = $2 \
-                     WHERE interaction_id = $1 AND target = 'resolution' AND state IN ('pending', 'warned')",
+                    "UPDATE complaints SET state = 'resolved', resolved_at = $3, resolved_by = $2, updated_at = $3 \
+                     WHERE id = $1 AND state <> 'resolved' AND owner_agent_id = $2",
                 )
-                .bind(id)
+                .bind(complaint)
+                .bind(agent)
                 .bind(now)
                 .execute(&mut *conn)
                 .await?;
             }
-            Effect::CustomerWrote => {
-                // Only once the customer has had an answer: before, the first response
-                // is still due.
-                sqlx::query(
-                    "INSERT INTO interaction_deadlines (interaction_id, target, channel, started_at, state, updated_at) \
-                     SELECT interaction_id, 'next_response', channel, $2, 'pending', $2 FROM interaction_deadlines \
-                     WHERE interaction_id = $1 AND target = 'first_response' AND state IN ('met', 'breached') \
-                     ON CONFLICT (interaction_id, target) DO UPDATE SET started_at = $2, state = 'pending', \
-                     budget_ms = NULL, due_at = NULL, warn_at = NULL, spent_ms = 0, met_at = NULL, breached_at = NULL, updated_at = $2 \
-                     WHERE interaction_deadlines.state IN ('met', 'breached', 'cancelled')",
-                )
-                .bind(id)
-                .bind(now)
-                .execute(&mut *conn)
-                .await?;
-                // A paused resolution (or a met one, of a contact reopened) runs again:
-                // the watch works out when it is due from what was spent.
-                sqlx::query(
-                    "UPDATE interaction_deadlines SET state = 'pending', due_at = NULL, warn_at = NULL, \
-                     paused_at = COALESCE(paused_at, met_at), resumed_at = $2, met_at = NULL, updated_at = $2 \
-                     WHERE interaction_id = $1 AND target = 'resolution' AND state IN ('paused', 'met')",
-                )
-                .bind(id)
-                .bind(now)
-                .execute(&mut *conn)
-                .await?;
-            }
-            Effect::Completed { agent, resolved } => {
-                met(
-                    conn,
-                    "UPDATE interaction_deadlines SET state = 'met', met_at = $2, updated_at = $2 \
-                     WHERE interaction_id = $1 AND state IN ('pending', 'warned', 'paused') RETURNING target, channel",
-                    id,
-                    now,
-                )
-                .await?;
-                if *resolved {
-                    // Its owner says it is resolved: so is the complaint.
-                    sqlx::query(
-                        "UPDATE complaints SET state = 'resolved', resolved_at = $3, resolved_by = $2, updated_at = $3 \
-                         WHERE state <> 'resolved' AND owner_agent_id = $2 \
-                         AND id = (SELECT complaint_id FROM interactions WHERE id = $1)",
-                    )
-                    .bind(id)
-                    .bind(agent)
-                    .bind(now)
-                    .execute(&mut *conn)
-                    .await?;
-                }
-            }
-            Effect::Ended => {
-                sqlx::query(
-                    "UPDATE interaction_deadlines SET state = 'cancelled', updated_at = $2 \
-                     WHERE interaction_id = $1 AND state IN ('pending', 'warned', 'paused')",
-                )
-                .bind(id)
-                .bind(now)
-                .execute(&mut *conn)
-                .await?;
-            }
+            _ => {}
         }
     }
     Ok(())
@@ -819,4 +889,113 @@ pub async fn set_absence(
         .execute(conn)
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    async fn rows(conn: &mut Conn, sql: &str) -> Vec<(String, String)> {
+        sqlx::query(sql)
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get::<String, _>(0), r.get::<String, _>(1)))
+            .collect()
+    }
+
+    /// A turn's events come to `apply` together, several about one contact: each kind is
+    /// written for every contact at once, and a contact's effects still land in the order
+    /// they happened, whatever order the kinds are written in (a complaint is owned
+    /// before it is resolved, a contact ended is not met by a late acceptance).
+    #[tokio::test]
+    async fn effects_written_together_keep_each_contacts_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("s.db").display());
+        let store = Store::connect(&url, 1).await.unwrap();
+        let mut conn = store.pool().acquire().await.unwrap();
+        for sql in [
+            "INSERT INTO customers (id, created_at, updated_at) VALUES ('c1', 1, 1)",
+            "INSERT INTO complaints (id, customer_id, topic, opened_at, due_at, warn_at, state, updated_at) \
+             VALUES ('k1', 'c1', 'complaint', 1, 9, 8, 'open', 1)",
+        ] {
+            sqlx::query(sql).execute(&mut *conn).await.unwrap();
+        }
+        for (id, channel) in [("i1", "phone"), ("i2", "phone"), ("i3", "email")] {
+            sqlx::query(
+                "INSERT INTO interactions (id, channel, idempotency_key, request_hash, customer_id, tier, \
+                 tier_source, tier_reason, state, created_at, updated_at) \
+                 VALUES ($1, $2, $1, 'h', 'c1', 'low', 'default', 'default', 'queued', 1, 1)",
+            )
+            .bind(id)
+            .bind(channel)
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+            for target in ["first_response", "resolution"] {
+                sqlx::query(
+                    "INSERT INTO interaction_deadlines (interaction_id, target, channel, started_at, state, updated_at) \
+                     VALUES ($1, $2, $3, 1, 'pending', 1)",
+                )
+                .bind(id)
+                .bind(target)
+                .bind(channel)
+                .execute(&mut *conn)
+                .await
+                .unwrap();
+            }
+        }
+        sqlx::query("UPDATE interactions SET complaint_id = 'k1' WHERE id = 'i1'")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        let assigned = |agent: &str| Effect::Assigned {
+            agent: agent.into(),
+        };
+        // In an order the kinds are not written in: i2 ends before an acceptance
+        // arrives, i3 is answered, writes again, and is answered again.
+        let effects = [
+            ("i1", assigned("a1")),
+            ("i2", Effect::Ended),
+            ("i3", Effect::Answered),
+            (
+                "i1",
+                Effect::Completed {
+                    agent: "a1".into(),
+                    resolved: true,
+                },
+            ),
+            ("i2", assigned("a2")),
+            ("i3", Effect::CustomerWrote),
+            ("i3", Effect::Answered),
+        ];
+        apply(&mut conn, &effects, 100).await.unwrap();
+        let states = rows(
+            &mut conn,
+            "SELECT interaction_id || ' ' || target, state FROM interaction_deadlines \
+             ORDER BY interaction_id, target",
+        )
+        .await;
+        let want = [
+            ("i1 first_response", "met"),
+            ("i1 resolution", "met"),
+            ("i2 first_response", "cancelled"),
+            ("i2 resolution", "cancelled"),
+            ("i3 first_response", "met"),
+            ("i3 next_response", "met"),
+            ("i3 resolution", "paused"),
+        ];
+        assert_eq!(
+            states,
+            want.map(|(a, b)| (a.to_string(), b.to_string())).to_vec()
+        );
+        let complaint = rows(
+            &mut conn,
+            "SELECT owner_agent_id, state FROM complaints WHERE id = 'k1'",
+        )
+        .await;
+        assert_eq!(complaint, [("a1".to_string(), "resolved".to_string())]);
+    }
 }

@@ -287,6 +287,7 @@ impl Router {
                     return;
                 }
             }
+            let turn = std::time::Instant::now();
             // Once busy, the turn is held open a moment: whatever else arrives meanwhile
             // joins it, and its commit.
             window.hold().await;
@@ -309,7 +310,9 @@ impl Router {
             self.index.observe(&self.rules, now);
             self.dispatch(now).await;
             self.note_idle(now);
+            let flushing = std::time::Instant::now();
             self.flush().await;
+            telemetry::router_turn(turn.elapsed(), flushing.elapsed());
             window.committed(commands);
             self.answer_positions();
             if self.fenced {
@@ -927,96 +930,114 @@ impl Router {
         };
         let mut refused = Vec::new();
         let mut stored_handed = HashSet::new();
-        // Moves of consecutive interactions from the same states go in one statement
-        // (the offers of a turn, its acceptances); anything else, or a second move of
-        // the same interaction, closes the run, so the store sees them in order.
-        let mut run: Vec<interactions::Move<'_>> = Vec::new();
-        let mut run_from: &[&str] = &[];
+        // The moves and completions of the turn are written a statement per kind for all
+        // the interactions they change (the offers of a turn, its acceptances, its
+        // completions), not one per write. The writes of one interaction keep their
+        // order: they are taken in waves, each holding at most one write per
+        // interaction, and a wave is written only after the one before it.
+        let mut waves: Vec<Vec<&Pending>> = Vec::new();
+        let mut seen: HashMap<&str, usize> = HashMap::new();
         for p in &self.pending {
+            let (Pending::Transition { id, .. } | Pending::Complete { id, .. }) = p else {
+                continue;
+            };
+            if skip.contains(id) {
+                continue;
+            }
+            let wave = seen.entry(id).and_modify(|w| *w += 1).or_insert(0);
+            if waves.len() <= *wave {
+                waves.push(Vec::new());
+            }
+            waves[*wave].push(p);
+        }
+        for wave in &waves {
+            // Moves from the same states go together.
+            let mut runs: Vec<(&[&str], Vec<interactions::Move<'_>>)> = Vec::new();
+            let mut completions = Vec::new();
+            for p in wave {
+                match p {
+                    Pending::Transition {
+                        id,
+                        from,
+                        to,
+                        agent,
+                    } => {
+                        let m = interactions::Move {
+                            id,
+                            to,
+                            agent: agent.as_deref(),
+                        };
+                        match runs.iter_mut().find(|(f, _)| f == from) {
+                            Some((_, run)) => run.push(m),
+                            None => runs.push((from, vec![m])),
+                        }
+                    }
+                    Pending::Complete {
+                        id,
+                        agent,
+                        disposition,
+                        notes,
+                        ..
+                    } => completions.push(interactions::Completion {
+                        id,
+                        agent,
+                        disposition,
+                        notes: notes.as_deref(),
+                    }),
+                    Pending::Command { .. } => {}
+                }
+            }
+            for (from, run) in &runs {
+                refused.extend(Self::write_run(&mut tx, run, from, now).await?);
+            }
+            if !completions.is_empty() {
+                let done = interactions::complete_many(&mut tx, &completions, now).await?;
+                refused.extend(
+                    completions
+                        .iter()
+                        .filter(|c| !done.contains(c.id))
+                        .map(|c| c.id.to_string()),
+                );
+            }
+        }
+        // Commands, in the order they were decided. Each stands or falls with its
+        // interaction's change: when any change is refused nothing is committed, and the
+        // turn is written again without the refused interactions' writes.
+        for p in &self.pending {
+            let Pending::Command {
+                id,
+                channel,
+                payload,
+                delivered,
+                handed,
+                ..
+            } = p
+            else {
+                continue;
+            };
             if p.about().is_some_and(|id| skip.contains(id)) {
                 continue;
             }
-            if let Pending::Transition {
-                id,
-                from,
-                to,
-                agent,
-            } = p
-            {
-                let joins = run.is_empty()
-                    || (*from == run_from && !run.iter().any(|m| m.id == id.as_str()));
-                if !joins {
-                    refused.extend(Self::write_run(&mut tx, &run, run_from, now).await?);
-                    run.clear();
-                }
-                run_from = from;
-                run.push(interactions::Move {
+            // Stored once: a reply sent again under the same id is not repeated.
+            let payload = payload.to_string();
+            if *handed && !*delivered {
+                let until = now + crate::store::outbox::DELIVERY_LEASE_MS;
+                if crate::store::outbox::put_claimed(
+                    &mut tx,
                     id,
-                    to,
-                    agent: agent.as_deref(),
-                });
-                continue;
-            }
-            if !run.is_empty() {
-                refused.extend(Self::write_run(&mut tx, &run, run_from, now).await?);
-                run.clear();
-            }
-            let applied = match p {
-                Pending::Transition { .. } => unreachable!("moves are written in runs above"),
-                Pending::Complete {
-                    id,
-                    agent,
-                    disposition,
-                    notes,
-                    ..
-                } => {
-                    interactions::complete(&mut tx, id, agent, disposition, notes.as_deref(), now)
-                        .await?
+                    channel.as_str(),
+                    &payload,
+                    now,
+                    until,
+                )
+                .await?
+                {
+                    stored_handed.insert(id.clone());
                 }
-                Pending::Command {
-                    id,
-                    channel,
-                    payload,
-                    delivered,
-                    handed,
-                    ..
-                } => {
-                    // Stored once: a reply sent again under the same id is not repeated.
-                    let payload = payload.to_string();
-                    if *handed && !*delivered {
-                        let until = now + crate::store::outbox::DELIVERY_LEASE_MS;
-                        if crate::store::outbox::put_claimed(
-                            &mut tx,
-                            id,
-                            channel.as_str(),
-                            &payload,
-                            now,
-                            until,
-                        )
-                        .await?
-                        {
-                            stored_handed.insert(id.clone());
-                        }
-                    } else {
-                        crate::store::outbox::put(
-                            &mut tx,
-                            id,
-                            channel.as_str(),
-                            &payload,
-                            *delivered,
-                            now,
-                        )
-                        .await?;
-                    }
-                    true
-                }
-            };
-            if !applied {
-                refused.extend(p.about().map(str::to_string));
+            } else {
+                crate::store::outbox::put(&mut tx, id, channel.as_str(), &payload, *delivered, now)
+                    .await?;
             }
-        }
-        if !run.is_empty() {
-            refused.extend(Self::write_run(&mut tx, &run, run_from, now).await?);
         }
         if !refused.is_empty() {
             tx.rollback().await?;
